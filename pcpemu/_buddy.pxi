@@ -1,0 +1,342 @@
+# The buddy allocator under zone->lock: free lists, merging, splitting,
+# fallback and stealing (mm/page_alloc.c, v6.10). A "__" name means the caller
+# holds zone->lock.
+
+# fallbacks[] (mm/page_alloc.c): the two types each pcp type falls back to.
+cdef int fallbacks[3][2]
+fallbacks[0][:] = [MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE]
+fallbacks[1][:] = [MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE]
+fallbacks[2][:] = [MIGRATE_UNMOVABLE, MIGRATE_MOVABLE]
+
+
+cdef inline void account_freepages(zone *z, long nr, int mt) noexcept nogil:
+    # Pages on isolated lists are not free; CMA pages count twice.
+    if mt == MIGRATE_ISOLATE:
+        return
+    z.vm_stat[<int>NR_FREE_PAGES] += nr
+    if is_migrate_cma(mt):
+        z.vm_stat[<int>NR_FREE_CMA_PAGES] += nr
+
+cdef inline void set_buddy_order(page *p, int order) noexcept nogil:
+    p.private = order
+    p.flags = PG_buddy
+
+cdef inline void __add_to_free_list(page *p, zone *z, int order, int mt, bint tail) noexcept nogil:
+    cdef free_area *area = &z.free_area[order]
+    if tail:
+        list_add_tail(&p.lru, &area.free_list[mt])
+    else:
+        list_add(&p.lru, &area.free_list[mt])
+    area.nr_free += 1
+
+cdef inline void move_to_free_list(page *p, zone *z, int order, int old_mt, int new_mt) noexcept nogil:
+    list_move_tail(&p.lru, &z.free_area[order].free_list[new_mt])
+    account_freepages(z, -(1 << order), old_mt)
+    account_freepages(z, 1 << order, new_mt)
+
+cdef inline void __del_page_from_free_list(page *p, zone *z, int order) noexcept nogil:
+    list_del(&p.lru)
+    p.flags &= ~PG_buddy
+    p.private = 0
+    z.free_area[order].nr_free -= 1
+
+cdef inline void del_page_from_free_list(page *p, zone *z, int order, int mt) noexcept nogil:
+    __del_page_from_free_list(p, z, order)
+    account_freepages(z, -(1 << order), mt)
+
+cdef inline page *get_page_from_free_area(free_area *area, int mt) noexcept nogil:
+    cdef list_head *h = &area.free_list[mt]
+    if list_empty(h):
+        return NULL
+    return lru_to_page(h.next)
+
+cdef inline bint page_is_buddy(page *p, page *buddy, int order) noexcept nogil:
+    # Zones start on MAX_ORDER boundaries, so a buddy is always in p's zone.
+    return (buddy.flags & PG_buddy) != 0 and <int>buddy.private == order
+
+cdef inline bint buddy_merge_likely(pglist_data *pgdat, unsigned long pfn, unsigned long buddy_pfn,
+                                    int order) noexcept nogil:
+    # Is the block one order up likely to merge soon? Then free to the tail.
+    cdef unsigned long higher_pfn, higher_buddy
+    if order >= MAX_PAGE_ORDER - 1:
+        return False
+    higher_pfn = buddy_pfn & pfn
+    higher_buddy = higher_pfn ^ (1UL << (order + 1))
+    if higher_buddy >= pgdat.node_spanned_pages:
+        return False
+    return page_is_buddy(pfn_to_page(pgdat, higher_pfn), pfn_to_page(pgdat, higher_buddy), order + 1)
+
+
+cdef void __free_one_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned long pfn, zone *z,
+                          int order, int mt, bint to_tail) noexcept nogil:
+    """Free a block into the buddy, merging with free buddies (__free_one_page).
+
+    Caller holds zone->lock.
+    """
+    cdef unsigned long buddy_pfn = 0
+    cdef int buddy_mt
+    cdef page *buddy
+    account_freepages(z, 1 << order, mt)
+    while order < MAX_PAGE_ORDER:
+        buddy_pfn = pfn ^ (1UL << order)
+        if buddy_pfn >= pgdat.node_spanned_pages:
+            break
+        buddy = pfn_to_page(pgdat, buddy_pfn)
+        if not page_is_buddy(p, buddy, order):
+            break
+        buddy_mt = mt
+        if order >= PAGEBLOCK_ORDER:
+            # Merging crosses a pageblock: never merge CMA, isolated or
+            # highatomic blocks with a block of another type.
+            buddy_mt = get_pageblock_migratetype(pgdat, buddy_pfn)
+            if mt != buddy_mt and (not migratetype_is_mergeable(mt) or not migratetype_is_mergeable(buddy_mt)):
+                break
+        __del_page_from_free_list(buddy, z, order)
+        if buddy_mt != mt:
+            # The buddy's block adopts the freeing block's type, so that a
+            # later expand() files the halves on the right lists.
+            set_pageblock_migratetype(cs, pgdat, buddy_pfn, mt)
+        pfn = pfn & buddy_pfn
+        p = pfn_to_page(pgdat, pfn)
+        order += 1
+    set_buddy_order(p, order)
+    if not to_tail:
+        to_tail = buddy_merge_likely(pgdat, pfn, buddy_pfn, order)
+    __add_to_free_list(p, z, order, mt, to_tail)
+
+
+cdef inline unsigned long expand(page *p, zone *z, int low, int high, int mt) noexcept nogil:
+    # Split a block of order high down to low; the upper halves go back to
+    # the head of the free lists. Returns the pages given back.
+    cdef unsigned long size = 1UL << high
+    cdef unsigned long nr_added = 0
+    while high > low:
+        high -= 1
+        size >>= 1
+        __add_to_free_list(p + size, z, high, mt, False)
+        set_buddy_order(p + size, high)
+        nr_added += size
+    return nr_added
+
+cdef inline void page_del_and_expand(page *p, zone *z, int low, int high, int mt) noexcept nogil:
+    cdef long nr_pages = 1L << high
+    __del_page_from_free_list(p, z, high)
+    nr_pages -= expand(p, z, low, high, mt)
+    account_freepages(z, -nr_pages, mt)
+
+
+cdef page *__rmqueue_smallest(zone *z, int order, int mt) noexcept nogil:
+    """Take the smallest free block of type mt that fits (caller holds zone->lock)."""
+    cdef int o
+    cdef page *p
+    for o in range(order, NR_PAGE_ORDERS):
+        p = get_page_from_free_area(&z.free_area[o], mt)
+        if p == NULL:
+            continue
+        page_del_and_expand(p, z, order, o, mt)
+        return p
+    return NULL
+
+
+cdef inline bint can_steal_fallback(int order, int start_mt) noexcept nogil:
+    # Only movable requests below pageblock_order / 2 may not claim a block.
+    if order >= PAGEBLOCK_ORDER:
+        return True
+    if order >= PAGEBLOCK_ORDER // 2 or start_mt == MIGRATE_RECLAIMABLE or start_mt == MIGRATE_UNMOVABLE:
+        return True
+    return False
+
+cdef int find_suitable_fallback(free_area *area, int order, int start_mt, bint only_stealable,
+                                bint *can_steal) noexcept nogil:
+    cdef int i, fb
+    if area.nr_free == 0:
+        return -1
+    can_steal[0] = False
+    for i in range(2):
+        fb = fallbacks[start_mt][i]
+        if list_empty(&area.free_list[fb]):
+            continue
+        can_steal[0] = can_steal_fallback(order, start_mt)
+        if not only_stealable:
+            return fb
+        if can_steal[0]:
+            return fb
+    return -1
+
+
+cdef bint boost_watermark(pglist_data *pgdat, zone *z) noexcept nogil:
+    cdef unsigned long max_boost
+    if pgdat.watermark_boost_factor == 0:
+        return False
+    # Don't bother in zones too small to have whole pageblocks to spare.
+    if PAGEBLOCK_NR_PAGES * 4 > z.managed_pages:
+        return False
+    max_boost = z._watermark[2] * pgdat.watermark_boost_factor // 10000
+    if max_boost == 0:
+        return False
+    max_boost = max(max_boost, PAGEBLOCK_NR_PAGES)
+    z.watermark_boost = min(z.watermark_boost + PAGEBLOCK_NR_PAGES, max_boost)
+    return True
+
+
+cdef bint prep_move_freepages_block(pglist_data *pgdat, zone *z, unsigned long pfn,
+                                    unsigned long *start_ret, int *nr_free, int *nr_movable) noexcept nogil:
+    # The pageblock around pfn, if it lies wholly in the zone; counts its free
+    # pages and its in-use movable (LRU) pages when asked.
+    cdef unsigned long start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+    cdef unsigned long end = start + PAGEBLOCK_NR_PAGES
+    cdef page *p
+    if start < z.zone_start_pfn or end > z.zone_start_pfn + z.spanned_pages:
+        return False
+    start_ret[0] = start
+    if nr_free == NULL:
+        return True
+    nr_free[0] = 0
+    nr_movable[0] = 0
+    pfn = start
+    while pfn < end:
+        p = pfn_to_page(pgdat, pfn)
+        if p.flags & PG_buddy:
+            nr_free[0] += 1 << p.private
+            pfn += 1UL << p.private
+        elif p.flags & PG_allocated:
+            if p.flags & PG_lru:
+                nr_movable[0] += 1 << p.order
+            pfn += 1UL << p.order
+        elif p.flags & PG_pcp:
+            pfn += 1UL << pgdat.pindex_order[p.pindex]
+        else:
+            pfn += 1
+    return True
+
+
+cdef int __move_freepages_block(pglist_data *pgdat, zone *z, unsigned long start, int old_mt,
+                                int new_mt) noexcept nogil:
+    # Move every free block of the pageblock at start to new_mt's lists.
+    cdef unsigned long pfn = start, end = start + PAGEBLOCK_NR_PAGES
+    cdef int order, moved = 0
+    cdef page *p
+    while pfn < end:
+        p = pfn_to_page(pgdat, pfn)
+        if not (p.flags & PG_buddy):
+            pfn += 1
+            continue
+        order = <int>p.private
+        move_to_free_list(p, z, order, old_mt, new_mt)
+        pfn += 1UL << order
+        moved += 1 << order
+    return moved
+
+
+cdef int move_freepages_block(cpu_state *cs, pglist_data *pgdat, zone *z, unsigned long pfn,
+                              int old_mt, int new_mt) noexcept nogil:
+    cdef unsigned long start
+    cdef int moved
+    if not prep_move_freepages_block(pgdat, z, pfn, &start, NULL, NULL):
+        return -1
+    moved = __move_freepages_block(pgdat, z, start, old_mt, new_mt)
+    set_pageblock_migratetype(cs, pgdat, start, new_mt)
+    return moved
+
+
+cdef inline void change_pageblock_range(cpu_state *cs, pglist_data *pgdat, unsigned long pfn,
+                                        int order, int mt) noexcept nogil:
+    cdef long nr = 1L << (order - PAGEBLOCK_ORDER) if order > PAGEBLOCK_ORDER else 1
+    while nr > 0:
+        set_pageblock_migratetype(cs, pgdat, pfn, mt)
+        pfn += PAGEBLOCK_NR_PAGES
+        nr -= 1
+
+
+cdef page *steal_suitable_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, page *p,
+                                   int current_order, int order, int start_mt, int alloc_flags,
+                                   bint whole_block) noexcept nogil:
+    """Take a block from another type's list, claiming its pageblock when most of
+    it is free or alike (steal_suitable_fallback). Caller holds zone->lock."""
+    cdef unsigned long pfn = page_to_pfn(pgdat, p), start
+    cdef int block_mt = get_pageblock_migratetype(pgdat, pfn)
+    cdef int free_pages = 0, movable_pages = 0, alike_pages
+    if block_mt == MIGRATE_HIGHATOMIC:
+        # Keep the highatomic reserve's accounting intact.
+        whole_block = False
+    elif current_order >= PAGEBLOCK_ORDER:
+        del_page_from_free_list(p, z, current_order, block_mt)
+        change_pageblock_range(cs, pgdat, pfn, current_order, start_mt)
+        cs.item[<int>PGSTEAL_BLOCK] += 1
+        page_del_and_expand_noentry(p, z, order, current_order, start_mt)
+        return p
+    if block_mt != MIGRATE_HIGHATOMIC:
+        if boost_watermark(pgdat, z):
+            cs.item[<int>WMARK_BOOST] += 1
+            if alloc_flags & ALLOC_KSWAPD:
+                z.flags |= ZONE_BOOSTED_WATERMARK
+    if whole_block and prep_move_freepages_block(pgdat, z, pfn, &start, &free_pages, &movable_pages):
+        if start_mt == MIGRATE_MOVABLE:
+            alike_pages = movable_pages
+        elif block_mt == MIGRATE_MOVABLE:
+            # Unmovable and reclaimable requests count the block's in-use
+            # non-movable pages as alike.
+            alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+        else:
+            alike_pages = 0
+        if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)):
+            __move_freepages_block(pgdat, z, start, block_mt, start_mt)
+            set_pageblock_migratetype(cs, pgdat, start, start_mt)
+            cs.item[<int>PGSTEAL_BLOCK] += 1
+            return __rmqueue_smallest(z, order, start_mt)
+    # Take just this block; the split remainder stays on the block's own type.
+    page_del_and_expand(p, z, order, current_order, block_mt)
+    return p
+
+
+cdef inline void page_del_and_expand_noentry(page *p, zone *z, int low, int high, int mt) noexcept nogil:
+    # Second half of page_del_and_expand for a block already unlinked.
+    account_freepages(z, <long>expand(p, z, low, high, mt), mt)
+
+
+cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int start_mt,
+                              int alloc_flags) noexcept nogil:
+    """Steal from another migratetype, largest block first (__rmqueue_fallback)."""
+    cdef int current_order, min_order = order, fb = -1
+    cdef bint can_steal = False
+    cdef page *p
+    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = PAGEBLOCK_ORDER
+    current_order = MAX_PAGE_ORDER
+    while current_order >= min_order:
+        fb = find_suitable_fallback(&z.free_area[current_order], current_order, start_mt, False, &can_steal)
+        if fb == -1:
+            current_order -= 1
+            continue
+        if not can_steal and start_mt == MIGRATE_MOVABLE and current_order > order:
+            # A movable request that cannot claim the block takes the
+            # smallest suitable block instead, to fragment less.
+            for current_order in range(order, NR_PAGE_ORDERS):
+                fb = find_suitable_fallback(&z.free_area[current_order], current_order, start_mt,
+                                            False, &can_steal)
+                if fb != -1:
+                    break
+        p = get_page_from_free_area(&z.free_area[current_order], fb)
+        p = steal_suitable_fallback(cs, pgdat, z, p, current_order, order, start_mt, alloc_flags, can_steal)
+        cs.item[<int>PGALLOC_FALLBACK] += 1
+        return p
+    return NULL
+
+
+cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
+                     int alloc_flags) noexcept nogil:
+    """One block of the request's type, with the CMA balancing rule (__rmqueue)."""
+    cdef page *p
+    # Balance movable allocations between regular and CMA areas: use CMA
+    # first when more than half of the zone's free memory is CMA.
+    if (alloc_flags & ALLOC_CMA) and z.vm_stat[<int>NR_FREE_CMA_PAGES] > z.vm_stat[<int>NR_FREE_PAGES] // 2:
+        p = __rmqueue_smallest(z, order, MIGRATE_CMA)
+        if p != NULL:
+            return p
+    p = __rmqueue_smallest(z, order, mt)
+    if p == NULL:
+        if alloc_flags & ALLOC_CMA:
+            p = __rmqueue_smallest(z, order, MIGRATE_CMA)       # __rmqueue_cma_fallback
+        if p == NULL:
+            p = __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
+    return p

@@ -1,0 +1,155 @@
+# Machine.check(): every invariant of the allocator state, first failure named.
+
+from libc.stdio cimport snprintf
+
+
+cdef int _check_free_lists(pglist_data *pgdat, zone *z, char *buf, size_t n,
+                           unsigned long *nr_blocks) noexcept nogil:
+    cdef int o, mt, bmt
+    cdef unsigned long blocks, pfn, buddy_pfn
+    cdef long free_pages = 0, free_cma = 0
+    cdef list_head *h
+    cdef list_head *e
+    cdef page *p
+    cdef page *buddy
+    for o in range(NR_PAGE_ORDERS):
+        blocks = 0
+        for mt in range(MIGRATE_TYPES):
+            h = &z.free_area[o].free_list[mt]
+            e = h.next
+            while e != h:
+                p = lru_to_page(e)
+                pfn = page_to_pfn(pgdat, p)
+                if not (p.flags & PG_buddy) or <int>p.private != o:
+                    snprintf(buf, n, "zone %d: pfn %#lx on the order-%d free list has flags %#lx order %lu",
+                             z.idx, pfn, o, p.flags, p.private)
+                    return -1
+                if pfn & ((1UL << o) - 1) or pfn < z.zone_start_pfn or pfn + (1UL << o) > z.zone_start_pfn + z.spanned_pages:
+                    snprintf(buf, n, "zone %d: free block %#lx order %d is misaligned or outside the zone", z.idx, pfn, o)
+                    return -1
+                bmt = get_pageblock_migratetype(pgdat, pfn)
+                if bmt != mt:
+                    snprintf(buf, n, "zone %d: free block %#lx order %d on the type-%d list, its pageblock is type %d",
+                             z.idx, pfn, o, mt, bmt)
+                    return -1
+                if o < MAX_PAGE_ORDER:
+                    buddy_pfn = pfn ^ (1UL << o)
+                    if buddy_pfn < pgdat.node_spanned_pages:
+                        buddy = pfn_to_page(pgdat, buddy_pfn)
+                        if (buddy.flags & PG_buddy) and <int>buddy.private == o and (
+                                o < PAGEBLOCK_ORDER or get_pageblock_migratetype(pgdat, buddy_pfn) == mt
+                                or (migratetype_is_mergeable(mt) and migratetype_is_mergeable(
+                                    get_pageblock_migratetype(pgdat, buddy_pfn)))):
+                            snprintf(buf, n, "zone %d: free buddies %#lx and %#lx of order %d are not merged",
+                                     z.idx, pfn, buddy_pfn, o)
+                            return -1
+                if mt != MIGRATE_ISOLATE:
+                    free_pages += 1L << o
+                    if mt == MIGRATE_CMA:
+                        free_cma += 1L << o
+                blocks += 1
+                e = e.next
+        if blocks != z.free_area[o].nr_free:
+            snprintf(buf, n, "zone %d: free_area[%d].nr_free is %lu but its lists hold %lu blocks",
+                     z.idx, o, z.free_area[o].nr_free, blocks)
+            return -1
+        nr_blocks[0] += blocks
+    if free_pages != z.vm_stat[<int>NR_FREE_PAGES] or free_cma != z.vm_stat[<int>NR_FREE_CMA_PAGES]:
+        snprintf(buf, n, "zone %d: NR_FREE_PAGES %ld NR_FREE_CMA_PAGES %ld, but the free lists hold %ld and %ld",
+                 z.idx, z.vm_stat[<int>NR_FREE_PAGES], z.vm_stat[<int>NR_FREE_CMA_PAGES], free_pages, free_cma)
+        return -1
+    return 0
+
+
+cdef int _check_pcp(pglist_data *pgdat, zone *z, char *buf, size_t n, unsigned long *nr_blocks) noexcept nogil:
+    cdef int cpu, i, order
+    cdef long count
+    cdef per_cpu_pages *pcp
+    cdef list_head *h
+    cdef list_head *e
+    cdef page *p
+    cdef unsigned long pfn
+    for cpu in range(pgdat.nr_cpus):
+        pcp = z.per_cpu_pageset[cpu]
+        count = 0
+        for i in range(pgdat.nr_pcp_lists):
+            order = pgdat.pindex_order[i]
+            h = &pcp.lists[i]
+            e = h.next
+            while e != h:
+                p = lru_to_page(e)
+                pfn = page_to_pfn(pgdat, p)
+                if p.flags != PG_pcp or p.cpu != cpu or p.pindex != i:
+                    snprintf(buf, n, "zone %d cpu %d: pfn %#lx on pcp list %d has flags %#lx cpu %d pindex %d",
+                             z.idx, cpu, pfn, i, p.flags, p.cpu, p.pindex)
+                    return -1
+                if pfn & ((1UL << order) - 1) or page_zone(pgdat, pfn) != z:
+                    snprintf(buf, n, "zone %d cpu %d: pcp block %#lx order %d is misaligned or in another zone",
+                             z.idx, cpu, pfn, order)
+                    return -1
+                count += 1L << order
+                nr_blocks[0] += 1
+                e = e.next
+        if count != pcp.count:
+            snprintf(buf, n, "zone %d cpu %d: pcp->count is %d but its lists hold %ld pages", z.idx, cpu, pcp.count, count)
+            return -1
+        if pcp.high and (pcp.high < pcp.high_min or pcp.high > pcp.high_max):
+            snprintf(buf, n, "zone %d cpu %d: pcp->high %d outside [%d, %d]", z.idx, cpu, pcp.high,
+                     pcp.high_min, pcp.high_max)
+            return -1
+    return 0
+
+
+cdef int _check_coverage(pglist_data *pgdat, zone *z, char *buf, size_t n,
+                         unsigned long *nr_heads) noexcept nogil:
+    # Every page of the zone belongs to exactly one block: free, on a pcp
+    # list, or allocated; the pages inside a block carry no state.
+    cdef unsigned long pfn = z.zone_start_pfn, end = z.zone_start_pfn + z.spanned_pages, size, q
+    cdef page *p
+    while pfn < end:
+        p = pfn_to_page(pgdat, pfn)
+        if p.flags & PG_buddy:
+            size = 1UL << p.private
+            nr_heads[0] += 1
+        elif p.flags & PG_pcp:
+            size = 1UL << pgdat.pindex_order[p.pindex]
+            nr_heads[0] += 1
+        elif p.flags & PG_allocated:
+            size = 1UL << p.order
+            if p._refcount < 1 or p.owner == 0:
+                snprintf(buf, n, "allocated block %#lx has refcount %d owner %lu", pfn, p._refcount, p.owner)
+                return -1
+        else:
+            snprintf(buf, n, "zone %d: pfn %#lx is in no block (not free, not on a pcp list, not allocated)",
+                     z.idx, pfn)
+            return -1
+        if pfn & (size - 1) or pfn + size > end:
+            snprintf(buf, n, "zone %d: block %#lx of %lu pages is misaligned or crosses the zone end", z.idx, pfn, size)
+            return -1
+        for q in range(pfn + 1, pfn + size):
+            if pfn_to_page(pgdat, q).flags:
+                snprintf(buf, n, "pfn %#lx inside the block at %#lx has flags %#lx", q, pfn,
+                         pfn_to_page(pgdat, q).flags)
+                return -1
+        pfn += size
+    return 0
+
+
+cdef int check_node(pglist_data *pgdat, char *buf, size_t n) noexcept nogil:
+    cdef int zi
+    cdef zone *z
+    cdef unsigned long listed, heads
+    for zi in range(MAX_NR_ZONES):
+        z = &pgdat.node_zones[zi]
+        if not z.managed_pages:
+            continue
+        listed = 0
+        heads = 0
+        if _check_free_lists(pgdat, z, buf, n, &listed) or _check_pcp(pgdat, z, buf, n, &listed):
+            return -1
+        if _check_coverage(pgdat, z, buf, n, &heads):
+            return -1
+        if heads != listed:
+            snprintf(buf, n, "zone %d: %lu free or pcp block heads, but %lu blocks on lists", zi, heads, listed)
+            return -1
+    return 0

@@ -1,0 +1,187 @@
+# Declarations of the C mirrors in _kernel.h, shared by every part of _core.
+from libc.stdint cimport int8_t, int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef extern from "_kernel.h" nogil:
+    enum:
+        PAGE_SHIFT
+        MAX_PAGE_ORDER
+        NR_PAGE_ORDERS
+        PAGEBLOCK_ORDER
+        PAGEBLOCK_NR_PAGES
+        PAGE_ALLOC_COSTLY_ORDER
+        MAX_NR_ZONES
+        MAX_PCP_LISTS
+        CL_HIST
+
+    enum migratetype:
+        MIGRATE_UNMOVABLE
+        MIGRATE_MOVABLE
+        MIGRATE_RECLAIMABLE
+        MIGRATE_PCPTYPES
+        MIGRATE_HIGHATOMIC
+        MIGRATE_CMA
+        MIGRATE_ISOLATE
+        MIGRATE_TYPES
+
+    enum zone_stat_item:
+        NR_FREE_PAGES
+        NR_FREE_CMA_PAGES
+
+    unsigned long ZONE_BOOSTED_WATERMARK
+    unsigned long ZONE_RECLAIM_ACTIVE
+    unsigned long ZONE_BELOW_HIGH
+    int PCPF_PREV_FREE_HIGH_ORDER
+    int PCPF_FREE_HIGH_BATCH
+
+    unsigned long PG_buddy
+    unsigned long PG_pcp
+    unsigned long PG_allocated
+    unsigned long PG_head
+    unsigned long PG_lru
+
+    struct list_head:
+        list_head *next         # next entry, or the head itself
+        list_head *prev         # previous entry, or the head itself
+
+    struct page:
+        unsigned long flags     # PG_* state bits
+        list_head lru           # buddy_list or pcp_list
+        unsigned long private   # buddy order while PG_buddy
+        int _refcount           # 1 while allocated
+        int _pincount           # FOLL_PIN references
+        uint64_t owner          # token of the holder of an allocated block
+        int16_t cpu             # pcp CPU while PG_pcp
+        uint8_t pindex          # pcp list while PG_pcp
+        uint8_t order           # allocation order while PG_allocated
+
+    struct free_area:
+        list_head free_list[6]  # one list per migratetype
+        unsigned long nr_free   # free blocks of this order, all types
+
+    ctypedef struct spinlock_t:
+        int locked
+
+    struct per_cpu_pages:
+        spinlock_t lock         # protects lists and the counters
+        int count               # pages on all lists
+        int high                # auto-tuned between high_min and high_max
+        int high_min
+        int high_max
+        int batch               # refill and drain chunk
+        uint8_t flags           # PCPF_*
+        uint8_t alloc_factor    # refill scaling exponent
+        uint8_t expire          # CONFIG_NUMA remote drain countdown
+        short free_count        # consecutive frees, in pages
+        list_head lists[1]      # flexible array, NR_PCP_LISTS long
+
+    struct zone:
+        unsigned long _watermark[4]
+        unsigned long watermark_boost
+        unsigned long nr_reserved_highatomic
+        long lowmem_reserve[5]
+        per_cpu_pages **per_cpu_pageset
+        int pageset_high_min
+        int pageset_high_max
+        int pageset_batch
+        int idx
+        unsigned long zone_start_pfn
+        unsigned long managed_pages
+        unsigned long spanned_pages
+        unsigned long present_pages
+        unsigned long cma_pages
+        int nr_isolate_pageblock
+        free_area free_area[11]
+        unsigned long flags
+        spinlock_t lock
+        long vm_stat[2]
+
+    enum pcpemu_item:
+        PGALLOC
+        PGFREE
+        ALLOC_CALLS
+        ALLOC_FAILED
+        FREE_CALLS
+        ZONE_LOCK
+        ZONE_LOCK_PAGES
+        PCP_REFILL
+        PCP_REFILL_PAGES
+        PCP_DRAIN
+        PCP_DRAIN_PAGES
+        PCP_TRYLOCK_FAIL
+        PCP_HIGH_CHANGE
+        PGALLOC_FALLBACK
+        PGSTEAL_BLOCK
+        PAGEBLOCK_CHANGE
+        CMA_TO_NONMOVABLE
+        ZONE_BELOW_HIGH_SET
+        WMARK_BOOST
+        SLOWPATH
+        SLOWPATH_DRAIN
+        DRAIN_ALL
+        PCP_DECAY
+        ZONE_FALLBACK
+        FREE_SKIPPED
+        NR_PCPEMU_ITEMS
+
+    enum lock_site:
+        LOCK_RMQUEUE_BULK
+        LOCK_FREE_PCPPAGES_BULK
+        LOCK_FREE_ONE_PAGE
+        LOCK_RMQUEUE_BUDDY
+        LOCK_ISOLATION
+        NR_LOCK_SITES
+
+    enum pcp_op:
+        PCP_OP_ALLOC
+        PCP_OP_FREE
+        PCP_OP_DRAIN
+        NR_PCP_OPS
+
+    struct cpu_state:
+        uint64_t touched                # pcp cachelines of the current op
+        uint64_t item[25]
+        uint64_t alloc[11][6]
+        uint64_t alloc_fail[11][6]
+        uint64_t pcp_hit[11]
+        uint64_t pcp_miss[11]
+        uint64_t cma_pages_to[6]
+        uint64_t lock_site[5]
+        uint64_t lock_site_pages[5]
+        uint64_t cl_ops[3]
+        uint64_t cl_sum[3]
+        uint64_t cl_hist[3][17]
+
+    struct pglist_data:
+        zone *node_zones
+        page *mem_map
+        unsigned long node_spanned_pages
+        uint8_t *pageblock_mt
+        uint8_t *block_zone
+        cpu_state *cpu
+        int nr_cpus
+        int nr_pcp_lists
+        int cacheline_shift
+        int pcp_batch_scale_max
+        long watermark_boost_factor
+        int pcp_cma
+        int8_t pindex[11][6]
+        uint8_t pindex_order[64]
+        uint64_t next_owner
+
+
+# One operation of an op stream (Machine.run); OP_DTYPE mirrors it.
+cdef packed struct pcpemu_op:
+    uint8_t op          # OP_ALLOC, OP_FREE, OP_DRAIN, OP_DRAIN_ALL, OP_DECAY
+    uint8_t order
+    uint16_t cpu
+    uint32_t gfp
+    int64_t slot        # ties a free to its allocation
+
+
+cdef class Allocator:
+    cdef pglist_data pgdat
+    cdef void *zones_mem
+    cdef void *pcp_mem
+    cdef size_t pcp_size
+    cdef void _init_zone(self, zone *z, object zp)
+    cdef void _memmap_init(self, object zones, unsigned long cma_base, unsigned long cma_pages)

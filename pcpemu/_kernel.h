@@ -1,0 +1,218 @@
+/*
+ * C mirrors of the kernel structures pcpemu runs on: struct list_head,
+ * struct page, struct free_area, struct zone, struct per_cpu_pages
+ * (include/linux/mm_types.h, include/linux/mmzone.h, v6.10, x86_64), and the
+ * emulator's own per-node and per-CPU state around them.
+ *
+ * Field order follows the kernel; the asserts at the end pin sizes and offsets
+ * so that gcc and pahole see exactly what the emulator runs.
+ */
+#ifndef PCPEMU_KERNEL_H
+#define PCPEMU_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PAGE_SHIFT		12
+#define MAX_PAGE_ORDER		10
+#define NR_PAGE_ORDERS		(MAX_PAGE_ORDER + 1)
+#define PAGEBLOCK_ORDER		9
+#define PAGEBLOCK_NR_PAGES	(1UL << PAGEBLOCK_ORDER)
+#define PAGE_ALLOC_COSTLY_ORDER	3
+#define MAX_NR_ZONES		5	/* DMA, DMA32, Normal, Movable, Device */
+#define SMP_CACHE_BYTES		64
+#define MAX_PCP_LISTS		64	/* bound of the pindex tables, not of the kernel */
+
+enum migratetype {
+	MIGRATE_UNMOVABLE,
+	MIGRATE_MOVABLE,
+	MIGRATE_RECLAIMABLE,
+	MIGRATE_PCPTYPES,
+	MIGRATE_HIGHATOMIC = MIGRATE_PCPTYPES,
+	MIGRATE_CMA,
+	MIGRATE_ISOLATE,
+	MIGRATE_TYPES
+};
+
+enum zone_stat_item { NR_FREE_PAGES, NR_FREE_CMA_PAGES, NR_VM_ZONE_STAT_ITEMS };
+
+/* zone->flags bits (enum zone_flags) */
+#define ZONE_BOOSTED_WATERMARK	(1UL << 0)
+#define ZONE_RECLAIM_ACTIVE	(1UL << 1)
+#define ZONE_BELOW_HIGH		(1UL << 2)
+
+/* pcp->flags bits */
+#define PCPF_PREV_FREE_HIGH_ORDER	(1 << 0)
+#define PCPF_FREE_HIGH_BATCH		(1 << 1)
+
+struct list_head {
+	struct list_head *next, *prev;
+};
+
+/*
+ * page->flags. Unlike the kernel, pcpemu keeps explicit bits for a block on a
+ * pcp list and for an allocated block head, so check() and page_info() can
+ * tell every state apart without walking lists. A page with no bit set is a
+ * tail page of a block, or a hole. Zones start on MAX_ORDER_NR_PAGES
+ * boundaries, so buddies never cross zones and page_zone() is a table lookup
+ * per MAX_ORDER block (block_zone).
+ */
+#define PG_buddy	(1UL << 0)	/* head of a free block in the buddy */
+#define PG_pcp		(1UL << 1)	/* head of a block on a pcp list */
+#define PG_allocated	(1UL << 2)	/* head of an allocated block */
+#define PG_head		(1UL << 3)	/* compound head (__GFP_COMP, order > 0) */
+#define PG_lru		(1UL << 4)	/* movable user page: counted by steal scans */
+
+struct page {
+	unsigned long flags;
+	struct list_head lru;		/* buddy_list / pcp_list */
+	unsigned long private;		/* buddy order while PG_buddy */
+	int _refcount;
+	int _pincount;
+	uint64_t owner;			/* token of whoever holds the block */
+	int16_t cpu;			/* pcp CPU while PG_pcp */
+	uint8_t pindex;			/* pcp list while PG_pcp */
+	uint8_t order;			/* allocation order while PG_allocated */
+	uint8_t _pad[4];
+	uint64_t _reserved;
+};
+
+struct free_area {
+	struct list_head free_list[MIGRATE_TYPES];
+	unsigned long nr_free;
+};
+
+/* spinlock_t without lock debugging: one 32-bit word */
+typedef struct { volatile int locked; } spinlock_t;
+
+struct per_cpu_pages {
+	spinlock_t lock;	/* protects lists and the counters */
+	int count;		/* pages on all lists */
+	int high;		/* auto-tuned between high_min and high_max */
+	int high_min;
+	int high_max;
+	int batch;		/* chunk size for refill and drain */
+	uint8_t flags;		/* PCPF_* */
+	uint8_t alloc_factor;	/* batch scaling of refills */
+	uint8_t expire;		/* CONFIG_NUMA */
+	short free_count;	/* consecutive frees, in pages */
+	struct list_head lists[];	/* NR_PCP_LISTS, chosen at boot */
+};
+
+struct cacheline_padding {
+	char x[0];
+} __attribute__((aligned(SMP_CACHE_BYTES)));
+
+struct zone {
+	unsigned long _watermark[4];	/* WMARK_MIN, LOW, HIGH, PROMO */
+	unsigned long watermark_boost;
+	unsigned long nr_reserved_highatomic;
+	long lowmem_reserve[MAX_NR_ZONES];
+	struct per_cpu_pages **per_cpu_pageset;	/* [cpu] */
+	int pageset_high_min;
+	int pageset_high_max;
+	int pageset_batch;
+	int idx;			/* zone_idx() */
+	unsigned long zone_start_pfn;
+	unsigned long managed_pages;
+	unsigned long spanned_pages;
+	unsigned long present_pages;
+	unsigned long cma_pages;
+	int nr_isolate_pageblock;
+	struct cacheline_padding _pad1_;
+	/* Write-intensive fields used from the page allocator */
+	struct free_area free_area[NR_PAGE_ORDERS];
+	unsigned long flags;
+	spinlock_t lock;
+	struct cacheline_padding _pad2_;
+	long vm_stat[NR_VM_ZONE_STAT_ITEMS];
+} __attribute__((aligned(SMP_CACHE_BYTES)));
+
+/* ---- emulator state around the mirrors ---- */
+
+/* Counters with one value per CPU; each is bumped at one site. */
+enum pcpemu_item {
+	PGALLOC,		/* pages allocated */
+	PGFREE,			/* pages freed */
+	ALLOC_CALLS,
+	ALLOC_FAILED,
+	FREE_CALLS,
+	ZONE_LOCK,		/* zone->lock acquisitions */
+	ZONE_LOCK_PAGES,	/* pages moved while holding zone->lock */
+	PCP_REFILL,		/* rmqueue_bulk calls from __rmqueue_pcplist */
+	PCP_REFILL_PAGES,
+	PCP_DRAIN,		/* free_pcppages_bulk calls */
+	PCP_DRAIN_PAGES,
+	PCP_TRYLOCK_FAIL,
+	PCP_HIGH_CHANGE,	/* pcp->high moved by auto-tuning */
+	PGALLOC_FALLBACK,	/* __rmqueue_fallback successes (extfrag events) */
+	PGSTEAL_BLOCK,		/* fallbacks that claimed the whole pageblock */
+	PAGEBLOCK_CHANGE,	/* pageblock migratetype changes */
+	CMA_TO_NONMOVABLE,	/* CMA blocks handed to non-movable requests */
+	ZONE_BELOW_HIGH_SET,
+	WMARK_BOOST,
+	SLOWPATH,		/* allocations that needed the slow path */
+	SLOWPATH_DRAIN,		/* drain_all_pages from the slow path */
+	DRAIN_ALL,		/* drain_all_pages calls */
+	PCP_DECAY,		/* decay_pcp_high calls */
+	ZONE_FALLBACK,		/* allocations served below the preferred zone */
+	FREE_SKIPPED,		/* op-stream frees of slots whose alloc failed */
+	NR_PCPEMU_ITEMS
+};
+
+/* Call sites that take zone->lock. */
+enum lock_site {
+	LOCK_RMQUEUE_BULK,
+	LOCK_FREE_PCPPAGES_BULK,
+	LOCK_FREE_ONE_PAGE,
+	LOCK_RMQUEUE_BUDDY,
+	LOCK_ISOLATION,
+	NR_LOCK_SITES
+};
+
+/* Fast-path operations whose pcp cachelines are recorded. */
+enum pcp_op { PCP_OP_ALLOC, PCP_OP_FREE, PCP_OP_DRAIN, NR_PCP_OPS };
+#define CL_HIST 17	/* 0..15 cachelines, 16 = 16 or more */
+
+struct cpu_state {
+	uint64_t touched;	/* pcp cachelines touched by the current operation */
+	uint64_t item[NR_PCPEMU_ITEMS];
+	uint64_t alloc[NR_PAGE_ORDERS][MIGRATE_TYPES];
+	uint64_t alloc_fail[NR_PAGE_ORDERS][MIGRATE_TYPES];
+	uint64_t pcp_hit[NR_PAGE_ORDERS];
+	uint64_t pcp_miss[NR_PAGE_ORDERS];
+	uint64_t cma_pages_to[MIGRATE_TYPES];	/* CMA pages by requesting migratetype */
+	uint64_t lock_site[NR_LOCK_SITES];
+	uint64_t lock_site_pages[NR_LOCK_SITES];
+	uint64_t cl_ops[NR_PCP_OPS];
+	uint64_t cl_sum[NR_PCP_OPS];
+	uint64_t cl_hist[NR_PCP_OPS][CL_HIST];
+} __attribute__((aligned(SMP_CACHE_BYTES)));
+
+struct pglist_data {
+	struct zone *node_zones;	/* [MAX_NR_ZONES] */
+	struct page *mem_map;
+	unsigned long node_spanned_pages;
+	uint8_t *pageblock_mt;		/* one migratetype per pageblock */
+	uint8_t *block_zone;		/* zone of each MAX_ORDER block, 0xff: none */
+	struct cpu_state *cpu;		/* [nr_cpus] */
+	int nr_cpus;
+	int nr_pcp_lists;
+	int cacheline_shift;
+	int pcp_batch_scale_max;
+	long watermark_boost_factor;
+	int pcp_cma;			/* MIGRATE_CMA is a pcp type (Android) */
+	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
+	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
+	uint64_t next_owner;
+};
+
+_Static_assert(sizeof(struct page) == 64, "struct page mirror must be 64 bytes");
+_Static_assert(offsetof(struct page, lru) == 8, "page->lru at 8 as in the kernel");
+_Static_assert(sizeof(spinlock_t) == 4, "spinlock_t is one word without lock debugging");
+_Static_assert(offsetof(struct per_cpu_pages, free_count) == 28, "pcp->free_count at 28 (NUMA)");
+_Static_assert(offsetof(struct per_cpu_pages, lists) == 32, "pcp->lists at 32 (x86_64)");
+_Static_assert(offsetof(struct zone, free_area) % SMP_CACHE_BYTES == 0, "free_area starts a cacheline");
+_Static_assert(offsetof(struct zone, vm_stat) % SMP_CACHE_BYTES == 0, "vm_stat starts a cacheline");
+
+#endif /* PCPEMU_KERNEL_H */

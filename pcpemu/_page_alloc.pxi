@@ -1,0 +1,299 @@
+# The allocator's entry points (mm/page_alloc.c, v6.10): watermark checks,
+# the zonelist walk, __alloc_pages with its fast path and the part of the slow
+# path that does not reclaim, and the free entry.
+
+cdef inline unsigned long wmark_pages(zone *z, int i) noexcept nogil:
+    return z._watermark[i] + z.watermark_boost
+
+cdef inline unsigned long high_wmark_pages(zone *z) noexcept nogil:
+    return wmark_pages(z, 2)
+
+cdef inline long __zone_watermark_unusable_free(zone *z, int order, int alloc_flags) noexcept nogil:
+    cdef long unusable_free = (1L << order) - 1
+    # Without a reserve flag the highatomic reserve is not usable.
+    if not (alloc_flags & ALLOC_RESERVES):
+        unusable_free += z.nr_reserved_highatomic
+    # Requests that may not use CMA do not count free CMA pages.
+    if not (alloc_flags & ALLOC_CMA):
+        unusable_free += z.vm_stat[<int>NR_FREE_CMA_PAGES]
+    return unusable_free
+
+
+cdef bint __zone_watermark_ok(zone *z, int order, long mark, int highest_zoneidx, int alloc_flags,
+                              long free_pages) noexcept nogil:
+    """Is the zone above mark with a block of the order free? (__zone_watermark_ok)"""
+    cdef long min_ = mark
+    cdef int o, mt
+    cdef free_area *area
+    free_pages -= __zone_watermark_unusable_free(z, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            min_ -= min_ // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                min_ -= min_ // 4
+        if alloc_flags & ALLOC_OOM:
+            min_ -= min_ // 2
+    if free_pages <= min_ + z.lowmem_reserve[highest_zoneidx]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, NR_PAGE_ORDERS):
+        area = &z.free_area[o]
+        if area.nr_free == 0:
+            continue
+        for mt in range(MIGRATE_PCPTYPES):
+            if not list_empty(&area.free_list[mt]):
+                return True
+        if (alloc_flags & ALLOC_CMA) and not list_empty(&area.free_list[<int>MIGRATE_CMA]):
+            return True
+        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not list_empty(&area.free_list[<int>MIGRATE_HIGHATOMIC]):
+            return True
+    return False
+
+
+cdef inline bint zone_watermark_ok(zone *z, int order, long mark, int highest_zoneidx,
+                                   int alloc_flags) noexcept nogil:
+    return __zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags, z.vm_stat[<int>NR_FREE_PAGES])
+
+
+cdef bint zone_watermark_fast(zone *z, int order, long mark, int highest_zoneidx,
+                              int alloc_flags) noexcept nogil:
+    cdef long free_pages = z.vm_stat[<int>NR_FREE_PAGES]
+    cdef long usable_free, reserved
+    if order == 0:
+        # Quick order-0 test; reserved may overestimate the highatomic reserve.
+        usable_free = free_pages
+        reserved = __zone_watermark_unusable_free(z, 0, alloc_flags)
+        usable_free -= min(usable_free, reserved)
+        if usable_free > mark + z.lowmem_reserve[highest_zoneidx]:
+            return True
+    if __zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags, free_pages):
+        return True
+    # __GFP_HIGH order-0 requests checking the min mark ignore the boost.
+    if (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and z.watermark_boost
+            and (alloc_flags & ALLOC_WMARK_MASK) == 0):
+        return __zone_watermark_ok(z, order, z._watermark[0], highest_zoneidx, alloc_flags, free_pages)
+    return False
+
+
+cdef page *rmqueue_buddy(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags,
+                         int mt) noexcept nogil:
+    """Take a block from the buddy under zone->lock (rmqueue_buddy)."""
+    cdef page *p = NULL
+    spin_lock_zone(cs, z, LOCK_RMQUEUE_BUDDY)
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        p = __rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+    if p == NULL:
+        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
+        if p == NULL and (alloc_flags & ALLOC_OOM):
+            p = __rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+    if p != NULL:
+        count_locked_pages(cs, LOCK_RMQUEUE_BUDDY, 1L << order)
+    spin_unlock_zone(z)
+    return p
+
+
+cdef page *rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags, int mt,
+                   int cpu) noexcept nogil:
+    cdef page *p = NULL
+    if pcp_allowed_order(pgdat, order):
+        pcp_op_begin(cs)
+        p = rmqueue_pcplist(cs, pgdat, z, order, mt, alloc_flags, cpu)
+        pcp_op_end(cs, PCP_OP_ALLOC)
+    if p == NULL:
+        # A trylock failure or an empty refill falls through to the buddy.
+        p = rmqueue_buddy(cs, pgdat, z, order, alloc_flags, mt)
+    if (alloc_flags & ALLOC_KSWAPD) and (z.flags & ZONE_BOOSTED_WATERMARK):
+        # Unlike the kernel there is no kswapd to wake; it would reclaim and
+        # then drop the boost, so the boost is dropped here.
+        z.flags &= ~ZONE_BOOSTED_WATERMARK
+        z.watermark_boost = 0
+    return p
+
+
+cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned int gfp, int mt,
+                               uint64_t owner) noexcept nogil:
+    p.flags = PG_allocated
+    if order and (gfp & GFP_COMP):
+        p.flags |= PG_head
+    if mt == MIGRATE_MOVABLE:
+        p.flags |= PG_lru
+    p._refcount = 1
+    p._pincount = 0
+    p.order = <uint8_t>order
+    p.owner = owner
+    p.private = 0
+    p.cpu = -1
+
+
+cdef page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, int alloc_flags,
+                                  int highest_zoneidx, int mt, int cpu, int *zone_ret) noexcept nogil:
+    """Walk the zonelist from the highest allowed zone down and take a block
+    from the first zone above its watermark (get_page_from_freelist)."""
+    cdef int zi, preferred = -1
+    cdef zone *z
+    cdef page *p
+    cdef bint no_fallback
+    while True:
+        no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
+        zi = highest_zoneidx
+        while zi >= 0:
+            z = &pgdat.node_zones[zi]
+            if z.managed_pages == 0:
+                zi -= 1
+                continue
+            if preferred < 0:
+                preferred = zi
+            if not (z.flags & ZONE_BELOW_HIGH):
+                if zone_watermark_fast(z, order, high_wmark_pages(z), highest_zoneidx, alloc_flags):
+                    p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
+                    if p != NULL:
+                        zone_ret[0] = zi
+                        return p
+                    zi -= 1
+                    continue
+                # Seen below high: the free path starts shrinking pcp->high.
+                z.flags |= ZONE_BELOW_HIGH
+                cs.item[<int>ZONE_BELOW_HIGH_SET] += 1
+            if zone_watermark_fast(z, order, wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK),
+                                   highest_zoneidx, alloc_flags):
+                p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
+                if p != NULL:
+                    zone_ret[0] = zi
+                    return p
+            zi -= 1
+        if not no_fallback:
+            return NULL
+        # Fragmentation is better than failing: walk again, fallbacks allowed.
+        alloc_flags &= ~ALLOC_NOFRAGMENT
+
+
+cdef inline int gfp_migratetype(unsigned int gfp) noexcept nogil:
+    return (gfp & (GFP_RECLAIMABLE | GFP_MOVABLE)) >> 3
+
+cdef inline int gfp_zone(unsigned int gfp) noexcept nogil:
+    if gfp & GFP_DMA:
+        return 0
+    if gfp & GFP_DMA32:
+        return 1
+    if (gfp & GFP_MOVABLE) and (gfp & GFP_HIGHMEM):
+        return 3
+    return 2
+
+cdef inline int gfp_to_alloc_flags_cma(unsigned int gfp, int alloc_flags) noexcept nogil:
+    if gfp_migratetype(gfp) == MIGRATE_MOVABLE:
+        alloc_flags |= ALLOC_CMA
+    return alloc_flags
+
+cdef inline int gfp_to_alloc_flags(unsigned int gfp, int order) noexcept nogil:
+    # The slow path's flags: the min watermark, reserves for requests that
+    # cannot sleep.
+    cdef int alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    alloc_flags |= gfp & (GFP_HIGH | GFP_KSWAPD_RECLAIM)
+    if not (gfp & GFP_DIRECT_RECLAIM):
+        if not (gfp & GFP_NOMEMALLOC):
+            alloc_flags |= ALLOC_NON_BLOCK
+            if order > 0:
+                alloc_flags |= ALLOC_HIGHATOMIC
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            alloc_flags &= ~ALLOC_CPUSET
+    return gfp_to_alloc_flags_cma(gfp, alloc_flags)
+
+cdef inline int preferred_zone_idx(pglist_data *pgdat, int highest_zoneidx) noexcept nogil:
+    while highest_zoneidx >= 0 and pgdat.node_zones[highest_zoneidx].managed_pages == 0:
+        highest_zoneidx -= 1
+    return highest_zoneidx
+
+
+cdef page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, unsigned int gfp, int order, int cpu,
+                         uint64_t owner) noexcept nogil:
+    """Allocate 2**order pages (__alloc_pages_noprof). Unlike the kernel, the
+    slow path ends after its first retry at the min watermark: pcpemu has
+    nothing to reclaim or compact, so the request fails there."""
+    cdef int mt = gfp_migratetype(gfp)
+    cdef int highest_zoneidx = gfp_zone(gfp)
+    cdef int alloc_flags = ALLOC_WMARK_LOW
+    cdef int zi = -1, preferred = preferred_zone_idx(pgdat, highest_zoneidx)
+    cdef page *p
+    cs.item[<int>ALLOC_CALLS] += 1
+    alloc_flags = gfp_to_alloc_flags_cma(gfp, alloc_flags)
+    alloc_flags |= gfp & GFP_KSWAPD_RECLAIM           # alloc_flags_nofragment()
+    if preferred == 2:
+        alloc_flags |= ALLOC_NOFRAGMENT
+    p = get_page_from_freelist(cs, pgdat, order, alloc_flags, highest_zoneidx, mt, cpu, &zi)
+    if p == NULL:
+        cs.item[<int>SLOWPATH] += 1
+        p = get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(gfp, order), highest_zoneidx,
+                                   mt, cpu, &zi)
+    if p == NULL:
+        cs.item[<int>ALLOC_FAILED] += 1
+        cs.alloc_fail[order][mt] += 1
+        return NULL
+    prep_new_page(pgdat, p, order, gfp, mt, owner)
+    cs.item[<int>PGALLOC] += 1UL << order
+    cs.alloc[order][mt] += 1
+    if zi != preferred:
+        cs.item[<int>ZONE_FALLBACK] += 1
+    if get_pageblock_migratetype(pgdat, page_to_pfn(pgdat, p)) == MIGRATE_CMA:
+        cs.cma_pages_to[mt] += 1UL << order
+        if mt != MIGRATE_MOVABLE:
+            cs.item[<int>CMA_TO_NONMOVABLE] += 1
+    return p
+
+
+# Error codes of the checked entry points; _raise_code() turns them into exceptions.
+cdef enum:
+    PE_OK = 0
+    PE_BAD_PFN = 1
+    PE_BAD_ORDER = 2
+    PE_DOUBLE_FREE = 3
+    PE_NOT_ALLOCATED = 4
+    PE_WRONG_ORDER = 5
+    PE_TAIL_PAGE = 6
+    PE_PINNED = 7
+    PE_BAD_CPU = 8
+
+
+cdef int check_free(pglist_data *pgdat, unsigned long pfn, int order, unsigned long *head_ret) noexcept nogil:
+    """Can (pfn, order) be freed? 0, or a PE_* code; head_ret names the block
+    the pfn lies in when that explains the error."""
+    cdef page *p
+    cdef unsigned long head
+    cdef int o
+    if pfn >= pgdat.node_spanned_pages:
+        return PE_BAD_PFN
+    if order < 0 or order > MAX_PAGE_ORDER:
+        return PE_BAD_ORDER
+    p = pfn_to_page(pgdat, pfn)
+    head_ret[0] = pfn
+    if p.flags & PG_allocated:
+        if p.order != order:
+            return PE_WRONG_ORDER
+        if p._pincount:
+            return PE_PINNED
+        return PE_OK
+    if p.flags & (PG_buddy | PG_pcp):
+        return PE_DOUBLE_FREE
+    for o in range(1, NR_PAGE_ORDERS):
+        head = pfn & ~((1UL << o) - 1)
+        p = pfn_to_page(pgdat, head)
+        head_ret[0] = head
+        if (p.flags & PG_allocated) and p.order >= o:
+            return PE_TAIL_PAGE
+        if ((p.flags & PG_buddy) and <int>p.private >= o) or \
+                ((p.flags & PG_pcp) and pgdat.pindex_order[p.pindex] >= o):
+            return PE_DOUBLE_FREE
+    head_ret[0] = pfn
+    return PE_NOT_ALLOCATED
+
+
+cdef void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order, int cpu) noexcept nogil:
+    """Free an allocated block checked by check_free (__free_pages)."""
+    cdef page *p = pfn_to_page(pgdat, pfn)
+    p.flags = 0
+    p._refcount = 0
+    p.owner = 0
+    p.order = 0
+    cs.item[<int>FREE_CALLS] += 1
+    cs.item[<int>PGFREE] += 1UL << order
+    free_unref_page(cs, pgdat, p, pfn, order, cpu)

@@ -1,0 +1,322 @@
+# The per-CPU page lists (mm/page_alloc.c, v6.10): refill, allocation, free,
+# high auto-tuning, bulk drain. pcp->lock is taken with a trylock on the fast
+# paths; the caller of a "__" function holds it.
+
+cdef inline int order_to_pindex(pglist_data *pgdat, int mt, int order) noexcept nogil:
+    return pgdat.pindex[order][mt]
+
+cdef inline bint pcp_allowed_order(pglist_data *pgdat, int order) noexcept nogil:
+    return pgdat.pindex[order][<int>MIGRATE_UNMOVABLE] >= 0
+
+cdef inline bint pcp_spin_trylock(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp) noexcept nogil:
+    touch(cs, pgdat, pcp, &pcp.lock)
+    if pcp.lock.locked:
+        cs.item[<int>PCP_TRYLOCK_FAIL] += 1
+        return False
+    pcp.lock.locked = 1
+    return True
+
+cdef inline void pcp_spin_unlock(per_cpu_pages *pcp) noexcept nogil:
+    pcp.lock.locked = 0
+
+cdef inline void set_pcp_high(cpu_state *cs, per_cpu_pages *pcp, int high) noexcept nogil:
+    if pcp.high != high:
+        pcp.high = high
+        cs.item[<int>PCP_HIGH_CHANGE] += 1
+
+cdef inline int clamp_int(int v, int lo, int hi) noexcept nogil:
+    return min(max(v, lo), hi)
+
+
+cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int count,
+                             per_cpu_pages *pcp, int pindex) noexcept nogil:
+    """Return count pages from the pcp lists to the buddy, round robin from
+    pindex, each list oldest first (free_pcppages_bulk). Caller holds pcp->lock."""
+    cdef list_head *lst
+    cdef page *p
+    cdef unsigned long pfn
+    cdef int order, nr_pages, moved = 0
+    touch(cs, pgdat, pcp, &pcp.count)
+    count = min(pcp.count, count)
+    pindex -= 1             # the caller's list is drained first
+    spin_lock_zone(cs, z, LOCK_FREE_PCPPAGES_BULK)
+    while count > 0:
+        while True:
+            pindex += 1
+            if pindex > pgdat.nr_pcp_lists - 1:
+                pindex = 0
+            lst = &pcp.lists[pindex]
+            touch(cs, pgdat, pcp, lst)
+            if not list_empty(lst):
+                break
+        order = pgdat.pindex_order[pindex]
+        nr_pages = 1 << order
+        while True:
+            p = lru_to_page(lst.prev)
+            pfn = page_to_pfn(pgdat, p)
+            list_del(&p.lru)
+            p.flags = 0
+            count -= nr_pages
+            pcp.count -= nr_pages
+            moved += nr_pages
+            # The pageblock type is read now, as in v6.10.
+            __free_one_page(cs, pgdat, p, pfn, z, order, get_pageblock_migratetype(pgdat, pfn), False)
+            if count <= 0 or list_empty(lst):
+                break
+    count_locked_pages(cs, LOCK_FREE_PCPPAGES_BULK, moved)
+    spin_unlock_zone(z)
+    cs.item[<int>PCP_DRAIN] += 1
+    cs.item[<int>PCP_DRAIN_PAGES] += moved
+
+
+cdef int rmqueue_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int count,
+                      list_head *lst, int mt, int alloc_flags, int cpu, int pindex) noexcept nogil:
+    """Refill a pcp list with count blocks under one zone->lock (rmqueue_bulk)."""
+    cdef int i
+    cdef page *p
+    spin_lock_zone(cs, z, LOCK_RMQUEUE_BULK)
+    i = 0
+    while i < count:
+        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
+        if p == NULL:
+            break
+        # Appended at the tail: the list hands out physically rising pages.
+        list_add_tail(&p.lru, lst)
+        p.flags = PG_pcp
+        p.cpu = <int16_t>cpu
+        p.pindex = <uint8_t>pindex
+        i += 1
+    count_locked_pages(cs, LOCK_RMQUEUE_BULK, <long>i << order)
+    spin_unlock_zone(z)
+    cs.item[<int>PCP_REFILL] += 1
+    cs.item[<int>PCP_REFILL_PAGES] += <long>i << order
+    return i
+
+
+cdef int nr_pcp_alloc(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp, zone *z,
+                      int order) noexcept nogil:
+    # How many blocks a refill takes: grows with consecutive allocations
+    # (alloc_factor) and grows pcp->high under allocation pressure.
+    cdef int base_batch = pcp.batch
+    cdef int high_min = pcp.high_min, high_max = pcp.high_max
+    cdef int high, batch, max_nr_alloc
+    high = clamp_int(pcp.high, high_min, high_max)
+    set_pcp_high(cs, pcp, high)
+    if high < base_batch:
+        return 1            # pcp disabled or the boot pageset
+    batch = base_batch if order else base_batch << pcp.alloc_factor
+    if high_min != high_max and not (z.flags & ZONE_BELOW_HIGH):
+        high = min(high + batch, high_max)
+        set_pcp_high(cs, pcp, high)
+    if order == 0:
+        max_nr_alloc = max(high - pcp.count - base_batch, base_batch)
+        if batch <= max_nr_alloc and pcp.alloc_factor < pgdat.pcp_batch_scale_max:
+            pcp.alloc_factor += 1
+        batch = min(batch, max_nr_alloc)
+    if batch > 1:
+        batch = max(batch >> order, 2)
+    return batch
+
+
+cdef page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
+                             int alloc_flags, per_cpu_pages *pcp, int pindex, int cpu) noexcept nogil:
+    """Pop the head of a pcp list, refilling it when empty. Caller holds pcp->lock."""
+    cdef list_head *lst = &pcp.lists[pindex]
+    cdef page *p
+    cdef int batch, alloced
+    touch(cs, pgdat, pcp, lst)
+    if list_empty(lst):
+        cs.pcp_miss[order] += 1
+        touch(cs, pgdat, pcp, &pcp.batch)
+        batch = nr_pcp_alloc(cs, pgdat, pcp, z, order)
+        alloced = rmqueue_bulk(cs, pgdat, z, order, batch, lst, mt, alloc_flags, cpu, pindex)
+        pcp.count += alloced << order
+        if list_empty(lst):
+            return NULL
+    else:
+        cs.pcp_hit[order] += 1
+    p = lru_to_page(lst.next)
+    list_del(&p.lru)
+    touch(cs, pgdat, pcp, &pcp.count)
+    pcp.count -= 1 << order
+    return p
+
+
+cdef page *rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
+                           int alloc_flags, int cpu) noexcept nogil:
+    """Lock this CPU's pcp of the zone and take a block from it (rmqueue_pcplist)."""
+    cdef per_cpu_pages *pcp = z.per_cpu_pageset[cpu]
+    cdef page *p
+    if not pcp_spin_trylock(cs, pgdat, pcp):
+        return NULL
+    # Any allocation ends a run of consecutive frees.
+    touch(cs, pgdat, pcp, &pcp.free_count)
+    pcp.free_count >>= 1
+    p = __rmqueue_pcplist(cs, pgdat, z, order, mt, alloc_flags, pcp, order_to_pindex(pgdat, mt, order), cpu)
+    pcp_spin_unlock(pcp)
+    return p
+
+
+cdef int nr_pcp_high(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp, zone *z, int batch,
+                     bint free_high) noexcept nogil:
+    # The count at which a free drains, tuning pcp->high on the way.
+    cdef int high_min = pcp.high_min, high_max = pcp.high_max
+    cdef int high = clamp_int(pcp.high, high_min, high_max)
+    cdef int free_count, need_high
+    set_pcp_high(cs, pcp, high)
+    if high == 0:
+        return 0
+    if free_high:
+        set_pcp_high(cs, pcp, max(high - (batch << pgdat.pcp_batch_scale_max), high_min))
+        return 0
+    if z.flags & ZONE_RECLAIM_ACTIVE:
+        free_count = max(pcp.free_count, batch)
+        set_pcp_high(cs, pcp, max(high - free_count, high_min))
+        return min(batch << 2, pcp.high)
+    if high_min == high_max:
+        return high
+    if z.flags & ZONE_BELOW_HIGH:
+        free_count = max(pcp.free_count, batch)
+        set_pcp_high(cs, pcp, max(high - free_count, high_min))
+        return max(pcp.count, high_min)
+    if pcp.count >= high:
+        need_high = pcp.free_count + batch
+        # pcp->high must stay above the consecutive-free batch.
+        if pcp.high < need_high:
+            set_pcp_high(cs, pcp, clamp_int(need_high, high_min, high_max))
+    return high
+
+
+cdef inline int nr_pcp_free(pglist_data *pgdat, per_cpu_pages *pcp, int batch, int high,
+                            bint free_high) noexcept nogil:
+    if free_high:
+        return min(pcp.count, batch << pgdat.pcp_batch_scale_max)
+    if high < batch:
+        return 1
+    # Leave at least batch pages; free more after a run of consecutive frees.
+    return clamp_int(pcp.free_count, batch, high - batch)
+
+
+cdef void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp,
+                                 page *p, int mt, int order, int cpu) noexcept nogil:
+    """Put a freed block on its pcp list and drain when over high. Caller holds pcp->lock."""
+    cdef int pindex = order_to_pindex(pgdat, mt, order)
+    cdef int batch, high
+    cdef bint free_high = False
+    touch(cs, pgdat, pcp, &pcp.alloc_factor)
+    pcp.alloc_factor >>= 1      # any free halves the allocation streak
+    touch(cs, pgdat, pcp, &pcp.lists[pindex])
+    list_add(&p.lru, &pcp.lists[pindex])
+    p.flags = PG_pcp
+    p.cpu = <int16_t>cpu
+    p.pindex = <uint8_t>pindex
+    pcp.count += 1 << order
+    batch = pcp.batch
+    # Consecutive frees of orders 1..3 with no allocation in between drain
+    # early: the pages are not likely to be reused on this CPU.
+    if order and order <= PAGE_ALLOC_COSTLY_ORDER:
+        free_high = (pcp.free_count >= batch and (pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) != 0
+                     and (not (pcp.flags & PCPF_FREE_HIGH_BATCH) or pcp.count >= batch))
+        pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
+    elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
+        pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
+    if pcp.free_count < (batch << pgdat.pcp_batch_scale_max):
+        pcp.free_count = <short>(pcp.free_count + (1 << order))
+    high = nr_pcp_high(cs, pgdat, pcp, z, batch, free_high)
+    if pcp.count >= high:
+        free_pcppages_bulk(cs, pgdat, z, nr_pcp_free(pgdat, pcp, batch, high, free_high), pcp, pindex)
+        if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), 3, 0):
+            z.flags &= ~ZONE_BELOW_HIGH
+
+
+cdef void free_one_page(cpu_state *cs, pglist_data *pgdat, zone *z, page *p, unsigned long pfn,
+                        int order, bint to_tail) noexcept nogil:
+    """Free a block straight into the buddy under zone->lock (free_one_page)."""
+    spin_lock_zone(cs, z, LOCK_FREE_ONE_PAGE)
+    __free_one_page(cs, pgdat, p, pfn, z, order, get_pageblock_migratetype(pgdat, pfn), to_tail)
+    count_locked_pages(cs, LOCK_FREE_ONE_PAGE, 1L << order)
+    spin_unlock_zone(z)
+
+
+cdef void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned long pfn, int order,
+                          int cpu) noexcept nogil:
+    """Free a block through this CPU's pcp lists when its order allows (free_unref_page)."""
+    cdef zone *z = page_zone(pgdat, pfn)
+    cdef per_cpu_pages *pcp
+    cdef int mt
+    if not pcp_allowed_order(pgdat, order):
+        free_one_page(cs, pgdat, z, p, pfn, order, False)      # __free_pages_ok
+        return
+    mt = get_pageblock_migratetype(pgdat, pfn)
+    if mt >= MIGRATE_PCPTYPES:
+        if mt == MIGRATE_ISOLATE:
+            free_one_page(cs, pgdat, z, p, pfn, order, False)
+            return
+        # CMA and highatomic pages go on the movable lists, unless (Android)
+        # CMA has pcp lists of its own.
+        if not (pgdat.pcp_cma and mt == MIGRATE_CMA):
+            mt = MIGRATE_MOVABLE
+    pcp = z.per_cpu_pageset[cpu]
+    pcp_op_begin(cs)
+    if pcp_spin_trylock(cs, pgdat, pcp):
+        free_unref_page_commit(cs, pgdat, z, pcp, p, mt, order, cpu)
+        pcp_spin_unlock(pcp)
+    else:
+        free_one_page(cs, pgdat, z, p, pfn, order, False)
+    pcp_op_end(cs, PCP_OP_FREE)
+
+
+cdef void drain_pages_zone(cpu_state *cs, pglist_data *pgdat, int cpu, zone *z) noexcept nogil:
+    # Chunks of batch << 5 pages, count re-read under the lock each time
+    # (v6.10.3 and v6.11).
+    cdef per_cpu_pages *pcp = z.per_cpu_pageset[cpu]
+    cdef int count
+    pcp_op_begin(cs)
+    while True:
+        touch(cs, pgdat, pcp, &pcp.lock)
+        pcp.lock.locked = 1
+        touch(cs, pgdat, pcp, &pcp.count)
+        count = pcp.count
+        if count:
+            free_pcppages_bulk(cs, pgdat, z, min(count, pcp.batch << 5), pcp, 0)
+        pcp_spin_unlock(pcp)
+        if not count:
+            break
+    pcp_op_end(cs, PCP_OP_DRAIN)
+
+
+cdef void drain_pages(cpu_state *cs, pglist_data *pgdat, int cpu) noexcept nogil:
+    """Drain one CPU's pcp lists of every populated zone (drain_pages)."""
+    cdef int zi
+    for zi in range(MAX_NR_ZONES):
+        if pgdat.node_zones[zi].per_cpu_pageset != NULL and pgdat.node_zones[zi].per_cpu_pageset[cpu].count:
+            drain_pages_zone(cs, pgdat, cpu, &pgdat.node_zones[zi])
+
+
+cdef void drain_all_pages(cpu_state *cs, pglist_data *pgdat, int zone_idx) noexcept nogil:
+    """Drain the pcp lists of every CPU that has pages on them (drain_all_pages);
+    zone_idx -1 means every zone."""
+    cdef int cpu, zi
+    cdef zone *z
+    cs.item[<int>DRAIN_ALL] += 1
+    for cpu in range(pgdat.nr_cpus):
+        for zi in range(MAX_NR_ZONES):
+            if zone_idx >= 0 and zi != zone_idx:
+                continue
+            z = &pgdat.node_zones[zi]
+            if z.per_cpu_pageset != NULL and z.per_cpu_pageset[cpu].count:
+                drain_pages_zone(cs, pgdat, cpu, z)
+
+
+cdef void decay_pcp_high(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp) noexcept nogil:
+    """The vmstat worker's once-a-second decay of pcp->high (decay_pcp_high)."""
+    cdef int high_min = pcp.high_min, batch = pcp.batch, to_drain
+    cs.item[<int>PCP_DECAY] += 1
+    if pcp.high > high_min:
+        set_pcp_high(cs, pcp, max(max(pcp.count - (batch << pgdat.pcp_batch_scale_max),
+                                      pcp.high - (pcp.high >> 3)), high_min))
+    to_drain = pcp.count - pcp.high
+    if to_drain > 0:
+        pcp.lock.locked = 1
+        free_pcppages_bulk(cs, pgdat, z, to_drain, pcp, 0)
+        pcp_spin_unlock(pcp)

@@ -1,0 +1,105 @@
+# The op-stream executor: validate the whole stream, then run it without the GIL.
+
+cdef enum:
+    OPE_BAD_OP = 1
+    OPE_BAD_CPU = 2
+    OPE_BAD_ORDER = 3
+    OPE_BAD_SLOT = 4
+    OPE_SLOT_BUSY = 5
+    OPE_SLOT_EMPTY = 6
+    OPE_FREE_ORDER = 7
+    OPE_NOMEM = 8
+
+_OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay")
+_OPE_TEXT = {OPE_BAD_OP: "unknown op code", OPE_BAD_CPU: "cpu out of range",
+             OPE_BAD_ORDER: f"order outside 0..{MAX_PAGE_ORDER}", OPE_BAD_SLOT: "slot out of range",
+             OPE_SLOT_BUSY: "alloc into a slot that holds a live allocation",
+             OPE_SLOT_EMPTY: "free of a slot that holds no allocation",
+             OPE_FREE_ORDER: "free order differs from the order the slot was allocated with",
+             OPE_NOMEM: "out of memory while validating"}
+
+
+def _op_name(int op):
+    return _OP_NAMES[op] if 0 <= op < NR_OPS else f"op{op}"
+
+
+def _op_error(int code):
+    return _OPE_TEXT[code]
+
+
+cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, const int64_t *slots,
+                      Py_ssize_t nslots, Py_ssize_t *bad) noexcept nogil:
+    # Replays slot occupancy: each slot alternates alloc and free, orders match.
+    cdef int8_t *state = <int8_t *>malloc(nslots if nslots else 1)
+    cdef Py_ssize_t i, s
+    cdef int code = 0
+    cdef const pcpemu_op *op
+    if state == NULL:
+        bad[0] = 0
+        return OPE_NOMEM
+    for s in range(nslots):
+        state[s] = -1 if slots[s] < 0 else <int8_t>pfn_to_page(pgdat, slots[s]).order
+    for i in range(n):
+        op = &ops[i]
+        if op.op >= NR_OPS:
+            code = OPE_BAD_OP
+        elif op.cpu >= pgdat.nr_cpus:
+            code = OPE_BAD_CPU
+        elif op.op == OP_ALLOC or op.op == OP_FREE:
+            if op.order > MAX_PAGE_ORDER:
+                code = OPE_BAD_ORDER
+            elif op.slot < 0 or op.slot >= nslots:
+                code = OPE_BAD_SLOT
+            elif op.op == OP_ALLOC:
+                if state[op.slot] >= 0:
+                    code = OPE_SLOT_BUSY
+                else:
+                    state[op.slot] = <int8_t>op.order
+            elif state[op.slot] < 0:
+                code = OPE_SLOT_EMPTY
+            elif state[op.slot] != op.order:
+                code = OPE_FREE_ORDER
+            else:
+                state[op.slot] = -1
+        if code:
+            bad[0] = i
+            break
+    free(state)
+    return code
+
+
+cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_t *slots,
+                  int64_t *results) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef const pcpemu_op *op
+    cdef cpu_state *cs
+    cdef page *p
+    cdef int64_t pfn
+    cdef int zi
+    for i in range(n):
+        op = &ops[i]
+        cs = &pgdat.cpu[op.cpu]
+        results[i] = -1
+        if op.op == OP_ALLOC:
+            p = __alloc_pages(cs, pgdat, op.gfp, op.order, op.cpu, pgdat.next_owner)
+            pgdat.next_owner += 1
+            if p != NULL:
+                pfn = <int64_t>page_to_pfn(pgdat, p)
+                slots[op.slot] = pfn
+                results[i] = pfn
+        elif op.op == OP_FREE:
+            pfn = slots[op.slot]
+            if pfn < 0:
+                cs.item[<int>FREE_SKIPPED] += 1
+            else:
+                __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
+                slots[op.slot] = -1
+                results[i] = pfn
+        elif op.op == OP_DRAIN:
+            drain_pages(cs, pgdat, op.cpu)
+        elif op.op == OP_DRAIN_ALL:
+            drain_all_pages(cs, pgdat, -1)
+        else:
+            for zi in range(MAX_NR_ZONES):
+                if pgdat.node_zones[zi].per_cpu_pageset != NULL:
+                    decay_pcp_high(cs, pgdat, &pgdat.node_zones[zi], pgdat.node_zones[zi].per_cpu_pageset[op.cpu])

@@ -1,0 +1,269 @@
+"""KernelConfig: the emulated machine and the kernel build it runs.
+
+Memory, zones, CMA, CPUs, the pcp tunables and the THP-list policy, with the
+kernel-version presets. Every field is checked when the config is made; an
+error names the field and the range it allows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
+
+__all__ = ["KernelConfig", "PRESETS", "THP_LIST_POLICIES", "parse_size"]
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+MAX_PAGE_ORDER = 10
+MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
+PAGEBLOCK_ORDER = 9
+PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
+PAGE_ALLOC_COSTLY_ORDER = 3
+HPAGE_PMD_ORDER = 9
+
+#: THP-list policies, named after the kernels that had them.
+THP_LIST_POLICIES = {
+    # Linux kernel commit 44042b449872 ("mm/page_alloc: allow high-order pages to
+    # be stored on the per-cpu lists") (in v5.14): one THP list per pcp type.
+    "per-type": "v5.14..v5.19: one THP list per pcp migratetype",
+    # Linux kernel commit 5d0a661d808f ("mm/page_alloc: use only one PCP list for
+    # THP-sized allocations") (in v6.0).
+    "single": "v6.0..v6.9: one THP list shared by every migratetype",
+    # Linux kernel commit bf14ed81f571 ("mm/page_alloc: Separate THP PCP into
+    # movable and non-movable categories") (in v6.10).
+    "split": "v6.10 and later: a movable and a non-movable THP list",
+    "none": "THP off: order 9 never on a pcp list",
+}
+_MTHP_POLICIES = ("per-type", "single", "split")
+
+# Smallest machine: mobility grouping is disabled below
+# pageblock_nr_pages * MIGRATE_TYPES pages (build_all_zonelists), which pcpemu
+# does not model, so refuse such machines.
+MIN_MEMORY_PAGES = 4096
+MAX_MEMORY_PAGES = 1 << 28  # 1 TiB
+MAX_CPUS = 1024
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B|pages?)?\s*$", re.IGNORECASE)
+_UNITS = {"": None, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: str | int, field: str) -> int:
+    """A size in pages from ``"8G"``, ``"512M"``, ``"2048K"``, ``"4096 pages"`` or an int of pages.
+
+    :raises ConfigError: for a malformed size or one that is not a whole number of pages.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{field}: expected a size like '8G' or a page count, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{field}: a page count cannot be negative ({value})")
+        return value
+    m = _SIZE.match(value)
+    if not m:
+        raise ConfigError(f"{field}: cannot read size {value!r} (use e.g. '8G', '512M', '1024K' or pages)")
+    number, unit = int(m.group(1)), (m.group(2) or "")
+    if unit.lower().startswith("page") or unit == "":
+        return number
+    scale = _UNITS[unit[0].upper()]
+    nbytes = number * scale
+    if nbytes % PAGE_SIZE:
+        raise ConfigError(f"{field}: {value!r} is not a whole number of 4 KiB pages")
+    return nbytes >> PAGE_SHIFT
+
+
+def _check_range(field: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{field}: expected an integer in {lo}..{hi}, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{field}: {value} is outside the allowed range {lo}..{hi}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+    """One emulated NUMA node and the kernel build that runs on it.
+
+    Sizes are in 4 KiB pages once the config is made; the constructor also takes
+    strings such as ``"8G"``.
+
+    :param memory: RAM of the node.
+    :param zones: ``"x86_64"`` (DMA below 16 MiB, DMA32 below 4 GiB, Normal above),
+        ``"normal"`` (one Normal zone), or a mapping of zone name to managed pages,
+        as ``/proc/zoneinfo`` shows them (the zones are then laid out one after the
+        other, each starting on a MAX_ORDER_NR_PAGES boundary).
+    :param cma: size of the CMA area (whole pageblocks).
+    :param cma_base: first pfn of the CMA area; default the top of memory, as a
+        ``cma=`` reservation places it.
+    :param min_free_kbytes: None derives it as the kernel does (with the THP
+        recommendation when THP is on).
+    :param thp_lists: the THP pcp-list policy, one of THP_LIST_POLICIES.
+    :param pcp_cma: Android's common kernel: MIGRATE_CMA is a pcp migratetype with
+        lists of its own.
+    :param mthp_orders: further orders (4..8) kept on pcp lists, each with the list
+        split it names (``"single"``, ``"split"`` or ``"per-type"``).
+    :param cache_slice: each CPU's slice of the data cache (default 2 MiB); when it
+        exceeds 3 * batch pages the pcp gets PCPF_FREE_HIGH_BATCH
+        (zone_pcp_update_cacheinfo).
+    """
+
+    memory: int = 8 << 18
+    zones: Any = "x86_64"
+    cma: int = 0
+    cma_base: int | None = None
+    cpus: int = 4
+    min_free_kbytes: int | None = None
+    watermark_scale_factor: int = 10
+    watermark_boost_factor: int = 15000
+    percpu_pagelist_high_fraction: int = 0
+    pcp_batch_scale_max: int = 5
+    thp: bool = True
+    thp_lists: str = "split"
+    pcp_cma: bool = False
+    mthp_orders: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    numa: bool = True
+    cacheline: int = 64
+    cache_slice: int = 512
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        setter = object.__setattr__.__get__(self)
+        setter("memory", parse_size(self.memory, "memory"))
+        _check_range("memory (pages)", self.memory, MIN_MEMORY_PAGES, MAX_MEMORY_PAGES)
+        setter("cma", parse_size(self.cma, "cma"))
+        setter("cache_slice", parse_size(self.cache_slice, "cache_slice"))
+        _check_range("cpus", self.cpus, 1, MAX_CPUS)
+        _check_range("watermark_scale_factor", self.watermark_scale_factor, 1, 3000)
+        _check_range("watermark_boost_factor", self.watermark_boost_factor, 0, 1 << 30)
+        _check_range("pcp_batch_scale_max", self.pcp_batch_scale_max, 0, 6)
+        f = _check_range("percpu_pagelist_high_fraction", self.percpu_pagelist_high_fraction, 0, 1 << 31)
+        if 0 < f < 8:
+            raise ConfigError(
+                f"percpu_pagelist_high_fraction: {f} is not allowed; use 0 (auto) or a value >= 8"
+            )
+        if self.cacheline not in (64, 128, 256):
+            raise ConfigError(f"cacheline: {self.cacheline!r} is not one of 64, 128, 256")
+        for flag in ("thp", "pcp_cma", "numa"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag}: expected True or False, got {getattr(self, flag)!r}")
+        if self.thp_lists not in THP_LIST_POLICIES:
+            raise ConfigError(
+                f"thp_lists: {self.thp_lists!r} is not one of {', '.join(THP_LIST_POLICIES)}"
+            )
+        if self.thp != (self.thp_lists != "none"):
+            raise ConfigError(
+                f"thp_lists: {self.thp_lists!r} contradicts thp={self.thp}; "
+                "THP off goes with 'none', THP on with any other policy"
+            )
+        mthp = dict(self.mthp_orders)
+        for order, policy in mthp.items():
+            _check_range("mthp_orders order", order, PAGE_ALLOC_COSTLY_ORDER + 1, PAGEBLOCK_ORDER - 1)
+            if policy not in _MTHP_POLICIES:
+                raise ConfigError(f"mthp_orders[{order}]: {policy!r} is not one of {', '.join(_MTHP_POLICIES)}")
+        if mthp and not self.thp:
+            raise ConfigError("mthp_orders: multi-size THP orders need thp=True")
+        setter("mthp_orders", dict(sorted(mthp.items())))
+        setter("zones", self._validate_zones(self.zones))
+        spans = self.zone_spans()
+        setter("memory", max(start + pages for _, start, pages in spans))
+        self._validate_cma(spans)
+        if self.min_free_kbytes is not None:
+            _check_range("min_free_kbytes", self.min_free_kbytes, 0, self.memory * 4)
+
+    @staticmethod
+    def _validate_zones(zones: Any) -> Any:
+        if zones in ("x86_64", "normal"):
+            return zones
+        if not isinstance(zones, Mapping):
+            raise ConfigError(f"zones: expected 'x86_64', 'normal' or a mapping of zone name to pages, got {zones!r}")
+        out = {}
+        for name, pages in zones.items():
+            if name not in ZONE_NAMES[:3]:
+                raise ConfigError(f"zones: unknown zone {name!r} (pcpemu models DMA, DMA32 and Normal)")
+            out[name] = parse_size(pages, f"zones[{name}]")
+            if out[name] <= 0:
+                raise ConfigError(f"zones[{name}]: a zone needs at least one page")
+        if not out:
+            raise ConfigError("zones: the mapping names no zone")
+        return {name: out[name] for name in ZONE_NAMES if name in out}
+
+    def zone_spans(self) -> list[tuple[int, int, int]]:
+        """Populated zones as ``(zone index, start pfn, pages)``, lowest first."""
+        if self.zones == "normal":
+            return [(ZONE_NORMAL, 0, self.memory)]
+        if self.zones == "x86_64":
+            bounds = ((ZONE_DMA, 0, 1 << 12), (ZONE_DMA32, 1 << 12, 1 << 20), (ZONE_NORMAL, 1 << 20, None))
+            spans = []
+            for idx, start, end in bounds:
+                end = self.memory if end is None else min(end, self.memory)
+                if end > start:
+                    spans.append((idx, start, end - start))
+            return spans
+        spans, pfn = [], 0
+        for name, pages in self.zones.items():
+            spans.append((ZONE_NAMES.index(name), pfn, pages))
+            pfn = -(-(pfn + pages) // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
+        return spans
+
+    def _validate_cma(self, spans: list[tuple[int, int, int]]) -> None:
+        if self.cma % PAGEBLOCK_NR_PAGES:
+            raise ConfigError(f"cma: {self.cma} pages is not a whole number of {PAGEBLOCK_NR_PAGES}-page pageblocks")
+        if self.cma == 0:
+            if self.cma_base is not None:
+                raise ConfigError("cma_base: given without a cma size")
+            return
+        top = spans[-1][1] + spans[-1][2]
+        base = self.cma_base if self.cma_base is not None else (top - self.cma) // PAGEBLOCK_NR_PAGES * PAGEBLOCK_NR_PAGES
+        _check_range("cma_base", base, 0, top)
+        if base % PAGEBLOCK_NR_PAGES:
+            raise ConfigError(f"cma_base: pfn {base:#x} is not pageblock aligned ({PAGEBLOCK_NR_PAGES} pages)")
+        for idx, start, pages in spans:
+            if start <= base and base + self.cma <= start + pages:
+                object.__setattr__(self, "cma_base", base)
+                return
+        raise ConfigError(
+            f"cma: [{base:#x}, {base + self.cma:#x}) does not lie inside one zone; "
+            "the kernel requires a CMA area to be in a single zone"
+        )
+
+    @property
+    def nr_zones(self) -> int:
+        return MAX_NR_ZONES
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "KernelConfig":
+        """A config as the named kernel has it, with any field overridden.
+
+        :param name: one of PRESETS (``"v6.9"``, ``"v6.10"``, ``"v5.14"``, ``"android"``, ``"nothp"``).
+        """
+        if name not in PRESETS:
+            raise ConfigError(f"preset: unknown preset {name!r}; known: {', '.join(PRESETS)}")
+        fields = dict(PRESETS[name])
+        fields.update(overrides)
+        fields.setdefault("name", name)
+        return cls(**fields)
+
+    def replace(self, **changes: Any) -> "KernelConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """The config as plain JSON-able values."""
+        d = dataclasses.asdict(self)
+        d["mthp_orders"] = {str(k): v for k, v in self.mthp_orders.items()}
+        return d
+
+
+#: Kernel-version presets. Unlike the kernel, every preset uses the v6.10 buddy
+#: rules (freelist type == pageblock type, steal remainders on the block's own
+#: type); the presets differ in the pcp lists, which is what they are for.
+PRESETS: dict[str, dict[str, Any]] = {
+    "v5.14": {"thp_lists": "per-type"},
+    "v6.9": {"thp_lists": "single"},
+    "v6.10": {"thp_lists": "split"},
+    "android": {"thp_lists": "split", "pcp_cma": True},
+    "nothp": {"thp": False, "thp_lists": "none"},
+}

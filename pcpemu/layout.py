@@ -1,0 +1,716 @@
+"""Layout of ``struct per_cpu_pages`` (:linux:`include/linux/mmzone.h`) for any
+kernel version, config and architecture, rendered the way pahole prints it.
+
+The model is written from the C rules, not from a compiler: each member has a C
+type whose size and alignment follow the architecture's ABI (ILP32 or LP64),
+members are placed at the next offset aligned for their type, and the struct is
+padded to its alignment (the L1 cacheline when the kernel marks it
+``____cacheline_aligned_in_smp``). The tests check every offset and size
+against gcc (``offsetof``/``sizeof``), against pahole's own rendering of the
+compiled struct, and against the compiled emulator's C mirror.
+
+Kernel history modelled (each a change to the struct or to ``NR_PCP_LISTS``):
+
+- up to v5.13: ``count, high, batch, lists[MIGRATE_PCPTYPES]`` (order-0 only;
+  the struct sat inside ``struct per_cpu_pageset``, not cacheline aligned).
+- v5.14: Linux kernel commit 44042b449872 ("mm/page_alloc: allow high-order
+  pages to be stored on the per-cpu lists") and the pageset split add
+  ``short free_factor``, ``short expire`` (CONFIG_NUMA) and
+  ``MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1 + NR_PCP_THP)`` lists: one
+  THP list per pcp type, 15 lists with THP. Still not cacheline aligned.
+- v6.0: Mel Gorman's 2022 series adds ``spinlock_t lock`` first and marks the
+  struct ``____cacheline_aligned_in_smp``; 5d0a661d808f ("mm/page_alloc: use
+  only one PCP list for THP-sized allocations") makes it 12 + 1 lists.
+- v6.7: Huang Ying's PCP high auto-tuning series: ``high_min``, ``high_max``,
+  ``u8 flags``, ``u8 alloc_factor``, ``u8 expire``, ``short free_count``
+  (``free_factor`` gone).
+- v6.10-rc6: bf14ed81f571 ("mm/page_alloc: Separate THP PCP into movable and
+  non-movable categories"): two THP lists, 12 + 2 lists. Backported on top of
+  the older structs to 6.1.97, 6.6.37 and 6.9.8 (see ``SPLIT_THP_BACKPORTS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+__all__ = [
+    "ARCHES",
+    "Arch",
+    "Field",
+    "KernelVersion",
+    "Layout",
+    "LayoutConfig",
+    "NEWEST_VERSION",
+    "SPLIT_THP_BACKPORTS",
+    "TABLE_CONFIGS",
+    "TABLE_VERSIONS",
+    "c_translation_unit",
+    "compare",
+    "layout",
+    "layout_from_config",
+    "layout_table",
+    "layout_table_markdown",
+    "parse_version",
+]
+
+MIGRATE_PCPTYPES = 3
+PAGE_ALLOC_COSTLY_ORDER = 3
+PAGEBLOCK_ORDER = 9
+NR_LOCKDEP_CACHING_CLASSES = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+    """The parts of an architecture's C ABI and config that place the members.
+
+    :param ptr: ``sizeof(void *)`` == ``sizeof(long)`` (ILP32 or LP64).
+    :param cacheline: default ``L1_CACHE_BYTES``.
+    :param cflags: gcc flags that compile for this ABI on this machine, or None
+        if only an ABI-equivalent native build can check it.
+    """
+
+    name: str
+    ptr: int
+    cacheline: int
+    cflags: tuple[str, ...] | None
+    numa: bool
+
+    @property
+    def bits(self) -> int:
+        return self.ptr * 8
+
+
+#: Architectures. Every one has a 4-byte ``arch_spinlock_t`` (qspinlock on
+#: x86, arm64, riscv, ppc64; the ticket/word locks of arm, s390 are 4 bytes too)
+#: and natural alignment for int, short, u8 and pointers, so pointer size and
+#: cacheline decide the layout. arm64, riscv64, ppc64 and s390x are LP64 like
+#: x86_64 and are checked through the x86_64 build; arm through i386 (ILP32).
+ARCHES: dict[str, Arch] = {
+    "x86_64": Arch("x86_64", 8, 64, ("-m64",), True),
+    "i386": Arch("i386", 4, 64, ("-m32",), False),
+    "arm64": Arch("arm64", 8, 64, None, True),
+    "arm": Arch("arm", 4, 64, None, False),
+    "riscv64": Arch("riscv64", 8, 64, None, True),
+    "ppc64": Arch("ppc64", 8, 128, None, True),
+    "s390x": Arch("s390x", 8, 256, None, True),
+}
+_ARCH_ALIASES = {"amd64": "x86_64", "x86": "i386", "i686": "i386", "x86_32": "i386",
+                 "aarch64": "arm64", "arm32": "arm", "ppc64le": "ppc64", "s390": "s390x"}
+
+
+# --- versions ---------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, order=True)
+class KernelVersion:
+    """A kernel release: ``6.10``, a stable ``6.6.37`` or a ``6.10-rc6``."""
+
+    key: tuple[int, int, int, int]
+    text: str = dataclasses.field(compare=False)
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        return self.key[:2]
+
+    @property
+    def stable(self) -> int:
+        return self.key[3]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?$")
+_RELEASE = 99  # sorts a release after all of its -rcs
+
+#: Oldest and newest versions the model covers. v4.4..v5.13 share one struct
+#: (DepSurf BTF dumps); v6.10..v6.17 are the v6.10 struct (v6.10, v6.11.11 read
+#: in source; v6.17.2 as quoted in study notes).
+OLDEST_VERSION = (4, 4)
+NEWEST_VERSION = "v6.17"
+
+#: Stable trees that got bf14ed81f571 on top of their own struct: the first
+#: stable release of each series with two THP lists. 6.9.8 and 6.6.37 come from
+#: the 2024-07-02 stable review series; 6.1.97 from the 6.1.y backport sent the
+#: same day (the release number for 6.1 is the least certain of the three).
+SPLIT_THP_BACKPORTS: dict[tuple[int, int], int] = {(6, 1): 97, (6, 6): 37, (6, 9): 8}
+
+
+def parse_version(text: str | KernelVersion) -> KernelVersion:
+    """``"v6.10"``, ``"6.6.37"``, ``"v6.10-rc6"`` -> KernelVersion.
+
+    :raises ConfigError: for a malformed version or one outside the model.
+    """
+    if isinstance(text, KernelVersion):
+        return text
+    m = _VERSION.match(str(text).strip()) if isinstance(text, str) else None
+    if not m:
+        raise ConfigError(
+            f"version: cannot read {text!r}; accepted: v{OLDEST_VERSION[0]}.{OLDEST_VERSION[1]}"
+            f"..{NEWEST_VERSION} as 'v6.10', '6.10', stable '6.6.37' or '6.10-rc6'"
+        )
+    major, minor = int(m.group(1)), int(m.group(2))
+    patch, rc = m.group(3), m.group(4)
+    if patch is not None and rc is not None:
+        raise ConfigError(f"version: {text!r} names both a stable release and an -rc")
+    key = (major, minor, int(rc) if rc else _RELEASE, int(patch or 0))
+    newest = parse_version_key(NEWEST_VERSION)
+    if (major, minor) < OLDEST_VERSION or (major, minor) > newest[:2]:
+        raise ConfigError(
+            f"version: {text!r} is outside the modelled range "
+            f"v{OLDEST_VERSION[0]}.{OLDEST_VERSION[1]}..{NEWEST_VERSION} (struct changes at v5.14, v6.0, "
+            "v6.7, v6.10-rc6; two THP lists backported to 6.1.97, 6.6.37, 6.9.8)"
+        )
+    label = f"v{major}.{minor}" + (f".{patch}" if patch else "") + (f"-rc{rc}" if rc else "")
+    return KernelVersion(key, label)
+
+
+def parse_version_key(text: str) -> tuple[int, int, int, int]:
+    m = _VERSION.match(text)
+    assert m, text
+    return (int(m.group(1)), int(m.group(2)), int(m.group(4) or _RELEASE), int(m.group(3) or 0))
+
+
+def _at_least(v: KernelVersion, major: int, minor: int, rc: int = 1) -> bool:
+    # True from major.minor-rc<rc> on (rc1: the merge window of that release).
+    return v.key >= (major, minor, rc, 0)
+
+
+def _era(v: KernelVersion) -> str:
+    """Which struct a version has: 'v4.4', 'v5.14', 'v6.0' or 'v6.7'."""
+    if _at_least(v, 6, 7, 1):
+        return "v6.7"
+    if _at_least(v, 6, 0, 1):
+        return "v6.0"
+    if _at_least(v, 5, 14, 1):
+        return "v5.14"
+    return "v4.4"
+
+
+def _default_thp_lists(v: KernelVersion, pcp_types: int) -> int:
+    """NR_PCP_THP (as lists) of a version with CONFIG_TRANSPARENT_HUGEPAGE=y."""
+    era = _era(v)
+    if era == "v4.4":
+        return 0
+    if era == "v5.14":
+        return pcp_types  # one per pcp type (44042b449872)
+    if v.key >= (6, 10, 6, 0):
+        return 2
+    backport = SPLIT_THP_BACKPORTS.get(v.major_minor)
+    if backport is not None and v.key[2] == _RELEASE and v.stable >= backport:
+        return 2
+    return 1
+
+
+# --- the config --------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class LayoutConfig:
+    """Everything that decides the layout of one ``struct per_cpu_pages``."""
+
+    version: KernelVersion
+    arch: Arch
+    numa: bool
+    thp: bool
+    pcp_types: int
+    thp_lists: int
+    extra_lists: int
+    debug_spinlock: bool
+    lockdep: bool
+    lock_stat: bool
+    cacheline: int
+    label: str = ""
+
+    @property
+    def era(self) -> str:
+        return _era(self.version)
+
+    @property
+    def nr_lists(self) -> int:
+        if self.era == "v4.4":
+            return self.pcp_types
+        return self.pcp_types * (PAGE_ALLOC_COSTLY_ORDER + 1) + self.thp_lists + self.extra_lists
+
+    @property
+    def aligned(self) -> bool:
+        """``____cacheline_aligned_in_smp`` (v6.0 on; SMP assumed)."""
+        return self.era in ("v6.0", "v6.7")
+
+    def describe(self) -> str:
+        parts = [str(self.version), self.arch.name, "NUMA" if self.numa else "!NUMA"]
+        if self.era != "v4.4":
+            parts.append(f"THP({self.thp_lists} list{'s' if self.thp_lists != 1 else ''})" if self.thp else "!THP")
+        if self.pcp_types != MIGRATE_PCPTYPES:
+            parts.append(f"{self.pcp_types} pcp types")
+        if self.extra_lists:
+            parts.append(f"+{self.extra_lists} mTHP lists")
+        if self.lock_stat:
+            parts.append("LOCK_STAT")
+        elif self.lockdep:
+            parts.append("LOCKDEP")
+        elif self.debug_spinlock:
+            parts.append("DEBUG_SPINLOCK")
+        parts.append(f"L1={self.cacheline}")
+        return " ".join(parts)
+
+
+def _get_arch(arch: str | Arch) -> Arch:
+    if isinstance(arch, Arch):
+        return arch
+    name = _ARCH_ALIASES.get(str(arch).lower(), str(arch).lower())
+    if name not in ARCHES:
+        raise ConfigError(f"arch: unknown architecture {arch!r}; known: {', '.join(ARCHES)}")
+    return ARCHES[name]
+
+
+def _mthp_lists(policy: str, pcp_types: int, what: str) -> int:
+    if policy == "per-type":
+        return pcp_types
+    if policy == "single":
+        return 1
+    if policy == "split":
+        return 2
+    if policy == "none":
+        return 0
+    raise ConfigError(f"{what}: {policy!r} is not one of per-type, single, split, none")
+
+
+def _extra_lists(extra_orders: Any, pcp_types: int) -> int:
+    if not extra_orders:
+        return 0
+    items = extra_orders.items() if isinstance(extra_orders, Mapping) else ((o, "single") for o in extra_orders)
+    total, seen = 0, set()
+    for order, policy in items:
+        if isinstance(order, bool) or not isinstance(order, int) or not PAGE_ALLOC_COSTLY_ORDER < order < PAGEBLOCK_ORDER:
+            raise ConfigError(
+                f"extra_orders: order {order!r} cannot get pcp lists of its own; "
+                f"use {PAGE_ALLOC_COSTLY_ORDER + 1}..{PAGEBLOCK_ORDER - 1}"
+            )
+        if order in seen:
+            raise ConfigError(f"extra_orders: order {order} given twice")
+        seen.add(order)
+        total += _mthp_lists(policy, pcp_types, f"extra_orders[{order}]")
+    return total
+
+
+def make_config(version: str | KernelVersion = "v6.10", arch: str | Arch = "x86_64", *,
+                numa: bool | None = None, thp: bool | None = None, thp_lists: int | str | None = None,
+                extra_orders: Mapping[int, str] | Iterable[int] | None = None, pcp_cma: bool = False,
+                debug_spinlock: bool | None = None, lockdep: bool | None = None, lock_stat: bool = False,
+                cacheline: int | None = None) -> LayoutConfig:
+    """Check and combine the config axes; see :func:`layout` for the parameters."""
+    v = parse_version(version)
+    a = _get_arch(arch)
+    era = _era(v)
+    cl = a.cacheline if cacheline is None else cacheline
+    if isinstance(cl, bool) or cl not in (32, 64, 128, 256):
+        raise ConfigError(f"cacheline: {cl!r} is not one of 32, 64, 128, 256")
+    for name, val in (("numa", numa), ("thp", thp), ("pcp_cma", pcp_cma), ("lock_stat", lock_stat),
+                      ("debug_spinlock", debug_spinlock), ("lockdep", lockdep)):
+        if val is not None and not isinstance(val, bool):
+            raise ConfigError(f"{name}: expected True or False, got {val!r}")
+    pcp_types = MIGRATE_PCPTYPES + (1 if pcp_cma else 0)
+    # Kconfig: LOCK_STAT selects DEBUG_LOCK_ALLOC, which selects DEBUG_SPINLOCK.
+    if lock_stat and lockdep is False:
+        raise ConfigError("lock_stat: CONFIG_LOCK_STAT selects CONFIG_DEBUG_LOCK_ALLOC; lockdep=False contradicts it")
+    lockdep = bool(lockdep) or lock_stat
+    if lockdep and debug_spinlock is False:
+        raise ConfigError(
+            "lockdep: CONFIG_DEBUG_LOCK_ALLOC selects CONFIG_DEBUG_SPINLOCK; "
+            "debug_spinlock=False contradicts it"
+        )
+    debug_spinlock = bool(debug_spinlock) or lockdep
+    if era in ("v4.4", "v5.14") and debug_spinlock:
+        raise ConfigError(
+            f"debug_spinlock/lockdep: {v} has no pcp spinlock (it came in v6.0), "
+            "so lock debugging does not change its struct per_cpu_pages"
+        )
+    if thp is None:
+        thp = not (thp_lists == 0 or thp_lists == "none")
+    if era == "v4.4":
+        if thp_lists or extra_orders:
+            raise ConfigError(
+                f"thp_lists/extra_orders: {v} keeps only order-0 pages on pcp lists "
+                "(high-order lists came in v5.14)"
+            )
+        n_thp, extra = 0, 0
+    else:
+        if thp_lists is None:
+            n_thp = _default_thp_lists(v, pcp_types) if thp else 0
+        elif isinstance(thp_lists, str):
+            n_thp = _mthp_lists(thp_lists, pcp_types, "thp_lists")
+        elif isinstance(thp_lists, bool) or not isinstance(thp_lists, int) or not 0 <= thp_lists <= pcp_types:
+            raise ConfigError(f"thp_lists: {thp_lists!r} is not a list count in 0..{pcp_types} or a policy name")
+        else:
+            n_thp = thp_lists
+        if not thp and n_thp:
+            raise ConfigError(f"thp_lists: {n_thp} THP lists contradict thp=False (NR_PCP_THP is 0 without THP)")
+        if thp and n_thp == 0:
+            raise ConfigError("thp_lists: 0 THP lists with thp=True; pass thp=False for a kernel without THP")
+        extra = _extra_lists(extra_orders, pcp_types)
+        if extra and not thp:
+            raise ConfigError("extra_orders: multi-size THP orders need thp=True")
+    return LayoutConfig(v, a, a.numa if numa is None else numa, thp, pcp_types, n_thp, extra,
+                        debug_spinlock, lockdep, lock_stat, cl)
+
+
+# --- fields and placement ----------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One member: C type, name, array count, offset and size in bytes."""
+
+    ctype: str
+    name: str
+    count: int | None
+    offset: int
+    size: int
+    align: int
+
+    @property
+    def decl(self) -> str:
+        return self.name if self.count is None else f"{self.name}[{self.count}]"
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+def _spinlock_size(cfg: LayoutConfig) -> tuple[int, int]:
+    """sizeof/alignof ``spinlock_t`` (!PREEMPT_RT, SMP).
+
+    ``arch_spinlock_t`` is 4 bytes. CONFIG_DEBUG_SPINLOCK adds ``unsigned int
+    magic, owner_cpu; void *owner``. CONFIG_DEBUG_LOCK_ALLOC adds ``struct
+    lockdep_map dep_map`` (:linux:`include/linux/lockdep_types.h`): ``key``,
+    ``class_cache[NR_LOCKDEP_CACHING_CLASSES]`` and ``name`` pointers, three u8
+    (wait_type_outer, wait_type_inner, lock_type), and with CONFIG_LOCK_STAT
+    ``int cpu; unsigned long ip``. Older kernels had two ``short`` wait types and
+    no lock_type instead of the three u8: the same 4 bytes after padding, so the
+    size does not depend on which of the two a version has. PREEMPT_RT (where
+    spinlock_t is an rt_mutex) and !SMP (an empty arch_spinlock_t, no
+    cacheline alignment) are not modelled.
+    """
+    p = cfg.arch.ptr
+    size, align = 4, 4
+    if cfg.debug_spinlock:
+        size = _roundup(size + 4 + 4, p) + p
+        align = p
+    if cfg.lockdep:
+        dep = (2 + NR_LOCKDEP_CACHING_CLASSES) * p + 3
+        if cfg.lock_stat:
+            dep = _roundup(dep, 4) + 4
+            dep = _roundup(dep, p) + p
+        dep = _roundup(dep, p)
+        size = _roundup(size, p) + dep
+        align = p
+    return _roundup(size, align), align
+
+
+def _roundup(n: int, a: int) -> int:
+    return -(-n // a) * a
+
+
+def _member_types(cfg: LayoutConfig) -> list[tuple[str, str, int | None]]:
+    era = cfg.era
+    members: list[tuple[str, str, int | None]] = []
+    if era in ("v6.0", "v6.7"):
+        members.append(("spinlock_t", "lock", None))
+    members += [("int", "count", None), ("int", "high", None)]
+    if era == "v6.7":
+        members += [("int", "high_min", None), ("int", "high_max", None)]
+    members.append(("int", "batch", None))
+    if era == "v6.7":
+        members += [("u8", "flags", None), ("u8", "alloc_factor", None)]
+        if cfg.numa:
+            members.append(("u8", "expire", None))
+        members.append(("short int", "free_count", None))
+    elif era in ("v5.14", "v6.0"):
+        members.append(("short int", "free_factor", None))
+        if cfg.numa:
+            members.append(("short int", "expire", None))
+    members.append(("struct list_head", "lists", cfg.nr_lists))
+    return members
+
+
+def _type_size(cfg: LayoutConfig, ctype: str) -> tuple[int, int]:
+    if ctype == "spinlock_t":
+        return _spinlock_size(cfg)
+    if ctype == "struct list_head":
+        return 2 * cfg.arch.ptr, cfg.arch.ptr
+    return {"int": (4, 4), "short int": (2, 2), "u8": (1, 1)}[ctype]
+
+
+class Layout:
+    """The placed ``struct per_cpu_pages`` of one config.
+
+    ``size`` is ``sizeof``; ``members_end`` is where the last member (the lists)
+    ends, i.e. the bytes the members need before tail padding; ``cachelines`` is
+    ``size / L1`` rounded up (pahole's count; for the aligned struct it is also
+    what each CPU's copy touches). ``worst_cachelines`` is what an unaligned
+    (pre-v6.0) copy can straddle.
+    """
+
+    def __init__(self, cfg: LayoutConfig) -> None:
+        self.config = cfg
+        fields, off, align = [], 0, 1
+        for ctype, name, count in _member_types(cfg):
+            size, a = _type_size(cfg, ctype)
+            off = _roundup(off, a)
+            total = size * (count or 1)
+            fields.append(Field(ctype, name, count, off, total, a))
+            off += total
+            align = max(align, a)
+        self.fields: tuple[Field, ...] = tuple(fields)
+        self.members_end = off
+        if cfg.aligned:
+            align = max(align, cfg.cacheline)
+        self.align = align
+        self.size = _roundup(off, align)
+        self.padding = self.size - off
+        self.holes: list[tuple[str, int, int]] = []  # (after member, offset, bytes)
+        for prev, nxt in zip(fields, fields[1:]):
+            if nxt.offset > prev.end:
+                self.holes.append((prev.name, prev.end, nxt.offset - prev.end))
+        self.sum_members = sum(f.size for f in fields)
+        cl = cfg.cacheline
+        self.cachelines = -(-self.size // cl)
+        self.worst_cachelines = self.cachelines if cfg.aligned else -(-(self.size + cl - self.align) // cl)
+
+    @property
+    def nr_lists(self) -> int:
+        return self.config.nr_lists
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        return {f.name: f.offset for f in self.fields}
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def cacheline_map(self) -> list[dict[str, Any]]:
+        """For each cacheline of the struct: its byte range and the members in it."""
+        cl = self.config.cacheline
+        out = []
+        for i in range(self.cachelines):
+            lo, hi = i * cl, (i + 1) * cl
+            names = [f.decl for f in self.fields if f.offset < hi and f.end > lo]
+            out.append({"index": i, "start": lo, "end": hi, "fields": names,
+                        "padding": max(0, min(hi, self.size) - max(lo, self.members_end))})
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "version": str(c.version), "arch": c.arch.name, "bits": c.arch.bits, "numa": c.numa,
+            "thp": c.thp, "thp_lists": c.thp_lists, "extra_lists": c.extra_lists,
+            "pcp_types": c.pcp_types, "debug_spinlock": c.debug_spinlock, "lockdep": c.lockdep,
+            "lock_stat": c.lock_stat, "cacheline": c.cacheline, "cacheline_aligned": c.aligned,
+            "nr_lists": c.nr_lists, "members_end": self.members_end, "sum_members": self.sum_members,
+            "size": self.size, "padding": self.padding, "cachelines": self.cachelines,
+            "worst_cachelines": self.worst_cachelines, "description": c.describe(),
+            "fields": [{"name": f.name, "decl": f.decl, "type": f.ctype, "offset": f.offset,
+                        "size": f.size} for f in self.fields],
+            "holes": [{"after": a, "offset": o, "size": s} for a, o, s in self.holes],
+            "cachelines_map": self.cacheline_map(),
+        }
+
+    def pahole(self) -> str:
+        """The struct as ``pahole -C per_cpu_pages --cacheline_size=L1`` prints it."""
+        cl = self.config.cacheline
+        lines = ["struct per_cpu_pages {"]
+        last_line = 0
+        for i, f in enumerate(self.fields):
+            line = f.offset // cl
+            if line > last_line:
+                ago = f.offset - line * cl
+                tail = f" was {ago} bytes ago" if ago else ""
+                lines.append(f"\t/* --- cacheline {line} boundary ({line * cl} bytes){tail} --- */")
+                last_line = line
+            lines.append(f"\t{f.ctype:<26} {f.decl + ';':<21} /* {f.offset:5} {f.size:5} */")
+            if i + 1 < len(self.fields) and self.fields[i + 1].offset > f.end:
+                gap = self.fields[i + 1].offset - f.end
+                lines += ["", f"\t/* XXX {gap} byte{'s' if gap != 1 else ''} hole, try to pack */", ""]
+        lines += ["", f"\t/* size: {self.size}, cachelines: {self.cachelines}, members: {len(self.fields)} */"]
+        if self.holes:
+            lines.append(f"\t/* sum members: {self.sum_members}, holes: {len(self.holes)}, "
+                         f"sum holes: {sum(h[2] for h in self.holes)} */")
+        if self.padding:
+            lines.append(f"\t/* padding: {self.padding} */")
+        if self.size % cl:
+            lines.append(f"\t/* last cacheline: {self.size % cl} bytes */")
+        lines.append("} __attribute__((__aligned__(%d)));" % self.align if self.config.aligned else "};")
+        return "\n".join(lines) + "\n"
+
+    def __repr__(self) -> str:
+        return (f"<Layout {self.config.describe()}: {self.nr_lists} lists, size {self.size}, "
+                f"{self.cachelines} cachelines>")
+
+
+def layout(version_or_config: Any = "v6.10", arch: str | Arch = "x86_64", **axes: Any) -> Layout:
+    """Layout of ``struct per_cpu_pages`` for a kernel version or a KernelConfig.
+
+    >>> l = layout("v6.10", arch="x86_64")
+    >>> l.offsets["lists"], l.nr_lists, l.size, l.cachelines
+    (32, 14, 256, 4)
+
+    :param version_or_config: ``"v6.10"``, ``"6.6.37"``, ``"v6.10-rc6"``, a
+        :class:`LayoutConfig`, or a :class:`pcpemu.KernelConfig` (see
+        :func:`layout_from_config`).
+    :param arch: ``x86_64``, ``i386``, ``arm64``, ``arm``, ``riscv64``, ``ppc64``, ``s390x``.
+    :param numa: CONFIG_NUMA (default: on for 64-bit arches, off for 32-bit).
+    :param thp: CONFIG_TRANSPARENT_HUGEPAGE (default on).
+    :param thp_lists: THP lists, 0..pcp types, or a policy (``per-type``,
+        ``single``, ``split``, ``none``); default what the version has.
+    :param extra_orders: further pcp orders (4..8), a mapping order -> policy or
+        a list of orders (one list each).
+    :param pcp_cma: Android: MIGRATE_CMA is a 4th pcp type.
+    :param debug_spinlock: CONFIG_DEBUG_SPINLOCK.
+    :param lockdep: CONFIG_DEBUG_LOCK_ALLOC (implies debug_spinlock, as Kconfig does).
+    :param lock_stat: CONFIG_LOCK_STAT (implies lockdep).
+    :param cacheline: L1_CACHE_BYTES (default the arch's).
+    :raises ConfigError: for an unknown version or arch, or an impossible config.
+    """
+    if isinstance(version_or_config, LayoutConfig):
+        if axes or arch != "x86_64":
+            raise ConfigError("layout: a LayoutConfig already fixes every axis; pass no others")
+        return Layout(version_or_config)
+    if hasattr(version_or_config, "thp_lists") and hasattr(version_or_config, "mthp_orders"):
+        return layout_from_config(version_or_config, arch=arch, **axes)
+    return Layout(make_config(version_or_config, arch, **axes))
+
+
+def layout_from_config(cfg: Any, *, version: str = "v6.10", arch: str | Arch = "x86_64", **axes: Any) -> Layout:
+    """Layout of the emulator's pcp for a :class:`pcpemu.KernelConfig`.
+
+    The struct is the one the emulator mirrors (the v6.7+ fields, ``version``
+    by default v6.10); the lists follow the config: 3 pcp types (4 with
+    ``pcp_cma``) x 4 low orders, the THP lists of ``thp_lists`` and the lists of
+    each ``mthp_orders`` entry. NUMA and cacheline come from the config.
+    """
+    pcp_types = MIGRATE_PCPTYPES + (1 if cfg.pcp_cma else 0)
+    return Layout(make_config(
+        version, arch, numa=cfg.numa, thp=cfg.thp,
+        thp_lists=_mthp_lists(cfg.thp_lists, pcp_types, "thp_lists") if cfg.thp else 0,
+        extra_orders=dict(cfg.mthp_orders), pcp_cma=cfg.pcp_cma, cacheline=cfg.cacheline, **axes))
+
+
+# --- comparison and the report table ------------------------------------------
+
+def compare(a: Layout, b: Layout) -> str:
+    """One line: does going from ``a`` to ``b`` add a cacheline?"""
+    d = b.cachelines - a.cachelines
+    verdict = ("no extra cacheline" if d == 0 else
+               f"adds {d} cacheline{'s' if d > 1 else ''}" if d > 0 else
+               f"saves {-d} cacheline{'s' if d < -1 else ''}")
+    return (f"{a.config.version} -> {b.config.version}: {a.members_end} -> {b.members_end} bytes of members, "
+            f"{a.cachelines} -> {b.cachelines} cachelines: {verdict}")
+
+
+#: Versions of the report table: each change, and each side of each backport.
+TABLE_VERSIONS = ("v5.13", "v5.14", "v5.19", "v6.0", "v6.1", "v6.1.97", "v6.6", "v6.6.37", "v6.7",
+                  "v6.9", "v6.9.8", "v6.10", "v6.11", NEWEST_VERSION)
+
+#: Common configs of the report table: (name, arch, axes).
+TABLE_CONFIGS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("x86_64 NUMA", "x86_64", {"numa": True}),
+    ("x86_64 !NUMA", "x86_64", {"numa": False}),
+    ("x86_64 NUMA !THP", "x86_64", {"numa": True, "thp": False}),
+    ("x86_64 NUMA LOCKDEP", "x86_64", {"numa": True, "lockdep": True}),
+    ("i386 !NUMA", "i386", {"numa": False}),
+    ("arm64 NUMA", "arm64", {"numa": True}),
+    ("ppc64 NUMA (L1=128)", "ppc64", {"numa": True}),
+)
+
+
+def layout_table(versions: Iterable[str] = TABLE_VERSIONS,
+                 configs: Iterable[tuple[str, str, dict[str, Any]]] = TABLE_CONFIGS) -> list[dict[str, Any]]:
+    """Rows (dicts) of versions x configs with size and cachelines.
+
+    ``thp_cachelines`` is how many cachelines the THP lists cost (against the
+    same config with THP off); ``delta_cachelines`` is the change from the
+    previous version of the same config. Configs a version cannot have (lock
+    debugging before the pcp lock existed) are left out.
+    """
+    rows, prev = [], {}
+    for ver in versions:
+        for name, arch, axes in configs:
+            try:
+                lay = layout(ver, arch=arch, **axes)
+            except ConfigError:
+                continue
+            if lay.config.thp and lay.config.era != "v4.4":
+                nothp = layout(ver, arch=arch, **{**axes, "thp": False})
+                thp_cost = lay.cachelines - nothp.cachelines
+            else:
+                thp_cost = 0
+            last = prev.get(name)
+            rows.append({
+                "version": str(lay.config.version), "config": name, "arch": lay.config.arch.name,
+                "nr_lists": lay.nr_lists, "thp_lists": lay.config.thp_lists,
+                "lists_offset": lay.offsets["lists"], "members_end": lay.members_end,
+                "size": lay.size, "cachelines": lay.cachelines,
+                "worst_cachelines": lay.worst_cachelines, "cacheline_aligned": lay.config.aligned,
+                "thp_cachelines": thp_cost,
+                "delta_cachelines": 0 if last is None else lay.cachelines - last,
+            })
+            prev[name] = lay.cachelines
+    return rows
+
+
+def layout_table_markdown(rows: list[dict[str, Any]] | None = None) -> str:
+    """The table as Markdown; a cacheline count the THP lists raise is in bold."""
+    rows = layout_table() if rows is None else rows
+    out = ["| version | config | lists | lists at | members | size | cachelines | THP lists cost |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        cl = f"**{r['cachelines']}**" if r["thp_cachelines"] > 0 else str(r["cachelines"])
+        if r["delta_cachelines"]:
+            cl += f" ({r['delta_cachelines']:+d})"
+        if not r["cacheline_aligned"]:
+            cl += f" (up to {r['worst_cachelines']} unaligned)"
+        cost = f"+{r['thp_cachelines']} cacheline" if r["thp_cachelines"] else "-"
+        out.append(f"| {r['version']} | {r['config']} | {r['nr_lists']} ({r['thp_lists']} THP) | "
+                   f"{r['lists_offset']} | {r['members_end']} | {r['size']} | {cl} | {cost} |")
+    return "\n".join(out) + "\n"
+
+
+# --- C translation unit for the compiler cross-check ---------------------------
+
+def c_translation_unit(lay: Layout, struct_name: str = "per_cpu_pages") -> str:
+    """A C file declaring the modelled struct from kernel-like type definitions
+    (not from the model's numbers) plus a ``_Static_assert`` on every offset and
+    on the size, so that compiling it checks the model; compile with ``-g`` and
+    pahole can render it."""
+    cfg = lay.config
+    t = ["#include <stddef.h>", "typedef unsigned char u8;",
+         "struct list_head { struct list_head *next, *prev; };",
+         "typedef struct { unsigned int val; } arch_spinlock_t;",
+         "struct lock_class_key; struct lock_class;",
+         "struct lockdep_map {", "\tstruct lock_class_key *key;",
+         f"\tstruct lock_class *class_cache[{NR_LOCKDEP_CACHING_CLASSES}];", "\tconst char *name;",
+         "\tu8 wait_type_outer; u8 wait_type_inner; u8 lock_type;"]
+    if cfg.lock_stat:
+        t.append("\tint cpu; unsigned long ip;")
+    t += ["};", "struct raw_spinlock {", "\tarch_spinlock_t raw_lock;"]
+    if cfg.debug_spinlock:
+        t.append("\tunsigned int magic, owner_cpu; void *owner;")
+    if cfg.lockdep:
+        t.append("\tstruct lockdep_map dep_map;")
+    t += ["};", "typedef struct spinlock { struct raw_spinlock rlock; } spinlock_t;", f"struct {struct_name} {{"]
+    for f in lay.fields:
+        t.append(f"\t{f.ctype} {f.decl};")
+    t.append("}" + (f" __attribute__((__aligned__({cfg.cacheline})))" if cfg.aligned else "") + ";")
+    t.append(f"struct {struct_name} pcp_instance;")
+    for f in lay.fields:
+        t.append(f'_Static_assert(offsetof(struct {struct_name}, {f.name}) == {f.offset}, '
+                 f'"{f.name}: model offset {f.offset}");')
+        t.append(f'_Static_assert(sizeof(((struct {struct_name} *)0)->{f.name}) == {f.size}, '
+                 f'"{f.name}: model size {f.size}");')
+    t.append(f'_Static_assert(sizeof(struct {struct_name}) == {lay.size}, "sizeof: model {lay.size}");')
+    return "\n".join(t) + "\n"
