@@ -15,6 +15,20 @@ LOCK_SITE_NAMES = ("rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmque
 PCP_OP_NAMES = ("alloc", "free", "drain")
 
 
+cdef void _free_range(pglist_data *pgdat, zone *z, unsigned long pfn, unsigned long end,
+                      int max_order) noexcept nogil:
+    # Free [pfn, end) in the largest aligned blocks up to max_order
+    # (__free_pages_memory), each to the tail of its list.
+    cdef int order
+    while pfn < end:
+        order = max_order if pfn == 0 else min(max_order, __builtin_ctzl(pfn))
+        while pfn + (1UL << order) > end:
+            order -= 1
+        __free_one_page(NULL, pgdat, pfn_to_page(pgdat, pfn), pfn, z, order,
+                        get_pageblock_migratetype(pgdat, pfn), True)
+        pfn += 1UL << order
+
+
 cdef size_t _offset(void *field, void *base):
     return <size_t>(<char *>field - <char *>base)
 
@@ -193,8 +207,8 @@ cdef class Allocator:
         # Unlike the kernel, CMA pageblocks are released straight into the
         # buddy too, not through free_unref_page.
         cdef pglist_data *pgdat = &self.pgdat
-        cdef unsigned long pfn, end, b
-        cdef int order, zi
+        cdef unsigned long b, cma_lo, cma_hi
+        cdef int zi
         memset(pgdat.pageblock_mt, MIGRATE_MOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
         for b in range(cma_base >> PAGEBLOCK_ORDER, (cma_base + cma_pages) >> PAGEBLOCK_ORDER):
             pgdat.pageblock_mt[b] = MIGRATE_CMA
@@ -203,17 +217,15 @@ cdef class Allocator:
                 continue
             for b in range(zp.start_pfn >> MAX_PAGE_ORDER, ((zp.start_pfn + zp.spanned - 1) >> MAX_PAGE_ORDER) + 1):
                 pgdat.block_zone[b] = zp.idx
-            pfn = zp.start_pfn
-            end = zp.start_pfn + zp.spanned
             zi = zp.idx
-            with nogil:
-                while pfn < end:
-                    order = MAX_PAGE_ORDER if pfn == 0 else min(<int>MAX_PAGE_ORDER, __builtin_ctzl(pfn))
-                    while pfn + (1UL << order) > end:
-                        order -= 1
-                    __free_one_page(NULL, pgdat, pfn_to_page(pgdat, pfn), pfn, &pgdat.node_zones[zi],
-                                    order, get_pageblock_migratetype(pgdat, pfn), True)
-                    pfn += 1UL << order
+            end = zp.start_pfn + zp.spanned
+            # The CMA area is freed apart, a pageblock at a time, as
+            # cma_activate_area() does after the rest of memory.
+            cma_lo = min(max(cma_base, zp.start_pfn), end)
+            cma_hi = min(max(cma_base + cma_pages, zp.start_pfn), end)
+            for pfn, end, max_order in ((zp.start_pfn, cma_lo, MAX_PAGE_ORDER), (cma_hi, end, MAX_PAGE_ORDER),
+                                        (cma_lo, cma_hi, PAGEBLOCK_ORDER)):
+                _free_range(pgdat, &pgdat.node_zones[zi], pfn, end, max_order)
 
     def __dealloc__(self):
         cdef int zi

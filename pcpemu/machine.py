@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, procfs
+from . import _core, procfs, workloads
 from .config import MAX_PAGE_ORDER, KernelConfig
 from .errors import BadOrderError, BadPfnError, InvariantError, OpStreamError, PcpemuError
 from .gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
@@ -23,6 +23,7 @@ __all__ = ["Machine", "OP_DTYPE", "OPS", "RunResult"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
 OP_DTYPE = _core.OP_DTYPE
+assert OP_DTYPE == workloads.OP_DTYPE
 #: Op codes of an op stream.
 OPS = {"alloc": 0, "free": 1, "drain": 2, "drain_all": 3, "decay": 4}
 
