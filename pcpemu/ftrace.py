@@ -1,0 +1,724 @@
+"""ftrace ``kmem:`` page-allocator events: a streaming reader, a writer, and /proc/zoneinfo.
+
+Reads and writes the text that include/trace/events/kmem.h (the TP_printk formats) and
+kernel/trace/trace_output.c (the ``trace``/``trace_pipe`` line prefix) produce, plus the
+same events as ``trace-cmd report`` and ``perf script`` print them; parses the
+/proc/zoneinfo text of mm/vmstat.c (zoneinfo_show_print).
+
+The reader has two paths. A vectorized numpy path reads every line in the kernel's own
+``trace`` format (the common case, and what :func:`write_ftrace` writes); any line it does
+not fully validate goes to a per-line regex path, which reads the other formats, skips
+other events by reason and reports malformed kmem lines with their line numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO, NamedTuple, TextIO, Union
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .errors import TraceFormatError, UnknownGfpError
+from .gfp import parse_gfp, show_gfp_flags
+
+__all__ = [
+    "EVENT_DTYPE",
+    "EVENT_NAMES",
+    "MM_PAGE_ALLOC",
+    "MM_PAGE_ALLOC_EXTFRAG",
+    "MM_PAGE_ALLOC_ZONE_LOCKED",
+    "MM_PAGE_FREE",
+    "MM_PAGE_FREE_BATCHED",
+    "MM_PAGE_PCPU_DRAIN",
+    "PFN_FAILED",
+    "TraceEvent",
+    "TraceStats",
+    "for_each_event",
+    "read_event_batches",
+    "read_zoneinfo",
+    "write_ftrace",
+]
+
+# Event kinds, numbered as Documentation/trace/postprocess/trace-pagealloc-postprocess.pl
+# numbers them; 0 is never used.
+MM_PAGE_ALLOC = 1
+MM_PAGE_FREE = 2
+MM_PAGE_FREE_BATCHED = 3
+MM_PAGE_PCPU_DRAIN = 4
+MM_PAGE_ALLOC_ZONE_LOCKED = 5
+MM_PAGE_ALLOC_EXTFRAG = 6
+
+#: Tracepoint name of each kind, indexed by kind.
+EVENT_NAMES = (
+    "",
+    "mm_page_alloc",
+    "mm_page_free",
+    "mm_page_free_batched",
+    "mm_page_pcpu_drain",
+    "mm_page_alloc_zone_locked",
+    "mm_page_alloc_extfrag",
+)
+_KIND = {name: kind for kind, name in enumerate(EVENT_NAMES) if name}
+
+#: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
+PFN_FAILED = -1
+
+#: One event per row. Fields an event does not have are -1 (gfp: 0).
+EVENT_DTYPE = np.dtype([
+    ("kind", "u1"),                  # MM_PAGE_ALLOC .. MM_PAGE_ALLOC_EXTFRAG
+    ("cpu", "u2"),                   # [CPU] of the line prefix
+    ("pfn", "i8"),                   # pfn=, or PFN_FAILED
+    ("order", "i1"),                 # order= (extfrag: alloc_order=)
+    ("migratetype", "i1"),           # migratetype= (extfrag: alloc_migratetype=)
+    ("gfp", "u4"),                   # gfp_flags= of mm_page_alloc
+    ("timestamp", "f8"),             # seconds, or the raw count of a counter clock
+    ("line", "i8"),                  # 1-based line number in the text
+    ("fallback_order", "i1"),        # extfrag only
+    ("fallback_migratetype", "i1"),  # extfrag only
+    ("percpu_refill", "i1"),         # zone_locked only
+])
+
+_Source = Union[str, "os.PathLike[str]", BinaryIO, TextIO]
+
+
+class TraceEvent(NamedTuple):
+    """One kmem event, as :func:`for_each_event` yields it (one row of EVENT_DTYPE)."""
+
+    kind: int
+    cpu: int
+    pfn: int
+    order: int
+    migratetype: int = -1
+    gfp: int = 0
+    timestamp: float = 0.0
+    line: int = 0
+    fallback_order: int = -1
+    fallback_migratetype: int = -1
+    percpu_refill: int = -1
+
+    @property
+    def name(self) -> str:
+        """The tracepoint name, e.g. ``"mm_page_alloc"``."""
+        return EVENT_NAMES[self.kind]
+
+    @property
+    def failed(self) -> bool:
+        """True for an mm_page_alloc that returned NULL."""
+        return self.pfn == PFN_FAILED
+
+
+@dataclass
+class TraceStats:
+    """What a read saw: events by name, skipped lines and malformed lines by reason.
+
+    :param max_examples: how many malformed lines to keep in :attr:`examples`.
+    """
+
+    max_examples: int = 10
+    lines: int = 0
+    events: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    malformed: Counter = field(default_factory=Counter)
+    #: (line number, reason, line text) of the first malformed lines.
+    examples: list = field(default_factory=list)
+    #: Sum of N over ``[LOST N EVENTS]`` markers; a replay of a lossy trace is incomplete.
+    lost_events: int = 0
+    failed_allocs: int = 0
+
+    def _malformed(self, lineno: int, reason: str, line: bytes, strict: bool) -> None:
+        text = line.decode("utf-8", "replace")
+        if strict:
+            raise TraceFormatError(f"line {lineno}: {reason}: {text!r}")
+        self.malformed[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append((lineno, reason, text))
+
+
+# ---------------------------------------------------------------------------------------
+# Input: blocks of whole lines from a path or file, .gz and .xz read directly.
+
+_BLOCK = 4 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def _open_binary(source: _Source) -> tuple[BinaryIO, list]:
+    # Returns a stream of the (decompressed) text and the streams we must close.
+    if isinstance(source, io.TextIOBase):
+        return source, []  # type: ignore[return-value]
+    raw = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
+    owned = [raw] if raw is not source else []
+    if hasattr(raw, "peek"):
+        magic = raw.peek(6)[:6]
+    elif raw.seekable():
+        pos = raw.tell()
+        magic = raw.read(6)
+        raw.seek(pos)
+    else:
+        magic = b""
+    if magic.startswith(_GZIP_MAGIC):
+        f: BinaryIO = gzip.GzipFile(fileobj=raw)
+    elif magic.startswith(_XZ_MAGIC):
+        f = lzma.LZMAFile(raw)
+    else:
+        return raw, owned
+    return f, [f, *owned]
+
+
+def _iter_chunks(source: _Source) -> Iterator[bytes]:
+    # Yields blocks that each end in b"\n" (one is added after a last unterminated line).
+    f, owned = _open_binary(source)
+    try:
+        rest = b""
+        while True:
+            block = f.read(_BLOCK)
+            if isinstance(block, str):
+                block = block.encode("utf-8")
+            if not block:
+                break
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                rest += block
+                continue
+            yield rest + block[: cut + 1]
+            rest = block[cut + 1 :]
+        if rest:
+            yield rest + b"\n"
+    finally:
+        for stream in owned:
+            stream.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Fast path: the kernel's own `trace` format, parsed column-wise with numpy.
+#
+#   "%16s-%-7d [%03d] %5s %5lu.%06lu: <event>: page=%p pfn=0x%lx order=%d ..."
+#
+# Every byte that carries a value is checked; a line the fast path does not accept is
+# handed to the slow path, never guessed at.
+
+_PAD = 256  # beyond the farthest byte the fast path looks at
+_AR = np.arange(64)
+_FLAG_OK = np.zeros(256, bool)
+_FLAG_OK[list(b" .DdbXNnpZzHhs0123456789abcdef")] = True
+# Kinds the fast path reads, with "name: page=" as it must appear after the ": ".
+_FAST_KINDS = (MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
+               MM_PAGE_ALLOC_ZONE_LOCKED)
+_TEMPLATE = {k: EVENT_NAMES[k].encode() + b": page=" for k in _FAST_KINDS}
+_NAME_LEN = np.zeros(len(EVENT_NAMES), np.int64)
+for _k in _FAST_KINDS:
+    _NAME_LEN[_k] = len(EVENT_NAMES[_k])
+
+
+def _window(a: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    # Rows of `width` bytes starting at each pos (a gather of contiguous rows).
+    return sliding_window_view(a, width)[pos]
+
+
+def _is(a: np.ndarray, pos: np.ndarray, text: bytes) -> np.ndarray:
+    # Rows whose bytes at pos equal text (compared as fixed-size byte strings).
+    return _window(a, pos, len(text)).view(f"V{len(text)}")[:, 0] == np.void(text)
+
+
+def _digits(w: np.ndarray, base: int) -> np.ndarray:
+    # Digit values of ASCII bytes; anything that is not a digit of `base` maps to >= base.
+    d = w - np.uint8(48)
+    if base == 16:
+        d = np.where(d > 9, w - np.uint8(87), d)  # 'a'..'f'; 'A'..'F' wrap to >= 16
+    return d
+
+
+def _scan(a: np.ndarray, pos: np.ndarray, width: int,
+          base: int) -> tuple[np.ndarray, np.ndarray]:
+    # Reads the run of digits at pos; returns (value, length). A run of `width` digits
+    # may have more after it: callers check the byte after the run.
+    d = _digits(_window(a, pos, width), base)
+    isd = d < base
+    n = np.where(isd.all(1), width, isd.argmin(1))
+    val = np.zeros(len(pos), np.int64)
+    for j in range(width):
+        val = np.where(j < n, val * base + d[:, j], val)
+    return val, n
+
+
+def _fast_chunk(pbuf: bytes, a: np.ndarray, nl: np.ndarray,
+                gfp_cache: dict[bytes, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Read the lines of one padded block that are in the kernel ``trace`` format.
+
+    :return: (line indexes, EVENT_DTYPE rows without the line field) of the accepted lines.
+    """
+    col = np.flatnonzero(a == 58) if len(nl) else np.zeros(0, np.int64)
+    p = col[_is(a, col + 1, b" mm_page_")]
+    li = np.searchsorted(nl, p)
+    once = np.ones(len(p), bool)
+    if len(p) > 1:
+        dup = li[1:] == li[:-1]
+        once[1:] &= ~dup
+        once[:-1] &= ~dup
+    p, li = p[once], li[once]
+    # Guess the kind from the bytes after "mm_page_", then check its whole name.
+    c8, c12, c13 = a[p + 10], a[p + 14], a[p + 15]
+    guess = np.select(
+        [c8 == 112, (c8 == 102) & (c12 == 58), c8 == 102, (c8 == 97) & (c13 == 58),
+         (c8 == 97) & (a[p + 16] == 122)],
+        [MM_PAGE_PCPU_DRAIN, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_ALLOC,
+         MM_PAGE_ALLOC_ZONE_LOCKED], 0).astype(np.uint8)
+    kind = np.zeros(len(p), np.uint8)
+    for k in _FAST_KINDS:
+        sel = np.flatnonzero(guess == k)
+        kind[sel[_is(a, p[sel] + 2, _TEMPLATE[k])]] = k
+    ok = kind != 0
+    p, li, kind = p[ok], li[ok], kind[ok]
+    end = nl[li]
+    # page=<16 hex digits> pfn=0x
+    ps = p + 9 + _NAME_LEN[kind]
+    page = _digits(_window(a, ps, 16), 16)
+    ok = (page < 16).all(1) & _is(a, ps + 16, b" pfn=0x")
+    null = (page == 0).all(1)
+    pfn, n = _scan(a, ps + 23, 13, 16)
+    q = ps + 23 + n
+    ok &= (n > 0) & (n < 13) & (a[q] == 32) & _is(a, q + 1, b"order=")
+    order, n = _scan(a, q + 7, 3, 10)
+    q = q + 7 + n
+    ok &= n > 0
+    mt = np.full(len(p), -1, np.int64)
+    refill = np.full(len(p), -1, np.int64)
+    gfp = np.zeros(len(p), np.int64)
+    has_mt = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_PCPU_DRAIN) | (
+        kind == MM_PAGE_ALLOC_ZONE_LOCKED)
+    ok &= np.where(has_mt, _is(a, q, b" migratetype="), a[q] == 10)
+    v, n = _scan(a, q + 13, 3, 10)
+    mt = np.where(has_mt, v, mt)
+    q = np.where(has_mt, q + 13 + n, q)
+    ok &= ~has_mt | (n > 0)
+    zl = kind == MM_PAGE_ALLOC_ZONE_LOCKED
+    ok &= np.where(zl, _is(a, q, b" percpu_refill="), True)
+    v, n = _scan(a, q + 15, 2, 10)
+    refill = np.where(zl, v, refill)
+    ok &= ~zl | ((n == 1) & (v <= 1) & (a[q + 16] == 10))
+    ok &= np.where(kind == MM_PAGE_PCPU_DRAIN, a[q] == 10, True)
+    al = kind == MM_PAGE_ALLOC
+    ok &= np.where(al, _is(a, q, b" gfp_flags=") & (end > q + 11), True)
+    # A failed allocation prints a NULL page and pfn=0x0; a NULL page elsewhere is malformed.
+    ok &= ~null | (al & (pfn == 0))
+    pfn = np.where(null, PFN_FAILED, pfn)
+    sel = np.flatnonzero(al & ok)
+    if len(sel):
+        starts, ends = (q[sel] + 11).tolist(), end[sel].tolist()
+        tokens = [pbuf[s:e] for s, e in zip(starts, ends)]
+        for tok in set(tokens).difference(gfp_cache):
+            try:
+                gfp_cache[tok] = parse_gfp(tok.decode("ascii"))
+            except (UnknownGfpError, UnicodeDecodeError):
+                gfp_cache[tok] = -1  # the slow path reports it
+        gfp[sel] = np.fromiter(map(gfp_cache.__getitem__, tokens), np.int64, len(sel))
+        ok[sel] &= gfp[sel] >= 0
+    # timestamp " %5lu.%06lu: "
+    d = _digits(_window(a, p - 6, 6), 10)
+    ok &= (a[p - 7] == 46) & (d < 10).all(1)
+    usec = np.zeros(len(p), np.int64)
+    for j in range(6):
+        usec = usec * 10 + d[:, j]
+    dig = _digits(_window(a, p - 17, 10), 10)[:, ::-1] < 10
+    nsec = np.where(dig.all(1), 10, dig.argmin(1))
+    ts0 = p - 7 - nsec
+    ok &= (nsec > 0) & (nsec < 10) & (a[ts0 - 1] == 32)
+    secs, _ = _scan(a, ts0, 9, 10)
+    # "[%03d] " then the irq-info flags (or none), then the padding of %5lu
+    w = _window(a, ts0 - 16, 16)
+    br = w == 93
+    r = 15 - br[:, ::-1].argmax(1)
+    ok &= br.any(1) & (a[ts0 - 15 + r] == 32)
+    ok &= (np.take(_FLAG_OK, w) | (_AR[:16] <= r[:, None])).all(1)
+    rb = ts0 - 16 + r
+    dig = _digits(_window(a, rb - 5, 5), 10)[:, ::-1] < 10
+    ncpu = np.where(dig.all(1), 5, dig.argmin(1))
+    ok &= (ncpu > 0) & (ncpu < 5) & (a[rb - 1 - ncpu] == 91)
+    cpu, _ = _scan(a, rb - ncpu, 4, 10)
+    ok &= (cpu < 65536) & (order < 64) & (mt < 64)
+    rows = np.zeros(int(ok.sum()), EVENT_DTYPE)
+    rows["kind"] = kind[ok]
+    rows["cpu"] = cpu[ok]
+    rows["pfn"] = pfn[ok]
+    rows["order"] = order[ok]
+    rows["migratetype"] = mt[ok]
+    rows["gfp"] = gfp[ok]
+    rows["timestamp"] = (secs[ok] * 1000000 + usec[ok]) / 1e6
+    rows["fallback_order"] = -1
+    rows["fallback_migratetype"] = -1
+    rows["percpu_refill"] = refill[ok]
+    return li[ok], rows
+
+
+# ---------------------------------------------------------------------------------------
+# Slow path: one line at a time, every format.
+
+# task-pid (trace, trace-cmd) or task pid[/tid] (perf), optional (tgid), [cpu],
+# optional irq-info flags, timestamp, event name (perf prefixes the system).
+_PREFIX = re.compile(
+    rb"\s*(?P<task>.*?)[- ](?P<pid>\d+)(?:/\d+)?\s+(?:\(\s*(?:\d+|-+)\)\s+)?"
+    rb"\[(?P<cpu>\d+)\]\s+(?:[.A-Za-z0-9]{4,5}\s+)?(?P<ts>\d+(?:\.\d+)?):\s+"
+    rb"(?:(?P<sys>\w+):)?(?P<event>\w+):\s*(?P<fields>.*)"
+)
+_LOST = re.compile(rb"\[LOST (\d+) EVENTS\]")
+_ANY_KMEM = re.compile(rb"\b(" + b"|".join(n.encode() for n in EVENT_NAMES if n) + rb"):")
+_NULL_PAGES = {"0000000000000000", "00000000", "(null)", "(nil)", "0x0", "0"}
+# Fields each event must have, and the older ones that may also appear (zone_locked
+# printed cpu= and free_batched printed cold= before v4.15 / v4.14).
+_REQUIRED = {
+    MM_PAGE_ALLOC: ("pfn", "order", "migratetype", "gfp_flags"),
+    MM_PAGE_FREE: ("pfn", "order"),
+    MM_PAGE_FREE_BATCHED: ("pfn", "order"),
+    MM_PAGE_PCPU_DRAIN: ("pfn", "order", "migratetype"),
+    MM_PAGE_ALLOC_ZONE_LOCKED: ("pfn", "order", "migratetype", "percpu_refill"),
+    MM_PAGE_ALLOC_EXTFRAG: ("pfn", "alloc_order", "fallback_order", "alloc_migratetype",
+                            "fallback_migratetype"),
+}
+_OPTIONAL = {"page", "cpu", "cold", "pageblock_order", "fragmenting", "change_ownership"}
+
+
+def _int(fields: dict[str, str], key: str, lo: int, hi: int) -> int:
+    text = fields[key]
+    try:
+        value = int(text, 0) if key == "pfn" else int(text, 10)
+    except ValueError:
+        raise ValueError(f"bad number {key}={text}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{key}={text} out of range {lo}..{hi}")
+    return value
+
+
+def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
+               gfp_cache: dict[bytes, int]) -> tuple | None:
+    # Returns an EVENT_DTYPE row tuple, or None after counting the line as skipped/bad.
+    line = line.rstrip(b"\r")
+    if not line.strip():
+        stats.skipped["blank"] += 1
+        return None
+    if line.lstrip().startswith(b"#"):
+        stats.skipped["comment"] += 1
+        return None
+    lost = _LOST.search(line)
+    if lost:
+        stats.lost_events += int(lost.group(1))
+        stats.skipped["lost events"] += 1
+        return None
+    m = _PREFIX.fullmatch(line)
+    if m is None:
+        known = _ANY_KMEM.search(line)
+        if known:
+            stats._malformed(lineno, f"{known.group(1).decode()}: cannot read the line prefix",
+                             line, strict)
+        else:
+            stats.skipped["not an event line"] += 1
+        return None
+    event = m.group("event").decode()
+    kind = _KIND.get(event)
+    if kind is None or m.group("sys") not in (None, b"kmem"):
+        stats.skipped[f"event {event}"] += 1
+        return None
+    try:
+        fields: dict[str, str] = {}
+        for token in m.group("fields").decode("ascii").split():
+            key, eq, value = token.partition("=")
+            if not eq or not value:
+                raise ValueError(f"cannot read field {token!r}")
+            if key not in _REQUIRED[kind] and key not in _OPTIONAL:
+                raise ValueError(f"unexpected field {key}=")
+            fields[key] = value
+        for key in _REQUIRED[kind]:
+            if key not in fields:
+                raise ValueError(f"missing field {key}=")
+        pfn = _int(fields, "pfn", 0, (1 << 63) - 1)
+        null = fields.get("page") in _NULL_PAGES
+        if null:
+            if kind != MM_PAGE_ALLOC or pfn != 0:
+                raise ValueError(f"NULL page with pfn={fields['pfn']}")
+            pfn = PFN_FAILED
+        order = mt = fb_order = fb_mt = refill = -1
+        gfp = 0
+        if kind == MM_PAGE_ALLOC_EXTFRAG:
+            order = _int(fields, "alloc_order", 0, 63)
+            mt = _int(fields, "alloc_migratetype", 0, 63)
+            fb_order = _int(fields, "fallback_order", 0, 63)
+            fb_mt = _int(fields, "fallback_migratetype", 0, 63)
+        else:
+            order = _int(fields, "order", 0, 63)
+            if "migratetype" in _REQUIRED[kind]:
+                mt = _int(fields, "migratetype", 0, 63)
+        if kind == MM_PAGE_ALLOC_ZONE_LOCKED:
+            refill = _int(fields, "percpu_refill", 0, 1)
+        if kind == MM_PAGE_ALLOC:
+            tok = fields["gfp_flags"].encode()
+            gfp = gfp_cache.get(tok, -1)
+            if gfp < 0:
+                gfp = gfp_cache[tok] = parse_gfp(fields["gfp_flags"])
+        cpu = int(m.group("cpu"))
+        if cpu > 65535:
+            raise ValueError(f"cpu {cpu} out of range")
+    except (ValueError, UnicodeDecodeError) as err:
+        stats._malformed(lineno, f"{event}: {err}", line, strict)
+        return None
+    return (kind, cpu, pfn, order, mt, gfp, float(m.group("ts")), lineno, fb_order, fb_mt,
+            refill)
+
+
+# ---------------------------------------------------------------------------------------
+# The public reader.
+
+
+def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
+                 gfp_cache: dict[bytes, int]) -> np.ndarray:
+    pbuf = bytes(_PAD) + chunk + bytes(_PAD)
+    a = np.frombuffer(pbuf, np.uint8)
+    nl = np.flatnonzero(a == 10)
+    li, rows = _fast_chunk(pbuf, a, nl, gfp_cache)
+    rows["line"] = li + first_line
+    stats.lines += len(nl)
+    done = np.zeros(len(nl), bool)
+    done[li] = True
+    rest = np.flatnonzero(~done)
+    if len(rest) == 0:
+        return rows
+    starts = np.concatenate(([_PAD], nl[:-1] + 1))
+    slow = []
+    for i, s, e in zip(rest.tolist(), starts[rest].tolist(), nl[rest].tolist()):
+        row = _slow_line(pbuf[s:e], first_line + i, stats, strict, gfp_cache)
+        if row is not None:
+            slow.append(row)
+    if not slow:
+        return rows
+    both = np.concatenate((rows, np.array(slow, EVENT_DTYPE)))
+    return both[np.argsort(both["line"], kind="stable")]
+
+
+def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = False,
+                       stats: TraceStats | None = None) -> Iterator[np.ndarray]:
+    """Read kmem page-allocator events as EVENT_DTYPE arrays of ``batch`` rows (the last
+    may be shorter), in constant memory.
+
+    :param source: a path or an open file of ``trace``/``trace_pipe`` text, ``trace-cmd
+        report`` or ``perf script`` output; ``.gz`` and ``.xz`` are recognised by their
+        magic bytes.
+    :param strict: raise on the first malformed kmem line instead of skipping it.
+    :param stats: filled in as the read goes: lines, events, skipped and malformed lines.
+    :raises TraceFormatError: with ``strict``, naming the line number and the line.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, not {batch}")
+    stats = TraceStats() if stats is None else stats
+    gfp_cache: dict[bytes, int] = {}
+    pending: list[np.ndarray] = []
+    npending = 0
+    for chunk in _iter_chunks(source):
+        rows = _parse_chunk(chunk, stats.lines + 1, stats, strict, gfp_cache)
+        kinds = np.bincount(rows["kind"], minlength=len(EVENT_NAMES))
+        for k in np.flatnonzero(kinds):
+            stats.events[EVENT_NAMES[k]] += int(kinds[k])
+        stats.failed_allocs += int(np.count_nonzero(rows["pfn"] == PFN_FAILED))
+        pending.append(rows)
+        npending += len(rows)
+        if npending >= batch:
+            allrows = np.concatenate(pending)
+            cut = len(allrows) - len(allrows) % batch
+            for i in range(0, cut, batch):
+                yield allrows[i : i + batch]
+            pending, npending = [allrows[cut:]], len(allrows) - cut
+    if npending:
+        yield np.concatenate(pending)
+
+
+def for_each_event(source: _Source, *, strict: bool = False,
+                   stats: TraceStats | None = None) -> Iterator[TraceEvent]:
+    """Yield each kmem page-allocator event of a trace as a :class:`TraceEvent`.
+
+    Takes the same arguments as :func:`read_event_batches`.
+
+    >>> import io
+    >>> text = (b"  python3-2906 [001] ..... 1459.279645: mm_page_free: "
+    ...         b"page=000000002c62056f pfn=0x15becb order=0\\n")
+    >>> ev = next(for_each_event(io.BytesIO(text)))
+    >>> ev.name, ev.cpu, hex(ev.pfn), ev.order, ev.timestamp, ev.line
+    ('mm_page_free', 1, '0x15becb', 0, 1459.279645, 1)
+    """
+    for rows in read_event_batches(source, 4096, strict=strict, stats=stats):
+        for row in rows.tolist():
+            yield TraceEvent(*row)
+
+
+# ---------------------------------------------------------------------------------------
+# The writer.
+
+
+def _hash_ptr(pfn: int) -> int:
+    # Unlike the kernel (siphash of the struct page address with a boot-time key), a
+    # fixed 32-bit mix of the pfn (murmur3's fmix32), never 0 so it never reads as NULL.
+    h = (pfn ^ (pfn >> 32)) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h or 1
+
+
+_HEADER = """\
+# tracer: nop
+#
+#                                _-----=> irqs-off/BH-disabled
+#                               / _----=> need-resched
+#                              | / _---=> hardirq/softirq
+#                              || / _--=> preempt-depth
+#                              ||| / _-=> migrate-disable
+#                              |||| /     delay
+#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
+#              | |         |   |||||     |         |
+"""
+
+
+def _format_fields(ev: TraceEvent) -> str:
+    kind = ev.kind
+    if ev.pfn == PFN_FAILED:
+        if kind != MM_PAGE_ALLOC:
+            raise ValueError(f"only mm_page_alloc can fail, not {EVENT_NAMES[kind]}")
+        page, pfn = "0000000000000000", 0
+    else:
+        page, pfn = f"{_hash_ptr(ev.pfn):016x}", ev.pfn
+    head = f"page={page} pfn={pfn:#x}"
+    if kind == MM_PAGE_ALLOC:
+        return (f"{head} order={ev.order} migratetype={ev.migratetype} "
+                f"gfp_flags={show_gfp_flags(ev.gfp)}")
+    if kind in (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED):
+        return f"{head} order={ev.order}"
+    if kind == MM_PAGE_PCPU_DRAIN:
+        return f"{head} order={ev.order} migratetype={ev.migratetype}"
+    if kind == MM_PAGE_ALLOC_ZONE_LOCKED:
+        return (f"{head} order={ev.order} migratetype={ev.migratetype} "
+                f"percpu_refill={ev.percpu_refill}")
+    if kind == MM_PAGE_ALLOC_EXTFRAG:
+        return (f"{head} alloc_order={ev.order} fallback_order={ev.fallback_order} "
+                f"pageblock_order=9 alloc_migratetype={ev.migratetype} "
+                f"fallback_migratetype={ev.fallback_migratetype} "
+                f"fragmenting={int(ev.fallback_order < 9)} "
+                f"change_ownership={int(ev.migratetype == ev.fallback_migratetype)}")
+    raise ValueError(f"unknown event kind {kind}")
+
+
+def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
+                 comm: str = "pcpemu", pid: int = 1, header: bool = True) -> int:
+    """Write events as the ``trace`` file prints them (irq-info on, record-tgid off).
+
+    Lines are ``"%16s-%-7d [%03d] %5s %5lu.%06lu: %s: %s"`` (print_trace_fmt() in
+    kernel/trace/trace_output.c) with the TP_printk text of include/trace/events/kmem.h.
+    Unlike the kernel, ``page=`` is a fixed hash of the pfn (the kernel hashes the
+    struct page address with a boot-time key), and the flags column is ``.....``.
+
+    :param events: :class:`TraceEvent` records or an EVENT_DTYPE array.
+    :param file: a text file open for writing.
+    :param comm: the task name printed on every line (at most 15 characters).
+    :param pid: the pid printed on every line.
+    :param header: start with the kernel's ``# tracer: nop`` header.
+    :return: the number of events written.
+    """
+    if header:
+        file.write(_HEADER)
+    prefix = f"{comm[:15]:>16}-{pid:<7d} "
+    rows = events.tolist() if isinstance(events, np.ndarray) else events
+    n = 0
+    for row in rows:
+        ev = row if isinstance(row, TraceEvent) else TraceEvent(*row)
+        usecs = round(ev.timestamp * 1e6)
+        file.write(f"{prefix}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
+                   f"{EVENT_NAMES[ev.kind]}: {_format_fields(ev)}\n")
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------
+# /proc/zoneinfo
+
+
+_ZONE_HEAD = re.compile(r"Node (\d+), zone\s+(\S+)")
+_KEY_VALUE = re.compile(r"\s+([A-Za-z_][\w ]*?):?\s+(-?\d+)")
+_PROTECTION = re.compile(r"\s+protection: \(([-\d, ]*)\)")
+_CPU = re.compile(r"\s+cpu: (\d+)")
+_ZONE_KEYS = {"pages free": "pages_free", "boost": "boost", "min": "min", "low": "low",
+              "high": "high", "promo": "promo", "spanned": "spanned", "present": "present",
+              "managed": "managed", "cma": "cma", "vm stats threshold": "stat_threshold",
+              "node_unreclaimable": "node_unreclaimable", "start_pfn": "start_pfn"}
+
+
+def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
+    """Parse a /proc/zoneinfo dump (zoneinfo_show_print() in mm/vmstat.c).
+
+    :param path_or_text: the text itself (anything with a newline) or a path to it.
+    :return: ``{"nr_cpus": int, "zones": [zone, ...]}``, the zones in file order, each a
+        dict with ``node``, ``name``, ``pages_free``, ``boost``, ``min``, ``low``,
+        ``high`` (and ``promo`` when printed), ``spanned``, ``present``, ``managed``,
+        ``cma``, ``protection`` (a tuple), ``populated``, ``stats`` (the zone's ``nr_*``
+        and NUMA counters), ``node_stats`` (the node's, in its first populated zone)
+        and, for populated zones, ``start_pfn``, ``node_unreclaimable``,
+        ``stat_threshold`` and ``pagesets``: one dict per CPU with ``cpu``, ``count``,
+        ``high``, ``batch`` (and ``high_min``/``high_max`` when the kernel prints them).
+    :raises TraceFormatError: for a line that cannot be read, naming its number.
+    """
+    text = os.fspath(path_or_text)
+    if "\n" not in text:
+        with open(path_or_text, encoding="utf-8") as f:
+            text = f.read()
+    zones: list[dict] = []
+    zone: dict | None = None
+    pcp: dict | None = None
+    counters: dict = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _ZONE_HEAD.match(line)
+        if m:
+            zone = {"node": int(m.group(1)), "name": m.group(2), "stats": {},
+                    "pagesets": [], "populated": False}
+            zones.append(zone)
+            pcp = None
+            counters = zone["stats"]
+            continue
+        if zone is None:
+            raise TraceFormatError(f"zoneinfo line {lineno}: no 'Node N, zone' before {line!r}")
+        stripped = line.strip()
+        if stripped == "per-node stats":
+            counters = zone["node_stats"] = {}
+            continue
+        if stripped == "pagesets":
+            continue
+        m = _PROTECTION.match(line)
+        if m:
+            zone["protection"] = tuple(int(v) for v in m.group(1).split(",") if v.strip())
+            continue
+        m = _CPU.match(line)
+        if m:
+            pcp = {"cpu": int(m.group(1))}
+            zone["pagesets"].append(pcp)
+            zone["populated"] = True
+            continue
+        m = _KEY_VALUE.fullmatch(line)
+        if m is None:
+            raise TraceFormatError(f"zoneinfo line {lineno}: cannot read {line!r}")
+        key, value = m.group(1), int(m.group(2))
+        indent = len(line) - len(line.lstrip())
+        if pcp is not None and indent > 6 and key in ("count", "high", "batch", "high_min",
+                                                       "high_max"):
+            pcp[key] = value
+        elif key in _ZONE_KEYS:
+            zone[_ZONE_KEYS[key]] = value
+            counters = zone["stats"]
+        else:
+            counters[key] = value
+    cpus = {p["cpu"] for z in zones for p in z["pagesets"]}
+    return {"nr_cpus": len(cpus), "zones": zones}
