@@ -58,6 +58,14 @@ OP_DTYPE = np.dtype({"names": ["op", "order", "cpu", "gfp", "slot"],
 assert OP_DTYPE.itemsize == sizeof(pcpemu_op)
 
 
+cdef size_t pcp_alloc_size(int nr_lists, int cacheline):
+    # roundup(offsetof(lists) + nr_lists * sizeof(list_head), cacheline): what
+    # the kernel's ____cacheline_aligned_in_smp per-CPU array gives each pcp.
+    cdef per_cpu_pages p
+    cdef size_t size = _offset(&p.lists[0], &p) + nr_lists * sizeof(list_head)
+    return (size + cacheline - 1) // cacheline * cacheline
+
+
 def pcp_struct_layout(int nr_lists, int cacheline=64):
     """Offsets of the compiled struct per_cpu_pages and the size pcpemu allocates.
 
@@ -72,9 +80,8 @@ def pcp_struct_layout(int nr_lists, int cacheline=64):
                "batch": _offset(&p.batch, b), "flags": _offset(&p.flags, b),
                "alloc_factor": _offset(&p.alloc_factor, b), "expire": _offset(&p.expire, b),
                "free_count": _offset(&p.free_count, b), "lists": fixed}
-    size = fixed + nr_lists * sizeof(list_head)
     return {"offsets": offsets, "sizeof_fixed": fixed, "sizeof_list_head": sizeof(list_head),
-            "alloc_size": (size + cacheline - 1) // cacheline * cacheline}
+            "alloc_size": pcp_alloc_size(nr_lists, cacheline)}
 
 
 def _raise_code(int code, unsigned long pfn, int order, unsigned long head, str what="free_pages"):
@@ -152,8 +159,7 @@ cdef class Allocator:
         memset(self.zones_mem, 0, MAX_NR_ZONES * sizeof(zone))
         memset(pgdat.cpu, 0, nr_cpus * sizeof(cpu_state))
         pgdat.node_zones = <zone *>self.zones_mem
-        self.pcp_size = (sizeof(per_cpu_pages) - sizeof(list_head) + nr_lists * sizeof(list_head)
-                         + cacheline - 1) // cacheline * cacheline
+        self.pcp_size = pcp_alloc_size(nr_lists, cacheline)
         populated = [zp for zp in zones if zp.managed]
         if posix_memalign(&self.pcp_mem, cacheline, max(1, len(populated)) * nr_cpus * self.pcp_size) != 0:
             self.pcp_mem = NULL

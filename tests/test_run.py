@@ -1,0 +1,88 @@
+"""Op streams: the executor, its validation, and agreement with the Python entry points."""
+
+import numpy as np
+import pytest
+
+import pcpemu
+from pcpemu import workloads as wl
+from pcpemu.machine import OP_DTYPE
+
+
+def small(**kw):
+    return pcpemu.Machine(pcpemu.KernelConfig.preset("v6.10", memory="128M", cpus=2, **kw), seed=3)
+
+
+def test_run_matches_the_python_entry_points():
+    ops = wl.mixed(3000, live=64, cpus=(0, 1), seed=5)
+    a, b = small(), small()
+    res = a.run(ops)
+    for i, op in enumerate(ops):
+        if op["op"] == wl.OP_ALLOC:
+            pfn = b.alloc_pages(int(op["gfp"]), int(op["order"]), int(op["cpu"]))
+            assert (pfn if pfn is not None else -1) == res.results[i]
+            b._slots[op["slot"]] = -1 if pfn is None else pfn
+        elif b._slots[op["slot"]] >= 0:
+            b.free_pages(int(b._slots[op["slot"]]), int(op["order"]), int(op["cpu"]))
+            b._slots[op["slot"]] = -1
+    assert a.buddyinfo() == b.buddyinfo()
+    sa, sb = a.stats(), b.stats()
+    assert sa["ZONE_LOCK"] == sb["ZONE_LOCK"] and sa["PCP_REFILL_PAGES"] == sb["PCP_REFILL_PAGES"]
+    a.check()
+
+
+def test_same_seed_same_counters():
+    ops = wl.mixed(5000, cpus=(0, 1), seed=9)
+    r1, r2 = small().run(ops), small().run(ops)
+    assert r1.stats == r2.stats and np.array_equal(r1.results, r2.results)
+    assert wl.mixed(100, seed=1).tobytes() != wl.mixed(100, seed=2).tobytes()
+
+
+def test_run_stats_are_the_delta():
+    m = small()
+    m.alloc_pages("GFP_KERNEL", 0)
+    r = m.run(wl.alloc_free_pairs(10, 0, "GFP_KERNEL", slot=0))
+    assert r.stats["ALLOC_CALLS"] == 10 and m.stats()["ALLOC_CALLS"] == 11
+
+
+@pytest.mark.parametrize("field, index, value, message", [
+    ("cpu", 3, 7, "cpu out of range"),
+    ("order", 1, 3, "free order differs"),
+    ("op", 2, 9, "unknown op code"),
+    ("op", 0, wl.OP_FREE, "no allocation"),
+    ("order", 0, 11, "order outside"),
+])
+def test_bad_streams_are_refused_before_any_op_runs(field, index, value, message):
+    m = small()
+    ops = wl.alloc_free_pairs(4, 0, "GFP_KERNEL", slot=0)
+    ops[field][index] = value
+    before = m.stats()
+    with pytest.raises(pcpemu.OpStreamError, match=message):
+        m.run(ops)
+    assert m.stats() == before
+    with pytest.raises(pcpemu.OpStreamError, match="OP_DTYPE"):
+        m.run(np.zeros(3, dtype=np.int64))
+
+
+def test_failed_alloc_makes_its_free_a_counted_skip():
+    m = small()
+    # The DMA zone (16 MiB) cannot give eight order-10 blocks above its watermarks.
+    ops = np.concatenate([wl.alloc_free_pairs(1, 10, "GFP_DMA", slot=s)[:1] for s in range(8)]
+                         + [wl.alloc_free_pairs(1, 10, "GFP_DMA", slot=s)[1:] for s in range(8)])
+    r = m.run(ops)
+    failed = int((r.results[:8] < 0).sum())
+    assert failed > 0 and r.stats["FREE_SKIPPED"] == failed
+    m.check()
+
+
+def test_slots_survive_between_runs():
+    m = small()
+    ops = wl.order0_churn(0, live=16, slot_base=100)
+    m.run(ops)
+    assert all(m.slot_pfn(100 + i) is not None for i in range(16))
+    frees = np.zeros(16, dtype=OP_DTYPE)
+    frees["op"] = wl.OP_FREE
+    frees["slot"] = 100 + np.arange(16)
+    m.run(frees)
+    assert all(m.slot_pfn(100 + i) is None for i in range(16))
+    m.drain_all_pages()
+    m.check()
