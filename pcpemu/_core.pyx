@@ -10,10 +10,6 @@ from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_
 
 import numpy as np
 
-cdef extern from "<sys/mman.h>" nogil:
-    int madvise(void *addr, size_t length, int advice)
-    int MADV_HUGEPAGE
-
 # gfp bits and ALLOC_* flags used by the core (values as in pcpemu.gfp).
 cdef enum:
     GFP_DMA = 0x1
@@ -59,3 +55,4 @@ include "_run.pxi"
 include "_allocator.pxi"
 include "_isolate.pxi"
 include "_smp.pxi"
+include "_baseline.pxi"

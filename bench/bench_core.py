@@ -1,0 +1,112 @@
+"""Speed and size of the core: boot, memory per page, fast-path pairs against a bare C loop.
+
+Run: python3 -m pytest bench/ --benchmark-only. Figures land in extra_info.
+"""
+
+import resource
+import time
+
+import numpy as np
+import pytest
+
+import pcpemu
+from pcpemu import _core
+from pcpemu import workloads as wl
+
+N = 1_000_000
+
+
+def _rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.benchmark(group="buddy")
+def test_boot_64g(benchmark):
+    cfg = pcpemu.KernelConfig.preset("v6.10", memory="64G", cpus=4)
+    benchmark.pedantic(pcpemu.Machine, args=(cfg,), rounds=3, iterations=1)
+    benchmark.extra_info["boot_s_mean"] = benchmark.stats.stats.mean
+    assert benchmark.stats.stats.mean < 1.0
+
+
+@pytest.mark.benchmark(group="buddy")
+def test_resident_bytes_per_page(benchmark):
+    # Allocate every page of a 16 GiB machine one by one, so that every struct
+    # page mirror is written, and count what the machine holds resident.
+    cfg = pcpemu.KernelConfig.preset("v6.10", memory="16G", cpus=1)
+    fill = wl.make_ops(cfg.memory)
+    fill["gfp"] = pcpemu.parse_gfp("GFP_HIGHUSER_MOVABLE")
+    fill["slot"] = np.arange(cfg.memory)
+    before = _rss_kib()
+    m = pcpemu.Machine(cfg)
+    benchmark.pedantic(m.run, args=(fill,), rounds=1, iterations=1)
+    arrays = m._slots.nbytes + 8 * len(fill)       # the slot table and the results array
+    per_page = (_rss_kib() * 1024 - before * 1024 - arrays) / cfg.memory
+    benchmark.extra_info["resident_bytes_per_page"] = per_page
+    assert per_page <= 72
+
+
+def _pairs(machine, ops, benchmark, group_info):
+    slots = {"n": len(ops) // 2}
+
+    def run():
+        machine.run(ops)
+    benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    ns = benchmark.stats.stats.min / slots["n"] * 1e9
+    benchmark.extra_info.update(group_info, ns_per_pair=ns)
+    return ns
+
+
+def _baseline_ns(ops, live):
+    slots = np.full(int(ops["slot"].max()) + 1, -1, dtype=np.int64)
+    best = 1e9
+    for _ in range(5):
+        t = time.perf_counter()
+        _core.bare_pcp_loop(ops, 1 << 16, slots)
+        best = min(best, time.perf_counter() - t)
+    return best / (len(ops) // 2) * 1e9
+
+
+@pytest.mark.benchmark(group="pcp-fastpath")
+@pytest.mark.parametrize("live", [64, 4096])
+def test_order0_churn_vs_bare_loop(benchmark, v610, live):
+    m = v610()
+    warm = wl.order0_churn(0, live=live, seed=1)
+    m.run(warm)
+    ops = wl.order0_churn(N, live=live, seed=1)[live:]       # the steady-state pairs only
+    base = _baseline_ns(wl.order0_churn(N, live=live, seed=1), live)
+    ns = _pairs(m, ops, benchmark, {"live": live})
+    benchmark.extra_info["bare_loop_ns_per_pair"] = base
+    benchmark.extra_info["ratio_to_bare_loop"] = ns / base
+    m.check()
+
+
+@pytest.mark.benchmark(group="pcp-fastpath")
+@pytest.mark.parametrize("order, gfp", [(0, "GFP_KERNEL"), (9, "GFP_TRANSHUGE_LIGHT | __GFP_COMP")])
+def test_alloc_free_pairs(benchmark, v610, order, gfp):
+    m = v610()
+    ns = _pairs(m, wl.alloc_free_pairs(N, order, gfp), benchmark, {"order": order})
+    s = m.stats()
+    benchmark.extra_info["zone_lock_per_1000_pairs"] = 1000 * s["ZONE_LOCK"] / (6 * N)
+    m.check()
+
+
+@pytest.mark.benchmark(group="pcp-fastpath")
+@pytest.mark.parametrize("memory", ["1G", "64G"])
+def test_cost_does_not_grow_with_memory(benchmark, v610, memory):
+    m = v610(memory=memory)
+    m.run(wl.order0_churn(0, live=64, seed=2))
+    _pairs(m, wl.order0_churn(N, live=64, seed=2)[64:], benchmark, {"memory": memory})
+
+
+@pytest.mark.benchmark(group="python-api")
+def test_python_call_overhead(benchmark, v610):
+    m = v610()
+
+    def pair():
+        m.free_pages(m.alloc_pages("GFP_KERNEL", 0, 0), 0, 0)
+    benchmark(pair)
+    benchmark.extra_info["ns_per_python_pair"] = benchmark.stats.stats.mean * 1e9
