@@ -36,6 +36,38 @@ _VERBS: list[Callable[[Any], None]] = []
 # --- verbs (each helper adds its _add_/_cmd_ pair below this line) ---
 
 
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="the one-THP-list vs two comparison report (Markdown + JSON)")
+    p.add_argument("-o", "--output", default="pcpemu-report", help="output directory (default ./pcpemu-report)")
+    p.add_argument("--memory", default="8G")
+    p.add_argument("--cma", default="3G", help="CMA size; with 8G the Normal zone holds CMA and normal blocks")
+    p.add_argument("--cpus", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--ops", type=int, default=200_000, help="mixed-workload ops per policy")
+    p.add_argument("--policies", nargs="+", default=["single", "split"],
+                   choices=["single", "split", "per-type", "none"])
+    p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .config import KernelConfig
+    from .report import build_report, write_report
+
+    if args.ops < 1:
+        raise PcpemuError(f"--ops must be at least 1, got {args.ops}")
+    KernelConfig(memory=args.memory, cma=args.cma, cpus=args.cpus)      # bad options fail before any work
+    rep = build_report(args.memory, args.cma, args.cpus, args.seed, args.ops, tuple(args.policies))
+    for path in write_report(args.output, rep):
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        emit_json("report", rep)
+    return EXIT_OK
+
+
+_VERBS.append(_add_report)
+
+
 def _add_layout(sub: Any) -> None:
     p = sub.add_parser(
         "layout",
