@@ -36,6 +36,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+from .pcplists import nr_policy_lists
 
 __all__ = [
     "ARCHES",
@@ -267,15 +268,10 @@ def _get_arch(arch: str | Arch) -> Arch:
 
 
 def _mthp_lists(policy: str, pcp_types: int, what: str) -> int:
-    if policy == "per-type":
-        return pcp_types
-    if policy == "single":
-        return 1
-    if policy == "split":
-        return 2
-    if policy == "none":
-        return 0
-    raise ConfigError(f"{what}: {policy!r} is not one of per-type, single, split, none")
+    try:
+        return nr_policy_lists(policy, pcp_types)
+    except KeyError:
+        raise ConfigError(f"{what}: {policy!r} is not one of per-type, single, split, none") from None
 
 
 def _extra_lists(extra_orders: Any, pcp_types: int) -> int:

@@ -12,7 +12,16 @@ from __future__ import annotations
 from .config import HPAGE_PMD_ORDER, MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, KernelConfig
 from .gfp import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_TYPES
 
-__all__ = ["pcp_list_table", "pcp_types"]
+__all__ = ["nr_policy_lists", "pcp_list_table", "pcp_types"]
+
+#: Lists one high order gets under each list policy, given the number of pcp types.
+_POLICY_LISTS = {"per-type": lambda nr_types: nr_types, "single": lambda nr_types: 1,
+                 "split": lambda nr_types: 2, "none": lambda nr_types: 0}
+
+
+def nr_policy_lists(policy: str, nr_types: int) -> int:
+    """How many pcp lists one high order gets under ``policy`` (KeyError if unknown)."""
+    return _POLICY_LISTS[policy](nr_types)
 
 
 def pcp_types(cfg: KernelConfig) -> list[int]:
@@ -22,12 +31,13 @@ def pcp_types(cfg: KernelConfig) -> list[int]:
 
 def _high_order_lists(policy: str, types: list[int], base: int) -> tuple[dict[int, int], int]:
     # mt -> pindex for one high order under a list policy, and the lists used.
+    n = nr_policy_lists(policy, len(types))
     if policy == "per-type":
-        return {mt: base + i for i, mt in enumerate(types)}, len(types)
+        return {mt: base + i for i, mt in enumerate(types)}, n
     if policy == "single":
-        return {mt: base for mt in types}, 1
+        return {mt: base for mt in types}, n
     # "split": movable and non-movable; Android's CMA type files as non-movable.
-    return {mt: base + (1 if mt == MIGRATE_MOVABLE else 0) for mt in types}, 2
+    return {mt: base + (1 if mt == MIGRATE_MOVABLE else 0) for mt in types}, n
 
 
 def pcp_list_table(cfg: KernelConfig) -> tuple[list[list[int]], list[int]]:
