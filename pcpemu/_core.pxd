@@ -174,7 +174,6 @@ cdef extern from "_kernel.h" nogil:
     unsigned long pcpemu_spin_lock(int *lock)
     bint pcpemu_spin_trylock(int *lock)
     void pcpemu_spin_unlock(int *lock)
-    uint64_t pcpemu_fetch_inc(uint64_t *v)
 
 
 # One operation of an op stream (Machine.run); OP_DTYPE mirrors it.

@@ -249,11 +249,6 @@ static inline void pcpemu_spin_unlock(volatile int *lock)
 	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
 }
 
-static inline uint64_t pcpemu_fetch_inc(uint64_t *v)
-{
-	return __atomic_fetch_add(v, 1, __ATOMIC_RELAXED);
-}
-
 _Static_assert(sizeof(struct page) == 64, "struct page mirror must be 64 bytes");
 _Static_assert(offsetof(struct page, lru) == 8, "page->lru at 8 as in the kernel");
 _Static_assert(sizeof(spinlock_t) == 4, "spinlock_t is one word without lock debugging");

@@ -77,7 +77,10 @@ cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slo
     cdef int zi
     if op.op == OP_ALLOC:
         if pgdat.threaded:
-            owner = pcpemu_fetch_inc(&pgdat.next_owner)
+            # Per-CPU tokens: a shared counter would bounce a cacheline between
+            # the threads on every allocation. Bit 63 keeps them apart from
+            # next_owner's.
+            owner = (1ULL << 63) | (<uint64_t>op.cpu << 40) | cs.item[<int>ALLOC_CALLS]
         else:
             owner = pgdat.next_owner
             pgdat.next_owner += 1

@@ -209,12 +209,49 @@ def smp_set_threaded(Allocator a, bint on):
     a.pgdat.threaded = on
 
 
-def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results):
-    """Run one thread's stream, validated by smp_validate, without the GIL."""
+cdef extern from *:
+    """
+    #include <time.h>
+    static inline void smp_gate_arrive_and_wait(int *gate)
+    {
+        __atomic_fetch_add(&gate[0], 1, __ATOMIC_ACQ_REL);
+        while (!__atomic_load_n(&gate[1], __ATOMIC_ACQUIRE))
+            pcpemu_cpu_relax();
+    }
+    static inline void smp_gate_open_c(int *gate)
+    {
+        __atomic_store_n(&gate[1], 1, __ATOMIC_RELEASE);
+    }
+    static inline double smp_monotonic(void)
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+    """
+    void smp_gate_arrive_and_wait(int *gate) nogil
+    void smp_gate_open_c(int *gate) nogil
+    double smp_monotonic() nogil
+
+
+def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate):
+    """Run one thread's stream, validated by smp_validate, without the GIL.
+
+    The thread counts itself in gate[0] and spins until gate[1] is set, so all
+    threads start together; returns the CLOCK_MONOTONIC time it finished."""
     cdef const uint8_t[::1] raw
     cdef Py_ssize_t n = len(ops)
-    if n == 0:
-        return
+    cdef double end
     raw = ops.view(np.uint8).reshape(-1)
     with nogil:
-        run_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
+        smp_gate_arrive_and_wait(&gate[0])
+        if n:
+            run_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
+        end = smp_monotonic()
+    return end
+
+
+def smp_gate_open(int[::1] gate):
+    """Start the threads waiting at the gate; returns the CLOCK_MONOTONIC start time."""
+    smp_gate_open_c(&gate[0])
+    return smp_monotonic()

@@ -290,13 +290,11 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) 
     _core.smp_validate(m._core, ops, slots)
     results = np.full(len(ops), -1, dtype=np.int64)
     parts = [(ops[starts[k]:starts[k + 1]], results[starts[k]:starts[k + 1]]) for k in range(len(streams))]
-    barrier = threading.Barrier(len(parts) + 1)
+    gate = np.zeros(2, dtype=np.intc)
     ends = [0.0] * len(parts)
 
     def worker(k: int) -> None:
-        barrier.wait()
-        _core.smp_run_thread(m._core, parts[k][0], slots, parts[k][1])
-        ends[k] = time.perf_counter()
+        ends[k] = _core.smp_run_thread(m._core, parts[k][0], slots, parts[k][1], gate)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(parts))]
     before = m._core.stats_array()
@@ -304,8 +302,9 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) 
     try:
         for t in threads:
             t.start()
-        barrier.wait()
-        t0 = time.perf_counter()
+        while gate[0] < len(threads):
+            time.sleep(0.0005)
+        t0 = _core.smp_gate_open(gate)
         for t in threads:
             t.join()
     finally:
