@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,8 +24,8 @@ from .errors import PcpemuError
 from .gfp import parse_gfp
 from .machine import OP_DTYPE, Machine, _diff, _stats_dict
 
-__all__ = ["CostModel", "KERNEL_FACTORS", "WORKLOADS", "calibration_check", "cpu_streams",
-           "run_threads", "run_virtual", "smp_config"]
+__all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibration_check", "compare",
+           "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "verdict"]
 
 #: page_bench03 on 4.6-rc1, cycles per alloc+free at 1 and 8 parallel CPUs
 #: (ANCHORS B2: lore 20160415144402.5fbe7a1e@redhat.com).
@@ -346,3 +346,93 @@ def calibration_check(ops_per_cpu: int = 2000, costs: CostModel | None = None) -
                     "ns_per_pair_1cpu": 2 * per_cpu[0], "ns_per_pair_8cpu": 2 * per_cpu[1]}
     out["within_25pct"] = all(abs(out[k]["error"]) <= 0.25 for k in KERNEL_FACTORS)
     return out
+
+
+#: THP-list policies a sweep may compare.
+POLICIES = ("single", "split", "per-type", "none")
+
+
+def sweep(policies: list[str], cpus: list[int], workloads: list[str], ops_per_cpu: int = 2000,
+          seed: int = 0, costs: CostModel | None = None,
+          progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+    """Virtual-time runs of every (workload, CPU count, policy) cell, the same
+    streams for every policy of a (workload, CPU count).
+
+    :param progress: called as progress(done, total, label) after each cell.
+    :raises PcpemuError: for an unknown policy or workload or a bad CPU count,
+        before any run.
+    """
+    for p in policies:
+        smp_config(p, 1)
+    for w in workloads:
+        if w not in WORKLOADS:
+            raise PcpemuError(f"unknown workload {w!r}; known: {', '.join(WORKLOADS)}")
+    for n in cpus:
+        smp_config("split", n)
+    total = len(policies) * len(cpus) * len(workloads)
+    cells = []
+    for w in workloads:
+        for n in cpus:
+            streams = cpu_streams(w, n, ops_per_cpu, seed)
+            for p in policies:
+                r = run_virtual(smp_config(p, n), streams, seed=seed, costs=costs)
+                r.update(workload=w, policy=p)
+                cells.append(r)
+                if progress:
+                    progress(len(cells), total, f"{w} cpus={n} {p}")
+    return cells
+
+
+def _ratio(a: float, b: float) -> float:
+    if b == 0:
+        return 1.0 if a == 0 else float("inf")
+    return a / b
+
+
+def compare(cells: list[dict[str, Any]], base: str = "single", other: str = "split") -> list[dict[str, Any]]:
+    """Per (workload, CPU count): the ratios other/base of zone->lock
+    acquisitions, lock wait, pcp cachelines per op and throughput, and the
+    verdict they support.
+
+    :raises PcpemuError: when the cells lack one of the two policies.
+    """
+    index = {(c["workload"], c["cpus"], c["policy"]): c for c in cells}
+    rows = []
+    for (w, n, p), b in index.items():
+        if p != base:
+            continue
+        o = index.get((w, n, other))
+        if o is None:
+            raise PcpemuError(f"no {other!r} run for workload {w} at {n} CPUs")
+        row = {"workload": w, "cpus": n, "base": base, "other": other,
+               "zone_lock": _ratio(o["zone_lock_acquisitions"], b["zone_lock_acquisitions"]),
+               "lock_wait": _ratio(o["lock_wait_ns"]["total"], b["lock_wait_ns"]["total"]),
+               "cachelines": _ratio(o["pcp_cachelines_per_op"], b["pcp_cachelines_per_op"]),
+               "throughput": _ratio(o["ops_per_sec"], b["ops_per_sec"])}
+        row["verdict"] = verdict(row)
+        rows.append(row)
+    return rows
+
+
+def _change(r: float, what: str) -> str | None:
+    # None when the ratio is 1 within half a percent.
+    if abs(r - 1.0) < 0.005:
+        return None
+    if r == float("inf"):
+        return f"{what} where there were none"
+    return f"{(r - 1) * 100:+.1f}% {what}"
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """The sentence one row of compare() supports, costs named first."""
+    parts = []
+    c = _change(row["cachelines"], "pcp cachelines per op")
+    parts.append(c or "no extra cacheline")
+    z = _change(row["zone_lock"], "zone->lock acquisitions")
+    parts.append(z or "same zone->lock acquisitions")
+    for key, what in (("lock_wait", "zone->lock wait"), ("throughput", "throughput")):
+        ch = _change(row[key], what)
+        if ch:
+            parts.append(ch)
+    cpus = f"{row['cpus']} CPU" + ("s" if row["cpus"] != 1 else "")
+    return ", ".join(parts) + f" under the {row['workload']} workload at {cpus}"
