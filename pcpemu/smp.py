@@ -12,6 +12,7 @@ compares the model with page_bench03's 1 -> 8 CPU growth factors.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from typing import Any, Callable
@@ -24,7 +25,7 @@ from .errors import PcpemuError
 from .gfp import parse_gfp
 from .machine import OP_DTYPE, Machine, _diff, _stats_dict
 
-__all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibration_check", "compare",
+__all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibrate_costs", "calibration_check", "compare",
            "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "verdict"]
 
 #: page_bench03 on 4.6-rc1, cycles per alloc+free at 1 and 8 parallel CPUs
@@ -436,3 +437,27 @@ def verdict(row: dict[str, Any]) -> str:
             parts.append(ch)
     cpus = f"{row['cpus']} CPU" + ("s" if row["cpus"] != 1 else "")
     return ", ".join(parts) + f" under the {row['workload']} workload at {cpus}"
+
+
+def calibrate_costs(ops: int = 400000, seed: int = 0) -> CostModel:
+    """A CostModel measured with real threads on the machine at hand.
+
+    op (and cacheline at its default) from one thread's order-0 pcp hits;
+    lock from one thread's order-4 alloc+free, each of which takes zone->lock
+    once; remote from two threads doing the same, where the lock line moves
+    on each acquisition (needs 2 cores; otherwise the default stays). Wall
+    clock numbers: they vary from run to run, unlike everything else here.
+    """
+    base = CostModel()
+    t0 = run_threads(smp_config("split", 1), cpu_streams("tight0", 1, ops, seed))
+    op = max(1e9 / t0["ops_per_sec"] - base.cacheline * t0["pcp_cachelines_per_op"], 0.0)
+    t4 = run_threads(smp_config("split", 1), cpu_streams("tight4", 1, ops, seed))
+    lock = max(1e9 / t4["ops_per_sec"] - op - base.page * t4["pages_per_acquisition"], 0.0)
+    remote = base.remote
+    if (os.cpu_count() or 1) >= 2:
+        t2 = run_threads(smp_config("split", 2), cpu_streams("tight4", 2, ops, seed))
+        # Lock-bound: each op waits for the other thread's hold, so an op
+        # per thread costs two holds.
+        hold = 1e9 / t2["ops_per_sec"]
+        remote = max((hold - lock - base.page * t2["pages_per_acquisition"]) / base.zone_lines, 0.0)
+    return dataclasses.replace(base, op=op, lock=lock, remote=remote)
