@@ -139,7 +139,9 @@ cdef class Allocator:
         memset(self.zones_mem, 0, MAX_NR_ZONES * sizeof(zone))
         memset(pgdat.cpu, 0, nr_cpus * sizeof(cpu_state))
         pgdat.node_zones = <zone *>self.zones_mem
-        self.pcp_size = (sizeof(per_cpu_pages) - sizeof(list_head) + nr_lists * sizeof(list_head)
+        # sizeof(struct per_cpu_pages) is offsetof(lists): C gives the
+        # flexible array no size, whatever lists[1] in _core.pxd says.
+        self.pcp_size = (sizeof(per_cpu_pages) + nr_lists * sizeof(list_head)
                          + cacheline - 1) // cacheline * cacheline
         populated = [zp for zp in zones if zp.managed]
         if posix_memalign(&self.pcp_mem, cacheline, max(1, len(populated)) * nr_cpus * self.pcp_size) != 0:
