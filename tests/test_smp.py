@@ -136,3 +136,10 @@ def test_per_type_pcp_is_allocated_at_its_size():
     assert m._core.pcp_alloc_size == 320
     r = smp.run_virtual(smp.smp_config("per-type", 4), smp.cpu_streams("mixed", 4, 500, 0))
     assert r["ops"] == 2000
+
+
+def test_calibrate_costs_measures_this_machine():
+    costs = smp.calibrate_costs(ops=20000)
+    assert isinstance(costs, smp.CostModel)
+    assert costs.op > 0
+    assert (costs.page, costs.zone_lines) == (smp.CostModel().page, smp.CostModel().zone_lines)
