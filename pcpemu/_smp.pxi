@@ -62,7 +62,7 @@ cdef struct vt_lock:
     uint64_t remote_lines   # zone cachelines moved between CPUs with the lock
 
 
-cdef double vt_price(pglist_data *pgdat, const double *cost, vt_lock *lk, int cpu, double now,
+cdef double vt_price(const double *cost, vt_lock *lk, int cpu, double now,
                      uint64_t acq, uint64_t pages, int lines, int remote_pcp_lines, double smt,
                      double *wait_ret, double *hold_ret) noexcept nogil:
     # The virtual time at which an op that started at now on cpu ends: its
@@ -135,7 +135,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         if op.op == OP_DRAIN_ALL:
             for c in range(pgdat.nr_cpus):
                 pcp_stolen[c] = c != op.cpu
-        clock[cpu] = vt_price(pgdat, cost, lk, op.cpu, clock[cpu], cs.item[<int>ZONE_LOCK] - acq0,
+        clock[cpu] = vt_price(cost, lk, op.cpu, clock[cpu], cs.item[<int>ZONE_LOCK] - acq0,
                               cs.item[<int>ZONE_LOCK_PAGES] - pages0, lines, remote,
                               smt_factor(cost, op.cpu, nr_streams), &wait[i], &hold[i])
         if pos[cpu] < starts[cpu + 1]:

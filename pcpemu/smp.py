@@ -102,8 +102,7 @@ def _request(workload: str, rng: np.random.Generator) -> tuple[int, int]:
     if workload == "mixed":
         r = rng.random()
         return (9, _MOVABLE_THP) if r < 0.4 else (9, _KERNEL_THP) if r < 0.8 else (0, _KERNEL)
-    order = 0
-    return order, (_KERNEL if rng.random() < 0.5 else _MOVABLE)
+    return 0, (_KERNEL if rng.random() < 0.5 else _MOVABLE)
 
 
 def _random_walk(workload: str, n: int, live: int, cpu: int, slot_base: int,

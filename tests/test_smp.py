@@ -143,3 +143,17 @@ def test_calibrate_costs_measures_this_machine():
     assert isinstance(costs, smp.CostModel)
     assert costs.op > 0
     assert (costs.page, costs.zone_lines) == (smp.CostModel().page, smp.CostModel().zone_lines)
+
+
+def test_cli_bench_json(capsys):
+    import json
+
+    from pcpemu import cli
+    rc = cli.main(["bench", "--cpus", "1,2", "--ops", "100", "--workloads", "thp,mixed", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == cli.EXIT_OK and doc["command"] == "bench"
+    rows = {(r["workload"], r["cpus"]): r for r in doc["comparison"]}
+    assert rows[("thp", 2)]["verdict"].startswith("no extra cacheline")
+    assert len(doc["cells"]) == 2 * 2 * 2
+    assert cli.main(["bench", "--policies", "double", "--json"]) == cli.EXIT_ERROR
+    assert "unknown THP-list policy" in capsys.readouterr().out
