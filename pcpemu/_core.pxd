@@ -121,6 +121,8 @@ cdef extern from "_kernel.h" nogil:
         PCP_DECAY
         ZONE_FALLBACK
         FREE_SKIPPED
+        ZONE_LOCK_CONTENDED
+        ZONE_LOCK_SPINS
         NR_PCPEMU_ITEMS
 
     enum lock_site:
@@ -139,7 +141,7 @@ cdef extern from "_kernel.h" nogil:
 
     struct cpu_state:
         uint64_t touched                # pcp cachelines of the current op
-        uint64_t item[25]
+        uint64_t item[27]
         uint64_t alloc[11][6]
         uint64_t alloc_fail[11][6]
         uint64_t pcp_hit[11]
@@ -167,6 +169,11 @@ cdef extern from "_kernel.h" nogil:
         int8_t pindex[11][6]
         uint8_t pindex_order[64]
         uint64_t next_owner
+        int threaded                    # real threads run the op streams
+
+    unsigned long pcpemu_spin_lock(int *lock)
+    bint pcpemu_spin_trylock(int *lock)
+    void pcpemu_spin_unlock(int *lock)
 
 
 # One operation of an op stream (Machine.run); OP_DTYPE mirrors it.

@@ -157,6 +157,8 @@ enum pcpemu_item {
 	PCP_DECAY,		/* decay_pcp_high calls */
 	ZONE_FALLBACK,		/* allocations served below the preferred zone */
 	FREE_SKIPPED,		/* op-stream frees of slots whose alloc failed */
+	ZONE_LOCK_CONTENDED,	/* threaded mode: acquisitions that found zone->lock held */
+	ZONE_LOCK_SPINS,	/* threaded mode: spin iterations waiting for zone->lock */
 	NR_PCPEMU_ITEMS
 };
 
@@ -205,7 +207,47 @@ struct pglist_data {
 	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;
+	int threaded;			/* real threads run the op streams: atomic locks */
 };
+
+/*
+ * Real spinlocks for threaded mode (pglist_data.threaded): test-and-set with
+ * a read-only spin, as a pre-qspinlock kernel spins. pcpemu_spin_lock returns
+ * how many times it spun, 0 when the lock was free.
+ */
+static inline void pcpemu_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+static inline unsigned long pcpemu_spin_lock(volatile int *lock)
+{
+	unsigned long spins = 0;
+
+	while (__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE)) {
+		do {
+			spins++;
+			pcpemu_cpu_relax();
+		} while (__atomic_load_n(lock, __ATOMIC_RELAXED));
+	}
+	return spins;
+}
+
+static inline int pcpemu_spin_trylock(volatile int *lock)
+{
+	return !__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE);
+}
+
+static inline void pcpemu_spin_unlock(volatile int *lock)
+{
+	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
 
 _Static_assert(sizeof(struct page) == 64, "struct page mirror must be 64 bytes");
 _Static_assert(offsetof(struct page, lru) == 8, "page->lru at 8 as in the kernel");

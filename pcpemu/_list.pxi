@@ -70,15 +70,24 @@ cdef inline zone *page_zone(pglist_data *pgdat, unsigned long pfn) noexcept nogi
 # ---- locks ----
 # Unlike the kernel, a lock taken by the single-threaded executor is a plain
 # flag: nothing else runs, so a trylock fails only when a test or a modelled
-# remote drain holds the lock on purpose.
+# remote drain holds the lock on purpose. With pgdat.threaded set (real
+# threads, pcpemu.smp) the locks are real spinlocks; the branch is predictable.
 
-cdef inline void spin_lock_zone(cpu_state *cs, zone *z, int site) noexcept nogil:
-    z.lock.locked = 1
+cdef inline void spin_lock_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int site) noexcept nogil:
+    cdef unsigned long spins
+    if pgdat.threaded:
+        spins = pcpemu_spin_lock(&z.lock.locked)
+        if spins:
+            cs.item[<int>ZONE_LOCK_CONTENDED] += 1
+            cs.item[<int>ZONE_LOCK_SPINS] += spins
+    else:
+        z.lock.locked = 1
     cs.item[<int>ZONE_LOCK] += 1
     cs.lock_site[site] += 1
 
 cdef inline void spin_unlock_zone(zone *z) noexcept nogil:
-    z.lock.locked = 0
+    # A release store: a plain store on x86, a barrier for the compiler.
+    pcpemu_spin_unlock(&z.lock.locked)
 
 cdef inline void count_locked_pages(cpu_state *cs, int site, long nr) noexcept nogil:
     cs.item[<int>ZONE_LOCK_PAGES] += nr
@@ -95,14 +104,17 @@ cdef inline void touch(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp,
 cdef inline void pcp_op_begin(cpu_state *cs) noexcept nogil:
     cs.touched = 0
 
-cdef inline void pcp_op_end(cpu_state *cs, int op) noexcept nogil:
+cdef inline int nr_lines(uint64_t bits) noexcept nogil:
     # A fast path touches one to a few lines: clearing the lowest set bit
     # beats a popcount call when the build may not assume POPCNT.
-    cdef uint64_t bits = cs.touched
     cdef int n = 0
     while bits:
         bits &= bits - 1
         n += 1
+    return n
+
+cdef inline void pcp_op_end(cpu_state *cs, int op) noexcept nogil:
+    cdef int n = nr_lines(cs.touched)
     cs.cl_ops[op] += 1
     cs.cl_sum[op] += n
     cs.cl_hist[op][n if n < CL_HIST - 1 else CL_HIST - 1] += 1

@@ -80,7 +80,7 @@ cdef page *rmqueue_buddy(cpu_state *cs, pglist_data *pgdat, zone *z, int order, 
                          int mt) noexcept nogil:
     """Take a block from the buddy under zone->lock (rmqueue_buddy)."""
     cdef page *p = NULL
-    spin_lock_zone(cs, z, LOCK_RMQUEUE_BUDDY)
+    spin_lock_zone(cs, pgdat, z, LOCK_RMQUEUE_BUDDY)
     if alloc_flags & ALLOC_HIGHATOMIC:
         p = __rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
     if p == NULL:

@@ -10,14 +10,17 @@ cdef inline bint pcp_allowed_order(pglist_data *pgdat, int order) noexcept nogil
 
 cdef inline bint pcp_spin_trylock(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp) noexcept nogil:
     touch(cs, pgdat, pcp, &pcp.lock)
-    if pcp.lock.locked:
-        cs.item[<int>PCP_TRYLOCK_FAIL] += 1
-        return False
-    pcp.lock.locked = 1
-    return True
+    if pgdat.threaded:
+        if pcpemu_spin_trylock(&pcp.lock.locked):
+            return True
+    elif not pcp.lock.locked:
+        pcp.lock.locked = 1
+        return True
+    cs.item[<int>PCP_TRYLOCK_FAIL] += 1
+    return False
 
 cdef inline void pcp_spin_unlock(per_cpu_pages *pcp) noexcept nogil:
-    pcp.lock.locked = 0
+    pcpemu_spin_unlock(&pcp.lock.locked)
 
 cdef inline void set_pcp_high(cpu_state *cs, per_cpu_pages *pcp, int high) noexcept nogil:
     if pcp.high != high:
@@ -39,7 +42,7 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
     touch(cs, pgdat, pcp, &pcp.count)
     count = min(pcp.count, count)
     pindex -= 1             # the caller's list is drained first
-    spin_lock_zone(cs, z, LOCK_FREE_PCPPAGES_BULK)
+    spin_lock_zone(cs, pgdat, z, LOCK_FREE_PCPPAGES_BULK)
     while count > 0:
         while True:
             pindex += 1
@@ -74,7 +77,7 @@ cdef int rmqueue_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int
     """Refill a pcp list with count blocks under one zone->lock (rmqueue_bulk)."""
     cdef int i
     cdef page *p
-    spin_lock_zone(cs, z, LOCK_RMQUEUE_BULK)
+    spin_lock_zone(cs, pgdat, z, LOCK_RMQUEUE_BULK)
     i = 0
     while i < count:
         p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
@@ -232,7 +235,7 @@ cdef void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per
 cdef void free_one_page(cpu_state *cs, pglist_data *pgdat, zone *z, page *p, unsigned long pfn,
                         int order, bint to_tail) noexcept nogil:
     """Free a block straight into the buddy under zone->lock (free_one_page)."""
-    spin_lock_zone(cs, z, LOCK_FREE_ONE_PAGE)
+    spin_lock_zone(cs, pgdat, z, LOCK_FREE_ONE_PAGE)
     __free_one_page(cs, pgdat, p, pfn, z, order, get_pageblock_migratetype(pgdat, pfn), to_tail)
     count_locked_pages(cs, LOCK_FREE_ONE_PAGE, 1L << order)
     spin_unlock_zone(z)

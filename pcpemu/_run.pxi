@@ -68,38 +68,49 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
     return code
 
 
+cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots) noexcept nogil:
+    # One op of a stream; the pfn it allocated or freed, or -1.
+    cdef cpu_state *cs = &pgdat.cpu[op.cpu]
+    cdef page *p
+    cdef int64_t pfn
+    cdef uint64_t owner
+    cdef int zi
+    if op.op == OP_ALLOC:
+        if pgdat.threaded:
+            # Per-CPU tokens: a shared counter would bounce a cacheline between
+            # the threads on every allocation. Bit 63 keeps them apart from
+            # next_owner's.
+            owner = (1ULL << 63) | (<uint64_t>op.cpu << 40) | cs.item[<int>ALLOC_CALLS]
+        else:
+            owner = pgdat.next_owner
+            pgdat.next_owner += 1
+        p = __alloc_pages(cs, pgdat, op.gfp, op.order, op.cpu, owner)
+        if p == NULL:
+            return -1
+        pfn = <int64_t>page_to_pfn(pgdat, p)
+        slots[op.slot] = pfn
+        return pfn
+    if op.op == OP_FREE:
+        pfn = slots[op.slot]
+        if pfn < 0:
+            cs.item[<int>FREE_SKIPPED] += 1
+            return -1
+        __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
+        slots[op.slot] = -1
+        return pfn
+    if op.op == OP_DRAIN:
+        drain_pages(cs, pgdat, op.cpu)
+    elif op.op == OP_DRAIN_ALL:
+        drain_all_pages(cs, pgdat, -1)
+    else:
+        for zi in range(MAX_NR_ZONES):
+            if pgdat.node_zones[zi].per_cpu_pageset != NULL:
+                decay_pcp_high(cs, pgdat, &pgdat.node_zones[zi], pgdat.node_zones[zi].per_cpu_pageset[op.cpu])
+    return -1
+
+
 cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_t *slots,
                   int64_t *results) noexcept nogil:
     cdef Py_ssize_t i
-    cdef const pcpemu_op *op
-    cdef cpu_state *cs
-    cdef page *p
-    cdef int64_t pfn
-    cdef int zi
     for i in range(n):
-        op = &ops[i]
-        cs = &pgdat.cpu[op.cpu]
-        results[i] = -1
-        if op.op == OP_ALLOC:
-            p = __alloc_pages(cs, pgdat, op.gfp, op.order, op.cpu, pgdat.next_owner)
-            pgdat.next_owner += 1
-            if p != NULL:
-                pfn = <int64_t>page_to_pfn(pgdat, p)
-                slots[op.slot] = pfn
-                results[i] = pfn
-        elif op.op == OP_FREE:
-            pfn = slots[op.slot]
-            if pfn < 0:
-                cs.item[<int>FREE_SKIPPED] += 1
-            else:
-                __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
-                slots[op.slot] = -1
-                results[i] = pfn
-        elif op.op == OP_DRAIN:
-            drain_pages(cs, pgdat, op.cpu)
-        elif op.op == OP_DRAIN_ALL:
-            drain_all_pages(cs, pgdat, -1)
-        else:
-            for zi in range(MAX_NR_ZONES):
-                if pgdat.node_zones[zi].per_cpu_pageset != NULL:
-                    decay_pcp_high(cs, pgdat, &pgdat.node_zones[zi], pgdat.node_zones[zi].per_cpu_pageset[op.cpu])
+        results[i] = run_op(pgdat, &ops[i], slots)

@@ -1,0 +1,257 @@
+# Multi-CPU runs (pcpemu.smp): a deterministic virtual-time scheduler that
+# prices every op with a cost model, and a real-thread executor with real
+# spinlocks. Both run op streams whose slots are disjoint per CPU.
+
+# Indexes of the cost vector smp.CostModel.as_array() builds.
+cdef enum:
+    COST_OP = 0             # ns of an op outside zone->lock (pcp hit path)
+    COST_CACHELINE = 1      # ns per pcp cacheline touched
+    COST_LOCK = 2           # ns to take and release an uncontended zone->lock
+    COST_PAGE = 3           # ns per page moved under zone->lock
+    COST_REMOTE = 4         # ns per cacheline fetched from another CPU
+    COST_ZONE_LINES = 5     # zone cachelines (lock word, free_area) that follow the lock
+    COST_SMT_CORES = 6      # physical cores; 0: one core per CPU
+    COST_SMT_SLOWDOWN = 7   # factor on the work outside the lock of a CPU whose sibling runs
+    NR_COSTS = 8
+
+
+cdef struct vt_event:
+    double time
+    int cpu
+
+
+cdef inline bint vt_before(vt_event a, vt_event b) noexcept nogil:
+    # Equal times pop in CPU order, so a run is the same bit for bit.
+    return a.time < b.time or (a.time == b.time and a.cpu < b.cpu)
+
+
+cdef void vt_push(vt_event *heap, int *n, vt_event e) noexcept nogil:
+    cdef int i = n[0], parent
+    n[0] += 1
+    while i > 0:
+        parent = (i - 1) >> 1
+        if not vt_before(e, heap[parent]):
+            break
+        heap[i] = heap[parent]
+        i = parent
+    heap[i] = e
+
+
+cdef vt_event vt_pop(vt_event *heap, int *n) noexcept nogil:
+    cdef vt_event top = heap[0], last
+    cdef int i = 0, child
+    n[0] -= 1
+    last = heap[n[0]]
+    while True:
+        child = 2 * i + 1
+        if child >= n[0]:
+            break
+        if child + 1 < n[0] and vt_before(heap[child + 1], heap[child]):
+            child += 1
+        if not vt_before(heap[child], last):
+            break
+        heap[i] = heap[child]
+        i = child
+    heap[i] = last
+    return top
+
+
+cdef struct vt_lock:
+    double free_at          # virtual time zone->lock is next free
+    int holder              # CPU that held it last, -1: nobody yet
+    uint64_t remote_lines   # zone cachelines moved between CPUs with the lock
+
+
+cdef double vt_price(const double *cost, vt_lock *lk, int cpu, double now,
+                     uint64_t acq, uint64_t pages, int lines, int remote_pcp_lines, double smt,
+                     double *wait_ret, double *hold_ret) noexcept nogil:
+    # The virtual time at which an op that started at now on cpu ends: its
+    # work outside the lock, then, if it took zone->lock, a wait for the lock
+    # and the hold. Unlike a real lock, the lock is granted in the order ops
+    # are dispatched (their start times), not the order they reach it.
+    cdef double t = now + smt * (cost[COST_OP] + cost[COST_CACHELINE] * lines) \
+        + cost[COST_REMOTE] * remote_pcp_lines
+    cdef double start, hold
+    wait_ret[0] = -1.0
+    hold_ret[0] = -1.0
+    if acq == 0:
+        return t
+    hold = cost[COST_LOCK] * acq + cost[COST_PAGE] * pages
+    if lk.holder >= 0 and lk.holder != cpu:
+        hold += cost[COST_REMOTE] * cost[COST_ZONE_LINES]
+        lk.remote_lines += <uint64_t>cost[COST_ZONE_LINES]
+    start = t if t > lk.free_at else lk.free_at
+    lk.free_at = start + hold
+    lk.holder = cpu
+    wait_ret[0] = start - t
+    hold_ret[0] = hold
+    return start + hold
+
+
+cdef inline double smt_factor(const double *cost, int cpu, int nr_cpus) noexcept nogil:
+    # CPU c runs on core c % cores; its sibling threads are c +- cores.
+    cdef int cores = <int>cost[COST_SMT_CORES]
+    if cores <= 0 or nr_cpus <= cores:
+        return 1.0
+    if cpu >= cores or cpu + cores < nr_cpus:
+        return cost[COST_SMT_SLOWDOWN]
+    return 1.0
+
+
+cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts, int nr_streams,
+                 int64_t *slots, const double *cost, double *clock, double *wait, double *hold,
+                 int64_t *results, vt_lock *lk, vt_event *heap, int64_t *pos, uint8_t *pcp_stolen,
+                 uint64_t *remote_pcp) noexcept nogil:
+    cdef int nheap = 0, cpu, c, lines, remote
+    cdef vt_event e
+    cdef const pcpemu_op *op
+    cdef cpu_state *cs
+    cdef uint64_t acq0, pages0
+    cdef int64_t i
+    for cpu in range(nr_streams):
+        pos[cpu] = starts[cpu]
+        if starts[cpu] < starts[cpu + 1]:
+            e.time = clock[cpu]
+            e.cpu = cpu
+            vt_push(heap, &nheap, e)
+    while nheap:
+        e = vt_pop(heap, &nheap)
+        cpu = e.cpu
+        i = pos[cpu]
+        pos[cpu] += 1
+        op = &ops[i]
+        cs = &pgdat.cpu[op.cpu]
+        acq0 = cs.item[<int>ZONE_LOCK]
+        pages0 = cs.item[<int>ZONE_LOCK_PAGES]
+        cs.touched = 0
+        results[i] = run_op(pgdat, op, slots)
+        lines = nr_lines(cs.touched)
+        remote = 0
+        if pcp_stolen[op.cpu] and lines:
+            # A remote drain last wrote these pcp cachelines.
+            remote = lines
+            pcp_stolen[op.cpu] = 0
+            remote_pcp[0] += lines
+        if op.op == OP_DRAIN_ALL:
+            for c in range(pgdat.nr_cpus):
+                pcp_stolen[c] = c != op.cpu
+        clock[cpu] = vt_price(cost, lk, op.cpu, clock[cpu], cs.item[<int>ZONE_LOCK] - acq0,
+                              cs.item[<int>ZONE_LOCK_PAGES] - pages0, lines, remote,
+                              smt_factor(cost, op.cpu, nr_streams), &wait[i], &hold[i])
+        if pos[cpu] < starts[cpu + 1]:
+            e.time = clock[cpu]
+            vt_push(heap, &nheap, e)
+
+
+cdef int _validate_streams(Allocator a, ops, int64_t[::1] slots) except -1:
+    # The whole concatenated stream: with slots disjoint per CPU, any
+    # interleaving keeps each slot's alloc/free order.
+    cdef const uint8_t[::1] raw = ops.view(np.uint8).reshape(-1)
+    cdef Py_ssize_t n = len(ops), bad = -1
+    cdef int code
+    with nogil:
+        code = validate_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], slots.shape[0], &bad)
+    if code:
+        op = ops[bad]
+        raise OpStreamError(f"op {bad} ({_op_name(int(op['op']))} cpu={int(op['cpu'])} order={int(op['order'])} "
+                            f"slot={int(op['slot'])}): {_op_error(code)}")
+    return 0
+
+
+def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] slots,
+                    const double[::1] cost):
+    """Run per-CPU op streams in virtual-time order; stream k is
+    ops[starts[k]:starts[k + 1]]. Returns (clock per stream, wait and hold per
+    op (-1: no zone->lock), results, remote zone lines, remote pcp lines)."""
+    cdef int nr = starts.shape[0] - 1
+    cdef Py_ssize_t n = len(ops)
+    cdef const uint8_t[::1] raw
+    cdef vt_lock lk
+    if cost.shape[0] != NR_COSTS:
+        raise PcpemuError(f"cost vector has {cost.shape[0]} entries, not {NR_COSTS}")
+    clock = np.zeros(nr, dtype=np.float64)
+    wait = np.full(n, -1.0)
+    hold = np.full(n, -1.0)
+    results = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return clock, wait, hold, results, 0, 0
+    _validate_streams(a, ops, slots)
+    raw = ops.view(np.uint8).reshape(-1)
+    cdef double[::1] clock_v = clock, wait_v = wait, hold_v = hold
+    cdef int64_t[::1] res_v = results
+    cdef vt_event[::1] heap_v
+    heap = np.zeros(nr, dtype=[("time", "f8"), ("cpu", "i4"), ("_pad", "i4")])
+    pos = np.zeros(nr, dtype=np.int64)
+    stolen = np.zeros(a.pgdat.nr_cpus, dtype=np.uint8)
+    cdef int64_t[::1] pos_v = pos
+    cdef uint8_t[::1] stolen_v = stolen
+    cdef uint8_t[::1] heap_raw = heap.view(np.uint8)
+    cdef uint64_t remote_pcp = 0
+    assert heap.dtype.itemsize == sizeof(vt_event)
+    lk.free_at = 0.0
+    lk.holder = -1
+    lk.remote_lines = 0
+    with nogil:
+        vt_run(&a.pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
+               &wait_v[0], &hold_v[0], &res_v[0], &lk, <vt_event *>&heap_raw[0], &pos_v[0], &stolen_v[0],
+               &remote_pcp)
+    return clock, wait, hold, results, lk.remote_lines, remote_pcp
+
+
+def smp_validate(Allocator a, ops, int64_t[::1] slots):
+    """Check a concatenated op stream before threads run parts of it."""
+    if len(ops):
+        _validate_streams(a, ops, slots)
+
+
+def smp_set_threaded(Allocator a, bint on):
+    """Switch the locks to real spinlocks (real threads) or back to plain flags."""
+    a.pgdat.threaded = on
+
+
+cdef extern from *:
+    """
+    #include <time.h>
+    static inline void smp_gate_arrive_and_wait(int *gate)
+    {
+        __atomic_fetch_add(&gate[0], 1, __ATOMIC_ACQ_REL);
+        while (!__atomic_load_n(&gate[1], __ATOMIC_ACQUIRE))
+            pcpemu_cpu_relax();
+    }
+    static inline void smp_gate_open_c(int *gate)
+    {
+        __atomic_store_n(&gate[1], 1, __ATOMIC_RELEASE);
+    }
+    static inline double smp_monotonic(void)
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+    """
+    void smp_gate_arrive_and_wait(int *gate) nogil
+    void smp_gate_open_c(int *gate) nogil
+    double smp_monotonic() nogil
+
+
+def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate):
+    """Run one thread's stream, validated by smp_validate, without the GIL.
+
+    The thread counts itself in gate[0] and spins until gate[1] is set, so all
+    threads start together; returns the CLOCK_MONOTONIC time it finished."""
+    cdef const uint8_t[::1] raw
+    cdef Py_ssize_t n = len(ops)
+    cdef double end
+    raw = ops.view(np.uint8).reshape(-1)
+    with nogil:
+        smp_gate_arrive_and_wait(&gate[0])
+        if n:
+            run_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
+        end = smp_monotonic()
+    return end
+
+
+def smp_gate_open(int[::1] gate):
+    """Start the threads waiting at the gate; returns the CLOCK_MONOTONIC start time."""
+    smp_gate_open_c(&gate[0])
+    return smp_monotonic()

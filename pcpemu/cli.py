@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict as dataclasses_asdict
 import sys
 from typing import Any, Callable
 
@@ -66,6 +67,108 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 _VERBS.append(_add_report)
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="zone->lock and pcp cacheline cost of THP-list policies, 1..N CPUs",
+        description="Run per-CPU workloads on 1..N emulated CPUs in deterministic virtual time "
+        "(and optionally on real threads) and compare two THP-list policies: the ratio "
+        "OTHER/BASE of zone->lock acquisitions, lock wait, pcp cachelines per op and throughput.",
+    )
+    p.add_argument("--policies", default="single,split",
+                   help="comma-separated THP-list policies: single, split, per-type, none (default single,split)")
+    p.add_argument("--cpus", default="1,2,4,8,16,64,256", help="comma-separated CPU counts")
+    p.add_argument("--workloads", default="thp,mixed,order0,net",
+                   help="comma-separated workloads: thp, mixed, order0, net, tight0, tight4")
+    p.add_argument("--ops", type=int, default=1000, help="ops per CPU (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base", default="single", help="policy the ratios divide by (default single)")
+    p.add_argument("--other", default="split", help="policy compared with the base (default split)")
+    p.add_argument("--threads", action="store_true",
+                   help="also run the workloads on 1..nproc real threads (wall clock)")
+    p.add_argument("--thread-ops", type=int, default=100000, help="ops per thread with --threads")
+    p.add_argument("--calibrate", action="store_true",
+                   help="also compare the cost model with page_bench03's 1 -> 8 CPU growth")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _progress(done: int, total: int, label: str) -> None:
+    width = 30
+    fill = width * done // total
+    sys.stderr.write(f"\r[{'#' * fill}{' ' * (width - fill)}] {done}/{total} {label:<32}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _csv(value: str, cast: Callable[[str], Any], what: str) -> list[Any]:
+    try:
+        items = [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise PcpemuError(f"--{what}: cannot read {value!r}") from None
+    if not items:
+        raise PcpemuError(f"--{what}: empty list")
+    return items
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from . import smp
+
+    policies = _csv(args.policies, str, "policies")
+    for pol in (args.base, args.other):
+        if pol not in policies:
+            policies.append(pol)
+    cpus = _csv(args.cpus, int, "cpus")
+    workloads = _csv(args.workloads, str, "workloads")
+    if args.ops < 2 or args.thread_ops < 2:
+        raise PcpemuError("--ops and --thread-ops must be at least 2")
+    cells = smp.sweep(policies, cpus, workloads, args.ops, args.seed, progress=_progress)
+    rows = smp.compare(cells, args.base, args.other)
+    threads = []
+    if args.threads:
+        counts = list(range(1, (os.cpu_count() or 1) + 1))
+        total, done = len(workloads) * 2 * len(counts), 0
+        for w in workloads:
+            for pol in (args.base, args.other):
+                for n in counts:
+                    r = smp.run_threads(smp.smp_config(pol, n), smp.cpu_streams(w, n, args.thread_ops, args.seed))
+                    r.update(workload=w, policy=pol)
+                    threads.append(r)
+                    done += 1
+                    _progress(done, total, f"threads {w} {pol} n={n}")
+    calib = smp.calibration_check() if args.calibrate else None
+    if args.json:
+        emit_json("bench", {"config": {"policies": policies, "cpus": cpus, "workloads": workloads,
+                                       "ops_per_cpu": args.ops, "base": args.base, "other": args.other},
+                            "seed": args.seed, "cells": cells, "comparison": rows, "threads": threads,
+                            "calibration": calib, "costs": dataclasses_asdict(smp.CostModel())})
+        return EXIT_OK
+    out = [f"# {args.other}/{args.base}, virtual time, {args.ops} ops per CPU, seed {args.seed}",
+           f"{'workload':<9}{'cpus':>5}{'zone->lock':>12}{'lock wait':>11}{'cachelines':>12}{'ops/s':>8}  verdict"]
+    for r in rows:
+        out.append(f"{r['workload']:<9}{r['cpus']:>5}{r['zone_lock']:>12.3f}{r['lock_wait']:>11.3f}"
+                   f"{r['cachelines']:>12.3f}{r['throughput']:>8.3f}  {r['verdict']}")
+    if threads:
+        out += ["", "# real threads (wall clock)",
+                f"{'workload':<9}{'policy':<9}{'threads':>8}{'Mops/s':>9}{'zone->lock':>12}{'contended':>11}{'spins':>10}"]
+        for r in threads:
+            out.append(f"{r['workload']:<9}{r['policy']:<9}{r['threads']:>8}{r['ops_per_sec'] / 1e6:>9.2f}"
+                       f"{r['zone_lock_acquisitions']:>12}{r['zone_lock_contended']:>11}{r['zone_lock_spins']:>10}")
+    if calib:
+        out += ["", "# cost model vs page_bench03 (1 -> 8 CPUs)"]
+        for key in smp.KERNEL_FACTORS:
+            c = calib[key]
+            out.append(f"{key:<12} model {c['model']:.2f}x  kernel {c['kernel']:.2f}x  ({c['error']:+.1%})")
+    sys.stdout.write("\n".join(out) + "\n")
+    return EXIT_OK
+
+
+_VERBS.append(_add_bench)
 
 
 def _add_layout(sub: Any) -> None:

@@ -1,0 +1,462 @@
+"""Multi-CPU runs: zone->lock and pcp cacheline cost under load, two ways.
+
+:func:`run_virtual` runs N emulated CPUs' op streams on one Machine in
+virtual-time order (a deterministic scheduler with a cost model, in the
+compiled core); :func:`run_threads` runs the same streams on real threads with
+real spinlocks for zone->lock and the pcp locks (spin_trylock semantics, as in
+mm/page_alloc.c since Linux kernel commit 4b23a68f9536 ("mm/page_alloc:
+protect PCP lists with a spinlock") (in v6.0)). :func:`calibration_check`
+compares the model with page_bench03's 1 -> 8 CPU growth factors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _core
+from .config import KernelConfig
+from .errors import PcpemuError
+from .gfp import parse_gfp
+from .machine import OP_DTYPE, Machine, _diff, _stats_dict
+
+__all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibrate_costs", "calibration_check", "compare",
+           "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "verdict"]
+
+#: page_bench03 on 4.6-rc1, cycles per alloc+free at 1 and 8 parallel CPUs
+#: (ANCHORS B2: lore 20160415144402.5fbe7a1e@redhat.com).
+KERNEL_FACTORS = {"order0_pcp": 620 / 274, "zone_lock": 9364 / 524}
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """Nanosecond costs of the virtual-time model; defaults reproduce page_bench03.
+
+    :param op: an op's work outside zone->lock (the pcp hit path, prep_new_page).
+    :param cacheline: each pcp cacheline an op touches (an L1 hit).
+    :param lock: taking and releasing an uncontended zone->lock.
+    :param page: each 4 KiB page moved under zone->lock.
+    :param remote: each cacheline last written by another CPU (a cross-core
+        transfer, ~200 cycles at 4 GHz).
+    :param zone_lines: zone cachelines that move with the lock when another CPU
+        held it last: the lock word and the free_area lines.
+    :param smt_cores: physical cores; CPUs c and c + smt_cores are hyperthread
+        siblings. 0: every CPU has a core of its own.
+    :param smt_slowdown: factor on the work outside the lock of a CPU whose
+        sibling also runs.
+
+    With these defaults, 1 -> 8 CPUs on a 4-core/8-thread machine grow the
+    per-CPU cost of order-0 pcp alloc+free by 2.0x (kernel: 2.26x) and of an
+    order that takes zone->lock by ~18x (kernel: 17.9x); see calibration_check().
+    """
+
+    op: float = 25.0
+    cacheline: float = 1.0
+    lock: float = 35.0
+    page: float = 0.25
+    remote: float = 52.0
+    zone_lines: int = 2
+    smt_cores: int = 0
+    smt_slowdown: float = 2.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise PcpemuError(f"CostModel.{f.name}: {v!r} must be a number >= 0")
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.op, self.cacheline, self.lock, self.page, self.remote, self.zone_lines,
+                         self.smt_cores, self.smt_slowdown], dtype=np.float64)
+
+
+# ---- per-CPU op streams ----
+
+_MOVABLE_THP = parse_gfp("GFP_HIGHUSER_MOVABLE | __GFP_COMP")
+_KERNEL_THP = parse_gfp("GFP_KERNEL | __GFP_COMP")
+_KERNEL = parse_gfp("GFP_KERNEL")
+_MOVABLE = parse_gfp("GFP_HIGHUSER_MOVABLE")
+_ATOMIC = parse_gfp("GFP_ATOMIC")
+_ATOMIC_COMP = parse_gfp("GFP_ATOMIC | __GFP_COMP")
+
+#: workload -> (description, live blocks per CPU)
+WORKLOADS = {
+    "thp": ("THP-heavy movable (VM start): order-9 movable THPs", 4),
+    "mixed": ("movable THP + non-movable THP, half each, with order-0 kernel pages", 8),
+    "order0": ("order-0 churn, kernel and movable", 64),
+    "net": ("network-like bursts of GFP_ATOMIC orders 0..3", 32),
+    "tight0": ("page_bench03 shape: order-0 alloc+free in a tight loop", 1),
+    "tight4": ("page_bench03 shape: order-4 (no pcp list) alloc+free in a tight loop", 1),
+}
+
+
+def _request(workload: str, rng: np.random.Generator) -> tuple[int, int]:
+    # (order, gfp) of one allocation of a random-walk workload.
+    if workload == "thp":
+        return 9, _MOVABLE_THP
+    if workload == "mixed":
+        r = rng.random()
+        return (9, _MOVABLE_THP) if r < 0.4 else (9, _KERNEL_THP) if r < 0.8 else (0, _KERNEL)
+    return 0, (_KERNEL if rng.random() < 0.5 else _MOVABLE)
+
+
+def _random_walk(workload: str, n: int, live: int, cpu: int, slot_base: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    ops = np.zeros(n, dtype=OP_DTYPE)
+    held: list[tuple[int, int]] = []       # (slot, order)
+    free_slots = list(range(slot_base + live - 1, slot_base - 1, -1))
+    for i in range(n):
+        if held and (len(held) == live or rng.random() < 0.5):
+            slot, order = held.pop(int(rng.integers(len(held))))
+            ops[i] = (1, order, cpu, 0, slot)
+            free_slots.append(slot)
+        else:
+            order, gfp = _request(workload, rng)
+            slot = free_slots.pop()
+            ops[i] = (0, order, cpu, gfp, slot)
+            held.append((slot, order))
+    return ops
+
+
+def _bursts(n: int, live: int, cpu: int, slot_base: int, rng: np.random.Generator) -> np.ndarray:
+    # Receive a burst of buffers (orders 0..3, mostly 0), then free them all.
+    ops = np.zeros(n, dtype=OP_DTYPE)
+    i = 0
+    while i < n:
+        k = int(min(rng.integers(1, live + 1), (n - i) // 2))
+        if k == 0:
+            ops[i:] = (2, 0, cpu, 0, 0)     # an odd tail: a local drain
+            break
+        orders = rng.choice(4, size=k, p=[0.7, 0.1, 0.1, 0.1])
+        for j, order in enumerate(orders):
+            ops[i + j] = (0, order, cpu, _ATOMIC_COMP if order else _ATOMIC, slot_base + j)
+        for j, order in enumerate(orders):
+            ops[i + k + j] = (1, order, cpu, 0, slot_base + j)
+        i += 2 * k
+    return ops
+
+
+def _tight(order: int, n: int, cpu: int, slot_base: int) -> np.ndarray:
+    ops = np.zeros(n, dtype=OP_DTYPE)
+    ops["op"][1::2] = 1
+    ops["order"] = order
+    ops["cpu"] = cpu
+    ops["gfp"][0::2] = _KERNEL
+    ops["slot"] = slot_base
+    return ops[: n - n % 2]
+
+
+def cpu_streams(workload: str, cpus: int, ops_per_cpu: int, seed: int) -> list[np.ndarray]:
+    """One op stream per CPU, seeded per CPU, slots disjoint between CPUs.
+
+    :param workload: a key of WORKLOADS.
+    :return: ``cpus`` OP_DTYPE arrays; stream k runs on CPU k.
+    :raises PcpemuError: for an unknown workload or a bad count.
+    """
+    if workload not in WORKLOADS:
+        raise PcpemuError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
+    if isinstance(ops_per_cpu, bool) or not isinstance(ops_per_cpu, int) or ops_per_cpu < 2:
+        raise PcpemuError(f"ops_per_cpu {ops_per_cpu!r} must be an int >= 2")
+    live = WORKLOADS[workload][1]
+    streams = []
+    for cpu in range(cpus):
+        rng = np.random.default_rng([seed, cpu])
+        base = cpu * live
+        if workload == "net":
+            streams.append(_bursts(ops_per_cpu, live, cpu, base, rng))
+        elif workload.startswith("tight"):
+            streams.append(_tight(int(workload[5:]), ops_per_cpu, cpu, base))
+        else:
+            streams.append(_random_walk(workload, ops_per_cpu, live, cpu, base, rng))
+    return streams
+
+
+def smp_config(policy: str, cpus: int, memory: str = "8G") -> KernelConfig:
+    """The config of a contention run: one Normal zone (so one zone->lock), a
+    THP-list policy (``single``, ``split``, ``per-type`` or ``none``)."""
+    presets = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
+    if policy not in presets:
+        raise PcpemuError(f"unknown THP-list policy {policy!r}; known: {', '.join(presets)}")
+    return KernelConfig.preset(presets[policy], memory=memory, zones="normal", cpus=cpus)
+
+
+def _concat(streams: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ops = np.concatenate(streams) if streams else np.zeros(0, dtype=OP_DTYPE)
+    starts = np.zeros(len(streams) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(s) for s in streams])
+    nslots = int(ops["slot"].max()) + 1 if len(ops) else 1
+    return np.ascontiguousarray(ops), starts, np.full(nslots, -1, dtype=np.int64)
+
+
+def _check_streams(machine: Machine, streams: list[np.ndarray]) -> None:
+    for k, s in enumerate(streams):
+        if not isinstance(s, np.ndarray) or s.dtype != OP_DTYPE:
+            raise PcpemuError(f"stream {k} must be an OP_DTYPE array")
+        if len(s) and (s["cpu"] != k).any():
+            raise PcpemuError(f"stream {k} has ops for another CPU; stream k must run on CPU k")
+    if len(streams) > machine.config.cpus:
+        raise PcpemuError(f"{len(streams)} streams for a machine of {machine.config.cpus} CPUs")
+    slot_sets = [set(np.unique(s["slot"][s["op"] <= 1]).tolist()) for s in streams]
+    for k, a in enumerate(slot_sets):
+        for j in range(k):
+            if a & slot_sets[j]:
+                raise PcpemuError(f"streams {j} and {k} share slots; slots must be disjoint per CPU")
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    return float(np.percentile(x, q)) if len(x) else 0.0
+
+
+def _summary(stats: dict[str, Any], n_ops: int) -> dict[str, Any]:
+    acq = stats["ZONE_LOCK"]
+    cl = stats["pcp_cachelines"]
+    cl_ops = sum(v["ops"] for v in cl.values())
+    hit_rate = {}
+    for order, (h, m) in enumerate(zip(stats["pcp_hit"], stats["pcp_miss"])):
+        if h + m:
+            hit_rate[order] = h / (h + m)
+    return {
+        "ops": n_ops,
+        "zone_lock_acquisitions": acq,
+        "zone_lock_per_1k_ops": 1000.0 * acq / n_ops if n_ops else 0.0,
+        "pages_per_acquisition": stats["pages_per_zone_lock"],
+        "pcp_hit_rate": hit_rate,
+        "pcp_cachelines_per_op": sum(v["total"] for v in cl.values()) / cl_ops if cl_ops else 0.0,
+        "pcp_trylock_fail": stats["PCP_TRYLOCK_FAIL"],
+        "alloc_failed": stats["ALLOC_FAILED"],
+    }
+
+
+def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
+                costs: CostModel | None = None) -> dict[str, Any]:
+    """Run per-CPU op streams on one Machine in virtual-time order.
+
+    The scheduler pops the CPU with the earliest virtual clock (ties: lowest
+    CPU), runs its next op in the core and prices it with ``costs``; an op
+    that takes zone->lock while another CPU holds it waits until it is free.
+    Same config, streams and costs give the same result, bit for bit.
+
+    :param streams: stream k holds CPU k's ops (see cpu_streams()).
+    :return: ops/s of virtual time, zone->lock acquisitions, hold and wait
+        times, pcp hit rates, pcp cachelines per op, remote cacheline transfers.
+    :raises PcpemuError, OpStreamError: for bad streams, before any op runs.
+    """
+    costs = costs or CostModel()
+    m = Machine(config, seed=seed)
+    _check_streams(m, streams)
+    ops, starts, slots = _concat(streams)
+    before = m._core.stats_array()
+    clock, wait, hold, _, remote_zone, remote_pcp = _core.smp_run_virtual(
+        m._core, ops, starts, slots, costs.as_array())
+    stats = _stats_dict(_diff(m._core.stats_array(), before))
+    m.check()
+    locked = wait >= 0
+    w, h = wait[locked], hold[locked]
+    makespan = float(clock.max()) if len(clock) else 0.0
+    out = _summary(stats, len(ops))
+    out.update({
+        "mode": "virtual", "cpus": len(streams), "virtual_ns": makespan,
+        "ops_per_sec": len(ops) / makespan * 1e9 if makespan else 0.0,
+        "ns_per_op_per_cpu": float(np.mean([c / max(1, starts[k + 1] - starts[k]) for k, c in enumerate(clock)]))
+        if len(clock) else 0.0,
+        "lock_hold_ns": {"total": float(h.sum()), "per_op": float(h.sum()) / max(1, len(ops)),
+                         "p50": _pct(h, 50), "p99": _pct(h, 99)},
+        "lock_wait_ns": {"total": float(w.sum()), "per_op": float(w.sum()) / max(1, len(ops)),
+                         "p50": _pct(w, 50), "p99": _pct(w, 99)},
+        "remote_cachelines": {"zone": int(remote_zone), "pcp": int(remote_pcp)},
+    })
+    return out
+
+
+def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """Run per-CPU op streams on real threads, one per stream, with the GIL
+    released and real spinlocks; the wall clock runs from a common start.
+
+    :return: wall-clock ops/s, zone->lock acquisitions and contention (spins),
+        pcp trylock failures, and the same counters run_virtual() reports.
+    :raises PcpemuError, OpStreamError: for bad streams (a drain_all op among
+        them: real threads own their pcp locks), before any op runs.
+    """
+    m = Machine(config, seed=seed)
+    _check_streams(m, streams)
+    if any((s["op"] == 3).any() for s in streams):
+        raise PcpemuError("drain_all ops cannot run on real threads: they take other CPUs' pcp locks")
+    ops, starts, slots = _concat(streams)
+    _core.smp_validate(m._core, ops, slots)
+    results = np.full(len(ops), -1, dtype=np.int64)
+    parts = [(ops[starts[k]:starts[k + 1]], results[starts[k]:starts[k + 1]]) for k in range(len(streams))]
+    gate = np.zeros(2, dtype=np.intc)
+    ends = [0.0] * len(parts)
+
+    def worker(k: int) -> None:
+        ends[k] = _core.smp_run_thread(m._core, parts[k][0], slots, parts[k][1], gate)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(parts))]
+    before = m._core.stats_array()
+    _core.smp_set_threaded(m._core, True)
+    try:
+        for t in threads:
+            t.start()
+        while gate[0] < len(threads):
+            time.sleep(0.0005)
+        t0 = _core.smp_gate_open(gate)
+        for t in threads:
+            t.join()
+    finally:
+        _core.smp_set_threaded(m._core, False)
+    wall = max(ends) - t0 if ends else 0.0
+    stats = _stats_dict(_diff(m._core.stats_array(), before))
+    m.check()
+    out = _summary(stats, len(ops))
+    out.update({
+        "mode": "threads", "threads": len(streams), "wall_s": wall,
+        "ops_per_sec": len(ops) / wall if wall > 0 else 0.0,
+        "zone_lock_contended": stats["ZONE_LOCK_CONTENDED"],
+        "zone_lock_spins": stats["ZONE_LOCK_SPINS"],
+    })
+    return out
+
+
+def calibration_check(ops_per_cpu: int = 2000, costs: CostModel | None = None) -> dict[str, Any]:
+    """The model against page_bench03: growth of the per-CPU cost of an
+    alloc+free pair from 1 to 8 CPUs in parallel, on the 4-core/8-thread
+    machine the numbers imply (flat up to 4 CPUs, rising after: hyperthreads).
+
+    Order 0 goes through the pcp; order 4 has no pcp list in v6.10, so every
+    alloc and free takes zone->lock, as order 3 did in 4.6.
+
+    :return: ``{"order0_pcp": {"model", "kernel", "error"}, "zone_lock": {...},
+        "within_25pct": bool}``.
+    """
+    costs = dataclasses.replace(costs or CostModel(), smt_cores=4)
+    out: dict[str, Any] = {}
+    for key, workload in (("order0_pcp", "tight0"), ("zone_lock", "tight4")):
+        per_cpu = []
+        for n in (1, 8):
+            r = run_virtual(smp_config("split", n), cpu_streams(workload, n, ops_per_cpu, 0), costs=costs)
+            per_cpu.append(r["ns_per_op_per_cpu"])
+        model = per_cpu[1] / per_cpu[0]
+        kernel = KERNEL_FACTORS[key]
+        out[key] = {"model": model, "kernel": kernel, "error": model / kernel - 1.0,
+                    "ns_per_pair_1cpu": 2 * per_cpu[0], "ns_per_pair_8cpu": 2 * per_cpu[1]}
+    out["within_25pct"] = all(abs(out[k]["error"]) <= 0.25 for k in KERNEL_FACTORS)
+    return out
+
+
+#: THP-list policies a sweep may compare.
+POLICIES = ("single", "split", "per-type", "none")
+
+
+def sweep(policies: list[str], cpus: list[int], workloads: list[str], ops_per_cpu: int = 2000,
+          seed: int = 0, costs: CostModel | None = None,
+          progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+    """Virtual-time runs of every (workload, CPU count, policy) cell, the same
+    streams for every policy of a (workload, CPU count).
+
+    :param progress: called as progress(done, total, label) after each cell.
+    :raises PcpemuError: for an unknown policy or workload or a bad CPU count,
+        before any run.
+    """
+    for p in policies:
+        smp_config(p, 1)
+    for w in workloads:
+        if w not in WORKLOADS:
+            raise PcpemuError(f"unknown workload {w!r}; known: {', '.join(WORKLOADS)}")
+    for n in cpus:
+        smp_config("split", n)
+    total = len(policies) * len(cpus) * len(workloads)
+    cells = []
+    for w in workloads:
+        for n in cpus:
+            streams = cpu_streams(w, n, ops_per_cpu, seed)
+            for p in policies:
+                r = run_virtual(smp_config(p, n), streams, seed=seed, costs=costs)
+                r.update(workload=w, policy=p)
+                cells.append(r)
+                if progress:
+                    progress(len(cells), total, f"{w} cpus={n} {p}")
+    return cells
+
+
+def _ratio(a: float, b: float) -> float:
+    if b == 0:
+        return 1.0 if a == 0 else float("inf")
+    return a / b
+
+
+def compare(cells: list[dict[str, Any]], base: str = "single", other: str = "split") -> list[dict[str, Any]]:
+    """Per (workload, CPU count): the ratios other/base of zone->lock
+    acquisitions, lock wait, pcp cachelines per op and throughput, and the
+    verdict they support.
+
+    :raises PcpemuError: when the cells lack one of the two policies.
+    """
+    index = {(c["workload"], c["cpus"], c["policy"]): c for c in cells}
+    rows = []
+    for (w, n, p), b in index.items():
+        if p != base:
+            continue
+        o = index.get((w, n, other))
+        if o is None:
+            raise PcpemuError(f"no {other!r} run for workload {w} at {n} CPUs")
+        row = {"workload": w, "cpus": n, "base": base, "other": other,
+               "zone_lock": _ratio(o["zone_lock_acquisitions"], b["zone_lock_acquisitions"]),
+               "lock_wait": _ratio(o["lock_wait_ns"]["total"], b["lock_wait_ns"]["total"]),
+               "cachelines": _ratio(o["pcp_cachelines_per_op"], b["pcp_cachelines_per_op"]),
+               "throughput": _ratio(o["ops_per_sec"], b["ops_per_sec"])}
+        row["verdict"] = verdict(row)
+        rows.append(row)
+    return rows
+
+
+def _change(r: float, what: str) -> str | None:
+    # None when the ratio is 1 within half a percent.
+    if abs(r - 1.0) < 0.005:
+        return None
+    if r == float("inf"):
+        return f"{what} where there were none"
+    return f"{(r - 1) * 100:+.1f}% {what}"
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """The sentence one row of compare() supports, costs named first."""
+    parts = []
+    c = _change(row["cachelines"], "pcp cachelines per op")
+    parts.append(c or "no extra cacheline")
+    z = _change(row["zone_lock"], "zone->lock acquisitions")
+    parts.append(z or "same zone->lock acquisitions")
+    for key, what in (("lock_wait", "zone->lock wait"), ("throughput", "throughput")):
+        ch = _change(row[key], what)
+        if ch:
+            parts.append(ch)
+    cpus = f"{row['cpus']} CPU" + ("s" if row["cpus"] != 1 else "")
+    return ", ".join(parts) + f" under the {row['workload']} workload at {cpus}"
+
+
+def calibrate_costs(ops: int = 400000, seed: int = 0) -> CostModel:
+    """A CostModel measured with real threads on the machine at hand.
+
+    op (and cacheline at its default) from one thread's order-0 pcp hits;
+    lock from one thread's order-4 alloc+free, each of which takes zone->lock
+    once; remote from two threads doing the same, where the lock line moves
+    on each acquisition (needs 2 cores; otherwise the default stays). Wall
+    clock numbers: they vary from run to run, unlike everything else here.
+    """
+    base = CostModel()
+    t0 = run_threads(smp_config("split", 1), cpu_streams("tight0", 1, ops, seed))
+    op = max(1e9 / t0["ops_per_sec"] - base.cacheline * t0["pcp_cachelines_per_op"], 0.0)
+    t4 = run_threads(smp_config("split", 1), cpu_streams("tight4", 1, ops, seed))
+    lock = max(1e9 / t4["ops_per_sec"] - op - base.page * t4["pages_per_acquisition"], 0.0)
+    remote = base.remote
+    if (os.cpu_count() or 1) >= 2:
+        t2 = run_threads(smp_config("split", 2), cpu_streams("tight4", 2, ops, seed))
+        # Lock-bound: each op waits for the other thread's hold, so an op
+        # per thread costs two holds.
+        hold = 1e9 / t2["ops_per_sec"]
+        remote = max((hold - lock - base.page * t2["pages_per_acquisition"]) / base.zone_lines, 0.0)
+    return dataclasses.replace(base, op=op, lock=lock, remote=remote)
