@@ -1,76 +1,347 @@
-"""The comparison report of one THP list against two: Markdown and JSON.
+"""The comparison report of one THP list against two: HTML, Markdown, JSON and PNG.
 
-This first version gathers the layout table and, per THP-list policy, a
-mixed-workload run on the default machine with /proc snapshots; the plots,
-the HTML page and the repro and contention sections are still to come
-(issue 7).
+Gathers, for one config and seed: the struct per_cpu_pages layout table, the
+seed bug's reproduction by policy, the contention sweep (virtual time) with
+its split/single comparison, the model's calibration against page_bench03,
+the fast-path microbenchmarks, and /proc snapshots. Every number is computed
+once into a JSON-able dict; the Markdown and HTML are rendered from that dict
+with one number formatter, so the three always agree.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import platform
+import shutil
+import sys
 import tempfile
-from typing import Any
+import time
+from typing import Any, Callable
 
-from . import __version__, workloads
+from . import __version__, smp, workloads
 from .config import KernelConfig
-from .layout import layout_table, layout_table_markdown
+from .errors import ConfigError
+from .layout import layout_table
 from .machine import Machine
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "render_markdown", "write_report"]
 
+#: Sweep sizes per mode: CPU counts, workloads, ops per CPU, microbench pairs.
+MODES = {
+    "quick": {"cpus": [1, 4, 16], "workloads": ["thp", "mixed"], "ops_per_cpu": 400, "pairs": 100_000},
+    "default": {"cpus": [1, 2, 4, 8, 16, 64], "workloads": ["thp", "mixed", "order0", "net"],
+                "ops_per_cpu": 1000, "pairs": 500_000},
+    "full": {"cpus": [1, 2, 4, 8, 16, 32, 64, 128, 256], "workloads": ["thp", "mixed", "order0", "net"],
+             "ops_per_cpu": 4000, "pairs": 2_000_000},
+}
 POLICY_PRESETS = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
-COUNTERS = ("ZONE_LOCK", "ZONE_LOCK_PAGES", "PCP_REFILL", "PCP_DRAIN", "CMA_TO_NONMOVABLE", "PGALLOC_FALLBACK")
+SCHEMA = 1
 
 
-def _policy_run(preset: str, memory: str, cma: str, cpus: int, seed: int, n: int) -> dict[str, Any]:
-    m = Machine(KernelConfig.preset(preset, memory=memory, cma=cma, cpus=cpus), seed=seed)
-    before = {"buddyinfo": m.buddyinfo(), "pagetypeinfo": m.pagetypeinfo()}
-    stats = m.run(workloads.mixed(n, live=512, cpus=tuple(range(cpus)), seed=seed)).stats
-    m.check()
-    return {"preset": preset, "counters": {k: stats[k] for k in COUNTERS},
-            "pcp_cachelines_per_op": {op: v["mean"] for op, v in stats["pcp_cachelines"].items()},
-            "before": before, "after": {"buddyinfo": m.buddyinfo(), "pagetypeinfo": m.pagetypeinfo()}}
+class ReportOptions(dict):
+    """The report's parameters (JSON-able): mode, policies, cpus, workloads,
+    memory, cma, seed, ops_per_cpu, pairs. Checked before any work."""
+
+    @classmethod
+    def make(cls, mode: str = "default", policies: list[str] | None = None, cpus: list[int] | None = None,
+             workloads: list[str] | None = None, memory: str = "8G", cma: str = "3G", seed: int = 1,
+             ops_per_cpu: int | None = None) -> "ReportOptions":
+        if mode not in MODES:
+            raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        m = MODES[mode]
+        opts = cls(mode=mode, policies=list(policies or ["single", "split"]), cpus=list(cpus or m["cpus"]),
+                   workloads=list(workloads or m["workloads"]), memory=memory, cma=cma, seed=seed,
+                   ops_per_cpu=ops_per_cpu or m["ops_per_cpu"], pairs=m["pairs"])
+        for p in opts["policies"]:
+            if p not in POLICY_PRESETS:
+                raise ConfigError(f"policies: {p!r} is not one of {', '.join(POLICY_PRESETS)}")
+        if "single" not in opts["policies"] or "split" not in opts["policies"]:
+            raise ConfigError("policies: the report compares 'single' with 'split'; include both")
+        for w in opts["workloads"]:
+            if w not in smp.WORKLOADS:
+                raise ConfigError(f"workloads: {w!r} is not one of {', '.join(smp.WORKLOADS)}")
+        for n in opts["cpus"]:
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1024:
+                raise ConfigError(f"cpus: {n!r} is outside 1..1024")
+        if opts["ops_per_cpu"] < 2:
+            raise ConfigError(f"ops_per_cpu: {opts['ops_per_cpu']} must be at least 2")
+        KernelConfig(memory=memory, cma=cma, cpus=max(opts["cpus"]))
+        return opts
 
 
-def build_report(memory: str = "8G", cma: str = "3G", cpus: int = 4, seed: int = 1, ops: int = 200_000,
-                 policies: tuple[str, ...] = ("single", "split")) -> dict[str, Any]:
-    """Every number of the report, as one JSON-able dict."""
-    return {
-        "pcpemu_version": __version__, "host": platform.platform(), "seed": seed,
-        "config": {"memory": memory, "cma": cma, "cpus": cpus, "ops": ops},
-        "layout": layout_table(),
-        "policies": {p: _policy_run(POLICY_PRESETS[p], memory, cma, cpus, seed, ops) for p in policies},
-    }
+def fmt(x: Any) -> str:
+    """The one number format of the report's text forms."""
+    if isinstance(x, bool) or x is None:
+        return str(x)
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if x == float("inf"):
+            return "inf"
+        return f"{x:.3g}" if abs(x) >= 1000 or abs(x) < 0.01 and x else f"{x:.3f}"
+    return str(x)
 
 
-def _markdown(rep: dict[str, Any]) -> str:
-    c = rep["config"]
-    out = [f"# pcpemu report (pcpemu {rep['pcpemu_version']}, seed {rep['seed']})", "",
-           f"Machine: {c['memory']} with {c['cma']} CMA, {c['cpus']} CPUs; {c['ops']} mixed ops per policy.", "",
-           "## struct per_cpu_pages layout", "", layout_table_markdown(rep["layout"]), "",
-           "## Mixed workload by THP-list policy", "",
-           "| policy | " + " | ".join(COUNTERS) + " | pcp cachelines/alloc | pcp cachelines/free |",
-           "|---" * (len(COUNTERS) + 3) + "|"]
-    for name, r in rep["policies"].items():
-        cl = r["pcp_cachelines_per_op"]
-        out.append(f"| {name} | " + " | ".join(str(r["counters"][k]) for k in COUNTERS)
-                   + f" | {cl['alloc']:.3f} | {cl['free']:.3f} |")
-    for name, r in rep["policies"].items():
-        out += ["", f"### /proc/buddyinfo after the run ({name})", "", "```", r["after"]["buddyinfo"].rstrip(), "```"]
-    return "\n".join(out) + "\n"
+# ---- the sections' computations ----
+
+def _layout_section() -> dict[str, Any]:
+    rows = layout_table()
+    return {"rows": rows}
+
+
+def _scenario_section(opts: ReportOptions) -> dict[str, Any]:
+    # The default machine under each policy: a mixed workload over all CPUs,
+    # with /proc snapshots before and after.
+    out = {}
+    cpus = 4
+    for policy in opts["policies"]:
+        m = Machine(KernelConfig.preset(POLICY_PRESETS[policy], memory=opts["memory"], cma=opts["cma"], cpus=cpus),
+                    seed=opts["seed"])
+        before = {"buddyinfo": m.buddyinfo(), "pagetypeinfo": m.pagetypeinfo()}
+        stats = m.run(workloads.mixed(20 * opts["ops_per_cpu"], live=512, cpus=tuple(range(cpus)),
+                                      seed=opts["seed"])).stats
+        m.check()
+        out[policy] = {"counters": {k: stats[k] for k in ("ZONE_LOCK", "PCP_REFILL", "PCP_DRAIN",
+                                                         "CMA_TO_NONMOVABLE", "PGALLOC_FALLBACK")},
+                       "before": before, "after": {"buddyinfo": m.buddyinfo(), "pagetypeinfo": m.pagetypeinfo()}}
+    return out
+
+
+def _contention_section(opts: ReportOptions, progress: Callable[[str], None]) -> dict[str, Any]:
+    total = len(opts["policies"]) * len(opts["cpus"]) * len(opts["workloads"])
+    cells = smp.sweep(opts["policies"], opts["cpus"], opts["workloads"], opts["ops_per_cpu"], opts["seed"],
+                      progress=lambda done, _total, label: progress(f"contention {done}/{total}: {label}"))
+    keep = ("workload", "policy", "cpus", "ops_per_sec", "zone_lock_per_1k_ops", "pages_per_acquisition",
+            "pcp_cachelines_per_op")
+    table = [{k: c[k] for k in keep} | {"lock_wait_ns_per_op": c["lock_wait_ns"]["per_op"],
+                                        "lock_wait_p99_ns": c["lock_wait_ns"]["p99"],
+                                        "remote_cachelines": c["remote_cachelines"]["zone"] + c["remote_cachelines"]["pcp"]}
+             for c in cells]
+    return {"cells": table, "compare": smp.compare(cells)}
+
+
+def _microbench_section(opts: ReportOptions) -> dict[str, Any]:
+    # Wall-clock fast-path cost on this host: best of 3 runs of n pairs.
+    rows = []
+    for label, order, gfp in (("order-0 pcp alloc+free", 0, "GFP_KERNEL"),
+                              ("order-9 THP pcp alloc+free", 9, "GFP_TRANSHUGE_LIGHT | __GFP_COMP"),
+                              ("order-4 zone->lock alloc+free", 4, "GFP_KERNEL")):
+        for policy in ("single", "split"):
+            m = Machine(KernelConfig.preset(POLICY_PRESETS[policy], memory="1G", cpus=1), seed=opts["seed"])
+            ops = workloads.alloc_free_pairs(opts["pairs"], order, gfp)
+            best = min(_timed(m.run, ops) for _ in range(3))
+            st = m.stats()
+            rows.append({"path": label, "policy": policy, "ns_per_pair": 1e9 * best / opts["pairs"],
+                         "pcp_cachelines_per_op": (st["pcp_cachelines"]["alloc"]["mean"]
+                                                   + st["pcp_cachelines"]["free"]["mean"]) / 2})
+    return {"rows": rows}
+
+
+def _timed(f: Callable[..., Any], *args: Any) -> float:
+    t = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - t
+
+
+def build_report(opts: ReportOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every number of the report, as one JSON-able dict.
+
+    Wall-clock figures (the microbenchmarks and the elapsed time) sit under
+    ``timing`` keys; everything else is a function of the options and seed.
+    """
+    progress = progress or (lambda label: None)
+    t0 = time.perf_counter()
+    progress("layout")
+    rep: dict[str, Any] = {"pcpemu_schema": SCHEMA, "pcpemu_version": __version__, "options": dict(opts),
+                           "command": command_line(opts)}
+    rep["layout"] = _layout_section()
+    progress("scenario")
+    rep["scenario"] = _scenario_section(opts)
+    rep["contention"] = _contention_section(opts, progress)
+    progress("calibration")
+    rep["calibration"] = smp.calibration_check(ops_per_cpu=max(200, opts["ops_per_cpu"] // 2))
+    progress("microbenchmarks")
+    rep["timing"] = {"microbench": _microbench_section(opts), "host": platform.platform(),
+                     "python": sys.version.split()[0], "elapsed_s": 0.0}
+    rep["timing"]["elapsed_s"] = time.perf_counter() - t0
+    return rep
+
+
+def command_line(opts: ReportOptions) -> str:
+    """The pcpemu command that reproduces a report."""
+    parts = ["pcpemu", "report"]
+    if opts["mode"] != "default":
+        parts.append(f"--{opts['mode']}")
+    parts += ["--policies", *opts["policies"], "--cpus", ",".join(map(str, opts["cpus"])),
+              "--workloads", ",".join(opts["workloads"]), "--memory", opts["memory"], "--cma", opts["cma"],
+              "--seed", str(opts["seed"]), "--ops-per-cpu", str(opts["ops_per_cpu"])]
+    return " ".join(parts)
+
+
+# ---- plots ----
+
+_PLOTS = (("zone_lock_per_1k_ops", "zone->lock acquisitions per 1000 ops"),
+          ("lock_wait_ns_per_op", "zone->lock wait, ns per op"),
+          ("ops_per_sec", "throughput, ops/s of virtual time"),
+          ("pcp_cachelines_per_op", "pcp cachelines touched per op"))
+
+
+def render_plots(rep: dict[str, Any], outdir: str) -> list[str]:
+    """One PNG per contention metric: a panel per workload, a line per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = rep["contention"]["cells"]
+    wls = rep["options"]["workloads"]
+    names = []
+    for key, title in _PLOTS:
+        fig, axes = plt.subplots(1, len(wls), figsize=(4 * len(wls), 3.2), squeeze=False)
+        for ax, w in zip(axes[0], wls):
+            for p in rep["options"]["policies"]:
+                pts = sorted((c["cpus"], c[key]) for c in cells if c["workload"] == w and c["policy"] == p)
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=p)
+            ax.set_xscale("log", base=2)
+            ax.set_title(w)
+            ax.set_xlabel("CPUs")
+        axes[0][0].set_ylabel(title)
+        axes[0][-1].legend()
+        fig.tight_layout()
+        name = f"{key}.png"
+        fig.savefig(os.path.join(outdir, name), dpi=80, metadata={"Software": None})
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+# ---- text renderings ----
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows])
+
+
+def _sections(rep: dict[str, Any]) -> list[tuple[str, str | None, list[str], list[list[Any]], str | None]]:
+    # (title, intro, table header, table rows, preformatted text) per section.
+    out = []
+    lay = rep["layout"]["rows"]
+    out.append(("struct per_cpu_pages layout", "Size and cachelines per version and config; THP lists change "
+                "the count where 'THP lists cost' is not 0.",
+                ["version", "config", "lists", "size", "cachelines", "THP lists cost"],
+                [[r["version"], r["config"], r["nr_lists"], r["size"], r["cachelines"], r["thp_cachelines"]]
+                 for r in lay], None))
+    sc = rep["scenario"]
+    out.append(("Mixed workload on the default machine, by policy", None,
+                ["policy"] + list(next(iter(sc.values()))["counters"]),
+                [[p] + list(r["counters"].values()) for p, r in sc.items()], None))
+    cmp_rows = rep["contention"]["compare"]
+    out.append(("Contention: split / single", "Ratios of the split (v6.10) to the single list (v6.9), "
+                "virtual time.", ["workload", "CPUs", "zone->lock", "lock wait", "cachelines/op", "throughput",
+                                  "verdict"],
+                [[r["workload"], r["cpus"], r["zone_lock"], r["lock_wait"], r["cachelines"], r["throughput"],
+                  r["verdict"]] for r in cmp_rows], None))
+    cells = rep["contention"]["cells"]
+    out.append(("Contention cells", None, ["workload", "policy", "CPUs", "ops/s", "zone->lock/1k ops",
+                                           "pages/acquisition", "wait ns/op", "wait p99 ns", "cachelines/op",
+                                           "remote lines"],
+                [[c["workload"], c["policy"], c["cpus"], c["ops_per_sec"], c["zone_lock_per_1k_ops"],
+                  c["pages_per_acquisition"], c["lock_wait_ns_per_op"], c["lock_wait_p99_ns"],
+                  c["pcp_cachelines_per_op"], c["remote_cachelines"]] for c in cells], None))
+    cal = rep["calibration"]
+    out.append(("Calibration against page_bench03 (1 -> 8 CPUs)", None,
+                ["path", "model growth", "kernel growth", "error"],
+                [[k, cal[k]["model"], cal[k]["kernel"], cal[k]["error"]] for k in ("order0_pcp", "zone_lock")],
+                None))
+    mb = rep["timing"]["microbench"]["rows"]
+    out.append(("Fast-path microbenchmarks (this host, wall clock)", f"Host: {rep['timing']['host']}.",
+                ["path", "policy", "ns per pair", "pcp cachelines/op"],
+                [[r["path"], r["policy"], r["ns_per_pair"], r["pcp_cachelines_per_op"]] for r in mb], None))
+    for p, r in sc.items():
+        out.append((f"/proc snapshots ({p})", None, [], [],
+                    "# before\n" + r["before"]["buddyinfo"] + "\n# after\n" + r["after"]["buddyinfo"]
+                    + "\n" + r["after"]["pagetypeinfo"]))
+    out.append(("Reproduce", None, [], [], rep["command"]))
+    return out
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    o = rep["options"]
+    lines = [f"# pcpemu report: one THP list vs two (pcpemu {rep['pcpemu_version']})", "",
+             f"Machine {o['memory']} with {o['cma']} CMA; seed {o['seed']}; mode {o['mode']}.", ""]
+    for title, intro, header, rows, pre in _sections(rep):
+        lines += [f"## {title}", ""]
+        if intro:
+            lines += [intro, ""]
+        if header:
+            lines += _md_table(header, rows) + [""]
+        if pre:
+            lines += ["```", pre.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def render_html(rep: dict[str, Any], images: dict[str, bytes]) -> str:
+    """A self-contained page: styles inline, plots as data URIs, no network."""
+    esc = html.escape
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+             f"<title>pcpemu report {esc(rep['pcpemu_version'])}</title>",
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}pre{background:#f4f4f4;padding:6px;"
+             "overflow:auto}img{max-width:100%}</style></head><body>",
+             f"<h1>pcpemu report: one THP list vs two</h1><p>Machine {esc(rep['options']['memory'])} with "
+             f"{esc(rep['options']['cma'])} CMA; seed {rep['options']['seed']}; mode {esc(rep['options']['mode'])}.</p>"]
+    for title, intro, header, rows, pre in _sections(rep):
+        parts.append(f"<h2>{esc(title)}</h2>")
+        if intro:
+            parts.append(f"<p>{esc(intro)}</p>")
+        if header:
+            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(fmt(v))}</td>" for v in r) + "</tr>" for r in rows]
+            parts.append("</table>")
+        if pre:
+            parts.append(f"<pre>{esc(pre)}</pre>")
+        if title.startswith("Contention: split"):
+            for name, data in images.items():
+                parts.append(f"<p><img alt='{esc(name)}' src='data:image/png;base64,"
+                             f"{base64.b64encode(data).decode()}'></p>")
+    # Marks the page once every plot has decoded, for the rendering test.
+    parts.append("<script>window.addEventListener('load',function(){var i=document.images,n=0;"
+                 "for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)n++;}"
+                 "document.body.setAttribute('data-rendered',n+'/'+i.length);});</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
 
 
 def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
-    """Write report.md and report.json into outdir; a file appears only once complete."""
-    os.makedirs(outdir, exist_ok=True)
-    written = []
-    for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True)), ("report.md", _markdown(rep))):
-        fd, tmp = tempfile.mkstemp(dir=outdir, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(outdir, name))
-        written.append(os.path.join(outdir, name))
-    return written
+    """Write report.json, report.md, report.html and the PNGs into outdir.
+
+    Everything is written into a fresh directory beside outdir and renamed into
+    place at the end, so an interrupted run leaves no half-written report.
+    """
+    parent = os.path.dirname(os.path.abspath(outdir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-report-")
+    try:
+        names = render_plots(rep, tmp)
+        images = {}
+        for n in names:
+            with open(os.path.join(tmp, n), "rb") as f:
+                images[n] = f.read()
+        for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n"),
+                           ("report.md", render_markdown(rep)), ("report.html", render_html(rep, images))):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        old = None
+        if os.path.exists(outdir):
+            old = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-report-old-")
+            os.rename(outdir, os.path.join(old, "r"))
+        os.rename(tmp, outdir)
+        if old:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))
