@@ -138,7 +138,7 @@ cdef class Allocator:
         memset(self.zones_mem, 0, MAX_NR_ZONES * sizeof(zone))
         memset(pgdat.cpu, 0, nr_cpus * sizeof(cpu_state))
         pgdat.node_zones = <zone *>self.zones_mem
-        self.pcp_size = (sizeof(per_cpu_pages) - sizeof(list_head) + nr_lists * sizeof(list_head)
+        self.pcp_size = (sizeof(per_cpu_pages) + nr_lists * sizeof(list_head)
                          + cacheline - 1) // cacheline * cacheline
         populated = [zp for zp in zones if zp.managed]
         if posix_memalign(&self.pcp_mem, cacheline, max(1, len(populated)) * nr_cpus * self.pcp_size) != 0:

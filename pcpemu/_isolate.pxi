@@ -363,8 +363,8 @@ def isolate_freepages_range(Allocator a, unsigned long start, unsigned long end,
             __del_page_from_free_list(p, z, <int>p.private)
             free_isolated_range(cs, pgdat, z, head, start if head < start else head)
             free_isolated_range(cs, pgdat, z, end, head + size if head + size > end else end)
-            claim_range(pgdat, max(head, start), min(head + size, end), owner)
             pfn = head + size
+        claim_range(pgdat, start, end, owner)
         spin_unlock_zone(z)
 
 
