@@ -266,27 +266,27 @@ def alloc_contig_migrate_range(Allocator a, unsigned long start, unsigned long e
     """Migrate the movable (LRU, unpinned) blocks out of [start, end), lowest
     first (__alloc_contig_migrate_range). Unlike the kernel, which retries a
     cluster of 32 pages 5 times before -EBUSY, migration stops at the first
-    pinned block. Returns (0 | -EBUSY | -ENOMEM, blocks migrated)."""
+    pinned block. Returns (0 | -EBUSY | -ENOMEM, [(old pfn, new pfn), ...])."""
     cdef pglist_data *pgdat = &a.pgdat
     cdef unsigned long pfn = start
     cdef long head, new
-    cdef int moved = 0, ret = 0
+    cdef int ret = 0
     cdef page *p
-    with nogil:
-        while pfn < end:
-            head = block_head(pgdat, pfn)
-            p = pfn_to_page(pgdat, <unsigned long>head)
-            pfn = <unsigned long>head + block_size(pgdat, p)
-            if not (p.flags & PG_allocated) or not (p.flags & PG_lru):
-                continue        # free, or not isolatable from the LRU: skipped
-            if p._pincount:
-                ret = -ISO_EBUSY
-                break
-            new = migrate_folio(&pgdat.cpu[cpu], pgdat, <unsigned long>head, gfp, False, cpu)
-            if new < 0:
-                ret = -ISO_ENOMEM
-                break
-            moved += 1
+    moved = []
+    while pfn < end:
+        head = block_head(pgdat, pfn)
+        p = pfn_to_page(pgdat, <unsigned long>head)
+        pfn = <unsigned long>head + block_size(pgdat, p)
+        if not (p.flags & PG_allocated) or not (p.flags & PG_lru):
+            continue        # free, or not isolatable from the LRU: skipped
+        if p._pincount:
+            ret = -ISO_EBUSY
+            break
+        new = migrate_folio(&pgdat.cpu[cpu], pgdat, <unsigned long>head, gfp, False, cpu)
+        if new < 0:
+            ret = -ISO_ENOMEM
+            break
+        moved.append((head, new))
     return ret, moved
 
 

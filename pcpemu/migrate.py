@@ -241,10 +241,10 @@ BLOCKER_NAMES = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned
 
 @dataclasses.dataclass
 class ContigResult:
-    """alloc_contig_range's return code, the blocks it migrated and the blocks in its way."""
+    """alloc_contig_range's return code, the blocks it migrated (old -> new pfn) and the blocks in its way."""
 
     ret: int
-    migrated: int
+    moved: dict[int, int]
     blockers: list[dict[str, Any]]
 
 
@@ -271,9 +271,9 @@ def alloc_contig_range(machine: Machine, start: int, end: int, *, cpu: int = 0) 
     a = machine._core
     bad = _core.start_isolate_page_range(a, start, end, MIGRATE_CMA, cpu)
     if bad >= 0:
-        return ContigResult(-EBUSY, 0, [{"pfn": int(bad), "why": "isolated"}])
+        return ContigResult(-EBUSY, {}, [{"pfn": int(bad), "order": 0, "why": "isolated"}])
     machine._core.drain_all_pages(a.zone_of_pfn(start), cpu)
-    ret, migrated = _core.alloc_contig_migrate_range(a, start, end, GFP_CONTIG, cpu)
+    ret, pairs = _core.alloc_contig_migrate_range(a, start, end, GFP_CONTIG, cpu)
     blockers: list[dict[str, Any]] = []
     if ret in (0, -EBUSY):
         # -EBUSY from migration falls through to the real test.
@@ -285,17 +285,19 @@ def alloc_contig_range(machine: Machine, start: int, end: int, *, cpu: int = 0) 
         else:
             _core.isolate_freepages_range(a, start, end, _core.new_owner(a), cpu)
     _core.undo_isolate_page_range(a, start, end, MIGRATE_CMA, cpu)
-    return ContigResult(ret, migrated, blockers)
+    return ContigResult(ret, {int(s): int(d) for s, d in pairs}, blockers)
 
 
 @dataclasses.dataclass
 class CmaAllocResult:
-    """cma_alloc's answer: the first pfn or None, the owner token, each candidate tried."""
+    """cma_alloc's answer: the first pfn or None, the owner token, each candidate
+    tried, and every block migrated on the way (old -> new pfn)."""
 
     pfn: int | None
     owner: int | None
     count: int
     candidates: list[dict[str, Any]]
+    moved: dict[int, int]
 
     @property
     def blockers(self) -> list[dict[str, Any]]:
@@ -321,6 +323,13 @@ def _next_zero_area(used: dict[int, int], lo: int, hi: int, start: int, count: i
     return None
 
 
+def _compose(moved: dict[int, int], more: dict[int, int]) -> None:
+    # A block moved twice maps from where it was first to where it is now.
+    origin = {dst: src for src, dst in moved.items()}
+    for src, dst in more.items():
+        moved[origin.pop(src, src)] = dst
+
+
 def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0,
               max_tries: int | None = None) -> CmaAllocResult:
     """Allocate count contiguous pages from the CMA area, aligned to 2**align pages (cma_alloc).
@@ -341,22 +350,24 @@ def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0,
     count, step = int(count), 1 << int(align)
     used = _CMA_USED.setdefault(machine, {})
     candidates: list[dict[str, Any]] = []
+    moved: dict[int, int] = {}
     start = lo
     while max_tries is None or len(candidates) < max_tries:
         pfn = _next_zero_area(used, lo, hi, start, count, step)
         if pfn is None:
             break
         res = alloc_contig_range(machine, pfn, pfn + count, cpu=cpu)
-        candidates.append({"pfn": pfn, "ret": res.ret, "migrated": res.migrated, "blockers": res.blockers})
+        candidates.append({"pfn": pfn, "ret": res.ret, "migrated": len(res.moved), "blockers": res.blockers})
+        _compose(moved, res.moved)
         if res.ret == 0:
             used[pfn] = count
             owner = _core.allocated_head(machine._core, pfn)[1]
-            return CmaAllocResult(pfn, int(owner), count, candidates)
+            return CmaAllocResult(pfn, int(owner), count, candidates, moved)
         if res.ret != -EBUSY:
             break
         last = max((b["pfn"] + (1 << b.get("order", 0)) for b in res.blockers), default=pfn + 1)
         start = max(last, pfn + step)
-    return CmaAllocResult(None, None, count, candidates)
+    return CmaAllocResult(None, None, count, candidates, moved)
 
 
 def cma_release(machine: Machine, pfn: int, count: int, *, cpu: int = 0) -> None:
