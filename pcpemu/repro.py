@@ -124,16 +124,15 @@ class ReproResult:
 
 def pc_zones(memory: int | str) -> dict[str, int]:
     """Zones of a PC with RAM remapped above a 1 GiB PCI hole: DMA (16 MiB),
-    DMA32 up to 3 GiB, the rest Normal (the kernel's default CMA sits at the
-    top, in Normal). Unlike the plain "x86_64" layout (DMA32 up to 4 GiB), an
+    DMA32 up to 3 GiB, the rest Normal; up to 4 GiB of RAM all is DMA32. The
+    default CMA area sits at the top of the highest zone. Unlike the plain "x86_64" layout (DMA32 up to 4 GiB), an
     8 GiB machine with 4 GiB of CMA then keeps 1 GiB of non-CMA memory in the
     CMA's zone, as real machines do."""
     pages = parse_size(memory, "memory")
     dma, low = 4096, 3 << 18
-    zones = {"DMA": dma, "DMA32": min(pages, low) - dma}
-    if pages > low:
-        zones["Normal"] = pages - low
-    return zones
+    if pages <= 4 << 18:
+        return {"DMA": dma, "DMA32": pages - dma}       # all below 4 GiB: no remapping
+    return {"DMA": dma, "DMA32": low - dma, "Normal": pages - low}
 
 
 class _Scenario:
