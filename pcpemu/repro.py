@@ -285,3 +285,20 @@ def repro(policies: tuple[str, ...] = ("single", "split", "per-type", "android")
               "cma_request_pages": parse_size(kwargs.get("cma_request", "3G"), "cma_request"),
               "policies": list(policies)}
     return ReproResult(params, outcomes)
+
+
+def livelock_sweep(fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75), seeds: tuple[int, ...] = (1, 2, 3, 4),
+                   policy: str = "single", memory: str = "4G", guest: str = "256M") -> dict[float, float]:
+    """The share of seeds whose pin livelocks, per CMA fraction of RAM.
+
+    The cma_alloc request is a quarter of the CMA area; its outcome does not
+    enter the rate.
+    """
+    pages = parse_size(memory, "memory")
+    rates = {}
+    for frac in fractions:
+        cma = int(pages * frac) // THP_PAGES * THP_PAGES
+        hits = sum(run_policy(policy, memory=pages, cma=cma, seed=seed, guest=guest,
+                              cma_request=cma // 4).livelock for seed in seeds)
+        rates[frac] = hits / len(seeds)
+    return rates
