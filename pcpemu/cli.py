@@ -48,7 +48,7 @@ def _add_repro(sub: Any) -> None:
     p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
     p.add_argument("--seed", type=int, default=1, help="seed of the request stream (default 1)")
     p.add_argument("--guest", default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
-    p.add_argument("--cma-request", default="3G", help="size of the driver's cma_alloc (default 3G)")
+    p.add_argument("--cma-request", help="size of the driver's cma_alloc (default: the whole CMA area)")
     p.add_argument("--policy", action="append", metavar="POLICY",
                    choices=("single", "split", "per-type", "android"),
                    help="single, split, per-type or android; repeatable (default all four)")

@@ -12,7 +12,7 @@ Per THP-list policy, on the same request stream (same seed):
    the run to seconds;
 4. drivers allocate a few THP-sized unmovable buffers (GFP_KERNEL|__GFP_COMP);
 5. the VMM pins the whole guest FOLL_LONGTERM (VFIO) on its CPU;
-6. a driver calls cma_alloc;
+6. the driver the CMA area is reserved for calls cma_alloc (default: all of it);
 7. teardown: cma_release, unpin, free everything; check() after every step.
 
 Outcomes are counted, never estimated.
@@ -199,16 +199,20 @@ def _unmovable_in_cma(m: Machine) -> int:
 
 
 def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", cpus: int = 4, seed: int = 1,
-               guest: int | str = "1G", cma_request: int | str = "3G", background: int = 2000,
+               guest: int | str = "1G", cma_request: int | str | None = None, background: int = 2000,
                driver_thps: int = 8) -> PolicyOutcome:
-    """Run the scenario under one policy (a key of POLICY_PRESETS)."""
+    """Run the scenario under one policy (a key of POLICY_PRESETS).
+
+    ``cma_request`` defaults to the whole CMA area: the driver the area was
+    reserved for takes all of it.
+    """
     if policy not in POLICY_PRESETS:
         raise ConfigError(f"policy {policy!r} is not one of {', '.join(POLICY_PRESETS)}")
     t0 = time.perf_counter()
     s = _Scenario(policy, memory, cma, cpus, seed)
     m = s.m
     guest_thps = parse_size(guest, "guest") // THP_PAGES
-    request = parse_size(cma_request, "cma_request")
+    request = m.config.cma if cma_request is None else parse_size(cma_request, "cma_request")
     if guest_thps < 1 or not 0 < request <= m.config.cma:
         raise ConfigError(f"guest must be at least one THP and cma_request 1..{m.config.cma} pages")
     bg = _background(s, background)
@@ -282,7 +286,8 @@ def repro(policies: tuple[str, ...] = ("single", "split", "per-type", "android")
                               cpus=kwargs.get("cpus", 4))
     params = {"memory_pages": cfg.memory, "cma_pages": cfg.cma, "cpus": cfg.cpus, "seed": kwargs.get("seed", 1),
               "guest_thps": parse_size(kwargs.get("guest", "1G"), "guest") // THP_PAGES,
-              "cma_request_pages": parse_size(kwargs.get("cma_request", "3G"), "cma_request"),
+              "cma_request_pages": cfg.cma if kwargs.get("cma_request") is None
+              else parse_size(kwargs["cma_request"], "cma_request"),
               "policies": list(policies)}
     return ReproResult(params, outcomes)
 
@@ -291,14 +296,12 @@ def livelock_sweep(fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 0.75), seed
                    policy: str = "single", memory: str = "4G", guest: str = "256M") -> dict[float, float]:
     """The share of seeds whose pin livelocks, per CMA fraction of RAM.
 
-    The cma_alloc request is a quarter of the CMA area; its outcome does not
-    enter the rate.
+    The cma_alloc outcome does not enter the rate.
     """
     pages = parse_size(memory, "memory")
     rates = {}
     for frac in fractions:
         cma = int(pages * frac) // THP_PAGES * THP_PAGES
-        hits = sum(run_policy(policy, memory=pages, cma=cma, seed=seed, guest=guest,
-                              cma_request=cma // 4).livelock for seed in seeds)
+        hits = sum(run_policy(policy, memory=pages, cma=cma, seed=seed, guest=guest).livelock for seed in seeds)
         rates[frac] = hits / len(seeds)
     return rates
