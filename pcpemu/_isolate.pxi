@@ -129,6 +129,8 @@ cdef long has_unmovable_pages(pglist_data *pgdat, zone *z, unsigned long start, 
     cdef unsigned long pfn
     cdef page *p
     cdef long head
+    # Unlike the kernel, pcpemu has no PageReserved, __PageMovable or hugetlb
+    # pages: an in-use block is movable exactly when it is on the LRU.
     if get_pageblock_migratetype(pgdat, start) == MIGRATE_CMA:
         return -1 if migratetype == MIGRATE_CMA else <long>start
     pfn = start
@@ -137,7 +139,7 @@ cdef long has_unmovable_pages(pglist_data *pgdat, zone *z, unsigned long start, 
         if head < 0:
             return <long>pfn        # a hole: PageReserved
         p = pfn_to_page(pgdat, <unsigned long>head)
-        if (p.flags & PG_allocated) and not (p.flags & PG_lru) and z.idx != 3:
+        if (p.flags & PG_allocated) and not (p.flags & PG_lru) and z.idx != 3:      # 3: ZONE_MOVABLE
             return <long>pfn
         pfn = <unsigned long>head + block_size(pgdat, p)
     return -1
@@ -174,22 +176,22 @@ cdef void move_freepages_block_isolate(cpu_state *cs, pglist_data *pgdat, zone *
     set_pageblock_migratetype(cs, pgdat, start, new_mt)
 
 
-cdef long set_migratetype_isolate(cpu_state *cs, pglist_data *pgdat, unsigned long start,
+cdef long set_migratetype_isolate(cpu_state *cs, pglist_data *pgdat, unsigned long block, unsigned long start,
                                   unsigned long end, int migratetype) noexcept nogil:
-    """Isolate the pageblock at start (set_migratetype_isolate): 0, or the
-    blocking pfn + 1 (an unmovable page, or the block is already isolated)."""
-    cdef zone *z = page_zone(pgdat, start)
+    """Isolate the pageblock at block for the range [start, end)
+    (set_migratetype_isolate): 0, or the blocking pfn + 1 (an unmovable page
+    in the range's part of the block, or the block is already isolated)."""
+    cdef zone *z = page_zone(pgdat, block)
     cdef long bad
     spin_lock_zone(cs, z, LOCK_ISOLATION)
-    if get_pageblock_migratetype(pgdat, start) == MIGRATE_ISOLATE:
+    if get_pageblock_migratetype(pgdat, block) == MIGRATE_ISOLATE:
         spin_unlock_zone(z)
-        return <long>start + 1
-    bad = has_unmovable_pages(pgdat, z, max(start, start & ~(PAGEBLOCK_NR_PAGES - 1)),
-                              min(end, start + PAGEBLOCK_NR_PAGES), migratetype)
+        return <long>block + 1
+    bad = has_unmovable_pages(pgdat, z, max(block, start), min(end, block + PAGEBLOCK_NR_PAGES), migratetype)
     if bad >= 0:
         spin_unlock_zone(z)
         return bad + 1
-    move_freepages_block_isolate(cs, pgdat, z, start, MIGRATE_ISOLATE)
+    move_freepages_block_isolate(cs, pgdat, z, block, MIGRATE_ISOLATE)
     z.nr_isolate_pageblock += 1
     spin_unlock_zone(z)
     return 0
@@ -224,7 +226,7 @@ def start_isolate_page_range(Allocator a, unsigned long start, unsigned long end
     cdef long bad = 0
     with nogil:
         while pfn < end:
-            bad = set_migratetype_isolate(cs, &a.pgdat, pfn, end, migratetype)
+            bad = set_migratetype_isolate(cs, &a.pgdat, pfn, start, end, migratetype)
             if bad:
                 break
             pfn += PAGEBLOCK_NR_PAGES

@@ -24,17 +24,20 @@ import numpy as np
 
 from . import _core
 from .errors import BadPfnError, InvariantError, NotAllocatedError, PcpemuError
-from .gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_ISOLATE, ZONE_MOVABLE
+from .gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_ISOLATE, ZONE_MOVABLE, parse_gfp
 from .machine import Machine
 
 __all__ = [
     "CmaAllocResult",
     "ContigResult",
+    "MigrateResult",
     "PinResult",
+    "aligned_blocks",
     "alloc_contig_range",
     "check_tokens",
     "cma_alloc",
     "cma_release",
+    "collect_longterm_unpinnable_pages",
     "folio_is_longterm_pinnable",
     "migrate_pages",
     "pin_user_pages",
@@ -94,8 +97,6 @@ def migrate_pages(machine: Machine, pfns: Any, gfp: int | str = GFP_LONGTERM_PIN
     :param pin_context: allocate as inside memalloc_pin_save() (no __GFP_MOVABLE, so no CMA).
     :raises NotAllocatedError: a pfn is not an allocated head or is pinned; nothing moved.
     """
-    from .gfp import parse_gfp
-
     mask = parse_gfp(gfp)
     cpu = machine._cpu(cpu)
     pfns = _unique(pfns, "migrate_pages")
@@ -330,8 +331,7 @@ def _compose(moved: dict[int, int], more: dict[int, int]) -> None:
         moved[origin.pop(src, src)] = dst
 
 
-def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0,
-              max_tries: int | None = None) -> CmaAllocResult:
+def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0) -> CmaAllocResult:
     """Allocate count contiguous pages from the CMA area, aligned to 2**align pages (cma_alloc).
 
     Tries the candidate ranges in turn with alloc_contig_range. Unlike the
@@ -352,7 +352,7 @@ def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0,
     candidates: list[dict[str, Any]] = []
     moved: dict[int, int] = {}
     start = lo
-    while max_tries is None or len(candidates) < max_tries:
+    while True:
         pfn = _next_zero_area(used, lo, hi, start, count, step)
         if pfn is None:
             break

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 import pcpemu
 from pcpemu import _core, migrate as mg
 from pcpemu.cli import main
 from pcpemu.errors import BadPfnError, NotAllocatedError, PcpemuError
-from pcpemu.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_UNMOVABLE, memalloc_pin, parse_gfp
+from pcpemu.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_UNMOVABLE, memalloc_pin
 from pcpemu.repro import livelock_sweep, repro, run_policy
 
 THP = 9
