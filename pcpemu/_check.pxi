@@ -32,7 +32,9 @@ cdef int _check_free_lists(pglist_data *pgdat, zone *z, char *buf, size_t n,
                     snprintf(buf, n, "zone %d: free block %#lx order %d on the type-%d list, its pageblock is type %d",
                              z.idx, pfn, o, mt, bmt)
                     return -1
-                if o < MAX_PAGE_ORDER:
+                # Isolation moves free pageblocks without merging them, as the
+                # kernel does: isolated buddies may stay apart.
+                if o < MAX_PAGE_ORDER and mt != MIGRATE_ISOLATE:
                     buddy_pfn = pfn ^ (1UL << o)
                     if buddy_pfn < pgdat.node_spanned_pages:
                         buddy = pfn_to_page(pgdat, buddy_pfn)

@@ -171,6 +171,42 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 _VERBS.append(_add_bench)
 
 
+def _add_repro(sub: Any) -> None:
+    p = sub.add_parser(
+        "repro",
+        help="the seed bug: FOLL_LONGTERM pin livelock and cma_alloc failure, per THP-list policy",
+        description="Start a VM with device passthrough on a machine with a large CMA area: fault "
+        "the guest in as THPs, pin it FOLL_LONGTERM, then cma_alloc; compare THP-list policies.",
+    )
+    p.add_argument("--memory", default="8G", help="RAM (default 8G)")
+    p.add_argument("--cma", default="4G", help="CMA area size (default 4G)")
+    p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the request stream (default 1)")
+    p.add_argument("--guest", default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
+    p.add_argument("--cma-request", help="size of the driver's cma_alloc (default: the whole CMA area)")
+    p.add_argument("--policy", action="append", metavar="POLICY",
+                   choices=("single", "split", "per-type", "android"),
+                   help="single, split, per-type or android; repeatable (default all four)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=_cmd_repro)
+
+
+def _cmd_repro(args: argparse.Namespace) -> int:
+    from .repro import repro
+
+    policies = tuple(args.policy or ("single", "split", "per-type", "android"))
+    result = repro(policies, memory=args.memory, cma=args.cma, cpus=args.cpus, seed=args.seed,
+                   guest=args.guest, cma_request=args.cma_request)
+    if args.json:
+        emit_json("repro", result.as_dict())
+    else:
+        sys.stdout.write(result.table())
+    return EXIT_OK
+
+
+_VERBS.append(_add_repro)
+
+
 def _add_layout(sub: Any) -> None:
     p = sub.add_parser(
         "layout",
