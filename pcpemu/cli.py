@@ -38,27 +38,42 @@ _VERBS: list[Callable[[Any], None]] = []
 
 
 def _add_report(sub: Any) -> None:
-    p = sub.add_parser("report", help="the one-THP-list vs two comparison report (Markdown + JSON)")
+    p = sub.add_parser("report", help="the one-THP-list vs two comparison report (HTML, Markdown, JSON, PNG)")
     p.add_argument("-o", "--output", default="pcpemu-report", help="output directory (default ./pcpemu-report)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a first look (< 20 s)")
+    size.add_argument("--full", action="store_const", const="full", dest="mode", help="the long sweeps")
+    p.add_argument("--policies", nargs="+", help="THP-list policies (default by mode; single and split always)")
+    p.add_argument("--cpus", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
+    p.add_argument("--workloads", help="contention workloads, e.g. thp,mixed,order0,net")
     p.add_argument("--memory", default="8G")
-    p.add_argument("--cma", default="3G", help="CMA size; with 8G the Normal zone holds CMA and normal blocks")
-    p.add_argument("--cpus", type=int, default=4)
+    p.add_argument("--cma", default="4G")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--ops", type=int, default=200_000, help="mixed-workload ops per policy")
-    p.add_argument("--policies", nargs="+", default=["single", "split"],
-                   choices=["single", "split", "per-type", "none"])
+    p.add_argument("--ops-per-cpu", type=int, help="ops per CPU of each contention run")
+    p.add_argument("--from-json", metavar="FILE", help="render a saved report.json without rerunning")
     p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
-    p.set_defaults(func=_cmd_report)
+    p.set_defaults(func=_cmd_report, mode="default")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .config import KernelConfig
-    from .report import build_report, write_report
+    import json
 
-    if args.ops < 1:
-        raise PcpemuError(f"--ops must be at least 1, got {args.ops}")
-    KernelConfig(memory=args.memory, cma=args.cma, cpus=args.cpus)      # bad options fail before any work
-    rep = build_report(args.memory, args.cma, args.cpus, args.seed, args.ops, tuple(args.policies))
+    from .report import ReportOptions, build_report, write_report
+
+    if args.from_json:
+        try:
+            with open(args.from_json) as f:
+                rep = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise PcpemuError(f"--from-json: cannot read {args.from_json}: {exc}") from None
+        if not isinstance(rep, dict) or rep.get("pcpemu_schema") != 1:
+            raise PcpemuError(f"--from-json: {args.from_json} is not a pcpemu report.json")
+    else:
+        opts = ReportOptions.make(
+            args.mode, args.policies, _csv(args.cpus, int, "cpus") if args.cpus else None,
+            _csv(args.workloads, str, "workloads") if args.workloads else None, args.memory, args.cma, args.seed,
+            args.ops_per_cpu)
+        rep = build_report(opts, progress=_progress)
     for path in write_report(args.output, rep):
         print(f"wrote {path}", file=sys.stderr)
     if args.json:

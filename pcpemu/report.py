@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from . import __version__, smp, workloads
+from . import __version__, repro, smp, workloads
 from .config import KernelConfig
 from .errors import ConfigError
 from .layout import layout_table
@@ -31,11 +31,12 @@ __all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "rend
 
 #: Sweep sizes per mode: CPU counts, workloads, ops per CPU, microbench pairs.
 MODES = {
-    "quick": {"cpus": [1, 4, 16], "workloads": ["thp", "mixed"], "ops_per_cpu": 400, "pairs": 100_000},
+    "quick": {"cpus": [1, 4, 16], "workloads": ["thp", "mixed"], "ops_per_cpu": 400, "pairs": 100_000,
+              "policies": ["single", "split"]},
     "default": {"cpus": [1, 2, 4, 8, 16, 64], "workloads": ["thp", "mixed", "order0", "net"],
-                "ops_per_cpu": 1000, "pairs": 500_000},
+                "ops_per_cpu": 1000, "pairs": 500_000, "policies": ["single", "split", "per-type"]},
     "full": {"cpus": [1, 2, 4, 8, 16, 32, 64, 128, 256], "workloads": ["thp", "mixed", "order0", "net"],
-             "ops_per_cpu": 4000, "pairs": 2_000_000},
+             "ops_per_cpu": 4000, "pairs": 2_000_000, "policies": ["single", "split", "per-type", "none"]},
 }
 POLICY_PRESETS = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
 SCHEMA = 1
@@ -47,14 +48,14 @@ class ReportOptions(dict):
 
     @classmethod
     def make(cls, mode: str = "default", policies: list[str] | None = None, cpus: list[int] | None = None,
-             workloads: list[str] | None = None, memory: str = "8G", cma: str = "3G", seed: int = 1,
-             ops_per_cpu: int | None = None) -> "ReportOptions":
+             workloads: list[str] | None = None, memory: str = "8G", cma: str = "4G", seed: int = 1,
+             ops_per_cpu: int | None = None, pairs: int | None = None) -> "ReportOptions":
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
         m = MODES[mode]
-        opts = cls(mode=mode, policies=list(policies or ["single", "split"]), cpus=list(cpus or m["cpus"]),
+        opts = cls(mode=mode, policies=list(policies or m["policies"]), cpus=list(cpus or m["cpus"]),
                    workloads=list(workloads or m["workloads"]), memory=memory, cma=cma, seed=seed,
-                   ops_per_cpu=ops_per_cpu or m["ops_per_cpu"], pairs=m["pairs"])
+                   ops_per_cpu=ops_per_cpu or m["ops_per_cpu"], pairs=pairs or m["pairs"])
         for p in opts["policies"]:
             if p not in POLICY_PRESETS:
                 raise ConfigError(f"policies: {p!r} is not one of {', '.join(POLICY_PRESETS)}")
@@ -66,9 +67,11 @@ class ReportOptions(dict):
         for n in opts["cpus"]:
             if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1024:
                 raise ConfigError(f"cpus: {n!r} is outside 1..1024")
-        if opts["ops_per_cpu"] < 2:
-            raise ConfigError(f"ops_per_cpu: {opts['ops_per_cpu']} must be at least 2")
-        KernelConfig(memory=memory, cma=cma, cpus=max(opts["cpus"]))
+        if opts["ops_per_cpu"] < 2 or opts["pairs"] < 1:
+            raise ConfigError(f"ops_per_cpu ({opts['ops_per_cpu']}) must be at least 2, pairs ({opts['pairs']}) 1")
+        cfg = KernelConfig(memory=memory, cma=cma, cpus=max(opts["cpus"]))
+        if not cfg.cma:
+            raise ConfigError("cma: the seed bug needs a CMA area; give --cma")
         return opts
 
 
@@ -92,28 +95,23 @@ def _layout_section() -> dict[str, Any]:
     return {"rows": rows}
 
 
-def _scenario_section(opts: ReportOptions) -> dict[str, Any]:
-    # The default machine under each policy: a mixed workload over all CPUs,
-    # with /proc snapshots before and after.
-    out = {}
-    cpus = 4
-    for policy in opts["policies"]:
-        m = Machine(KernelConfig.preset(POLICY_PRESETS[policy], memory=opts["memory"], cma=opts["cma"], cpus=cpus),
-                    seed=opts["seed"])
-        before = {"buddyinfo": m.buddyinfo(), "pagetypeinfo": m.pagetypeinfo()}
-        stats = m.run(workloads.mixed(20 * opts["ops_per_cpu"], live=512, cpus=tuple(range(cpus)),
-                                      seed=opts["seed"])).stats
-        m.check()
-        out[policy] = {"counters": {k: stats[k] for k in ("ZONE_LOCK", "PCP_REFILL", "PCP_DRAIN",
-                                                         "CMA_TO_NONMOVABLE", "PGALLOC_FALLBACK")},
-                       "before": before, "after": {"buddyinfo": m.buddyinfo(), "pagetypeinfo": m.pagetypeinfo()}}
+def _repro_section(opts: ReportOptions) -> dict[str, Any]:
+    # The seed bug under every policy the scenario knows; Android's always, as
+    # it shows where the split alone is not enough.
+    policies = tuple(p for p in repro.POLICY_PRESETS if p in opts["policies"] or p == "android")
+    # The guest is an eighth of RAM, at most 1 GiB, as the scenario's default.
+    memory = KernelConfig(memory=opts["memory"]).memory
+    guest = min(memory // 8, 1 << 18) // 512 * 512
+    res = repro.repro(policies, memory=opts["memory"], cma=opts["cma"], seed=opts["seed"], guest=guest)
+    out = res.as_dict()
+    for o in out["outcomes"]:
+        o.pop("wall_seconds")       # wall time is not a function of the seed
     return out
 
 
-def _contention_section(opts: ReportOptions, progress: Callable[[str], None]) -> dict[str, Any]:
-    total = len(opts["policies"]) * len(opts["cpus"]) * len(opts["workloads"])
+def _contention_section(opts: ReportOptions, progress: Callable[[int, str], None]) -> dict[str, Any]:
     cells = smp.sweep(opts["policies"], opts["cpus"], opts["workloads"], opts["ops_per_cpu"], opts["seed"],
-                      progress=lambda done, _total, label: progress(f"contention {done}/{total}: {label}"))
+                      progress=lambda done, _total, label: progress(2 + done, label))
     keep = ("workload", "policy", "cpus", "ops_per_sec", "zone_lock_per_1k_ops", "pages_per_acquisition",
             "pcp_cachelines_per_op")
     table = [{k: c[k] for k in keep} | {"lock_wait_ns_per_op": c["lock_wait_ns"]["per_op"],
@@ -146,27 +144,34 @@ def _timed(f: Callable[..., Any], *args: Any) -> float:
     return time.perf_counter() - t
 
 
-def build_report(opts: ReportOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def build_report(opts: ReportOptions, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Every number of the report, as one JSON-able dict.
 
-    Wall-clock figures (the microbenchmarks and the elapsed time) sit under
-    ``timing`` keys; everything else is a function of the options and seed.
+    Wall-clock figures (the microbenchmarks and the elapsed time) sit under the
+    ``timing`` key; everything else is a function of the options and seed.
+
+    :param progress: called as progress(done, total, label) after each step.
     """
-    progress = progress or (lambda label: None)
+    total = 4 + len(opts["policies"]) * len(opts["cpus"]) * len(opts["workloads"])
+
+    def step(done: int, label: str) -> None:
+        if progress:
+            progress(done, total, label)
+
     t0 = time.perf_counter()
-    progress("layout")
     rep: dict[str, Any] = {"pcpemu_schema": SCHEMA, "pcpemu_version": __version__, "options": dict(opts),
                            "command": command_line(opts)}
     rep["layout"] = _layout_section()
-    progress("scenario")
-    rep["scenario"] = _scenario_section(opts)
-    rep["contention"] = _contention_section(opts, progress)
-    progress("calibration")
+    step(1, "layout")
+    rep["repro"] = _repro_section(opts)
+    step(2, "seed bug reproduction")
+    rep["contention"] = _contention_section(opts, step)
     rep["calibration"] = smp.calibration_check(ops_per_cpu=max(200, opts["ops_per_cpu"] // 2))
-    progress("microbenchmarks")
+    step(total - 1, "calibration")
     rep["timing"] = {"microbench": _microbench_section(opts), "host": platform.platform(),
                      "python": sys.version.split()[0], "elapsed_s": 0.0}
     rep["timing"]["elapsed_s"] = time.perf_counter() - t0
+    step(total, "microbenchmarks")
     return rep
 
 
@@ -202,9 +207,9 @@ def render_plots(rep: dict[str, Any], outdir: str) -> list[str]:
     for key, title in _PLOTS:
         fig, axes = plt.subplots(1, len(wls), figsize=(4 * len(wls), 3.2), squeeze=False)
         for ax, w in zip(axes[0], wls):
-            for p in rep["options"]["policies"]:
+            for p, style in zip(rep["options"]["policies"], ("o-", "s--", "^:", "x-.")):
                 pts = sorted((c["cpus"], c[key]) for c in cells if c["workload"] == w and c["policy"] == p)
-                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=p)
+                ax.plot([x for x, _ in pts], [y for _, y in pts], style, label=p)
             ax.set_xscale("log", base=2)
             ax.set_title(w)
             ax.set_xlabel("CPUs")
@@ -234,10 +239,18 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, str | None, list[str], lis
                 ["version", "config", "lists", "size", "cachelines", "THP lists cost"],
                 [[r["version"], r["config"], r["nr_lists"], r["size"], r["cachelines"], r["thp_cachelines"]]
                  for r in lay], None))
-    sc = rep["scenario"]
-    out.append(("Mixed workload on the default machine, by policy", None,
-                ["policy"] + list(next(iter(sc.values()))["counters"]),
-                [[p] + list(r["counters"].values()) for p, r in sc.items()], None))
+    rp = rep["repro"]
+    outs = rp["outcomes"]
+    rows = [("kernel", "preset"), ("pin_user_pages", "pin_status"), ("pin rounds", "pin_rounds"),
+            ("migrations", "migrations"), ("CMA->CMA migrations", "cma_to_cma"),
+            ("pinned in CMA", "pinned_in_cma"), ("unmovable blocks in CMA", "unmovable_in_cma"),
+            ("CMA blocks to non-movable requests", "cma_to_nonmovable"), ("cma_alloc succeeded", "cma_alloc_ok"),
+            ("cma_alloc candidates", "cma_candidates")]
+    p = rp["params"]
+    out.append(("The seed bug: VM start with FOLL_LONGTERM pinning, then cma_alloc",
+                f"{p['memory_pages']} pages with {p['cma_pages']} of CMA, {p['cpus']} CPUs; a guest of "
+                f"{p['guest_thps']} THPs is pinned, then a driver asks cma_alloc for {p['cma_request_pages']} pages.",
+                ["", *[o["policy"] for o in outs]], [[name, *[o[key] for o in outs]] for name, key in rows], None))
     cmp_rows = rep["contention"]["compare"]
     out.append(("Contention: split / single", "Ratios of the split (v6.10) to the single list (v6.9), "
                 "virtual time.", ["workload", "CPUs", "zone->lock", "lock wait", "cachelines/op", "throughput",
@@ -260,10 +273,11 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, str | None, list[str], lis
     out.append(("Fast-path microbenchmarks (this host, wall clock)", f"Host: {rep['timing']['host']}.",
                 ["path", "policy", "ns per pair", "pcp cachelines/op"],
                 [[r["path"], r["policy"], r["ns_per_pair"], r["pcp_cachelines_per_op"]] for r in mb], None))
-    for p, r in sc.items():
-        out.append((f"/proc snapshots ({p})", None, [], [],
-                    "# before\n" + r["before"]["buddyinfo"] + "\n# after\n" + r["after"]["buddyinfo"]
-                    + "\n" + r["after"]["pagetypeinfo"]))
+    for o in outs:
+        out.append((f"/proc snapshots, {o['policy']}: boot, and after pinning and cma_alloc", None, [], [],
+                    "# /proc/buddyinfo at boot\n" + o["proc"]["buddyinfo_before"]
+                    + "\n# /proc/buddyinfo after\n" + o["proc"]["buddyinfo_after"]
+                    + "\n# /proc/pagetypeinfo after\n" + o["proc"]["pagetypeinfo_after"]))
     out.append(("Reproduce", None, [], [], rep["command"]))
     return out
 

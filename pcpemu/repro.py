@@ -68,6 +68,7 @@ class PolicyOutcome:
     cma_blockers: dict[str, int]
     first_blockers: list[dict[str, Any]]
     wall_seconds: float
+    proc: dict[str, str] = dataclasses.field(default_factory=dict)  # /proc text before and after
 
     @property
     def livelock(self) -> bool:
@@ -211,6 +212,7 @@ def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", 
     t0 = time.perf_counter()
     s = _Scenario(policy, memory, cma, cpus, seed)
     m = s.m
+    proc = {"buddyinfo_before": m.buddyinfo(), "pagetypeinfo_before": m.pagetypeinfo()}
     guest_thps = parse_size(guest, "guest") // THP_PAGES
     request = m.config.cma if cma_request is None else parse_size(cma_request, "cma_request")
     if guest_thps < 1 or not 0 < request <= m.config.cma:
@@ -247,7 +249,8 @@ def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", 
         policy, POLICY_PRESETS[policy], pin.status, pin.rounds, pin.migrations, pin.cma_to_cma,
         pin.cma_to_normal, pin.pinned_in_cma, pin.sticky_pfns, pin.unpinnable_per_round, in_cma_at_fault,
         unmovable, m.stats()["CMA_TO_NONMOVABLE"], res.pfn is not None, res.pfn, len(res.candidates),
-        blockers, res.blockers[:8], 0.0)
+        blockers, res.blockers[:8], 0.0,
+        proc | {"buddyinfo_after": m.buddyinfo(), "pagetypeinfo_after": m.pagetypeinfo()})
     _teardown(s, res, pin, guest_owner, driver, bg)
     outcome.wall_seconds = time.perf_counter() - t0
     return outcome
