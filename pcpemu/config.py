@@ -216,6 +216,8 @@ class KernelConfig:
                 raise ConfigError("cma_base: given without a cma size")
             return
         top = spans[-1][1] + spans[-1][2]
+        if self.cma > top:
+            raise ConfigError(f"cma: {self.cma} pages do not fit in {top} pages of memory")
         base = self.cma_base if self.cma_base is not None else (top - self.cma) // PAGEBLOCK_NR_PAGES * PAGEBLOCK_NR_PAGES
         _check_range("cma_base", base, 0, top)
         if base % PAGEBLOCK_NR_PAGES:

@@ -46,6 +46,7 @@ def test_cma_default_is_top_of_memory():
     ({"thp": False}, "thp_lists"),
     ({"cma": "1M"}, "cma"),
     ({"memory": "8G", "cma": "6G"}, "cma"),
+    ({"memory": "1G", "cma": "2G"}, "do not fit"),
     ({"cacheline": 32}, "cacheline"),
     ({"mthp_orders": {9: "split"}}, "mthp_orders"),
     ({"mthp_orders": {4: "triple"}}, "mthp_orders"),
