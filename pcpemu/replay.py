@@ -39,7 +39,7 @@ from .machine import OP_DTYPE, Machine
 from .watermark import setup_zones
 from .workloads import OP_ALLOC, OP_FREE
 
-__all__ = ["ReplayResult", "SKIP_REASONS", "config_from_zoneinfo", "replay"]
+__all__ = ["ReplayResult", "SKIP_REASONS", "config_from_zoneinfo", "replay", "replay_text"]
 
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 
@@ -359,16 +359,16 @@ def _emitted_rows(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, results: np.
     return rows
 
 
-def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig], *,
+def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig | Machine], *,
            seed: int = 0, batch: int = 65536, strict: bool = False,
            emit_trace: TextIO | None = None, progress: Progress | None = None,
            config_notes: list[str] | None = None) -> ReplayResult:
     """Replay the allocations and frees of an ftrace kmem capture on emulated machines.
 
     :param trace: a path (plain, .gz or .xz) or an open binary file.
-    :param configs: the machines, by label (e.g. one per THP-list policy); all run the
-        same op stream.
-    :param seed: the machines' seed.
+    :param configs: the machines, by label (e.g. one per THP-list policy), as configs or
+        as fresh Machines (which the caller can then inspect); all run the same op stream.
+    :param seed: the seed of the machines made from configs.
     :param batch: events per op-stream chunk.
     :param strict: stop at the first malformed kmem line.
     :param emit_trace: a text file that gets the first machine's allocations and frees
@@ -381,11 +381,14 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     """
     if not configs:
         raise ConfigError("replay needs at least one machine config")
-    nr_cpus = {cfg.cpus for cfg in configs.values()}
+    machines = {label: c if isinstance(c, Machine) else Machine(c, seed=seed) for label, c in configs.items()}
+    for label, m in machines.items():
+        if m.stats()["ALLOC_CALLS"]:
+            raise ConfigError(f"machine {label!r} has run before; a replay needs a fresh machine")
+    nr_cpus = {m.config.cpus for m in machines.values()}
     if len(nr_cpus) != 1:
         raise ConfigError(f"the machines of one replay must have the same CPUs, got {sorted(nr_cpus)}")
     cpus = nr_cpus.pop()
-    machines = {label: Machine(cfg, seed=seed) for label, cfg in configs.items()}
     first = next(iter(machines.values()))
     raw, size, owned = _open_trace(trace)
     stats = TraceStats()
@@ -419,3 +422,55 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         lost_events=stats.lost_events, malformed=dict(stats.malformed), traced=traced,
         policies={label: _policy_result(m, traced) for label, m in machines.items()},
         config=first.config.as_dict(), config_notes=list(config_notes or []), seed=seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Text report.
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}"
+
+
+def _cpu_row(label: str, e: dict[str, Any], orders: list[int]) -> str:
+    t = e["traced"]
+    hits = "".join(f"{100 * e['pcp_hit_rate'][o]:>8.1f}%" if o in e["pcp_hit_rate"] else f"{'-':>9}"
+                   for o in orders)
+    return (f"{label:>5}{hits} {e['refill_blocks']:>10,} {t['refill_blocks']:>10,} "
+            f"{_fmt_ratio(e['ratio']['refill_blocks']):>6} {e['drained_pages']:>10,} "
+            f"{t['drained_pages']:>10,} {_fmt_ratio(e['ratio']['drained_pages']):>6} "
+            f"{e['zone_lock']:>10,} {e['fallbacks']:>5,} {t['fallbacks']:>5,}")
+
+
+def replay_text(result: ReplayResult) -> str:
+    """The human report of a replay: what was replayed and skipped, then per policy and
+    CPU the emulated pcp hit rates, refill blocks, drained pages, zone->lock
+    acquisitions and fallbacks beside the trace's own."""
+    out = [f"trace {result.trace}: {result.events_read:,} kmem events"]
+    out += [f"  {n:>10,}  {name}" for name, n in sorted(result.events.items(), key=lambda kv: -kv[1])]
+    nskip = sum(result.skipped.values())
+    out.append(f"replayed {result.replayed.get('alloc', 0):,} allocations and "
+               f"{result.replayed.get('free', 0):,} frees; skipped {nskip:,}:")
+    out += [f"  {n:>10,}  {SKIP_REASONS[k]}" for k, n in result.skipped.items() if n]
+    if result.missing_frees:
+        out.append(f"{result.missing_frees:,} allocations of a pfn the trace still held allocated "
+                   "(its free is not in the trace; the emulated block stays allocated)")
+    if result.lost_events:
+        out.append(f"warning: the trace lost {result.lost_events:,} events; the replay is incomplete")
+    if result.malformed:
+        out.append(f"warning: {sum(result.malformed.values()):,} malformed kmem lines skipped")
+    out += [f"note: {n}" for n in result.config_notes]
+    for label, pol in result.policies.items():
+        cfg = pol["config"]
+        orders = sorted({o for e in pol["per_cpu"] for o in e["pcp_hit_rate"]})
+        out.append("")
+        out.append(f"policy {label}: {cfg['cpus']} CPUs, "
+                   f"zones {cfg['zones']}, preset {cfg['name']}")
+        out.append(f"{'':>5}{'pcp hit rate':>{9 * len(orders)}} {'refill blocks':>28} {'drained pages':>28} "
+                   f"{'zone->lock':>10} {'fallbacks':>11}")
+        out.append(f"{'cpu':>5}" + "".join(f"{'order ' + str(o):>9}" for o in orders)
+                   + f" {'emulated':>10} {'traced':>10} {'ratio':>6} {'emulated':>10} {'traced':>10} "
+                   f"{'ratio':>6} {'emulated':>10} {'emu':>5} {'trace':>5}")
+        out += [_cpu_row(str(e["cpu"]), e, orders) for e in pol["per_cpu"]]
+        out.append(_cpu_row("all", pol["total"], orders))
+    return "\n".join(out) + "\n"
