@@ -79,7 +79,7 @@ def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
         base, notes = config_from_zoneinfo(args.zoneinfo, args.preset, **extra)
     else:
         zones: Any = args.zones or "x86_64"
-        if "=" in zones:
+        if zones not in ("x86_64", "normal"):
             pairs = [item.partition("=") for item in zones.split(",")]
             if any(not sep for _, sep, _ in pairs):
                 raise ConfigError(f"--zones: cannot read {args.zones!r}; use e.g. DMA=3840,Normal=163840")
