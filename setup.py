@@ -1,4 +1,4 @@
-"""Build the pcpemu._core extension.
+"""Build the pcpemu._core extension and the ftrace fast path, pcpemu._ftrace.
 
 PCPEMU_DEBUG=1 builds with -O0 -g and turns Cython's bounds checks back on.
 Never -march=native by default: gcc moves list pointer pairs through vector
@@ -23,7 +23,14 @@ extensions = [
         extra_compile_args=extra_compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("PCPEMU_DEBUG", "1")] if DEBUG else []),
-    )
+    ),
+    Extension(
+        "pcpemu._ftrace",
+        ["pcpemu/_ftrace.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=extra_compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
 ]
 
 setup(

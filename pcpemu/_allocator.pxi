@@ -38,15 +38,16 @@ def cpu_state_dtype():
     """numpy dtype of struct cpu_state, with the C offsets."""
     cdef cpu_state d
     cdef void *b = &d
-    names = ["touched", "item", "alloc", "alloc_fail", "pcp_hit", "pcp_miss", "cma_pages_to",
-             "lock_site", "lock_site_pages", "cl_ops", "cl_sum", "cl_hist"]
+    names = ["touched", "item", "alloc", "alloc_fail", "pcp_hit", "pcp_miss", "pcp_refill_blocks",
+             "cma_pages_to", "lock_site", "lock_site_pages", "cl_ops", "cl_sum", "cl_hist"]
     formats = ["<u8", ("<u8", (NR_PCPEMU_ITEMS,)), ("<u8", (NR_PAGE_ORDERS, MIGRATE_TYPES)),
                ("<u8", (NR_PAGE_ORDERS, MIGRATE_TYPES)), ("<u8", (NR_PAGE_ORDERS,)),
-               ("<u8", (NR_PAGE_ORDERS,)), ("<u8", (MIGRATE_TYPES,)), ("<u8", (NR_LOCK_SITES,)),
-               ("<u8", (NR_LOCK_SITES,)), ("<u8", (NR_PCP_OPS,)), ("<u8", (NR_PCP_OPS,)),
+               ("<u8", (NR_PAGE_ORDERS,)), ("<u8", (NR_PAGE_ORDERS,)), ("<u8", (MIGRATE_TYPES,)),
+               ("<u8", (NR_LOCK_SITES,)), ("<u8", (NR_LOCK_SITES,)), ("<u8", (NR_PCP_OPS,)), ("<u8", (NR_PCP_OPS,)),
                ("<u8", (NR_PCP_OPS, CL_HIST))]
     offsets = [_offset(&d.touched, b), _offset(&d.item, b), _offset(&d.alloc, b),
                _offset(&d.alloc_fail, b), _offset(&d.pcp_hit, b), _offset(&d.pcp_miss, b),
+               _offset(&d.pcp_refill_blocks, b),
                _offset(&d.cma_pages_to, b), _offset(&d.lock_site, b), _offset(&d.lock_site_pages, b),
                _offset(&d.cl_ops, b), _offset(&d.cl_sum, b), _offset(&d.cl_hist, b)]
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": sizeof(cpu_state)})

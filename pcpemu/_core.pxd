@@ -146,6 +146,7 @@ cdef extern from "_kernel.h" nogil:
         uint64_t alloc_fail[11][6]
         uint64_t pcp_hit[11]
         uint64_t pcp_miss[11]
+        uint64_t pcp_refill_blocks[11]
         uint64_t cma_pages_to[6]
         uint64_t lock_site[5]
         uint64_t lock_site_pages[5]

@@ -183,6 +183,7 @@ struct cpu_state {
 	uint64_t alloc_fail[NR_PAGE_ORDERS][MIGRATE_TYPES];
 	uint64_t pcp_hit[NR_PAGE_ORDERS];
 	uint64_t pcp_miss[NR_PAGE_ORDERS];
+	uint64_t pcp_refill_blocks[NR_PAGE_ORDERS];	/* blocks rmqueue_bulk put on pcp lists */
 	uint64_t cma_pages_to[MIGRATE_TYPES];	/* CMA pages by requesting migratetype */
 	uint64_t lock_site[NR_LOCK_SITES];
 	uint64_t lock_site_pages[NR_LOCK_SITES];

@@ -93,6 +93,7 @@ cdef int rmqueue_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int
     spin_unlock_zone(z)
     cs.item[<int>PCP_REFILL] += 1
     cs.item[<int>PCP_REFILL_PAGES] += <long>i << order
+    cs.pcp_refill_blocks[order] += i
     return i
 
 

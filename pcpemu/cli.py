@@ -37,6 +37,95 @@ _VERBS: list[Callable[[Any], None]] = []
 # --- verbs (each helper adds its _add_/_cmd_ pair below this line) ---
 
 
+def _add_replay(sub: Any) -> None:
+    from .config import PRESETS, THP_LIST_POLICIES
+
+    p = sub.add_parser(
+        "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
+        description="Replay the allocations and frees of an ftrace kmem: capture on an emulated "
+        "machine configured like the traced one, and set the emulator's pcp refills, drains, "
+        "zone->lock acquisitions and fallbacks beside the kernel's own, per CPU.")
+    p.add_argument("trace", metavar="TRACE", help="ftrace text (trace, trace_pipe, trace-cmd report, "
+                   "perf script); .gz and .xz are read directly")
+    p.add_argument("--zoneinfo", metavar="FILE",
+                   help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
+    p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
+    p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
+    p.add_argument("--zones", default=None, metavar="SPEC",
+                   help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
+    p.add_argument("--cma", default="0", help="CMA size (default none)")
+    p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
+    p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
+                   help="THP-list policies to compare on the same stream (default: the preset's); "
+                   + ", ".join(THP_LIST_POLICIES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strict", action="store_true", help="stop at the first malformed kmem line")
+    p.add_argument("--emit-trace", metavar="FILE",
+                   help="write the emulated allocations and frees as ftrace text (one --policy)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=_cmd_replay)
+
+
+def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    from .config import KernelConfig
+    from .errors import ConfigError
+    from .replay import config_from_zoneinfo
+
+    extra = {"cma": args.cma}
+    if args.zoneinfo:
+        if args.cpus is not None or args.zones is not None:
+            raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
+        base, notes = config_from_zoneinfo(args.zoneinfo, args.preset, **extra)
+    else:
+        zones: Any = args.zones or "x86_64"
+        if zones not in ("x86_64", "normal"):
+            pairs = [item.partition("=") for item in zones.split(",")]
+            if any(not sep for _, sep, _ in pairs):
+                raise ConfigError(f"--zones: cannot read {args.zones!r}; use e.g. DMA=3840,Normal=163840")
+            zones = {name.strip(): pages.strip() for name, _, pages in pairs}
+        base = KernelConfig.preset(args.preset, memory=args.memory, zones=zones,
+                                   cpus=4 if args.cpus is None else args.cpus, **extra)
+        notes = []
+    policies = args.policy or [base.thp_lists]
+    if args.emit_trace and len(policies) > 1:
+        raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
+    configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}
+    return configs, notes
+
+
+def _progress_bar(events: int, fraction: float | None) -> None:
+    bar = "" if fraction is None else "[" + "#" * int(30 * fraction) + "-" * (30 - int(30 * fraction)) + "] "
+    pct = "" if fraction is None else f"{100 * fraction:3.0f}% "
+    sys.stderr.write(f"\rreplay {bar}{pct}{events:,} events")
+    sys.stderr.flush()
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay, replay_text
+
+    configs, notes = _replay_configs(args)          # bad options fail before any work
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+    try:
+        result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
+                        progress=_progress_bar if show else None, config_notes=notes)
+    finally:
+        if emit is not None:
+            emit.close()
+    if show:
+        sys.stderr.write("\n")
+    if args.json:
+        emit_json("replay", result.to_dict())
+    else:
+        sys.stdout.write(replay_text(result))
+    return EXIT_OK
+
+
+_VERBS.append(_add_replay)
+
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="the one-THP-list vs two comparison report (HTML, Markdown, JSON, PNG)")
     p.add_argument("-o", "--output", default="pcpemu-report", help="output directory (default ./pcpemu-report)")

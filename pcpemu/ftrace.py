@@ -5,7 +5,7 @@ kernel/trace/trace_output.c (the ``trace``/``trace_pipe`` line prefix) produce, 
 same events as ``trace-cmd report`` and ``perf script`` print them; parses the
 /proc/zoneinfo text of mm/vmstat.c (zoneinfo_show_print).
 
-The reader has two paths. A vectorized numpy path reads every line in the kernel's own
+The reader has two paths. A compiled path (pcpemu._ftrace) reads every line in the kernel's own
 ``trace`` format (the common case, and what :func:`write_ftrace` writes); any line it does
 not fully validate goes to a per-line regex path, which reads the other formats, skips
 other events by reason and reports malformed kmem lines with their line numbers.
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple, TextIO, Union
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from ._ftrace import fast_lines
 from .errors import TraceFormatError, UnknownGfpError
 from .gfp import parse_gfp, show_gfp_flags
 
@@ -198,164 +198,11 @@ def _iter_chunks(source: _Source) -> Iterator[bytes]:
 
 
 # ---------------------------------------------------------------------------------------
-# Fast path: the kernel's own `trace` format, parsed column-wise with numpy.
-#
-#   "%16s-%-7d [%03d] %5s %5lu.%06lu: <event>: page=%p pfn=0x%lx order=%d ..."
-#
-# Every byte that carries a value is checked; a line the fast path does not accept is
-# handed to the slow path, never guessed at.
+# The kernel's own `trace` format is read by the fast path in C (_ftrace.pyx), which
+# checks every byte that carries a value and leaves any other line to the slow path.
 
-_PAD = 256  # beyond the farthest byte the fast path looks at
-_AR = np.arange(64)
-_FLAG_OK = np.zeros(256, bool)
-_FLAG_OK[list(b" .DdbXNnpZzHhs0123456789abcdef")] = True
-# Kinds the fast path reads, with "name: page=" as it must appear after the ": ".
-_FAST_KINDS = (MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
-               MM_PAGE_ALLOC_ZONE_LOCKED)
-_TEMPLATE = {k: EVENT_NAMES[k].encode() + b": page=" for k in _FAST_KINDS}
-_NAME_LEN = np.zeros(len(EVENT_NAMES), np.int64)
-for _k in _FAST_KINDS:
-    _NAME_LEN[_k] = len(EVENT_NAMES[_k])
-
-
-def _window(a: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
-    # Rows of `width` bytes starting at each pos (a gather of contiguous rows).
-    return sliding_window_view(a, width)[pos]
-
-
-def _is(a: np.ndarray, pos: np.ndarray, text: bytes) -> np.ndarray:
-    # Rows whose bytes at pos equal text (compared as fixed-size byte strings).
-    return _window(a, pos, len(text)).view(f"V{len(text)}")[:, 0] == np.void(text)
-
-
-def _digits(w: np.ndarray, base: int) -> np.ndarray:
-    # Digit values of ASCII bytes; anything that is not a digit of `base` maps to >= base.
-    d = w - np.uint8(48)
-    if base == 16:
-        d = np.where(d > 9, w - np.uint8(87), d)  # 'a'..'f'; 'A'..'F' wrap to >= 16
-    return d
-
-
-def _scan(a: np.ndarray, pos: np.ndarray, width: int,
-          base: int) -> tuple[np.ndarray, np.ndarray]:
-    # Reads the run of digits at pos; returns (value, length). A run of `width` digits
-    # may have more after it: callers check the byte after the run.
-    d = _digits(_window(a, pos, width), base)
-    isd = d < base
-    n = np.where(isd.all(1), width, isd.argmin(1))
-    val = np.zeros(len(pos), np.int64)
-    for j in range(width):
-        val = np.where(j < n, val * base + d[:, j], val)
-    return val, n
-
-
-def _fast_chunk(pbuf: bytes, a: np.ndarray, nl: np.ndarray,
-                gfp_cache: dict[bytes, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Read the lines of one padded block that are in the kernel ``trace`` format.
-
-    :return: (line indexes, EVENT_DTYPE rows without the line field) of the accepted lines.
-    """
-    col = np.flatnonzero(a == 58) if len(nl) else np.zeros(0, np.int64)
-    p = col[_is(a, col + 1, b" mm_page_")]
-    li = np.searchsorted(nl, p)
-    once = np.ones(len(p), bool)
-    if len(p) > 1:
-        dup = li[1:] == li[:-1]
-        once[1:] &= ~dup
-        once[:-1] &= ~dup
-    p, li = p[once], li[once]
-    # Guess the kind from the bytes after "mm_page_", then check its whole name.
-    c8, c12, c13 = a[p + 10], a[p + 14], a[p + 15]
-    guess = np.select(
-        [c8 == 112, (c8 == 102) & (c12 == 58), c8 == 102, (c8 == 97) & (c13 == 58),
-         (c8 == 97) & (a[p + 16] == 122)],
-        [MM_PAGE_PCPU_DRAIN, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_ALLOC,
-         MM_PAGE_ALLOC_ZONE_LOCKED], 0).astype(np.uint8)
-    kind = np.zeros(len(p), np.uint8)
-    for k in _FAST_KINDS:
-        sel = np.flatnonzero(guess == k)
-        kind[sel[_is(a, p[sel] + 2, _TEMPLATE[k])]] = k
-    ok = kind != 0
-    p, li, kind = p[ok], li[ok], kind[ok]
-    end = nl[li]
-    # page=<16 hex digits> pfn=0x
-    ps = p + 9 + _NAME_LEN[kind]
-    page = _digits(_window(a, ps, 16), 16)
-    ok = (page < 16).all(1) & _is(a, ps + 16, b" pfn=0x")
-    null = (page == 0).all(1)
-    pfn, n = _scan(a, ps + 23, 13, 16)
-    q = ps + 23 + n
-    ok &= (n > 0) & (n < 13) & (a[q] == 32) & _is(a, q + 1, b"order=")
-    order, n = _scan(a, q + 7, 3, 10)
-    q = q + 7 + n
-    ok &= n > 0
-    mt = np.full(len(p), -1, np.int64)
-    refill = np.full(len(p), -1, np.int64)
-    gfp = np.zeros(len(p), np.int64)
-    has_mt = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_PCPU_DRAIN) | (
-        kind == MM_PAGE_ALLOC_ZONE_LOCKED)
-    ok &= np.where(has_mt, _is(a, q, b" migratetype="), a[q] == 10)
-    v, n = _scan(a, q + 13, 3, 10)
-    mt = np.where(has_mt, v, mt)
-    q = np.where(has_mt, q + 13 + n, q)
-    ok &= ~has_mt | (n > 0)
-    zl = kind == MM_PAGE_ALLOC_ZONE_LOCKED
-    ok &= np.where(zl, _is(a, q, b" percpu_refill="), True)
-    v, n = _scan(a, q + 15, 2, 10)
-    refill = np.where(zl, v, refill)
-    ok &= ~zl | ((n == 1) & (v <= 1) & (a[q + 16] == 10))
-    ok &= np.where(kind == MM_PAGE_PCPU_DRAIN, a[q] == 10, True)
-    al = kind == MM_PAGE_ALLOC
-    ok &= np.where(al, _is(a, q, b" gfp_flags=") & (end > q + 11), True)
-    # A failed allocation prints a NULL page and pfn=0x0; a NULL page elsewhere is malformed.
-    ok &= ~null | (al & (pfn == 0))
-    pfn = np.where(null, PFN_FAILED, pfn)
-    sel = np.flatnonzero(al & ok)
-    if len(sel):
-        starts, ends = (q[sel] + 11).tolist(), end[sel].tolist()
-        tokens = [pbuf[s:e] for s, e in zip(starts, ends)]
-        for tok in set(tokens).difference(gfp_cache):
-            try:
-                gfp_cache[tok] = parse_gfp(tok.decode("ascii"))
-            except (UnknownGfpError, UnicodeDecodeError):
-                gfp_cache[tok] = -1  # the slow path reports it
-        gfp[sel] = np.fromiter(map(gfp_cache.__getitem__, tokens), np.int64, len(sel))
-        ok[sel] &= gfp[sel] >= 0
-    # timestamp " %5lu.%06lu: "
-    d = _digits(_window(a, p - 6, 6), 10)
-    ok &= (a[p - 7] == 46) & (d < 10).all(1)
-    usec = np.zeros(len(p), np.int64)
-    for j in range(6):
-        usec = usec * 10 + d[:, j]
-    dig = _digits(_window(a, p - 17, 10), 10)[:, ::-1] < 10
-    nsec = np.where(dig.all(1), 10, dig.argmin(1))
-    ts0 = p - 7 - nsec
-    ok &= (nsec > 0) & (nsec < 10) & (a[ts0 - 1] == 32)
-    secs, _ = _scan(a, ts0, 9, 10)
-    # "[%03d] " then the irq-info flags (or none), then the padding of %5lu
-    w = _window(a, ts0 - 16, 16)
-    br = w == 93
-    r = 15 - br[:, ::-1].argmax(1)
-    ok &= br.any(1) & (a[ts0 - 15 + r] == 32)
-    ok &= (np.take(_FLAG_OK, w) | (_AR[:16] <= r[:, None])).all(1)
-    rb = ts0 - 16 + r
-    dig = _digits(_window(a, rb - 5, 5), 10)[:, ::-1] < 10
-    ncpu = np.where(dig.all(1), 5, dig.argmin(1))
-    ok &= (ncpu > 0) & (ncpu < 5) & (a[rb - 1 - ncpu] == 91)
-    cpu, _ = _scan(a, rb - ncpu, 4, 10)
-    ok &= (cpu < 65536) & (order < 64) & (mt < 64)
-    rows = np.zeros(int(ok.sum()), EVENT_DTYPE)
-    rows["kind"] = kind[ok]
-    rows["cpu"] = cpu[ok]
-    rows["pfn"] = pfn[ok]
-    rows["order"] = order[ok]
-    rows["migratetype"] = mt[ok]
-    rows["gfp"] = gfp[ok]
-    rows["timestamp"] = (secs[ok] * 1000000 + usec[ok]) / 1e6
-    rows["fallback_order"] = -1
-    rows["fallback_migratetype"] = -1
-    rows["percpu_refill"] = refill[ok]
-    return li[ok], rows
+# Columns fast_lines() returns, after the line indexes.
+_FAST_FIELDS = ("kind", "cpu", "pfn", "order", "migratetype", "gfp", "timestamp", "percpu_refill")
 
 
 # ---------------------------------------------------------------------------------------
@@ -477,21 +324,24 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
 
 def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
                  gfp_cache: dict[bytes, int]) -> np.ndarray:
-    pbuf = bytes(_PAD) + chunk + bytes(_PAD)
-    a = np.frombuffer(pbuf, np.uint8)
-    nl = np.flatnonzero(a == 10)
-    li, rows = _fast_chunk(pbuf, a, nl, gfp_cache)
+    nl = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+    li, *cols = fast_lines(chunk, nl, gfp_cache)
+    rows = np.empty(len(li), EVENT_DTYPE)
+    for name, col in zip(_FAST_FIELDS, cols):
+        rows[name] = col
+    rows["fallback_order"] = -1
+    rows["fallback_migratetype"] = -1
     rows["line"] = li + first_line
     stats.lines += len(nl)
+    if len(li) == len(nl):
+        return rows
     done = np.zeros(len(nl), bool)
     done[li] = True
     rest = np.flatnonzero(~done)
-    if len(rest) == 0:
-        return rows
-    starts = np.concatenate(([_PAD], nl[:-1] + 1))
+    starts = np.concatenate(([0], nl[:-1] + 1))
     slow = []
     for i, s, e in zip(rest.tolist(), starts[rest].tolist(), nl[rest].tolist()):
-        row = _slow_line(pbuf[s:e], first_line + i, stats, strict, gfp_cache)
+        row = _slow_line(chunk[s:e], first_line + i, stats, strict, gfp_cache)
         if row is not None:
             slow.append(row)
     if not slow:

@@ -276,6 +276,7 @@ def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
     d["alloc_fail"] = total["alloc_fail"].tolist()
     d["pcp_hit"] = total["pcp_hit"].tolist()
     d["pcp_miss"] = total["pcp_miss"].tolist()
+    d["pcp_refill_blocks"] = total["pcp_refill_blocks"].tolist()
     d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"]) if i < 3}
     d["zone_lock"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site"])}
     d["zone_lock_pages"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site_pages"])}

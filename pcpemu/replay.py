@@ -1,0 +1,476 @@
+"""Trace replay: a real ftrace ``kmem:`` capture run on an emulated machine.
+
+Each traced mm_page_alloc becomes an emulated allocation (same CPU, order and gfp) and
+each traced mm_page_free frees its counterpart; the kernel's own answer - the
+mm_page_alloc_zone_locked refills, mm_page_pcpu_drain drains and mm_page_alloc_extfrag
+fallbacks of include/trace/events/kmem.h - is counted, not replayed, and set beside the
+emulator's counters per CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, TextIO
+
+import numpy as np
+
+from .config import MAX_PAGE_ORDER, KernelConfig
+from .errors import ConfigError, TraceFormatError
+from .ftrace import (
+    EVENT_DTYPE,
+    EVENT_NAMES,
+    MM_PAGE_ALLOC,
+    MM_PAGE_ALLOC_EXTFRAG,
+    MM_PAGE_ALLOC_ZONE_LOCKED,
+    MM_PAGE_FREE,
+    MM_PAGE_FREE_BATCHED,
+    MM_PAGE_PCPU_DRAIN,
+    PFN_FAILED,
+    TraceStats,
+    read_event_batches,
+    read_zoneinfo,
+    write_ftrace,
+)
+from .gfp import ZONE_NAMES, gfp_migratetype
+from .machine import OP_DTYPE, Machine
+from .watermark import setup_zones
+from .workloads import OP_ALLOC, OP_FREE
+
+__all__ = ["ReplayResult", "SKIP_REASONS", "config_from_zoneinfo", "replay", "replay_text"]
+
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+
+#: Why a traced event is not replayed, by key.
+SKIP_REASONS = {
+    "failed_alloc": "mm_page_alloc that failed in the traced kernel",
+    "free_batched": "mm_page_free_batched, a second record of an mm_page_free",
+    "free_before_trace": "mm_page_free of a pfn the trace never allocated (allocated before it began)",
+    "free_untraced_alloc": "mm_page_free of a pfn already freed; its new allocation is not in the trace",
+    "free_wrong_order": "mm_page_free whose order differs from its traced allocation",
+}
+
+#: Progress callback: (events read so far, fraction of the input read or None).
+Progress = Callable[[int, "float | None"], None]
+
+
+# ---------------------------------------------------------------------------------------
+# Configuring the machine from the traced one.
+
+
+def config_from_zoneinfo(zoneinfo: str | os.PathLike[str] | dict, preset: str = "v6.10",
+                         **overrides: Any) -> tuple[KernelConfig, list[str]]:
+    """A KernelConfig of the machine a /proc/zoneinfo dump describes.
+
+    Zones get the dump's managed pages and the CPUs are those of its pagesets;
+    min_free_kbytes is chosen so that the zones' min watermarks are the dump's.
+
+    :param zoneinfo: a path, the text, or what :func:`pcpemu.ftrace.read_zoneinfo` returns.
+    :param preset: the kernel preset the other fields come from.
+    :return: the config and notes on every boot value (watermark, batch) that differs
+        from the dump's.
+    :raises ConfigError: for a dump with no populated zone, no pagesets, or a zone
+        pcpemu does not model.
+    """
+    info = zoneinfo if isinstance(zoneinfo, dict) else read_zoneinfo(zoneinfo)
+    zones = [z for z in info["zones"] if z.get("managed")]
+    if not zones or not info["nr_cpus"]:
+        raise ConfigError("zoneinfo: no populated zone with pagesets")
+    for z in zones:
+        if z["name"] not in ZONE_NAMES[:3]:
+            raise ConfigError(f"zoneinfo: zone {z['name']} has {z['managed']} managed pages; "
+                              "pcpemu models DMA, DMA32 and Normal only")
+    fields = {"zones": {z["name"]: z["managed"] for z in zones}, "cpus": info["nr_cpus"]}
+    fields.update(overrides)
+    cfg = KernelConfig.preset(preset, **fields)
+    if "min_free_kbytes" not in overrides:
+        cfg = _match_min_watermarks(cfg, zones)
+    return cfg, _boot_differences(cfg, zones)
+
+
+def _match_min_watermarks(cfg: KernelConfig, zones: list[dict]) -> KernelConfig:
+    # Each zone's min is pages_min * managed / lowmem, so pages_min lies just above the
+    # sum of the mins; the first min_free_kbytes that gives every min exactly wins.
+    want = {z["name"]: z.get("min") for z in zones}
+    if None in want.values() or _mins(cfg) == want:
+        return cfg
+    pages_min = sum(want.values())
+    for kbytes in range(pages_min * 4, (pages_min + len(zones) + 1) * 4):
+        candidate = cfg.replace(min_free_kbytes=kbytes)
+        if _mins(candidate) == want:
+            return candidate
+    return cfg
+
+
+def _mins(cfg: KernelConfig) -> dict[str, int]:
+    return {z.name: z.watermark[0] for z in setup_zones(cfg)[1] if z.managed}
+
+
+def _boot_differences(cfg: KernelConfig, zones: list[dict]) -> list[str]:
+    emulated = {z.name: z for z in setup_zones(cfg)[1]}
+    notes = []
+    for z in zones:
+        e = emulated[z["name"]]
+        for key, value in (("min", e.watermark[0]), ("low", e.watermark[1]), ("high", e.watermark[2])):
+            if key in z and z[key] != value:
+                notes.append(f"zone {z['name']}: {key} watermark {value}, the dump has {z[key]}")
+        batches = {p["batch"] for p in z["pagesets"] if "batch" in p}
+        if batches and batches != {e.batch}:
+            notes.append(f"zone {z['name']}: pcp batch {e.batch}, the dump has {sorted(batches)}")
+    return notes
+
+
+# ---------------------------------------------------------------------------------------
+# Traced events -> op stream.
+
+
+def _lookup(keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # For each query: is it in the sorted keys, and where (meaningless when absent).
+    if not len(keys):
+        return np.zeros(len(queries), bool), np.zeros(len(queries), np.int64)
+    pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
+    return keys[pos] == queries, pos
+
+
+class _Matcher:
+    """Ties each traced free to the slot of its traced allocation, a batch at a time.
+
+    Within a batch, allocs and frees are sorted by (pfn, time); each event's
+    predecessor is the one before it in its pfn's run, or for the first of a run the
+    allocation still live from earlier batches. Slots freed by a batch are reused by
+    the next one.
+    """
+
+    def __init__(self) -> None:
+        self.live_pfn = np.zeros(0, np.int64)    # sorted pfns of live traced allocations
+        self.live_slot = np.zeros(0, np.int64)
+        self.live_order = np.zeros(0, np.int8)
+        self.pool = np.zeros(0, np.int64)        # slots free for reuse
+        self.next_slot = 0
+        self.skipped: Counter = Counter()
+        self.missing_frees = 0
+
+    def ops(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The op stream of one batch of events, and the batch index of each op."""
+        kind, pfn = ev["kind"], ev["pfn"]
+        alloc = (kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED)
+        self.skipped["failed_alloc"] += int(np.count_nonzero(kind == MM_PAGE_ALLOC) - np.count_nonzero(alloc))
+        self.skipped["free_batched"] += int(np.count_nonzero(kind == MM_PAGE_FREE_BATCHED))
+        idx = np.flatnonzero(alloc | (kind == MM_PAGE_FREE))
+        is_alloc = alloc[idx]
+        p, order = pfn[idx], ev["order"][idx]
+        slot = np.full(len(idx), -1, np.int64)
+        nalloc = int(np.count_nonzero(is_alloc))
+        slot[is_alloc] = self._take_slots(nalloc)
+        # Predecessor of each event in its pfn's run: -2 none, -1 a free, else its slot.
+        o = np.argsort(p, kind="stable")
+        sp = p[o]
+        first = np.ones(len(o), bool)
+        first[1:] = sp[1:] != sp[:-1]
+        prev_slot = np.empty(len(o), np.int64)
+        prev_order = np.empty(len(o), np.int8)
+        prev_slot[1:] = np.where(is_alloc[o[:-1]], slot[o[:-1]], -1)
+        prev_order[1:] = order[o[:-1]]
+        f = np.flatnonzero(first)
+        found, pos = _lookup(self.live_pfn, sp[f])
+        prev_slot[f], prev_order[f] = -2, -1
+        prev_slot[f[found]] = self.live_slot[pos[found]]
+        prev_order[f[found]] = self.live_order[pos[found]]
+        sfree = ~is_alloc[o]
+        self.missing_frees += int(np.count_nonzero(~sfree & (prev_slot >= 0)))
+        matched = sfree & (prev_slot >= 0) & (prev_order == order[o])
+        self.skipped["free_before_trace"] += int(np.count_nonzero(sfree & (prev_slot == -2)))
+        self.skipped["free_untraced_alloc"] += int(np.count_nonzero(sfree & (prev_slot == -1)))
+        self.skipped["free_wrong_order"] += int(np.count_nonzero(sfree & (prev_slot >= 0) & ~matched))
+        slot[o[matched]] = prev_slot[matched]
+        self._carry(sp, o, first, is_alloc, slot, order)
+        self.pool = np.concatenate((self.pool, prev_slot[matched]))
+        keep = is_alloc.copy()
+        keep[o[matched]] = True
+        sel = idx[keep]
+        ops = np.zeros(len(sel), OP_DTYPE)
+        ops["op"] = np.where(is_alloc[keep], OP_ALLOC, OP_FREE)
+        ops["order"] = order[keep]
+        ops["cpu"] = ev["cpu"][sel]
+        ops["gfp"] = ev["gfp"][sel]
+        ops["slot"] = slot[keep]
+        return ops, sel
+
+    def _take_slots(self, n: int) -> np.ndarray:
+        reuse = self.pool[:n]
+        self.pool = self.pool[n:]
+        fresh = np.arange(self.next_slot, self.next_slot + n - len(reuse), dtype=np.int64)
+        self.next_slot += len(fresh)
+        return np.concatenate((reuse, fresh))
+
+    def _carry(self, sp: np.ndarray, o: np.ndarray, first: np.ndarray, is_alloc: np.ndarray,
+               slot: np.ndarray, order: np.ndarray) -> None:
+        # Live after the batch: earlier allocations whose pfn the batch did not touch,
+        # and each run whose last event is an allocation.
+        last = np.ones(len(o), bool)
+        last[:-1] = first[1:]
+        hit, _ = _lookup(sp[first], self.live_pfn)
+        ends = o[last & is_alloc[o]]
+        pfn = np.concatenate((self.live_pfn[~hit], sp[last & is_alloc[o]]))
+        srt = np.argsort(pfn, kind="stable")
+        self.live_pfn = pfn[srt]
+        self.live_slot = np.concatenate((self.live_slot[~hit], slot[ends]))[srt]
+        self.live_order = np.concatenate((self.live_order[~hit], order[ends]))[srt]
+
+
+# ---------------------------------------------------------------------------------------
+# The result.
+
+
+def _ratio(emulated: float, traced: float) -> float | None:
+    return emulated / traced if traced else None
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """What a replay saw and what each emulated machine did.
+
+    ``traced`` and each policy's ``per_cpu`` are lists indexed by CPU; the policy
+    entries carry the traced values beside the emulated ones and their ratio.
+    """
+
+    trace: str
+    events_read: int
+    events: dict[str, int]
+    replayed: dict[str, int]
+    skipped: dict[str, int]
+    missing_frees: int
+    lost_events: int
+    malformed: dict[str, int]
+    traced: list[dict[str, Any]]
+    policies: dict[str, dict[str, Any]]
+    config: dict[str, Any]
+    config_notes: list[str]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values."""
+        return dataclasses.asdict(self)
+
+
+def _traced_counters(acc: dict[str, np.ndarray], ev: np.ndarray) -> None:
+    # The kernel's own answer: refill blocks by order, drained pages, fallbacks, per CPU.
+    kind, cpu, order = ev["kind"], ev["cpu"].astype(np.int64), ev["order"].astype(np.int64)
+    refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
+    np.add.at(acc["refill_blocks"], (cpu[refill], order[refill]), 1)
+    drain = kind == MM_PAGE_PCPU_DRAIN
+    np.add.at(acc["drained_pages"], cpu[drain], np.left_shift(1, order[drain]))
+    frag = kind == MM_PAGE_ALLOC_EXTFRAG
+    np.add.at(acc["fallbacks"], cpu[frag], 1)
+
+
+def _traced_per_cpu(acc: dict[str, np.ndarray], nr_cpus: int) -> list[dict[str, Any]]:
+    out = []
+    for c in range(nr_cpus):
+        blocks = acc["refill_blocks"][c]
+        out.append({"cpu": c, "refill_blocks": int(blocks.sum()),
+                    "refill_blocks_by_order": {o: int(blocks[o]) for o in np.flatnonzero(blocks).tolist()},
+                    "refill_pages": int((blocks << np.arange(NR_PAGE_ORDERS)).sum()),
+                    "drained_pages": int(acc["drained_pages"][c]),
+                    "fallbacks": int(acc["fallbacks"][c])})
+    return out
+
+
+def _emulated(st: dict[str, Any], traced: dict[str, Any]) -> dict[str, Any]:
+    hit, miss = st["pcp_hit"], st["pcp_miss"]
+    blocks = st["pcp_refill_blocks"]
+    out = {
+        "pcp_hit_rate": {o: hit[o] / (hit[o] + miss[o]) for o in range(NR_PAGE_ORDERS) if hit[o] + miss[o]},
+        "pcp_hit": {o: hit[o] for o in range(NR_PAGE_ORDERS) if hit[o] + miss[o]},
+        "pcp_miss": {o: miss[o] for o in range(NR_PAGE_ORDERS) if hit[o] + miss[o]},
+        "refills": st["PCP_REFILL"],
+        "refill_blocks": sum(blocks),
+        "refill_blocks_by_order": {o: b for o, b in enumerate(blocks) if b},
+        "refill_pages": st["PCP_REFILL_PAGES"],
+        "drains": st["PCP_DRAIN"],
+        "drained_pages": st["PCP_DRAIN_PAGES"],
+        "zone_lock": st["ZONE_LOCK"],
+        "zone_lock_by_site": {k: v for k, v in st["zone_lock"].items() if v},
+        "fallbacks": st["PGALLOC_FALLBACK"],
+        "alloc_failed": st["ALLOC_FAILED"],
+        "free_skipped": st["FREE_SKIPPED"],
+    }
+    out["traced"] = {k: traced[k] for k in ("refill_blocks", "refill_pages", "drained_pages", "fallbacks")}
+    out["ratio"] = {k: _ratio(out[k], traced[k]) for k in ("refill_blocks", "drained_pages")}
+    return out
+
+
+def _policy_result(m: Machine, traced: list[dict[str, Any]]) -> dict[str, Any]:
+    st = m.stats(per_cpu=True)
+    total_traced = {k: sum(t[k] for t in traced) for k in ("refill_blocks", "refill_pages",
+                                                            "drained_pages", "fallbacks")}
+    return {"config": m.config.as_dict(),
+            "per_cpu": [dict(cpu=c, **_emulated(s, traced[c])) for c, s in enumerate(st["per_cpu"])],
+            "total": _emulated(st, total_traced)}
+
+
+# ---------------------------------------------------------------------------------------
+# The replay.
+
+
+def _open_trace(trace: str | os.PathLike[str] | BinaryIO) -> tuple[BinaryIO, int | None, bool]:
+    # The raw stream, its size (for progress) and whether we opened it.
+    if not isinstance(trace, (str, os.PathLike)):
+        return trace, None, False
+    try:
+        f = open(trace, "rb")
+    except OSError as err:
+        raise TraceFormatError(f"cannot read trace {os.fspath(trace)!r}: {err.strerror}") from None
+    return f, os.fstat(f.fileno()).st_size, True
+
+
+def _check_batch(ev: np.ndarray, nr_cpus: int) -> None:
+    # Checked before the batch runs, so that no op of a bad batch reaches a machine.
+    bad = np.flatnonzero(ev["cpu"] >= nr_cpus)
+    if len(bad):
+        e = ev[bad[0]]
+        raise TraceFormatError(f"line {e['line']}: {EVENT_NAMES[e['kind']]} on CPU {e['cpu']}, but the "
+                               f"emulated machine has {nr_cpus} CPUs (use --cpus or --zoneinfo)")
+    mem = (ev["kind"] == MM_PAGE_ALLOC) | (ev["kind"] == MM_PAGE_FREE)
+    bad = np.flatnonzero(mem & (ev["order"] > MAX_PAGE_ORDER))
+    if len(bad):
+        e = ev[bad[0]]
+        raise TraceFormatError(f"line {e['line']}: {EVENT_NAMES[e['kind']]} of order {e['order']}, "
+                               f"above MAX_PAGE_ORDER ({MAX_PAGE_ORDER})")
+
+
+def _emitted_rows(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, results: np.ndarray) -> np.ndarray:
+    # The emulated allocations and frees as events: the emulator's pfns, the trace's times.
+    done = (ops["op"] == OP_ALLOC) | (results >= 0)
+    rows = np.zeros(int(np.count_nonzero(done)), EVENT_DTYPE)
+    src = ev[sel[done]]
+    op = ops[done]
+    alloc = op["op"] == OP_ALLOC
+    rows["kind"] = np.where(alloc, MM_PAGE_ALLOC, MM_PAGE_FREE)
+    rows["cpu"], rows["order"], rows["timestamp"] = op["cpu"], op["order"], src["timestamp"]
+    rows["pfn"] = results[done]
+    rows["gfp"] = np.where(alloc, op["gfp"], 0)
+    mts = {g: gfp_migratetype(int(g)) for g in np.unique(op["gfp"][alloc]).tolist()}
+    rows["migratetype"] = [mts[g] if a else -1 for g, a in zip(op["gfp"].tolist(), alloc.tolist())]
+    for name in ("fallback_order", "fallback_migratetype", "percpu_refill"):
+        rows[name] = -1
+    return rows
+
+
+def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig | Machine], *,
+           seed: int = 0, batch: int = 65536, strict: bool = False,
+           emit_trace: TextIO | None = None, progress: Progress | None = None,
+           config_notes: list[str] | None = None) -> ReplayResult:
+    """Replay the allocations and frees of an ftrace kmem capture on emulated machines.
+
+    :param trace: a path (plain, .gz or .xz) or an open binary file.
+    :param configs: the machines, by label (e.g. one per THP-list policy), as configs or
+        as fresh Machines (which the caller can then inspect); all run the same op stream.
+    :param seed: the seed of the machines made from configs.
+    :param batch: events per op-stream chunk.
+    :param strict: stop at the first malformed kmem line.
+    :param emit_trace: a text file that gets the first machine's allocations and frees
+        as mm_page_alloc/mm_page_free lines (the emulator's refills and drains are not
+        written: the core has no trace hook for them).
+    :param progress: called after each chunk.
+    :param config_notes: carried into the result (e.g. from :func:`config_from_zoneinfo`).
+    :raises TraceFormatError: for an unreadable trace, a malformed line with ``strict``,
+        or an event on a CPU the machines do not have.
+    """
+    if not configs:
+        raise ConfigError("replay needs at least one machine config")
+    machines = {label: c if isinstance(c, Machine) else Machine(c, seed=seed) for label, c in configs.items()}
+    for label, m in machines.items():
+        if m.stats()["ALLOC_CALLS"]:
+            raise ConfigError(f"machine {label!r} has run before; a replay needs a fresh machine")
+    nr_cpus = {m.config.cpus for m in machines.values()}
+    if len(nr_cpus) != 1:
+        raise ConfigError(f"the machines of one replay must have the same CPUs, got {sorted(nr_cpus)}")
+    cpus = nr_cpus.pop()
+    first = next(iter(machines.values()))
+    raw, size, owned = _open_trace(trace)
+    stats = TraceStats()
+    matcher = _Matcher()
+    acc = {"refill_blocks": np.zeros((cpus, NR_PAGE_ORDERS), np.int64),
+           "drained_pages": np.zeros(cpus, np.int64), "fallbacks": np.zeros(cpus, np.int64)}
+    replayed: Counter = Counter()
+    if emit_trace is not None:
+        write_ftrace([], emit_trace)
+    try:
+        for ev in read_event_batches(raw, batch, strict=strict, stats=stats):
+            _check_batch(ev, cpus)
+            _traced_counters(acc, ev)
+            ops, sel = matcher.ops(ev)
+            replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
+            replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
+            for m in machines.values():
+                res = m.run(ops)
+                if m is first and emit_trace is not None:
+                    write_ftrace(_emitted_rows(ev, ops, sel, res.results), emit_trace, header=False)
+            if progress is not None:
+                progress(sum(stats.events.values()), raw.tell() / size if size else None)
+    finally:
+        if owned:
+            raw.close()
+    traced = _traced_per_cpu(acc, cpus)
+    return ReplayResult(
+        trace=os.fspath(trace) if isinstance(trace, (str, os.PathLike)) else getattr(trace, "name", "<stream>"),
+        events_read=sum(stats.events.values()), events=dict(stats.events), replayed=dict(replayed),
+        skipped={k: matcher.skipped[k] for k in SKIP_REASONS}, missing_frees=matcher.missing_frees,
+        lost_events=stats.lost_events, malformed=dict(stats.malformed), traced=traced,
+        policies={label: _policy_result(m, traced) for label, m in machines.items()},
+        config=first.config.as_dict(), config_notes=list(config_notes or []), seed=seed)
+
+
+# ---------------------------------------------------------------------------------------
+# Text report.
+
+
+def _fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}"
+
+
+def _cpu_row(label: str, e: dict[str, Any], orders: list[int]) -> str:
+    t = e["traced"]
+    hits = "".join(f"{100 * e['pcp_hit_rate'][o]:>8.1f}%" if o in e["pcp_hit_rate"] else f"{'-':>9}"
+                   for o in orders)
+    return (f"{label:>5}{hits} {e['refill_blocks']:>10,} {t['refill_blocks']:>10,} "
+            f"{_fmt_ratio(e['ratio']['refill_blocks']):>6} {e['drained_pages']:>10,} "
+            f"{t['drained_pages']:>10,} {_fmt_ratio(e['ratio']['drained_pages']):>6} "
+            f"{e['zone_lock']:>10,} {e['fallbacks']:>5,} {t['fallbacks']:>5,}")
+
+
+def replay_text(result: ReplayResult) -> str:
+    """The human report of a replay: what was replayed and skipped, then per policy and
+    CPU the emulated pcp hit rates, refill blocks, drained pages, zone->lock
+    acquisitions and fallbacks beside the trace's own."""
+    out = [f"trace {result.trace}: {result.events_read:,} kmem events"]
+    out += [f"  {n:>10,}  {name}" for name, n in sorted(result.events.items(), key=lambda kv: -kv[1])]
+    nskip = sum(result.skipped.values())
+    out.append(f"replayed {result.replayed.get('alloc', 0):,} allocations and "
+               f"{result.replayed.get('free', 0):,} frees; skipped {nskip:,}:")
+    out += [f"  {n:>10,}  {SKIP_REASONS[k]}" for k, n in result.skipped.items() if n]
+    if result.missing_frees:
+        out.append(f"{result.missing_frees:,} allocations of a pfn the trace still held allocated "
+                   "(its free is not in the trace; the emulated block stays allocated)")
+    if result.lost_events:
+        out.append(f"warning: the trace lost {result.lost_events:,} events; the replay is incomplete")
+    if result.malformed:
+        out.append(f"warning: {sum(result.malformed.values()):,} malformed kmem lines skipped")
+    out += [f"note: {n}" for n in result.config_notes]
+    for label, pol in result.policies.items():
+        cfg = pol["config"]
+        orders = sorted({o for e in pol["per_cpu"] for o in e["pcp_hit_rate"]})
+        out.append("")
+        out.append(f"policy {label}: {cfg['cpus']} CPUs, "
+                   f"zones {cfg['zones']}, preset {cfg['name']}")
+        out.append(f"{'':>5}{'pcp hit rate':>{9 * len(orders)}} {'refill blocks':>28} {'drained pages':>28} "
+                   f"{'zone->lock':>10} {'fallbacks':>11}")
+        out.append(f"{'cpu':>5}" + "".join(f"{'order ' + str(o):>9}" for o in orders)
+                   + f" {'emulated':>10} {'traced':>10} {'ratio':>6} {'emulated':>10} {'traced':>10} "
+                   f"{'ratio':>6} {'emulated':>10} {'emu':>5} {'trace':>5}")
+        out += [_cpu_row(str(e["cpu"]), e, orders) for e in pol["per_cpu"]]
+        out.append(_cpu_row("all", pol["total"], orders))
+    return "\n".join(out) + "\n"
