@@ -12,7 +12,9 @@ _ITEM_NAMES = ("PGALLOC", "PGFREE", "ALLOC_CALLS", "ALLOC_FAILED", "FREE_CALLS",
                "ZONE_LOCK_CONTENDED", "ZONE_LOCK_SPINS")
 assert len(_ITEM_NAMES) == NR_PCPEMU_ITEMS
 ITEM_NAMES = _ITEM_NAMES
-LOCK_SITE_NAMES = ("rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmqueue_buddy", "isolation")
+LOCK_SITE_NAMES = ("rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmqueue_buddy", "isolation",
+                   "highatomic")
+assert len(LOCK_SITE_NAMES) == NR_LOCK_SITES
 PCP_OP_NAMES = ("alloc", "free", "drain")
 
 
@@ -338,7 +340,8 @@ cdef class Allocator:
                 "nr_free": [z.free_area[o].nr_free for o in range(NR_PAGE_ORDERS)],
                 "free_lists": lengths, "watermark_boost": z.watermark_boost,
                 "watermark": [z._watermark[o] for o in range(4)], "flags": z.flags,
-                "nr_isolate_pageblock": z.nr_isolate_pageblock}
+                "nr_isolate_pageblock": z.nr_isolate_pageblock,
+                "nr_reserved_highatomic": z.nr_reserved_highatomic}
 
     def free_list_pfns(self, int zi, int order, int mt):
         """The pfns on one free list, head first."""

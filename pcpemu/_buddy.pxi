@@ -340,3 +340,31 @@ cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int 
         if p == NULL:
             p = __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
     return p
+
+
+cdef void reserve_highatomic_pageblock(cpu_state *cs, pglist_data *pgdat, page *p, int order,
+                                       zone *z) noexcept nogil:
+    """Turn the block of a successful high-order atomic allocation into a
+    highatomic reserve, up to about 1% of the zone (reserve_highatomic_pageblock).
+
+    Unlike the kernel, reserves are never given back: unreserve_highatomic_pageblock
+    runs from the reclaim paths, which pcpemu does not model.
+    """
+    cdef unsigned long max_managed, pfn = page_to_pfn(pgdat, p)
+    cdef int mt
+    if z.managed_pages // 100 < PAGEBLOCK_NR_PAGES:
+        return
+    max_managed = (z.managed_pages // 100 + PAGEBLOCK_NR_PAGES - 1) & ~(PAGEBLOCK_NR_PAGES - 1)
+    if z.nr_reserved_highatomic >= max_managed:
+        return
+    spin_lock_zone(cs, pgdat, z, LOCK_HIGHATOMIC)
+    mt = get_pageblock_migratetype(pgdat, pfn)
+    # Only blocks that can merge with others become reserves.
+    if migratetype_is_mergeable(mt):
+        if order < PAGEBLOCK_ORDER:
+            if move_freepages_block(cs, pgdat, z, pfn, mt, MIGRATE_HIGHATOMIC) != -1:
+                z.nr_reserved_highatomic += PAGEBLOCK_NR_PAGES
+        else:
+            change_pageblock_range(cs, pgdat, pfn, order, MIGRATE_HIGHATOMIC)
+            z.nr_reserved_highatomic += 1UL << order
+    spin_unlock_zone(z)

@@ -131,6 +131,7 @@ cdef extern from "_kernel.h" nogil:
         LOCK_FREE_ONE_PAGE
         LOCK_RMQUEUE_BUDDY
         LOCK_ISOLATION
+        LOCK_HIGHATOMIC
         NR_LOCK_SITES
 
     enum pcp_op:
@@ -148,8 +149,8 @@ cdef extern from "_kernel.h" nogil:
         uint64_t pcp_miss[11]
         uint64_t pcp_refill_blocks[11]
         uint64_t cma_pages_to[6]
-        uint64_t lock_site[5]
-        uint64_t lock_site_pages[5]
+        uint64_t lock_site[6]
+        uint64_t lock_site_pages[6]
         uint64_t cl_ops[3]
         uint64_t cl_sum[3]
         uint64_t cl_hist[3][17]

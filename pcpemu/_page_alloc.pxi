@@ -126,6 +126,14 @@ cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned 
     p.cpu = -1
 
 
+cdef inline page *try_this_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags,
+                                int mt, int cpu) noexcept nogil:
+    cdef page *p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
+    if p != NULL and (alloc_flags & ALLOC_HIGHATOMIC):
+        reserve_highatomic_pageblock(cs, pgdat, p, order, z)
+    return p
+
+
 cdef page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, int alloc_flags,
                                   int highest_zoneidx, int mt, int cpu, int *zone_ret) noexcept nogil:
     """Walk the zonelist from the highest allowed zone down and take a block
@@ -146,7 +154,7 @@ cdef page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, 
                 preferred = zi
             if not (z.flags & ZONE_BELOW_HIGH):
                 if zone_watermark_fast(z, order, high_wmark_pages(z), highest_zoneidx, alloc_flags):
-                    p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
+                    p = try_this_zone(cs, pgdat, z, order, alloc_flags, mt, cpu)
                     if p != NULL:
                         zone_ret[0] = zi
                         return p
@@ -157,7 +165,7 @@ cdef page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, 
                 cs.item[<int>ZONE_BELOW_HIGH_SET] += 1
             if zone_watermark_fast(z, order, wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK),
                                    highest_zoneidx, alloc_flags):
-                p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
+                p = try_this_zone(cs, pgdat, z, order, alloc_flags, mt, cpu)
                 if p != NULL:
                     zone_ret[0] = zi
                     return p

@@ -147,3 +147,20 @@ def test_zonelist_falls_back_to_dma32_when_normal_is_cma():
     assert m.page_info(p)["zone"] == "DMA32"
     assert m.stats()["ZONE_FALLBACK"] == 1
     m.check()
+
+
+def test_atomic_high_order_slow_path_reserves_a_highatomic_block():
+    m = machine(memory="256M")                   # 1% of the zone is 655 pages: room for one reserve
+    while m.alloc_pages(MOVABLE4, order=4) is not None:
+        pass
+    assert m.zone_state("Normal")["nr_reserved_highatomic"] == 0
+    p = m.alloc_pages("GFP_ATOMIC", order=1)
+    assert p is not None and m.stats()["SLOWPATH"] >= 1
+    assert m.pageblock_migratetype(p) == "HighAtomic"
+    assert m.zone_state("Normal")["nr_reserved_highatomic"] == 512
+    # A second atomic request does not reserve more than ALIGN(1% of the zone, 512) = 1024.
+    m.alloc_pages("GFP_ATOMIC", order=2)
+    assert m.zone_state("Normal")["nr_reserved_highatomic"] <= 1024
+    m.free_pages(p, 1)
+    m.drain_all_pages()
+    m.check()
