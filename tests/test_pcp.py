@@ -186,3 +186,19 @@ def test_drain_all_pages_empties_every_cpu():
     assert all(m.pcp_state("Normal", c)["count"] == 0 for c in (0, 1))
     assert m.zone_state("Normal")["nr_free_pages"] == 65536
     m.check()
+
+
+def test_mthp_orders_get_lists_of_their_own():
+    cfg = pcpemu.KernelConfig.preset("v6.10", memory="256M", zones="normal", cpus=1,
+                                     mthp_orders={4: "split", 6: "single"})
+    pindex, orders = pcp_list_table(cfg)
+    # 12 low-order lists, order 4 split (12, 13), order 6 single (14), THP split (15, 16).
+    assert orders == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 6, 9, 9]
+    assert pindex[4][:3] == [12, 13, 12] and pindex[6][:3] == [14, 14, 14] and pindex[9][:3] == [15, 16, 15]
+    m = pcpemu.Machine(cfg)
+    p = m.alloc_pages("GFP_HIGHUSER_MOVABLE", 4)
+    assert m.stats()["PCP_REFILL"] == 1          # order 4 now goes through the pcp
+    m.free_pages(p, 4)
+    assert p in m.pcp_list("Normal", 0, 13)
+    assert m._core.pcp_alloc_size == 320         # 32 + 17 * 16 = 304, rounded to a cacheline
+    m.check()
