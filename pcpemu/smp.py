@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _core
+from . import _core, workloads
 from .config import KernelConfig
 from .errors import PcpemuError
 from .gfp import parse_gfp
@@ -142,13 +142,7 @@ def _bursts(n: int, live: int, cpu: int, slot_base: int, rng: np.random.Generato
 
 
 def _tight(order: int, n: int, cpu: int, slot_base: int) -> np.ndarray:
-    ops = np.zeros(n, dtype=OP_DTYPE)
-    ops["op"][1::2] = 1
-    ops["order"] = order
-    ops["cpu"] = cpu
-    ops["gfp"][0::2] = _KERNEL
-    ops["slot"] = slot_base
-    return ops[: n - n % 2]
+    return workloads.alloc_free_pairs(n // 2, order, _KERNEL, cpu, slot_base)
 
 
 def cpu_streams(workload: str, cpus: int, ops_per_cpu: int, seed: int) -> list[np.ndarray]:
