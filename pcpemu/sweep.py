@@ -41,7 +41,7 @@ from .errors import ConfigError, SweepSpecError
 from .sweepstore import last_per_key, open_store
 
 __all__ = ["EXECUTORS", "KINDS", "Kind", "Run", "SweepOutcome", "SweepSpec", "WORKLOADS", "load_spec",
-           "measure_workload", "parse_spec", "register_kind", "run_key", "run_sweep", "summarize"]
+           "measure_workload", "numeric_fields", "parse_spec", "register_kind", "run_key", "run_sweep", "summarize"]
 
 #: A pending sweep this small runs in-process unless an executor is named.
 INLINE_MAX_RUNS = 8
@@ -568,7 +568,8 @@ class _Progress:
 
 # ---- summary ----
 
-def _numeric_fields(records: list[dict[str, Any]]) -> list[str]:
+def numeric_fields(records: list[dict[str, Any]]) -> list[str]:
+    """Names of the numeric result fields of the records, in first-seen order."""
     names: dict[str, None] = {}
     for r in records:
         for k, v in (r["result"] or {}).items():
@@ -586,7 +587,7 @@ def summarize(outcome: SweepOutcome, spec: SweepSpec) -> str:
         lines.append(f"{o.executor} with {o.workers} worker(s), {o.chunk} run(s) per task: wall {o.wall_s:.2f} s, "
                      f"runs' own time {o.run_s:.2f} s, overhead {100 * (o.overhead or 0):.1f}%")
     ok = [r for r in o.records if r["status"] == "ok"]
-    metrics = _numeric_fields(ok)
+    metrics = numeric_fields(ok)
     for axis, values in spec.axes.items():
         if axis == "seed" or not metrics:
             continue

@@ -112,7 +112,7 @@ class JsonLinesStore:
     def append(self, records: list[dict[str, Any]]) -> None:
         if self._file is None:
             self._file = self._open()
-        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode()
+        data = "".join(json.dumps(r) + "\n" for r in records).encode()
         self._file.write(data)     # one write per chunk: a kill tears at most the last line
         self._file.flush()
 
@@ -163,8 +163,8 @@ class ParquetStore:
 
         rows = self._records or []
         columns: dict[str, list[Any]] = {f: [r[f] for r in rows] for f in RECORD_FIELDS}
-        columns["params"] = [json.dumps(r["params"], sort_keys=True) for r in rows]
-        columns["result"] = [json.dumps(r["result"], sort_keys=True) for r in rows]
+        columns["params"] = [json.dumps(r["params"]) for r in rows]
+        columns["result"] = [json.dumps(r["result"]) for r in rows]
         schema = pa.schema([("key", pa.string()), ("measure", pa.string()), ("status", pa.string()), ("error", pa.string()),
                             ("seconds", pa.float64()), ("worker", pa.string()),
                             ("params", pa.string()), ("result", pa.string())])
