@@ -518,19 +518,22 @@ def run_sweep(spec: SweepSpec, output: str, executor: str = "auto", workers: int
     runs = spec.runs()
     pending = [r for r in runs if r.key not in done or (retry_failed and done[r.key]["status"] != "ok")]
     name = _pick_executor(executor, scheduler, len(pending), workers)
+    if name == "dask":
+        _import_distributed()           # missing dask fails here, before any run
     size = _chunk_size(len(pending), workers, chunk or spec.chunk)
     chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
     bar = _Progress(len(runs), len(runs) - len(pending), progress)
-    t0, run_s = time.perf_counter(), 0.0
+    t0, run_s, used = time.perf_counter(), 0.0, 0
     try:
-        with _EXECUTOR_CLASSES[name](workers, scheduler) as ex:
-            for chunk_runs, result in ex.map(KINDS[spec.measure].run, chunks):
-                records = _failed_chunk(chunk_runs, result) if isinstance(result, BaseException) else result
-                store.append(records)
-                done.update((r["key"], r) for r in records)
-                run_s += sum(r["seconds"] for r in records)
-                bar.update(len(records), sum(r["status"] != "ok" for r in records))
-            used = ex.workers
+        if chunks:
+            with _EXECUTOR_CLASSES[name](workers, scheduler) as ex:
+                for chunk_runs, result in ex.map(KINDS[spec.measure].run, chunks):
+                    records = _failed_chunk(chunk_runs, result) if isinstance(result, BaseException) else result
+                    store.append(records)
+                    done.update((r["key"], r) for r in records)
+                    run_s += sum(r["seconds"] for r in records)
+                    bar.update(len(records), sum(r["status"] != "ok" for r in records))
+                used = ex.workers
     finally:
         store.close()
         bar.close()
