@@ -36,8 +36,9 @@ def dask_address():
     import dask
 
     # As pcpemu does for --scheduler local; a cluster of your own wants the same setting.
-    with dask.config.set({"distributed.worker.profile.enabled": False}), distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+    with dask.config.set({"distributed.worker.profile.enabled": False}), distributed.LocalCluster(
+            n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None) as cluster:
         yield cluster.scheduler_address
 
 

@@ -68,8 +68,8 @@ def _markdown(rep: dict[str, Any]) -> str:
 def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
     """Write report.md and report.json into outdir; a file appears only once complete."""
     os.makedirs(outdir, exist_ok=True)
-    return [_write_atomic(outdir, name, text)
-            for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True)), ("report.md", _markdown(rep)))]
+    files = (("report.json", json.dumps(rep, indent=2, sort_keys=True)), ("report.md", _markdown(rep)))
+    return [_write_atomic(outdir, name, text) for name, text in files]
 
 
 def _write_atomic(outdir: str, name: str, text: str) -> str:
@@ -140,7 +140,8 @@ def sweep_tables(records: list[dict[str, Any]]) -> str:
         cells = [str(v) for v in values] + [str(len(recs)), str(sum(r["status"] != "ok" for r in recs))]
         out.append("| " + " | ".join(cells + [_mean(recs, m) for m in metrics]) + " |")
     if failed:
-        out += ["", "## Failed runs", "", "| key | " + " | ".join(swept) + " | error |", "|---" * (len(swept) + 2) + "|"]
+        out += ["", "## Failed runs", "", "| key | " + " | ".join(swept) + " | error |",
+                "|---" * (len(swept) + 2) + "|"]
         out += [f"| {r['key']} | " + " | ".join(str(_param(r, k)) for k in swept)
                 + f" | {str(r['error']).replace('|', '/')} |" for r in failed]
     return "\n".join(out) + "\n"

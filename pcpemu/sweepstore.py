@@ -15,7 +15,8 @@ from typing import Any, Iterable, Protocol
 
 from .errors import SweepSpecError
 
-__all__ = ["JsonLinesStore", "ParquetStore", "ResultStore", "default_suffix", "last_per_key", "load_records", "open_store"]
+__all__ = ["JsonLinesStore", "ParquetStore", "ResultStore", "default_suffix", "last_per_key", "load_records",
+           "open_store"]
 
 #: Record fields besides the parameters and the result.
 RECORD_FIELDS = ("key", "measure", "status", "error", "seconds", "worker")
@@ -34,11 +35,9 @@ class ResultStore(Protocol):
 
 
 def _have_pyarrow() -> bool:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 def default_suffix() -> str:
@@ -165,8 +164,8 @@ class ParquetStore:
         columns: dict[str, list[Any]] = {f: [r[f] for r in rows] for f in RECORD_FIELDS}
         columns["params"] = [json.dumps(r["params"]) for r in rows]
         columns["result"] = [json.dumps(r["result"]) for r in rows]
-        schema = pa.schema([("key", pa.string()), ("measure", pa.string()), ("status", pa.string()), ("error", pa.string()),
-                            ("seconds", pa.float64()), ("worker", pa.string()),
+        schema = pa.schema([("key", pa.string()), ("measure", pa.string()), ("status", pa.string()),
+                            ("error", pa.string()), ("seconds", pa.float64()), ("worker", pa.string()),
                             ("params", pa.string()), ("result", pa.string())])
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)), prefix=".sweep.")
         os.close(fd)

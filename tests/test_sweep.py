@@ -10,7 +10,7 @@ import pytest
 from pcpemu import cli
 from pcpemu.errors import SweepSpecError
 from pcpemu.report import sweep_tables
-from pcpemu.sweep import KINDS, Kind, load_spec, measure_workload, parse_spec, run_key, run_sweep
+from pcpemu.sweep import KINDS, Kind, _pick_executor, load_spec, measure_workload, parse_spec, run_key, run_sweep
 from pcpemu.sweepstore import JsonLinesStore, load_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,6 +129,17 @@ def test_yaml_spec_expands_like_toml(tmp_path):
 
 # ---- executors ----
 
+def test_executor_choice():
+    assert _pick_executor("auto", None, pending=8, workers=4) == "inline"       # a tiny sweep
+    assert _pick_executor("auto", None, pending=9, workers=4) == "processes"
+    assert _pick_executor("auto", None, pending=100, workers=1) == "inline"
+    assert _pick_executor("auto", "tcp://h:8786", pending=1, workers=1) == "dask"
+    with pytest.raises(SweepSpecError, match="--scheduler goes with the dask executor"):
+        _pick_executor("processes", "local", pending=1, workers=1)
+    with pytest.raises(SweepSpecError, match="executor 'pool' is not one of"):
+        _pick_executor("pool", None, pending=1, workers=1)
+
+
 def test_executors_give_the_same_results(tmp_path):
     spec = parse_spec(SMALL)
     inline = run_sweep(spec, str(tmp_path / "inline.jsonl"), executor="inline")
@@ -232,7 +243,9 @@ def test_cli_sweep_then_report_from_sweep(tmp_path, capsys):
     spec.write_text(SMALL_TOML)
     out = tmp_path / "s.jsonl"
     assert cli.main(["sweep", str(spec), "-o", str(out), "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert "8 runs: 8 ok, 0 failed (8 run now, 0 already in" in captured.err
+    doc = json.loads(captured.out)
     assert doc["command"] == "sweep" and doc["outcome"]["runs"] == 8 and doc["outcome"]["failed"] == 0
     rep = tmp_path / "rep"
     assert cli.main(["report", "--from-sweep", str(out), "-o", str(rep)]) == 0
