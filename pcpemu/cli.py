@@ -140,6 +140,8 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ops-per-cpu", type=int, help="ops per CPU of each contention run")
     p.add_argument("--from-json", metavar="FILE", help="render a saved report.json without rerunning")
+    p.add_argument("--from-sweep", metavar="FILE",
+                   help="instead, render the tables and plots of a `pcpemu sweep` result file")
     p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
     p.set_defaults(func=_cmd_report, mode="default")
 
@@ -149,6 +151,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     from .report import ReportOptions, build_report, write_report
 
+    if args.from_sweep:
+        return _report_from_sweep(args)
     if args.from_json:
         try:
             with open(args.from_json) as f:
@@ -170,7 +174,59 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_from_sweep(args: argparse.Namespace) -> int:
+    from .report import write_sweep_report
+    from .sweepstore import load_records
+
+    records = load_records(args.from_sweep)
+    written = write_sweep_report(args.output, records)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        emit_json("report", {"sweep": args.from_sweep, "runs": len(records), "written": written})
+    return EXIT_OK
+
+
 _VERBS.append(_add_report)
+
+
+def _add_sweep(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a sweep spec (TOML/YAML) on this machine, a process pool or a Dask cluster",
+        description="Expand a sweep spec into independent runs and run those not yet in the result "
+        "file, appending each record as it finishes; rerun to resume.")
+    p.add_argument("spec", metavar="SPEC", help="a .toml (or .yaml) sweep spec")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="result file, .parquet (needs pyarrow) or .jsonl (default: SPEC's name with "
+                   ".parquet if pyarrow is installed, else .jsonl)")
+    p.add_argument("--executor", choices=["auto", "inline", "processes", "dask"], default="auto",
+                   help="auto: inline for a tiny sweep, else processes (dask with --scheduler)")
+    p.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler tcp://HOST:8786, or 'local'")
+    p.add_argument("--workers", type=int, help="processes or local Dask workers (default: one per core)")
+    p.add_argument("--chunk", type=int, help="runs per task (default: the spec's, else automatic)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+
+    from .sweep import load_spec, run_sweep, summarize
+    from .sweepstore import default_suffix
+
+    spec = load_spec(args.spec)
+    output = args.output or os.path.splitext(args.spec)[0] + default_suffix()
+    outcome = run_sweep(spec, output, args.executor, args.workers, args.scheduler, args.chunk,
+                        args.retry_failed, None if args.no_progress else sys.stderr)
+    sys.stderr.write(summarize(outcome, spec))
+    if args.json:
+        emit_json("sweep", {"spec": args.spec, "outcome": outcome.as_dict()})
+    return EXIT_OK
+
+
+_VERBS.append(_add_sweep)
 
 
 def _add_bench(sub: Any) -> None:

@@ -9,6 +9,7 @@ __all__ = [
     "NotAllocatedError",
     "OpStreamError",
     "PcpemuError",
+    "SweepSpecError",
     "TraceFormatError",
     "UnknownGfpError",
     "WrongOrderError",
@@ -53,6 +54,10 @@ class OpStreamError(PcpemuError, ValueError):
 
 class TraceFormatError(PcpemuError, ValueError):
     """A line of an ftrace capture that cannot be read."""
+
+
+class SweepSpecError(PcpemuError, ValueError):
+    """A sweep spec (pcpemu sweep) names an unknown axis, kind or workload, or is malformed."""
 
 
 class InvariantError(PcpemuError, AssertionError):

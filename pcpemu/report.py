@@ -1,4 +1,4 @@
-"""The comparison report of one THP list against two: HTML, Markdown, JSON and PNG.
+"""The comparison report of one THP list against two: HTML, Markdown, JSON and PNG; and a sweep's tables and plots.
 
 Gathers, for one config and seed: the struct per_cpu_pages layout table, the
 seed bug's reproduction by policy, the contention sweep (virtual time) with
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import platform
 import shutil
@@ -26,8 +27,10 @@ from .config import KernelConfig
 from .errors import ConfigError
 from .layout import layout_table
 from .machine import Machine
+from .sweep import numeric_fields
 
-__all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "render_markdown", "write_report"]
+__all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "render_markdown", "sweep_plots",
+           "sweep_tables", "write_report", "write_sweep_report"]
 
 #: Sweep sizes per mode: CPU counts, workloads, ops per CPU, microbench pairs.
 MODES = {
@@ -359,3 +362,126 @@ def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))
+
+
+def _write_atomic(outdir: str, name: str, text: str) -> str:
+    fd, tmp = tempfile.mkstemp(dir=outdir, prefix=f".{name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(outdir, name))
+    return os.path.join(outdir, name)
+
+
+# ---- sweeps (pcpemu sweep) ----
+
+#: Sweep parameters that tables and plots average over instead of showing.
+SWEEP_AVERAGED = ("seed",)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    # Numbers in numeric order, then everything else by its text.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, json.dumps(value, sort_keys=True))
+
+
+def _swept(records: list[dict[str, Any]]) -> list[str]:
+    # Parameters that take more than one value (a record's kind counts as one).
+    names = list(dict.fromkeys(k for r in records for k in r["params"]))
+    swept = [k for k in names if len({json.dumps(r["params"].get(k), sort_keys=True) for r in records}) > 1]
+    if len({r["measure"] for r in records}) > 1:
+        swept.insert(0, "measure")
+    return swept
+
+
+def _param(rec: dict[str, Any], name: str) -> Any:
+    return rec["measure"] if name == "measure" else rec["params"].get(name)
+
+
+def _groups(records: list[dict[str, Any]], keys: list[str]) -> dict[tuple, list[dict[str, Any]]]:
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(tuple(_param(rec, k) for k in keys), []).append(rec)
+    return dict(sorted(groups.items(), key=lambda kv: [_sort_key(v) for v in kv[0]]))
+
+
+def _mean(recs: list[dict[str, Any]], metric: str) -> str:
+    values = [r["result"][metric] for r in recs if r["status"] == "ok" and metric in r["result"]]
+    return f"{sum(values) / len(values):.6g}" if values else "-"
+
+
+def sweep_tables(records: list[dict[str, Any]]) -> str:
+    """Markdown tables of a sweep's records: the fixed parameters, one row per
+    combination of the swept ones (means over SWEEP_AVERAGED), and the failed runs.
+
+    :param records: as pcpemu.sweepstore.load_records returns them.
+    """
+    if not records:
+        return "# pcpemu sweep\n\nNo runs.\n"
+    swept = _swept(records)
+    keys = [k for k in swept if k not in SWEEP_AVERAGED]
+    metrics = numeric_fields([r for r in records if r["status"] == "ok"])
+    failed = [r for r in records if r["status"] != "ok"]
+    fixed = {k: v for k, v in records[0]["params"].items() if k not in swept}
+    out = [f"# pcpemu sweep: {len(records)} runs, {len(failed)} failed", "",
+           "Fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()), "",
+           f"Means over {', '.join(k for k in swept if k in SWEEP_AVERAGED) or 'nothing'}.", "",
+           "| " + " | ".join(keys + ["runs", "failed"] + metrics) + " |",
+           "|---" * (len(keys) + 2 + len(metrics)) + "|"]
+    for values, recs in _groups(records, keys).items():
+        cells = [str(v) for v in values] + [str(len(recs)), str(sum(r["status"] != "ok" for r in recs))]
+        out.append("| " + " | ".join(cells + [_mean(recs, m) for m in metrics]) + " |")
+    if failed:
+        out += ["", "## Failed runs", "", "| key | " + " | ".join(swept) + " | error |",
+                "|---" * (len(swept) + 2) + "|"]
+        out += [f"| {r['key']} | " + " | ".join(str(_param(r, k)) for k in swept)
+                + f" | {str(r['error']).replace('|', '/')} |" for r in failed]
+    return "\n".join(out) + "\n"
+
+
+def _x_axis(records: list[dict[str, Any]], keys: list[str]) -> str | None:
+    numeric = [k for k in keys if all(_sort_key(_param(r, k))[0] == 0 for r in records)]
+    return "cpus" if "cpus" in numeric else (numeric[0] if numeric else None)
+
+
+def sweep_plots(records: list[dict[str, Any]], outdir: str) -> list[str]:
+    """``sweep.png``: each numeric result against the first numeric swept parameter
+    (``cpus`` if swept), one line per combination of the others, means over seeds.
+
+    :return: the files written; none without matplotlib or a numeric swept parameter.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    ok = [r for r in records if r["status"] == "ok"]
+    keys = [k for k in _swept(ok) if k not in SWEEP_AVERAGED]
+    x = _x_axis(ok, keys)
+    metrics = numeric_fields(ok)
+    if x is None or not metrics:
+        return []
+    lines = [k for k in keys if k != x]
+    cols = min(3, len(metrics))
+    fig = Figure(figsize=(5 * cols, 3.6 * math.ceil(len(metrics) / cols)), layout="constrained")
+    axes = fig.subplots(math.ceil(len(metrics) / cols), cols, squeeze=False).ravel()
+    for ax, metric in zip(axes, metrics):
+        for label, recs in _groups(ok, lines).items():
+            points = _groups(recs, [x])
+            ax.plot([v[0] for v in points], [float(_mean(rs, metric).replace("-", "nan")) for rs in points.values()],
+                    marker="o", label=", ".join(f"{k}={v}" for k, v in zip(lines, label)) or None)
+        ax.set(title=metric, xlabel=x)
+        if x == "cpus":
+            ax.set_xscale("log", base=2)
+    if lines:
+        axes[0].legend(fontsize="small")
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    path = os.path.join(outdir, "sweep.png")
+    fig.savefig(path, dpi=100)
+    return [path]
+
+
+def write_sweep_report(outdir: str, records: list[dict[str, Any]]) -> list[str]:
+    """Write sweep.md (sweep_tables) and, with matplotlib, sweep.png into outdir."""
+    os.makedirs(outdir, exist_ok=True)
+    return [_write_atomic(outdir, "sweep.md", sweep_tables(records))] + sweep_plots(records, outdir)

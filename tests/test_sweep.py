@@ -1,0 +1,266 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pcpemu import cli
+from pcpemu.errors import SweepSpecError
+from pcpemu.report import sweep_tables
+from pcpemu.sweep import KINDS, Kind, _pick_executor, load_spec, measure_workload, parse_spec, run_key, run_sweep
+from pcpemu.sweepstore import JsonLinesStore, load_records
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SMALL = {
+    "measure": "workload",
+    "params": {"memory": "16M", "ops": 300, "live": 32},
+    "axes": {"policy": ["single", "split"], "cpus": [1, 2], "seed": [1, 2]},
+}
+
+SMALL_TOML = """\
+measure = "workload"
+[params]
+memory = "16M"
+ops = 300
+live = 32
+[axes]
+policy = ["single", "split"]
+cpus = [1, 2]
+seed = [1, 2]
+"""
+
+
+def _counters(records):
+    # Everything but the wall time, which is the one field that may differ between runs.
+    return {r["key"]: {k: v for k, v in r["result"].items() if k != "wall_s"} for r in records}
+
+
+def _lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+# ---- expansion ----
+
+def test_expansion_counts_and_order():
+    spec = parse_spec(SMALL)
+    runs = spec.runs()
+    assert spec.size == len(runs) == 8
+    assert [(r.params["policy"], r.params["cpus"], r.params["seed"]) for r in runs][:3] == [
+        ("single", 1, 1), ("single", 1, 2), ("single", 2, 1)]           # the last axis varies fastest
+    assert all(r.params["ops"] == 300 and r.params["workload"] == "mixed" for r in runs)   # fixed + defaults
+    assert len({r.key for r in runs}) == 8
+
+
+def test_expansion_is_deterministic_and_keys_do_not_depend_on_axis_order():
+    a = parse_spec(SMALL).runs()
+    assert a == parse_spec(json.loads(json.dumps(SMALL))).runs()
+    reordered = dict(SMALL, axes=dict(reversed(list(SMALL["axes"].items()))))
+    b = parse_spec(reordered).runs()
+    assert [r.key for r in a] != [r.key for r in b]
+    assert sorted(r.key for r in a) == sorted(r.key for r in b)
+
+
+def test_run_key_is_stable():
+    # A changed key would make every existing result file rerun from scratch.
+    assert run_key("workload", {"cpus": 1, "seed": 2}) == run_key("workload", {"seed": 2, "cpus": 1})
+    assert run_key("workload", {"cpus": 1, "seed": 2}) == "f337b88b500b7f3af491"
+    assert run_key("workload", {"cpus": 1, "seed": 2}) != run_key("workload", {"cpus": 1, "seed": 3})
+
+
+def test_a_run_is_a_pure_function_of_its_params():
+    params = parse_spec(SMALL).runs()[5].params
+    a, b = measure_workload(params), measure_workload(params)
+    a.pop("wall_s"), b.pop("wall_s")
+    assert a == b and a["ZONE_LOCK"] > 0
+
+
+# ---- bad specs ----
+
+@pytest.mark.parametrize("change, message", [
+    ({"axes": {"cpu": [1, 2]}}, "unknown parameter 'cpu'"),
+    ({"axes": {"cpus": []}}, "axis 'cpus' needs a non-empty list"),
+    ({"axes": {"cpus": 4}}, "axis 'cpus' needs a non-empty list"),
+    ({"params": {"workload": "thp_storm"}}, "workload 'thp_storm' is not one of"),
+    ({"axes": {"workload": ["mixed", "nope"]}}, "workload 'nope' is not one of"),
+    ({"measure": "nosuch"}, "measure 'nosuch' is not one of"),
+    ({"axis": {"cpus": [1]}}, "unknown key(s) 'axis'"),
+    ({"params": {"cpus": 2}, "axes": {"cpus": [1, 2]}}, "both a fixed parameter and an axis"),
+    ({"axes": {"seed": [1, 1]}}, "repeats a value"),
+    ({"params": {}, "axes": {"memory": ["16M", "1X"]}}, "cannot read size '1X'"),
+    ({"axes": {"preset": ["v6.10", "v9.9"]}}, "preset 'v9.9' is not one of"),
+    ({"params": {"ops": -1}}, "ops: expected an integer >= 0"),
+    ({"chunk": 0}, "chunk must be an integer >= 1"),
+])
+def test_bad_specs_are_rejected(change, message):
+    with pytest.raises(SweepSpecError) as e:
+        parse_spec({**SMALL, **change}, "bad.toml")
+    assert message in str(e.value) and "bad.toml" in str(e.value)
+
+
+def test_bad_spec_fails_before_any_run(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(SMALL_TOML.replace('policy = ["single", "split"]', 'policy = ["single", "triple"]'))
+    out = tmp_path / "out.jsonl"
+    assert cli.main(["sweep", str(spec), "-o", str(out)]) == cli.EXIT_ERROR
+    assert "policy 'triple' is not one of" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_dask_is_a_clear_error_before_any_run(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(SweepSpecError, match=r"pip install 'pcpemu\[dask\]'"):
+        run_sweep(parse_spec(SMALL), str(out), scheduler="local")
+    assert not out.exists() or out.read_text() == ""
+
+
+def test_yaml_spec_expands_like_toml(tmp_path):
+    pytest.importorskip("yaml")
+    toml, yml = tmp_path / "s.toml", tmp_path / "s.yaml"
+    toml.write_text(SMALL_TOML)
+    yml.write_text(json.dumps(SMALL))        # JSON is YAML
+    assert load_spec(str(toml)).runs() == load_spec(str(yml)).runs()
+
+
+# ---- executors ----
+
+def test_executor_choice():
+    assert _pick_executor("auto", None, pending=8, workers=4) == "inline"       # a tiny sweep
+    assert _pick_executor("auto", None, pending=9, workers=4) == "processes"
+    assert _pick_executor("auto", None, pending=100, workers=1) == "inline"
+    assert _pick_executor("auto", "tcp://h:8786", pending=1, workers=1) == "dask"
+    with pytest.raises(SweepSpecError, match="--scheduler goes with the dask executor"):
+        _pick_executor("processes", "local", pending=1, workers=1)
+    with pytest.raises(SweepSpecError, match="executor 'pool' is not one of"):
+        _pick_executor("pool", None, pending=1, workers=1)
+
+
+def test_executors_give_the_same_results(tmp_path):
+    spec = parse_spec(SMALL)
+    inline = run_sweep(spec, str(tmp_path / "inline.jsonl"), executor="inline")
+    procs = run_sweep(spec, str(tmp_path / "procs.jsonl"), executor="processes", workers=2, chunk=3)
+    assert (inline.executor, procs.executor, procs.workers) == ("inline", "processes", 2)
+    assert _counters(inline.records) == _counters(procs.records)
+    assert len({r["worker"] for r in procs.records}) == 2
+    assert _counters(load_records(str(tmp_path / "procs.jsonl"))) == _counters(inline.records)
+
+
+def test_dask_local_cluster_gives_the_same_results(tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'pcpemu[dask]')")
+    spec = parse_spec(SMALL)
+    inline = run_sweep(spec, str(tmp_path / "inline.jsonl"), executor="inline")
+    dask = run_sweep(spec, str(tmp_path / "dask.jsonl"), scheduler="local", workers=2, chunk=2)
+    assert (dask.executor, dask.workers) == ("dask", 2)
+    assert _counters(dask.records) == _counters(inline.records)
+    assert os.getpid() not in {int(r["worker"].split(":")[1]) for r in dask.records}
+
+
+# ---- failures and resume ----
+
+def _boom(params):
+    if params["x"] == 2:
+        raise RuntimeError(f"boom at x={params['x']}")
+    return {"square": params["x"] ** 2}
+
+
+def _no_check(params):
+    pass
+
+
+@pytest.mark.parametrize("executor", ["inline", "processes"])
+def test_a_failing_run_is_recorded_and_the_rest_complete(tmp_path, monkeypatch, executor):
+    monkeypatch.setitem(KINDS, "boom", Kind("boom", _boom, {"x": 0}, _no_check))
+    spec = parse_spec({"measure": "boom", "axes": {"x": [1, 2, 3, 4]}})
+    out = str(tmp_path / "boom.jsonl")
+    outcome = run_sweep(spec, out, executor=executor, workers=2, chunk=2)
+    by_x = {r["params"]["x"]: r for r in load_records(out)}
+    assert by_x[2]["status"] == "error" and by_x[2]["error"] == "RuntimeError: boom at x=2"
+    assert {x: by_x[x]["result"] for x in (1, 3, 4)} == {1: {"square": 1}, 3: {"square": 9}, 4: {"square": 16}}
+    assert outcome.failed == 1
+    assert "boom at x=2" in sweep_tables(load_records(out))
+    again = run_sweep(spec, out, executor=executor, workers=2)
+    assert again.ran == 0 and again.skipped == 4               # a failure is a result: not rerun ...
+    retried = run_sweep(spec, out, executor=executor, workers=2, retry_failed=True)
+    assert retried.ran == 1                                     # ... unless asked
+    assert len(_lines(out)) == 5 and len(load_records(out)) == 4
+
+
+def test_resume_after_a_kill(tmp_path):
+    spec_path = tmp_path / "slow.toml"
+    spec_path.write_text(SMALL_TOML.replace("ops = 300", "ops = 80000").replace("seed = [1, 2]",
+                                                                                 "seed = [1, 2, 3, 4, 5, 6, 7, 8]"))
+    out = tmp_path / "slow.jsonl"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "pcpemu.cli", "sweep", str(spec_path), "-o", str(out),
+                             "--executor", "inline", "--chunk", "1", "--no-progress"], env=env)
+    while proc.poll() is None and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(_lines(out))
+    assert 3 <= written < 32, "the sweep was not interrupted"
+    with open(out, "a") as f:
+        f.write('{"key": "torn')                              # a write torn by the kill
+    spec = load_spec(str(spec_path))
+    outcome = run_sweep(spec, str(out), executor="processes", workers=2)
+    assert (outcome.skipped, outcome.ran) == (written, 32 - written)
+    keys = [r["key"] for r in _lines(out)]
+    assert sorted(keys) == sorted(r.key for r in spec.runs())     # none missing, none twice
+    first = _lines(out)[0]
+    again = measure_workload(first["params"])
+    assert _counters([first]) == _counters([{"key": first["key"], "result": again}])
+
+
+def test_json_lines_store_skips_and_cuts_a_torn_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "a", "status": "ok"}\n{"key": "b", "sta')
+    store = JsonLinesStore(str(path))
+    assert [r["key"] for r in store.read()] == ["a"]
+    store.append([{"key": "c", "status": "ok"}])
+    store.close()
+    assert [r["key"] for r in _lines(path)] == ["a", "c"]
+
+
+def test_parquet_results_resume(tmp_path):
+    pytest.importorskip("pyarrow")
+    spec = parse_spec(SMALL)
+    out = str(tmp_path / "r.parquet")
+    first = run_sweep(spec, out, executor="inline")
+    again = run_sweep(spec, out, executor="inline")
+    assert (again.ran, again.skipped) == (0, 8)
+    assert _counters(load_records(out)) == _counters(first.records)
+
+
+# ---- CLI and report ----
+
+def test_cli_sweep_then_report_from_sweep(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text(SMALL_TOML)
+    out = tmp_path / "s.jsonl"
+    assert cli.main(["sweep", str(spec), "-o", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "8 runs: 8 ok, 0 failed (8 run now, 0 already in" in captured.err
+    doc = json.loads(captured.out)
+    assert doc["command"] == "sweep" and doc["outcome"]["runs"] == 8 and doc["outcome"]["failed"] == 0
+    rep = tmp_path / "rep"
+    assert cli.main(["report", "--from-sweep", str(out), "-o", str(rep)]) == 0
+    md = (rep / "sweep.md").read_text()
+    assert "# pcpemu sweep: 8 runs, 0 failed" in md and "Means over seed." in md
+    rows = [line for line in md.splitlines() if line.startswith(("| single |", "| split |"))]
+    assert len(rows) == 4                                      # policy x cpus, seeds averaged
+    zl = {r["key"]: r["result"]["ZONE_LOCK"] for r in load_records(str(out))}
+    single1 = [r for r in load_records(str(out)) if r["params"]["policy"] == "single" and r["params"]["cpus"] == 1]
+    mean = sum(zl[r["key"]] for r in single1) / 2
+    assert rows[0].startswith("| single | 1 | 2 | 0 | ") and f" {mean:.6g} |" in rows[0]
+    pytest.importorskip("matplotlib")
+    assert (rep / "sweep.png").stat().st_size > 0
+
+
+def test_report_from_a_missing_sweep_file(tmp_path, capsys):
+    assert cli.main(["report", "--from-sweep", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "r")]) == 1
+    assert "no such sweep result file" in capsys.readouterr().err
