@@ -138,7 +138,7 @@ cdef class Allocator:
         pgdat.pcp_batch_scale_max = batch_scale_max
         pgdat.watermark_boost_factor = boost_factor
         pgdat.pcp_cma = pcp_cma
-        pgdat.next_owner = 1
+        pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
                 pgdat.pindex[order][mt] = pindex[order][mt]

@@ -77,3 +77,95 @@ class AllocatorModel(RuleBasedStateMachine):
 
 
 TestAllocator = AllocatorModel.TestCase
+
+
+class PinningModel(RuleBasedStateMachine):
+    """Allocations, FOLL_LONGTERM pins, cma_alloc and frees; every block's owner
+    token must stay with its data through every migration."""
+
+    @initialize(preset=st.sampled_from(["v6.9", "v6.10", "android"]))
+    def boot(self, preset):
+        from pcpemu import migrate
+
+        self.migrate = migrate
+        self.m = pcpemu.Machine(pcpemu.KernelConfig.preset(preset, memory="64M", zones="normal", cpus=2,
+                                                           cma="36M"), seed=0)
+        self.blocks = {}         # owner token -> (pfn, order)
+        self.pinned = set()      # owner tokens pinned
+        self.ranges = []         # (pfn, count, owner) from cma_alloc
+        self.next = 1
+
+    def _moved(self, moved):
+        for token, (pfn, order) in list(self.blocks.items()):
+            if pfn in moved:
+                self.blocks[token] = (moved[pfn], order)
+
+    @rule(gfp=st.sampled_from(["GFP_HIGHUSER_MOVABLE", "GFP_TRANSHUGE | __GFP_COMP", "GFP_KERNEL"]),
+          cpu=st.integers(0, 1))
+    def alloc(self, gfp, cpu):
+        order = 9 if "TRANSHUGE" in gfp else 0
+        pfn = self.m.alloc_pages(gfp, order, cpu, owner=self.next)
+        if pfn is not None:
+            self.blocks[self.next] = (pfn, order)
+            self.next += 1
+
+    @precondition(lambda self: len(self.blocks) > len(self.pinned))
+    @rule(data=st.data())
+    def free(self, data):
+        token = data.draw(st.sampled_from(sorted(set(self.blocks) - self.pinned)))
+        pfn, order = self.blocks.pop(token)
+        self.m.free_pages(pfn, order, 0)
+
+    @precondition(lambda self: len(self.blocks) > len(self.pinned))
+    @rule(data=st.data())
+    def pin_longterm(self, data):
+        tokens = data.draw(st.lists(st.sampled_from(sorted(set(self.blocks) - self.pinned)), min_size=1,
+                                    max_size=4, unique=True))
+        pages = [self.blocks[t][0] for t in tokens]
+        res = self.migrate.pin_user_pages(self.m, pages)
+        if res.status == "enomem":
+            return
+        for t, new in zip(tokens, res.pages):
+            self.blocks[t] = (new, self.blocks[t][1])
+            self.pinned.add(t)
+
+    @precondition(lambda self: self.pinned)
+    @rule(data=st.data())
+    def unpin(self, data):
+        token = data.draw(st.sampled_from(sorted(self.pinned)))
+        self.migrate.unpin_user_pages(self.m, [self.blocks[token][0]])
+        self.pinned.discard(token)
+
+    @rule(count=st.sampled_from([1, 8, 512]))
+    def cma_alloc(self, count):
+        res = self.migrate.cma_alloc(self.m, count)
+        self._moved(res.moved)
+        if res.pfn is not None:
+            self.ranges.append((res.pfn, count, res.owner))
+
+    @precondition(lambda self: self.ranges)
+    @rule()
+    def cma_release(self):
+        pfn, count, _ = self.ranges.pop()
+        self.migrate.cma_release(self.m, pfn, count)
+
+    @invariant()
+    def tokens_where_they_belong(self):
+        expected = {t: [b] for t, b in self.blocks.items()}
+        for pfn, count, owner in self.ranges:
+            expected[owner] = self.migrate.aligned_blocks(pfn, pfn + count)
+        self.migrate.check_tokens(self.m, expected)
+
+    def teardown(self):
+        for pfn, count, _ in self.ranges:
+            self.migrate.cma_release(self.m, pfn, count)
+        for token in self.pinned:
+            self.migrate.unpin_user_pages(self.m, [self.blocks[token][0]])
+        for pfn, order in self.blocks.values():
+            self.m.free_pages(pfn, order, 0)
+        self.m.drain_all_pages()
+        self.m.check()
+        assert self.m.buddyinfo() == pcpemu.Machine(self.m.config).buddyinfo()
+
+
+TestPinning = PinningModel.TestCase
