@@ -93,14 +93,15 @@ class Machine:
         """Allocate 2**order pages on a CPU, as __alloc_pages() would.
 
         :param gfp: ``gfp_t``, as flag names (``"GFP_KERNEL | __GFP_COMP"``) or an int.
-        :param owner: a token in 1..2**62-1 that travels with the block (default: a
-            fresh one; the tokens pcpemu makes itself are 2**62 and above).
+        :param owner: a token that travels with the block (default: a fresh one).
+            The tokens pcpemu makes itself are 2**62 and above; a caller's own
+            tokens below that never collide with them.
         :return: the first pfn of the block, or None when the request fails.
         """
         mask = parse_gfp(gfp)
         order, cpu = self._order(order), self._cpu(cpu)
-        if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner < 1 << 62):
-            raise PcpemuError(f"owner token {owner!r} must be an int in 1..2**62-1")
+        if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner < 1 << 64):
+            raise PcpemuError(f"owner token {owner!r} must be an int in 1..2**64-1")
         pfn = self._core.alloc_pages(mask, order, cpu, owner or 0)
         return None if pfn < 0 else pfn
 
