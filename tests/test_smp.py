@@ -157,3 +157,30 @@ def test_cli_bench_json(capsys):
     assert len(doc["cells"]) == 2 * 2 * 2
     assert cli.main(["bench", "--policies", "double", "--json"]) == cli.EXIT_ERROR
     assert "unknown THP-list policy" in capsys.readouterr().out
+
+
+def test_two_cpus_with_batch_1_by_hand():
+    # A 16 MiB zone has batch 1; high is pinned at max(4096/1024/2, 4 * batch) = 4
+    # and alloc_factor cannot grow (PCP_BATCH_SCALE_MAX 0). Each CPU allocates 8
+    # pages, then frees them: every alloc refills one page (8 acquisitions);
+    # the 4th to 8th free find count == high and drain one page (5). With
+    # FLAT costs the first eight lock ops alternate as in the order-4 case
+    # (CPU0 waits 7 x 90, CPU1 100 + 7 x 90); each CPU's first draining free
+    # waits 60 behind the other's last refill or drain, the next four 90 each.
+    from pcpemu.config import KernelConfig
+    from pcpemu.workloads import OP_FREE, make_ops
+
+    cfg = KernelConfig(memory="16M", zones="normal", cpus=2, thp=False, thp_lists="none",
+                       percpu_pagelist_high_fraction=1024, pcp_batch_scale_max=0)
+    streams = []
+    for cpu in (0, 1):
+        ops = make_ops(16)
+        ops["cpu"] = cpu
+        ops["slot"] = cpu * 8 + np.tile(np.arange(8), 2)
+        ops["op"][8:] = OP_FREE
+        streams.append(ops)
+    r = smp.run_virtual(cfg, streams, costs=FLAT)
+    assert r["zone_lock_acquisitions"] == 2 * (8 + 5)
+    assert r["lock_hold_ns"]["total"] == 100 * 26
+    assert r["lock_wait_ns"]["total"] == (7 * 90) + (100 + 7 * 90) + 2 * (60 + 4 * 90)
+    assert r["virtual_ns"] == 2610
