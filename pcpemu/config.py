@@ -222,7 +222,7 @@ class KernelConfig:
         _check_range("cma_base", base, 0, top)
         if base % PAGEBLOCK_NR_PAGES:
             raise ConfigError(f"cma_base: pfn {base:#x} is not pageblock aligned ({PAGEBLOCK_NR_PAGES} pages)")
-        for idx, start, pages in spans:
+        for _, start, pages in spans:
             if start <= base and base + self.cma <= start + pages:
                 object.__setattr__(self, "cma_base", base)
                 return

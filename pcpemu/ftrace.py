@@ -26,7 +26,7 @@ from typing import BinaryIO, NamedTuple, TextIO, Union
 import numpy as np
 
 from ._ftrace import fast_lines
-from .errors import TraceFormatError, UnknownGfpError
+from .errors import TraceFormatError
 from .gfp import parse_gfp, show_gfp_flags
 
 __all__ = [

@@ -181,7 +181,7 @@ class _Scenario:
 def _background(s: _Scenario, n: int) -> list[int]:
     # A mix of small allocations of every type; every other one freed again.
     owners = []
-    for i in range(n):
+    for _ in range(n):
         gfp = _BACKGROUND_GFP[int(s.rng.integers(len(_BACKGROUND_GFP)))]
         order = _BACKGROUND_ORDERS[int(s.rng.integers(len(_BACKGROUND_ORDERS)))]
         pfn = s.alloc(gfp, order)

@@ -172,7 +172,7 @@ def test_pcp_cachelines_come_from_real_addresses():
     # lock, free_count, count and lists[1] all lie on the first cacheline.
     assert s["alloc"]["histogram"][1] >= 2
     m2 = machine()
-    p = m2.alloc_pages(THP, 9)
+    m2.alloc_pages(THP, 9)
     m2.alloc_pages(THP, 9)          # a hit: list 13 is on line 3, the counters on line 0
     hist = m2.stats()["pcp_cachelines"]["alloc"]["histogram"]
     assert hist[2] == 2 and sum(hist) == 2
