@@ -191,7 +191,11 @@ class KernelConfig:
         return {name: out[name] for name in ZONE_NAMES if name in out}
 
     def zone_spans(self) -> list[tuple[int, int, int]]:
-        """Populated zones as ``(zone index, start pfn, pages)``, lowest first."""
+        """Populated zones as ``(zone index, start pfn, pages)``, lowest first.
+
+        Unlike the kernel, a zone has no memblock reservations or holes:
+        managed == present == spanned pages.
+        """
         if self.zones == "normal":
             return [(ZONE_NORMAL, 0, self.memory)]
         if self.zones == "x86_64":
@@ -261,7 +265,9 @@ class KernelConfig:
 
 #: Kernel-version presets. Unlike the kernel, every preset uses the v6.10 buddy
 #: rules (freelist type == pageblock type, steal remainders on the block's own
-#: type); the presets differ in the pcp lists, which is what they are for.
+#: type, the pageblock type read at drain time rather than v6.9's cached
+#: pcppage migratetype) and v6.11's chunked drain_pages_zone; the presets
+#: differ in the pcp lists, which is what they are for.
 PRESETS: dict[str, dict[str, Any]] = {
     "v5.14": {"thp_lists": "per-type"},
     "v6.9": {"thp_lists": "single"},
