@@ -13,7 +13,7 @@ import pcpemu
 from pcpemu.ftrace import TraceStats, read_event_batches
 from pcpemu.replay import replay
 
-CAPTURE = pathlib.Path("/work/shared/traces/kmem-6.18-small.txt.xz")
+CAPTURE = pathlib.Path(__file__).parent.parent / "tests" / "data" / "kmem-6.18-small.txt.xz"
 SAMPLE_ZONES = {"DMA": 3840, "DMA32": 772918, "Normal": 163840}
 
 pytestmark = pytest.mark.skipif(not CAPTURE.exists(), reason="real capture not present")

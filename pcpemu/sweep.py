@@ -611,3 +611,7 @@ def summarize(outcome: SweepOutcome, spec: SweepSpec) -> str:
         lines.append(f"... and {len(errors) - 5} more failed runs (see {o.output})")
     return "\n".join(lines) + "\n"
 
+
+
+# The contention, repro and replay kinds register themselves on import.
+from . import sweepkinds  # noqa: E402,F401

@@ -31,7 +31,7 @@ from pcpemu.ftrace import (
 )
 from pcpemu.gfp import gfp_migratetype, parse_gfp, show_gfp_flags
 
-CAPTURE = Path("/work/shared/traces/kmem-6.18-small.txt.xz")
+CAPTURE = Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"
 DATA = Path(__file__).parent / "data"
 needs_capture = pytest.mark.skipif(not CAPTURE.exists(), reason="real capture not present")
 

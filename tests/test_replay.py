@@ -11,7 +11,7 @@ from pcpemu.ftrace import MM_PAGE_ALLOC, MM_PAGE_FREE, read_event_batches
 from pcpemu.machine import Machine
 from pcpemu.replay import config_from_zoneinfo, replay, replay_text
 
-CAPTURE = pathlib.Path("/work/shared/traces/kmem-6.18-small.txt.xz")
+CAPTURE = pathlib.Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"
 DATA = pathlib.Path(__file__).parent / "data"
 SAMPLE_ZONES = {"DMA": 3840, "DMA32": 772918, "Normal": 163840}
 needs_capture = pytest.mark.skipif(not CAPTURE.exists(), reason="real capture not present")

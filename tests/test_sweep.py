@@ -264,3 +264,61 @@ def test_cli_sweep_then_report_from_sweep(tmp_path, capsys):
 def test_report_from_a_missing_sweep_file(tmp_path, capsys):
     assert cli.main(["report", "--from-sweep", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "r")]) == 1
     assert "no such sweep result file" in capsys.readouterr().err
+
+
+# ---- the contention, repro and replay kinds ----
+
+CAPTURE = os.path.join(ROOT, "tests", "data", "kmem-6.18-small.txt.xz")
+ZONEINFO = os.path.join(ROOT, "tests", "data", "zoneinfo-2cpu.txt")
+
+
+def test_contention_and_repro_kinds_match_the_library(tmp_path):
+    from pcpemu import repro, smp
+
+    spec = parse_spec({"measure": "contention", "params": {"ops_per_cpu": 200, "memory": "1G"},
+                       "axes": {"policy": ["single", "split"], "cpus": [1, 4]}})
+    out = run_sweep(spec, str(tmp_path / "c.jsonl"), executor="inline")
+    assert out.failed == 0 and len(out.records) == 4
+    got = {(r["params"]["policy"], r["params"]["cpus"]): r["result"] for r in out.records}
+    want = smp.run_virtual(smp.smp_config("split", 4, "1G"), smp.cpu_streams("mixed", 4, 200, 0))
+    assert got[("split", 4)]["zone_lock_per_1k_ops"] == want["zone_lock_per_1k_ops"]
+    assert got[("split", 4)]["ops_per_sec"] == want["ops_per_sec"]
+
+    spec = parse_spec({"measure": "repro", "params": {"memory": "2G", "cma": "1G", "guest": "128M"},
+                       "axes": {"policy": ["single", "split"]}})
+    out = run_sweep(spec, str(tmp_path / "r.jsonl"), executor="inline")
+    got = {r["params"]["policy"]: r["result"] for r in out.records}
+    o = repro.run_policy("single", memory="2G", cma="1G", guest="128M")
+    assert got["single"]["livelock"] == int(o.livelock) and got["single"]["cma_to_cma"] == o.cma_to_cma
+    assert got["split"]["livelock"] == 0 and got["split"]["cma_to_nonmovable"] == 0
+
+
+def test_a_fleet_of_traces_is_a_sweep_over_trace(tmp_path):
+    from pcpemu import replay as rp
+
+    other = tmp_path / "again.txt"
+    with open(other, "w") as f:                      # a second machine's trace: the same capture, re-written
+        from pcpemu.ftrace import read_event_batches, write_ftrace
+        write_ftrace(next(read_event_batches(CAPTURE, batch=20000)), f)
+    spec = parse_spec({"measure": "replay", "params": {"zoneinfo": ZONEINFO},
+                       "axes": {"trace": [CAPTURE, str(other)], "policy": ["single", "split"]}})
+    out = run_sweep(spec, str(tmp_path / "fleet.jsonl"), executor="inline")
+    assert out.failed == 0 and len(out.records) == 4
+    res = {(os.path.basename(r["params"]["trace"]), r["params"]["policy"]): r["result"] for r in out.records}
+    cfg = rp.config_from_zoneinfo(ZONEINFO, thp_lists="split")[0]
+    total = rp.replay(CAPTURE, {"x": cfg}).policies["x"]["total"]
+    mine = res[(os.path.basename(CAPTURE), "split")]
+    assert mine["emulated_refill_blocks"] == total["refill_blocks"]
+    assert mine["traced_drained_pages"] == total["traced"]["drained_pages"]
+    assert res[("again.txt", "split")]["events_read"] == 20000
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"measure": "replay", "params": {"trace": "/no/such/trace"}}, "not a readable file"),
+    ({"measure": "contention", "params": {"policy": "double"}}, "policy"),
+    ({"measure": "repro", "params": {"policy": "split", "cma": "9G"}}, "cma"),
+])
+def test_bad_kind_parameters_are_refused_before_any_run(tmp_path, spec, message):
+    with pytest.raises(SweepSpecError, match=message):
+        run_sweep(parse_spec(spec), str(tmp_path / "x.jsonl"), executor="inline")
+    assert not (tmp_path / "x.jsonl").exists()

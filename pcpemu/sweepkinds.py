@@ -1,0 +1,117 @@
+"""The sweep's further measurement kinds: contention runs, the seed-bug scenario
+and trace replays (a fleet's traces are a sweep over ``trace``).
+
+Each kind is a pure function of its parameters, registered with
+pcpemu.sweep.register_kind when pcpemu.sweep is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .errors import PcpemuError, SweepSpecError
+from .sweep import Kind, register_kind
+
+__all__ = ["measure_contention", "measure_replay", "measure_repro"]
+
+_CONTENTION_PARAMS: dict[str, Any] = {
+    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G", "seed": 0,
+}
+_REPRO_PARAMS: dict[str, Any] = {
+    "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": 1, "guest": "1G",
+}
+_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None, "seed": 0}
+
+
+def _checked(check: Any, p: dict[str, Any]) -> None:
+    # Any pcpemu error from building the run's inputs is a bad spec.
+    try:
+        check(p)
+    except SweepSpecError:
+        raise
+    except PcpemuError as exc:
+        raise SweepSpecError(str(exc)) from None
+
+
+def _check_contention(p: dict[str, Any]) -> None:
+    from . import smp
+
+    def build(p: dict[str, Any]) -> None:
+        smp.smp_config(p["policy"], p["cpus"], p["memory"])
+        smp.cpu_streams(p["workload"], 1, p["ops_per_cpu"], p["seed"])
+    _checked(build, p)
+
+
+def measure_contention(params: dict[str, Any]) -> dict[str, Any]:
+    """A virtual-time contention run (pcpemu.smp.run_virtual), flattened to numbers."""
+    from . import smp
+
+    p = params
+    r = smp.run_virtual(smp.smp_config(p["policy"], p["cpus"], p["memory"]),
+                        smp.cpu_streams(p["workload"], p["cpus"], p["ops_per_cpu"], p["seed"]), seed=p["seed"])
+    return {"ops_per_sec": r["ops_per_sec"], "zone_lock_per_1k_ops": r["zone_lock_per_1k_ops"],
+            "pages_per_acquisition": r["pages_per_acquisition"], "pcp_cachelines_per_op": r["pcp_cachelines_per_op"],
+            "lock_wait_ns_per_op": r["lock_wait_ns"]["per_op"], "lock_wait_p99_ns": r["lock_wait_ns"]["p99"],
+            "lock_hold_ns_per_op": r["lock_hold_ns"]["per_op"],
+            "remote_cachelines": r["remote_cachelines"]["zone"] + r["remote_cachelines"]["pcp"]}
+
+
+def _check_repro(p: dict[str, Any]) -> None:
+    from .config import KernelConfig, parse_size
+    from .repro import POLICY_PRESETS
+
+    def build(p: dict[str, Any]) -> None:
+        if p["policy"] not in POLICY_PRESETS:
+            raise SweepSpecError(f"policy {p['policy']!r} is not one of {', '.join(POLICY_PRESETS)}")
+        KernelConfig(memory=p["memory"], cma=p["cma"], cpus=p["cpus"])
+        parse_size(p["guest"], "guest")
+    _checked(build, p)
+
+
+def measure_repro(params: dict[str, Any]) -> dict[str, Any]:
+    """The seed-bug scenario under one policy (pcpemu.repro.run_policy), as numbers."""
+    from .repro import run_policy
+
+    p = params
+    o = run_policy(p["policy"], memory=p["memory"], cma=p["cma"], cpus=p["cpus"], seed=p["seed"], guest=p["guest"])
+    return {"livelock": int(o.livelock), "pin_rounds": o.pin_rounds, "migrations": o.migrations,
+            "cma_to_cma": o.cma_to_cma, "pinned_in_cma": o.pinned_in_cma, "unmovable_in_cma": o.unmovable_in_cma,
+            "cma_to_nonmovable": o.cma_to_nonmovable, "cma_alloc_ok": int(o.cma_alloc_ok)}
+
+
+def _replay_config(p: dict[str, Any]) -> Any:
+    from .config import KernelConfig
+    from .replay import config_from_zoneinfo
+
+    over = {} if p["policy"] is None else {"thp_lists": p["policy"], "thp": p["policy"] != "none"}
+    if p["zoneinfo"] is not None:
+        return config_from_zoneinfo(p["zoneinfo"], preset=p["preset"], **over)[0]
+    return KernelConfig.preset(p["preset"], **over)
+
+
+def _check_replay(p: dict[str, Any]) -> None:
+    if not isinstance(p["trace"], str) or not os.path.isfile(p["trace"]):
+        raise SweepSpecError(f"trace: {p['trace']!r} is not a readable file")
+    if p["zoneinfo"] is not None and not os.path.isfile(p["zoneinfo"]):
+        raise SweepSpecError(f"zoneinfo: {p['zoneinfo']!r} is not a readable file")
+    _checked(_replay_config, p)
+
+
+def measure_replay(params: dict[str, Any]) -> dict[str, Any]:
+    """Replay one trace (pcpemu.replay.replay) on one machine: emulated beside traced totals."""
+    from .replay import replay
+
+    r = replay(params["trace"], {"run": _replay_config(params)}, seed=params["seed"])
+    total = r.policies["run"]["total"]
+    out = {"events_read": r.events_read, "replayed": sum(r.replayed.values()),
+           "skipped": sum(r.skipped.values()), "zone_lock": total["zone_lock"]}
+    for key in ("refill_blocks", "drained_pages", "fallbacks"):
+        out[f"emulated_{key}"] = total[key]
+        out[f"traced_{key}"] = total["traced"][key]
+    return out
+
+
+register_kind(Kind("contention", measure_contention, _CONTENTION_PARAMS, _check_contention))
+register_kind(Kind("repro", measure_repro, _REPRO_PARAMS, _check_repro))
+register_kind(Kind("replay", measure_replay, _REPLAY_PARAMS, _check_replay))
