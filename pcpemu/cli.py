@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import InvariantError, PcpemuError
+from .progress import bar
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -96,9 +97,8 @@ def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
 
 
 def _progress_bar(events: int, fraction: float | None) -> None:
-    bar = "" if fraction is None else "[" + "#" * int(30 * fraction) + "-" * (30 - int(30 * fraction)) + "] "
     pct = "" if fraction is None else f"{100 * fraction:3.0f}% "
-    sys.stderr.write(f"\rreplay {bar}{pct}{events:,} events")
+    sys.stderr.write("\rreplay " + bar(fraction, f"{pct}{events:,} events"))
     sys.stderr.flush()
 
 
@@ -256,9 +256,7 @@ def _add_bench(sub: Any) -> None:
 
 
 def _progress(done: int, total: int, label: str) -> None:
-    width = 30
-    fill = width * done // total
-    sys.stderr.write(f"\r[{'#' * fill}{' ' * (width - fill)}] {done}/{total} {label:<32}")
+    sys.stderr.write("\r" + bar(done / total, f"{done}/{total} {label:<32}"))
     if done == total:
         sys.stderr.write("\n")
     sys.stderr.flush()

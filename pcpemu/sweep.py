@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, TextI
 from . import workloads
 from .config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from .errors import ConfigError, SweepSpecError
+from .progress import bar
 from .sweepstore import last_per_key, open_store
 
 __all__ = ["EXECUTORS", "KINDS", "Kind", "Run", "SweepOutcome", "SweepSpec", "WORKLOADS", "load_spec",
@@ -564,9 +565,8 @@ class _Progress:
         if self.stream is None:
             return
         frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-        line = (f"sweep [{bar}] {self.done}/{self.total} runs, {self.failed} failed, "
-                f"{time.monotonic() - self.t0:.1f} s")
+        line = "sweep " + bar(frac, f"{self.done}/{self.total} runs, {self.failed} failed, "
+                                    f"{time.monotonic() - self.t0:.1f} s")
         self.stream.write(("\r" + line if self.tty else line + "\n") + end)
         self.stream.flush()
 
