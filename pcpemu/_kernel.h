@@ -256,6 +256,8 @@ _Static_assert(offsetof(struct page, lru) == 8, "page->lru at 8 as in the kernel
 _Static_assert(sizeof(spinlock_t) == 4, "spinlock_t is one word without lock debugging");
 _Static_assert(offsetof(struct per_cpu_pages, free_count) == 28, "pcp->free_count at 28 (NUMA)");
 _Static_assert(offsetof(struct per_cpu_pages, lists) == 32, "pcp->lists at 32 (x86_64)");
+_Static_assert(offsetof(struct per_cpu_pages, lists) <= SMP_CACHE_BYTES,
+	       "the pcp header lies on its first cacheline: one touch records it");
 _Static_assert(offsetof(struct zone, free_area) % SMP_CACHE_BYTES == 0, "free_area starts a cacheline");
 _Static_assert(offsetof(struct zone, vm_stat) % SMP_CACHE_BYTES == 0, "vm_stat starts a cacheline");
 

@@ -9,6 +9,10 @@ cdef inline bint pcp_allowed_order(pglist_data *pgdat, int order) noexcept nogil
     return pgdat.pindex[order][<int>MIGRATE_UNMOVABLE] >= 0
 
 cdef inline bint pcp_spin_trylock(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp) noexcept nogil:
+    # The header fields (lock..free_count, 32 bytes) share the lock's
+    # cacheline whatever L1 is (_kernel.h asserts it), so this touch records
+    # the line of every header access of the operation; lists are touched one
+    # by one.
     touch(cs, pgdat, pcp, &pcp.lock)
     if pgdat.threaded:
         if pcpemu_spin_trylock(&pcp.lock.locked):
@@ -39,7 +43,6 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
     cdef page *p
     cdef unsigned long pfn
     cdef int order, nr_pages, moved = 0
-    touch(cs, pgdat, pcp, &pcp.count)
     count = min(pcp.count, count)
     pindex -= 1             # the caller's list is drained first
     spin_lock_zone(cs, pgdat, z, LOCK_FREE_PCPPAGES_BULK)
@@ -131,7 +134,6 @@ cdef inline page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, 
     touch(cs, pgdat, pcp, lst)
     if list_empty(lst):
         cs.pcp_miss[order] += 1
-        touch(cs, pgdat, pcp, &pcp.batch)
         batch = nr_pcp_alloc(cs, pgdat, pcp, z, order)
         alloced = rmqueue_bulk(cs, pgdat, z, order, batch, lst, mt, alloc_flags, cpu, pindex)
         pcp.count += alloced << order
@@ -141,7 +143,6 @@ cdef inline page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, 
         cs.pcp_hit[order] += 1
     p = lru_to_page(lst.next)
     list_del(&p.lru)
-    touch(cs, pgdat, pcp, &pcp.count)
     pcp.count -= 1 << order
     return p
 
@@ -154,7 +155,6 @@ cdef inline page *rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, in
     if not pcp_spin_trylock(cs, pgdat, pcp):
         return NULL
     # Any allocation ends a run of consecutive frees.
-    touch(cs, pgdat, pcp, &pcp.free_count)
     pcp.free_count >>= 1
     p = __rmqueue_pcplist(cs, pgdat, z, order, mt, alloc_flags, pcp, order_to_pindex(pgdat, mt, order), cpu)
     pcp_spin_unlock(pcp)
@@ -207,7 +207,6 @@ cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone 
     cdef int pindex = order_to_pindex(pgdat, mt, order)
     cdef int batch, high
     cdef bint free_high = False
-    touch(cs, pgdat, pcp, &pcp.alloc_factor)
     pcp.alloc_factor >>= 1      # any free halves the allocation streak
     touch(cs, pgdat, pcp, &pcp.lists[pindex])
     list_add(&p.lru, &pcp.lists[pindex])
@@ -279,7 +278,6 @@ cdef void drain_pages_zone(cpu_state *cs, pglist_data *pgdat, int cpu, zone *z) 
     while True:
         touch(cs, pgdat, pcp, &pcp.lock)
         pcp.lock.locked = 1
-        touch(cs, pgdat, pcp, &pcp.count)
         count = pcp.count
         if count:
             free_pcppages_bulk(cs, pgdat, z, min(count, pcp.batch << 5), pcp, 0)

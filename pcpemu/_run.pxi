@@ -41,29 +41,28 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
         state[s] = -1 if slots[s] < 0 else <int8_t>pfn_to_page(pgdat, slots[s]).order
     for i in range(n):
         op = &ops[i]
-        if op.op >= NR_OPS:
+        if op.cpu >= pgdat.nr_cpus:
+            code = OPE_BAD_OP if op.op >= NR_OPS else OPE_BAD_CPU
+        elif op.op > OP_FREE:
+            if op.op < NR_OPS:
+                continue
             code = OPE_BAD_OP
-        elif op.cpu >= pgdat.nr_cpus:
-            code = OPE_BAD_CPU
-        elif op.op == OP_ALLOC or op.op == OP_FREE:
-            if op.order > MAX_PAGE_ORDER:
-                code = OPE_BAD_ORDER
-            elif op.slot < 0 or op.slot >= nslots:
-                code = OPE_BAD_SLOT
-            elif op.op == OP_ALLOC:
-                if state[op.slot] >= 0:
-                    code = OPE_SLOT_BUSY
-                else:
-                    state[op.slot] = <int8_t>op.order
-            elif state[op.slot] < 0:
-                code = OPE_SLOT_EMPTY
-            elif state[op.slot] != op.order:
-                code = OPE_FREE_ORDER
-            else:
-                state[op.slot] = -1
-        if code:
-            bad[0] = i
-            break
+        elif op.order > MAX_PAGE_ORDER:
+            code = OPE_BAD_ORDER
+        elif <uint64_t>op.slot >= <uint64_t>nslots:
+            code = OPE_BAD_SLOT
+        elif op.op == OP_ALLOC:
+            if state[op.slot] < 0:
+                state[op.slot] = <int8_t>op.order
+                continue
+            code = OPE_SLOT_BUSY
+        elif state[op.slot] == op.order:
+            state[op.slot] = -1
+            continue
+        else:
+            code = OPE_SLOT_EMPTY if state[op.slot] < 0 else OPE_FREE_ORDER
+        bad[0] = i
+        break
     free(state)
     return code
 
