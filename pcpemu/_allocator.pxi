@@ -40,19 +40,22 @@ def cpu_state_dtype():
     """numpy dtype of struct cpu_state, with the C offsets."""
     cdef cpu_state d
     cdef void *b = &d
-    names = ["touched", "item", "alloc", "alloc_fail", "pcp_hit", "pcp_miss", "pcp_refill_blocks",
-             "cma_pages_to", "lock_site", "lock_site_pages", "cl_ops", "cl_sum", "cl_hist"]
-    formats = ["<u8", ("<u8", (NR_PCPEMU_ITEMS,)), ("<u8", (NR_PAGE_ORDERS, MIGRATE_TYPES)),
-               ("<u8", (NR_PAGE_ORDERS, MIGRATE_TYPES)), ("<u8", (NR_PAGE_ORDERS,)),
-               ("<u8", (NR_PAGE_ORDERS,)), ("<u8", (NR_PAGE_ORDERS,)), ("<u8", (MIGRATE_TYPES,)),
-               ("<u8", (NR_LOCK_SITES,)), ("<u8", (NR_LOCK_SITES,)), ("<u8", (NR_PCP_OPS,)), ("<u8", (NR_PCP_OPS,)),
-               ("<u8", (NR_PCP_OPS, CL_HIST))]
-    offsets = [_offset(&d.touched, b), _offset(&d.item, b), _offset(&d.alloc, b),
-               _offset(&d.alloc_fail, b), _offset(&d.pcp_hit, b), _offset(&d.pcp_miss, b),
-               _offset(&d.pcp_refill_blocks, b),
-               _offset(&d.cma_pages_to, b), _offset(&d.lock_site, b), _offset(&d.lock_site_pages, b),
-               _offset(&d.cl_ops, b), _offset(&d.cl_sum, b), _offset(&d.cl_hist, b)]
-    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": sizeof(cpu_state)})
+    fields = [  # (name, shape, offset); every field is uint64_t
+        ("touched", (), _offset(&d.touched, b)),
+        ("item", (NR_PCPEMU_ITEMS,), _offset(&d.item, b)),
+        ("alloc", (NR_PAGE_ORDERS, MIGRATE_TYPES), _offset(&d.alloc, b)),
+        ("alloc_fail", (NR_PAGE_ORDERS, MIGRATE_TYPES), _offset(&d.alloc_fail, b)),
+        ("pcp_hit", (NR_PAGE_ORDERS,), _offset(&d.pcp_hit, b)),
+        ("pcp_miss", (NR_PAGE_ORDERS,), _offset(&d.pcp_miss, b)),
+        ("pcp_refill_blocks", (NR_PAGE_ORDERS,), _offset(&d.pcp_refill_blocks, b)),
+        ("cma_pages_to", (MIGRATE_TYPES,), _offset(&d.cma_pages_to, b)),
+        ("lock_site", (NR_LOCK_SITES,), _offset(&d.lock_site, b)),
+        ("lock_site_pages", (NR_LOCK_SITES,), _offset(&d.lock_site_pages, b)),
+        ("cl_sum", (NR_PCP_OPS,), _offset(&d.cl_sum, b)),
+        ("cl_hist", (NR_PCP_OPS, CL_HIST), _offset(&d.cl_hist, b)),
+    ]
+    return np.dtype({"names": [f[0] for f in fields], "formats": [("<u8", f[1]) for f in fields],
+                     "offsets": [f[2] for f in fields], "itemsize": sizeof(cpu_state)})
 
 
 CPU_STATE_DTYPE = cpu_state_dtype()

@@ -151,7 +151,6 @@ cdef extern from "_kernel.h" nogil:
         uint64_t cma_pages_to[6]
         uint64_t lock_site[6]
         uint64_t lock_site_pages[6]
-        uint64_t cl_ops[3]
         uint64_t cl_sum[3]
         uint64_t cl_hist[3][17]
 

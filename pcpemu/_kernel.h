@@ -188,7 +188,6 @@ struct cpu_state {
 	uint64_t cma_pages_to[MIGRATE_TYPES];	/* CMA pages by requesting migratetype */
 	uint64_t lock_site[NR_LOCK_SITES];
 	uint64_t lock_site_pages[NR_LOCK_SITES];
-	uint64_t cl_ops[NR_PCP_OPS];
 	uint64_t cl_sum[NR_PCP_OPS];
 	uint64_t cl_hist[NR_PCP_OPS][CL_HIST];
 } __attribute__((aligned(SMP_CACHE_BYTES)));

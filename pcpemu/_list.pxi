@@ -115,7 +115,6 @@ cdef inline int nr_lines(uint64_t bits) noexcept nogil:
 
 cdef inline void pcp_op_end(cpu_state *cs, int op) noexcept nogil:
     cdef int n = nr_lines(cs.touched)
-    cs.cl_ops[op] += 1
     cs.cl_sum[op] += n
     cs.cl_hist[op][n if n < CL_HIST - 1 else CL_HIST - 1] += 1
 

@@ -282,9 +282,10 @@ def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
     d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"]) if i < 3}
     d["zone_lock"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site"])}
     d["zone_lock_pages"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site_pages"])}
+    ops = total["cl_hist"].sum(axis=1)          # every recorded op lands in one bucket
     d["pcp_cachelines"] = {
-        op: {"ops": int(total["cl_ops"][i]), "total": int(total["cl_sum"][i]),
-             "mean": float(total["cl_sum"][i] / total["cl_ops"][i]) if total["cl_ops"][i] else 0.0,
+        op: {"ops": int(ops[i]), "total": int(total["cl_sum"][i]),
+             "mean": float(total["cl_sum"][i] / ops[i]) if ops[i] else 0.0,
              "histogram": total["cl_hist"][i].tolist()}
         for i, op in enumerate(_core.PCP_OP_NAMES)
     }
