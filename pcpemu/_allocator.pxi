@@ -408,20 +408,14 @@ cdef class Allocator:
     def run(self, ops, int64_t[::1] slots, int64_t[::1] results):
         """Execute an op stream (see pcpemu.machine.Machine.run)."""
         cdef const uint8_t[::1] raw
-        cdef Py_ssize_t n = len(ops), bad = -1
-        cdef int code
+        cdef Py_ssize_t n = len(ops)
         if ops.dtype != OP_DTYPE or not ops.flags.c_contiguous:
             raise OpStreamError(f"ops must be a C-contiguous array of dtype OP_DTYPE, got {ops.dtype}")
         if results.shape[0] < n:
             raise OpStreamError("results array shorter than the op stream")
         if n == 0:
             return
+        check_op_stream(self, ops, slots)
         raw = ops.view(np.uint8).reshape(-1)
-        with nogil:
-            code = validate_ops(&self.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], slots.shape[0], &bad)
-        if code:
-            op = ops[bad]
-            raise OpStreamError(f"op {bad} ({_op_name(int(op['op']))} cpu={int(op['cpu'])} order={int(op['order'])} "
-                                f"slot={int(op['slot'])}): {_op_error(code)}")
         with nogil:
             run_ops(&self.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])

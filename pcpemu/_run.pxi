@@ -113,3 +113,19 @@ cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_
     cdef Py_ssize_t i
     for i in range(n):
         results[i] = run_op(pgdat, &ops[i], slots)
+
+
+cdef int check_op_stream(Allocator a, ops, int64_t[::1] slots) except -1:
+    # Validate a whole stream before any op runs; raise naming the first bad
+    # op. (With slots disjoint per CPU, any interleaving of per-CPU streams
+    # keeps each slot's alloc/free order, so smp checks their concatenation.)
+    cdef const uint8_t[::1] raw = ops.view(np.uint8).reshape(-1)
+    cdef Py_ssize_t n = len(ops), bad = -1
+    cdef int code
+    with nogil:
+        code = validate_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], slots.shape[0], &bad)
+    if code:
+        op = ops[bad]
+        raise OpStreamError(f"op {bad} ({_op_name(int(op['op']))} cpu={int(op['cpu'])} order={int(op['order'])} "
+                            f"slot={int(op['slot'])}): {_op_error(code)}")
+    return 0

@@ -143,21 +143,6 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
             vt_push(heap, &nheap, e)
 
 
-cdef int _validate_streams(Allocator a, ops, int64_t[::1] slots) except -1:
-    # The whole concatenated stream: with slots disjoint per CPU, any
-    # interleaving keeps each slot's alloc/free order.
-    cdef const uint8_t[::1] raw = ops.view(np.uint8).reshape(-1)
-    cdef Py_ssize_t n = len(ops), bad = -1
-    cdef int code
-    with nogil:
-        code = validate_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], slots.shape[0], &bad)
-    if code:
-        op = ops[bad]
-        raise OpStreamError(f"op {bad} ({_op_name(int(op['op']))} cpu={int(op['cpu'])} order={int(op['order'])} "
-                            f"slot={int(op['slot'])}): {_op_error(code)}")
-    return 0
-
-
 def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] slots,
                     const double[::1] cost):
     """Run per-CPU op streams in virtual-time order; stream k is
@@ -175,7 +160,7 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     results = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return clock, wait, hold, results, 0, 0
-    _validate_streams(a, ops, slots)
+    check_op_stream(a, ops, slots)
     raw = ops.view(np.uint8).reshape(-1)
     cdef double[::1] clock_v = clock, wait_v = wait, hold_v = hold
     cdef int64_t[::1] res_v = results
@@ -201,7 +186,7 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
 def smp_validate(Allocator a, ops, int64_t[::1] slots):
     """Check a concatenated op stream before threads run parts of it."""
     if len(ops):
-        _validate_streams(a, ops, slots)
+        check_op_stream(a, ops, slots)
 
 
 def smp_set_threaded(Allocator a, bint on):
