@@ -289,5 +289,6 @@ def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
              "histogram": total["cl_hist"][i].tolist()}
         for i, op in enumerate(_core.PCP_OP_NAMES)
     }
+    d["pcp_cachelines_per_op"] = float(total["cl_sum"].sum() / ops.sum()) if ops.sum() else 0.0
     d["pages_per_zone_lock"] = d["ZONE_LOCK_PAGES"] / d["ZONE_LOCK"] if d["ZONE_LOCK"] else 0.0
     return d

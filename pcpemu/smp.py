@@ -208,8 +208,6 @@ def _pct(x: np.ndarray, q: float) -> float:
 
 def _summary(stats: dict[str, Any], n_ops: int) -> dict[str, Any]:
     acq = stats["ZONE_LOCK"]
-    cl = stats["pcp_cachelines"]
-    cl_ops = sum(v["ops"] for v in cl.values())
     hit_rate = {}
     for order, (h, m) in enumerate(zip(stats["pcp_hit"], stats["pcp_miss"])):
         if h + m:
@@ -220,7 +218,7 @@ def _summary(stats: dict[str, Any], n_ops: int) -> dict[str, Any]:
         "zone_lock_per_1k_ops": 1000.0 * acq / n_ops if n_ops else 0.0,
         "pages_per_acquisition": stats["pages_per_zone_lock"],
         "pcp_hit_rate": hit_rate,
-        "pcp_cachelines_per_op": sum(v["total"] for v in cl.values()) / cl_ops if cl_ops else 0.0,
+        "pcp_cachelines_per_op": stats["pcp_cachelines_per_op"],
         "pcp_trylock_fail": stats["PCP_TRYLOCK_FAIL"],
         "alloc_failed": stats["ALLOC_FAILED"],
     }
