@@ -4,7 +4,7 @@
 from .errors import (BadOrderError, BadPfnError, DoubleFreeError, NotAllocatedError,
                      OpStreamError, PcpemuError, WrongOrderError)
 
-_ITEM_NAMES = ("PGALLOC", "PGFREE", "ALLOC_CALLS", "ALLOC_FAILED", "FREE_CALLS", "ZONE_LOCK",
+_ITEM_NAMES = ("ALLOC_FAILED", "ZONE_LOCK",
                "ZONE_LOCK_PAGES", "PCP_REFILL", "PCP_REFILL_PAGES", "PCP_DRAIN", "PCP_DRAIN_PAGES",
                "PCP_TRYLOCK_FAIL", "PCP_HIGH_CHANGE", "PGALLOC_FALLBACK", "PGSTEAL_BLOCK",
                "PAGEBLOCK_CHANGE", "CMA_TO_NONMOVABLE", "ZONE_BELOW_HIGH_SET", "WMARK_BOOST",
@@ -32,6 +32,19 @@ cdef void _free_range(pglist_data *pgdat, zone *z, unsigned long pfn, unsigned l
         pfn += 1UL << order
 
 
+cdef void build_zonelists(pglist_data *pgdat) noexcept nogil:
+    # One node: each zonelist holds the populated zones from its highest
+    # zone down to DMA (build_zonerefs_node).
+    cdef int hi, zi, k
+    for hi in range(MAX_NR_ZONES):
+        k = 0
+        for zi in range(hi, -1, -1):
+            if pgdat.node_zones[zi].managed_pages:
+                pgdat.zonelists[hi][k] = &pgdat.node_zones[zi]
+                k += 1
+        pgdat.zonelists[hi][k] = NULL
+
+
 cdef size_t _offset(void *field, void *base):
     return <size_t>(<char *>field - <char *>base)
 
@@ -45,14 +58,15 @@ def cpu_state_dtype():
         ("item", (NR_PCPEMU_ITEMS,), _offset(&d.item, b)),
         ("alloc", (NR_PAGE_ORDERS, MIGRATE_TYPES), _offset(&d.alloc, b)),
         ("alloc_fail", (NR_PAGE_ORDERS, MIGRATE_TYPES), _offset(&d.alloc_fail, b)),
+        ("free", (NR_PAGE_ORDERS,), _offset(&d.free, b)),
         ("pcp_hit", (NR_PAGE_ORDERS,), _offset(&d.pcp_hit, b)),
         ("pcp_miss", (NR_PAGE_ORDERS,), _offset(&d.pcp_miss, b)),
         ("pcp_refill_blocks", (NR_PAGE_ORDERS,), _offset(&d.pcp_refill_blocks, b)),
         ("cma_pages_to", (MIGRATE_TYPES,), _offset(&d.cma_pages_to, b)),
         ("lock_site", (NR_LOCK_SITES,), _offset(&d.lock_site, b)),
         ("lock_site_pages", (NR_LOCK_SITES,), _offset(&d.lock_site_pages, b)),
-        ("cl_sum", (NR_PCP_OPS,), _offset(&d.cl_sum, b)),
         ("cl_hist", (NR_PCP_OPS, CL_HIST), _offset(&d.cl_hist, b)),
+        ("owner_seq", (), _offset(&d.owner_seq, b)),
     ]
     return np.dtype({"names": [f[0] for f in fields], "formats": [("<u8", f[1]) for f in fields],
                      "offsets": [f[2] for f in fields], "itemsize": sizeof(cpu_state)})
@@ -194,6 +208,7 @@ cdef class Allocator:
                 if free_high_batch:
                     pcp.flags = PCPF_FREE_HIGH_BATCH
                 z.per_cpu_pageset[cpu] = pcp
+        build_zonelists(pgdat)
         self._memmap_init(zones, cma_base, cma_pages)
 
     cdef void _init_zone(self, zone *z, zp):
@@ -260,11 +275,13 @@ cdef class Allocator:
     def alloc_pages(self, unsigned int gfp, int order, int cpu, uint64_t owner=0):
         """Allocate; the pfn of the block or -1. Arguments are checked by the caller."""
         cdef page *p
+        cdef alloc_context ac
         if owner == 0:
             owner = self.pgdat.next_owner
             self.pgdat.next_owner += 1
         with nogil:
-            p = __alloc_pages(&self.pgdat.cpu[cpu], &self.pgdat, gfp, order, cpu, owner)
+            prepare_alloc_pages(&self.pgdat, gfp, &ac)
+            p = __alloc_pages(&self.pgdat.cpu[cpu], &self.pgdat, &ac, order, cpu, owner)
         return -1 if p == NULL else <long>page_to_pfn(&self.pgdat, p)
 
     def free_pages(self, unsigned long pfn, int order, int cpu):

@@ -96,11 +96,7 @@ cdef extern from "_kernel.h" nogil:
         long vm_stat[2]
 
     enum pcpemu_item:
-        PGALLOC
-        PGFREE
-        ALLOC_CALLS
         ALLOC_FAILED
-        FREE_CALLS
         ZONE_LOCK
         ZONE_LOCK_PAGES
         PCP_REFILL
@@ -145,14 +141,15 @@ cdef extern from "_kernel.h" nogil:
         uint64_t item[27]
         uint64_t alloc[11][6]
         uint64_t alloc_fail[11][6]
+        uint64_t free[11]               # blocks freed, by order
         uint64_t pcp_hit[11]
         uint64_t pcp_miss[11]
         uint64_t pcp_refill_blocks[11]
         uint64_t cma_pages_to[6]
         uint64_t lock_site[6]
         uint64_t lock_site_pages[6]
-        uint64_t cl_sum[3]
-        uint64_t cl_hist[3][17]
+        uint64_t cl_hist[3][65]       # ops by the number of lines they touched
+        uint64_t owner_seq              # threaded mode: this CPU's owner tokens
 
     struct pglist_data:
         zone *node_zones
@@ -171,7 +168,17 @@ cdef extern from "_kernel.h" nogil:
         uint8_t pindex_order[64]
         uint64_t next_owner
         int threaded                    # real threads run the op streams
+        zone *zonelists[5][6]           # populated zones from each highest_zoneidx down
 
+    struct alloc_context:
+        zone **zonelist
+        zone *preferred_zone
+        int highest_zoneidx
+        int migratetype
+        int alloc_flags
+        unsigned int gfp
+
+    int pcpemu_popcount(uint64_t x)
     unsigned long pcpemu_spin_lock(int *lock)
     bint pcpemu_spin_trylock(int *lock)
     void pcpemu_spin_unlock(int *lock)

@@ -88,11 +88,13 @@ cdef page *alloc_migration_target(cpu_state *cs, pglist_data *pgdat, page *src, 
     # current_gfp_context: under memalloc_pin_save() __GFP_MOVABLE goes.
     # The owner token moves with the data.
     cdef int order = src.order
+    cdef alloc_context ac
     if order:
         gfp = (gfp & ~(GFP_DIRECT_RECLAIM | GFP_KSWAPD_RECLAIM)) | GFP_TRANSHUGE_BITS | GFP_COMP
     if pin:
         gfp &= ~GFP_MOVABLE
-    return __alloc_pages(cs, pgdat, gfp, order, cpu, src.owner)
+    prepare_alloc_pages(pgdat, gfp, &ac)
+    return __alloc_pages(cs, pgdat, &ac, order, cpu, src.owner)
 
 
 cdef long migrate_folio(cpu_state *cs, pglist_data *pgdat, unsigned long src_pfn, unsigned int gfp,

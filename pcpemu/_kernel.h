@@ -130,13 +130,13 @@ struct zone {
 
 /* ---- emulator state around the mirrors ---- */
 
-/* Counters with one value per CPU; each is bumped at one site. */
+/*
+ * Counters with one value per CPU; each is bumped at one site. PGALLOC,
+ * PGFREE, ALLOC_CALLS and FREE_CALLS are sums of cpu_state.alloc,
+ * alloc_fail and free, made by stats().
+ */
 enum pcpemu_item {
-	PGALLOC,		/* pages allocated */
-	PGFREE,			/* pages freed */
-	ALLOC_CALLS,
 	ALLOC_FAILED,
-	FREE_CALLS,
 	ZONE_LOCK,		/* zone->lock acquisitions */
 	ZONE_LOCK_PAGES,	/* pages moved while holding zone->lock */
 	PCP_REFILL,		/* rmqueue_bulk calls from __rmqueue_pcplist */
@@ -175,21 +175,22 @@ enum lock_site {
 
 /* Fast-path operations whose pcp cachelines are recorded. */
 enum pcp_op { PCP_OP_ALLOC, PCP_OP_FREE, PCP_OP_DRAIN, NR_PCP_OPS };
-#define CL_HIST 17	/* 0..15 cachelines, 16 = 16 or more */
+#define CL_HIST 65	/* 0..64 cachelines: one bucket per possible count of a 64-bit mask */
 
 struct cpu_state {
 	uint64_t touched;	/* pcp cachelines touched by the current operation */
 	uint64_t item[NR_PCPEMU_ITEMS];
 	uint64_t alloc[NR_PAGE_ORDERS][MIGRATE_TYPES];
 	uint64_t alloc_fail[NR_PAGE_ORDERS][MIGRATE_TYPES];
+	uint64_t free[NR_PAGE_ORDERS];			/* blocks freed, by order */
 	uint64_t pcp_hit[NR_PAGE_ORDERS];
 	uint64_t pcp_miss[NR_PAGE_ORDERS];
 	uint64_t pcp_refill_blocks[NR_PAGE_ORDERS];	/* blocks rmqueue_bulk put on pcp lists */
 	uint64_t cma_pages_to[MIGRATE_TYPES];	/* CMA pages by requesting migratetype */
 	uint64_t lock_site[NR_LOCK_SITES];
 	uint64_t lock_site_pages[NR_LOCK_SITES];
-	uint64_t cl_sum[NR_PCP_OPS];
 	uint64_t cl_hist[NR_PCP_OPS][CL_HIST];
+	uint64_t owner_seq;	/* threaded mode: this CPU's owner tokens */
 } __attribute__((aligned(SMP_CACHE_BYTES)));
 
 struct pglist_data {
@@ -209,6 +210,23 @@ struct pglist_data {
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;
 	int threaded;			/* real threads run the op streams: atomic locks */
+	/* node_zonelists[ZONELIST_FALLBACK] by highest_zoneidx: the populated
+	 * zones from it down, NULL-terminated */
+	struct zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1];
+};
+
+/*
+ * What __alloc_pages derives from a gfp mask before it looks at any zone
+ * (struct alloc_context and the alloc_flags of prepare_alloc_pages, mm/internal.h).
+ * Nothing in it changes after boot, so an op stream prepares it once per gfp.
+ */
+struct alloc_context {
+	struct zone **zonelist;		/* pglist_data.zonelists[highest_zoneidx] */
+	struct zone *preferred_zone;	/* first zone of the zonelist, NULL if none */
+	int highest_zoneidx;
+	int migratetype;
+	int alloc_flags;		/* the fast path's: low watermark, CMA, kswapd, nofragment */
+	unsigned int gfp;
 };
 
 /*
@@ -216,6 +234,11 @@ struct pglist_data {
  * a read-only spin, as a pre-qspinlock kernel spins. pcpemu_spin_lock returns
  * how many times it spun, 0 when the lock was free.
  */
+static inline int pcpemu_popcount(uint64_t x)
+{
+	return __builtin_popcountll(x);	/* one instruction with -mpopcnt (setup.py) */
+}
+
 static inline void pcpemu_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

@@ -105,16 +105,7 @@ cdef inline void pcp_op_begin(cpu_state *cs) noexcept nogil:
     cs.touched = 0
 
 cdef inline int nr_lines(uint64_t bits) noexcept nogil:
-    # A fast path touches one to a few lines: clearing the lowest set bit
-    # beats a popcount call when the build may not assume POPCNT.
-    cdef int n = 0
-    while bits:
-        bits &= bits - 1
-        n += 1
-    return n
+    return pcpemu_popcount(bits)
 
 cdef inline void pcp_op_end(cpu_state *cs, int op) noexcept nogil:
-    cdef int n = nr_lines(cs.touched)
-    cs.cl_sum[op] += n
-    cs.cl_hist[op][n if n < CL_HIST - 1 else CL_HIST - 1] += 1
-
+    cs.cl_hist[op][nr_lines(cs.touched)] += 1

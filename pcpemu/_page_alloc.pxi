@@ -135,41 +135,36 @@ cdef inline page *try_this_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int 
 
 
 cdef inline page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int order, int alloc_flags,
-                                  int highest_zoneidx, int mt, int cpu, int *zone_ret) noexcept nogil:
-    """Walk the zonelist from the highest allowed zone down and take a block
-    from the first zone above its watermark (get_page_from_freelist)."""
-    cdef int zi, preferred = -1
+                                         const alloc_context *ac, int cpu, zone **zone_ret) noexcept nogil:
+    """Walk the zonelist and take a block from the first zone above its
+    watermark (get_page_from_freelist)."""
+    cdef zone **zref
     cdef zone *z
     cdef page *p
     cdef bint no_fallback
+    cdef int highest_zoneidx = ac.highest_zoneidx
     while True:
         no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
-        zi = highest_zoneidx
-        while zi >= 0:
-            z = &pgdat.node_zones[zi]
-            if z.managed_pages == 0:
-                zi -= 1
-                continue
-            if preferred < 0:
-                preferred = zi
+        zref = ac.zonelist
+        while zref[0] != NULL:
+            z = zref[0]
+            zref += 1
             if not (z.flags & ZONE_BELOW_HIGH):
                 if zone_watermark_fast(z, order, high_wmark_pages(z), highest_zoneidx, alloc_flags):
-                    p = try_this_zone(cs, pgdat, z, order, alloc_flags, mt, cpu)
+                    p = try_this_zone(cs, pgdat, z, order, alloc_flags, ac.migratetype, cpu)
                     if p != NULL:
-                        zone_ret[0] = zi
+                        zone_ret[0] = z
                         return p
-                    zi -= 1
                     continue
                 # Seen below high: the free path starts shrinking pcp->high.
                 z.flags |= ZONE_BELOW_HIGH
                 cs.item[<int>ZONE_BELOW_HIGH_SET] += 1
             if zone_watermark_fast(z, order, wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK),
                                    highest_zoneidx, alloc_flags):
-                p = try_this_zone(cs, pgdat, z, order, alloc_flags, mt, cpu)
+                p = try_this_zone(cs, pgdat, z, order, alloc_flags, ac.migratetype, cpu)
                 if p != NULL:
-                    zone_ret[0] = zi
+                    zone_ret[0] = z
                     return p
-            zi -= 1
         if not no_fallback:
             return NULL
         # Fragmentation is better than failing: walk again, fallbacks allowed.
@@ -207,40 +202,38 @@ cdef inline int gfp_to_alloc_flags(unsigned int gfp, int order) noexcept nogil:
             alloc_flags &= ~ALLOC_CPUSET
     return gfp_to_alloc_flags_cma(gfp, alloc_flags)
 
-cdef inline int preferred_zone_idx(pglist_data *pgdat, int highest_zoneidx) noexcept nogil:
-    while highest_zoneidx >= 0 and pgdat.node_zones[highest_zoneidx].managed_pages == 0:
-        highest_zoneidx -= 1
-    return highest_zoneidx
+
+cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_context *ac) noexcept nogil:
+    """The zonelist, preferred zone, migratetype and fast-path alloc_flags of a
+    gfp mask (prepare_alloc_pages, and alloc_flags_nofragment of __alloc_pages)."""
+    ac.gfp = gfp
+    ac.migratetype = gfp_migratetype(gfp)
+    ac.highest_zoneidx = gfp_zone(gfp)
+    ac.zonelist = pgdat.zonelists[ac.highest_zoneidx]
+    ac.preferred_zone = ac.zonelist[0]
+    ac.alloc_flags = gfp_to_alloc_flags_cma(gfp, ALLOC_WMARK_LOW) | (gfp & GFP_KSWAPD_RECLAIM)
+    if ac.preferred_zone != NULL and ac.preferred_zone.idx == 2:
+        ac.alloc_flags |= ALLOC_NOFRAGMENT      # preferred zone Normal, one node
 
 
-cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, unsigned int gfp, int order, int cpu,
-                         uint64_t owner) noexcept nogil:
+cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
+                                int cpu, uint64_t owner) noexcept nogil:
     """Allocate 2**order pages (__alloc_pages_noprof). Unlike the kernel, the
     slow path ends after its first retry at the min watermark: pcpemu has
     nothing to reclaim or compact, so the request fails there."""
-    cdef int mt = gfp_migratetype(gfp)
-    cdef int highest_zoneidx = gfp_zone(gfp)
-    cdef int alloc_flags = ALLOC_WMARK_LOW
-    cdef int zi = -1, preferred = preferred_zone_idx(pgdat, highest_zoneidx)
-    cdef page *p
-    cs.item[<int>ALLOC_CALLS] += 1
-    alloc_flags = gfp_to_alloc_flags_cma(gfp, alloc_flags)
-    alloc_flags |= gfp & GFP_KSWAPD_RECLAIM           # alloc_flags_nofragment()
-    if preferred == 2:
-        alloc_flags |= ALLOC_NOFRAGMENT
-    p = get_page_from_freelist(cs, pgdat, order, alloc_flags, highest_zoneidx, mt, cpu, &zi)
+    cdef int mt = ac.migratetype
+    cdef zone *z = NULL
+    cdef page *p = get_page_from_freelist(cs, pgdat, order, ac.alloc_flags, ac, cpu, &z)
     if p == NULL:
         cs.item[<int>SLOWPATH] += 1
-        p = get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(gfp, order), highest_zoneidx,
-                                   mt, cpu, &zi)
+        p = get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(ac.gfp, order), ac, cpu, &z)
     if p == NULL:
         cs.item[<int>ALLOC_FAILED] += 1
         cs.alloc_fail[order][mt] += 1
         return NULL
-    prep_new_page(pgdat, p, order, gfp, mt, owner)
-    cs.item[<int>PGALLOC] += 1UL << order
+    prep_new_page(pgdat, p, order, ac.gfp, mt, owner)
     cs.alloc[order][mt] += 1
-    if zi != preferred:
+    if z != ac.preferred_zone:
         cs.item[<int>ZONE_FALLBACK] += 1
     if get_pageblock_migratetype(pgdat, page_to_pfn(pgdat, p)) == MIGRATE_CMA:
         cs.cma_pages_to[mt] += 1UL << order
@@ -302,6 +295,5 @@ cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long p
     p._refcount = 0
     p.owner = 0
     p.order = 0
-    cs.item[<int>FREE_CALLS] += 1
-    cs.item[<int>PGFREE] += 1UL << order
+    cs.free[order] += 1
     free_unref_page(cs, pgdat, p, pfn, order, cpu)

@@ -27,48 +27,58 @@ def _op_error(int code):
     return _OPE_TEXT[code]
 
 
+cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
+    # Why validate_ops refused an op: the first rule it breaks, in this order.
+    if op.op >= NR_OPS:
+        return OPE_BAD_OP
+    if op.cpu >= nr_cpus:
+        return OPE_BAD_CPU
+    if op.order > MAX_PAGE_ORDER:
+        return OPE_BAD_ORDER
+    if <uint64_t>op.slot >= <uint64_t>nslots:
+        return OPE_BAD_SLOT
+    if op.op == OP_ALLOC:
+        return OPE_SLOT_BUSY
+    return OPE_SLOT_EMPTY if state[op.slot] == 0 else OPE_FREE_ORDER
+
+
 cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, const int64_t *slots,
                       Py_ssize_t nslots, Py_ssize_t *bad) noexcept nogil:
-    # Replays slot occupancy: each slot alternates alloc and free, orders match.
-    cdef int8_t *state = <int8_t *>malloc(nslots if nslots else 1)
+    # Replays slot occupancy: each slot alternates alloc and free, orders
+    # match. state[slot] is 0 for an empty slot, else 1 + the block's order.
+    cdef uint8_t *state = <uint8_t *>malloc(nslots if nslots else 1)
+    cdef int nr_cpus = pgdat.nr_cpus, held, is_free
     cdef Py_ssize_t i, s
-    cdef int code = 0
     cdef const pcpemu_op *op
     if state == NULL:
         bad[0] = 0
         return OPE_NOMEM
     for s in range(nslots):
-        state[s] = -1 if slots[s] < 0 else <int8_t>pfn_to_page(pgdat, slots[s]).order
+        state[s] = 0 if slots[s] < 0 else 1 + pfn_to_page(pgdat, slots[s]).order
     for i in range(n):
         op = &ops[i]
-        if op.cpu >= pgdat.nr_cpus:
-            code = OPE_BAD_OP if op.op >= NR_OPS else OPE_BAD_CPU
-        elif op.op > OP_FREE:
-            if op.op < NR_OPS:
-                continue
-            code = OPE_BAD_OP
-        elif op.order > MAX_PAGE_ORDER:
-            code = OPE_BAD_ORDER
-        elif <uint64_t>op.slot >= <uint64_t>nslots:
-            code = OPE_BAD_SLOT
-        elif op.op == OP_ALLOC:
-            if state[op.slot] < 0:
-                state[op.slot] = <int8_t>op.order
-                continue
-            code = OPE_SLOT_BUSY
-        elif state[op.slot] == op.order:
-            state[op.slot] = -1
+        if op.op <= OP_FREE:
+            if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots:
+                # An alloc needs an empty slot, a free one holding its order.
+                is_free = op.op
+                held = 1 + op.order
+                if state[op.slot] == held * is_free:
+                    state[op.slot] = <uint8_t>(held - held * is_free)
+                    continue
+        elif op.op < NR_OPS and op.cpu < nr_cpus:
             continue
-        else:
-            code = OPE_SLOT_EMPTY if state[op.slot] < 0 else OPE_FREE_ORDER
         bad[0] = i
-        break
+        i = op_error(op, nr_cpus, nslots, state)
+        free(state)
+        return <int>i
     free(state)
-    return code
+    return 0
 
 
-cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots) noexcept nogil:
-    # One op of a stream; the pfn it allocated or freed, or -1.
+cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots,
+                           alloc_context *ac) noexcept nogil:
+    # One op of a stream; the pfn it allocated or freed, or -1. ac holds the
+    # alloc_context of the last gfp seen (its zonelist NULL before the first).
     cdef cpu_state *cs = &pgdat.cpu[op.cpu]
     cdef page *p
     cdef int64_t pfn
@@ -79,11 +89,14 @@ cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slo
             # Per-CPU tokens: a shared counter would bounce a cacheline between
             # the threads on every allocation. Bit 63 keeps them apart from
             # next_owner's.
-            owner = (1ULL << 63) | (<uint64_t>op.cpu << 40) | cs.item[<int>ALLOC_CALLS]
+            owner = (1ULL << 63) | (<uint64_t>op.cpu << 40) | cs.owner_seq
+            cs.owner_seq += 1
         else:
             owner = pgdat.next_owner
             pgdat.next_owner += 1
-        p = __alloc_pages(cs, pgdat, op.gfp, op.order, op.cpu, owner)
+        if op.gfp != ac.gfp or ac.zonelist == NULL:
+            prepare_alloc_pages(pgdat, op.gfp, ac)
+        p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
         if p == NULL:
             return -1
         pfn = <int64_t>page_to_pfn(pgdat, p)
@@ -111,8 +124,10 @@ cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slo
 cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_t *slots,
                   int64_t *results) noexcept nogil:
     cdef Py_ssize_t i
+    cdef alloc_context ac
+    ac.zonelist = NULL
     for i in range(n):
-        results[i] = run_op(pgdat, &ops[i], slots)
+        results[i] = run_op(pgdat, &ops[i], slots, &ac)
 
 
 cdef int check_op_stream(Allocator a, ops, int64_t[::1] slots) except -1:

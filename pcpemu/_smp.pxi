@@ -108,6 +108,8 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
     cdef cpu_state *cs
     cdef uint64_t acq0, pages0
     cdef int64_t i
+    cdef alloc_context ac
+    ac.zonelist = NULL
     for cpu in range(nr_streams):
         pos[cpu] = starts[cpu]
         if starts[cpu] < starts[cpu + 1]:
@@ -124,7 +126,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         acq0 = cs.item[<int>ZONE_LOCK]
         pages0 = cs.item[<int>ZONE_LOCK_PAGES]
         cs.touched = 0
-        results[i] = run_op(pgdat, op, slots)
+        results[i] = run_op(pgdat, op, slots, &ac)
         lines = nr_lines(cs.touched)
         remote = 0
         if pcp_stolen[op.cpu] and lines:

@@ -274,6 +274,11 @@ def _diff(after: np.ndarray, before: np.ndarray) -> np.ndarray:
 def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
     total = {name: raw[name].sum(axis=0) for name in raw.dtype.names}
     d: dict[str, Any] = {name: int(v) for name, v in zip(_core.ITEM_NAMES, total["item"])}
+    pages = 1 << np.arange(total["free"].shape[0], dtype=np.uint64)      # per order
+    d["PGALLOC"] = int(total["alloc"].sum(axis=1) @ pages)
+    d["PGFREE"] = int(total["free"] @ pages)
+    d["ALLOC_CALLS"] = int(total["alloc"].sum() + total["alloc_fail"].sum())
+    d["FREE_CALLS"] = int(total["free"].sum())
     d["alloc"] = total["alloc"].tolist()
     d["alloc_fail"] = total["alloc_fail"].tolist()
     d["pcp_hit"] = total["pcp_hit"].tolist()
@@ -282,13 +287,15 @@ def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
     d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"]) if i < 3}
     d["zone_lock"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site"])}
     d["zone_lock_pages"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site_pages"])}
-    ops = total["cl_hist"].sum(axis=1)          # every recorded op lands in one bucket
+    hist = total["cl_hist"]                     # [op][lines touched]: every recorded op lands in one bucket
+    ops = hist.sum(axis=1)
+    lines = hist @ np.arange(hist.shape[1], dtype=np.uint64)
     d["pcp_cachelines"] = {
-        op: {"ops": int(ops[i]), "total": int(total["cl_sum"][i]),
-             "mean": float(total["cl_sum"][i] / ops[i]) if ops[i] else 0.0,
-             "histogram": total["cl_hist"][i].tolist()}
+        op: {"ops": int(ops[i]), "total": int(lines[i]),
+             "mean": float(lines[i] / ops[i]) if ops[i] else 0.0,
+             "histogram": hist[i].tolist()}
         for i, op in enumerate(_core.PCP_OP_NAMES)
     }
-    d["pcp_cachelines_per_op"] = float(total["cl_sum"].sum() / ops.sum()) if ops.sum() else 0.0
+    d["pcp_cachelines_per_op"] = float(lines.sum() / ops.sum()) if ops.sum() else 0.0
     d["pages_per_zone_lock"] = d["ZONE_LOCK_PAGES"] / d["ZONE_LOCK"] if d["ZONE_LOCK"] else 0.0
     return d
