@@ -143,28 +143,27 @@ cdef inline page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int 
     cdef page *p
     cdef bint no_fallback
     cdef int highest_zoneidx = ac.highest_zoneidx
+    cdef bint ok
     while True:
         no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
         zref = ac.zonelist
         while zref[0] != NULL:
             z = zref[0]
             zref += 1
+            ok = False
             if not (z.flags & ZONE_BELOW_HIGH):
-                if zone_watermark_fast(z, order, high_wmark_pages(z), highest_zoneidx, alloc_flags):
-                    p = try_this_zone(cs, pgdat, z, order, alloc_flags, ac.migratetype, cpu)
-                    if p != NULL:
-                        zone_ret[0] = z
-                        return p
-                    continue
-                # Seen below high: the free path starts shrinking pcp->high.
-                z.flags |= ZONE_BELOW_HIGH
-                cs.item[<int>ZONE_BELOW_HIGH_SET] += 1
-            if zone_watermark_fast(z, order, wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK),
-                                   highest_zoneidx, alloc_flags):
-                p = try_this_zone(cs, pgdat, z, order, alloc_flags, ac.migratetype, cpu)
-                if p != NULL:
-                    zone_ret[0] = z
-                    return p
+                ok = zone_watermark_fast(z, order, high_wmark_pages(z), highest_zoneidx, alloc_flags)
+                if not ok:
+                    # Seen below high: the free path starts shrinking pcp->high.
+                    z.flags |= ZONE_BELOW_HIGH
+                    cs.item[<int>ZONE_BELOW_HIGH_SET] += 1
+            if not ok and not zone_watermark_fast(z, order, wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK),
+                                                  highest_zoneidx, alloc_flags):
+                continue
+            p = try_this_zone(cs, pgdat, z, order, alloc_flags, ac.migratetype, cpu)
+            if p != NULL:
+                zone_ret[0] = z
+                return p
         if not no_fallback:
             return NULL
         # Fragmentation is better than failing: walk again, fallbacks allowed.
@@ -216,6 +215,13 @@ cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_contex
         ac.alloc_flags |= ALLOC_NOFRAGMENT      # preferred zone Normal, one node
 
 
+cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
+                                 int cpu, zone **zone_ret) noexcept nogil:
+    # Out of line, as in the kernel: the fast path stays small.
+    cs.item[<int>SLOWPATH] += 1
+    return get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(ac.gfp, order), ac, cpu, zone_ret)
+
+
 cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
                                 int cpu, uint64_t owner) noexcept nogil:
     """Allocate 2**order pages (__alloc_pages_noprof). Unlike the kernel, the
@@ -225,8 +231,7 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
     cdef zone *z = NULL
     cdef page *p = get_page_from_freelist(cs, pgdat, order, ac.alloc_flags, ac, cpu, &z)
     if p == NULL:
-        cs.item[<int>SLOWPATH] += 1
-        p = get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(ac.gfp, order), ac, cpu, &z)
+        p = __alloc_pages_slowpath(cs, pgdat, ac, order, cpu, &z)
     if p == NULL:
         cs.item[<int>ALLOC_FAILED] += 1
         cs.alloc_fail[order][mt] += 1

@@ -75,41 +75,45 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
     return 0
 
 
-cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots,
-                           alloc_context *ac) noexcept nogil:
-    # One op of a stream; the pfn it allocated or freed, or -1. ac holds the
-    # alloc_context of the last gfp seen (its zonelist NULL before the first).
+cdef inline int64_t run_alloc(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots,
+                              alloc_context *ac) noexcept nogil:
     cdef cpu_state *cs = &pgdat.cpu[op.cpu]
     cdef page *p
     cdef int64_t pfn
     cdef uint64_t owner
+    if pgdat.threaded:
+        # Per-CPU tokens: a shared counter would bounce a cacheline between
+        # the threads on every allocation. Bit 63 keeps them apart from
+        # next_owner's.
+        owner = (1ULL << 63) | (<uint64_t>op.cpu << 40) | cs.owner_seq
+        cs.owner_seq += 1
+    else:
+        owner = pgdat.next_owner
+        pgdat.next_owner += 1
+    if op.gfp != ac.gfp or ac.zonelist == NULL:
+        prepare_alloc_pages(pgdat, op.gfp, ac)
+    p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
+    if p == NULL:
+        return -1
+    pfn = <int64_t>page_to_pfn(pgdat, p)
+    slots[op.slot] = pfn
+    return pfn
+
+
+cdef inline int64_t run_free(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots) noexcept nogil:
+    cdef cpu_state *cs = &pgdat.cpu[op.cpu]
+    cdef int64_t pfn = slots[op.slot]
+    if pfn < 0:
+        cs.item[<int>FREE_SKIPPED] += 1
+        return -1
+    __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
+    slots[op.slot] = -1
+    return pfn
+
+
+cdef void run_drain(pglist_data *pgdat, const pcpemu_op *op) noexcept nogil:
+    cdef cpu_state *cs = &pgdat.cpu[op.cpu]
     cdef int zi
-    if op.op == OP_ALLOC:
-        if pgdat.threaded:
-            # Per-CPU tokens: a shared counter would bounce a cacheline between
-            # the threads on every allocation. Bit 63 keeps them apart from
-            # next_owner's.
-            owner = (1ULL << 63) | (<uint64_t>op.cpu << 40) | cs.owner_seq
-            cs.owner_seq += 1
-        else:
-            owner = pgdat.next_owner
-            pgdat.next_owner += 1
-        if op.gfp != ac.gfp or ac.zonelist == NULL:
-            prepare_alloc_pages(pgdat, op.gfp, ac)
-        p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
-        if p == NULL:
-            return -1
-        pfn = <int64_t>page_to_pfn(pgdat, p)
-        slots[op.slot] = pfn
-        return pfn
-    if op.op == OP_FREE:
-        pfn = slots[op.slot]
-        if pfn < 0:
-            cs.item[<int>FREE_SKIPPED] += 1
-            return -1
-        __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
-        slots[op.slot] = -1
-        return pfn
     if op.op == OP_DRAIN:
         drain_pages(cs, pgdat, op.cpu)
     elif op.op == OP_DRAIN_ALL:
@@ -118,6 +122,17 @@ cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slo
         for zi in range(MAX_NR_ZONES):
             if pgdat.node_zones[zi].per_cpu_pageset != NULL:
                 decay_pcp_high(cs, pgdat, &pgdat.node_zones[zi], pgdat.node_zones[zi].per_cpu_pageset[op.cpu])
+
+
+cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots,
+                           alloc_context *ac) noexcept nogil:
+    # One op of a stream; the pfn it allocated or freed, or -1. ac holds the
+    # alloc_context of the last gfp seen (its zonelist NULL before the first).
+    if op.op == OP_ALLOC:
+        return run_alloc(pgdat, op, slots, ac)
+    if op.op == OP_FREE:
+        return run_free(pgdat, op, slots)
+    run_drain(pgdat, op)
     return -1
 
 
