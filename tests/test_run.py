@@ -37,6 +37,45 @@ def test_same_seed_same_counters():
     assert wl.mixed(100, seed=1).tobytes() != wl.mixed(100, seed=2).tobytes()
 
 
+def test_zone_switching_streams_match_the_python_entry_points():
+    # Every op changes gfp and so the zonelist: the executor prepares its
+    # alloc_context again each time and must land where alloc_pages does.
+    gfps = ["GFP_DMA", "GFP_KERNEL", "GFP_DMA32", "GFP_HIGHUSER_MOVABLE", "GFP_KERNEL | __GFP_RECLAIMABLE"]
+    ops = wl.make_ops(2 * 40)
+    ops["op"][40:] = wl.OP_FREE
+    ops["gfp"][:40] = [pcpemu.parse_gfp(gfps[i % len(gfps)]) for i in range(40)]
+    ops["order"] = np.tile([0, 1, 3, 9, 2, 0, 0, 4], 10)
+    ops["slot"] = np.tile(np.arange(40), 2)
+    cfg = pcpemu.KernelConfig.preset("v6.10", memory="8G", cpus=1)
+    a, b = pcpemu.Machine(cfg, seed=1), pcpemu.Machine(cfg, seed=1)
+    res = a.run(ops[:40])
+    for i in range(40):
+        pfn = b.alloc_pages(int(ops["gfp"][i]), int(ops["order"][i]), 0)
+        assert pfn == res.results[i] and b.page_info(pfn) == a.page_info(pfn)
+    assert {a.page_info(int(pfn))["zone"] for pfn in res.results} == {"DMA", "DMA32", "Normal"}
+    a.run(ops[40:])
+    for i in range(40):
+        b.free_pages(int(res.results[i]), int(ops["order"][i]), 0)
+    assert a.buddyinfo() == b.buddyinfo()
+    assert a.stats() == b.stats()
+    a.check()
+
+
+def test_page_and_call_counts_add_up_by_order():
+    m = small()
+    r = m.run(np.concatenate([wl.alloc_free_pairs(3, 9, "GFP_TRANSHUGE_LIGHT | __GFP_COMP", slot=0),
+                              wl.alloc_free_pairs(5, 0, "GFP_KERNEL", slot=1)]))
+    s = r.stats
+    assert s["ALLOC_CALLS"] == 8 and s["FREE_CALLS"] == 8
+    assert s["PGALLOC"] == 3 * 512 + 5 and s["PGFREE"] == 3 * 512 + 5
+    # A failed allocation is a call that allocates no page.
+    fail = wl.alloc_free_pairs(1, 10, "GFP_DMA", slot=2)[:1]
+    while m.run(fail).results[0] >= 0:
+        fail["slot"] += 1
+    s = m.stats()
+    assert s["ALLOC_CALLS"] == s["ALLOC_FAILED"] + sum(map(sum, s["alloc"]))
+
+
 def test_run_stats_are_the_delta():
     m = small()
     m.alloc_pages("GFP_KERNEL", 0)
@@ -50,6 +89,8 @@ def test_run_stats_are_the_delta():
     ("op", 2, 9, "unknown op code"),
     ("op", 0, wl.OP_FREE, "no allocation"),
     ("order", 0, 11, "order outside"),
+    ("slot", 0, -1, "slot out of range"),
+    ("op", 1, wl.OP_ALLOC, "holds a live allocation"),
 ])
 def test_bad_streams_are_refused_before_any_op_runs(field, index, value, message):
     m = small()
