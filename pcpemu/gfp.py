@@ -1,7 +1,8 @@
-"""gfp flags: names <-> bits, gfp_migratetype, gfp_zone and the ALLOC_* flags.
+"""gfp flags: names <-> bits, gfp_migratetype and gfp_zone.
 
-Mirrors include/linux/gfp_types.h, include/linux/gfp.h and mm/internal.h (v6.10)
-for x86_64 without CONFIG_KASAN_HW_TAGS (so __GFP_SKIP_KASAN is 0).
+Mirrors include/linux/gfp_types.h and include/linux/gfp.h (v6.10) for x86_64
+without CONFIG_KASAN_HW_TAGS (so __GFP_SKIP_KASAN is 0). The ALLOC_* flags of
+mm/internal.h live in the core (_core.pyx), the only code that uses them.
 """
 
 from __future__ import annotations
@@ -11,15 +12,6 @@ import re
 from .errors import UnknownGfpError
 
 __all__ = [
-    "ALLOC_CMA",
-    "ALLOC_HIGHATOMIC",
-    "ALLOC_KSWAPD",
-    "ALLOC_MIN_RESERVE",
-    "ALLOC_NOFRAGMENT",
-    "ALLOC_NON_BLOCK",
-    "ALLOC_OOM",
-    "ALLOC_WMARK_LOW",
-    "ALLOC_WMARK_MIN",
     "GFP_FLAGS",
     "MIGRATETYPE_NAMES",
     "ZONE_NAMES",
@@ -107,20 +99,6 @@ _SHOW_ORDER = (
 )
 
 _GFP_MASK = 0xFFFFFF  # bits 0..23; higher bits depend on config options pcpemu does not model
-
-# ALLOC_* (mm/internal.h).
-ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
-ALLOC_WMARK_MASK = 0x3
-ALLOC_NO_WATERMARKS = 0x04
-ALLOC_OOM = 0x08
-ALLOC_NON_BLOCK = 0x10
-ALLOC_MIN_RESERVE = 0x20
-ALLOC_CPUSET = 0x40
-ALLOC_CMA = 0x80
-ALLOC_NOFRAGMENT = 0x100
-ALLOC_HIGHATOMIC = 0x200
-ALLOC_KSWAPD = 0x800
-ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
 
 _TOKEN = re.compile(r"^(?:0x[0-9a-fA-F]+|[0-9]+|[A-Za-z_][A-Za-z0-9_]*)$")
 
