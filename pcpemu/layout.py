@@ -32,10 +32,10 @@ Kernel history modelled (each a change to the struct or to ``NR_PCP_LISTS``):
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
+from .kversion import NEWEST_VERSION, SPLIT_THP_BACKPORTS, KernelVersion, default_thp_lists, era, parse_version
 from .pcplists import nr_policy_lists
 
 __all__ = [
@@ -103,109 +103,6 @@ _ARCH_ALIASES = {"amd64": "x86_64", "x86": "i386", "i686": "i386", "x86_32": "i3
                  "aarch64": "arm64", "arm32": "arm", "ppc64le": "ppc64", "s390": "s390x"}
 
 
-# --- versions ---------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True, order=True)
-class KernelVersion:
-    """A kernel release: ``6.10``, a stable ``6.6.37`` or a ``6.10-rc6``."""
-
-    key: tuple[int, int, int, int]
-    text: str = dataclasses.field(compare=False)
-
-    @property
-    def major_minor(self) -> tuple[int, int]:
-        return self.key[:2]
-
-    @property
-    def stable(self) -> int:
-        return self.key[3]
-
-    def __str__(self) -> str:
-        return self.text
-
-
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?$")
-_RELEASE = 99  # sorts a release after all of its -rcs
-
-#: Oldest and newest versions the model covers. v4.4..v5.13 share one struct
-#: (DepSurf BTF dumps); v6.10..v6.17 are the v6.10 struct (v6.10, v6.11.11 read
-#: in source; v6.17.2 as quoted in study notes).
-OLDEST_VERSION = (4, 4)
-NEWEST_VERSION = "v6.17"
-
-#: Stable trees that got bf14ed81f571 on top of their own struct: the first
-#: stable release of each series with two THP lists. 6.9.8 and 6.6.37 come from
-#: the 2024-07-02 stable review series; 6.1.97 from the 6.1.y backport sent the
-#: same day (the release number for 6.1 is the least certain of the three).
-SPLIT_THP_BACKPORTS: dict[tuple[int, int], int] = {(6, 1): 97, (6, 6): 37, (6, 9): 8}
-
-
-def parse_version(text: str | KernelVersion) -> KernelVersion:
-    """``"v6.10"``, ``"6.6.37"``, ``"v6.10-rc6"`` -> KernelVersion.
-
-    :raises ConfigError: for a malformed version or one outside the model.
-    """
-    if isinstance(text, KernelVersion):
-        return text
-    m = _VERSION.match(str(text).strip()) if isinstance(text, str) else None
-    if not m:
-        raise ConfigError(
-            f"version: cannot read {text!r}; accepted: v{OLDEST_VERSION[0]}.{OLDEST_VERSION[1]}"
-            f"..{NEWEST_VERSION} as 'v6.10', '6.10', stable '6.6.37' or '6.10-rc6'"
-        )
-    major, minor = int(m.group(1)), int(m.group(2))
-    patch, rc = m.group(3), m.group(4)
-    if patch is not None and rc is not None:
-        raise ConfigError(f"version: {text!r} names both a stable release and an -rc")
-    key = (major, minor, int(rc) if rc else _RELEASE, int(patch or 0))
-    newest = parse_version_key(NEWEST_VERSION)
-    if (major, minor) < OLDEST_VERSION or (major, minor) > newest[:2]:
-        raise ConfigError(
-            f"version: {text!r} is outside the modelled range "
-            f"v{OLDEST_VERSION[0]}.{OLDEST_VERSION[1]}..{NEWEST_VERSION} (struct changes at v5.14, v6.0, "
-            "v6.7, v6.10-rc6; two THP lists backported to 6.1.97, 6.6.37, 6.9.8)"
-        )
-    label = f"v{major}.{minor}" + (f".{patch}" if patch else "") + (f"-rc{rc}" if rc else "")
-    return KernelVersion(key, label)
-
-
-def parse_version_key(text: str) -> tuple[int, int, int, int]:
-    m = _VERSION.match(text)
-    assert m, text
-    return (int(m.group(1)), int(m.group(2)), int(m.group(4) or _RELEASE), int(m.group(3) or 0))
-
-
-def _at_least(v: KernelVersion, major: int, minor: int, rc: int = 1) -> bool:
-    # True from major.minor-rc<rc> on (rc1: the merge window of that release).
-    return v.key >= (major, minor, rc, 0)
-
-
-def _era(v: KernelVersion) -> str:
-    """Which struct a version has: 'v4.4', 'v5.14', 'v6.0' or 'v6.7'."""
-    if _at_least(v, 6, 7, 1):
-        return "v6.7"
-    if _at_least(v, 6, 0, 1):
-        return "v6.0"
-    if _at_least(v, 5, 14, 1):
-        return "v5.14"
-    return "v4.4"
-
-
-def _default_thp_lists(v: KernelVersion, pcp_types: int) -> int:
-    """NR_PCP_THP (as lists) of a version with CONFIG_TRANSPARENT_HUGEPAGE=y."""
-    era = _era(v)
-    if era == "v4.4":
-        return 0
-    if era == "v5.14":
-        return pcp_types  # one per pcp type (44042b449872)
-    if v.key >= (6, 10, 6, 0):
-        return 2
-    backport = SPLIT_THP_BACKPORTS.get(v.major_minor)
-    if backport is not None and v.key[2] == _RELEASE and v.stable >= backport:
-        return 2
-    return 1
-
-
 # --- the config --------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +124,7 @@ class LayoutConfig:
 
     @property
     def era(self) -> str:
-        return _era(self.version)
+        return era(self.version)
 
     @property
     def nr_lists(self) -> int:
@@ -300,7 +197,7 @@ def make_config(version: str | KernelVersion = "v6.10", arch: str | Arch = "x86_
     """Check and combine the config axes; see :func:`layout` for the parameters."""
     v = parse_version(version)
     a = _get_arch(arch)
-    era = _era(v)
+    struct_era = era(v)
     cl = a.cacheline if cacheline is None else cacheline
     if isinstance(cl, bool) or cl not in (32, 64, 128, 256):
         raise ConfigError(f"cacheline: {cl!r} is not one of 32, 64, 128, 256")
@@ -319,14 +216,14 @@ def make_config(version: str | KernelVersion = "v6.10", arch: str | Arch = "x86_
             "debug_spinlock=False contradicts it"
         )
     debug_spinlock = bool(debug_spinlock) or lockdep
-    if era in ("v4.4", "v5.14") and debug_spinlock:
+    if struct_era in ("v4.4", "v5.14") and debug_spinlock:
         raise ConfigError(
             f"debug_spinlock/lockdep: {v} has no pcp spinlock (it came in v6.0), "
             "so lock debugging does not change its struct per_cpu_pages"
         )
     if thp is None:
         thp = not (thp_lists == 0 or thp_lists == "none")
-    if era == "v4.4":
+    if struct_era == "v4.4":
         if thp_lists or extra_orders:
             raise ConfigError(
                 f"thp_lists/extra_orders: {v} keeps only order-0 pages on pcp lists "
@@ -335,7 +232,7 @@ def make_config(version: str | KernelVersion = "v6.10", arch: str | Arch = "x86_
         n_thp, extra = 0, 0
     else:
         if thp_lists is None:
-            n_thp = _default_thp_lists(v, pcp_types) if thp else 0
+            n_thp = default_thp_lists(v, pcp_types) if thp else 0
         elif isinstance(thp_lists, str):
             n_thp = _mthp_lists(thp_lists, pcp_types, "thp_lists")
         elif isinstance(thp_lists, bool) or not isinstance(thp_lists, int) or not 0 <= thp_lists <= pcp_types:
