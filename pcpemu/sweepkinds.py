@@ -1,5 +1,5 @@
-"""The sweep's further measurement kinds: contention runs, the seed-bug scenario
-and trace replays (a fleet's traces are a sweep over ``trace``).
+"""The sweep's measurement kinds: op-stream workloads, contention runs, the
+seed-bug scenario and trace replays (a fleet's traces are a sweep over ``trace``).
 
 Each kind is a pure function of its parameters, registered with
 pcpemu.sweep.register_kind when pcpemu.sweep is imported.
@@ -7,13 +7,100 @@ pcpemu.sweep.register_kind when pcpemu.sweep is imported.
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any
+import time
+from typing import Any, Callable
 
-from .errors import PcpemuError, SweepSpecError
+from . import workloads
+from .config import PRESETS, THP_LIST_POLICIES, KernelConfig
+from .errors import ConfigError, PcpemuError, SweepSpecError
 from .sweep import Kind, register_kind
 
-__all__ = ["measure_contention", "measure_replay", "measure_repro"]
+__all__ = ["WORKLOADS", "measure_contention", "measure_replay", "measure_repro", "measure_workload"]
+
+#: Op-stream generators a ``workload`` run may name.
+WORKLOADS: dict[str, Callable[..., Any]] = {
+    "mixed": workloads.mixed,
+    "order0_churn": workloads.order0_churn,
+    "thp_fault_free": workloads.thp_fault_free,
+}
+
+#: Counters a ``workload`` run reports, as Machine.stats() names them.
+WORKLOAD_COUNTERS = ("ZONE_LOCK", "ZONE_LOCK_PAGES", "PCP_REFILL", "PCP_DRAIN", "CMA_TO_NONMOVABLE",
+                     "ALLOC_FAILED")
+
+_WORKLOAD_PARAMS: dict[str, Any] = {
+    "preset": "v6.10",   # a KernelConfig preset
+    "policy": None,      # THP-list policy overriding the preset's (None: the preset's)
+    "memory": "1G",
+    "cma": 0,
+    "cpus": 1,
+    "workload": "mixed",
+    "ops": 10_000,       # churn steps after the working set is filled
+    "live": 256,         # working set, in blocks
+    "seed": 0,
+}
+
+
+def _workload_config(p: dict[str, Any]) -> KernelConfig:
+    over: dict[str, Any] = {"memory": p["memory"], "cma": p["cma"], "cpus": p["cpus"]}
+    if p["policy"] is not None:
+        over.update(thp_lists=p["policy"], thp=p["policy"] != "none")
+    return KernelConfig.preset(p["preset"], **over)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_config(preset: Any, policy: Any, memory: Any, cma: Any, cpus: Any) -> None:
+    if preset not in PRESETS:
+        raise SweepSpecError(f"preset {preset!r} is not one of {', '.join(PRESETS)}")
+    if policy is not None and policy not in THP_LIST_POLICIES:
+        raise SweepSpecError(f"policy {policy!r} is not one of {', '.join(THP_LIST_POLICIES)}")
+    try:
+        _workload_config({"preset": preset, "policy": policy, "memory": memory, "cma": cma, "cpus": cpus})
+    except ConfigError as exc:
+        raise SweepSpecError(str(exc)) from None
+
+
+def _check_workload(p: dict[str, Any]) -> None:
+    if p["workload"] not in WORKLOADS:
+        raise SweepSpecError(f"workload {p['workload']!r} is not one of {', '.join(WORKLOADS)}")
+    for name, lo in (("ops", 0), ("live", 1), ("seed", 0)):
+        if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < lo:
+            raise SweepSpecError(f"{name}: expected an integer >= {lo}, got {p[name]!r}")
+    for name in ("preset", "policy", "memory", "cma", "cpus"):
+        if isinstance(p[name], (list, dict)):
+            raise SweepSpecError(f"{name}: expected a single value, got {p[name]!r}")
+    _checked_config(p["preset"], p["policy"], p["memory"], p["cma"], p["cpus"])
+
+
+def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
+    """Boot a machine, run a seeded op stream on all its CPUs, return the counters.
+
+    :param params: the ``workload`` kind's parameters (see ``KINDS["workload"].params``).
+    :return: WORKLOAD_COUNTERS, ``pcp_hit_rate`` (pcp hits over pcp-order
+        allocations), ``pcp_cachelines_per_op`` (distinct pcp cachelines touched
+        per alloc or free) and ``wall_s`` (Machine.run's wall time; the only
+        field that differs between two runs of the same parameters).
+    """
+    from .machine import Machine
+
+    cfg = _workload_config(params)
+    m = Machine(cfg, seed=params["seed"])
+    ops = WORKLOADS[params["workload"]](params["ops"], live=params["live"], cpus=tuple(range(cfg.cpus)),
+                                        seed=params["seed"])
+    t0 = time.perf_counter()
+    stats = m.run(ops).stats
+    wall = time.perf_counter() - t0
+    hits, misses = sum(stats["pcp_hit"]), sum(stats["pcp_miss"])
+    out: dict[str, Any] = {k: stats[k] for k in WORKLOAD_COUNTERS}
+    out["pcp_hit_rate"] = hits / (hits + misses) if hits + misses else 0.0
+    out["pcp_cachelines_per_op"] = stats["pcp_cachelines_per_op"]
+    out["wall_s"] = wall
+    return out
+
+
+register_kind(Kind("workload", measure_workload, _WORKLOAD_PARAMS, _check_workload))
 
 _CONTENTION_PARAMS: dict[str, Any] = {
     "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G", "seed": 0,

@@ -10,7 +10,8 @@ import pytest
 from pcpemu import cli
 from pcpemu.errors import SweepSpecError
 from pcpemu.report import sweep_tables
-from pcpemu.sweep import KINDS, Kind, _pick_executor, load_spec, measure_workload, parse_spec, run_key, run_sweep
+from pcpemu.sweep import KINDS, Kind, _pick_executor, load_spec, parse_spec, run_key, run_sweep
+from pcpemu.sweepkinds import measure_workload
 from pcpemu.sweepstore import JsonLinesStore, load_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
