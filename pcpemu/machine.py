@@ -71,18 +71,27 @@ class Machine:
 
     # ---- checks ----
 
+    # Each check takes a plain int in range at once; anything else (bools,
+    # numpy integers, other types) goes through the full test.
+
     def _cpu(self, cpu: int) -> int:
+        if type(cpu) is int and 0 <= cpu < self.config.cpus:
+            return cpu
         if isinstance(cpu, bool) or not isinstance(cpu, (int, np.integer)) or not 0 <= cpu < self.config.cpus:
             raise PcpemuError(f"cpu {cpu!r} is outside 0..{self.config.cpus - 1}")
         return int(cpu)
 
     @staticmethod
     def _order(order: int) -> int:
+        if type(order) is int and 0 <= order <= MAX_PAGE_ORDER:
+            return order
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_PAGE_ORDER:
             raise BadOrderError(f"order {order!r} is outside 0..{MAX_PAGE_ORDER}")
         return int(order)
 
     def _pfn(self, pfn: int) -> int:
+        if type(pfn) is int and 0 <= pfn < self.config.memory:
+            return pfn
         if isinstance(pfn, bool) or not isinstance(pfn, (int, np.integer)) or not 0 <= pfn < self.config.memory:
             raise BadPfnError(f"pfn {pfn!r} is outside 0..{self.config.memory - 1:#x}")
         return int(pfn)
@@ -100,7 +109,7 @@ class Machine:
         """
         mask = parse_gfp(gfp)
         order, cpu = self._order(order), self._cpu(cpu)
-        if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int) or not 0 < owner < 1 << 64):
+        if owner is not None and (type(owner) is not int or not 0 < owner < 1 << 64):
             raise PcpemuError(f"owner token {owner!r} must be an int in 1..2**64-1")
         pfn = self._core.alloc_pages(mask, order, cpu, owner or 0)
         return None if pfn < 0 else pfn
