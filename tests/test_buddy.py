@@ -134,6 +134,15 @@ def test_free_errors_leave_the_machine_unchanged():
         m.free_pages(pfn, order=11)
     with pytest.raises(pcpemu.UnknownGfpError):
         m.alloc_pages("GFP_KERNAL", 0)
+    # The int fast paths of the checks must not let bools or other types through.
+    with pytest.raises(pcpemu.BadOrderError):
+        m.alloc_pages(MOVABLE4, order=True)
+    with pytest.raises(pcpemu.PcpemuError, match="cpu"):
+        m.alloc_pages(MOVABLE4, order=0, cpu=True)
+    with pytest.raises(pcpemu.PcpemuError, match="owner"):
+        m.alloc_pages(MOVABLE4, order=0, owner=True)
+    with pytest.raises(pcpemu.BadPfnError):
+        m.free_pages(float(pfn), order=4)
     assert (m.buddyinfo(), m.stats()) == before
     m.free_pages(pfn, 4)
     with pytest.raises(pcpemu.DoubleFreeError):
