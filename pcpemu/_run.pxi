@@ -47,7 +47,7 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
     # Replays slot occupancy: each slot alternates alloc and free, orders
     # match. state[slot] is 0 for an empty slot, else 1 + the block's order.
     cdef uint8_t *state = <uint8_t *>malloc(nslots if nslots else 1)
-    cdef int nr_cpus = pgdat.nr_cpus, held, is_free
+    cdef int nr_cpus = pgdat.nr_cpus, held, is_free, code
     cdef Py_ssize_t i, s
     cdef const pcpemu_op *op
     if state == NULL:
@@ -68,9 +68,9 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
         elif op.op < NR_OPS and op.cpu < nr_cpus:
             continue
         bad[0] = i
-        i = op_error(op, nr_cpus, nslots, state)
+        code = op_error(op, nr_cpus, nslots, state)
         free(state)
-        return <int>i
+        return code
     free(state)
     return 0
 
@@ -90,7 +90,7 @@ cdef inline int64_t run_alloc(pglist_data *pgdat, const pcpemu_op *op, int64_t *
     else:
         owner = pgdat.next_owner
         pgdat.next_owner += 1
-    if op.gfp != ac.gfp or ac.zonelist == NULL:
+    if ac.zonelist == NULL or op.gfp != ac.gfp:
         prepare_alloc_pages(pgdat, op.gfp, ac)
     p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
     if p == NULL:
@@ -140,7 +140,8 @@ cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_
                   int64_t *results) noexcept nogil:
     cdef Py_ssize_t i
     cdef alloc_context ac
-    ac.zonelist = NULL
+    ac.zonelist = NULL          # prepared at the first allocation
+    ac.gfp = 0
     for i in range(n):
         results[i] = run_op(pgdat, &ops[i], slots, &ac)
 

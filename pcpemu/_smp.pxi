@@ -109,7 +109,8 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
     cdef uint64_t acq0, pages0
     cdef int64_t i
     cdef alloc_context ac
-    ac.zonelist = NULL
+    ac.zonelist = NULL          # prepared at the first allocation
+    ac.gfp = 0
     for cpu in range(nr_streams):
         pos[cpu] = starts[cpu]
         if starts[cpu] < starts[cpu + 1]:
