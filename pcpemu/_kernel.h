@@ -229,16 +229,17 @@ struct alloc_context {
 	unsigned int gfp;
 };
 
-/*
- * Real spinlocks for threaded mode (pglist_data.threaded): test-and-set with
- * a read-only spin, as a pre-qspinlock kernel spins. pcpemu_spin_lock returns
- * how many times it spun, 0 when the lock was free.
- */
+/* The lines a pcp fast-path operation touched: bits set in cpu_state.touched. */
 static inline int pcpemu_popcount(uint64_t x)
 {
 	return __builtin_popcountll(x);	/* one instruction with -mpopcnt (setup.py) */
 }
 
+/*
+ * Real spinlocks for threaded mode (pglist_data.threaded): test-and-set with
+ * a read-only spin, as a pre-qspinlock kernel spins. pcpemu_spin_lock returns
+ * how many times it spun, 0 when the lock was free.
+ */
 static inline void pcpemu_cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
