@@ -174,8 +174,10 @@ def test_pcp_cachelines_come_from_real_addresses():
     m2 = machine()
     m2.alloc_pages(THP, 9)
     m2.alloc_pages(THP, 9)          # a hit: list 13 is on line 3, the counters on line 0
-    hist = m2.stats()["pcp_cachelines"]["alloc"]["histogram"]
-    assert hist[2] == 2 and sum(hist) == 2
+    cl = m2.stats()["pcp_cachelines"]["alloc"]
+    assert cl["histogram"][2] == 2 and sum(cl["histogram"]) == 2
+    # total and mean are read off the histogram: one bucket per line count.
+    assert len(cl["histogram"]) == 65 and cl["total"] == 4 and cl["mean"] == 2.0
 
 
 def test_drain_all_pages_empties_every_cpu():
