@@ -269,6 +269,7 @@ cdef class Allocator:
         free(self.pgdat.pageblock_mt)
         free(self.pgdat.block_zone)
         free(self.pgdat.cpu)
+        trace_free(&self.pgdat)
 
     # ---- entry points ----
 

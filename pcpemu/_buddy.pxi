@@ -125,7 +125,7 @@ cdef inline void page_del_and_expand(page *p, zone *z, int low, int high, int mt
     account_freepages(z, -nr_pages, mt)
 
 
-cdef page *__rmqueue_smallest(zone *z, int order, int mt) noexcept nogil:
+cdef page *__rmqueue_smallest(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt) noexcept nogil:
     """Take the smallest free block of type mt that fits (caller holds zone->lock)."""
     cdef int o
     cdef page *p
@@ -134,6 +134,8 @@ cdef page *__rmqueue_smallest(zone *z, int order, int mt) noexcept nogil:
         if p == NULL:
             continue
         page_del_and_expand(p, z, order, o, mt)
+        trace_mm_page_alloc_zone_locked(cs, pgdat, p, order, mt,
+                                        pcp_allowed_order(pgdat, order) and mt < MIGRATE_PCPTYPES)
         return p
     return NULL
 
@@ -283,7 +285,7 @@ cdef page *steal_suitable_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, p
             __move_freepages_block(pgdat, z, start, block_mt, start_mt)
             set_pageblock_migratetype(cs, pgdat, start, start_mt)
             cs.item[<int>PGSTEAL_BLOCK] += 1
-            return __rmqueue_smallest(z, order, start_mt)
+            return __rmqueue_smallest(cs, pgdat, z, order, start_mt)
     # Take just this block; the split remainder stays on the block's own type.
     page_del_and_expand(p, z, order, current_order, block_mt)
     return p
@@ -319,6 +321,7 @@ cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int or
         p = get_page_from_free_area(&z.free_area[current_order], fb)
         p = steal_suitable_fallback(cs, pgdat, z, p, current_order, order, start_mt, alloc_flags, can_steal)
         cs.item[<int>PGALLOC_FALLBACK] += 1
+        trace_mm_page_alloc_extfrag(cs, pgdat, p, order, current_order, start_mt, fb)
         return p
     return NULL
 
@@ -330,13 +333,13 @@ cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int 
     # Balance movable allocations between regular and CMA areas: use CMA
     # first when more than half of the zone's free memory is CMA.
     if (alloc_flags & ALLOC_CMA) and z.vm_stat[<int>NR_FREE_CMA_PAGES] > z.vm_stat[<int>NR_FREE_PAGES] // 2:
-        p = __rmqueue_smallest(z, order, MIGRATE_CMA)
+        p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)
         if p != NULL:
             return p
-    p = __rmqueue_smallest(z, order, mt)
+    p = __rmqueue_smallest(cs, pgdat, z, order, mt)
     if p == NULL:
         if alloc_flags & ALLOC_CMA:
-            p = __rmqueue_smallest(z, order, MIGRATE_CMA)       # __rmqueue_cma_fallback
+            p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)       # __rmqueue_cma_fallback
         if p == NULL:
             p = __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
     return p

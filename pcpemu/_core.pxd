@@ -151,6 +151,34 @@ cdef extern from "_kernel.h" nogil:
         uint64_t cl_hist[3][65]       # ops by the number of lines they touched
         uint64_t owner_seq              # threaded mode: this CPU's owner tokens
 
+    enum pcpemu_event_kind:
+        MM_PAGE_ALLOC
+        MM_PAGE_FREE
+        MM_PAGE_FREE_BATCHED
+        MM_PAGE_PCPU_DRAIN
+        MM_PAGE_ALLOC_ZONE_LOCKED
+        MM_PAGE_ALLOC_EXTFRAG
+
+    struct pcpemu_event:
+        int64_t op                      # stream op it fired in, -1 outside a stream
+        int64_t pfn
+        uint32_t gfp
+        uint16_t cpu
+        uint8_t kind
+        int8_t order
+        int8_t migratetype
+        int8_t fallback_order
+        int8_t fallback_migratetype
+        int8_t percpu_refill
+        int8_t change_ownership
+
+    struct pcpemu_trace:
+        pcpemu_event *ev
+        size_t len
+        size_t cap
+        int64_t op                      # the stream op running now
+        int lost                        # events dropped: the buffer could not grow
+
     struct pglist_data:
         zone *node_zones
         page *mem_map
@@ -169,6 +197,7 @@ cdef extern from "_kernel.h" nogil:
         uint64_t next_owner
         int threaded                    # real threads run the op streams
         zone *zonelists[5][6]           # populated zones from each highest_zoneidx down
+        pcpemu_trace *trace             # NULL: tracepoints off
 
     struct alloc_context:
         zone **zonelist

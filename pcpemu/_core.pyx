@@ -3,8 +3,8 @@
 mirrors of _kernel.h. Python reaches it through pcpemu.machine.Machine."""
 
 from libc.stdint cimport int8_t, int16_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy, memset
 from posix.stdlib cimport posix_memalign
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
@@ -58,6 +58,7 @@ CONSTANTS = {
 }
 
 include "_list.pxi"
+include "_trace.pxi"
 include "_buddy.pxi"
 include "_pcp.pxi"
 include "_page_alloc.pxi"

@@ -193,6 +193,39 @@ struct cpu_state {
 	uint64_t owner_seq;	/* threaded mode: this CPU's owner tokens */
 } __attribute__((aligned(SMP_CACHE_BYTES)));
 
+/* kmem tracepoints (include/trace/events/kmem.h), as pcpemu.ftrace numbers them */
+enum pcpemu_event_kind {
+	MM_PAGE_ALLOC = 1,
+	MM_PAGE_FREE,
+	MM_PAGE_FREE_BATCHED,
+	MM_PAGE_PCPU_DRAIN,
+	MM_PAGE_ALLOC_ZONE_LOCKED,
+	MM_PAGE_ALLOC_EXTFRAG,
+};
+
+/* One tracepoint hit; fields an event does not have are -1 (gfp: 0). */
+struct pcpemu_event {
+	int64_t op;		/* index of the stream op it happened in, -1 outside a stream */
+	int64_t pfn;		/* -1: a failed mm_page_alloc */
+	uint32_t gfp;
+	uint16_t cpu;
+	uint8_t kind;		/* enum pcpemu_event_kind */
+	int8_t order;		/* extfrag: alloc_order */
+	int8_t migratetype;	/* extfrag: alloc_migratetype */
+	int8_t fallback_order;
+	int8_t fallback_migratetype;
+	int8_t percpu_refill;
+	int8_t change_ownership;	/* extfrag: the block is now the request's type */
+};
+
+/* The events of a trace session (pcpemu.Machine.tracing), in the order they fired. */
+struct pcpemu_trace {
+	struct pcpemu_event *ev;
+	size_t len, cap;
+	int64_t op;		/* the stream op running now, -1 between streams */
+	int lost;		/* the buffer could not grow: events were dropped */
+};
+
 struct pglist_data {
 	struct zone *node_zones;	/* [MAX_NR_ZONES] */
 	struct page *mem_map;
@@ -213,6 +246,7 @@ struct pglist_data {
 	/* node_zonelists[ZONELIST_FALLBACK] by highest_zoneidx: the populated
 	 * zones from it down, NULL-terminated */
 	struct zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1];
+	struct pcpemu_trace *trace;	/* NULL: tracepoints off */
 };
 
 /*

@@ -82,11 +82,11 @@ cdef page *rmqueue_buddy(cpu_state *cs, pglist_data *pgdat, zone *z, int order, 
     cdef page *p = NULL
     spin_lock_zone(cs, pgdat, z, LOCK_RMQUEUE_BUDDY)
     if alloc_flags & ALLOC_HIGHATOMIC:
-        p = __rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+        p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_HIGHATOMIC)
     if p == NULL:
         p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
         if p == NULL and (alloc_flags & ALLOC_OOM):
-            p = __rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+            p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_HIGHATOMIC)
     if p != NULL:
         count_locked_pages(cs, LOCK_RMQUEUE_BUDDY, 1L << order)
     spin_unlock_zone(z)
@@ -235,6 +235,7 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
     if p == NULL:
         cs.item[<int>ALLOC_FAILED] += 1
         cs.alloc_fail[order][mt] += 1
+        trace_mm_page_alloc(cs, pgdat, NULL, order, ac.gfp, mt)
         return NULL
     prep_new_page(pgdat, p, order, ac.gfp, mt, owner)
     cs.alloc[order][mt] += 1
@@ -244,6 +245,7 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
         cs.cma_pages_to[mt] += 1UL << order
         if mt != MIGRATE_MOVABLE:
             cs.item[<int>CMA_TO_NONMOVABLE] += 1
+    trace_mm_page_alloc(cs, pgdat, p, order, ac.gfp, mt)
     return p
 
 
@@ -296,6 +298,7 @@ cdef int check_free(pglist_data *pgdat, unsigned long pfn, int order, unsigned l
 cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order, int cpu) noexcept nogil:
     """Free an allocated block checked by check_free (__free_pages)."""
     cdef page *p = pfn_to_page(pgdat, pfn)
+    trace_mm_page_free(cs, pgdat, pfn, order)
     p.flags = 0
     p._refcount = 0
     p.owner = 0

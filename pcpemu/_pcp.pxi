@@ -42,7 +42,7 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
     cdef list_head *lst
     cdef page *p
     cdef unsigned long pfn
-    cdef int order, nr_pages, moved = 0
+    cdef int order, nr_pages, mt, moved = 0
     count = min(pcp.count, count)
     pindex -= 1             # the caller's list is drained first
     spin_lock_zone(cs, pgdat, z, LOCK_FREE_PCPPAGES_BULK)
@@ -66,7 +66,9 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
             pcp.count -= nr_pages
             moved += nr_pages
             # The pageblock type is read now, as in v6.10.
-            __free_one_page(cs, pgdat, p, pfn, z, order, get_pageblock_migratetype(pgdat, pfn), False)
+            mt = get_pageblock_migratetype(pgdat, pfn)
+            trace_mm_page_pcpu_drain(cs, pgdat, pfn, order, mt)
+            __free_one_page(cs, pgdat, p, pfn, z, order, mt, False)
             if count <= 0 or list_empty(lst):
                 break
     count_locked_pages(cs, LOCK_FREE_PCPPAGES_BULK, moved)

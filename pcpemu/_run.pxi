@@ -143,7 +143,11 @@ cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_
     ac.zonelist = NULL          # prepared at the first allocation
     ac.gfp = 0
     for i in range(n):
+        if pgdat.trace != NULL:
+            pgdat.trace.op = i      # the op the tracepoints it fires name
         results[i] = run_op(pgdat, &ops[i], slots, &ac)
+    if pgdat.trace != NULL:
+        pgdat.trace.op = -1
 
 
 cdef int check_op_stream(Allocator a, ops, int64_t[::1] slots) except -1:

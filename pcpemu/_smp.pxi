@@ -127,6 +127,8 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         acq0 = cs.item[<int>ZONE_LOCK]
         pages0 = cs.item[<int>ZONE_LOCK_PAGES]
         cs.touched = 0
+        if pgdat.trace != NULL:
+            pgdat.trace.op = i
         results[i] = run_op(pgdat, op, slots, &ac)
         lines = nr_lines(cs.touched)
         remote = 0
@@ -144,6 +146,8 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         if pos[cpu] < starts[cpu + 1]:
             e.time = clock[cpu]
             vt_push(heap, &nheap, e)
+    if pgdat.trace != NULL:
+        pgdat.trace.op = -1
 
 
 def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] slots,
@@ -194,6 +198,8 @@ def smp_validate(Allocator a, ops, int64_t[::1] slots):
 
 def smp_set_threaded(Allocator a, bint on):
     """Switch the locks to real spinlocks (real threads) or back to plain flags."""
+    if on and a.pgdat.trace != NULL:
+        raise PcpemuError("real threads cannot run while a trace is on: they would race on its buffer")
     a.pgdat.threaded = on
 
 

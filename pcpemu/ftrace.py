@@ -84,6 +84,7 @@ EVENT_DTYPE = np.dtype([
     ("fallback_order", "i1"),        # extfrag only
     ("fallback_migratetype", "i1"),  # extfrag only
     ("percpu_refill", "i1"),         # zone_locked only
+    ("change_ownership", "i1"),      # extfrag only, -1 when the line does not print it
 ])
 
 _Source = Union[str, "os.PathLike[str]", BinaryIO, TextIO]
@@ -103,6 +104,7 @@ class TraceEvent(NamedTuple):
     fallback_order: int = -1
     fallback_migratetype: int = -1
     percpu_refill: int = -1
+    change_ownership: int = -1
 
     @property
     def name(self) -> str:
@@ -290,13 +292,15 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
             if kind != MM_PAGE_ALLOC or pfn != 0:
                 raise ValueError(f"NULL page with pfn={fields['pfn']}")
             pfn = PFN_FAILED
-        order = mt = fb_order = fb_mt = refill = -1
+        order = mt = fb_order = fb_mt = refill = owner = -1
         gfp = 0
         if kind == MM_PAGE_ALLOC_EXTFRAG:
             order = _int(fields, "alloc_order", 0, 63)
             mt = _int(fields, "alloc_migratetype", 0, 63)
             fb_order = _int(fields, "fallback_order", 0, 63)
             fb_mt = _int(fields, "fallback_migratetype", 0, 63)
+            if "change_ownership" in fields:
+                owner = _int(fields, "change_ownership", 0, 1)
         else:
             order = _int(fields, "order", 0, 63)
             if "migratetype" in _REQUIRED[kind]:
@@ -315,7 +319,7 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
         stats._malformed(lineno, f"{event}: {err}", line, strict)
         return None
     return (kind, cpu, pfn, order, mt, gfp, float(m.group("ts")), lineno, fb_order, fb_mt,
-            refill)
+            refill, owner)
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,6 +335,7 @@ def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
         rows[name] = col
     rows["fallback_order"] = -1
     rows["fallback_migratetype"] = -1
+    rows["change_ownership"] = -1
     rows["line"] = li + first_line
     stats.lines += len(nl)
     if len(li) == len(nl):
@@ -458,7 +463,7 @@ def _format_fields(ev: TraceEvent) -> str:
                 f"pageblock_order=9 alloc_migratetype={ev.migratetype} "
                 f"fallback_migratetype={ev.fallback_migratetype} "
                 f"fragmenting={int(ev.fallback_order < 9)} "
-                f"change_ownership={int(ev.migratetype == ev.fallback_migratetype)}")
+                f"change_ownership={max(ev.change_ownership, 0)}")
     raise ValueError(f"unknown event kind {kind}")
 
 
@@ -469,7 +474,8 @@ def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
     Lines are ``"%16s-%-7d [%03d] %5s %5lu.%06lu: %s: %s"`` (print_trace_fmt() in
     kernel/trace/trace_output.c) with the TP_printk text of include/trace/events/kmem.h.
     Unlike the kernel, ``page=`` is a fixed hash of the pfn (the kernel hashes the
-    struct page address with a boot-time key), and the flags column is ``.....``.
+    struct page address with a boot-time key), the flags column is ``.....``, and
+    an extfrag event whose change_ownership is not known (-1) prints 0.
 
     :param events: :class:`TraceEvent` records or an EVENT_DTYPE array.
     :param file: a text file open for writing.

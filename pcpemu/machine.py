@@ -7,19 +7,21 @@ turns the core's counters and views into kernel vocabulary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from . import _core, procfs, workloads
 from .config import MAX_PAGE_ORDER, KernelConfig
 from .errors import BadOrderError, BadPfnError, InvariantError, OpStreamError, PcpemuError
+from .ftrace import EVENT_DTYPE
 from .gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .pcplists import pcp_list_table
 from .watermark import ZoneParams, setup_zones
 
-__all__ = ["Machine", "OP_DTYPE", "OPS", "RunResult"]
+__all__ = ["Machine", "OP_DTYPE", "OPS", "RunResult", "Trace"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
 OP_DTYPE = _core.OP_DTYPE
@@ -38,6 +40,31 @@ class RunResult:
 
     stats: dict[str, Any]
     results: np.ndarray
+
+
+@dataclasses.dataclass
+class Trace:
+    """The kmem tracepoints a machine fired inside :meth:`Machine.tracing`, in order.
+
+    ``events`` is an EVENT_DTYPE array (pcpemu.ftrace), which
+    pcpemu.ftrace.write_ftrace prints as the kernel's trace file does; its
+    timestamps are 0 and its line numbers -1. ``op[i]`` is the index of the op,
+    in the stream Machine.run was running, that event i fired in; -1 for the
+    Python entry points. Filled when the ``with`` block ends.
+    """
+
+    events: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, EVENT_DTYPE))
+    op: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def _fill_trace(trace: Trace, raw: np.ndarray) -> None:
+    # raw: the core's events (_core.CORE_EVENT_DTYPE).
+    trace.events = np.zeros(len(raw), EVENT_DTYPE)
+    for name in ("kind", "cpu", "pfn", "order", "migratetype", "gfp", "fallback_order", "fallback_migratetype",
+                 "percpu_refill", "change_ownership"):
+        trace.events[name] = raw[name]
+    trace.events["line"] = -1
+    trace.op = raw["op"].copy()
 
 
 class Machine:
@@ -164,6 +191,25 @@ class Machine:
         results = np.empty(len(ops), dtype=np.int64)
         self._core.run(ops, self._slots, results)
         return RunResult(_stats_dict(_diff(self._core.stats_array(), before)), results)
+
+    @contextlib.contextmanager
+    def tracing(self) -> Iterator[Trace]:
+        """Record the kmem tracepoints fired inside the ``with`` block.
+
+        The events are mm_page_alloc, mm_page_free, mm_page_alloc_zone_locked,
+        mm_page_pcpu_drain and mm_page_alloc_extfrag, with the kernel's fields
+        and at the kernel's places (include/trace/events/kmem.h, v6.10). Unlike
+        the kernel, mm_page_free_batched never fires: pcpemu frees one block at
+        a time.
+
+        :raises PcpemuError: if a trace is already on, or the machine runs real threads.
+        """
+        trace = Trace()
+        _core.trace_start(self._core)
+        try:
+            yield trace
+        finally:
+            _fill_trace(trace, _core.trace_stop(self._core))
 
     def slot_pfn(self, slot: int) -> int | None:
         """The pfn an op-stream slot holds, or None."""

@@ -354,7 +354,7 @@ def _emitted_rows(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, results: np.
     rows["gfp"] = np.where(alloc, op["gfp"], 0)
     mts = {g: gfp_migratetype(int(g)) for g in np.unique(op["gfp"][alloc]).tolist()}
     rows["migratetype"] = [mts[g] if a else -1 for g, a in zip(op["gfp"].tolist(), alloc.tolist())]
-    for name in ("fallback_order", "fallback_migratetype", "percpu_refill"):
+    for name in ("fallback_order", "fallback_migratetype", "percpu_refill", "change_ownership"):
         rows[name] = -1
     return rows
 

@@ -140,7 +140,7 @@ def test_capture_extfrag(capture):
     (ev,) = rows[rows["kind"] == MM_PAGE_ALLOC_EXTFRAG].tolist()
     assert TraceEvent(*ev)._replace(line=0, timestamp=0.0) == TraceEvent(
         MM_PAGE_ALLOC_EXTFRAG, cpu=1, pfn=0x160C00, order=0, migratetype=0,
-        fallback_order=10, fallback_migratetype=1)
+        fallback_order=10, fallback_migratetype=1, change_ownership=1)
 
 
 @needs_capture
@@ -359,6 +359,10 @@ def test_write_failed_and_extfrag():
                              "alloc_migratetype=0 fallback_migratetype=1 fragmenting=0 "
                              "change_ownership=0")
     assert lines[0].startswith("          pcpemu-1       [000] .....     1.500000: ")
+    # A known change_ownership prints as it is; unknown (-1) prints 0.
+    out = io.StringIO()
+    write_ftrace([evs[1]._replace(change_ownership=1)], out, header=False)
+    assert out.getvalue().rstrip().endswith("fragmenting=0 change_ownership=1")
     with pytest.raises(ValueError, match="only mm_page_alloc can fail"):
         write_ftrace([TraceEvent(MM_PAGE_FREE, 0, PFN_FAILED, 0)], io.StringIO())
 
