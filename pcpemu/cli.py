@@ -62,7 +62,7 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strict", action="store_true", help="stop at the first malformed kmem line")
     p.add_argument("--emit-trace", metavar="FILE",
-                   help="write the emulated allocations and frees as ftrace text (one --policy)")
+                   help="write the emulator's kmem tracepoints as ftrace text (one --policy)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     p.add_argument("--json", action="store_true", help="print one JSON document")

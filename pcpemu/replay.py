@@ -20,7 +20,6 @@ import numpy as np
 from .config import MAX_PAGE_ORDER, KernelConfig
 from .errors import ConfigError, TraceFormatError
 from .ftrace import (
-    EVENT_DTYPE,
     EVENT_NAMES,
     MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_EXTFRAG,
@@ -34,8 +33,8 @@ from .ftrace import (
     read_zoneinfo,
     write_ftrace,
 )
-from .gfp import ZONE_NAMES, gfp_migratetype
-from .machine import OP_DTYPE, Machine
+from .gfp import ZONE_NAMES
+from .machine import OP_DTYPE, Machine, Trace
 from .watermark import setup_zones
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -341,21 +340,10 @@ def _check_batch(ev: np.ndarray, nr_cpus: int) -> None:
                                f"above MAX_PAGE_ORDER ({MAX_PAGE_ORDER})")
 
 
-def _emitted_rows(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, results: np.ndarray) -> np.ndarray:
-    # The emulated allocations and frees as events: the emulator's pfns, the trace's times.
-    done = (ops["op"] == OP_ALLOC) | (results >= 0)
-    rows = np.zeros(int(np.count_nonzero(done)), EVENT_DTYPE)
-    src = ev[sel[done]]
-    op = ops[done]
-    alloc = op["op"] == OP_ALLOC
-    rows["kind"] = np.where(alloc, MM_PAGE_ALLOC, MM_PAGE_FREE)
-    rows["cpu"], rows["order"], rows["timestamp"] = op["cpu"], op["order"], src["timestamp"]
-    rows["pfn"] = results[done]
-    rows["gfp"] = np.where(alloc, op["gfp"], 0)
-    mts = {g: gfp_migratetype(int(g)) for g in np.unique(op["gfp"][alloc]).tolist()}
-    rows["migratetype"] = [mts[g] if a else -1 for g, a in zip(op["gfp"].tolist(), alloc.tolist())]
-    for name in ("fallback_order", "fallback_migratetype", "percpu_refill", "change_ownership"):
-        rows[name] = -1
+def _emitted_rows(ev: np.ndarray, sel: np.ndarray, trace: Trace) -> np.ndarray:
+    # The emulator's tracepoints, each at the time of the trace event its op replays.
+    rows = trace.events
+    rows["timestamp"] = ev["timestamp"][sel[trace.op]]
     return rows
 
 
@@ -371,9 +359,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     :param seed: the seed of the machines made from configs.
     :param batch: events per op-stream chunk.
     :param strict: stop at the first malformed kmem line.
-    :param emit_trace: a text file that gets the first machine's allocations and frees
-        as mm_page_alloc/mm_page_free lines (the emulator's refills and drains are not
-        written: the core has no trace hook for them).
+    :param emit_trace: a text file that gets the first machine's kmem tracepoints
+        (Machine.tracing) as ftrace lines, each at the time of the event its op replays.
     :param progress: called after each chunk.
     :param config_notes: carried into the result (e.g. from :func:`config_from_zoneinfo`).
     :raises TraceFormatError: for an unreadable trace, a malformed line with ``strict``,
@@ -406,9 +393,12 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
             for m in machines.values():
-                res = m.run(ops)
                 if m is first and emit_trace is not None:
-                    write_ftrace(_emitted_rows(ev, ops, sel, res.results), emit_trace, header=False)
+                    with m.tracing() as trace:
+                        m.run(ops)
+                    write_ftrace(_emitted_rows(ev, sel, trace), emit_trace, header=False)
+                else:
+                    m.run(ops)
             if progress is not None:
                 progress(sum(stats.events.values()), raw.tell() / size if size else None)
     finally:
