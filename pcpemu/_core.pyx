@@ -47,14 +47,17 @@ cdef enum:
     OP_DECAY = 4
     NR_OPS = 5
 
-#: The core's copies of kernel constants, checked against pcpemu.gfp and
-#: pcpemu.workloads by the tests so the two cannot drift apart.
+#: The core's copies of constants, checked against pcpemu.gfp, pcpemu.workloads
+#: and pcpemu.ftrace by the tests so the copies cannot drift apart.
 CONSTANTS = {
     "__GFP_DMA": GFP_DMA, "__GFP_HIGHMEM": GFP_HIGHMEM, "__GFP_DMA32": GFP_DMA32, "__GFP_MOVABLE": GFP_MOVABLE,
     "__GFP_RECLAIMABLE": GFP_RECLAIMABLE, "__GFP_HIGH": GFP_HIGH, "__GFP_DIRECT_RECLAIM": GFP_DIRECT_RECLAIM,
     "__GFP_KSWAPD_RECLAIM": GFP_KSWAPD_RECLAIM, "__GFP_COMP": GFP_COMP, "__GFP_NOMEMALLOC": GFP_NOMEMALLOC,
     "OP_ALLOC": OP_ALLOC, "OP_FREE": OP_FREE, "OP_DRAIN": OP_DRAIN, "OP_DRAIN_ALL": OP_DRAIN_ALL,
     "OP_DECAY": OP_DECAY,
+    "MM_PAGE_ALLOC": MM_PAGE_ALLOC, "MM_PAGE_FREE": MM_PAGE_FREE, "MM_PAGE_FREE_BATCHED": MM_PAGE_FREE_BATCHED,
+    "MM_PAGE_PCPU_DRAIN": MM_PAGE_PCPU_DRAIN, "MM_PAGE_ALLOC_ZONE_LOCKED": MM_PAGE_ALLOC_ZONE_LOCKED,
+    "MM_PAGE_ALLOC_EXTFRAG": MM_PAGE_ALLOC_EXTFRAG,
 }
 
 include "_list.pxi"

@@ -48,10 +48,12 @@ def test_migratetype_and_zone():
 
 
 def test_the_core_uses_the_same_constants():
-    from pcpemu import _core, gfp, workloads
+    from pcpemu import _core, ftrace, gfp, workloads
 
     for name, value in _core.CONSTANTS.items():
         if name.startswith("__GFP"):
             assert gfp.GFP_FLAGS[name] == value, name
+        elif name.startswith("MM_PAGE"):
+            assert getattr(ftrace, name) == value, name
         else:
             assert getattr(workloads, name) == value, name
