@@ -23,8 +23,8 @@ if platform.machine() in ("x86_64", "AMD64"):
 extensions = [
     Extension(
         "pcpemu._core",
-        ["pcpemu/_core.pyx"],
-        include_dirs=[numpy.get_include(), "pcpemu"],
+        ["pcpemu/_core/_core.pyx"],
+        include_dirs=[numpy.get_include(), "pcpemu/_core"],
         extra_compile_args=extra_compile_args,
         # The fast path is a chain of small kernel-named functions; gcc only
         # folds it into the executor loop when told to (measured 36 -> 28 ns
@@ -35,7 +35,7 @@ extensions = [
     ),
     Extension(
         "pcpemu._ftrace",
-        ["pcpemu/_ftrace.pyx"],
+        ["pcpemu/_core/_ftrace.pyx"],
         include_dirs=[numpy.get_include()],
         extra_compile_args=extra_compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -1,12 +1,12 @@
 """Contention benchmarks: zone->lock and pcp cachelines of the THP-list
-policies, 1..N CPUs, in virtual time and on real threads (pcpemu.smp)."""
+policies, 1..N CPUs, in virtual time and on real threads (pcpemu.runs.smp)."""
 
 import os
 
 import numpy as np
 import pytest
 
-from pcpemu import smp
+from pcpemu.runs import smp
 from pcpemu.machine import Machine
 
 pytestmark = pytest.mark.benchmark(group="contention")

@@ -10,7 +10,7 @@ import pytest
 
 import pcpemu
 from pcpemu import _core
-from pcpemu import workloads as wl
+from pcpemu.runs import workloads as wl
 
 N = 1_000_000
 

@@ -10,8 +10,8 @@ import pathlib
 import pytest
 
 import pcpemu
-from pcpemu.ftrace import TraceStats, read_event_batches
-from pcpemu.replay import replay
+from pcpemu.kernel.ftrace import TraceStats, read_event_batches
+from pcpemu.runs.replay import replay
 
 CAPTURE = pathlib.Path(__file__).parent.parent / "tests" / "data" / "kmem-6.18-small.txt.xz"
 SAMPLE_ZONES = {"DMA": 3840, "DMA32": 772918, "Normal": 163840}

@@ -12,7 +12,7 @@ Run: python3 -m pytest bench/bench_sweep.py --benchmark-only. Figures land in ex
 
 import pytest
 
-from pcpemu.sweep import parse_spec, run_sweep
+from pcpemu.tools.sweep import parse_spec, run_sweep
 
 N = 10_000
 #: A tiny run: a 16 MiB machine (the smallest), 200 churn steps; ~0.5 ms.

@@ -1,6 +1,6 @@
 """pcpemu: an emulator of the Linux page allocator (buddy + per-CPU page lists)."""
 
-from .config import PRESETS, THP_LIST_POLICIES, KernelConfig
+from .kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from .errors import (
     BadOrderError,
     BadPfnError,
@@ -14,8 +14,8 @@ from .errors import (
     UnknownGfpError,
     WrongOrderError,
 )
-from .gfp import parse_gfp, show_gfp_flags
-from .layout import Layout, layout
+from .kernel.gfp import parse_gfp, show_gfp_flags
+from .kernel.layout import Layout, layout
 
 __version__ = "0.1.0"
 

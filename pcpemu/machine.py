@@ -13,13 +13,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import _core, procfs, workloads
-from .config import MAX_PAGE_ORDER, KernelConfig
+from . import _core
+from .kernel import procfs
+from .runs import workloads
+from .kernel.config import MAX_PAGE_ORDER, KernelConfig
 from .errors import BadOrderError, BadPfnError, InvariantError, OpStreamError, PcpemuError
-from .ftrace import EVENT_DTYPE
-from .gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
-from .pcplists import pcp_list_table
-from .watermark import ZoneParams, setup_zones
+from .kernel.ftrace import EVENT_DTYPE
+from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
+from .kernel.pcplists import pcp_list_table
+from .kernel.watermark import ZoneParams, setup_zones
 
 __all__ = ["Machine", "OP_DTYPE", "OPS", "RunResult", "Trace"]
 
@@ -46,8 +48,8 @@ class RunResult:
 class Trace:
     """The kmem tracepoints a machine fired inside :meth:`Machine.tracing`, in order.
 
-    ``events`` is an EVENT_DTYPE array (pcpemu.ftrace), which
-    pcpemu.ftrace.write_ftrace prints as the kernel's trace file does; its
+    ``events`` is an EVENT_DTYPE array (pcpemu.kernel.ftrace), which
+    pcpemu.kernel.ftrace.write_ftrace prints as the kernel's trace file does; its
     timestamps are 0 and its line numbers -1. ``op[i]`` is the index of the op,
     in the stream Machine.run was running, that event i fired in; -1 for the
     Python entry points. Filled when the ``with`` block ends.
@@ -173,7 +175,7 @@ class Machine:
     def run(self, ops: np.ndarray) -> RunResult:
         """Run an op stream in the core with the GIL released.
 
-        :param ops: an OP_DTYPE array (see pcpemu.workloads). A free names the
+        :param ops: an OP_DTYPE array (see pcpemu.runs.workloads). A free names the
             slot of its allocation; a free of a slot whose allocation failed is
             skipped and counted (FREE_SKIPPED). Slots live across runs.
         :raises OpStreamError: for a malformed stream, before any op runs.

@@ -1,7 +1,7 @@
 import pytest
 
 from pcpemu import ConfigError, KernelConfig
-from pcpemu.config import parse_size
+from pcpemu.kernel.config import parse_size
 
 
 def test_parse_size_units():

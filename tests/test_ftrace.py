@@ -1,4 +1,4 @@
-"""Tests of pcpemu.ftrace: the kmem trace reader and writer, and read_zoneinfo."""
+"""Tests of pcpemu.kernel.ftrace: the kmem trace reader and writer, and read_zoneinfo."""
 
 import doctest
 import gzip
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcpemu import ftrace
+from pcpemu.kernel import ftrace
 from pcpemu.errors import TraceFormatError
-from pcpemu.ftrace import (
+from pcpemu.kernel.ftrace import (
     EVENT_DTYPE,
     MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_EXTFRAG,
@@ -29,7 +29,7 @@ from pcpemu.ftrace import (
     read_zoneinfo,
     write_ftrace,
 )
-from pcpemu.gfp import gfp_migratetype, parse_gfp, show_gfp_flags
+from pcpemu.kernel.gfp import gfp_migratetype, parse_gfp, show_gfp_flags
 
 CAPTURE = Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"
 DATA = Path(__file__).parent / "data"

@@ -1,7 +1,7 @@
 import pytest
 
 from pcpemu import UnknownGfpError
-from pcpemu.gfp import GFP_FLAGS, gfp_migratetype, gfp_zone, memalloc_pin, parse_gfp, show_gfp_flags
+from pcpemu.kernel.gfp import GFP_FLAGS, gfp_migratetype, gfp_zone, memalloc_pin, parse_gfp, show_gfp_flags
 
 
 def test_composite_masks_match_the_kernel():
@@ -48,7 +48,9 @@ def test_migratetype_and_zone():
 
 
 def test_the_core_uses_the_same_constants():
-    from pcpemu import _core, ftrace, gfp, workloads
+    from pcpemu import _core
+    from pcpemu.kernel import ftrace, gfp
+    from pcpemu.runs import workloads
 
     for name, value in _core.CONSTANTS.items():
         if name.startswith("__GFP"):

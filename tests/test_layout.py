@@ -1,4 +1,4 @@
-"""Tests of pcpemu.layout: hand-worked known answers, the three cross-checks
+"""Tests of pcpemu.kernel.layout: hand-worked known answers, the three cross-checks
 (the compiled emulator's pcp, gcc offsetof/sizeof, pahole), errors and the CLI."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 # pcpemu/__init__.py re-exports the function ``layout``, which shadows the
 # submodule attribute; import the module itself.
-L = importlib.import_module("pcpemu.layout")
-from pcpemu.config import KernelConfig
+L = importlib.import_module("pcpemu.kernel.layout")
+from pcpemu.kernel.config import KernelConfig
 from pcpemu.errors import ConfigError
 
 # --- known answers, worked out by hand from the C rules -------------------------
@@ -355,7 +355,7 @@ def test_compiled_core_matches_model(preset, cacheline):
 
 
 def _cli(capsys, *argv):
-    from pcpemu.cli import main
+    from pcpemu.tools.cli import main
     rc = main(["layout", *argv])
     out = capsys.readouterr()
     return rc, out.out, out.err

@@ -1,5 +1,5 @@
-"""Migration, FOLL_LONGTERM pinning, isolation and cma_alloc (pcpemu.migrate),
-and the seed scenario (pcpemu.repro), by hand-worked cases."""
+"""Migration, FOLL_LONGTERM pinning, isolation and cma_alloc (pcpemu.runs.migrate),
+and the seed scenario (pcpemu.runs.repro), by hand-worked cases."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import json
 import pytest
 
 import pcpemu
-from pcpemu import _core, migrate as mg
-from pcpemu.cli import main
+from pcpemu import _core
+from pcpemu.runs import migrate as mg
+from pcpemu.tools.cli import main
 from pcpemu.errors import BadPfnError, NotAllocatedError, PcpemuError
-from pcpemu.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_UNMOVABLE, memalloc_pin
-from pcpemu.repro import livelock_sweep, repro, run_policy
+from pcpemu.kernel.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_UNMOVABLE, memalloc_pin
+from pcpemu.runs.repro import livelock_sweep, repro, run_policy
 
 THP = 9
 ZONE = "DMA32"      # a 1 GiB machine has DMA and DMA32; CMA sits at the top of DMA32

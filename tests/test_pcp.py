@@ -3,8 +3,8 @@
 import pytest
 
 import pcpemu
-from pcpemu.gfp import memalloc_pin, parse_gfp
-from pcpemu.pcplists import pcp_list_table
+from pcpemu.kernel.gfp import memalloc_pin, parse_gfp
+from pcpemu.kernel.pcplists import pcp_list_table
 
 KERNEL = "GFP_KERNEL"
 THP = "GFP_TRANSHUGE_LIGHT | __GFP_COMP"

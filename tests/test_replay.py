@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import pcpemu
-from pcpemu import cli
-from pcpemu.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN,
+from pcpemu.tools import cli
+from pcpemu.kernel.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN,
                             read_event_batches)
 from pcpemu.machine import Machine
-from pcpemu.replay import config_from_zoneinfo, replay, replay_text
+from pcpemu.runs.replay import config_from_zoneinfo, replay, replay_text
 
 CAPTURE = pathlib.Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"
 DATA = pathlib.Path(__file__).parent / "data"

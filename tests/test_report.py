@@ -7,9 +7,10 @@ import subprocess
 
 import pytest
 
-from pcpemu import cli, repro, report, smp
+from pcpemu.runs import repro, smp
+from pcpemu.tools import cli, report
 from pcpemu.errors import ConfigError
-from pcpemu.report import ReportOptions, build_report, fmt
+from pcpemu.tools.report import ReportOptions, build_report, fmt
 
 TINY = dict(mode="quick", policies=["single", "split"], cpus=[1, 2], workloads=["thp", "mixed"],
             memory="1G", cma="512M", seed=3, ops_per_cpu=60, pairs=2000)

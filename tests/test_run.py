@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pcpemu
-from pcpemu import workloads as wl
+from pcpemu.runs import workloads as wl
 from pcpemu.machine import OP_DTYPE
 
 

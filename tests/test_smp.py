@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pcpemu import smp
+from pcpemu.runs import smp
 from pcpemu.errors import OpStreamError, PcpemuError
 from pcpemu.machine import OP_DTYPE
 
@@ -148,7 +148,7 @@ def test_calibrate_costs_measures_this_machine():
 def test_cli_bench_json(capsys):
     import json
 
-    from pcpemu import cli
+    from pcpemu.tools import cli
     rc = cli.main(["bench", "--cpus", "1,2", "--ops", "100", "--workloads", "thp,mixed", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert rc == cli.EXIT_OK and doc["command"] == "bench"
@@ -167,8 +167,8 @@ def test_two_cpus_with_batch_1_by_hand():
     # FLAT costs the first eight lock ops alternate as in the order-4 case
     # (CPU0 waits 7 x 90, CPU1 100 + 7 x 90); each CPU's first draining free
     # waits 60 behind the other's last refill or drain, the next four 90 each.
-    from pcpemu.config import KernelConfig
-    from pcpemu.workloads import OP_FREE, make_ops
+    from pcpemu.kernel.config import KernelConfig
+    from pcpemu.runs.workloads import OP_FREE, make_ops
 
     cfg = KernelConfig(memory="16M", zones="normal", cpus=2, thp=False, thp_lists="none",
                        percpu_pagelist_high_fraction=1024, pcp_batch_scale_max=0)

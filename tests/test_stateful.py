@@ -85,7 +85,7 @@ class PinningModel(RuleBasedStateMachine):
 
     @initialize(preset=st.sampled_from(["v6.9", "v6.10", "android"]))
     def boot(self, preset):
-        from pcpemu import migrate
+        from pcpemu.runs import migrate
 
         self.migrate = migrate
         self.m = pcpemu.Machine(pcpemu.KernelConfig.preset(preset, memory="64M", zones="normal", cpus=2,

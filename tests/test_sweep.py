@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from pcpemu import cli
+from pcpemu.tools import cli
 from pcpemu.errors import SweepSpecError
-from pcpemu.report import sweep_tables
-from pcpemu.sweep import KINDS, Kind, _pick_executor, load_spec, parse_spec, run_key, run_sweep
-from pcpemu.sweepkinds import measure_workload
-from pcpemu.sweepstore import JsonLinesStore, load_records
+from pcpemu.tools.report import sweep_tables
+from pcpemu.tools.sweep import KINDS, Kind, _pick_executor, load_spec, parse_spec, run_key, run_sweep
+from pcpemu.tools.sweepkinds import measure_workload
+from pcpemu.tools.sweepstore import JsonLinesStore, load_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -197,7 +197,7 @@ def test_resume_after_a_kill(tmp_path):
                                                                                  "seed = [1, 2, 3, 4, 5, 6, 7, 8]"))
     out = tmp_path / "slow.jsonl"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "pcpemu.cli", "sweep", str(spec_path), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "pcpemu.tools.cli", "sweep", str(spec_path), "-o", str(out),
                              "--executor", "inline", "--chunk", "1", "--no-progress"], env=env)
     while proc.poll() is None and (not out.exists() or len(out.read_text().splitlines()) < 3):
         time.sleep(0.01)
@@ -274,7 +274,7 @@ ZONEINFO = os.path.join(ROOT, "tests", "data", "zoneinfo-2cpu.txt")
 
 
 def test_contention_and_repro_kinds_match_the_library(tmp_path):
-    from pcpemu import repro, smp
+    from pcpemu.runs import repro, smp
 
     spec = parse_spec({"measure": "contention", "params": {"ops_per_cpu": 200, "memory": "1G"},
                        "axes": {"policy": ["single", "split"], "cpus": [1, 4]}})
@@ -295,11 +295,11 @@ def test_contention_and_repro_kinds_match_the_library(tmp_path):
 
 
 def test_a_fleet_of_traces_is_a_sweep_over_trace(tmp_path):
-    from pcpemu import replay as rp
+    from pcpemu.runs import replay as rp
 
     other = tmp_path / "again.txt"
     with open(other, "w") as f:                      # a second machine's trace: the same capture, re-written
-        from pcpemu.ftrace import read_event_batches, write_ftrace
+        from pcpemu.kernel.ftrace import read_event_batches, write_ftrace
         write_ftrace(next(read_event_batches(CAPTURE, batch=20000)), f)
     spec = parse_spec({"measure": "replay", "params": {"zoneinfo": ZONEINFO},
                        "axes": {"trace": [CAPTURE, str(other)], "policy": ["single", "split"]}})

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import pcpemu
-from pcpemu import ftrace
-from pcpemu import workloads as wl
-from pcpemu.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
+from pcpemu.kernel import ftrace
+from pcpemu.runs import workloads as wl
+from pcpemu.kernel.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
                            MM_PAGE_PCPU_DRAIN, PFN_FAILED)
 
 KERNEL = pcpemu.parse_gfp("GFP_KERNEL")
@@ -61,7 +61,7 @@ def test_frees_fire_before_the_drain_they_cause():
     first_drain = int(np.flatnonzero(t.events["kind"] == MM_PAGE_PCPU_DRAIN)[0])
     assert t.events["kind"][first_drain - 1] == MM_PAGE_FREE
     # The drain prints the pageblock's type, read as the block goes back.
-    assert all(pcpemu.gfp.MIGRATETYPE_NAMES[d["migratetype"]] == m.pageblock_migratetype(int(d["pfn"]))
+    assert all(pcpemu.kernel.gfp.MIGRATETYPE_NAMES[d["migratetype"]] == m.pageblock_migratetype(int(d["pfn"]))
                for d in drains)
     m.check()
 

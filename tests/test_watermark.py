@@ -1,7 +1,7 @@
 import pytest
 
 from pcpemu import KernelConfig
-from pcpemu.watermark import setup_zones, zone_batchsize, zone_highsize
+from pcpemu.kernel.watermark import setup_zones, zone_batchsize, zone_highsize
 
 
 @pytest.mark.parametrize("managed, batch", [

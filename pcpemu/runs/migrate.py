@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from .errors import BadPfnError, InvariantError, NotAllocatedError, PcpemuError
-from .gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_ISOLATE, ZONE_MOVABLE, parse_gfp
-from .machine import Machine
+from .. import _core
+from ..errors import BadPfnError, InvariantError, NotAllocatedError, PcpemuError
+from ..kernel.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_ISOLATE, ZONE_MOVABLE, parse_gfp
+from ..machine import Machine
 
 __all__ = [
     "CmaAllocResult",

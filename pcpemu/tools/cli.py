@@ -13,8 +13,8 @@ from dataclasses import asdict as dataclasses_asdict
 import sys
 from typing import Any, Callable
 
-from . import __version__
-from .errors import InvariantError, PcpemuError
+from .. import __version__
+from ..errors import InvariantError, PcpemuError
 from .progress import bar
 
 EXIT_OK = 0
@@ -39,7 +39,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 
 def _add_replay(sub: Any) -> None:
-    from .config import PRESETS, THP_LIST_POLICIES
+    from ..kernel.config import PRESETS, THP_LIST_POLICIES
 
     p = sub.add_parser(
         "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
@@ -70,9 +70,9 @@ def _add_replay(sub: Any) -> None:
 
 
 def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from .config import KernelConfig
-    from .errors import ConfigError
-    from .replay import config_from_zoneinfo
+    from ..kernel.config import KernelConfig
+    from ..errors import ConfigError
+    from ..runs.replay import config_from_zoneinfo
 
     extra = {"cma": args.cma}
     if args.zoneinfo:
@@ -103,7 +103,7 @@ def _progress_bar(events: int, fraction: float | None) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay, replay_text
+    from ..runs.replay import replay, replay_text
 
     configs, notes = _replay_configs(args)          # bad options fail before any work
     show = sys.stderr.isatty() if args.progress is None else args.progress
@@ -275,7 +275,7 @@ def _csv(value: str, cast: Callable[[str], Any], what: str) -> list[Any]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import os
 
-    from . import smp
+    from ..runs import smp
 
     policies = _csv(args.policies, str, "policies")
     for pol in (args.base, args.other):
@@ -350,7 +350,7 @@ def _add_repro(sub: Any) -> None:
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
-    from .repro import repro
+    from ..runs.repro import repro
 
     policies = tuple(args.policy or ("single", "split", "per-type", "android"))
     result = repro(policies, memory=args.memory, cma=args.cma, cpus=args.cpus, seed=args.seed,
@@ -398,8 +398,8 @@ def _add_layout(sub: Any) -> None:
 
 def _cmd_layout(args: argparse.Namespace) -> int:
     # Not "from . import layout": pcpemu re-exports the function of that name.
-    from .errors import ConfigError
-    from .layout import compare, layout, layout_table, layout_table_markdown
+    from ..errors import ConfigError
+    from ..kernel.layout import compare, layout, layout_table, layout_table_markdown
 
     if args.table:
         rows = layout_table()

@@ -5,7 +5,7 @@ and axes (``[axes]``, each a list of values). Its expansion is the cartesian
 product of the axes, in the order the spec lists them, the last axis varying
 fastest. Each run is a pure function of its parameters, ``kind.run(params) ->
 result dict``, so any run can be retried or recomputed anywhere; its key is a
-hash of its canonical JSON, and the result file (see pcpemu.sweepstore) is
+hash of its canonical JSON, and the result file (see pcpemu.tools.sweepstore) is
 keyed by it, so a rerun skips the runs already done.
 
 Example spec (``split.toml``)::
@@ -34,7 +34,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, TextIO
 
-from .errors import SweepSpecError
+from ..errors import SweepSpecError
 from .progress import bar
 from .sweepstore import last_per_key, open_store
 
@@ -412,7 +412,7 @@ def run_sweep(spec: SweepSpec, output: str, executor: str = "auto", workers: int
               progress: TextIO | None = None) -> SweepOutcome:
     """Run every run of a spec not yet in the result file, appending records as chunks finish.
 
-    :param output: the result file (``.parquet`` or ``.jsonl``, see pcpemu.sweepstore).
+    :param output: the result file (``.parquet`` or ``.jsonl``, see pcpemu.tools.sweepstore).
     :param executor: ``"inline"``, ``"processes"``, ``"dask"`` or ``"auto"`` (inline
         for a tiny sweep, else processes; dask when a scheduler is given).
     :param workers: processes (or LocalCluster workers); default one per core.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["KernelVersion", "NEWEST_VERSION", "OLDEST_VERSION", "SPLIT_THP_BACKPORTS", "era",
            "default_thp_lists", "parse_version", "parse_version_key"]

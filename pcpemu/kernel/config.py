@@ -11,7 +11,7 @@ import dataclasses
 import re
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
 
 __all__ = ["KernelConfig", "PRESETS", "THP_LIST_POLICIES", "parse_size"]

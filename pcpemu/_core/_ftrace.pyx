@@ -8,7 +8,7 @@ from libc.stdint cimport int64_t, uint8_t
 import numpy as np
 
 from .errors import UnknownGfpError
-from .gfp import parse_gfp
+from .kernel.gfp import parse_gfp
 
 # Kinds, as pcpemu.ftrace numbers them.
 cdef enum:

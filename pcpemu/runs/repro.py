@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
-from .config import KernelConfig, parse_size
-from .errors import ConfigError, InvariantError
-from .gfp import MIGRATE_CMA
-from .machine import Machine
+from .. import _core
+from ..kernel.config import KernelConfig, parse_size
+from ..errors import ConfigError, InvariantError
+from ..kernel.gfp import MIGRATE_CMA
+from ..machine import Machine
 from .migrate import (PG_LRU, aligned_blocks, check_tokens, cma_alloc, cma_release, pin_user_pages,
                       unpin_user_pages)
 

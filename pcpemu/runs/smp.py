@@ -19,11 +19,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _core, workloads
-from .config import KernelConfig
-from .errors import PcpemuError
-from .gfp import parse_gfp
-from .machine import OP_DTYPE, Machine, _diff, _stats_dict
+from .. import _core
+from . import workloads
+from ..kernel.config import KernelConfig
+from ..errors import PcpemuError
+from ..kernel.gfp import parse_gfp
+from ..machine import OP_DTYPE, Machine, _diff, _stats_dict
 
 __all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibrate_costs", "calibration_check", "compare",
            "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "verdict"]

@@ -2,7 +2,7 @@
 seed-bug scenario and trace replays (a fleet's traces are a sweep over ``trace``).
 
 Each kind is a pure function of its parameters, registered with
-pcpemu.sweep.register_kind when pcpemu.sweep is imported.
+pcpemu.tools.sweep.register_kind when pcpemu.tools.sweep is imported.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import time
 from typing import Any, Callable
 
-from . import workloads
-from .config import PRESETS, THP_LIST_POLICIES, KernelConfig
-from .errors import ConfigError, PcpemuError, SweepSpecError
+from ..runs import workloads
+from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
+from ..errors import ConfigError, PcpemuError, SweepSpecError
 from .sweep import Kind, register_kind
 
 __all__ = ["WORKLOADS", "measure_contention", "measure_replay", "measure_repro", "measure_workload"]
@@ -83,7 +83,7 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
         per alloc or free) and ``wall_s`` (Machine.run's wall time; the only
         field that differs between two runs of the same parameters).
     """
-    from .machine import Machine
+    from ..machine import Machine
 
     cfg = _workload_config(params)
     m = Machine(cfg, seed=params["seed"])
@@ -122,7 +122,7 @@ def _checked(check: Any, p: dict[str, Any]) -> None:
 
 
 def _check_contention(p: dict[str, Any]) -> None:
-    from . import smp
+    from ..runs import smp
 
     def build(p: dict[str, Any]) -> None:
         smp.smp_config(p["policy"], p["cpus"], p["memory"])
@@ -131,8 +131,8 @@ def _check_contention(p: dict[str, Any]) -> None:
 
 
 def measure_contention(params: dict[str, Any]) -> dict[str, Any]:
-    """A virtual-time contention run (pcpemu.smp.run_virtual), flattened to numbers."""
-    from . import smp
+    """A virtual-time contention run (pcpemu.runs.smp.run_virtual), flattened to numbers."""
+    from ..runs import smp
 
     p = params
     r = smp.run_virtual(smp.smp_config(p["policy"], p["cpus"], p["memory"]),
@@ -145,8 +145,8 @@ def measure_contention(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_repro(p: dict[str, Any]) -> None:
-    from .config import KernelConfig, parse_size
-    from .repro import POLICY_PRESETS
+    from ..kernel.config import KernelConfig, parse_size
+    from ..runs.repro import POLICY_PRESETS
 
     def build(p: dict[str, Any]) -> None:
         if p["policy"] not in POLICY_PRESETS:
@@ -157,8 +157,8 @@ def _check_repro(p: dict[str, Any]) -> None:
 
 
 def measure_repro(params: dict[str, Any]) -> dict[str, Any]:
-    """The seed-bug scenario under one policy (pcpemu.repro.run_policy), as numbers."""
-    from .repro import run_policy
+    """The seed-bug scenario under one policy (pcpemu.runs.repro.run_policy), as numbers."""
+    from ..runs.repro import run_policy
 
     p = params
     o = run_policy(p["policy"], memory=p["memory"], cma=p["cma"], cpus=p["cpus"], seed=p["seed"], guest=p["guest"])
@@ -168,8 +168,8 @@ def measure_repro(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _replay_config(p: dict[str, Any]) -> Any:
-    from .config import KernelConfig
-    from .replay import config_from_zoneinfo
+    from ..kernel.config import KernelConfig
+    from ..runs.replay import config_from_zoneinfo
 
     over = {} if p["policy"] is None else {"thp_lists": p["policy"], "thp": p["policy"] != "none"}
     if p["zoneinfo"] is not None:
@@ -186,8 +186,8 @@ def _check_replay(p: dict[str, Any]) -> None:
 
 
 def measure_replay(params: dict[str, Any]) -> dict[str, Any]:
-    """Replay one trace (pcpemu.replay.replay) on one machine: emulated beside traced totals."""
-    from .replay import replay
+    """Replay one trace (pcpemu.runs.replay.replay) on one machine: emulated beside traced totals."""
+    from ..runs.replay import replay
 
     r = replay(params["trace"], {"run": _replay_config(params)}, seed=params["seed"])
     total = r.policies["run"]["total"]

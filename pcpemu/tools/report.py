@@ -22,11 +22,12 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from . import __version__, repro, smp, workloads
-from .config import KernelConfig
-from .errors import ConfigError
-from .layout import layout_table
-from .machine import Machine
+from .. import __version__
+from ..runs import repro, smp, workloads
+from ..kernel.config import KernelConfig
+from ..errors import ConfigError
+from ..kernel.layout import layout_table
+from ..machine import Machine
 from .sweep import numeric_fields
 
 __all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "render_markdown", "sweep_plots",
@@ -413,7 +414,7 @@ def sweep_tables(records: list[dict[str, Any]]) -> str:
     """Markdown tables of a sweep's records: the fixed parameters, one row per
     combination of the swept ones (means over SWEEP_AVERAGED), and the failed runs.
 
-    :param records: as pcpemu.sweepstore.load_records returns them.
+    :param records: as pcpemu.tools.sweepstore.load_records returns them.
     """
     if not records:
         return "# pcpemu sweep\n\nNo runs.\n"

@@ -13,7 +13,7 @@ import tempfile
 import time
 from typing import Any, Iterable, Protocol
 
-from .errors import SweepSpecError
+from ..errors import SweepSpecError
 
 __all__ = ["JsonLinesStore", "ParquetStore", "ResultStore", "default_suffix", "last_per_key", "load_records",
            "open_store"]

@@ -25,8 +25,8 @@ from typing import BinaryIO, NamedTuple, TextIO, Union
 
 import numpy as np
 
-from ._ftrace import fast_lines
-from .errors import TraceFormatError
+from .._ftrace import fast_lines
+from ..errors import TraceFormatError
 from .gfp import parse_gfp, show_gfp_flags
 
 __all__ = [

@@ -60,6 +60,7 @@ CONSTANTS = {
     "MM_PAGE_ALLOC_EXTFRAG": MM_PAGE_ALLOC_EXTFRAG,
 }
 
+include "_kernel_h.pxi"
 include "_list.pxi"
 include "_trace.pxi"
 include "_buddy.pxi"

@@ -128,6 +128,11 @@ def _raise_code(int code, unsigned long pfn, int order, unsigned long head, str 
 cdef class Allocator:
     """One emulated node: its pages, zones, per-CPU pcp lists and counters."""
 
+    cdef pglist_data pgdat
+    cdef void *zones_mem
+    cdef void *pcp_mem
+    cdef size_t pcp_size
+
     def __cinit__(self):
         self.zones_mem = NULL
         self.pcp_mem = NULL

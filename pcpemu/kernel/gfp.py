@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 
-from .errors import UnknownGfpError
+from ..errors import UnknownGfpError
 
 __all__ = [
     "GFP_FLAGS",

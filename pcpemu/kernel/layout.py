@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .kversion import NEWEST_VERSION, SPLIT_THP_BACKPORTS, KernelVersion, default_thp_lists, era, parse_version
 from .pcplists import nr_policy_lists
 

@@ -17,9 +17,9 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from .config import MAX_PAGE_ORDER, KernelConfig
-from .errors import ConfigError, TraceFormatError
-from .ftrace import (
+from ..kernel.config import MAX_PAGE_ORDER, KernelConfig
+from ..errors import ConfigError, TraceFormatError
+from ..kernel.ftrace import (
     EVENT_NAMES,
     MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_EXTFRAG,
@@ -33,9 +33,9 @@ from .ftrace import (
     read_zoneinfo,
     write_ftrace,
 )
-from .gfp import ZONE_NAMES
-from .machine import OP_DTYPE, Machine, Trace
-from .watermark import setup_zones
+from ..kernel.gfp import ZONE_NAMES
+from ..machine import OP_DTYPE, Machine, Trace
+from ..kernel.watermark import setup_zones
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["ReplayResult", "SKIP_REASONS", "config_from_zoneinfo", "replay", "replay_text"]
@@ -66,7 +66,7 @@ def config_from_zoneinfo(zoneinfo: str | os.PathLike[str] | dict, preset: str = 
     Zones get the dump's managed pages and the CPUs are those of its pagesets;
     min_free_kbytes is chosen so that the zones' min watermarks are the dump's.
 
-    :param zoneinfo: a path, the text, or what :func:`pcpemu.ftrace.read_zoneinfo` returns.
+    :param zoneinfo: a path, the text, or what :func:`pcpemu.kernel.ftrace.read_zoneinfo` returns.
     :param preset: the kernel preset the other fields come from.
     :return: the config and notes on every boot value (watermark, batch) that differs
         from the dump's.

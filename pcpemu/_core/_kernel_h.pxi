@@ -220,12 +220,3 @@ cdef packed struct pcpemu_op:
     uint16_t cpu
     uint32_t gfp
     int64_t slot        # ties a free to its allocation
-
-
-cdef class Allocator:
-    cdef pglist_data pgdat
-    cdef void *zones_mem
-    cdef void *pcp_mem
-    cdef size_t pcp_size
-    cdef void _init_zone(self, zone *z, object zp)
-    cdef void _memmap_init(self, object zones, unsigned long cma_base, unsigned long cma_pages)

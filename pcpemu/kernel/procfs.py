@@ -12,7 +12,7 @@ from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER
 from .gfp import MIGRATE_TYPES, MIGRATETYPE_NAMES
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from ..machine import Machine
 
 __all__ = ["buddyinfo", "pagetypeinfo", "zoneinfo"]
 

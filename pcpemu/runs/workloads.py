@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import OpStreamError
-from .gfp import parse_gfp
+from ..errors import OpStreamError
+from ..kernel.gfp import parse_gfp
 
 __all__ = ["OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_FREE", "alloc_free_pairs", "churn",
            "make_ops", "mixed", "order0_churn", "thp_fault_free"]

@@ -1,0 +1,1 @@
+"""The tools on top: the report, sweeps and the command line."""
