@@ -274,7 +274,8 @@ def _matrix():
         for arch in ("x86_64", "i386"):
             for kw in ({"numa": True}, {"numa": False}, {"thp": False}, {"lockdep": True},
                        {"debug_spinlock": True}, {"lock_stat": True}, {"cacheline": 128},
-                       {"cacheline": 256}, {"pcp_cma": True, "extra_orders": {4: "split"}}):
+                       {"cacheline": 256}, {"pcp_cma": True, "extra_orders": {4: "split"}},
+                       {"owned_blocks": "single"}, {"owned_blocks": "per-type", "extra_orders": {5: "split"}}):
                 try:
                     L.layout(v, arch=arch, **kw)
                 except ConfigError:

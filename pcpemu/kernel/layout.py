@@ -32,6 +32,7 @@ Kernel history modelled (each a change to the struct or to ``NR_PCP_LISTS``):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, Iterable, Mapping
 
 from ..errors import ConfigError
@@ -55,6 +56,12 @@ __all__ = [
     "layout_from_config",
     "layout_table",
     "layout_table_markdown",
+    "MTHP_ORDERS",
+    "OWNED_BLOCKS",
+    "WHATIF_ARCHES",
+    "mthp_fit",
+    "mthp_layout_rows",
+    "owned_blocks_rows",
     "parse_version",
 ]
 
@@ -121,6 +128,7 @@ class LayoutConfig:
     lock_stat: bool
     cacheline: int
     label: str = ""
+    owned_blocks: int = 0
 
     @property
     def era(self) -> str:
@@ -145,6 +153,8 @@ class LayoutConfig:
             parts.append(f"{self.pcp_types} pcp types")
         if self.extra_lists:
             parts.append(f"+{self.extra_lists} mTHP lists")
+        if self.owned_blocks:
+            parts.append(f"+{self.owned_blocks} owned_blocks")
         if self.lock_stat:
             parts.append("LOCK_STAT")
         elif self.lockdep:
@@ -193,7 +203,7 @@ def make_config(version: str | KernelVersion = "v6.10", arch: str | Arch = "x86_
                 numa: bool | None = None, thp: bool | None = None, thp_lists: int | str | None = None,
                 extra_orders: Mapping[int, str] | Iterable[int] | None = None, pcp_cma: bool = False,
                 debug_spinlock: bool | None = None, lockdep: bool | None = None, lock_stat: bool = False,
-                cacheline: int | None = None) -> LayoutConfig:
+                cacheline: int | None = None, owned_blocks: int | str = 0) -> LayoutConfig:
     """Check and combine the config axes; see :func:`layout` for the parameters."""
     v = parse_version(version)
     a = _get_arch(arch)
@@ -246,8 +256,27 @@ def make_config(version: str | KernelVersion = "v6.10", arch: str | Arch = "x86_
         extra = _extra_lists(extra_orders, pcp_types)
         if extra and not thp:
             raise ConfigError("extra_orders: multi-size THP orders need thp=True")
+    owned = _owned_blocks(owned_blocks, pcp_types, struct_era)
     return LayoutConfig(v, a, a.numa if numa is None else numa, thp, pcp_types, n_thp, extra,
-                        debug_spinlock, lockdep, lock_stat, cl)
+                        debug_spinlock, lockdep, lock_stat, cl, owned_blocks=owned)
+
+
+#: The pcp buddy RFC's ``owned_blocks`` list heads: none, the RFC's one list,
+#: or one per pcp migratetype (Rik van Riel's review suggestion).
+OWNED_BLOCKS = {"none": lambda nr_types: 0, "single": lambda nr_types: 1, "per-type": lambda nr_types: nr_types}
+
+
+def _owned_blocks(owned: int | str, pcp_types: int, struct_era: str) -> int:
+    if isinstance(owned, str):
+        if owned not in OWNED_BLOCKS:
+            raise ConfigError(f"owned_blocks: {owned!r} is not one of {', '.join(OWNED_BLOCKS)}")
+        owned = OWNED_BLOCKS[owned](pcp_types)
+    elif isinstance(owned, bool) or not isinstance(owned, int) or not 0 <= owned <= pcp_types:
+        raise ConfigError(f"owned_blocks: {owned!r} is not a list count in 0..{pcp_types} or one of "
+                          f"{', '.join(OWNED_BLOCKS)}")
+    if owned and struct_era != "v6.7":
+        raise ConfigError("owned_blocks: the pcp buddy RFC patches the v6.7+ struct (after free_count)")
+    return owned
 
 
 # --- fields and placement ----------------------------------------------------
@@ -320,6 +349,10 @@ def _member_types(cfg: LayoutConfig) -> list[tuple[str, str, int | None]]:
         if cfg.numa:
             members.append(("u8", "expire", None))
         members.append(("short int", "free_count", None))
+        if cfg.owned_blocks:
+            # The RFC puts the list head between free_count and the lists.
+            members.append(("struct list_head", "owned_blocks",
+                            None if cfg.owned_blocks == 1 else cfg.owned_blocks))
     elif era in ("v5.14", "v6.0"):
         members.append(("short int", "free_factor", None))
         if cfg.numa:
@@ -401,7 +434,7 @@ class Layout:
         c = self.config
         return {
             "version": str(c.version), "arch": c.arch.name, "bits": c.arch.bits, "numa": c.numa,
-            "thp": c.thp, "thp_lists": c.thp_lists, "extra_lists": c.extra_lists,
+            "thp": c.thp, "thp_lists": c.thp_lists, "extra_lists": c.extra_lists, "owned_blocks": c.owned_blocks,
             "pcp_types": c.pcp_types, "debug_spinlock": c.debug_spinlock, "lockdep": c.lockdep,
             "lock_stat": c.lock_stat, "cacheline": c.cacheline, "cacheline_aligned": c.aligned,
             "nr_lists": c.nr_lists, "members_end": self.members_end, "sum_members": self.sum_members,
@@ -467,6 +500,9 @@ def layout(version_or_config: Any = "v6.10", arch: str | Arch = "x86_64", **axes
     :param lockdep: CONFIG_DEBUG_LOCK_ALLOC (implies debug_spinlock, as Kconfig does).
     :param lock_stat: CONFIG_LOCK_STAT (implies lockdep).
     :param cacheline: L1_CACHE_BYTES (default the arch's).
+    :param owned_blocks: the pcp buddy RFC's ``struct list_head owned_blocks``:
+        ``"none"`` (0), ``"single"`` (1, the RFC) or ``"per-type"`` (one per pcp
+        migratetype, the review's variant), or a count.
     :raises ConfigError: for an unknown version or arch, or an impossible config.
     """
     if isinstance(version_or_config, LayoutConfig):
@@ -571,6 +607,81 @@ def layout_table_markdown(rows: list[dict[str, Any]] | None = None) -> str:
         out.append(f"| {r['version']} | {r['config']} | {r['nr_lists']} ({r['thp_lists']} THP) | "
                    f"{r['lists_offset']} | {r['members_end']} | {r['size']} | {cl} | {cost} |")
     return "\n".join(out) + "\n"
+
+
+# --- what-if: mTHP lists (Mel Gorman's question) and the pcp buddy RFC ----------
+
+#: Orders a multi-size THP can have that are neither pcp low orders nor PMD THP.
+MTHP_ORDERS = (4, 5, 6, 7, 8)
+#: (arch, L1) pairs of the what-if tables: arm64 also with 128-byte lines.
+WHATIF_ARCHES = (("x86_64", 64), ("arm64", 64), ("arm64", 128), ("i386", 64))
+MTHP_POLICIES = ("single", "split", "per-type")
+
+
+def mthp_layout_rows(version: str = "v6.10", arches: Iterable[tuple[str, int]] = WHATIF_ARCHES,
+                     policies: Iterable[str] = MTHP_POLICIES) -> list[dict[str, Any]]:
+    """Size and cachelines of the struct for every set of extra mTHP orders
+    (each of the 2**5 subsets of MTHP_ORDERS) under each list policy, per arch.
+
+    ``extra_cachelines`` is against the same arch's ``version`` struct."""
+    rows = []
+    for arch, cl in arches:
+        base = layout(version, arch, cacheline=cl)
+        for policy in policies:
+            for k in range(len(MTHP_ORDERS) + 1):
+                for orders in itertools.combinations(MTHP_ORDERS, k):
+                    lay = layout(version, arch, cacheline=cl, extra_orders={o: policy for o in orders})
+                    rows.append({"version": version, "arch": arch, "cacheline": cl, "policy": policy,
+                                 "orders": list(orders), "extra_lists": lay.config.extra_lists,
+                                 "nr_lists": lay.nr_lists, "members_end": lay.members_end, "size": lay.size,
+                                 "cachelines": lay.cachelines,
+                                 "extra_cachelines": lay.cachelines - base.cachelines})
+    return rows
+
+
+def mthp_fit(version: str = "v6.10", arch: str = "x86_64", cacheline: int | None = None,
+             policy: str = "split", lines: int | None = None) -> dict[str, Any]:
+    """The largest number of mTHP orders whose lists fit in ``lines`` cachelines
+    (default: as many as ``version``'s struct has on this arch), and the extra
+    list counts at which each further cacheline starts.
+
+    Every list is one ``struct list_head``, so which orders get lists does not
+    change the size: only how many lists. ``orders`` names the lowest that fit.
+    """
+    base = layout(version, arch, cacheline=cacheline)
+    cl = base.config.cacheline
+    lines = base.cachelines if lines is None else lines
+    per_order = _mthp_lists(policy, base.config.pcp_types, "policy")
+    head = 2 * base.config.arch.ptr
+    room = lines * cl - base.members_end
+    fit_lists = max(room, -1) // head if room >= 0 else -1
+    fit_orders = min(len(MTHP_ORDERS), fit_lists // per_order) if fit_lists >= 0 else 0
+    # The n-th extra list starts a new line when it crosses a line boundary.
+    steps = [n for n in range(1, len(MTHP_ORDERS) * per_order + 1)
+             if -(-(base.members_end + n * head) // cl) > -(-(base.members_end + (n - 1) * head) // cl)]
+    return {"version": version, "arch": base.config.arch.name, "cacheline": cl, "policy": policy,
+            "base_cachelines": base.cachelines, "lines": lines, "base_members_end": base.members_end,
+            "room_bytes": max(room, 0), "lists_per_order": per_order, "fit_lists": max(fit_lists, 0),
+            "fit_orders": fit_orders, "orders": list(MTHP_ORDERS[:fit_orders]), "line_steps": steps,
+            "fits": room >= 0}
+
+
+def owned_blocks_rows(versions: Iterable[str] = ("v6.10",), arches: Iterable[tuple[str, int]] = WHATIF_ARCHES
+                      ) -> list[dict[str, Any]]:
+    """The pcp buddy RFC's ``owned_blocks`` (one list head) and the
+    per-migratetype variant against each version's struct, per arch."""
+    rows = []
+    for version in versions:
+        for arch, cl in arches:
+            base = layout(version, arch, cacheline=cl)
+            for variant in OWNED_BLOCKS:
+                lay = layout(version, arch, cacheline=cl, owned_blocks=variant)
+                rows.append({"version": version, "arch": arch, "cacheline": cl, "owned_blocks": variant,
+                             "heads": lay.config.owned_blocks,
+                             "lists_offset": lay.offsets["lists"], "members_end": lay.members_end,
+                             "size": lay.size, "cachelines": lay.cachelines,
+                             "extra_cachelines": lay.cachelines - base.cachelines})
+    return rows
 
 
 # --- C translation unit for the compiler cross-check ---------------------------
