@@ -143,6 +143,8 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--from-sweep", metavar="FILE",
                    help="instead, render the tables and plots of a `pcpemu sweep` result file")
     p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
+    p.add_argument("--what-if", metavar="NAME", choices=("mthp", "pcp-buddy"),
+                   help="instead, the what-if lab's report: mthp (mTHP on pcp lists) or pcp-buddy (the 2026 RFC)")
     p.set_defaults(func=_cmd_report, mode="default")
 
 
@@ -153,6 +155,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.from_sweep:
         return _report_from_sweep(args)
+    if args.what_if:
+        return _report_what_if(args)
     if args.from_json:
         try:
             with open(args.from_json) as f:
@@ -168,6 +172,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
             args.ops_per_cpu)
         rep = build_report(opts, progress=_progress)
     for path in write_report(args.output, rep):
+        print(f"wrote {path}", file=sys.stderr)
+    if args.json:
+        emit_json("report", rep)
+    return EXIT_OK
+
+
+def _report_what_if(args: argparse.Namespace) -> int:
+    from .whatif_report import build_what_if, write_what_if
+
+    rep = build_what_if(args.what_if, args.mode, args.seed, progress=lambda label: print(label, file=sys.stderr))
+    for path in write_what_if(args.output, rep):
         print(f"wrote {path}", file=sys.stderr)
     if args.json:
         emit_json("report", rep)

@@ -17,7 +17,7 @@ from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from ..errors import ConfigError, PcpemuError, SweepSpecError
 from .sweep import Kind, register_kind
 
-__all__ = ["WORKLOADS", "measure_contention", "measure_replay", "measure_repro", "measure_workload"]
+__all__ = ["WORKLOADS", "measure_contention", "measure_mthp", "measure_replay", "measure_repro", "measure_workload"]
 
 #: Op-stream generators a ``workload`` run may name.
 WORKLOADS: dict[str, Callable[..., Any]] = {
@@ -202,3 +202,40 @@ def measure_replay(params: dict[str, Any]) -> dict[str, Any]:
 register_kind(Kind("contention", measure_contention, _CONTENTION_PARAMS, _check_contention))
 register_kind(Kind("repro", measure_repro, _REPRO_PARAMS, _check_repro))
 register_kind(Kind("replay", measure_replay, _REPLAY_PARAMS, _check_replay))
+
+
+# ---- the what-if lab (issue 18) ----
+
+_MTHP_PARAMS: dict[str, Any] = {
+    "cpus": 16, "orders": [4], "share": 0.25, "kind": "movable", "lists": True, "policy": "split",
+    "ops_per_cpu": 600, "memory": "8G", "seed": 0,
+}
+
+
+def _check_mthp(p: dict[str, Any]) -> None:
+    from ..runs import whatif
+
+    def build(p: dict[str, Any]) -> None:
+        if not isinstance(p["lists"], bool):
+            raise SweepSpecError(f"lists: expected true or false, got {p['lists']!r}")
+        if not isinstance(p["orders"], list):
+            raise SweepSpecError(f"orders: expected a list of mTHP orders, got {p['orders']!r}")
+        whatif.mthp_streams(1, p["ops_per_cpu"], p["seed"], p["orders"], p["share"], p["kind"])
+        whatif.mthp_config(p["cpus"], p["orders"] if p["lists"] else (), p["policy"], p["memory"])
+    _checked(build, p)
+
+
+def measure_mthp(params: dict[str, Any]) -> dict[str, Any]:
+    """An mTHP contention run (pcpemu.runs.whatif.run_mthp), flattened to numbers."""
+    from ..runs import whatif
+
+    p = params
+    r = whatif.run_mthp(p["cpus"], p["orders"], p["share"], p["kind"], p["lists"], p["seed"], p["ops_per_cpu"],
+                        p["policy"], p["memory"])
+    return {"ops_per_sec": r["ops_per_sec"], "zone_lock": r["zone_lock_acquisitions"],
+            "pages_per_acquisition": r["pages_per_acquisition"], "lock_wait_ns_per_op": r["lock_wait_ns"]["per_op"],
+            "lock_hold_ns_per_op": r["lock_hold_ns"]["per_op"], "pcp_cachelines_per_op": r["pcp_cachelines_per_op"],
+            "alloc_failed": r["alloc_failed"]}
+
+
+register_kind(Kind("mthp", measure_mthp, _MTHP_PARAMS, _check_mthp))

@@ -1,0 +1,229 @@
+"""The what-if lab's report sections (issue 18): ``pcpemu report --what-if mthp``
+and ``--what-if pcp-buddy``.
+
+Each what-if is one JSON-able dict (every number a function of the mode and
+seed) rendered to report.json, report.md and report.html in one directory,
+with the text forms drawn from the dict by report.fmt, as the main report is.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Callable
+
+from .. import __version__
+from ..errors import ConfigError
+from ..kernel import layout as L
+from ..runs import whatif
+from .report import fmt
+
+__all__ = ["MODES", "WHAT_IFS", "build_what_if", "render_markdown", "render_html", "sections", "write_what_if"]
+
+SCHEMA = 1
+
+#: Sizes per mode: CPU counts, seeds, ops per CPU, mTHP shares.
+MODES = {
+    "quick": {"cpus": [1, 4, 16], "seeds": [0, 1], "ops_per_cpu": 300, "shares": [0.1, 0.5], "verdict_cpus": 16},
+    "default": {"cpus": [1, 4, 16, 64], "seeds": [0, 1, 2], "ops_per_cpu": 600, "shares": [0.05, 0.25, 0.5],
+                "verdict_cpus": 16},
+    "full": {"cpus": [1, 4, 16, 64, 128, 256], "seeds": [0, 1, 2, 3, 4], "ops_per_cpu": 1000,
+             "shares": [0.05, 0.1, 0.25, 0.5, 1.0], "verdict_cpus": 64},
+}
+
+Section = tuple[str, "str | None", list[str], list[list[Any]], "str | None"]
+
+
+def _iv(d: dict[str, float]) -> str:
+    # "mean [lo, hi]" of an interval.
+    return f"{fmt(d['mean'])} [{fmt(d['lo'])}, {fmt(d['hi'])}]"
+
+
+# ---- mTHP (Mel Gorman's question) ----
+
+def _mthp_layout() -> dict[str, Any]:
+    fits = [L.mthp_fit("v6.10", arch, cl, policy) for arch, cl in L.WHATIF_ARCHES for policy in L.MTHP_POLICIES]
+    four = [L.mthp_fit("v6.10", arch, cl, policy, lines=4) for arch, cl in L.WHATIF_ARCHES
+            for policy in L.MTHP_POLICIES]
+    return {"fit": fits, "fit_4_lines": four, "rows": L.mthp_layout_rows("v6.10")}
+
+
+def _order_cost(rows: list[dict[str, Any]], orders: list[int], policy: str) -> dict[str, int]:
+    # Extra cachelines per arch of giving ``orders`` lists under ``policy``.
+    return {f"{r['arch']}/{r['cacheline']}": r["extra_cachelines"] for r in rows
+            if r["policy"] == policy and r["orders"] == orders}
+
+
+def _mthp_verdict(rep: dict[str, Any]) -> dict[str, Any]:
+    rows = rep["layout"]["rows"]
+    worth, detail = [], []
+    for o in L.MTHP_ORDERS:
+        cells = [c for c in rep["study"]["per_order"] if c["order"] == o]
+        # Worth a list when, for every mobility, the whole throughput interval
+        # is above 1 and the whole zone->lock interval below 1.
+        ok = all(c["ops_per_sec"]["ratio"]["lo"] > 1.0 and c["zone_lock"]["ratio"]["hi"] < 1.0 for c in cells)
+        if ok:
+            worth.append(o)
+        detail.append({"order": o, "worth_a_list": ok, "cost_split": _order_cost(rows, [o], "split"),
+                       "cost_single": _order_cost(rows, [o], "single")})
+    return {"worth": worth, "orders": detail, "cost_all_worth_split": _order_cost(rows, worth, "split"),
+            "cost_all_worth_single": _order_cost(rows, worth, "single")}
+
+
+def build_mthp(mode: str, seed: int, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    m = MODES[mode]
+    seeds = [seed + s for s in m["seeds"]]
+    rep: dict[str, Any] = {"layout": _mthp_layout()}
+    rep["study"] = whatif.mthp_study(cpus=m["cpus"], seeds=seeds, ops_per_cpu=m["ops_per_cpu"], shares=m["shares"],
+                                     verdict_cpus=m["verdict_cpus"], progress=progress)
+    rep["verdict"] = _mthp_verdict(rep)
+    return rep
+
+
+def _mthp_sections(rep: dict[str, Any]) -> list[Section]:
+    out: list[Section] = []
+    lay = rep["layout"]
+    out.append(("mTHP lists in struct per_cpu_pages (v6.10)",
+                "How many mTHP orders' lists fit in the lines the v6.10 struct already has on each arch, and the "
+                "extra list counts at which a further cacheline starts (each list is one struct list_head, so "
+                "only the count matters; 'orders' names the lowest that fit).",
+                ["arch", "L1", "policy", "v6.10 lines", "bytes free", "lists that fit", "orders that fit",
+                 "lists starting a line", "orders fitting 4 lines"],
+                [[f["arch"], f["cacheline"], f["policy"], f["base_cachelines"], f["room_bytes"], f["fit_lists"],
+                  ",".join(map(str, f["orders"])) or "none", ",".join(map(str, f["line_steps"])) or "none",
+                  ",".join(map(str, g["orders"])) or "none"]
+                 for f, g in zip(lay["fit"], lay["fit_4_lines"])], None))
+    st = rep["study"]
+    p = st["params"]
+    out.append((f"mTHP orders alone: with / without pcp lists ({p['verdict_cpus']} CPUs, {p['share']:.0%} mTHP)",
+                f"Ratios with lists / without, mean [95% interval] over {len(p['seeds'])} seeds, virtual time.",
+                ["order", "mobility", "zone->lock", "pages/acquisition", "lock wait", "throughput",
+                 "cachelines/op"],
+                [[c["order"], c["kind"], _iv(c["zone_lock"]["ratio"]), _iv(c["pages_per_acquisition"]["ratio"]),
+                  _iv(c["lock_wait_ns_per_op"]["ratio"]), _iv(c["ops_per_sec"]["ratio"]),
+                  _iv(c["pcp_cachelines_per_op"]["ratio"])] for c in st["per_order"]], None))
+    for key, label in (("vs_cpus", "CPUs"), ("vs_share", "mTHP share")):
+        field = "cpus" if key == "vs_cpus" else "share"
+        out.append((f"Mixed sizes 4..8 against {label}: without lists -> with",
+                    "zone->lock acquisitions, lock wait (ns/op) and throughput (M ops/s of virtual time), "
+                    "mean [95% interval].",
+                    [label, "zone->lock without", "zone->lock with", "wait without", "wait with",
+                     "Mops/s without", "Mops/s with"],
+                    [[c[field], _iv(c["zone_lock"]["without"]), _iv(c["zone_lock"]["with"]),
+                      _iv(c["lock_wait_ns_per_op"]["without"]), _iv(c["lock_wait_ns_per_op"]["with"]),
+                      _iv(_scaled(c["ops_per_sec"]["without"])), _iv(_scaled(c["ops_per_sec"]["with"]))]
+                     for c in st[key]], None))
+    v = rep["verdict"]
+    lines = []
+    for d in v["orders"]:
+        cells = [c for c in st["per_order"] if c["order"] == d["order"]]
+        figs = "; ".join(f"{c['kind']}: zone->lock x{_iv(c['zone_lock']['ratio'])}, throughput "
+                         f"x{_iv(c['ops_per_sec']['ratio'])}" for c in cells)
+        cost = ", ".join(f"{k} +{n}" for k, n in d["cost_split"].items())
+        lines.append(f"order {d['order']}: {'worth a list' if d['worth_a_list'] else 'not shown worth a list'} "
+                     f"({figs}); split lists cost lines: {cost}")
+    total = ", ".join(f"{k} +{n}" for k, n in v["cost_all_worth_split"].items())
+    lines.append(f"orders worth a list: {','.join(map(str, v['worth'])) or 'none'}; all of them as split lists "
+                 f"cost: {total}; as one list each: "
+                 + ", ".join(f"{k} +{n}" for k, n in v["cost_all_worth_single"].items()))
+    out.append(("Verdict: which mTHP orders are worth a pcp list, and what it costs", None, [], [],
+                "\n".join(lines)))
+    return out
+
+
+def _scaled(d: dict[str, float]) -> dict[str, float]:
+    return {k: (v / 1e6 if k != "n" else v) for k, v in d.items()}
+
+
+# ---- the what-ifs ----
+
+#: name -> (title, builder, sections)
+WHAT_IFS: dict[str, tuple[str, Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[Section]]]] = {
+    "mthp": ("mTHP on the pcp lists (Mel Gorman's question)", build_mthp, _mthp_sections),
+}
+
+
+def build_what_if(name: str, mode: str = "default", seed: int = 1,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every number of one what-if, as one JSON-able dict.
+
+    :raises ConfigError: for an unknown what-if or mode.
+    """
+    if name not in WHAT_IFS:
+        raise ConfigError(f"what-if: {name!r} is not one of {', '.join(WHAT_IFS)}")
+    if mode not in MODES:
+        raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    rep = WHAT_IFS[name][1](mode, seed, progress)
+    rep.update(pcpemu_schema=SCHEMA, pcpemu_version=__version__, what_if=name, mode=mode, seed=seed,
+               command=command_line(name, mode, seed))
+    return rep
+
+
+def command_line(name: str, mode: str, seed: int) -> str:
+    """The one command that reproduces a what-if report."""
+    return " ".join(["pcpemu", "report", "--what-if", name] + ([f"--{mode}"] if mode != "default" else [])
+                    + ["--seed", str(seed)])
+
+
+def sections(rep: dict[str, Any]) -> list[Section]:
+    """(title, intro, table header, rows, preformatted text) per section."""
+    return WHAT_IFS[rep["what_if"]][2](rep) + [("Reproduce", None, [], [], rep["command"])]
+
+
+def render_markdown(rep: dict[str, Any]) -> str:
+    lines = [f"# pcpemu what-if: {WHAT_IFS[rep['what_if']][0]} (pcpemu {rep['pcpemu_version']})", "",
+             f"Mode {rep['mode']}, seed {rep['seed']}.", ""]
+    for title, intro, header, rows, pre in sections(rep):
+        lines += [f"## {title}", ""]
+        if intro:
+            lines += [intro, ""]
+        if header:
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows] + [""]
+        if pre:
+            lines += ["```", pre.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def render_html(rep: dict[str, Any]) -> str:
+    esc = html.escape
+    title = f"pcpemu what-if: {WHAT_IFS[rep['what_if']][0]}"
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>", f"<title>{esc(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}pre{background:#f4f4f4;padding:6px;"
+             "overflow:auto;white-space:pre-wrap}</style></head><body>",
+             f"<h1>{esc(title)}</h1><p>Mode {esc(rep['mode'])}, seed {rep['seed']}.</p>"]
+    for stitle, intro, header, rows, pre in sections(rep):
+        parts.append(f"<h2>{esc(stitle)}</h2>")
+        if intro:
+            parts.append(f"<p>{esc(intro)}</p>")
+        if header:
+            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(fmt(v))}</td>" for v in r) + "</tr>" for r in rows]
+            parts.append("</table>")
+        if pre:
+            parts.append(f"<pre>{esc(pre)}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_what_if(outdir: str, rep: dict[str, Any]) -> list[str]:
+    """Write report.json, report.md and report.html into a fresh outdir (renamed into place at the end)."""
+    parent = os.path.dirname(os.path.abspath(outdir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-whatif-")
+    try:
+        for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n"),
+                           ("report.md", render_markdown(rep)), ("report.html", render_html(rep))):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        if os.path.exists(outdir):
+            shutil.rmtree(outdir)
+        os.rename(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))
