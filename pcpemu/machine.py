@@ -91,6 +91,8 @@ class Machine:
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
             self._free_high_batch())
+        if config.pcp_policy == "pcp_buddy":
+            _core.pcpb_enable(self._core)
         self._slots = np.full(1024, -1, dtype=np.int64)
 
     def _free_high_batch(self) -> bool:

@@ -9,7 +9,9 @@ _ITEM_NAMES = ("ALLOC_FAILED", "ZONE_LOCK",
                "PCP_TRYLOCK_FAIL", "PCP_HIGH_CHANGE", "PGALLOC_FALLBACK", "PGSTEAL_BLOCK",
                "PAGEBLOCK_CHANGE", "CMA_TO_NONMOVABLE", "ZONE_BELOW_HIGH_SET", "WMARK_BOOST",
                "SLOWPATH", "SLOWPATH_DRAIN", "DRAIN_ALL", "PCP_DECAY", "ZONE_FALLBACK", "FREE_SKIPPED",
-               "ZONE_LOCK_CONTENDED", "ZONE_LOCK_SPINS")
+               "ZONE_LOCK_CONTENDED", "ZONE_LOCK_SPINS", "PCPB_ROUTED_FREE", "PCPB_PHASE0_PAGES",
+               "PCPB_PHASE1_BLOCKS", "PCPB_PHASE2_PAGES", "PCPB_PHASE3_PAGES", "PCPB_MERGES", "PCPB_DRAIN_CHUNKS",
+               "PCPB_OWNED_SCANNED", "PCPB_RELEASED")
 assert len(_ITEM_NAMES) == NR_PCPEMU_ITEMS
 ITEM_NAMES = _ITEM_NAMES
 LOCK_SITE_NAMES = ("rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmqueue_buddy", "isolation",
@@ -275,6 +277,7 @@ cdef class Allocator:
         free(self.pgdat.block_zone)
         free(self.pgdat.cpu)
         trace_free(&self.pgdat)
+        pcpb_free(&self.pgdat)
 
     # ---- entry points ----
 

@@ -76,6 +76,8 @@ cdef void __free_one_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned l
     cdef unsigned long buddy_pfn = 0
     cdef int buddy_mt
     cdef page *buddy
+    if pgdat.pcpb != NULL:
+        pcpb_untag(pgdat, pfn, order)      # in the buddy no page is PagePCPBuddy
     account_freepages(z, 1 << order, mt)
     while order < MAX_PAGE_ORDER:
         buddy_pfn = pfn ^ (1UL << order)

@@ -62,6 +62,7 @@ struct list_head {
 #define PG_allocated	(1UL << 2)	/* head of an allocated block */
 #define PG_head		(1UL << 3)	/* compound head (__GFP_COMP, order > 0) */
 #define PG_lru		(1UL << 4)	/* movable user page: counted by steal scans */
+#define PG_pcpb_merge	(1UL << 5)	/* pcp_buddy: on a drain's merge list (zone->lock held) */
 
 struct page {
 	unsigned long flags;
@@ -159,6 +160,15 @@ enum pcpemu_item {
 	FREE_SKIPPED,		/* op-stream frees of slots whose alloc failed */
 	ZONE_LOCK_CONTENDED,	/* threaded mode: acquisitions that found zone->lock held */
 	ZONE_LOCK_SPINS,	/* threaded mode: spin iterations waiting for zone->lock */
+	PCPB_ROUTED_FREE,	/* pcp_buddy: frees routed to the owning CPU's pcp */
+	PCPB_PHASE0_PAGES,	/* pcp_buddy refill: owned fragments recovered from the buddy */
+	PCPB_PHASE1_BLOCKS,	/* pcp_buddy refill: whole pageblocks claimed */
+	PCPB_PHASE2_PAGES,	/* pcp_buddy refill: sub-pageblock chunks, not owned */
+	PCPB_PHASE3_PAGES,	/* pcp_buddy refill: classic __rmqueue */
+	PCPB_MERGES,		/* pcp_buddy: buddy merges on the pcp at drain */
+	PCPB_DRAIN_CHUNKS,	/* pcp_buddy: owned chunks a drain freed to the buddy */
+	PCPB_OWNED_SCANNED,	/* pcp_buddy: owned_blocks entries phase 0 looked at */
+	PCPB_RELEASED,		/* pcp_buddy: owned blocks given up, wholly free again */
 	NR_PCPEMU_ITEMS
 };
 
@@ -226,6 +236,20 @@ struct pcpemu_trace {
 	int lost;		/* the buffer could not grow: events were dropped */
 };
 
+/*
+ * pcpemu's model of the pcp buddy RFC (Johannes Weiner, linux-mm, April 2026):
+ * the pcp policy "pcp_buddy". NULL pglist_data.pcpb: the classic pcp.
+ */
+struct pcp_buddy {
+	int16_t *tag;		/* [pfn] owning CPU of a PagePCPBuddy block head, -1: not owned */
+	int16_t *block_owner;	/* [pageblock] CPU that claimed it, -1: none */
+	int32_t *block_next;	/* [pageblock] owned_blocks links: -1 end, -2 not listed */
+	int32_t *block_prev;
+	int32_t *owned_head;	/* [zone * nr_cpus + cpu] first block of pcp->owned_blocks, -1 empty */
+	struct list_head pending[NR_PAGE_ORDERS];	/* a drain's owned blocks being merged */
+	int last_route;		/* owner CPU of the last routed free (the virtual-time scheduler reads it) */
+};
+
 struct pglist_data {
 	struct zone *node_zones;	/* [MAX_NR_ZONES] */
 	struct page *mem_map;
@@ -247,6 +271,7 @@ struct pglist_data {
 	 * zones from it down, NULL-terminated */
 	struct zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1];
 	struct pcpemu_trace *trace;	/* NULL: tracepoints off */
+	struct pcp_buddy *pcpb;		/* NULL: the classic pcp */
 };
 
 /*

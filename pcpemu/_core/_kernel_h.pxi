@@ -1,5 +1,5 @@
 # Declarations of the C mirrors in _kernel.h, shared by every part of _core.
-from libc.stdint cimport int8_t, int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "_kernel.h" nogil:
     enum:
@@ -38,6 +38,7 @@ cdef extern from "_kernel.h" nogil:
     unsigned long PG_allocated
     unsigned long PG_head
     unsigned long PG_lru
+    unsigned long PG_pcpb_merge
 
     struct list_head:
         list_head *next         # next entry, or the head itself
@@ -119,6 +120,15 @@ cdef extern from "_kernel.h" nogil:
         FREE_SKIPPED
         ZONE_LOCK_CONTENDED
         ZONE_LOCK_SPINS
+        PCPB_ROUTED_FREE
+        PCPB_PHASE0_PAGES
+        PCPB_PHASE1_BLOCKS
+        PCPB_PHASE2_PAGES
+        PCPB_PHASE3_PAGES
+        PCPB_MERGES
+        PCPB_DRAIN_CHUNKS
+        PCPB_OWNED_SCANNED
+        PCPB_RELEASED
         NR_PCPEMU_ITEMS
 
     enum lock_site:
@@ -138,7 +148,7 @@ cdef extern from "_kernel.h" nogil:
 
     struct cpu_state:
         uint64_t touched                # pcp cachelines of the current op
-        uint64_t item[27]
+        uint64_t item[32]
         uint64_t alloc[11][6]
         uint64_t alloc_fail[11][6]
         uint64_t free[11]               # blocks freed, by order
@@ -198,6 +208,16 @@ cdef extern from "_kernel.h" nogil:
         int threaded                    # real threads run the op streams
         zone *zonelists[5][6]           # populated zones from each highest_zoneidx down
         pcpemu_trace *trace             # NULL: tracepoints off
+        pcp_buddy *pcpb                 # NULL: the classic pcp
+
+    struct pcp_buddy:
+        int16_t *tag                    # [pfn] owning CPU of a PagePCPBuddy head, -1: not owned
+        int16_t *block_owner            # [pageblock] claiming CPU, -1: none
+        int32_t *block_next             # [pageblock] owned_blocks links, -1 end, -2 not listed
+        int32_t *block_prev
+        int32_t *owned_head             # [zone * nr_cpus + cpu] first owned block, -1 empty
+        list_head pending[11]           # a drain's owned blocks being merged
+        int last_route                  # owner CPU of the last routed free
 
     struct alloc_context:
         zone **zonelist

@@ -68,9 +68,12 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
             # The pageblock type is read now, as in v6.10.
             mt = get_pageblock_migratetype(pgdat, pfn)
             trace_mm_page_pcpu_drain(cs, pgdat, pfn, order, mt)
-            __free_one_page(cs, pgdat, p, pfn, z, order, mt, False)
+            if pgdat.pcpb == NULL or not pcpb_defer_merge(pgdat, p, pfn, order):
+                __free_one_page(cs, pgdat, p, pfn, z, order, mt, False)
             if count <= 0 or list_empty(lst):
                 break
+    if pgdat.pcpb != NULL:
+        pcpb_merge_and_free(cs, pgdat, z)
     count_locked_pages(cs, LOCK_FREE_PCPPAGES_BULK, moved)
     spin_unlock_zone(z)
     cs.item[<int>PCP_DRAIN] += 1
@@ -137,7 +140,10 @@ cdef inline page *__rmqueue_pcplist(cpu_state *cs, pglist_data *pgdat, zone *z, 
     if list_empty(lst):
         cs.pcp_miss[order] += 1
         batch = nr_pcp_alloc(cs, pgdat, pcp, z, order)
-        alloced = rmqueue_bulk(cs, pgdat, z, order, batch, lst, mt, alloc_flags, cpu, pindex)
+        if pgdat.pcpb != NULL:
+            alloced = pcpb_rmqueue_bulk(cs, pgdat, z, order, batch, lst, mt, alloc_flags, cpu, pindex)
+        else:
+            alloced = rmqueue_bulk(cs, pgdat, z, order, batch, lst, mt, alloc_flags, cpu, pindex)
         pcp.count += alloced << order
         if list_empty(lst):
             return NULL
@@ -261,6 +267,8 @@ cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, uns
         # CMA has pcp lists of its own.
         if not (pgdat.pcp_cma and mt == MIGRATE_CMA):
             mt = MIGRATE_MOVABLE
+    if pgdat.pcpb != NULL:
+        cpu = pcpb_owner_cpu(cs, pgdat, pfn, cpu)     # PagePCPBuddy: free to the owner's pcp
     pcp = z.per_cpu_pageset[cpu]
     pcp_op_begin(cs)
     if pcp_spin_trylock(cs, pgdat, pcp):

@@ -101,12 +101,12 @@ cdef inline double smt_factor(const double *cost, int cpu, int nr_cpus) noexcept
 cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts, int nr_streams,
                  int64_t *slots, const double *cost, double *clock, double *wait, double *hold,
                  int64_t *results, vt_lock *lk, vt_event *heap, int64_t *pos, uint8_t *pcp_stolen,
-                 uint64_t *remote_pcp) noexcept nogil:
-    cdef int nheap = 0, cpu, c, lines, remote
+                 uint64_t *remote_pcp, uint8_t *born) noexcept nogil:
+    cdef int nheap = 0, cpu, c, lines, remote, stalls = 0
     cdef vt_event e
     cdef const pcpemu_op *op
     cdef cpu_state *cs
-    cdef uint64_t acq0, pages0
+    cdef uint64_t acq0, pages0, routed0
     cdef int64_t i
     cdef alloc_context ac
     ac.zonelist = NULL          # prepared at the first allocation
@@ -121,17 +121,38 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         e = vt_pop(heap, &nheap)
         cpu = e.cpu
         i = pos[cpu]
-        pos[cpu] += 1
         op = &ops[i]
+        if born != NULL and op.op == OP_FREE and slots[op.slot] < 0 and not born[op.slot] and nheap \
+                and stalls <= 2 * nr_streams:
+            # Shared slots: a free of a block another CPU has not allocated
+            # yet waits until the next CPU has run (a bound on the waits
+            # keeps a stream that can never be served from stalling the run).
+            stalls += 1
+            e.time = (heap[0].time if heap[0].time > e.time else e.time) + 1e-3
+            clock[cpu] = e.time
+            vt_push(heap, &nheap, e)
+            continue
+        stalls = 0
+        pos[cpu] += 1
         cs = &pgdat.cpu[op.cpu]
         acq0 = cs.item[<int>ZONE_LOCK]
         pages0 = cs.item[<int>ZONE_LOCK_PAGES]
+        routed0 = cs.item[<int>PCPB_ROUTED_FREE]
         cs.touched = 0
         if pgdat.trace != NULL:
             pgdat.trace.op = i
         results[i] = run_op(pgdat, op, slots, &ac)
+        if born != NULL and op.op == OP_ALLOC:
+            born[op.slot] = 1
         lines = nr_lines(cs.touched)
         remote = 0
+        if cs.item[<int>PCPB_ROUTED_FREE] != routed0:
+            # pcp_buddy freed to another CPU's pcp: its lines come from that
+            # CPU, and go back to it on its next pcp operation.
+            remote = lines
+            remote_pcp[0] += lines
+            pcp_stolen[pgdat.pcpb.last_route] = 1
+            lines = 0
         if pcp_stolen[op.cpu] and lines:
             # A remote drain last wrote these pcp cachelines.
             remote = lines
@@ -151,10 +172,13 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
 
 
 def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] slots,
-                    const double[::1] cost):
+                    const double[::1] cost, bint shared_slots=False):
     """Run per-CPU op streams in virtual-time order; stream k is
     ops[starts[k]:starts[k + 1]]. Returns (clock per stream, wait and hold per
-    op (-1: no zone->lock), results, remote zone lines, remote pcp lines)."""
+    op (-1: no zone->lock), results, remote zone lines, remote pcp lines).
+
+    With shared_slots a CPU may free a slot another CPU allocates: the free
+    waits, in virtual time, until the allocation has run."""
     cdef int nr = starts.shape[0] - 1
     cdef Py_ssize_t n = len(ops)
     cdef const uint8_t[::1] raw
@@ -179,6 +203,8 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     cdef uint8_t[::1] stolen_v = stolen
     cdef uint8_t[::1] heap_raw = heap.view(np.uint8)
     cdef uint64_t remote_pcp = 0
+    born = np.zeros(slots.shape[0] if shared_slots else 1, dtype=np.uint8)
+    cdef uint8_t[::1] born_v = born
     assert heap.dtype.itemsize == sizeof(vt_event)
     lk.free_at = 0.0
     lk.holder = -1
@@ -186,7 +212,7 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     with nogil:
         vt_run(&a.pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
                &wait_v[0], &hold_v[0], &res_v[0], &lk, <vt_event *>&heap_raw[0], &pos_v[0], &stolen_v[0],
-               &remote_pcp)
+               &remote_pcp, &born_v[0] if shared_slots else NULL)
     return clock, wait, hold, results, lk.remote_lines, remote_pcp
 
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..errors import ConfigError
 from .gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["KernelConfig", "PRESETS", "THP_LIST_POLICIES", "parse_size"]
+__all__ = ["KernelConfig", "PCP_POLICIES", "PRESETS", "THP_LIST_POLICIES", "parse_size"]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -39,6 +39,14 @@ THP_LIST_POLICIES = {
     "none": "THP off: order 9 never on a pcp list",
 }
 _MTHP_POLICIES = ("per-type", "single", "split")
+
+#: pcp policies: how the pcp lists get and give back their pages.
+PCP_POLICIES = {
+    "classic": "the kernel's pcp: refills and drains of single blocks under zone->lock",
+    # Johannes Weiner's RFC "mm: page_alloc: pcp buddy allocator" (linux-mm,
+    # April 2026), as pcpemu models it: pcpemu/_core/_pcp_buddy.pxi.
+    "pcp_buddy": "the 2026 pcp buddy RFC: CPUs own whole pageblocks, frees go to the owner's pcp",
+}
 
 # Smallest machine: mobility grouping is disabled below
 # pageblock_nr_pages * MIGRATE_TYPES pages (build_all_zonelists), which pcpemu
@@ -105,6 +113,7 @@ class KernelConfig:
         lists of its own.
     :param mthp_orders: further orders (4..8) kept on pcp lists, each with the list
         split it names (``"single"``, ``"split"`` or ``"per-type"``).
+    :param pcp_policy: one of PCP_POLICIES (``"classic"`` or ``"pcp_buddy"``).
     :param cache_slice: each CPU's slice of the data cache (default 2 MiB); when it
         exceeds 3 * batch pages the pcp gets PCPF_FREE_HIGH_BATCH
         (zone_pcp_update_cacheinfo).
@@ -127,6 +136,7 @@ class KernelConfig:
     numa: bool = True
     cacheline: int = 64
     cache_slice: int = 512
+    pcp_policy: str = "classic"
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -158,6 +168,8 @@ class KernelConfig:
                 f"thp_lists: {self.thp_lists!r} contradicts thp={self.thp}; "
                 "THP off goes with 'none', THP on with any other policy"
             )
+        if self.pcp_policy not in PCP_POLICIES:
+            raise ConfigError(f"pcp_policy: {self.pcp_policy!r} is not one of {', '.join(PCP_POLICIES)}")
         mthp = dict(self.mthp_orders)
         for order, policy in mthp.items():
             _check_range("mthp_orders order", order, PAGE_ALLOC_COSTLY_ORDER + 1, PAGEBLOCK_ORDER - 1)

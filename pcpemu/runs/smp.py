@@ -188,7 +188,7 @@ def _concat(streams: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.ascontiguousarray(ops), starts, np.full(nslots, -1, dtype=np.int64)
 
 
-def _check_streams(machine: Machine, streams: list[np.ndarray]) -> None:
+def _check_streams(machine: Machine, streams: list[np.ndarray], shared_slots: bool = False) -> None:
     for k, s in enumerate(streams):
         if not isinstance(s, np.ndarray) or s.dtype != OP_DTYPE:
             raise PcpemuError(f"stream {k} must be an OP_DTYPE array")
@@ -196,6 +196,8 @@ def _check_streams(machine: Machine, streams: list[np.ndarray]) -> None:
             raise PcpemuError(f"stream {k} has ops for another CPU; stream k must run on CPU k")
     if len(streams) > machine.config.cpus:
         raise PcpemuError(f"{len(streams)} streams for a machine of {machine.config.cpus} CPUs")
+    if shared_slots:
+        return
     slot_sets = [set(np.unique(s["slot"][s["op"] <= 1]).tolist()) for s in streams]
     for k, a in enumerate(slot_sets):
         for j in range(k):
@@ -226,7 +228,7 @@ def _summary(stats: dict[str, Any], n_ops: int) -> dict[str, Any]:
 
 
 def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
-                costs: CostModel | None = None) -> dict[str, Any]:
+                costs: CostModel | None = None, shared_slots: bool = False) -> dict[str, Any]:
     """Run per-CPU op streams on one Machine in virtual-time order.
 
     The scheduler pops the CPU with the earliest virtual clock (ties: lowest
@@ -235,17 +237,20 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     Same config, streams and costs give the same result, bit for bit.
 
     :param streams: stream k holds CPU k's ops (see cpu_streams()).
+    :param shared_slots: CPUs may free slots other CPUs allocate (each slot
+        allocated once, by a lower-numbered CPU than the one freeing it); a
+        free waits in virtual time until its allocation has run.
     :return: ops/s of virtual time, zone->lock acquisitions, hold and wait
         times, pcp hit rates, pcp cachelines per op, remote cacheline transfers.
     :raises PcpemuError, OpStreamError: for bad streams, before any op runs.
     """
     costs = costs or CostModel()
     m = Machine(config, seed=seed)
-    _check_streams(m, streams)
+    _check_streams(m, streams, shared_slots)
     ops, starts, slots = _concat(streams)
     before = m._core.stats_array()
     clock, wait, hold, _, remote_zone, remote_pcp = _core.smp_run_virtual(
-        m._core, ops, starts, slots, costs.as_array())
+        m._core, ops, starts, slots, costs.as_array(), shared_slots)
     stats = _stats_dict(_diff(m._core.stats_array(), before))
     m.check()
     locked = wait >= 0
