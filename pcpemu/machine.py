@@ -302,6 +302,14 @@ class Machine:
         """Migratetype of every pageblock, indexed by ``pfn >> pageblock_order``."""
         return self._core.pageblock_types()
 
+    def pageblock_census(self) -> dict[str, int]:
+        """Pageblocks wholly free in the buddy, mixed ones (holding allocated
+        movable and non-movable blocks at once), all populated ones; and the
+        pages of CMA pageblocks and how many of them are allocated."""
+        free, mixed, total, cma_used, cma_pages = _core.pageblock_census(self._core)
+        return {"free_pageblocks": free, "mixed_pageblocks": mixed, "pageblocks": total,
+                "cma_pages_allocated": cma_used, "cma_pages": cma_pages}
+
     def buddyinfo(self) -> str:
         """``/proc/buddyinfo`` text."""
         return procfs.buddyinfo(self)

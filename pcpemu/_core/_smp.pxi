@@ -100,9 +100,9 @@ cdef inline double smt_factor(const double *cost, int cpu, int nr_cpus) noexcept
 
 cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts, int nr_streams,
                  int64_t *slots, const double *cost, double *clock, double *wait, double *hold,
-                 int64_t *results, vt_lock *lk, vt_event *heap, int64_t *pos, uint8_t *pcp_stolen,
-                 uint64_t *remote_pcp, uint8_t *born) noexcept nogil:
-    cdef int nheap = 0, cpu, c, lines, remote, stalls = 0
+                 int64_t *results, vt_lock *lk, vt_event *heap, int64_t *pos, int32_t *pcp_toucher,
+                 uint64_t *remote_pcp, uint8_t *born, int *waiters) noexcept nogil:
+    cdef int nheap = 0, nwait = 0, force = 0, cpu, c, lines, remote, owner
     cdef vt_event e
     cdef const pcpemu_op *op
     cdef cpu_state *cs
@@ -117,22 +117,28 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
             e.time = clock[cpu]
             e.cpu = cpu
             vt_push(heap, &nheap, e)
-    while nheap:
+    while nheap or nwait:
+        if not nheap:
+            # Every CPU left waits for a slot nobody will fill: let them run
+            # (their frees are then skipped and counted).
+            force = nwait
+            for c in range(nwait):
+                e.time = clock[waiters[c]]
+                e.cpu = waiters[c]
+                vt_push(heap, &nheap, e)
+            nwait = 0
         e = vt_pop(heap, &nheap)
         cpu = e.cpu
         i = pos[cpu]
         op = &ops[i]
-        if born != NULL and op.op == OP_FREE and slots[op.slot] < 0 and not born[op.slot] and nheap \
-                and stalls <= 2 * nr_streams:
+        if born != NULL and op.op == OP_FREE and slots[op.slot] < 0 and not born[op.slot] and not force:
             # Shared slots: a free of a block another CPU has not allocated
-            # yet waits until the next CPU has run (a bound on the waits
-            # keeps a stream that can never be served from stalling the run).
-            stalls += 1
-            e.time = (heap[0].time if heap[0].time > e.time else e.time) + 1e-3
-            clock[cpu] = e.time
-            vt_push(heap, &nheap, e)
+            # yet waits, off the run queue, until the next allocation.
+            waiters[nwait] = cpu
+            nwait += 1
             continue
-        stalls = 0
+        if force:
+            force -= 1
         pos[cpu] += 1
         cs = &pgdat.cpu[op.cpu]
         acq0 = cs.item[<int>ZONE_LOCK]
@@ -142,31 +148,35 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         if pgdat.trace != NULL:
             pgdat.trace.op = i
         results[i] = run_op(pgdat, op, slots, &ac)
-        if born != NULL and op.op == OP_ALLOC:
-            born[op.slot] = 1
         lines = nr_lines(cs.touched)
+        # The pcp whose lines the op touched; they come from another CPU's
+        # cache when another CPU touched that pcp last.
+        owner = pgdat.pcpb.last_route if cs.item[<int>PCPB_ROUTED_FREE] != routed0 else op.cpu
         remote = 0
-        if cs.item[<int>PCPB_ROUTED_FREE] != routed0:
-            # pcp_buddy freed to another CPU's pcp: its lines come from that
-            # CPU, and go back to it on its next pcp operation.
+        if lines and pcp_toucher[owner] != op.cpu:
             remote = lines
             remote_pcp[0] += lines
-            pcp_stolen[pgdat.pcpb.last_route] = 1
-            lines = 0
-        if pcp_stolen[op.cpu] and lines:
-            # A remote drain last wrote these pcp cachelines.
-            remote = lines
-            pcp_stolen[op.cpu] = 0
-            remote_pcp[0] += lines
+        if lines:
+            pcp_toucher[owner] = op.cpu
         if op.op == OP_DRAIN_ALL:
             for c in range(pgdat.nr_cpus):
-                pcp_stolen[c] = c != op.cpu
+                if c != op.cpu:
+                    pcp_toucher[c] = op.cpu
         clock[cpu] = vt_price(cost, lk, op.cpu, clock[cpu], cs.item[<int>ZONE_LOCK] - acq0,
                               cs.item[<int>ZONE_LOCK_PAGES] - pages0, lines, remote,
                               smt_factor(cost, op.cpu, nr_streams), &wait[i], &hold[i])
         if pos[cpu] < starts[cpu + 1]:
             e.time = clock[cpu]
             vt_push(heap, &nheap, e)
+        if born != NULL and op.op == OP_ALLOC:
+            born[op.slot] = 1
+            # Wake the waiters: they resume when this allocation is done.
+            for c in range(nwait):
+                e.cpu = waiters[c]
+                e.time = clock[cpu] if clock[cpu] > clock[waiters[c]] else clock[waiters[c]]
+                clock[e.cpu] = e.time
+                vt_push(heap, &nheap, e)
+            nwait = 0
     if pgdat.trace != NULL:
         pgdat.trace.op = -1
 
@@ -198,21 +208,23 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     cdef vt_event[::1] heap_v
     heap = np.zeros(nr, dtype=[("time", "f8"), ("cpu", "i4"), ("_pad", "i4")])
     pos = np.zeros(nr, dtype=np.int64)
-    stolen = np.zeros(a.pgdat.nr_cpus, dtype=np.uint8)
+    toucher = np.arange(a.pgdat.nr_cpus, dtype=np.int32)     # each pcp starts in its own CPU's cache
     cdef int64_t[::1] pos_v = pos
-    cdef uint8_t[::1] stolen_v = stolen
+    cdef int32_t[::1] toucher_v = toucher
     cdef uint8_t[::1] heap_raw = heap.view(np.uint8)
     cdef uint64_t remote_pcp = 0
     born = np.zeros(slots.shape[0] if shared_slots else 1, dtype=np.uint8)
+    waiters = np.zeros(nr, dtype=np.intc)
     cdef uint8_t[::1] born_v = born
+    cdef int[::1] waiters_v = waiters
     assert heap.dtype.itemsize == sizeof(vt_event)
     lk.free_at = 0.0
     lk.holder = -1
     lk.remote_lines = 0
     with nogil:
         vt_run(&a.pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
-               &wait_v[0], &hold_v[0], &res_v[0], &lk, <vt_event *>&heap_raw[0], &pos_v[0], &stolen_v[0],
-               &remote_pcp, &born_v[0] if shared_slots else NULL)
+               &wait_v[0], &hold_v[0], &res_v[0], &lk, <vt_event *>&heap_raw[0], &pos_v[0], &toucher_v[0],
+               &remote_pcp, &born_v[0] if shared_slots else NULL, &waiters_v[0])
     return clock, wait, hold, results, lk.remote_lines, remote_pcp
 
 

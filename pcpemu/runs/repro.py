@@ -139,9 +139,9 @@ def pc_zones(memory: int | str) -> dict[str, int]:
 class _Scenario:
     """One policy's run: the machine, the seeded request stream, and who owns what."""
 
-    def __init__(self, policy: str, memory: int, cma: int, cpus: int, seed: int) -> None:
+    def __init__(self, policy: str, memory: int, cma: int, cpus: int, seed: int, pcp_policy: str) -> None:
         cfg = KernelConfig.preset(POLICY_PRESETS[policy], memory=memory, cma=cma, cpus=cpus,
-                                  zones=pc_zones(memory))
+                                  zones=pc_zones(memory), pcp_policy=pcp_policy)
         self.m = Machine(cfg, seed=seed)
         self.rng = np.random.default_rng(seed)
         self.owners: dict[int, list[tuple[int, int]]] = {}
@@ -201,8 +201,9 @@ def _unmovable_in_cma(m: Machine) -> int:
 
 def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", cpus: int = 4, seed: int = 1,
                guest: int | str = "1G", cma_request: int | str | None = None, background: int = 2000,
-               driver_thps: int = 8) -> PolicyOutcome:
-    """Run the scenario under one policy (a key of POLICY_PRESETS).
+               driver_thps: int = 8, pcp_policy: str = "classic") -> PolicyOutcome:
+    """Run the scenario under one policy (a key of POLICY_PRESETS) and pcp
+    policy (``classic`` or ``pcp_buddy``, KernelConfig.pcp_policy).
 
     ``cma_request`` defaults to the whole CMA area: the driver the area was
     reserved for takes all of it.
@@ -210,7 +211,7 @@ def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", 
     if policy not in POLICY_PRESETS:
         raise ConfigError(f"policy {policy!r} is not one of {', '.join(POLICY_PRESETS)}")
     t0 = time.perf_counter()
-    s = _Scenario(policy, memory, cma, cpus, seed)
+    s = _Scenario(policy, memory, cma, cpus, seed, pcp_policy)
     m = s.m
     proc = {"buddyinfo_before": m.buddyinfo(), "pagetypeinfo_before": m.pagetypeinfo()}
     guest_thps = parse_size(guest, "guest") // THP_PAGES

@@ -258,6 +258,7 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     makespan = float(clock.max()) if len(clock) else 0.0
     out = _summary(stats, len(ops))
     out.update({
+        "stats": stats,
         "mode": "virtual", "cpus": len(streams), "virtual_ns": makespan,
         "ops_per_sec": len(ops) / makespan * 1e9 if makespan else 0.0,
         "ns_per_op_per_cpu": float(np.mean([c / max(1, starts[k + 1] - starts[k]) for k, c in enumerate(clock)]))

@@ -20,7 +20,10 @@ from ..kernel.layout import MTHP_ORDERS
 from . import smp
 from .workloads import OP_ALLOC, OP_DTYPE, OP_FREE
 
-__all__ = ["MTHP_KINDS", "interval", "mthp_config", "mthp_streams", "mthp_study", "paired", "run_mthp"]
+__all__ = ["MTHP_KINDS", "PATTERNS", "PCP_BUDDY_READINGS", "buddy_config", "exit_streams", "frag_study",
+           "frag_timeline", "interval", "mthp_config", "repro_study",
+           "mthp_streams", "mthp_study", "paired", "pattern_streams", "pcp_buddy_study", "purger_streams",
+           "run_mthp", "run_pattern"]
 
 _MOVABLE = parse_gfp("GFP_HIGHUSER_MOVABLE")
 _KERNEL = parse_gfp("GFP_KERNEL")
@@ -174,3 +177,238 @@ def mthp_study(cpus: Sequence[int] = (1, 4, 16, 64), seeds: Sequence[int] = (0, 
     return {"params": {"cpus": list(cpus), "seeds": list(seeds), "ops_per_cpu": ops_per_cpu, "shares": list(shares),
                        "verdict_cpus": verdict_cpus, "share": share, "kinds": list(kinds), "memory": memory},
             "per_order": per_order, "vs_cpus": vs_cpus, "vs_share": vs_share}
+
+
+# ---- the pcp buddy RFC (Johannes Weiner, linux-mm, April 2026) ----
+
+#: Where the RFC's description leaves a choice, the reading pcpemu models
+#: (pcpemu/_core/_pcp_buddy.pxi); the report lists them.
+PCP_BUDDY_READINGS = (
+    "Ownership is per pageblock: a block is owned by the CPU that claimed it whole (phase 1); the blocks the owner "
+    "hands out from it, and from fragments it recovers (phase 0), are PagePCPBuddy and a free from any CPU goes to "
+    "the owner's pcp, taking that pcp's lock (a failed trylock frees to the buddy, as the classic free does).",
+    "A refill wants the classic batch (nr_pcp_alloc) and runs the phases in order, all under one zone->lock, until "
+    "it has it; each chunk is split into blocks of the requested order on that list, so a claimed pageblock or a "
+    "phase-2 chunk may overshoot the batch (pcp->high then trims it on later frees, as for any overshoot).",
+    "Phase 0 walks the one owned_blocks list, skips blocks of another migratetype, takes every free fragment of at "
+    "least the requested order of a matching block, and unlists the block (as the RFC's code excerpt in Rik van "
+    "Riel's review does).",
+    "Phases 0, 1 and 2 read only the free lists of the pcp migratetype (so MOVABLE, never CMA: Frank van der "
+    "Linden's point); phase 2 takes the largest chunks below a pageblock first; phase 3 is the classic __rmqueue "
+    "with its CMA balancing rule and fallbacks.",
+    "A drain picks what the classic drain picks (round robin, oldest first), merges the owned blocks among them "
+    "bottom-up, and frees the merged chunks under the same zone->lock; a block whose owned pages reach the buddy "
+    "joins its owner's owned_blocks, or stops being owned when it is wholly free again.",
+    "The split happens under zone->lock in the model; the cost model prices pages moved under the lock, not the "
+    "split work, so phase 0/1/2 claims are charged for every page they move.",
+    "Only the zone's buddy rules of pcpemu's v6.10 base change under pcp_buddy; watermarks, pcp->high tuning and "
+    "the classic pcp lists stay as they are.",
+)
+
+#: The production patterns of the RFC and the control.
+PATTERNS = {
+    "purger": "N CPUs fault pages in; K purger CPUs (jemalloc/tcmalloc) free them in bursts",
+    "exit": "every CPU faults in a large address space, then all exit at once, round after round",
+    "control": "each CPU allocates and frees its own pages (affinity intact)",
+}
+
+
+def purger_streams(cpus: int, purgers: int, rounds: int, per_round: int, seed: int = 0,
+                   order: int = 0) -> list[np.ndarray]:
+    """The affinity-violation pattern: CPUs ``0..cpus-purgers-1`` allocate
+    ``per_round`` movable blocks a round into fresh slots; purger CPU k frees,
+    in one burst a round, every block its allocators (those i with
+    ``i % purgers == k``) allocated that round. Each slot is allocated once, by
+    a CPU numbered below the one freeing it; run with ``shared_slots=True``.
+    """
+    if not 1 <= purgers < cpus:
+        raise PcpemuError(f"purgers {purgers!r} must be in 1..cpus-1 ({cpus - 1})")
+    if rounds < 1 or per_round < 1:
+        raise PcpemuError(f"rounds ({rounds}) and per_round ({per_round}) must be at least 1")
+    n = cpus - purgers
+    rng = np.random.default_rng([seed, 18, 2])
+    gfp = _MOVABLE_COMP if order else _MOVABLE
+    slot = np.arange(n * rounds * per_round, dtype=np.int64).reshape(n, rounds, per_round)
+    streams = []
+    for cpu in range(n):
+        ops = np.zeros(rounds * per_round, dtype=OP_DTYPE)
+        ops["op"] = OP_ALLOC
+        ops["order"] = order
+        ops["cpu"] = cpu
+        ops["gfp"] = gfp
+        ops["slot"] = slot[cpu].reshape(-1)
+        streams.append(ops)
+    for k in range(purgers):
+        mine = np.arange(k, n, purgers)
+        parts = []
+        for r in range(rounds):
+            burst = slot[mine, r].reshape(-1).copy()
+            rng.shuffle(burst)      # the purger's caches free in no particular order
+            parts.append(burst)
+        ops = np.zeros(sum(len(p) for p in parts), dtype=OP_DTYPE)
+        ops["op"] = OP_FREE
+        ops["order"] = order
+        ops["cpu"] = n + k
+        ops["slot"] = np.concatenate(parts)
+        streams.append(ops)
+    return streams
+
+
+def exit_streams(cpus: int, rounds: int, pages: int, seed: int = 0) -> list[np.ndarray]:
+    """The concurrent-exit pattern: each CPU runs a process that faults in
+    ``pages`` order-0 pages (nine in ten movable, the rest kernel: page tables
+    and the like), then exits, freeing them all in fault order; every CPU does
+    so at once, ``rounds`` times. Slots are disjoint per CPU.
+    """
+    if rounds < 1 or pages < 1:
+        raise PcpemuError(f"rounds ({rounds}) and pages ({pages}) must be at least 1")
+    streams = []
+    for cpu in range(cpus):
+        rng = np.random.default_rng([seed, cpu, 18, 3])
+        ops = np.zeros(2 * rounds * pages, dtype=OP_DTYPE)
+        ops["cpu"] = cpu
+        ops["slot"] = cpu * pages + np.tile(np.arange(pages), 2 * rounds)
+        view = ops.reshape(rounds, 2, pages)
+        view["op"][:, 1] = OP_FREE
+        view["gfp"][:, 0] = np.where(rng.random((rounds, pages)) < 0.9, _MOVABLE, _KERNEL)
+        streams.append(ops)
+    return streams
+
+
+def pattern_streams(pattern: str, cpus: int, seed: int = 0, scale: int = 1) -> tuple[list[np.ndarray], bool]:
+    """The streams of a production pattern at ``cpus`` CPUs and whether they
+    share slots; ``scale`` multiplies the work per CPU."""
+    if pattern == "purger":
+        purgers = max(1, cpus // 16)
+        return purger_streams(cpus, purgers, rounds=4, per_round=64 * scale, seed=seed), True
+    if pattern == "exit":
+        return exit_streams(cpus, rounds=2, pages=256 * scale, seed=seed), False
+    if pattern == "control":
+        return mthp_streams(cpus, 512 * scale, seed, share=0.0, live=128), False
+    raise PcpemuError(f"pattern {pattern!r} is not one of {', '.join(PATTERNS)}")
+
+
+def buddy_config(pcp_policy: str, cpus: int, memory: str = "8G", high_fraction: int = 0) -> KernelConfig:
+    """The contention config (one Normal zone, v6.10 lists) under a pcp
+    policy; ``high_fraction`` is vm.percpu_pagelist_high_fraction (0: pcp->high
+    auto-tuned, 8: the largest pcp->high the sysctl allows)."""
+    return smp.smp_config("split", cpus, memory).replace(pcp_policy=pcp_policy,
+                                                         percpu_pagelist_high_fraction=high_fraction)
+
+
+def run_pattern(pattern: str, cpus: int, pcp_policy: str, seed: int = 0, scale: int = 1,
+                memory: str = "8G", high_fraction: int = 0) -> dict[str, Any]:
+    """One virtual-time run of a production pattern under a pcp policy: the
+    smp.run_virtual summary plus the pcp_buddy counters."""
+    if cpus < 2:
+        raise PcpemuError(f"cpus {cpus!r}: the patterns need at least 2 CPUs")
+    streams, shared = pattern_streams(pattern, cpus, seed, scale)
+    r = smp.run_virtual(buddy_config(pcp_policy, cpus, memory, high_fraction), streams, seed=seed,
+                        shared_slots=shared)
+    st = r.pop("stats")
+    hits, misses = sum(st["pcp_hit"]), sum(st["pcp_miss"])
+    r.update(pattern=pattern, pcp_policy=pcp_policy, seed=seed, pcp_hit=hits / (hits + misses) if hits + misses
+             else 0.0, free_skipped=st["FREE_SKIPPED"],
+             pcpb={k: st[k] for k in st if k.startswith("PCPB_")})
+    return r
+
+
+_BUDDY_METRICS = {
+    "zone_lock": lambda r: r["zone_lock_acquisitions"],
+    "pages_per_acquisition": lambda r: r["pages_per_acquisition"],
+    "lock_hold_ns_per_op": lambda r: r["lock_hold_ns"]["per_op"],
+    "lock_wait_ns_per_op": lambda r: r["lock_wait_ns"]["per_op"],
+    "pcp_hit": lambda r: r["pcp_hit"],
+    "ops_per_sec": lambda r: r["ops_per_sec"],
+}
+
+
+def pcp_buddy_study(cpus: Sequence[int] = (4, 16, 64, 256), seeds: Sequence[int] = (0, 1, 2),
+                    patterns: Sequence[str] = tuple(PATTERNS), scale: int = 1, memory: str = "8G",
+                    high_fractions: Sequence[int] = (0, 8), progress: Any = None) -> dict[str, Any]:
+    """Classic against pcp_buddy for each pattern, pcp->high sizing and CPU
+    count: each side's metrics and the per-seed ratio pcp_buddy/classic, as
+    intervals over seeds."""
+    cells = []
+    for pattern, frac, n in ((p, f, n) for p in patterns for f in high_fractions for n in cpus):
+        runs = {pol: [run_pattern(pattern, n, pol, s, scale, memory, frac) for s in seeds]
+                for pol in ("classic", "pcp_buddy")}
+        cell: dict[str, Any] = {"pattern": pattern, "cpus": n, "high_fraction": frac}
+        for name, get in _BUDDY_METRICS.items():
+            c = [get(r) for r in runs["classic"]]
+            b = [get(r) for r in runs["pcp_buddy"]]
+            cell[name] = {"classic": interval(c), "pcp_buddy": interval(b),
+                          "ratio": interval([_ratio(x, y) for x, y in zip(b, c)])}
+        cell["pcpb"] = {k: interval([r["pcpb"][k] for r in runs["pcp_buddy"]])
+                        for k in runs["pcp_buddy"][0]["pcpb"]}
+        cell["free_skipped"] = max(r["free_skipped"] for rs in runs.values() for r in rs)
+        cells.append(cell)
+        if progress:
+            progress(f"pcp-buddy {pattern} high_fraction={frac} cpus={n}")
+    return {"params": {"cpus": list(cpus), "seeds": list(seeds), "patterns": list(patterns), "scale": scale,
+                       "memory": memory, "high_fractions": list(high_fractions)}, "cells": cells}
+
+
+def frag_timeline(pcp_policy: str, seed: int = 0, steps: int = 8, ops_per_step: int = 20_000,
+                  memory: str = "2G", cma: str = "512M", cpus: int = 8, live: int = 12_000) -> dict[str, Any]:
+    """Fragmentation and CMA use over time under a pcp policy: the general
+    mix (pcpemu.runs.workloads.mixed, each op on a random CPU, so frees often
+    land on another CPU than their allocation) churns a working set of
+    ``live`` blocks, about 60% of a 2 GiB node with a 512 MiB CMA area; after
+    the fill and after each step, the pageblock census and CMA use."""
+    from ..machine import Machine
+    from .workloads import mixed
+
+    cfg = KernelConfig.preset("v6.10", memory=memory, cma=cma, cpus=cpus, zones="normal", pcp_policy=pcp_policy)
+    m = Machine(cfg, seed=seed)
+    ops = mixed(steps * ops_per_step, live=live, cpus=tuple(range(cpus)), seed=seed)
+    bounds = [0, live] + [live + 2 * ops_per_step * (k + 1) for k in range(steps)]
+    points = []
+    for k in range(len(bounds) - 1):
+        m.run(ops[bounds[k]:bounds[k + 1]])
+        st = m.stats()
+        movable = sum(row[1] << o for o, row in enumerate(st["alloc"]))
+        c = m.pageblock_census()
+        points.append({"step": k, "ops": bounds[k + 1], **c,
+                       "cma_utilisation": c["cma_pages_allocated"] / c["cma_pages"] if c["cma_pages"] else 0.0,
+                       "movable_from_cma": st["cma_pages_to"]["Movable"] / movable if movable else 0.0,
+                       "zone_lock": st["ZONE_LOCK"], "alloc_failed": st["ALLOC_FAILED"]})
+    m.check()
+    return {"pcp_policy": pcp_policy, "seed": seed, "points": points}
+
+
+def frag_study(seeds: Sequence[int] = (0, 1, 2), steps: int = 8, ops_per_step: int = 20_000,
+               progress: Any = None) -> dict[str, Any]:
+    """frag_timeline for both pcp policies over seeds: per step, intervals of
+    free and mixed pageblocks, CMA utilisation and the movable share from CMA."""
+    keys = ("free_pageblocks", "mixed_pageblocks", "cma_utilisation", "movable_from_cma", "zone_lock")
+    out: dict[str, Any] = {"params": {"seeds": list(seeds), "steps": steps, "ops_per_step": ops_per_step}}
+    for pol in ("classic", "pcp_buddy"):
+        runs = [frag_timeline(pol, s, steps, ops_per_step) for s in seeds]
+        out[pol] = [{"step": k, "ops": runs[0]["points"][k]["ops"],
+                     **{key: interval([r["points"][k][key] for r in runs]) for key in keys}}
+                    for k in range(len(runs[0]["points"]))]
+        if progress:
+            progress(f"pcp-buddy fragmentation {pol}")
+    return out
+
+
+def repro_study(memory: str = "8G", cma: str = "4G", seeds: Sequence[int] = (1, 2, 3),
+                policies: Sequence[str] = ("single", "split"), progress: Any = None) -> list[dict[str, Any]]:
+    """The seed bug's scenario (pcpemu.runs.repro) under each THP-list policy
+    and pcp policy, per seed."""
+    from .repro import run_policy
+
+    rows = []
+    for policy, pol in ((p, q) for p in policies for q in ("classic", "pcp_buddy")):
+        for s in seeds:
+            o = run_policy(policy, memory=memory, cma=cma, seed=s, pcp_policy=pol,
+                           guest=min(1 << 18, KernelConfig(memory=memory).memory // 8) // 512 * 512)
+            rows.append({"policy": policy, "pcp_policy": pol, "seed": s, "livelock": o.livelock,
+                         "pin_rounds": o.pin_rounds,
+                         "migrations": o.migrations, "pinned_in_cma": o.pinned_in_cma,
+                         "unmovable_in_cma": o.unmovable_in_cma, "cma_to_nonmovable": o.cma_to_nonmovable,
+                         "guest_thps_in_cma": o.guest_thps_in_cma, "cma_alloc_ok": o.cma_alloc_ok})
+        if progress:
+            progress(f"pcp-buddy repro {policy} {pol}")
+    return rows
