@@ -102,7 +102,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
                  int64_t *slots, const double *cost, double *clock, double *wait, double *hold,
                  int64_t *results, vt_lock *lk, vt_event *heap, int64_t *pos, int32_t *pcp_toucher,
                  uint64_t *remote_pcp, uint8_t *born, int *waiters) noexcept nogil:
-    cdef int nheap = 0, nwait = 0, force = 0, cpu, c, lines, remote, owner
+    cdef int nheap = 0, nwait = 0, cpu, c, lines, remote, owner
     cdef vt_event e
     cdef const pcpemu_op *op
     cdef cpu_state *cs
@@ -117,28 +117,20 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
             e.time = clock[cpu]
             e.cpu = cpu
             vt_push(heap, &nheap, e)
-    while nheap or nwait:
-        if not nheap:
-            # Every CPU left waits for a slot nobody will fill: let them run
-            # (their frees are then skipped and counted).
-            force = nwait
-            for c in range(nwait):
-                e.time = clock[waiters[c]]
-                e.cpu = waiters[c]
-                vt_push(heap, &nheap, e)
-            nwait = 0
+    # With shared slots, check_op_stream has seen every free after its
+    # allocation in the concatenated streams: a CPU only waits for a lower
+    # numbered one, which never waits for it, so waiters always wake.
+    while nheap:
         e = vt_pop(heap, &nheap)
         cpu = e.cpu
         i = pos[cpu]
         op = &ops[i]
-        if born != NULL and op.op == OP_FREE and slots[op.slot] < 0 and not born[op.slot] and not force:
+        if born != NULL and op.op == OP_FREE and slots[op.slot] < 0 and not born[op.slot]:
             # Shared slots: a free of a block another CPU has not allocated
             # yet waits, off the run queue, until the next allocation.
             waiters[nwait] = cpu
             nwait += 1
             continue
-        if force:
-            force -= 1
         pos[cpu] += 1
         cs = &pgdat.cpu[op.cpu]
         acq0 = cs.item[<int>ZONE_LOCK]

@@ -17,7 +17,8 @@ from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from ..errors import ConfigError, PcpemuError, SweepSpecError
 from .sweep import Kind, register_kind
 
-__all__ = ["WORKLOADS", "measure_contention", "measure_mthp", "measure_replay", "measure_repro", "measure_workload"]
+__all__ = ["WORKLOADS", "measure_contention", "measure_mthp", "measure_pcp_buddy", "measure_replay", "measure_repro",
+           "measure_workload"]
 
 #: Op-stream generators a ``workload`` run may name.
 WORKLOADS: dict[str, Callable[..., Any]] = {
@@ -239,3 +240,41 @@ def measure_mthp(params: dict[str, Any]) -> dict[str, Any]:
 
 
 register_kind(Kind("mthp", measure_mthp, _MTHP_PARAMS, _check_mthp))
+
+
+_PCP_BUDDY_PARAMS: dict[str, Any] = {
+    "pattern": "purger", "cpus": 16, "pcp_policy": "pcp_buddy", "high_fraction": 0, "scale": 1, "memory": "8G",
+    "seed": 0,
+}
+
+
+def _check_pcp_buddy(p: dict[str, Any]) -> None:
+    from ..runs import whatif
+
+    def build(p: dict[str, Any]) -> None:
+        if p["pattern"] not in whatif.PATTERNS:
+            raise SweepSpecError(f"pattern {p['pattern']!r} is not one of {', '.join(whatif.PATTERNS)}")
+        if isinstance(p["cpus"], bool) or not isinstance(p["cpus"], int) or p["cpus"] < 2:
+            raise SweepSpecError(f"cpus: expected an integer >= 2, got {p['cpus']!r}")
+        if isinstance(p["scale"], bool) or not isinstance(p["scale"], int) or p["scale"] < 1:
+            raise SweepSpecError(f"scale: expected an integer >= 1, got {p['scale']!r}")
+        whatif.buddy_config(p["pcp_policy"], p["cpus"], p["memory"], p["high_fraction"])
+    _checked(build, p)
+
+
+def measure_pcp_buddy(params: dict[str, Any]) -> dict[str, Any]:
+    """A production-pattern run under a pcp policy (pcpemu.runs.whatif.run_pattern), flattened to numbers."""
+    from ..runs import whatif
+
+    p = params
+    r = whatif.run_pattern(p["pattern"], p["cpus"], p["pcp_policy"], p["seed"], p["scale"], p["memory"],
+                           p["high_fraction"])
+    out = {"ops_per_sec": r["ops_per_sec"], "zone_lock": r["zone_lock_acquisitions"],
+           "pages_per_acquisition": r["pages_per_acquisition"], "lock_wait_ns_per_op": r["lock_wait_ns"]["per_op"],
+           "lock_hold_ns_per_op": r["lock_hold_ns"]["per_op"], "pcp_hit": r["pcp_hit"],
+           "free_skipped": r["free_skipped"]}
+    out.update({k.lower(): v for k, v in r["pcpb"].items()})
+    return out
+
+
+register_kind(Kind("pcp_buddy", measure_pcp_buddy, _PCP_BUDDY_PARAMS, _check_pcp_buddy))

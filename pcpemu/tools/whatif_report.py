@@ -138,11 +138,120 @@ def _scaled(d: dict[str, float]) -> dict[str, float]:
     return {k: (v / 1e6 if k != "n" else v) for k, v in d.items()}
 
 
+# ---- the pcp buddy RFC (Johannes Weiner, April 2026) ----
+
+#: Sizes per mode of the pcp-buddy what-if.
+BUDDY_MODES = {
+    "quick": {"cpus": [4, 16, 64], "seeds": [0, 1], "scale": 1, "frag_steps": 3, "frag_ops": 10_000,
+              "repro_memory": "2G", "repro_cma": "1G"},
+    "default": {"cpus": [4, 16, 64, 256], "seeds": [0, 1, 2], "scale": 1, "frag_steps": 6, "frag_ops": 20_000,
+                "repro_memory": "8G", "repro_cma": "4G"},
+    "full": {"cpus": [4, 16, 64, 128, 256], "seeds": [0, 1, 2, 3, 4], "scale": 2, "frag_steps": 10,
+             "frag_ops": 40_000, "repro_memory": "8G", "repro_cma": "4G"},
+}
+
+
+def build_pcp_buddy(mode: str, seed: int, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    m = BUDDY_MODES[mode]
+    seeds = [seed + s for s in m["seeds"]]
+    rep: dict[str, Any] = {"readings": list(whatif.PCP_BUDDY_READINGS), "patterns": dict(whatif.PATTERNS)}
+    rep["layout"] = L.owned_blocks_rows(("v6.10",))
+    rep["contention"] = whatif.pcp_buddy_study(cpus=m["cpus"], seeds=seeds, scale=m["scale"], progress=progress)
+    rep["fragmentation"] = whatif.frag_study(seeds=seeds, steps=m["frag_steps"], ops_per_step=m["frag_ops"],
+                                             progress=progress)
+    rep["repro"] = whatif.repro_study(memory=m["repro_memory"], cma=m["repro_cma"], seeds=seeds,
+                                      progress=progress)
+    rep["verdict"] = _buddy_verdict(rep)
+    return rep
+
+
+def _buddy_verdict(rep: dict[str, Any]) -> list[str]:
+    out = []
+    cells = rep["contention"]["cells"]
+    top = max(c["cpus"] for c in cells)
+    for c in cells:
+        if c["cpus"] != top:
+            continue
+        z, t = c["zone_lock"]["ratio"], c["ops_per_sec"]["ratio"]
+        word = ("fewer" if z["hi"] < 1 else "more" if z["lo"] > 1 else "no clear change in")
+        out.append(f"{c['pattern']} at {top} CPUs, pcp->high {'auto' if not c['high_fraction'] else '1/' + str(c['high_fraction'])}"
+                   f": {word} zone->lock acquisitions (x{_iv(z)}), throughput x{_iv(t)}, lock wait "
+                   f"x{_iv(c['lock_wait_ns_per_op']['ratio'])}")
+    fr = rep["fragmentation"]
+    last_c, last_b = fr["classic"][-1], fr["pcp_buddy"][-1]
+    out.append(f"fragmentation after {last_c['ops']} ops: free pageblocks {_iv(last_c['free_pageblocks'])} classic, "
+               f"{_iv(last_b['free_pageblocks'])} pcp_buddy; mixed pageblocks {_iv(last_c['mixed_pageblocks'])} vs "
+               f"{_iv(last_b['mixed_pageblocks'])}")
+    out.append(f"CMA (Frank van der Linden's point): CMA area in use {_iv(last_c['cma_utilisation'])} classic, "
+               f"{_iv(last_b['cma_utilisation'])} pcp_buddy; share of movable pages allocated from CMA "
+               f"{_iv(last_c['movable_from_cma'])} vs {_iv(last_b['movable_from_cma'])}")
+    for policy in sorted({r["policy"] for r in rep["repro"]}):
+        for pol in ("classic", "pcp_buddy"):
+            rows = [r for r in rep["repro"] if r["policy"] == policy and r["pcp_policy"] == pol]
+            out.append(f"seed bug, {policy} THP list, {pol}: livelock in {sum(r['livelock'] for r in rows)}/"
+                       f"{len(rows)} seeds, guest THPs in CMA at fault {_iv(whatif.interval([r['guest_thps_in_cma'] for r in rows]))}, "
+                       f"cma_alloc succeeded in {sum(r['cma_alloc_ok'] for r in rows)}/{len(rows)}")
+    return out
+
+
+def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
+    out: list[Section] = []
+    out.append(("How pcpemu reads the RFC", "The RFC's description leaves these choices; pcpemu takes the "
+                "simplest reading of each (pcpemu/_core/_pcp_buddy.pxi).", [], [],
+                "\n".join(f"- {r}" for r in rep["readings"])))
+    out.append(("owned_blocks in struct per_cpu_pages",
+                "The RFC's one list head and the per-migratetype variant from review, against the v6.10 struct.",
+                ["arch", "L1", "owned_blocks", "heads", "lists at", "members", "size", "cachelines", "extra lines"],
+                [[r["arch"], r["cacheline"], r["owned_blocks"], r["heads"], r["lists_offset"], r["members_end"],
+                  r["size"], r["cachelines"], r["extra_cachelines"]] for r in rep["layout"]], None))
+    out.append(("Patterns", None, ["pattern", "what runs"], [[k, v] for k, v in rep["patterns"].items()], None))
+    p = rep["contention"]["params"]
+    out.append(("Contention: pcp_buddy / classic",
+                f"Per-seed ratios pcp_buddy/classic, mean [95% interval] over {len(p['seeds'])} seeds, virtual time; "
+                "pcp->high auto-tuned (fraction 0) or at vm.percpu_pagelist_high_fraction=8.",
+                ["pattern", "pcp->high fraction", "CPUs", "zone->lock", "pages/acquisition", "hold/op", "wait/op",
+                 "pcp hit rate", "throughput"],
+                [[c["pattern"], c["high_fraction"], c["cpus"], _iv(c["zone_lock"]["ratio"]),
+                  _iv(c["pages_per_acquisition"]["ratio"]), _iv(c["lock_hold_ns_per_op"]["ratio"]),
+                  _iv(c["lock_wait_ns_per_op"]["ratio"]), _iv(c["pcp_hit"]["ratio"]), _iv(c["ops_per_sec"]["ratio"])]
+                 for c in rep["contention"]["cells"]], None))
+    out.append(("Contention: each side",
+                "zone->lock acquisitions and throughput (M ops/s of virtual time), mean [95% interval]; what "
+                "pcp_buddy did: frees routed to the owner, whole pageblocks claimed, merges at drain.",
+                ["pattern", "fraction", "CPUs", "zone->lock classic", "zone->lock pcp_buddy", "Mops/s classic",
+                 "Mops/s pcp_buddy", "routed frees", "blocks claimed", "merges"],
+                [[c["pattern"], c["high_fraction"], c["cpus"], _iv(c["zone_lock"]["classic"]),
+                  _iv(c["zone_lock"]["pcp_buddy"]), _iv(_scaled(c["ops_per_sec"]["classic"])),
+                  _iv(_scaled(c["ops_per_sec"]["pcp_buddy"])), fmt(c["pcpb"]["PCPB_ROUTED_FREE"]["mean"]),
+                  fmt(c["pcpb"]["PCPB_PHASE1_BLOCKS"]["mean"]), fmt(c["pcpb"]["PCPB_MERGES"]["mean"])]
+                 for c in rep["contention"]["cells"]], None))
+    fr = rep["fragmentation"]
+    out.append(("Fragmentation and CMA over time",
+                "The general mix on 8 CPUs (each op on a random CPU) over a 2 GiB node with 512 MiB of CMA; "
+                "mean [95% interval] over seeds after the fill and each step.",
+                ["ops", "free blocks classic", "free blocks pcp_buddy", "mixed classic", "mixed pcp_buddy",
+                 "CMA in use classic", "CMA in use pcp_buddy", "movable from CMA classic",
+                 "movable from CMA pcp_buddy"],
+                [[a["ops"], _iv(a["free_pageblocks"]), _iv(b["free_pageblocks"]), _iv(a["mixed_pageblocks"]),
+                  _iv(b["mixed_pageblocks"]), _iv(a["cma_utilisation"]), _iv(b["cma_utilisation"]),
+                  _iv(a["movable_from_cma"]), _iv(b["movable_from_cma"])]
+                 for a, b in zip(fr["classic"], fr["pcp_buddy"])], None))
+    out.append(("The seed bug's scenario under pcp_buddy", None,
+                ["THP list", "pcp policy", "seed", "livelock", "pin rounds", "migrations", "guest THPs in CMA",
+                 "pinned in CMA", "CMA to non-movable", "cma_alloc ok"],
+                [[r["policy"], r["pcp_policy"], r["seed"], r["livelock"], r["pin_rounds"], r["migrations"],
+                  r["guest_thps_in_cma"], r["pinned_in_cma"], r["cma_to_nonmovable"], r["cma_alloc_ok"]]
+                 for r in rep["repro"]], None))
+    out.append(("Verdict", None, [], [], "\n".join(rep["verdict"])))
+    return out
+
+
 # ---- the what-ifs ----
 
 #: name -> (title, builder, sections)
 WHAT_IFS: dict[str, tuple[str, Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[Section]]]] = {
     "mthp": ("mTHP on the pcp lists (Mel Gorman's question)", build_mthp, _mthp_sections),
+    "pcp-buddy": ("the pcp buddy RFC (Johannes Weiner, linux-mm, April 2026)", build_pcp_buddy, _buddy_sections),
 }
 
 
@@ -154,7 +263,7 @@ def build_what_if(name: str, mode: str = "default", seed: int = 1,
     """
     if name not in WHAT_IFS:
         raise ConfigError(f"what-if: {name!r} is not one of {', '.join(WHAT_IFS)}")
-    if mode not in MODES:
+    if mode not in MODES or mode not in BUDDY_MODES:
         raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     rep = WHAT_IFS[name][1](mode, seed, progress)
     rep.update(pcpemu_schema=SCHEMA, pcpemu_version=__version__, what_if=name, mode=mode, seed=seed,
