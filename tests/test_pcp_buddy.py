@@ -214,3 +214,16 @@ def test_pcp_buddy_sweep_kind(tmp_path):
         parse_spec({"measure": "pcp_buddy", "params": {"pattern": "oom"}})
     with pytest.raises(SweepSpecError, match="pcp_policy"):
         parse_spec({"measure": "pcp_buddy", "params": {"pcp_policy": "buddy"}})
+
+
+@pytest.mark.parametrize("policy", ["classic", "pcp_buddy"])
+def test_purger_on_real_threads(policy):
+    # Real threads, real locks: each free spins until its slot's allocation
+    # ran on another thread; nothing is skipped and the node stays consistent
+    # (run_threads checks every invariant at the end).
+    r = whatif.run_pattern("purger", 3, policy, seed=2, threads=True)
+    assert r["mode"] == "threads" and r["free_skipped"] == 0
+    assert r["ops"] == 2 * 4 * 64 * 2
+    if policy == "pcp_buddy":
+        # A routed free whose trylock on the owner's pcp fails goes to the buddy.
+        assert 0 < r["pcpb"]["PCPB_ROUTED_FREE"] <= 4 * 64 * 2

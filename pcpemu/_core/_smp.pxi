@@ -235,6 +235,7 @@ def smp_set_threaded(Allocator a, bint on):
 
 cdef extern from *:
     """
+    #include <sched.h>
     #include <time.h>
     static inline void smp_gate_arrive_and_wait(int *gate)
     {
@@ -246,6 +247,17 @@ cdef extern from *:
     {
         __atomic_store_n(&gate[1], 1, __ATOMIC_RELEASE);
     }
+    /* Shared slots on real threads: a free waits until the slot's
+     * allocation has run (born); the release store publishes the slot. */
+    static inline void smp_wait_born(const uint8_t *born)
+    {
+        while (!__atomic_load_n(born, __ATOMIC_ACQUIRE))
+            sched_yield();      /* the allocating thread may need this CPU */
+    }
+    static inline void smp_set_born(uint8_t *born)
+    {
+        __atomic_store_n(born, 1, __ATOMIC_RELEASE);
+    }
     static inline double smp_monotonic(void)
     {
         struct timespec ts;
@@ -255,21 +267,45 @@ cdef extern from *:
     """
     void smp_gate_arrive_and_wait(int *gate) nogil
     void smp_gate_open_c(int *gate) nogil
+    void smp_wait_born(const uint8_t *born) nogil
+    void smp_set_born(uint8_t *born) nogil
     double smp_monotonic() nogil
 
 
-def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate):
+cdef void run_ops_shared(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_t *slots,
+                         int64_t *results, uint8_t *born) noexcept nogil:
+    # run_ops for streams that free each other's slots: every free waits for
+    # its allocation, on this thread or another.
+    cdef Py_ssize_t i
+    cdef alloc_context ac
+    ac.zonelist = NULL
+    ac.gfp = 0
+    for i in range(n):
+        if ops[i].op == OP_FREE:
+            smp_wait_born(&born[ops[i].slot])
+        results[i] = run_op(pgdat, &ops[i], slots, &ac)
+        if ops[i].op == OP_ALLOC:
+            smp_set_born(&born[ops[i].slot])
+
+
+def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate,
+                   uint8_t[::1] born=None):
     """Run one thread's stream, validated by smp_validate, without the GIL.
 
     The thread counts itself in gate[0] and spins until gate[1] is set, so all
-    threads start together; returns the CLOCK_MONOTONIC time it finished."""
+    threads start together; returns the CLOCK_MONOTONIC time it finished.
+    With born (one byte per slot, shared by the threads) the streams may free
+    each other's slots: a free waits until its allocation has run."""
     cdef const uint8_t[::1] raw
     cdef Py_ssize_t n = len(ops)
     cdef double end
+    cdef uint8_t *born_p = &born[0] if born is not None else NULL
     raw = ops.view(np.uint8).reshape(-1)
     with nogil:
         smp_gate_arrive_and_wait(&gate[0])
-        if n:
+        if n and born_p != NULL:
+            run_ops_shared(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0], born_p)
+        elif n:
             run_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
         end = smp_monotonic()
     return end

@@ -272,9 +272,12 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     return out
 
 
-def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) -> dict[str, Any]:
+def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
+                shared_slots: bool = False) -> dict[str, Any]:
     """Run per-CPU op streams on real threads, one per stream, with the GIL
     released and real spinlocks; the wall clock runs from a common start.
+    ``shared_slots`` as for run_virtual: a free spins (yielding) until the
+    thread that allocates its slot has done so.
 
     :return: wall-clock ops/s, zone->lock acquisitions and contention (spins),
         pcp trylock failures, and the same counters run_virtual() reports.
@@ -282,7 +285,7 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) 
         them: real threads own their pcp locks), before any op runs.
     """
     m = Machine(config, seed=seed)
-    _check_streams(m, streams)
+    _check_streams(m, streams, shared_slots)
     if any((s["op"] == 3).any() for s in streams):
         raise PcpemuError("drain_all ops cannot run on real threads: they take other CPUs' pcp locks")
     ops, starts, slots = _concat(streams)
@@ -291,9 +294,10 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) 
     parts = [(ops[starts[k]:starts[k + 1]], results[starts[k]:starts[k + 1]]) for k in range(len(streams))]
     gate = np.zeros(2, dtype=np.intc)
     ends = [0.0] * len(parts)
+    born = np.zeros(len(slots), dtype=np.uint8) if shared_slots else None
 
     def worker(k: int) -> None:
-        ends[k] = _core.smp_run_thread(m._core, parts[k][0], slots, parts[k][1], gate)
+        ends[k] = _core.smp_run_thread(m._core, parts[k][0], slots, parts[k][1], gate, born)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(parts))]
     before = m._core.stats_array()
@@ -313,6 +317,7 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) 
     m.check()
     out = _summary(stats, len(ops))
     out.update({
+        "stats": stats,
         "mode": "threads", "threads": len(streams), "wall_s": wall,
         "ops_per_sec": len(ops) / wall if wall > 0 else 0.0,
         "zone_lock_contended": stats["ZONE_LOCK_CONTENDED"],

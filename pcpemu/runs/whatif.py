@@ -297,14 +297,14 @@ def buddy_config(pcp_policy: str, cpus: int, memory: str = "8G", high_fraction: 
 
 
 def run_pattern(pattern: str, cpus: int, pcp_policy: str, seed: int = 0, scale: int = 1,
-                memory: str = "8G", high_fraction: int = 0) -> dict[str, Any]:
-    """One virtual-time run of a production pattern under a pcp policy: the
-    smp.run_virtual summary plus the pcp_buddy counters."""
+                memory: str = "8G", high_fraction: int = 0, threads: bool = False) -> dict[str, Any]:
+    """One run of a production pattern under a pcp policy, in virtual time
+    (or on real threads, wall clock): the smp summary plus the pcp_buddy counters."""
     if cpus < 2:
         raise PcpemuError(f"cpus {cpus!r}: the patterns need at least 2 CPUs")
     streams, shared = pattern_streams(pattern, cpus, seed, scale)
-    r = smp.run_virtual(buddy_config(pcp_policy, cpus, memory, high_fraction), streams, seed=seed,
-                        shared_slots=shared)
+    run = smp.run_threads if threads else smp.run_virtual
+    r = run(buddy_config(pcp_policy, cpus, memory, high_fraction), streams, seed=seed, shared_slots=shared)
     st = r.pop("stats")
     hits, misses = sum(st["pcp_hit"]), sum(st["pcp_miss"])
     r.update(pattern=pattern, pcp_policy=pcp_policy, seed=seed, pcp_hit=hits / (hits + misses) if hits + misses
@@ -365,7 +365,7 @@ def frag_timeline(pcp_policy: str, seed: int = 0, steps: int = 8, ops_per_step: 
     bounds = [0, live] + [live + 2 * ops_per_step * (k + 1) for k in range(steps)]
     points = []
     for k in range(len(bounds) - 1):
-        m.run(ops[bounds[k]:bounds[k + 1]])
+        m.run(_drop_dead_frees(m, ops[bounds[k]:bounds[k + 1]]))
         st = m.stats()
         movable = sum(row[1] << o for o, row in enumerate(st["alloc"]))
         c = m.pageblock_census()
@@ -377,11 +377,27 @@ def frag_timeline(pcp_policy: str, seed: int = 0, steps: int = 8, ops_per_step: 
     return {"pcp_policy": pcp_policy, "seed": seed, "points": points}
 
 
+def _drop_dead_frees(m: Any, ops: np.ndarray) -> np.ndarray:
+    # A slot whose allocation failed in an earlier part of the stream holds
+    # nothing now: its free goes, as Machine.run would skip it in one run.
+    live = {int(s) for s in np.unique(ops["slot"]) if m.slot_pfn(int(s)) is not None}
+    keep = np.ones(len(ops), dtype=bool)
+    for i, (op, slot) in enumerate(zip(ops["op"].tolist(), ops["slot"].tolist())):
+        if op == OP_ALLOC:
+            live.add(slot)
+        elif op == OP_FREE:
+            if slot in live:
+                live.remove(slot)
+            else:
+                keep[i] = False
+    return ops[keep]
+
+
 def frag_study(seeds: Sequence[int] = (0, 1, 2), steps: int = 8, ops_per_step: int = 20_000,
                progress: Any = None) -> dict[str, Any]:
     """frag_timeline for both pcp policies over seeds: per step, intervals of
     free and mixed pageblocks, CMA utilisation and the movable share from CMA."""
-    keys = ("free_pageblocks", "mixed_pageblocks", "cma_utilisation", "movable_from_cma", "zone_lock")
+    keys = ("free_pageblocks", "mixed_pageblocks", "cma_utilisation", "movable_from_cma", "zone_lock", "alloc_failed")
     out: dict[str, Any] = {"params": {"seeds": list(seeds), "steps": steps, "ops_per_step": ops_per_step}}
     for pol in ("classic", "pcp_buddy"):
         runs = [frag_timeline(pol, s, steps, ops_per_step) for s in seeds]

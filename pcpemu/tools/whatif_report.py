@@ -182,6 +182,8 @@ def _buddy_verdict(rep: dict[str, Any]) -> list[str]:
     out.append(f"fragmentation after {last_c['ops']} ops: free pageblocks {_iv(last_c['free_pageblocks'])} classic, "
                f"{_iv(last_b['free_pageblocks'])} pcp_buddy; mixed pageblocks {_iv(last_c['mixed_pageblocks'])} vs "
                f"{_iv(last_b['mixed_pageblocks'])}")
+    out.append(f"failed allocations by then (the mix's kernel THPs cannot use CMA): "
+               f"{_iv(last_c['alloc_failed'])} classic, {_iv(last_b['alloc_failed'])} pcp_buddy")
     out.append(f"CMA (Frank van der Linden's point): CMA area in use {_iv(last_c['cma_utilisation'])} classic, "
                f"{_iv(last_b['cma_utilisation'])} pcp_buddy; share of movable pages allocated from CMA "
                f"{_iv(last_c['movable_from_cma'])} vs {_iv(last_b['movable_from_cma'])}")
@@ -231,10 +233,11 @@ def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
                 "mean [95% interval] over seeds after the fill and each step.",
                 ["ops", "free blocks classic", "free blocks pcp_buddy", "mixed classic", "mixed pcp_buddy",
                  "CMA in use classic", "CMA in use pcp_buddy", "movable from CMA classic",
-                 "movable from CMA pcp_buddy"],
+                 "movable from CMA pcp_buddy", "failed allocs classic", "failed allocs pcp_buddy"],
                 [[a["ops"], _iv(a["free_pageblocks"]), _iv(b["free_pageblocks"]), _iv(a["mixed_pageblocks"]),
                   _iv(b["mixed_pageblocks"]), _iv(a["cma_utilisation"]), _iv(b["cma_utilisation"]),
-                  _iv(a["movable_from_cma"]), _iv(b["movable_from_cma"])]
+                  _iv(a["movable_from_cma"]), _iv(b["movable_from_cma"]), _iv(a["alloc_failed"]),
+                  _iv(b["alloc_failed"])]
                  for a, b in zip(fr["classic"], fr["pcp_buddy"])], None))
     out.append(("The seed bug's scenario under pcp_buddy", None,
                 ["THP list", "pcp policy", "seed", "livelock", "pin rounds", "migrations", "guest THPs in CMA",
