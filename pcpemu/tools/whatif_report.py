@@ -99,7 +99,10 @@ def _mthp_sections(rep: dict[str, Any]) -> list[Section]:
     st = rep["study"]
     p = st["params"]
     out.append((f"mTHP orders alone: with / without pcp lists ({p['verdict_cpus']} CPUs, {p['share']:.0%} mTHP)",
-                f"Ratios with lists / without, mean [95% interval] over {len(p['seeds'])} seeds, virtual time.",
+                f"Ratios with lists / without, mean [95% interval] over {len(p['seeds'])} seeds, virtual time. "
+                "The same seeds draw the same sizes for both mobilities; on a fresh node each mobility's blocks "
+                "come from pageblocks of its own type (unmovable ones claimed whole by the fallback), so equal "
+                "rows mean the mobility does not change the locking, only the lists do.",
                 ["order", "mobility", "zone->lock", "pages/acquisition", "lock wait", "throughput",
                  "cachelines/op"],
                 [[c["order"], c["kind"], _iv(c["zone_lock"]["ratio"]), _iv(c["pages_per_acquisition"]["ratio"]),
@@ -121,7 +124,8 @@ def _mthp_sections(rep: dict[str, Any]) -> list[Section]:
     for d in v["orders"]:
         cells = [c for c in st["per_order"] if c["order"] == d["order"]]
         figs = "; ".join(f"{c['kind']}: zone->lock x{_iv(c['zone_lock']['ratio'])}, throughput "
-                         f"x{_iv(c['ops_per_sec']['ratio'])}" for c in cells)
+                         f"x{_iv(c['ops_per_sec']['ratio'])}, pcp cachelines/op "
+                         f"x{_iv(c['pcp_cachelines_per_op']['ratio'])}" for c in cells)
         cost = ", ".join(f"{k} +{n}" for k, n in d["cost_split"].items())
         lines.append(f"order {d['order']}: {'worth a list' if d['worth_a_list'] else 'not shown worth a list'} "
                      f"({figs}); split lists cost lines: {cost}")
@@ -221,11 +225,13 @@ def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
                 "zone->lock acquisitions and throughput (M ops/s of virtual time), mean [95% interval]; what "
                 "pcp_buddy did: frees routed to the owner, whole pageblocks claimed, merges at drain.",
                 ["pattern", "fraction", "CPUs", "zone->lock classic", "zone->lock pcp_buddy", "Mops/s classic",
-                 "Mops/s pcp_buddy", "routed frees", "blocks claimed", "merges"],
+                 "Mops/s pcp_buddy", "routed frees", "blocks claimed", "merges", "owned_blocks scanned",
+                 "phase-0 pages"],
                 [[c["pattern"], c["high_fraction"], c["cpus"], _iv(c["zone_lock"]["classic"]),
                   _iv(c["zone_lock"]["pcp_buddy"]), _iv(_scaled(c["ops_per_sec"]["classic"])),
                   _iv(_scaled(c["ops_per_sec"]["pcp_buddy"])), fmt(c["pcpb"]["PCPB_ROUTED_FREE"]["mean"]),
-                  fmt(c["pcpb"]["PCPB_PHASE1_BLOCKS"]["mean"]), fmt(c["pcpb"]["PCPB_MERGES"]["mean"])]
+                  fmt(c["pcpb"]["PCPB_PHASE1_BLOCKS"]["mean"]), fmt(c["pcpb"]["PCPB_MERGES"]["mean"]),
+                  fmt(c["pcpb"]["PCPB_OWNED_SCANNED"]["mean"]), fmt(c["pcpb"]["PCPB_PHASE0_PAGES"]["mean"])]
                  for c in rep["contention"]["cells"]], None))
     fr = rep["fragmentation"]
     out.append(("Fragmentation and CMA over time",
