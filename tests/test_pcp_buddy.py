@@ -197,7 +197,9 @@ def test_pcp_buddy_report(tmp_path, monkeypatch):
     assert json.dumps(rep, sort_keys=True) == json.dumps(whatif_report.build_what_if("pcp-buddy", "quick", seed=0),
                                                          sort_keys=True)
     assert rep["command"] == "pcpemu report --what-if pcp-buddy --quick --seed 0"
-    assert len(rep["contention"]["cells"]) == 3 * 2
+    # 3 patterns x 2 pcp->high sizings, and again with no price per page.
+    assert len(rep["contention"]["cells"]) == 3 * 2 * 2
+    assert {c["page_ns"] for c in rep["contention"]["cells"]} == {0.0, 0.25}
     assert any("pcp->high" in line for line in rep["verdict"])
     whatif_report.write_what_if(str(tmp_path / "r"), rep)
     md = (tmp_path / "r" / "report.md").read_text()

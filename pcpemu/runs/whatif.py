@@ -297,14 +297,18 @@ def buddy_config(pcp_policy: str, cpus: int, memory: str = "8G", high_fraction: 
 
 
 def run_pattern(pattern: str, cpus: int, pcp_policy: str, seed: int = 0, scale: int = 1,
-                memory: str = "8G", high_fraction: int = 0, threads: bool = False) -> dict[str, Any]:
+                memory: str = "8G", high_fraction: int = 0, threads: bool = False,
+                costs: smp.CostModel | None = None) -> dict[str, Any]:
     """One run of a production pattern under a pcp policy, in virtual time
     (or on real threads, wall clock): the smp summary plus the pcp_buddy counters."""
     if cpus < 2:
         raise PcpemuError(f"cpus {cpus!r}: the patterns need at least 2 CPUs")
     streams, shared = pattern_streams(pattern, cpus, seed, scale)
-    run = smp.run_threads if threads else smp.run_virtual
-    r = run(buddy_config(pcp_policy, cpus, memory, high_fraction), streams, seed=seed, shared_slots=shared)
+    cfg = buddy_config(pcp_policy, cpus, memory, high_fraction)
+    if threads:
+        r = smp.run_threads(cfg, streams, seed=seed, shared_slots=shared)
+    else:
+        r = smp.run_virtual(cfg, streams, seed=seed, costs=costs, shared_slots=shared)
     st = r.pop("stats")
     hits, misses = sum(st["pcp_hit"]), sum(st["pcp_miss"])
     r.update(pattern=pattern, pcp_policy=pcp_policy, seed=seed, pcp_hit=hits / (hits + misses) if hits + misses
@@ -330,10 +334,17 @@ def pcp_buddy_study(cpus: Sequence[int] = (4, 16, 64, 256), seeds: Sequence[int]
     count: each side's metrics and the per-seed ratio pcp_buddy/classic, as
     intervals over seeds."""
     cells = []
-    for pattern, frac, n in ((p, f, n) for p in patterns for f in high_fractions for n in cpus):
-        runs = {pol: [run_pattern(pattern, n, pol, s, scale, memory, frac) for s in seeds]
+    # The cost model prices every page moved under zone->lock; pcp_buddy moves
+    # whole pageblocks there and splits them (in the RFC) outside. The last
+    # cells price no page at all, to bound what that charge decides.
+    free_pages = smp.CostModel(page=0.0)
+    plan = [(p, f, n, None) for p in patterns for f in high_fractions for n in cpus]
+    plan += [(p, f, max(cpus), free_pages) for p in patterns for f in high_fractions]
+    for pattern, frac, n, costs in plan:
+        runs = {pol: [run_pattern(pattern, n, pol, s, scale, memory, frac, costs=costs) for s in seeds]
                 for pol in ("classic", "pcp_buddy")}
-        cell: dict[str, Any] = {"pattern": pattern, "cpus": n, "high_fraction": frac}
+        cell: dict[str, Any] = {"pattern": pattern, "cpus": n, "high_fraction": frac,
+                                "page_ns": (costs or smp.CostModel()).page}
         for name, get in _BUDDY_METRICS.items():
             c = [get(r) for r in runs["classic"]]
             b = [get(r) for r in runs["pcp_buddy"]]
@@ -344,7 +355,7 @@ def pcp_buddy_study(cpus: Sequence[int] = (4, 16, 64, 256), seeds: Sequence[int]
         cell["free_skipped"] = max(r["free_skipped"] for rs in runs.values() for r in rs)
         cells.append(cell)
         if progress:
-            progress(f"pcp-buddy {pattern} high_fraction={frac} cpus={n}")
+            progress(f"pcp-buddy {pattern} high_fraction={frac} cpus={n} page_ns={cell['page_ns']}")
     return {"params": {"cpus": list(cpus), "seeds": list(seeds), "patterns": list(patterns), "scale": scale,
                        "memory": memory, "high_fractions": list(high_fractions)}, "cells": cells}
 

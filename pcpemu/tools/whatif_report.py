@@ -176,10 +176,11 @@ def _buddy_verdict(rep: dict[str, Any]) -> list[str]:
     for c in cells:
         if c["cpus"] != top:
             continue
+        priced = "" if c["page_ns"] else " with no cost per page moved under the lock"
         z, t = c["zone_lock"]["ratio"], c["ops_per_sec"]["ratio"]
         word = ("fewer" if z["hi"] < 1 else "more" if z["lo"] > 1 else "no clear change in")
         out.append(f"{c['pattern']} at {top} CPUs, pcp->high {'auto' if not c['high_fraction'] else '1/' + str(c['high_fraction'])}"
-                   f": {word} zone->lock acquisitions (x{_iv(z)}), throughput x{_iv(t)}, lock wait "
+                   f"{priced}: {word} zone->lock acquisitions (x{_iv(z)}), throughput x{_iv(t)}, lock wait "
                    f"x{_iv(c['lock_wait_ns_per_op']['ratio'])}")
     fr = rep["fragmentation"]
     last_c, last_b = fr["classic"][-1], fr["pcp_buddy"][-1]
@@ -214,20 +215,22 @@ def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
     p = rep["contention"]["params"]
     out.append(("Contention: pcp_buddy / classic",
                 f"Per-seed ratios pcp_buddy/classic, mean [95% interval] over {len(p['seeds'])} seeds, virtual time; "
-                "pcp->high auto-tuned (fraction 0) or at vm.percpu_pagelist_high_fraction=8.",
-                ["pattern", "pcp->high fraction", "CPUs", "zone->lock", "pages/acquisition", "hold/op", "wait/op",
+                "pcp->high auto-tuned (fraction 0) or at vm.percpu_pagelist_high_fraction=8; 'page ns' is the "
+                "cost model's price of a page moved under zone->lock (the last rows: none, a bound on what that "
+                "charge decides, as pcp_buddy moves whole pageblocks under the lock).",
+                ["pattern", "pcp->high fraction", "CPUs", "page ns", "zone->lock", "pages/acquisition", "hold/op", "wait/op",
                  "pcp hit rate", "throughput"],
-                [[c["pattern"], c["high_fraction"], c["cpus"], _iv(c["zone_lock"]["ratio"]),
+                [[c["pattern"], c["high_fraction"], c["cpus"], c["page_ns"], _iv(c["zone_lock"]["ratio"]),
                   _iv(c["pages_per_acquisition"]["ratio"]), _iv(c["lock_hold_ns_per_op"]["ratio"]),
                   _iv(c["lock_wait_ns_per_op"]["ratio"]), _iv(c["pcp_hit"]["ratio"]), _iv(c["ops_per_sec"]["ratio"])]
                  for c in rep["contention"]["cells"]], None))
     out.append(("Contention: each side",
                 "zone->lock acquisitions and throughput (M ops/s of virtual time), mean [95% interval]; what "
                 "pcp_buddy did: frees routed to the owner, whole pageblocks claimed, merges at drain.",
-                ["pattern", "fraction", "CPUs", "zone->lock classic", "zone->lock pcp_buddy", "Mops/s classic",
+                ["pattern", "fraction", "CPUs", "page ns", "zone->lock classic", "zone->lock pcp_buddy", "Mops/s classic",
                  "Mops/s pcp_buddy", "routed frees", "blocks claimed", "merges", "owned_blocks scanned",
                  "phase-0 pages"],
-                [[c["pattern"], c["high_fraction"], c["cpus"], _iv(c["zone_lock"]["classic"]),
+                [[c["pattern"], c["high_fraction"], c["cpus"], c["page_ns"], _iv(c["zone_lock"]["classic"]),
                   _iv(c["zone_lock"]["pcp_buddy"]), _iv(_scaled(c["ops_per_sec"]["classic"])),
                   _iv(_scaled(c["ops_per_sec"]["pcp_buddy"])), fmt(c["pcpb"]["PCPB_ROUTED_FREE"]["mean"]),
                   fmt(c["pcpb"]["PCPB_PHASE1_BLOCKS"]["mean"]), fmt(c["pcpb"]["PCPB_MERGES"]["mean"]),
