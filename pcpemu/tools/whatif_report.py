@@ -96,6 +96,16 @@ def _mthp_sections(rep: dict[str, Any]) -> list[Section]:
                   ",".join(map(str, f["orders"])) or "none", ",".join(map(str, f["line_steps"])) or "none",
                   ",".join(map(str, g["orders"])) or "none"]
                  for f, g in zip(lay["fit"], lay["fit_4_lines"])], None))
+    # Every set of the same size costs the same: one row per arch and policy,
+    # a column per number of mTHP orders with lists (the JSON has every set).
+    by: dict[tuple[str, int, str], dict[int, int]] = {}
+    for r in lay["rows"]:
+        by.setdefault((r["arch"], r["cacheline"], r["policy"]), {})[len(r["orders"])] = r["cachelines"]
+    out.append(("Cachelines by the number of mTHP orders with lists (v6.10)",
+                "Each of the 32 sets of orders 4..8 under each policy was laid out; sets of one size cost the same.",
+                ["arch", "L1", "policy", *[f"{k} orders" for k in range(len(L.MTHP_ORDERS) + 1)]],
+                [[arch, cl, policy, *[lines[k] for k in sorted(lines)]] for (arch, cl, policy), lines in by.items()],
+                None))
     st = rep["study"]
     p = st["params"]
     out.append((f"mTHP orders alone: with / without pcp lists ({p['verdict_cpus']} CPUs, {p['share']:.0%} mTHP)",
