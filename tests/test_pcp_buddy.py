@@ -229,3 +229,15 @@ def test_purger_on_real_threads(policy):
     if policy == "pcp_buddy":
         # A routed free whose trylock on the owner's pcp fails goes to the buddy.
         assert 0 < r["pcpb"]["PCPB_ROUTED_FREE"] <= 4 * 64 * 2
+
+
+def test_phase0_skips_owned_blocks_of_another_type():
+    # Rik van Riel's review point: one owned_blocks list means an unmovable
+    # refill walks past the movable blocks on it.
+    m = machine()
+    m.alloc_pages(MOVABLE, 0, cpu=0)
+    m.drain_pages(0)                       # the movable block is listed, 511 pages in the buddy
+    m.alloc_pages("GFP_KERNEL", 0, cpu=0)
+    st = m.stats()
+    assert st["PCPB_OWNED_SCANNED"] == 1 and st["PCPB_OWNED_SKIPPED"] == 1 and st["PCPB_PHASE0_PAGES"] == 0
+    assert _core.pcpb_state(m._core)["listed_blocks"] == 1

@@ -168,6 +168,7 @@ enum pcpemu_item {
 	PCPB_MERGES,		/* pcp_buddy: buddy merges on the pcp at drain */
 	PCPB_DRAIN_CHUNKS,	/* pcp_buddy: owned chunks a drain freed to the buddy */
 	PCPB_OWNED_SCANNED,	/* pcp_buddy: owned_blocks entries phase 0 looked at */
+	PCPB_OWNED_SKIPPED,	/* ... of another migratetype: what per-type lists would not scan */
 	PCPB_RELEASED,		/* pcp_buddy: owned blocks given up, wholly free again */
 	NR_PCPEMU_ITEMS
 };

@@ -128,6 +128,7 @@ cdef extern from "_kernel.h" nogil:
         PCPB_MERGES
         PCPB_DRAIN_CHUNKS
         PCPB_OWNED_SCANNED
+        PCPB_OWNED_SKIPPED
         PCPB_RELEASED
         NR_PCPEMU_ITEMS
 
@@ -148,7 +149,7 @@ cdef extern from "_kernel.h" nogil:
 
     struct cpu_state:
         uint64_t touched                # pcp cachelines of the current op
-        uint64_t item[32]
+        uint64_t item[33]
         uint64_t alloc[11][6]
         uint64_t alloc_fail[11][6]
         uint64_t free[11]               # blocks freed, by order

@@ -138,7 +138,9 @@ cdef long pcpb_recover(cpu_state *cs, pglist_data *pgdat, zone *z, int order, in
     while b >= 0 and got < want:
         nxt = pb.block_next[b]
         cs.item[<int>PCPB_OWNED_SCANNED] += 1
-        if pgdat.pageblock_mt[b] == mt:
+        if pgdat.pageblock_mt[b] != mt:
+            cs.item[<int>PCPB_OWNED_SKIPPED] += 1
+        else:
             owned_del(pgdat, z.idx, cpu, b)
             pfn = <unsigned long>b << PAGEBLOCK_ORDER
             end = pfn + PAGEBLOCK_NR_PAGES

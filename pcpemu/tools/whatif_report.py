@@ -236,15 +236,18 @@ def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
                  for c in rep["contention"]["cells"]], None))
     out.append(("Contention: each side",
                 "zone->lock acquisitions and throughput (M ops/s of virtual time), mean [95% interval]; what "
-                "pcp_buddy did: frees routed to the owner, whole pageblocks claimed, merges at drain.",
+                "pcp_buddy did: frees routed to the owner, whole pageblocks claimed, merges at drain, owned_blocks "
+                "entries phase 0 scanned and how many of them had another migratetype (the scans per-migratetype "
+                "lists, Rik van Riel's suggestion, would save).",
                 ["pattern", "fraction", "CPUs", "page ns", "zone->lock classic", "zone->lock pcp_buddy", "Mops/s classic",
                  "Mops/s pcp_buddy", "routed frees", "blocks claimed", "merges", "owned_blocks scanned",
-                 "phase-0 pages"],
+                 "of another type", "phase-0 pages"],
                 [[c["pattern"], c["high_fraction"], c["cpus"], c["page_ns"], _iv(c["zone_lock"]["classic"]),
                   _iv(c["zone_lock"]["pcp_buddy"]), _iv(_scaled(c["ops_per_sec"]["classic"])),
                   _iv(_scaled(c["ops_per_sec"]["pcp_buddy"])), fmt(c["pcpb"]["PCPB_ROUTED_FREE"]["mean"]),
                   fmt(c["pcpb"]["PCPB_PHASE1_BLOCKS"]["mean"]), fmt(c["pcpb"]["PCPB_MERGES"]["mean"]),
-                  fmt(c["pcpb"]["PCPB_OWNED_SCANNED"]["mean"]), fmt(c["pcpb"]["PCPB_PHASE0_PAGES"]["mean"])]
+                  fmt(c["pcpb"]["PCPB_OWNED_SCANNED"]["mean"]), fmt(c["pcpb"]["PCPB_OWNED_SKIPPED"]["mean"]),
+                  fmt(c["pcpb"]["PCPB_PHASE0_PAGES"]["mean"])]
                  for c in rep["contention"]["cells"]], None))
     fr = rep["fragmentation"]
     out.append(("Fragmentation and CMA over time",
