@@ -310,6 +310,11 @@ class Machine:
         return {"free_pageblocks": free, "mixed_pageblocks": mixed, "pageblocks": total,
                 "cma_pages_allocated": cma_used, "cma_pages": cma_pages}
 
+    def pcp_buddy_state(self) -> dict[str, Any] | None:
+        """Under the pcp_buddy policy: pageblocks owned (in all and per CPU) and
+        those on an owned_blocks list; None under the classic pcp."""
+        return _core.pcpb_state(self._core)
+
     def buddyinfo(self) -> str:
         """``/proc/buddyinfo`` text."""
         return procfs.buddyinfo(self)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pcpemu import KernelConfig, Machine, _core
+from pcpemu import KernelConfig, Machine
 from pcpemu.errors import ConfigError, PcpemuError, SweepSpecError
 from pcpemu.runs import smp, whatif, workloads
 from pcpemu.tools import whatif_report
@@ -29,13 +29,13 @@ def test_refill_claims_a_whole_pageblock():
     assert m.pcp_state("Normal", 0)["count"] == 511
     st = m.stats()
     assert st["PCPB_PHASE1_BLOCKS"] == 1 and st["ZONE_LOCK"] == 1 and st["ZONE_LOCK_PAGES"] == 512
-    assert _core.pcpb_state(m._core)["owned_per_cpu"] == [1, 0]
+    assert m.pcp_buddy_state()["owned_per_cpu"] == [1, 0]
     assert pfn % 512 == 0
     m.check()
     classic = machine("classic")
     classic.alloc_pages(MOVABLE, 0, cpu=0)
     assert classic.pcp_state("Normal", 0)["count"] < 511
-    assert _core.pcpb_state(classic._core) is None
+    assert classic.pcp_buddy_state() is None
 
 
 def test_free_on_another_cpu_goes_to_the_owner():
@@ -59,7 +59,7 @@ def test_drain_merges_owned_pages_and_gives_the_block_up():
     st = m.stats()
     # 512 order-0 pages merge into one pageblock on the pcp: 511 merges, one chunk.
     assert st["PCPB_MERGES"] == 511 and st["PCPB_DRAIN_CHUNKS"] == 1
-    assert st["PCPB_RELEASED"] == 1 and _core.pcpb_state(m._core)["owned_blocks"] == 0
+    assert st["PCPB_RELEASED"] == 1 and m.pcp_buddy_state()["owned_blocks"] == 0
     assert m.zone_state("Normal")["nr_free_pages"] == boot
     m.check()
 
@@ -68,12 +68,12 @@ def test_phase0_recovers_drained_fragments():
     m = machine()
     keep = m.alloc_pages(MOVABLE, 0, cpu=0)        # pins the block: it stays owned
     m.drain_pages(0)                               # the other 511 pages go to the buddy
-    state = _core.pcpb_state(m._core)
+    state = m.pcp_buddy_state()
     assert state["owned_blocks"] == 1 and state["listed_blocks"] == 1
     m.alloc_pages(MOVABLE, 0, cpu=0)
     st = m.stats()
     assert st["PCPB_PHASE0_PAGES"] == 511 and st["PCPB_PHASE1_BLOCKS"] == 1
-    assert _core.pcpb_state(m._core)["listed_blocks"] == 0
+    assert m.pcp_buddy_state()["listed_blocks"] == 0
     assert m.page_info(keep)["state"] == "allocated"
     m.check()
 
@@ -240,4 +240,4 @@ def test_phase0_skips_owned_blocks_of_another_type():
     m.alloc_pages("GFP_KERNEL", 0, cpu=0)
     st = m.stats()
     assert st["PCPB_OWNED_SCANNED"] == 1 and st["PCPB_OWNED_SKIPPED"] == 1 and st["PCPB_PHASE0_PAGES"] == 0
-    assert _core.pcpb_state(m._core)["listed_blocks"] == 1
+    assert m.pcp_buddy_state()["listed_blocks"] == 1
