@@ -3,7 +3,7 @@ and ``--what-if pcp-buddy``.
 
 Each what-if is one JSON-able dict (every number a function of the mode and
 seed) rendered to report.json, report.md and report.html in one directory,
-with the text forms drawn from the dict by report.fmt, as the main report is.
+with the text forms drawn from the dict by one number format.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from .. import __version__
 from ..errors import ConfigError
 from ..kernel import layout as L
 from ..runs import whatif
-from .report import fmt
 
 __all__ = ["MODES", "WHAT_IFS", "build_what_if", "render_markdown", "render_html", "sections", "write_what_if"]
 
@@ -35,6 +34,13 @@ MODES = {
 }
 
 Section = tuple[str, "str | None", list[str], list[list[Any]], "str | None"]
+
+
+def fmt(x: Any) -> str:
+    """The what-if reports' one number format: three significant figures."""
+    if isinstance(x, float):
+        return f"{x:.3g}" if abs(x) >= 1000 or 0 < abs(x) < 0.01 else f"{x:.3f}"
+    return str(x)
 
 
 def _iv(d: dict[str, float]) -> str:
