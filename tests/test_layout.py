@@ -341,10 +341,10 @@ def test_other_lp64_arches_equal_x86_64():
 @pytest.mark.parametrize("preset", ["v6.9", "v6.10", "nothp", "android"])
 @pytest.mark.parametrize("cacheline", [64, 128])
 def test_compiled_core_matches_model(preset, cacheline):
-    core = pytest.importorskip("pcpemu._core")
+    machine = pytest.importorskip("pcpemu.machine")
     cfg = KernelConfig.preset(preset, cacheline=cacheline)
     lay = L.layout_from_config(cfg)
-    got = core.pcp_struct_layout(lay.nr_lists, cacheline)
+    got = machine.pcp_struct_layout(lay.nr_lists, cacheline)
     assert got["offsets"] == lay.offsets
     assert got["sizeof_fixed"] == lay.offsets["lists"]
     assert got["sizeof_list_head"] == 16

@@ -133,7 +133,7 @@ def test_per_type_pcp_is_allocated_at_its_size():
     # 15 lists: offsetof(lists) 32 + 15 * 16 = 272 bytes -> 5 cachelines.
     from pcpemu.machine import Machine
     m = Machine(smp.smp_config("per-type", 2))
-    assert m._core.pcp_alloc_size == 320
+    assert m.pcp_alloc_size == 320
     r = smp.run_virtual(smp.smp_config("per-type", 4), smp.cpu_streams("mixed", 4, 500, 0))
     assert r["ops"] == 2000
 

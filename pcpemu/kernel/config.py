@@ -263,6 +263,13 @@ class KernelConfig:
         return d
 
 
+#: THP-list policy -> the preset of the kernel that has it ("android": the
+#: split lists plus CMA pcp lists of their own). The one table: the report,
+#: the seed-bug scenario and the contention runs each take the policies they
+#: support from it.
+POLICY_PRESETS: dict[str, str] = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp",
+                                  "android": "android"}
+
 #: Kernel-version presets. Unlike the kernel, every preset uses the v6.10 buddy
 #: rules (freelist type == pageblock type, steal remainders on the block's own
 #: type, the pageblock type read at drain time rather than v6.9's cached
