@@ -182,7 +182,9 @@ class Machine:
             tokens below that never collide with them.
         :return: the first pfn of the block, or None when the request fails.
         """
-        mask = parse_gfp(gfp)
+        mask = _GFP_MASKS.get(gfp) if type(gfp) is str else None
+        if mask is None:
+            mask = _gfp_mask(gfp)
         if type(order) is not int:
             order = self._int(order, "order", "alloc_pages")
         if type(cpu) is not int:
@@ -540,6 +542,18 @@ class Machine:
         the fast paths' trylock then fails (for tests)."""
         self._core.set_pcp_locked(self._zone_idx(zone, "set_pcp_locked"), self._int(cpu, "cpu", "set_pcp_locked"),
                                   bool(locked))
+
+
+# gfp strings already parsed: one dict lookup on the alloc_pages fast path,
+# where parse_gfp's checks and cache cost more than the allocation itself.
+_GFP_MASKS: dict[str, int] = {}
+
+
+def _gfp_mask(gfp: str | int) -> int:
+    mask = parse_gfp(gfp)
+    if type(gfp) is str and len(_GFP_MASKS) < 1024:
+        _GFP_MASKS[gfp] = mask
+    return mask
 
 
 # The error code of an argument that cannot be converted.

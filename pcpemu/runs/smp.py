@@ -24,7 +24,7 @@ from ..kernel.gfp import parse_gfp
 from ..machine import OP_DRAIN, OP_DRAIN_ALL, OP_DTYPE, OP_FREE, OP_ALLOC, Machine
 
 __all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibrate_costs", "calibration_check", "compare",
-           "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "verdict"]
+           "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "thread_sweep", "verdict"]
 
 #: page_bench03 on 4.6-rc1, cycles per alloc+free at 1 and 8 parallel CPUs
 #: (ANCHORS B2: lore 20160415144402.5fbe7a1e@redhat.com).
@@ -343,6 +343,24 @@ def sweep(policies: list[str], cpus: list[int], workloads: list[str], ops_per_cp
                 cells.append(r)
                 if progress:
                     progress(len(cells), total, f"{w} cpus={n} {p}")
+    return cells
+
+
+def thread_sweep(policies: list[str], counts: list[int], workloads: list[str], ops_per_thread: int,
+                 seed: int = 0, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+    """run_threads() of every (workload, policy, thread count) cell, wall clock.
+
+    :param progress: called as progress(done, total, label) after each cell.
+    """
+    total, cells = len(workloads) * len(policies) * len(counts), []
+    for w in workloads:
+        for p in policies:
+            for n in counts:
+                r = run_threads(smp_config(p, n), cpu_streams(w, n, ops_per_thread, seed))
+                r.update(workload=w, policy=p)
+                cells.append(r)
+                if progress:
+                    progress(len(cells), total, f"threads {w} {p} n={n}")
     return cells
 
 
