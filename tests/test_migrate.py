@@ -3,16 +3,14 @@ and the seed scenario (pcpemu.runs.repro), by hand-worked cases."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 import pcpemu
 from pcpemu.runs import migrate as mg
-from pcpemu.tools.cli import main
 from pcpemu.errors import BadPfnError, NotAllocatedError, PcpemuError
-from pcpemu.kernel.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_UNMOVABLE, memalloc_pin
-from pcpemu.runs.repro import livelock_sweep, repro, run_policy
+from pcpemu.kernel.gfp import GFP_FLAGS, MIGRATE_UNMOVABLE, memalloc_pin
+from pcpemu.runs.repro import livelock_sweep, repro
 
 THP = 9
 ZONE = "DMA32"      # a 1 GiB machine has DMA and DMA32; CMA sits at the top of DMA32
@@ -304,27 +302,6 @@ def test_scenario_outcome_by_policy(seed):
         assert fixed.unmovable_in_cma == 0 and fixed.cma_to_nonmovable == 0
         assert fixed.cma_alloc_ok and fixed.cma_blockers == {}
     assert android.livelock and android.cma_to_nonmovable > 0
-
-
-def test_default_scenario_and_json_cli(capsys):
-    assert main(["repro", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    out = {o["policy"]: o for o in doc["outcomes"]}
-    assert doc["params"]["memory_pages"] == 8 << 18 and doc["params"]["cma_pages"] == 4 << 18
-    assert out["single"]["pin_status"] == "livelock" and out["single"]["cma_to_cma"] > 0
-    assert out["single"]["cma_alloc_ok"] is False and out["single"]["unmovable_in_cma"] > 0
-    assert out["split"]["pin_status"] == "pinned" and out["split"]["cma_alloc_ok"] is True
-    assert out["split"]["unmovable_in_cma"] == 0
-
-
-def test_scenario_is_deterministic_and_cli_table(capsys):
-    a = run_policy("single", seed=5, **SMALL)
-    b = run_policy("single", seed=5, **SMALL)
-    a.wall_seconds = b.wall_seconds = 0.0
-    assert a == b
-    assert main(["repro", "--policy", "split", "--memory", "4G", "--cma", "2G", "--guest", "256M"]) == 0
-    assert "pin_user_pages" in capsys.readouterr().out
-    assert main(["repro", "--memory", "4G", "--cma", "5G"]) == 1
 
 
 def test_livelock_needs_cma_first_placement():

@@ -145,20 +145,6 @@ def test_calibrate_costs_measures_this_machine():
     assert (costs.page, costs.zone_lines) == (smp.CostModel().page, smp.CostModel().zone_lines)
 
 
-def test_cli_bench_json(capsys):
-    import json
-
-    from pcpemu.tools import cli
-    rc = cli.main(["bench", "--cpus", "1,2", "--ops", "100", "--workloads", "thp,mixed", "--json"])
-    doc = json.loads(capsys.readouterr().out)
-    assert rc == cli.EXIT_OK and doc["command"] == "bench"
-    rows = {(r["workload"], r["cpus"]): r for r in doc["comparison"]}
-    assert rows[("thp", 2)]["verdict"].startswith("no extra cacheline")
-    assert len(doc["cells"]) == 2 * 2 * 2
-    assert cli.main(["bench", "--policies", "double", "--json"]) == cli.EXIT_ERROR
-    assert "unknown THP-list policy" in capsys.readouterr().out
-
-
 def test_two_cpus_with_batch_1_by_hand():
     # A 16 MiB zone has batch 1; high is pinned at max(4096/1024/2, 4 * batch) = 4
     # and alloc_factor cannot grow (PCP_BATCH_SCALE_MAX 0). Each CPU allocates 8
