@@ -119,4 +119,7 @@ def test_python_call_overhead(benchmark, v610):
     def pair():
         m.free_pages(m.alloc_pages("GFP_KERNEL", 0, 0), 0, 0)
     benchmark(pair)
-    benchmark.extra_info["ns_per_python_pair"] = benchmark.stats.stats.mean * 1e9
+    # Best and median of the rounds, as the other figures here: the mean
+    # follows the load of a shared host more than the code.
+    benchmark.extra_info["ns_per_python_pair"] = benchmark.stats.stats.min * 1e9
+    benchmark.extra_info["ns_per_python_pair_median"] = benchmark.stats.stats.median * 1e9

@@ -129,7 +129,6 @@ class Machine:
         self.min_free_kbytes, self.zones = setup_zones(config)
         pindex, pindex_order = pcp_list_table(config)
         self.pindex_order = pindex_order
-        self._pindex = pindex
         self._core = _core.Allocator(
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
@@ -501,10 +500,8 @@ class Machine:
 
     def order_to_pindex(self, migratetype: str, order: int) -> int:
         """The pcp list index of (migratetype, order), or -1 (order_to_pindex)."""
-        order = self._int(order, "order", "order_to_pindex")
-        if not 0 <= order < len(self._pindex):
-            self._core.raise_error(_PE["PE_BAD_ORDER"], "order_to_pindex", order=order)
-        return self._pindex[order][self._migratetype(migratetype, "order_to_pindex")]
+        return self._core.order_to_pindex(self._migratetype(migratetype, "order_to_pindex"),
+                                          self._int(order, "order", "order_to_pindex"))
 
     def pageblock_types(self) -> np.ndarray:
         """Migratetype of every pageblock, indexed by ``pfn >> pageblock_order``."""

@@ -600,6 +600,13 @@ cdef class Allocator:
         cdef unsigned long n = self.pgdat.node_spanned_pages >> PAGEBLOCK_ORDER
         return np.frombuffer(bytes(<uint8_t[:n]>self.pgdat.pageblock_mt), dtype=np.uint8).copy() if n else np.zeros(0, np.uint8)
 
+    def order_to_pindex(self, int mt, int order):
+        """The pcp list of (migratetype, order), or -1 when the order has none (order_to_pindex)."""
+        self.check_order_arg(order, "order_to_pindex")
+        if check_migratetype(mt):
+            self.raise_error(PE_BAD_MIGRATETYPE, "order_to_pindex", migratetype=mt)
+        return order_to_pindex(&self.pgdat, mt, order)
+
     def block_head(self, long pfn):
         """The head of the free, pcp or allocated block holding pfn, or -1."""
         self.check_pfn_arg(pfn, "block_head")
