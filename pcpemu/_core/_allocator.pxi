@@ -113,8 +113,8 @@ ERRORS = {
     PE_BAD_STREAM: (OpStreamError, "ops must be a numpy array of pcpemu.OP_DTYPE, got {got}"),
     PE_TRACE_ON: (PcpemuError, "a trace is already on; tracing sessions do not nest"),
     PE_TRACE_OFF: (PcpemuError, "no trace is on"),
-    PE_TRACE_THREADED: (PcpemuError, "tracing needs a single-threaded run; real threads would race "
-                                     "on the trace buffer (a trace is on, or threads run)"),
+    PE_TRACE_THREADED: (PcpemuError, "tracing needs a single-threaded run; real threads would race on the buffer"),
+    PE_THREADS_TRACED: (PcpemuError, "real threads cannot run while a trace is on: they would race on its buffer"),
     PE_TOO_MANY_LISTS: (PcpemuError, "{nr_lists} pcp lists exceed the emulator's bound of {max_lists}"),
     PE_BAD_COSTS: (PcpemuError, "cost vector has {got} entries, not {want}"),
     PE_NOMEM: (MemoryError, "the host is out of memory"),
@@ -342,7 +342,7 @@ cdef class Allocator:
     def set_threaded(self, bint on):
         """Switch the locks to real spinlocks (real threads) or back to plain flags."""
         if on and self.pgdat.trace != NULL:
-            self.raise_error(PE_TRACE_THREADED, "real threads")
+            self.raise_error(PE_THREADS_TRACED, "run_threads")
         self.pgdat.threaded = on
 
     def run_thread(self, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate):

@@ -281,7 +281,8 @@ enum pcpemu_error {
 	PE_BAD_STREAM,		/* op stream: not an OP_DTYPE array, or results too short */
 	PE_TRACE_ON,		/* a trace session is already on */
 	PE_TRACE_OFF,		/* no trace session is on */
-	PE_TRACE_THREADED,	/* tracing and real threads at once */
+	PE_TRACE_THREADED,	/* a trace started while real threads run */
+	PE_THREADS_TRACED,	/* real threads started while a trace is on */
 	PE_TOO_MANY_LISTS,	/* more pcp lists than MAX_PCP_LISTS */
 	PE_BAD_COSTS,		/* smp cost vector of the wrong length */
 	PE_NOMEM,		/* the host is out of memory */

@@ -74,6 +74,7 @@ cdef extern from "_kernel.h" nogil:
         PE_TRACE_ON
         PE_TRACE_OFF
         PE_TRACE_THREADED
+        PE_THREADS_TRACED
         PE_TOO_MANY_LISTS
         PE_BAD_COSTS
         PE_NOMEM
