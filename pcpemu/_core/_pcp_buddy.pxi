@@ -20,14 +20,16 @@
 #   a block whose owned pages reach the buddy joins its owner's owned_blocks,
 #   or is given up when it is wholly free again.
 
-cdef int pcpb_init(pglist_data *pgdat) except -1:
-    """Turn the node's pcp into pcp_buddy: nothing owned, every list empty."""
+cdef int pcpb_init(pglist_data *pgdat) noexcept nogil:
+    """Turn the node's pcp into pcp_buddy: nothing owned, every list empty.
+    0, or PE_NOMEM with the node unchanged."""
     cdef pcp_buddy *pb = <pcp_buddy *>calloc(1, sizeof(pcp_buddy))
     cdef unsigned long nblocks = (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1
     cdef size_t nheads = MAX_NR_ZONES * pgdat.nr_cpus
+    cdef unsigned long b
     cdef int o
     if pb == NULL:
-        raise MemoryError("cannot allocate the pcp_buddy state")
+        return PE_NOMEM
     pgdat.pcpb = pb
     pb.tag = <int16_t *>malloc(pgdat.node_spanned_pages * sizeof(int16_t))
     pb.block_owner = <int16_t *>malloc(nblocks * sizeof(int16_t))
@@ -37,17 +39,17 @@ cdef int pcpb_init(pglist_data *pgdat) except -1:
     if pb.tag == NULL or pb.block_owner == NULL or pb.block_next == NULL or pb.block_prev == NULL \
             or pb.owned_head == NULL:
         pcpb_free(pgdat)
-        raise MemoryError("cannot allocate the pcp_buddy tables")
+        return PE_NOMEM
     memset(pb.tag, 0xff, pgdat.node_spanned_pages * sizeof(int16_t))
     memset(pb.block_owner, 0xff, nblocks * sizeof(int16_t))
     memset(pb.owned_head, 0xff, nheads * sizeof(int32_t))
-    for o in range(nblocks):
-        pb.block_next[o] = -2
-        pb.block_prev[o] = -2
+    for b in range(nblocks):
+        pb.block_next[b] = -2
+        pb.block_prev[b] = -2
     for o in range(NR_PAGE_ORDERS):
         INIT_LIST_HEAD(&pb.pending[o])
     pb.last_route = -1
-    return 0
+    return PE_OK
 
 
 cdef void pcpb_free(pglist_data *pgdat) noexcept nogil:
@@ -297,21 +299,15 @@ cdef void pcpb_merge_and_free(cpu_state *cs, pglist_data *pgdat, zone *z) noexce
                 owned_add(pgdat, z.idx, owner, b)
 
 
-# ---- Python entry points ----
+# ---- views (Allocator.pcpb_state, Allocator.pageblock_census) ----
 
-def pcpb_enable(Allocator a):
-    """Switch a freshly booted node to the pcp_buddy policy."""
-    if a.pgdat.pcpb == NULL:
-        pcpb_init(&a.pgdat)
-
-
-def pcpb_state(Allocator a):
-    """What pcp_buddy holds now: owned pageblocks, blocks on owned_blocks lists, and per CPU."""
-    cdef pcp_buddy *pb = a.pgdat.pcpb
-    cdef unsigned long b, nblocks = a.pgdat.node_spanned_pages >> PAGEBLOCK_ORDER
+cdef object pcpb_state(pglist_data *pgdat):
+    """Owned pageblocks (in all and per CPU) and those on owned_blocks lists; None: classic pcp."""
+    cdef pcp_buddy *pb = pgdat.pcpb
+    cdef unsigned long b, nblocks = pgdat.node_spanned_pages >> PAGEBLOCK_ORDER
     if pb == NULL:
         return None
-    owned = np.zeros(a.pgdat.nr_cpus, dtype=np.int64)
+    owned = np.zeros(pgdat.nr_cpus, dtype=np.int64)
     listed = 0
     for b in range(nblocks):
         if pb.block_owner[b] >= 0:
@@ -321,11 +317,10 @@ def pcpb_state(Allocator a):
     return {"owned_blocks": int(owned.sum()), "listed_blocks": listed, "owned_per_cpu": owned.tolist()}
 
 
-def pageblock_census(Allocator a):
+cdef tuple pageblock_census(pglist_data *pgdat):
     """Per populated pageblock: wholly free, and mixed (holds allocated movable
     and non-movable blocks); plus the allocated pages in CMA blocks. Returns
     (free blocks, mixed blocks, blocks, cma pages allocated, cma pages)."""
-    cdef pglist_data *pgdat = &a.pgdat
     cdef unsigned long b, pfn, end, nblocks = pgdat.node_spanned_pages >> PAGEBLOCK_ORDER
     cdef long nfree = 0, nmixed = 0, total = 0, cma_used = 0, cma_pages = 0, movable, other
     cdef page *p

@@ -173,11 +173,12 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         pgdat.trace.op = -1
 
 
-def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] slots,
-                    const double[::1] cost, bint shared_slots=False):
-    """Run per-CPU op streams in virtual-time order; stream k is
-    ops[starts[k]:starts[k + 1]]. Returns (clock per stream, wait and hold per
-    op (-1: no zone->lock), results, remote zone lines, remote pcp lines).
+cdef tuple smp_run_virtual(pglist_data *pgdat, ops, const int64_t[::1] starts, int64_t[::1] slots,
+                           const double[::1] cost, bint shared_slots):
+    """Run per-CPU op streams, validated by the caller, in virtual-time order;
+    stream k is ops[starts[k]:starts[k + 1]]. Returns (clock per stream, wait
+    and hold per op (-1: no zone->lock), results, remote zone lines, remote
+    pcp lines).
 
     With shared_slots a CPU may free a slot another CPU allocates: the free
     waits, in virtual time, until the allocation has run."""
@@ -185,22 +186,19 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     cdef Py_ssize_t n = len(ops)
     cdef const uint8_t[::1] raw
     cdef vt_lock lk
-    if cost.shape[0] != NR_COSTS:
-        raise PcpemuError(f"cost vector has {cost.shape[0]} entries, not {NR_COSTS}")
     clock = np.zeros(nr, dtype=np.float64)
     wait = np.full(n, -1.0)
     hold = np.full(n, -1.0)
     results = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return clock, wait, hold, results, 0, 0
-    check_op_stream(a, ops, slots)
     raw = ops.view(np.uint8).reshape(-1)
     cdef double[::1] clock_v = clock, wait_v = wait, hold_v = hold
     cdef int64_t[::1] res_v = results
     cdef vt_event[::1] heap_v
     heap = np.zeros(nr, dtype=[("time", "f8"), ("cpu", "i4"), ("_pad", "i4")])
     pos = np.zeros(nr, dtype=np.int64)
-    toucher = np.arange(a.pgdat.nr_cpus, dtype=np.int32)     # each pcp starts in its own CPU's cache
+    toucher = np.arange(pgdat.nr_cpus, dtype=np.int32)     # each pcp starts in its own CPU's cache
     cdef int64_t[::1] pos_v = pos
     cdef int32_t[::1] toucher_v = toucher
     cdef uint8_t[::1] heap_raw = heap.view(np.uint8)
@@ -214,23 +212,10 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     lk.holder = -1
     lk.remote_lines = 0
     with nogil:
-        vt_run(&a.pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
+        vt_run(pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
                &wait_v[0], &hold_v[0], &res_v[0], &lk, <vt_event *>&heap_raw[0], &pos_v[0], &toucher_v[0],
                &remote_pcp, &born_v[0] if shared_slots else NULL, &waiters_v[0])
     return clock, wait, hold, results, lk.remote_lines, remote_pcp
-
-
-def smp_validate(Allocator a, ops, int64_t[::1] slots):
-    """Check a concatenated op stream before threads run parts of it."""
-    if len(ops):
-        check_op_stream(a, ops, slots)
-
-
-def smp_set_threaded(Allocator a, bint on):
-    """Switch the locks to real spinlocks (real threads) or back to plain flags."""
-    if on and a.pgdat.trace != NULL:
-        raise PcpemuError("real threads cannot run while a trace is on: they would race on its buffer")
-    a.pgdat.threaded = on
 
 
 cdef extern from *:
@@ -288,9 +273,9 @@ cdef void run_ops_shared(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n,
             smp_set_born(&born[ops[i].slot])
 
 
-def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate,
-                   uint8_t[::1] born=None):
-    """Run one thread's stream, validated by smp_validate, without the GIL.
+cdef double smp_run_thread(pglist_data *pgdat, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate,
+                           uint8_t *born_p):
+    """Run one thread's stream, validated by the caller, without the GIL.
 
     The thread counts itself in gate[0] and spins until gate[1] is set, so all
     threads start together; returns the CLOCK_MONOTONIC time it finished.
@@ -299,14 +284,13 @@ def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, i
     cdef const uint8_t[::1] raw
     cdef Py_ssize_t n = len(ops)
     cdef double end
-    cdef uint8_t *born_p = &born[0] if born is not None else NULL
     raw = ops.view(np.uint8).reshape(-1)
     with nogil:
         smp_gate_arrive_and_wait(&gate[0])
         if n and born_p != NULL:
-            run_ops_shared(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0], born_p)
+            run_ops_shared(pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0], born_p)
         elif n:
-            run_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
+            run_ops(pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
         end = smp_monotonic()
     return end
 

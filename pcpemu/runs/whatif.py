@@ -182,7 +182,7 @@ def mthp_study(cpus: Sequence[int] = (1, 4, 16, 64), seeds: Sequence[int] = (0, 
 # ---- the pcp buddy RFC (Johannes Weiner, linux-mm, April 2026) ----
 
 #: Where the RFC's description leaves a choice, the reading pcpemu models
-#: (pcpemu/_core/_pcp_buddy.pxi); the report lists them.
+#: (the core's _pcp_buddy.pxi); the report lists them.
 PCP_BUDDY_READINGS = (
     "Ownership is per pageblock: a block is owned by the CPU that claimed it whole (phase 1); the blocks the owner "
     "hands out from it, and from fragments it recovers (phase 0), are PagePCPBuddy and a free from any CPU goes to "

@@ -220,7 +220,7 @@ def _buddy_verdict(rep: dict[str, Any]) -> list[str]:
 def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
     out: list[Section] = []
     out.append(("How pcpemu reads the RFC", "The RFC's description leaves these choices; pcpemu takes the "
-                "simplest reading of each (pcpemu/_core/_pcp_buddy.pxi).", [], [],
+                "simplest reading of each (the core's _pcp_buddy.pxi).", [], [],
                 "\n".join(f"- {r}" for r in rep["readings"])))
     out.append(("owned_blocks in struct per_cpu_pages",
                 "The RFC's one list head and the per-migratetype variant from review, against the v6.10 struct.",
