@@ -241,3 +241,13 @@ def test_phase0_skips_owned_blocks_of_another_type():
     st = m.stats()
     assert st["PCPB_OWNED_SCANNED"] == 1 and st["PCPB_OWNED_SKIPPED"] == 1 and st["PCPB_PHASE0_PAGES"] == 0
     assert m.pcp_buddy_state()["listed_blocks"] == 1
+
+
+def test_pcp_buddy_kind_on_a_dask_cluster(tmp_path):
+    pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install 'pcpemu[dask]')")
+    spec = parse_spec({"measure": "pcp_buddy", "params": {"cpus": 4, "pattern": "purger"},
+                       "axes": {"pcp_policy": ["classic", "pcp_buddy"], "seed": [1, 2]}})
+    inline = run_sweep(spec, str(tmp_path / "inline.jsonl"), executor="inline")
+    dask = run_sweep(spec, str(tmp_path / "dask.jsonl"), scheduler="local", workers=2, chunk=1)
+    assert dask.executor == "dask"
+    assert {r["key"]: r["result"] for r in dask.records} == {r["key"]: r["result"] for r in inline.records}
