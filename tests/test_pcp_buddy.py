@@ -203,7 +203,7 @@ def test_pcp_buddy_report(tmp_path, monkeypatch):
     assert any("pcp->high" in line for line in rep["verdict"])
     whatif_report.write_what_if(str(tmp_path / "r"), rep)
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "## How pcpemu reads the RFC" in md and "owned_blocks[3]" not in md and "| x86_64 | 64 | per-type |" in md
+    assert "## How pcpemu reads the RFC" in md and "owned_blocks[3]" not in md and "| v6.10 | x86_64 | 64 | per-type |" in md
 
 
 def test_pcp_buddy_sweep_kind(tmp_path):

@@ -175,7 +175,8 @@ def build_pcp_buddy(mode: str, seed: int, progress: Callable[[str], None] | None
     m = BUDDY_MODES[mode]
     seeds = [seed + s for s in m["seeds"]]
     rep: dict[str, Any] = {"readings": list(whatif.PCP_BUDDY_READINGS), "patterns": dict(whatif.PATTERNS)}
-    rep["layout"] = L.owned_blocks_rows(("v6.10",))
+    # v6.10 and the newest struct pcpemu knows (the RFC's base is newer than both).
+    rep["layout"] = L.owned_blocks_rows(tuple(dict.fromkeys(("v6.10", L.NEWEST_VERSION))))
     rep["contention"] = whatif.pcp_buddy_study(cpus=m["cpus"], seeds=seeds, scale=m["scale"], progress=progress)
     rep["fragmentation"] = whatif.frag_study(seeds=seeds, steps=m["frag_steps"], ops_per_step=m["frag_ops"],
                                              progress=progress)
@@ -223,9 +224,10 @@ def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
                 "simplest reading of each (the core's _pcp_buddy.pxi).", [], [],
                 "\n".join(f"- {r}" for r in rep["readings"])))
     out.append(("owned_blocks in struct per_cpu_pages",
-                "The RFC's one list head and the per-migratetype variant from review, against the v6.10 struct.",
-                ["arch", "L1", "owned_blocks", "heads", "lists at", "members", "size", "cachelines", "extra lines"],
-                [[r["arch"], r["cacheline"], r["owned_blocks"], r["heads"], r["lists_offset"], r["members_end"],
+                "The RFC's one list head and the per-migratetype variant from review, against the v6.10 struct "
+                "and the newest one pcpemu models.",
+                ["version", "arch", "L1", "owned_blocks", "heads", "lists at", "members", "size", "cachelines", "extra lines"],
+                [[r["version"], r["arch"], r["cacheline"], r["owned_blocks"], r["heads"], r["lists_offset"], r["members_end"],
                   r["size"], r["cachelines"], r["extra_cachelines"]] for r in rep["layout"]], None))
     out.append(("Patterns", None, ["pattern", "what runs"], [[k, v] for k, v in rep["patterns"].items()], None))
     p = rep["contention"]["params"]
