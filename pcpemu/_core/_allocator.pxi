@@ -143,7 +143,8 @@ cdef class Allocator:
 
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
-                 int batch_scale_max, bint pcp_cma, bint free_high_batch):
+                 int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
+                 bint reclaim_progress, boot_pageset):
         cdef pglist_data *pgdat = &self.pgdat
         cdef size_t mem_bytes = nr_pages * sizeof(page)
         cdef int zi, cpu, i, nr_lists = len(pindex_order), order, mt
@@ -160,6 +161,8 @@ cdef class Allocator:
         pgdat.pcp_batch_scale_max = batch_scale_max
         pgdat.watermark_boost_factor = boost_factor
         pgdat.pcp_cma = pcp_cma
+        pgdat.freelist_hygiene = freelist_hygiene
+        pgdat.reclaim_progress = reclaim_progress
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
@@ -214,7 +217,7 @@ cdef class Allocator:
                     pcp.flags = PCPF_FREE_HIGH_BATCH
                 z.per_cpu_pageset[cpu] = pcp
         build_zonelists(pgdat)
-        self._memmap_init(zones, cma_base, cma_pages)
+        self._memmap_init(zones, cma_base, cma_pages, boot_pageset)
 
     cdef void _init_zone(self, zone *z, zp):
         cdef int i, mt
@@ -235,18 +238,15 @@ cdef class Allocator:
             for mt in range(MIGRATE_TYPES):
                 INIT_LIST_HEAD(&z.free_area[i].free_list[mt])
 
-    cdef void _memmap_init(self, zones, unsigned long cma_base, unsigned long cma_pages):
-        # Every pageblock starts Movable, the CMA range CMA; then all memory
-        # is freed to the buddy from low to high pfn in the largest aligned
-        # blocks (memmap_init, cma_activate_area, __free_pages_memory).
-        # Unlike the kernel, CMA pageblocks are released straight into the
-        # buddy too, not through free_unref_page.
+    cdef void _memmap_init(self, zones, unsigned long cma_base, unsigned long cma_pages, boot_pageset):
+        # Every pageblock starts Movable; all memory but CMA is freed to the
+        # tails of the buddy lists from low to high pfn in the largest aligned
+        # blocks (memmap_init, memblock_free_all -> __free_pages_core).
+        # Unlike the kernel, no memblock reservations stay behind.
         cdef pglist_data *pgdat = &self.pgdat
         cdef unsigned long b, cma_lo, cma_hi
         cdef int zi
         memset(pgdat.pageblock_mt, MIGRATE_MOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
-        for b in range(cma_base >> PAGEBLOCK_ORDER, (cma_base + cma_pages) >> PAGEBLOCK_ORDER):
-            pgdat.pageblock_mt[b] = MIGRATE_CMA
         for zp in zones:
             if not zp.managed:
                 continue
@@ -254,13 +254,40 @@ cdef class Allocator:
                 pgdat.block_zone[b] = zp.idx
             zi = zp.idx
             end = zp.start_pfn + zp.spanned
-            # The CMA area is freed apart, a pageblock at a time, as
-            # cma_activate_area() does after the rest of memory.
             cma_lo = min(max(cma_base, zp.start_pfn), end)
             cma_hi = min(max(cma_base + cma_pages, zp.start_pfn), end)
-            for pfn, end, max_order in ((zp.start_pfn, cma_lo, MAX_PAGE_ORDER), (cma_hi, end, MAX_PAGE_ORDER),
-                                        (cma_lo, cma_hi, PAGEBLOCK_ORDER)):
-                _free_range(pgdat, &pgdat.node_zones[zi], pfn, end, max_order)
+            for pfn, end in ((zp.start_pfn, cma_lo), (cma_hi, end)):
+                _free_range(pgdat, &pgdat.node_zones[zi], pfn, end, MAX_PAGE_ORDER)
+            if cma_hi > cma_lo:
+                self._cma_activate_area(&pgdat.node_zones[zi], zp, cma_lo, cma_hi, boot_pageset)
+        # Boot is not part of any measured workload.
+        memset(pgdat.cpu, 0, pgdat.nr_cpus * sizeof(cpu_state))
+
+    cdef void _cma_activate_area(self, zone *z, zp, unsigned long start, unsigned long end, boot_pageset):
+        # core_initcall cma_activate_area: each pageblock, in rising pfn
+        # order, becomes CMA and is freed as one order-9 block by the boot
+        # CPU (init_cma_reserved_pageblock -> __free_pages -> free_unref_page),
+        # with the pcp values of that moment: batch and high from managed pages
+        # without CMA, the low watermark still 0 (boot_pageset). A drain puts
+        # blocks at the heads of the CMA lists; the last block can stay on
+        # CPU 0's pcp list. postcore_initcall init_per_zone_wmark_min then sets
+        # the watermarks and zone_pcp_update the final batch and high limits,
+        # leaving pcp->high as the frees tuned it.
+        cdef pglist_data *pgdat = &self.pgdat
+        cdef unsigned long pfn
+        self._set_pagesets(z, boot_pageset)
+        for pfn in range(start, end, PAGEBLOCK_NR_PAGES):
+            set_pageblock_migratetype(NULL, pgdat, pfn, MIGRATE_CMA)
+            free_unref_page(&pgdat.cpu[0], pgdat, pfn_to_page(pgdat, pfn), pfn, PAGEBLOCK_ORDER, 0)
+        self._set_pagesets(z, (zp.batch, zp.high_min, zp.high_max))
+
+    cdef void _set_pagesets(self, zone *z, values):
+        # pageset_update on every CPU: batch, high_min and high_max, not high.
+        cdef int cpu
+        cdef per_cpu_pages *pcp
+        for cpu in range(self.pgdat.nr_cpus):
+            pcp = z.per_cpu_pageset[cpu]
+            pcp.batch, pcp.high_min, pcp.high_max = values
 
     def __dealloc__(self):
         cdef int zi

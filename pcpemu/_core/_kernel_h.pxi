@@ -53,6 +53,7 @@ cdef extern from "_kernel.h" nogil:
         int16_t cpu             # pcp CPU while PG_pcp
         uint8_t pindex          # pcp list while PG_pcp
         uint8_t order           # allocation order while PG_allocated
+        uint8_t mt              # free list of a PG_buddy block; v6.9's pcppage migratetype
 
     struct free_area:
         list_head free_list[6]  # one list per migratetype
@@ -192,6 +193,8 @@ cdef extern from "_kernel.h" nogil:
         int pcp_batch_scale_max
         long watermark_boost_factor
         int pcp_cma
+        int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
+        int reclaim_progress            # direct reclaim makes progress
         int8_t pindex[11][6]
         uint8_t pindex_order[64]
         uint64_t next_owner

@@ -1,6 +1,7 @@
 # The allocator's entry points (mm/page_alloc.c, v6.10): watermark checks,
-# the zonelist walk, __alloc_pages with its fast path and the part of the slow
-# path that does not reclaim, and the free entry.
+# the zonelist walk, __alloc_pages with its fast and slow paths (kswapd's
+# boost reset, the reclaim outcome chosen by the config, no compaction or OOM
+# killer), and the free entry.
 
 cdef inline unsigned long wmark_pages(zone *z, int i) noexcept nogil:
     return z._watermark[i] + z.watermark_boost
@@ -104,11 +105,35 @@ cdef inline page *rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order,
         # A trylock failure or an empty refill falls through to the buddy.
         p = rmqueue_buddy(cs, pgdat, z, order, alloc_flags, mt)
     if (alloc_flags & ALLOC_KSWAPD) and (z.flags & ZONE_BOOSTED_WATERMARK):
-        # Unlike the kernel there is no kswapd to wake; it would reclaim and
-        # then drop the boost, so the boost is dropped here.
+        # A fallback boosted the watermark: wake kswapd for this zone.
         z.flags &= ~ZONE_BOOSTED_WATERMARK
-        z.watermark_boost = 0
+        wakeup_kswapd(pgdat, z.idx)
     return p
+
+
+cdef void wakeup_kswapd(pglist_data *pgdat, int highest_zoneidx) noexcept nogil:
+    """Wake kswapd for zones up to highest_zoneidx (wakeup_kswapd) and run its
+    balance_pgdat at once.
+
+    kswapd runs when a zone up to highest_zoneidx is boosted
+    (pgdat_watermark_boosted) or none meets its high mark; balance_pgdat ends
+    by taking back every boost it saw on zones 0..highest_zoneidx (mm/vmscan.c).
+    Unlike the kernel, kswapd runs synchronously inside the wake, reclaims
+    nothing (its kswapd_failures are not counted either), and its zone->lock
+    hold for the boost is not counted: it runs on kswapd's CPU, not the caller's.
+    """
+    cdef int i
+    cdef zone *z
+    for i in range(highest_zoneidx + 1):
+        z = &pgdat.node_zones[i]
+        if z.managed_pages and z.watermark_boost:
+            z.watermark_boost = 0
+
+
+cdef inline void wake_all_kswapds(pglist_data *pgdat, const alloc_context *ac) noexcept nogil:
+    # One wakeup_kswapd per node of the zonelist: pcpemu has one node.
+    if ac.zonelist[0] != NULL:
+        wakeup_kswapd(pgdat, ac.highest_zoneidx)
 
 
 cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned int gfp, int mt,
@@ -215,11 +240,87 @@ cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_contex
         ac.alloc_flags |= ALLOC_NOFRAGMENT      # preferred zone Normal, one node
 
 
+cdef enum:
+    MAX_RECLAIM_RETRIES = 16
+
+
+cdef bint should_reclaim_retry(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
+                               int alloc_flags, bint did_some_progress, int *no_progress_loops) noexcept nogil:
+    """Is another reclaim round worth it (should_reclaim_retry)? Before giving
+    up, the highatomic reserve is given back, whatever is left of it."""
+    cdef zone **zref = ac.zonelist
+    cdef zone *z
+    if did_some_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
+        no_progress_loops[0] = 0
+    else:
+        no_progress_loops[0] += 1
+    if no_progress_loops[0] <= MAX_RECLAIM_RETRIES:
+        # Would the request pass the min mark if every reclaimable page were
+        # freed? pcpemu's zones hold no reclaimable (LRU) pages.
+        while zref[0] != NULL:
+            z = zref[0]
+            zref += 1
+            if __zone_watermark_ok(z, order, wmark_pages(z, 0), ac.highest_zoneidx, alloc_flags,
+                                   z.vm_stat[<int>NR_FREE_PAGES]):
+                return True
+    return unreserve_highatomic_pageblock(cs, pgdat, ac, True)
+
+
+cdef page *__alloc_pages_direct_reclaim(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
+                                        int alloc_flags, int cpu, zone **zone_ret) noexcept nogil:
+    # Reclaim itself frees nothing pcpemu can see; with progress, a failed
+    # attempt gives back highatomic reserves, drains every pcp list and
+    # tries once more (__alloc_pages_direct_reclaim).
+    cdef page *p
+    if not pgdat.reclaim_progress:
+        return NULL
+    p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+    if p == NULL:
+        unreserve_highatomic_pageblock(cs, pgdat, ac, False)
+        # Unlike the kernel, real threads (smp threaded mode) skip the drain:
+        # they cannot take other CPUs' pcp locks, as drain_all ops cannot.
+        if not pgdat.threaded:
+            drain_all_pages(cs, pgdat, -1)
+            cs.item[<int>SLOWPATH_DRAIN] += 1
+        p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+    return p
+
+
 cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
                                  int cpu, zone **zone_ret) noexcept nogil:
-    # Out of line, as in the kernel: the fast path stays small.
+    """The slow path (__alloc_pages_slowpath): wake kswapd, retry at the min
+    mark, then reclaim as the config says.
+
+    Unlike the kernel: no direct compaction, no OOM killer, no __GFP_MEMALLOC
+    or PF_MEMALLOC reserves; reclaim that makes progress frees nothing pcpemu
+    can see, so such a request fails after its drained retry instead of
+    looping; __GFP_NOFAIL requests fail where the kernel would loop.
+    """
+    cdef unsigned int gfp = ac.gfp
+    cdef int alloc_flags = gfp_to_alloc_flags(gfp, order)
+    cdef int no_progress_loops = 0
+    cdef page *p
     cs.item[<int>SLOWPATH] += 1
-    return get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(ac.gfp, order), ac, cpu, zone_ret)
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(pgdat, ac)
+    p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+    while p == NULL:
+        # retry:
+        if alloc_flags & ALLOC_KSWAPD:
+            wake_all_kswapds(pgdat, ac)
+        p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+        if p != NULL or not (gfp & GFP_DIRECT_RECLAIM):
+            break
+        p = __alloc_pages_direct_reclaim(cs, pgdat, ac, order, alloc_flags, cpu, zone_ret)
+        if p != NULL or (gfp & GFP_NORETRY):
+            break
+        if order > PAGE_ALLOC_COSTLY_ORDER and not (gfp & GFP_RETRY_MAYFAIL):
+            break
+        if pgdat.reclaim_progress:
+            break
+        if not should_reclaim_retry(cs, pgdat, ac, order, alloc_flags, False, &no_progress_loops):
+            break
+    return p
 
 
 cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
