@@ -37,7 +37,7 @@ from .migrate import (PG_LRU, aligned_blocks, check_tokens, cma_alloc, cma_relea
 __all__ = ["POLICY_PRESETS", "PolicyOutcome", "ReproResult", "repro", "run_policy"]
 
 #: The kernel each policy name stands for.
-POLICY_PRESETS = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "android": "android"}
+POLICY_PRESETS = {"single": "v6.10-rc5", "split": "v6.10", "per-type": "v5.14", "android": "android"}
 
 THP_ORDER = 9
 THP_PAGES = 1 << THP_ORDER

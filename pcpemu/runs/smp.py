@@ -174,7 +174,7 @@ def cpu_streams(workload: str, cpus: int, ops_per_cpu: int, seed: int) -> list[n
 def smp_config(policy: str, cpus: int, memory: str = "8G") -> KernelConfig:
     """The config of a contention run: one Normal zone (so one zone->lock), a
     THP-list policy (``single``, ``split``, ``per-type`` or ``none``)."""
-    presets = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
+    presets = {"single": "v6.10-rc5", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
     if policy not in presets:
         raise PcpemuError(f"unknown THP-list policy {policy!r}; known: {', '.join(presets)}")
     return KernelConfig.preset(presets[policy], memory=memory, zones="normal", cpus=cpus)
