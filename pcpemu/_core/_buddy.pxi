@@ -307,7 +307,7 @@ cdef inline void page_del_and_expand_noentry(page *p, zone *z, int low, int high
     account_freepages(z, <long>expand(p, z, low, high, mt), mt)
 
 
-cdef int find_fallback(zone *z, int order, int start_mt, int alloc_flags, int *current_order_ret,
+cdef int find_largest_fallback(zone *z, int order, int start_mt, int alloc_flags, int *current_order_ret,
                        bint *can_steal) noexcept nogil:
     """The fallback list to steal from and its order, largest block first
     (the search of __rmqueue_fallback); -1 when there is none."""
@@ -338,7 +338,7 @@ cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int or
     """Steal from another migratetype, largest block first (__rmqueue_fallback, v6.10)."""
     cdef int current_order = 0
     cdef bint can_steal = False
-    cdef int fb = find_fallback(z, order, start_mt, alloc_flags, &current_order, &can_steal)
+    cdef int fb = find_largest_fallback(z, order, start_mt, alloc_flags, &current_order, &can_steal)
     cdef page *p
     if fb == -1:
         return NULL

@@ -49,7 +49,7 @@ cdef bint __rmqueue_fallback_v6_9(cpu_state *cs, pglist_data *pgdat, zone *z, in
     moved, and __rmqueue retries (__rmqueue_fallback, v6.9)."""
     cdef int current_order = 0
     cdef bint can_steal = False
-    cdef int fb = find_fallback(z, order, start_mt, alloc_flags, &current_order, &can_steal)
+    cdef int fb = find_largest_fallback(z, order, start_mt, alloc_flags, &current_order, &can_steal)
     cdef page *p
     if fb == -1:
         return False
