@@ -10,11 +10,12 @@ import pcpemu
 DMA32_MOVABLE = "GFP_DMA32 | __GFP_MOVABLE"
 
 
-def boosted_dma32() -> pcpemu.Machine:
+def boosted_dma32(reclaim: str = "progress") -> pcpemu.Machine:
     # DMA32 16384 + Normal 49152 pages, 1 CPU, split lists: fill DMA32 with
     # order-8 movable blocks, then give back four of them and steal below
     # pageblock order, which boosts DMA32 without ZONE_BOOSTED_WATERMARK.
-    m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.10", zones={"DMA32": 16384, "Normal": 49152}, cpus=1))
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.10", zones={"DMA32": 16384, "Normal": 49152}, cpus=1,
+                                                  reclaim=reclaim))
     for gfp in (DMA32_MOVABLE, DMA32_MOVABLE + " | __GFP_HIGH"):
         while m.alloc_pages(gfp, 8) is not None:
             pass
@@ -36,6 +37,27 @@ def test_slow_path_wakes_kswapd_which_drops_the_boost():
     assert m.alloc_pages("GFP_DMA32 | __GFP_KSWAPD_RECLAIM", 1) == 3076
     assert m.zone_state("DMA32")["watermark_boost"] == 0
     m.check()
+
+
+@pytest.mark.parametrize("reclaim", ["progress", "none"])
+def test_kswapd_that_never_reclaims_gives_up(reclaim):
+    # DMA32 stays below its high mark: with nothing to reclaim, kswapd runs
+    # balance_pgdat again and again and the node turns hopeless
+    # (kswapd_failures >= MAX_RECLAIM_RETRIES); later boosts then stay.
+    m = boosted_dma32(reclaim)
+    m.alloc_pages("GFP_KERNEL", 0)
+    assert m.alloc_pages("GFP_DMA32 | __GFP_KSWAPD_RECLAIM", 1) == 3076
+    assert m.zone_state("DMA32")["watermark_boost"] == 0
+    m.free_pages(4096, 8)                      # a movable piece to steal from below pageblock order
+    m.drain_all_pages()
+    boosts = m.stats()["WMARK_BOOST"]
+    for _ in range(512):                       # use up the unmovable pieces of the last steal
+        assert m.alloc_pages("GFP_DMA32", 0) is not None
+        if m.stats()["WMARK_BOOST"] > boosts:
+            break
+    assert m.zone_state("DMA32")["watermark_boost"] == 512
+    m.alloc_pages("GFP_DMA32 | __GFP_KSWAPD_RECLAIM", 0)
+    assert m.zone_state("DMA32")["watermark_boost"] == (0 if reclaim == "progress" else 512)
 
 
 def test_a_request_without_kswapd_reclaim_leaves_the_boost():

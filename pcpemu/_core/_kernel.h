@@ -247,6 +247,7 @@ struct pglist_data {
 					 * hygiene series; 0: the rules before it (v6.9) */
 	int reclaim_progress;		/* direct reclaim makes progress (page cache to
 					 * reclaim); 0: it never does */
+	int kswapd_failures;		/* kswapd runs that reclaimed nothing */
 	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;

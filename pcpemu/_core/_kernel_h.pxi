@@ -195,6 +195,7 @@ cdef extern from "_kernel.h" nogil:
         int pcp_cma
         int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
         int reclaim_progress            # direct reclaim makes progress
+        int kswapd_failures             # kswapd runs that reclaimed nothing
         int8_t pindex[11][6]
         uint8_t pindex_order[64]
         uint64_t next_owner

@@ -3,6 +3,10 @@
 # boost reset, the reclaim outcome chosen by the config, no compaction or OOM
 # killer), and the free entry.
 
+cdef enum:
+    MAX_RECLAIM_RETRIES = 16
+
+
 cdef inline unsigned long wmark_pages(zone *z, int i) noexcept nogil:
     return z._watermark[i] + z.watermark_boost
 
@@ -107,33 +111,61 @@ cdef inline page *rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order,
     if (alloc_flags & ALLOC_KSWAPD) and (z.flags & ZONE_BOOSTED_WATERMARK):
         # A fallback boosted the watermark: wake kswapd for this zone.
         z.flags &= ~ZONE_BOOSTED_WATERMARK
-        wakeup_kswapd(pgdat, z.idx)
+        wakeup_kswapd(pgdat, 0, z.idx)
     return p
 
 
-cdef void wakeup_kswapd(pglist_data *pgdat, int highest_zoneidx) noexcept nogil:
-    """Wake kswapd for zones up to highest_zoneidx (wakeup_kswapd) and run its
-    balance_pgdat at once.
+cdef bint pgdat_balanced(pglist_data *pgdat, int order, int highest_zoneidx) noexcept nogil:
+    # Does a zone up to highest_zoneidx meet its high mark at order (pgdat_balanced)?
+    cdef int i
+    cdef zone *z
+    cdef bint managed = False
+    for i in range(highest_zoneidx + 1):
+        z = &pgdat.node_zones[i]
+        if not z.managed_pages:
+            continue
+        managed = True
+        if zone_watermark_ok(z, order, high_wmark_pages(z), highest_zoneidx, 0):
+            return True
+    return not managed
 
-    kswapd runs when a zone up to highest_zoneidx is boosted
-    (pgdat_watermark_boosted) or none meets its high mark; balance_pgdat ends
-    by taking back every boost it saw on zones 0..highest_zoneidx (mm/vmscan.c).
-    Unlike the kernel, kswapd runs synchronously inside the wake, reclaims
-    nothing (its kswapd_failures are not counted either), and its zone->lock
-    hold for the boost is not counted: it runs on kswapd's CPU, not the caller's.
+
+cdef void wakeup_kswapd(pglist_data *pgdat, int order, int highest_zoneidx) noexcept nogil:
+    """Wake kswapd for zones up to highest_zoneidx (wakeup_kswapd) and run it at
+    once (kswapd, balance_pgdat in mm/vmscan.c).
+
+    kswapd runs unless the node is hopeless (kswapd_failures) or balanced and
+    not boosted (pgdat_watermark_boosted); balance_pgdat ends by taking back
+    every boost it saw on zones 0..highest_zoneidx. With reclaim "none" each
+    run reclaims nothing and counts a failure, and kswapd runs again while the
+    node is unbalanced, until MAX_RECLAIM_RETRIES make the node hopeless; with
+    "progress" it reclaims, which pcpemu cannot see. Unlike the kernel, kswapd
+    runs synchronously inside the wake, and its zone->lock hold for the boost
+    is not counted: it runs on kswapd's CPU, not the caller's.
     """
     cdef int i
     cdef zone *z
+    cdef bint boosted = False
+    if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES:
+        return
     for i in range(highest_zoneidx + 1):
         z = &pgdat.node_zones[i]
-        if z.managed_pages and z.watermark_boost:
-            z.watermark_boost = 0
+        boosted |= z.managed_pages != 0 and z.watermark_boost != 0
+    if not boosted and pgdat_balanced(pgdat, order, highest_zoneidx):
+        return
+    for i in range(highest_zoneidx + 1):
+        pgdat.node_zones[i].watermark_boost = 0
+    if pgdat.reclaim_progress:
+        return
+    pgdat.kswapd_failures += 1
+    while pgdat.kswapd_failures < MAX_RECLAIM_RETRIES and not pgdat_balanced(pgdat, order, highest_zoneidx):
+        pgdat.kswapd_failures += 1
 
 
-cdef inline void wake_all_kswapds(pglist_data *pgdat, const alloc_context *ac) noexcept nogil:
+cdef inline void wake_all_kswapds(pglist_data *pgdat, int order, const alloc_context *ac) noexcept nogil:
     # One wakeup_kswapd per node of the zonelist: pcpemu has one node.
     if ac.zonelist[0] != NULL:
-        wakeup_kswapd(pgdat, ac.highest_zoneidx)
+        wakeup_kswapd(pgdat, order, ac.highest_zoneidx)
 
 
 cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned int gfp, int mt,
@@ -240,10 +272,6 @@ cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_contex
         ac.alloc_flags |= ALLOC_NOFRAGMENT      # preferred zone Normal, one node
 
 
-cdef enum:
-    MAX_RECLAIM_RETRIES = 16
-
-
 cdef bint should_reclaim_retry(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
                                int alloc_flags, bint did_some_progress, int *no_progress_loops) noexcept nogil:
     """Is another reclaim round worth it (should_reclaim_retry)? Before giving
@@ -302,12 +330,12 @@ cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc
     cdef page *p
     cs.item[<int>SLOWPATH] += 1
     if alloc_flags & ALLOC_KSWAPD:
-        wake_all_kswapds(pgdat, ac)
+        wake_all_kswapds(pgdat, order, ac)
     p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
     while p == NULL:
         # retry:
         if alloc_flags & ALLOC_KSWAPD:
-            wake_all_kswapds(pgdat, ac)
+            wake_all_kswapds(pgdat, order, ac)
         p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
         if p != NULL or not (gfp & GFP_DIRECT_RECLAIM):
             break

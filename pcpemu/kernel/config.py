@@ -322,8 +322,8 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
     "*": (
         "no page reclaim, compaction or OOM killer: with reclaim='progress' a request fails after "
         "its drained retry, where the kernel would keep reclaiming",
-        "kswapd only takes back watermark boosts, synchronously at the wake; it reclaims nothing "
-        "and never gives up (kswapd_failures)",
+        "kswapd reclaims nothing: it runs synchronously at the wake, takes back watermark boosts and, "
+        "with reclaim='none', gives up after MAX_RECLAIM_RETRIES runs as the kernel's does",
         "no __GFP_MEMALLOC/PF_MEMALLOC reserves; __GFP_NOFAIL requests can fail",
         "one node; zones without memblock reservations (managed == present == spanned)",
         "the CMA area is released at boot by CPU 0, with every CPU online",
