@@ -308,7 +308,7 @@ cdef inline void page_del_and_expand_noentry(page *p, zone *z, int low, int high
 
 
 cdef int find_largest_fallback(zone *z, int order, int start_mt, int alloc_flags, int *current_order_ret,
-                       bint *can_steal) noexcept nogil:
+                               bint *can_steal) noexcept nogil:
     """The fallback list to steal from and its order, largest block first
     (the search of __rmqueue_fallback); -1 when there is none."""
     cdef int current_order, min_order = order, fb

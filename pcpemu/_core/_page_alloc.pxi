@@ -273,15 +273,13 @@ cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_contex
 
 
 cdef bint should_reclaim_retry(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
-                               int alloc_flags, bint did_some_progress, int *no_progress_loops) noexcept nogil:
-    """Is another reclaim round worth it (should_reclaim_retry)? Before giving
-    up, the highatomic reserve is given back, whatever is left of it."""
+                               int alloc_flags, int *no_progress_loops) noexcept nogil:
+    """Is another reclaim round worth it after one without progress
+    (should_reclaim_retry)? Before giving up, the highatomic reserve is given
+    back, whatever is left of it."""
     cdef zone **zref = ac.zonelist
     cdef zone *z
-    if did_some_progress and order <= PAGE_ALLOC_COSTLY_ORDER:
-        no_progress_loops[0] = 0
-    else:
-        no_progress_loops[0] += 1
+    no_progress_loops[0] += 1
     if no_progress_loops[0] <= MAX_RECLAIM_RETRIES:
         # Would the request pass the min mark if every reclaimable page were
         # freed? pcpemu's zones hold no reclaimable (LRU) pages.
@@ -346,7 +344,7 @@ cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc
             break
         if pgdat.reclaim_progress:
             break
-        if not should_reclaim_retry(cs, pgdat, ac, order, alloc_flags, False, &no_progress_loops):
+        if not should_reclaim_retry(cs, pgdat, ac, order, alloc_flags, &no_progress_loops):
             break
     return p
 
