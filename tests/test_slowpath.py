@@ -96,8 +96,8 @@ def test_reclaim_progress_drains_every_pcp_and_retries():
     assert m.pcp_state("Normal", 1)["count"] == 0
     held = m0.pcp_state("Normal", 1)["count"]
     assert held > 300
-    # The drained pages served CPU 0: all of them, to the last page above min.
-    assert n - n0 >= held - m0.zone_state("Normal")["watermark"][0] // 2
+    # The pages drained from CPU 1 served CPU 0.
+    assert n - n0 >= held
 
 
 def atomic_reserve_then_pressure(reclaim: str) -> tuple[pcpemu.Machine, int]:
