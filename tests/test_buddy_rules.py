@@ -18,6 +18,13 @@ def machine(rules, **kw):
     return pcpemu.Machine(pcpemu.KernelConfig.preset("v6.10", buddy_rules=rules, **kw), seed=0)
 
 
+def retype(m, pfn, migratetype):
+    # An isolation round trip gives a pageblock the type undo_isolate_page_range
+    # is handed, as a steal that claimed it would.
+    assert m.start_isolate_page_range(pfn, pfn + 512, "Movable") is None
+    m.undo_isolate_page_range(pfn, pfn + 512, migratetype)
+
+
 def free_pages_on(m, mt):
     lists = m.zone_state("Normal")["free_lists"]
     return sum(int(lists[o, mt]) << o for o in range(11))
@@ -31,7 +38,7 @@ def test_cross_block_merge_adopts_the_type_only_from_v6_10(rules):
     a = m.alloc_pages("GFP_HIGHUSER_MOVABLE", 9)
     b = m.alloc_pages("GFP_HIGHUSER_MOVABLE", 9)
     assert a ^ b == 512
-    m._core.set_pageblock_migratetype(a, MIGRATE_UNMOVABLE)    # claimed by a steal meanwhile
+    retype(m, a, "Unmovable")                                 # claimed by a steal meanwhile
     m.free_pages(b, 9)
     m.drain_all_pages()
     m.free_pages(a, 9)
@@ -84,7 +91,7 @@ def test_drain_uses_the_cached_pcp_type_only_before_v6_10(rules):
     pfn = m.alloc_pages("GFP_HIGHUSER_MOVABLE", 0)
     m.drain_all_pages()
     m.free_pages(pfn, 0)                                   # cached: Movable
-    m._core.set_pageblock_migratetype(pfn, MIGRATE_UNMOVABLE)
+    retype(m, pfn, "Unmovable")
     m.drain_all_pages()
     on = "Unmovable" if rules == "v6.10" else "Movable"
     assert any(pfn in m.free_list("Normal", o, on) for o in range(11))

@@ -69,7 +69,6 @@ def test_a_request_without_kswapd_reclaim_leaves_the_boost():
 
 def test_kswapd_drops_boosts_only_up_to_the_requests_highest_zone():
     m = boosted_dma32()
-    m._core.set_zone_flag(1, "ZONE_BOOSTED_WATERMARK", False)
     # A DMA-only request wakes kswapd for zone DMA (empty here): DMA32 keeps its boost.
     assert m.alloc_pages("GFP_DMA | __GFP_KSWAPD_RECLAIM", 0) is None
     assert m.zone_state("DMA32")["watermark_boost"] == 512

@@ -47,6 +47,7 @@ cdef bint __rmqueue_fallback_v6_9(cpu_state *cs, pglist_data *pgdat, zone *z, in
                                   int alloc_flags) noexcept nogil:
     """Move a fallback block to start_mt's lists, largest first; True when one
     moved, and __rmqueue retries (__rmqueue_fallback, v6.9)."""
+    lockdep_assert_held(z, "__rmqueue_fallback_v6_9")
     cdef int current_order = 0
     cdef bint can_steal = False
     cdef int fb = find_largest_fallback(z, order, start_mt, alloc_flags, &current_order, &can_steal)
