@@ -6,9 +6,9 @@ import pytest
 
 import pcpemu
 from pcpemu.kernel.config import NOT_MODELLED, PRESETS
+from pcpemu.kernel.gfp import MIGRATE_UNMOVABLE
 
 RULES = ["v6.10", "v6.9"]
-MIGRATE_UNMOVABLE = 0
 
 
 def machine(rules, **kw):
