@@ -106,7 +106,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
     cdef vt_event e
     cdef const pcpemu_op *op
     cdef cpu_state *cs
-    cdef uint64_t acq0, pages0, routed0
+    cdef uint64_t acq0, pages0, drains0, routed0
     cdef int64_t i
     cdef alloc_context ac
     ac.zonelist = NULL          # prepared at the first allocation
@@ -136,6 +136,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         acq0 = cs.item[<int>ZONE_LOCK]
         pages0 = cs.item[<int>ZONE_LOCK_PAGES]
         routed0 = cs.item[<int>PCPB_ROUTED_FREE]
+        drains0 = cs.item[<int>SLOWPATH_DRAIN]
         cs.touched = 0
         if pgdat.trace != NULL:
             pgdat.trace.op = i
@@ -150,7 +151,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
             remote_pcp[0] += lines
         if lines:
             pcp_toucher[owner] = op.cpu
-        if op.op == OP_DRAIN_ALL:
+        if op.op == OP_DRAIN_ALL or cs.item[<int>SLOWPATH_DRAIN] != drains0:
             for c in range(pgdat.nr_cpus):
                 if c != op.cpu:
                     pcp_toucher[c] = op.cpu
