@@ -56,9 +56,6 @@ pcp_struct_layout = _core.pcp_struct_layout
 #: The benchmarks' bare pcp loop (bench/bench_core.py), the floor Machine.run is measured against.
 bare_pcp_loop = _core.bare_pcp_loop
 
-# The core's messages name zones and migratetypes as the kernel does.
-assert _core.ZONE_NAMES == ZONE_NAMES and _core.MIGRATETYPE_NAMES == MIGRATETYPE_NAMES
-
 _PE = ERROR_CODES
 _BLOCKER_WHY = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned"}
 

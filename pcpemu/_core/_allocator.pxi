@@ -7,6 +7,8 @@
 
 from .errors import (BadOrderError, BadPfnError, DoubleFreeError, NotAllocatedError,
                       OpStreamError, PcpemuError, WrongOrderError)
+# The names the messages use are the kernel's, as pcpemu.kernel.gfp spells them.
+from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 
 # ---- names and dtypes ----
 
@@ -24,12 +26,7 @@ PCP_OP_NAMES = ("alloc", "free", "drain")
 assert len(PCP_OP_NAMES) == NR_PCP_OPS
 OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay")
 assert len(OP_NAMES) == NR_OPS
-#: enum migratetype by value, as pcpemu.kernel.gfp.MIGRATETYPE_NAMES names them.
-MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
-assert len(MIGRATETYPE_NAMES) == MIGRATE_TYPES
-#: enum zone_type by index, as pcpemu.kernel.gfp.ZONE_NAMES names them.
-ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
-assert len(ZONE_NAMES) == MAX_NR_ZONES
+assert len(MIGRATETYPE_NAMES) == MIGRATE_TYPES and len(ZONE_NAMES) == MAX_NR_ZONES
 #: Why contig_range_blockers says an in-use block cannot move.
 BLOCK_UNMOVABLE = 1
 BLOCK_PINNED = 2
