@@ -78,6 +78,8 @@ def test_policy_presets_are_one_table():
     (lambda m: m.free_list("DMA32", 0, "Foo"), pcpemu.PcpemuError, "migratetype 'Foo' is not one of"),
     (lambda m: m.pcp_list("DMA32", 0, 99), pcpemu.PcpemuError, "pindex 99 is outside"),
     (lambda m: m.page_info(1 << 40), pcpemu.BadPfnError, "outside"),
+    (lambda m: m.start_isolate_page_range(512, 512, "CMA"), pcpemu.BadPfnError, r"\[0x200, 0x200\) is not a range"),
+    (lambda m: m.test_pages_isolated(0, 1 << 20), pcpemu.BadPfnError, "not a range of pfns in 0..0x7fff"),
     (lambda m: m.run(np.zeros(2, dtype=np.int64)), pcpemu.OpStreamError, "OP_DTYPE, got int64"),
 ])
 def test_bad_arguments_raise_from_the_one_table_and_change_nothing(call, exc, match):

@@ -91,6 +91,7 @@ def pcp_struct_layout(int nr_lists, int cacheline=64):
 #: message fields come from raise_error's keywords and the machine's bounds.
 ERRORS = {
     PE_BAD_PFN: (BadPfnError, "pfn {pfn!r} is outside 0..{last_pfn:#x}"),
+    PE_BAD_RANGE: (BadPfnError, "[{start:#x}, {end:#x}) is not a range of pfns in 0..{last_pfn:#x}"),
     PE_BAD_ORDER: (BadOrderError, "order outside 0..{max_order}: {order!r}"),
     PE_BAD_CPU: (PcpemuError, "cpu out of range: {cpu!r} is not in 0..{last_cpu}"),
     PE_BAD_OWNER: (PcpemuError, "owner token {owner!r} must be an int in 1..2**64-1"),
@@ -422,9 +423,8 @@ cdef class Allocator:
         return migrate_folio(&self.pgdat.cpu[cpu], &self.pgdat, pfn, gfp, pin, cpu)
 
     cdef int check_range(self, long start, long end, str what) except -1:
-        self.check_pfn_arg(start, what)
-        if end <= start or check_pfn(&self.pgdat, end - 1):
-            self.raise_error(PE_BAD_PFN, what, pfn=end)
+        if end <= start or check_pfn(&self.pgdat, start) or check_pfn(&self.pgdat, end - 1):
+            self.raise_error(PE_BAD_RANGE, what, start=start, end=end)
         return 0
 
     def start_isolate_page_range(self, long start, long end, int migratetype, int cpu):
