@@ -27,7 +27,7 @@ from .kernel import procfs
 from .kernel.config import KernelConfig
 from .errors import InvariantError, PcpemuError
 from .kernel.ftrace import EVENT_DTYPE
-from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
+from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, setup_zones
 
@@ -578,7 +578,8 @@ def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
     d["pcp_hit"] = total["pcp_hit"].tolist()
     d["pcp_miss"] = total["pcp_miss"].tolist()
     d["pcp_refill_blocks"] = total["pcp_refill_blocks"].tolist()
-    d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"]) if i < 3}
+    d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"])
+                         if i < MIGRATE_PCPTYPES}
     d["zone_lock"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site"])}
     d["zone_lock_pages"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site_pages"])}
     hist = total["cl_hist"]                     # [op][lines touched]: every recorded op lands in one bucket
