@@ -72,3 +72,7 @@ include "_allocator.pxi"
 include "_isolate.pxi"
 include "_smp.pxi"
 include "_baseline.pxi"
+
+#: The rule flags of pglist_data.rules, by the name pcpemu.machine uses.
+RULES = {"free_highatomic": RULE_FREE_HIGHATOMIC, "claim_steal": RULE_CLAIM_STEAL,
+         "free_high_min": RULE_FREE_HIGH_MIN}

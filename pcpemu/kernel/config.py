@@ -336,6 +336,11 @@ class KernelConfig:
         """The kernel version as pcpemu.kernel.kversion reads it."""
         return parse_version(self.kernel)
 
+    @property
+    def rule_changes(self) -> list["RuleChange"]:
+        """The RULE_CHANGES this config's kernel has."""
+        return [r for r in RULE_CHANGES if self.version >= parse_version(r.since)]
+
     @classmethod
     def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, **overrides: Any) -> "KernelConfig":
         """The machine a real ``/proc/zoneinfo`` describes (pcpemu.kernel.zoneinfo.config_fields).
@@ -382,6 +387,7 @@ class RuleChange:
     commit: str      # mainline commit (12 hex digits) or, when not found, the subject
     change: str
     modelled: str    # how pcpemu follows it; "" when it does not
+    flag: str = ""   # the core's rule flag (pcpemu._core.RULES) that switches it on
 
 
 #: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the
@@ -393,7 +399,8 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                "every preset (chunks of the same size drain the same pages in the same order)"),
     RuleChange("v6.12", "c928807f6f6b", "the watermark check holds back only the free pages of highatomic "
                "blocks (zone->nr_free_highatomic), not the whole highatomic reserve",
-               "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free"),
+               "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free",
+               "free_highatomic"),
     RuleChange("v6.13", "mm: add pcp high_min high_max to proc zoneinfo",
                "zoneinfo pagesets print count/high/batch/high_min/high_max, names padded to one width",
                "procfs.zoneinfo"),
@@ -402,17 +409,17 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
     RuleChange("v6.15", "c0cd6f557b90", "__rmqueue_fallback split in two: claim a whole block (largest order "
                "first, down to the orders allowed to claim), else steal the smallest block of another type "
                "without claiming, for every migratetype; the watermark boost comes with claim attempts only",
-               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal"),
+               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal", "claim_steal"),
     RuleChange("v6.15", "90abee6d7895", "rmqueue_bulk remembers which fallback mode (normal, CMA, claim, "
                "steal) served the last page of a refill and starts the next page there",
-               "enum rmqueue_mode carried through rmqueue_bulk"),
+               "enum rmqueue_mode carried through rmqueue_bulk", "claim_steal"),
     RuleChange("v6.15", "mm: page_alloc: defrag_mode kswapd/kcompactd watermarks",
                "NR_FREE_PAGES_BLOCKS: free pages in blocks of pageblock order or more, printed as "
                "nr_free_pages_blocks", "procfs.zoneinfo (counted from the free lists)"),
     RuleChange("v6.15", "mm: page_alloc: defrag_mode", "vm.defrag_mode sysctl (default 0)",
                ""),
     RuleChange("v6.16", "c544a952ba61", "free_high needs free_count >= batch + high_min / 2 (was batch)",
-               "free_frozen_page_commit"),
+               "free_frozen_page_commit", "free_high_min"),
 )
 
 #: Kernel-version presets. ``kernel`` names the version whose RULE_CHANGES and
