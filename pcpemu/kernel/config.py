@@ -437,5 +437,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "nothp": {"thp": False, "thp_lists": "none"},
 }
 
-#: The preset from_zoneinfo and the command line use when none is named.
-DEFAULT_PRESET = "v6.10"
+#: The preset from_zoneinfo and ``pcpemu replay`` use when none is named: the
+#: kernel real captures come from. A bare KernelConfig() keeps the v6.10 rules.
+DEFAULT_PRESET = "v6.18"

@@ -39,7 +39,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 
 def _add_replay(sub: Any) -> None:
-    from ..kernel.config import PRESETS, THP_LIST_POLICIES
+    from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES
 
     p = sub.add_parser(
         "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
@@ -55,7 +55,8 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
     p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
-    p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help=f"the kernel rules and /proc formats (default {DEFAULT_PRESET})")
     p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
                    help="THP-list policies to compare on the same stream (default: the preset's); "
                    + ", ".join(THP_LIST_POLICIES))
