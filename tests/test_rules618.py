@@ -48,7 +48,7 @@ def _fragment(m, keep_free):
 def test_unmovable_fallback_claims_or_steals_the_smallest_block(kernel):
     # Each pageblock keeps 128 + 64 + 1 free pages (an order-7, an order-6 and an
     # order-0 block): too few to claim the block (256). v6.10..v6.14 split the
-    # largest block of another type anyway; v6.15 (c0cd6f557b90) tries to claim
+    # largest block of another type anyway; v6.15 (c2f6ea38fc) tries to claim
     # at every order, then steals the smallest block.
     m = machine(kernel, min_free_kbytes=0, watermark_scale_factor=1)
     _fragment(m, lambda off: 128 <= off < 256 or 384 <= off < 448 or off == 500)

@@ -329,7 +329,7 @@ cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int or
     return NULL
 
 
-# v6.15 (c0cd6f557b90): the fallback either claims a whole block or steals
+# v6.15 (c2f6ea38fc): the fallback either claims a whole block or steals
 # the smallest block of another type without claiming it.
 
 cdef inline int find_fallback(free_area *area, int order, int start_mt, bint claimable) noexcept nogil:

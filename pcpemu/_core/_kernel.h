@@ -48,7 +48,7 @@ enum zone_stat_item { NR_FREE_PAGES, NR_FREE_CMA_PAGES, NR_VM_ZONE_STAT_ITEMS };
 /* Rules of kernels after v6.10 that a machine follows (pglist_data.rules;
  * pcpemu.kernel.config.RULE_CHANGES) */
 #define RULE_FREE_HIGHATOMIC	(1 << 0)	/* v6.12 c928807f6f6b */
-#define RULE_CLAIM_STEAL	(1 << 1)	/* v6.15 c0cd6f557b90, 90abee6d7895 */
+#define RULE_CLAIM_STEAL	(1 << 1)	/* v6.15 c2f6ea38fc, 90abee6d7895 */
 #define RULE_FREE_HIGH_MIN	(1 << 2)	/* v6.16 c544a952ba61 */
 
 struct list_head {

@@ -395,8 +395,10 @@ class RuleChange:
 #: ``since`` is at or below its ``kernel``; the core's rule flags are named in
 #: pcpemu.machine.
 RULE_CHANGES: tuple[RuleChange, ...] = (
-    RuleChange("v6.11", "55f77df7d715", "drain_pages_zone frees a pcp in chunks of batch << CONFIG_PCP_BATCH_SCALE_MAX",
-               "every preset (chunks of the same size drain the same pages in the same order)"),
+    RuleChange("v6.11", "55f77df7d715, 66eca1021a42", "drain_pages_zone frees a pcp in chunks of "
+               "batch << CONFIG_PCP_BATCH_SCALE_MAX, re-reading pcp->count under the lock (both in 6.10.3 too)",
+               "every preset: pcpemu frees the same pages in the same chunks, and nothing changes a pcp "
+               "between the chunks of one drain"),
     RuleChange("v6.12", "c928807f6f6b", "the watermark check holds back only the free pages of highatomic "
                "blocks (zone->nr_free_highatomic), not the whole highatomic reserve",
                "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free",
@@ -406,14 +408,14 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                "procfs.zoneinfo"),
     RuleChange("v6.14", "eae116d1f044", "revert of 907ec5fca3dc: lowmem_reserve of a zone is no longer zeroed "
                "for empty upper zones", "watermark.setup_zones"),
-    RuleChange("v6.15", "c0cd6f557b90", "__rmqueue_fallback split in two: claim a whole block (largest order "
+    RuleChange("v6.15", "c2f6ea38fc", "__rmqueue_fallback split in two: claim a whole block (largest order "
                "first, down to the orders allowed to claim), else steal the smallest block of another type "
                "without claiming, for every migratetype; the watermark boost comes with claim attempts only",
                "__rmqueue_claim, try_to_claim_block, __rmqueue_steal", "claim_steal"),
     RuleChange("v6.15", "90abee6d7895", "rmqueue_bulk remembers which fallback mode (normal, CMA, claim, "
                "steal) served the last page of a refill and starts the next page there",
                "enum rmqueue_mode carried through rmqueue_bulk", "claim_steal"),
-    RuleChange("v6.15", "mm: page_alloc: defrag_mode kswapd/kcompactd watermarks",
+    RuleChange("v6.15", "a211c6550efc",
                "NR_FREE_PAGES_BLOCKS: free pages in blocks of pageblock order or more, printed as "
                "nr_free_pages_blocks", "procfs.zoneinfo (counted from the free lists)"),
     RuleChange("v6.15", "mm: page_alloc: defrag_mode", "vm.defrag_mode sysctl (default 0)",
