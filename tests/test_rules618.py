@@ -138,3 +138,29 @@ def test_watermarks_hold_back_free_highatomic_pages_only_from_v6_12(kernel):
     slow = m.stats()["SLOWPATH"]
     m.alloc_pages("GFP_KERNEL")
     assert (m.stats()["SLOWPATH"] > slow) == (kernel == "v6.11")
+
+
+@pytest.mark.parametrize("kernel", ["v6.11", "v6.12"])
+def test_atomic_order0_requests_take_the_highatomic_reserve_from_v6_12(kernel):
+    # All free pages sit in a highatomic block. The atomic watermark counts them
+    # (ALLOC_NON_BLOCK is a reserve flag), but before 281dd25c1a01 only
+    # ALLOC_OOM requests could take them: every GFP_ATOMIC order-0 request failed.
+    m = machine(kernel, pages=65536, min_free_kbytes=1024)
+    while m.alloc_pages(MOVABLE, order=4) is not None:
+        pass
+    assert m.alloc_pages("GFP_ATOMIC", order=1) is not None         # reserves the block
+    zs = m.zone_state("Normal")
+    assert zs["nr_free_pages"] == zs["nr_free_highatomic"] > 0
+    taken = 0
+    while m.alloc_pages("GFP_ATOMIC") is not None:
+        taken += 1
+    after = m.zone_state("Normal")["nr_free_highatomic"]
+    if kernel == "v6.11":
+        assert taken == 0 and after == zs["nr_free_highatomic"]
+    else:
+        # Down to the atomic min watermark (__zone_watermark_ok): __GFP_HIGH
+        # halves min, ALLOC_NON_BLOCK takes a quarter of the rest.
+        half = m.populated_zones[0].watermark[0]
+        half -= half // 2
+        assert taken == zs["nr_free_highatomic"] - after and after == half - half // 4
+    m.check()

@@ -75,4 +75,4 @@ include "_baseline.pxi"
 
 #: The rule flags of pglist_data.rules, by the name pcpemu.machine uses.
 RULES = {"free_highatomic": RULE_FREE_HIGHATOMIC, "claim_steal": RULE_CLAIM_STEAL,
-         "free_high_min": RULE_FREE_HIGH_MIN}
+         "free_high_min": RULE_FREE_HIGH_MIN, "highatomic_non_block": RULE_HIGHATOMIC_NON_BLOCK}

@@ -50,6 +50,7 @@ enum zone_stat_item { NR_FREE_PAGES, NR_FREE_CMA_PAGES, NR_VM_ZONE_STAT_ITEMS };
 #define RULE_FREE_HIGHATOMIC	(1 << 0)	/* v6.12 c928807f6f6b */
 #define RULE_CLAIM_STEAL	(1 << 1)	/* v6.15 c2f6ea38fc, 90abee6d7895 */
 #define RULE_FREE_HIGH_MIN	(1 << 2)	/* v6.16 c544a952ba61 */
+#define RULE_HIGHATOMIC_NON_BLOCK	(1 << 3)	/* v6.12 281dd25c1a01 */
 
 struct list_head {
 	struct list_head *next, *prev;

@@ -35,6 +35,7 @@ cdef extern from "_kernel.h" nogil:
     int RULE_FREE_HIGHATOMIC
     int RULE_CLAIM_STEAL
     int RULE_FREE_HIGH_MIN
+    int RULE_HIGHATOMIC_NON_BLOCK
 
     unsigned long PG_buddy
     unsigned long PG_pcp

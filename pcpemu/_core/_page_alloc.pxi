@@ -87,7 +87,10 @@ cdef page *rmqueue_buddy(cpu_state *cs, pglist_data *pgdat, zone *z, int order, 
         p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_HIGHATOMIC)
     if p == NULL:
         p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags, &mode)
-        if p == NULL and (alloc_flags & ALLOC_OOM):
+        # v6.12 (281dd25c1a01): atomic requests may take the highatomic
+        # reserve too, failing now being worse than a later failure.
+        if p == NULL and (alloc_flags & (ALLOC_OOM | (ALLOC_NON_BLOCK if pgdat.rules & RULE_HIGHATOMIC_NON_BLOCK
+                                                      else 0))):
             p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_HIGHATOMIC)
     if p != NULL:
         count_locked_pages(cs, LOCK_RMQUEUE_BUDDY, 1L << order)

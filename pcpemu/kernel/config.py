@@ -403,6 +403,9 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                "blocks (zone->nr_free_highatomic), not the whole highatomic reserve",
                "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free",
                "free_highatomic"),
+    RuleChange("v6.12", "281dd25c1a01", "rmqueue_buddy lets atomic (ALLOC_NON_BLOCK) requests take a "
+               "highatomic block when all else failed, as it let ALLOC_OOM ones (also in 6.11.11)",
+               "rmqueue_buddy", "highatomic_non_block"),
     RuleChange("v6.13", "mm: add pcp high_min high_max to proc zoneinfo",
                "zoneinfo pagesets print count/high/batch/high_min/high_max, names padded to one width",
                "procfs.zoneinfo"),
