@@ -36,7 +36,7 @@ def _migratetypes(m: "Machine") -> list[int]:
     return [mt for mt in range(MIGRATE_TYPES) if mt != MIGRATE_CMA or m.config.cma or m.config.pcp_cma]
 
 
-def _online_pageblocks(m: "Machine", z) -> list[int]:
+def _online_pageblocks(z) -> list[int]:
     # pagetypeinfo_showblockcount_print(): one pfn a pageblock from start_pfn,
     # skipping those of absent memory sections (pfn_to_online_page).
     present_end = z.free_start + z.managed
@@ -58,7 +58,7 @@ def pagetypeinfo(m: "Machine") -> str:
     out.append(f"\n{'Number of blocks type ':<23}" + "".join(f"{MIGRATETYPE_NAMES[mt]:>12} " for mt in types) + "\n")
     block_types = m.pageblock_types()
     for z in m.populated_zones:
-        blocks = block_types[_online_pageblocks(m, z)]
+        blocks = block_types[_online_pageblocks(z)]
         out.append(f"Node {NODE}, zone {z.name:>8} " + "".join(f"{int((blocks == mt).sum()):12d} " for mt in types) + "\n")
     return "".join(out)
 
