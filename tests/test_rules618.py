@@ -164,3 +164,25 @@ def test_atomic_order0_requests_take_the_highatomic_reserve_from_v6_12(kernel):
         half -= half // 2
         assert taken == zs["nr_free_highatomic"] - after and after == half - half // 4
     m.check()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_v6_18_rules_keep_every_invariant_under_pressure(seed):
+    # A crowded two-zone machine with CMA: claims, steals, highatomic reserves,
+    # free_high drains and decay all run; check() verifies free lists, counters
+    # (nr_free_highatomic included) and pcp lists after each phase.
+    from pcpemu.runs import workloads
+    m = Machine(KernelConfig.preset("v6.18", memory="96M", cma="16M", cpus=2), seed=seed)
+    classes = (("GFP_KERNEL", 0, 0.3), ("GFP_HIGHUSER_MOVABLE", 0, 0.3), ("GFP_ATOMIC", 1, 0.1),
+               ("GFP_KERNEL", 3, 0.1), ("GFP_HIGHUSER_MOVABLE | __GFP_COMP", 9, 0.05),
+               ("__GFP_RECLAIMABLE | GFP_KERNEL", 2, 0.15))
+    before = m.stats()
+    for phase in range(3):
+        m.run(workloads.churn(20000, classes, live=9000, cpus=(0, 1), seed=seed * 10 + phase,
+                              slot_base=phase * 100000))
+        m.check()
+        m.decay_pcp_high(phase % 2)
+        m.drain_all_pages()
+        m.check()
+    st = m.stats()
+    assert st["PGALLOC_FALLBACK"] > before["PGALLOC_FALLBACK"] and st["ALLOC_FAILED"] > 0
