@@ -308,7 +308,7 @@ def test_a_fleet_of_traces_is_a_sweep_over_trace(tmp_path):
     out = run_sweep(spec, str(tmp_path / "fleet.jsonl"), executor="inline")
     assert out.failed == 0 and len(out.records) == 4
     res = {(os.path.basename(r["params"]["trace"]), r["params"]["policy"]): r["result"] for r in out.records}
-    cfg = pcpemu.KernelConfig.from_zoneinfo(ZONEINFO, "v6.10", thp_lists="split")
+    cfg = pcpemu.KernelConfig.from_zoneinfo(ZONEINFO, thp_lists="split")      # the default preset, as the sweep
     total = rp.replay(CAPTURE, {"x": cfg}).policies["x"]["total"]
     mine = res[(os.path.basename(CAPTURE), "split")]
     assert mine["emulated_refill_blocks"] == total["refill_blocks"]

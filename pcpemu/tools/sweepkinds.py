@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable
 
 from ..runs import workloads
-from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
+from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES, KernelConfig
 from ..errors import ConfigError, PcpemuError, SweepSpecError
 from .sweep import Kind, register_kind
 
@@ -108,7 +108,7 @@ _CONTENTION_PARAMS: dict[str, Any] = {
 _REPRO_PARAMS: dict[str, Any] = {
     "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": 1, "guest": "1G",
 }
-_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None, "seed": 0}
+_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": DEFAULT_PRESET, "policy": None, "seed": 0}
 
 
 def _checked(check: Any, p: dict[str, Any]) -> None:
