@@ -166,6 +166,11 @@ class KernelConfig:
     :param cache_slice: each CPU's slice of the data cache (default 2 MiB); when it
         exceeds 3 * batch pages the pcp gets PCPF_FREE_HIGH_BATCH
         (zone_pcp_update_cacheinfo).
+    :param node_cpus: the CPUs of this node (cpumask_of_node), over which
+        zone_highsize splits pcp high; None: all ``cpus`` (a one-node machine).
+    :param other_nodes_lowmem: managed pages of the other nodes' zones below
+        ZONE_MOVABLE: __setup_per_zone_wmarks shares min_free_kbytes over the low
+        zones of every node, and calculate_min_free_kbytes counts them too.
     :param kernel: the kernel version whose rules pcpemu models where they differ
         from v6.10's (see PRESETS) and whose /proc formats it prints.
     :param built_zones: the zones the kernel was built with (CONFIG_ZONE_DMA,
@@ -190,6 +195,8 @@ class KernelConfig:
     numa: bool = True
     cacheline: int = 64
     cache_slice: int = 512
+    node_cpus: int | None = None
+    other_nodes_lowmem: int = 0
     kernel: str = "v6.10"
     built_zones: tuple = ZONE_NAMES
     name: str = "custom"
@@ -231,6 +238,9 @@ class KernelConfig:
         if mthp and not self.thp:
             raise ConfigError("mthp_orders: multi-size THP orders need thp=True")
         setter("mthp_orders", dict(sorted(mthp.items())))
+        if self.node_cpus is not None:
+            _check_range("node_cpus", self.node_cpus, 1, self.cpus)
+        setter("other_nodes_lowmem", parse_size(self.other_nodes_lowmem, "other_nodes_lowmem"))
         setter("kernel", str(parse_version(self.kernel)))
         built = tuple(self.built_zones) if isinstance(self.built_zones, (tuple, list)) else None
         if (built is None or any(z not in ZONE_NAMES for z in built) or built != tuple(sorted(built, key=ZONE_NAMES.index))
@@ -342,17 +352,19 @@ class KernelConfig:
         return [r for r in RULE_CHANGES if self.version >= parse_version(r.since)]
 
     @classmethod
-    def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, **overrides: Any) -> "KernelConfig":
+    def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, node: int | None = None,
+                      **overrides: Any) -> "KernelConfig":
         """The machine a real ``/proc/zoneinfo`` describes (pcpemu.kernel.zoneinfo.config_fields).
 
         :param zoneinfo: a path, the text, or what pcpemu.kernel.ftrace.read_zoneinfo returns.
         :param preset: the kernel rules (default DEFAULT_PRESET).
+        :param node: which NUMA node of a several-node dump to emulate.
         :param overrides: any field, e.g. ``cma=``, ``min_free_kbytes=``.
         """
         from .zoneinfo import config_fields
 
         preset = DEFAULT_PRESET if preset is None else preset
-        return cls.preset(preset, **config_fields(zoneinfo, preset, overrides))
+        return cls.preset(preset, **config_fields(zoneinfo, preset, overrides, node))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "KernelConfig":

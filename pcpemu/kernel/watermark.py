@@ -63,11 +63,12 @@ def _nr_free_buffer_pages(managed: list[int], high: list[int]) -> int:
     return sum(max(m - h, 0) for m, h in zip(managed[: ZONE_NORMAL + 1], high))
 
 
-def zone_watermarks(managed: list[int], min_free_kbytes: int, scale: int) -> list[tuple[int, int, int, int]]:
+def zone_watermarks(managed: list[int], min_free_kbytes: int, scale: int,
+                    other_lowmem: int = 0) -> list[tuple[int, int, int, int]]:
     """min, low, high and promo of every zone (__setup_per_zone_wmarks), from each
-    zone's managed pages."""
+    zone's managed pages; ``other_lowmem``: the other nodes' share of lowmem_pages."""
     pages_min = min_free_kbytes >> (PAGE_SHIFT - 10)
-    lowmem = sum(m for i, m in enumerate(managed) if i != ZONE_MOVABLE)
+    lowmem = sum(m for i, m in enumerate(managed) if i != ZONE_MOVABLE) + other_lowmem
     marks = []
     for i, m in enumerate(managed):
         tmp = pages_min * m // lowmem if lowmem else 0
@@ -99,17 +100,18 @@ def _min_free_kbytes(cfg: KernelConfig, managed: list[int]) -> int:
     if cfg.min_free_kbytes is not None:
         return cfg.min_free_kbytes
     # calculate_min_free_kbytes() at postcore_initcall: no watermarks set yet.
-    lowmem_kbytes = _nr_free_buffer_pages(managed, [0] * MAX_NR_ZONES) * 4
+    # Other nodes count in full (their high marks and zone count below are not known).
+    lowmem_kbytes = (_nr_free_buffer_pages(managed, [0] * MAX_NR_ZONES) + cfg.other_nodes_lowmem) * 4
     kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
     if not cfg.thp:
         return kbytes
     # set_recommended_min_free_kbytes() when khugepaged starts, after the first
     # watermark setup.
-    high = [w[2] for w in zone_watermarks(managed, kbytes, cfg.watermark_scale_factor)]
+    high = [w[2] for w in zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)]
     nr_zones = sum(1 for i, m in enumerate(managed) if m and i <= ZONE_NORMAL)
     recommended = PAGEBLOCK_NR_PAGES * nr_zones * 2
     recommended += PAGEBLOCK_NR_PAGES * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
-    recommended = min(recommended, _nr_free_buffer_pages(managed, high) // 20)
+    recommended = min(recommended, (_nr_free_buffer_pages(managed, high) + cfg.other_nodes_lowmem) // 20)
     recommended <<= PAGE_SHIFT - 10
     return max(kbytes, recommended)
 
@@ -125,18 +127,19 @@ def setup_zones(cfg: KernelConfig) -> tuple[int, list[ZoneParams]]:
         spans[z.idx] = z
     managed = [z.managed if z else 0 for z in spans]
     kbytes = _min_free_kbytes(cfg, managed)
-    marks = zone_watermarks(managed, kbytes, cfg.watermark_scale_factor)
+    marks = zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)
     reserve = _lowmem_reserve(managed, empty_upper_zeroed=cfg.version < parse_version("v6.14"))
+    split = cfg.node_cpus or cfg.cpus          # nr_split_cpus: the CPUs of the zone's node
     zones = []
     for i in range(MAX_NR_ZONES):
         m, z = managed[i], spans[i] or ZoneSpan(i, 0, 0, 0, 0)
         cma = cfg.cma if cfg.cma and z.free_start <= (cfg.cma_base or 0) < z.free_end else 0
         batch = max(1, zone_batchsize(m))
         if cfg.percpu_pagelist_high_fraction:
-            high_min = high_max = zone_highsize(m, marks[i][1], batch, cfg.cpus, cfg.percpu_pagelist_high_fraction)
+            high_min = high_max = zone_highsize(m, marks[i][1], batch, split, cfg.percpu_pagelist_high_fraction)
         else:
-            high_min = zone_highsize(m, marks[i][1], batch, cfg.cpus, 0)
-            high_max = zone_highsize(m, marks[i][1], batch, cfg.cpus, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+            high_min = zone_highsize(m, marks[i][1], batch, split, 0)
+            high_max = zone_highsize(m, marks[i][1], batch, split, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
         zones.append(ZoneParams(i, ZONE_NAMES[i], z.start_pfn, z.spanned, z.present, m, z.free_start, cma, marks[i],
                                 reserve[i], batch, high_min, high_max))
     return kbytes, zones

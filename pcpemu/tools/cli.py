@@ -50,6 +50,7 @@ def _add_replay(sub: Any) -> None:
                    "perf script); .gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
+    p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
     p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
@@ -76,11 +77,13 @@ def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
     from ..kernel.zoneinfo import static_differences
 
     extra = {} if args.cma is None else {"cma": args.cma}
+    if args.node is not None and not args.zoneinfo:
+        raise ConfigError("--node picks a node of a --zoneinfo dump; give --zoneinfo")
     if args.zoneinfo:
         if args.cpus is not None or args.zones is not None:
             raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
-        base = KernelConfig.from_zoneinfo(args.zoneinfo, args.preset, **extra)
-        notes = static_differences(base, args.zoneinfo)
+        base = KernelConfig.from_zoneinfo(args.zoneinfo, args.preset, args.node, **extra)
+        notes = static_differences(base, args.zoneinfo, args.node)
     else:
         zones: Any = args.zones or "x86_64"
         if zones not in ("x86_64", "normal"):
