@@ -207,3 +207,13 @@ def test_one_node_of_a_two_node_dump_round_trips():
         assert static_differences(got, text, node=node) == []
         assert (got.cpus, got.node_cpus, got.other_nodes_lowmem) == (8, 4, want.other_nodes_lowmem)
         assert got.zone_layout() == want.zone_layout()
+
+
+def test_a_changed_lowmem_reserve_ratio_is_read_back():
+    cfg = KernelConfig.preset("v6.18", zones={"DMA": 3840, "DMA32": 500000, "Normal": 300000}, cpus=2,
+                              lowmem_reserve_ratio=(128, 64, 16, 0, 0))
+    text = Machine(cfg).zoneinfo()
+    again = KernelConfig.from_zoneinfo(text, "v6.18")
+    # Normal's ratio cannot show: the zones above it are empty.
+    assert again.lowmem_reserve_ratio[:2] == (128, 64)
+    assert static_differences(again, text) == []

@@ -166,6 +166,8 @@ class KernelConfig:
     :param cache_slice: each CPU's slice of the data cache (default 2 MiB); when it
         exceeds 3 * batch pages the pcp gets PCPF_FREE_HIGH_BATCH
         (zone_pcp_update_cacheinfo).
+    :param lowmem_reserve_ratio: vm.lowmem_reserve_ratio, one per zone (DMA, DMA32,
+        Normal, Movable, Device); 0 gives the zone no reserve.
     :param node_cpus: the CPUs of this node (cpumask_of_node), over which
         zone_highsize splits pcp high; None: all ``cpus`` (a one-node machine).
     :param other_nodes_lowmem: managed pages of the other nodes' zones below
@@ -195,6 +197,7 @@ class KernelConfig:
     numa: bool = True
     cacheline: int = 64
     cache_slice: int = 512
+    lowmem_reserve_ratio: tuple = (256, 256, 32, 0, 0)
     node_cpus: int | None = None
     other_nodes_lowmem: int = 0
     kernel: str = "v6.10"
@@ -238,6 +241,10 @@ class KernelConfig:
         if mthp and not self.thp:
             raise ConfigError("mthp_orders: multi-size THP orders need thp=True")
         setter("mthp_orders", dict(sorted(mthp.items())))
+        ratios = self.lowmem_reserve_ratio
+        if not isinstance(ratios, (tuple, list)) or len(ratios) != MAX_NR_ZONES:
+            raise ConfigError(f"lowmem_reserve_ratio: expected {MAX_NR_ZONES} ratios (DMA..Device), got {ratios!r}")
+        setter("lowmem_reserve_ratio", tuple(_check_range("lowmem_reserve_ratio", r, 0, 1 << 31) for r in ratios))
         if self.node_cpus is not None:
             _check_range("node_cpus", self.node_cpus, 1, self.cpus)
         setter("other_nodes_lowmem", parse_size(self.other_nodes_lowmem, "other_nodes_lowmem"))
@@ -388,6 +395,7 @@ class KernelConfig:
         d = dataclasses.asdict(self)
         d["mthp_orders"] = {str(k): v for k, v in self.mthp_orders.items()}
         d["built_zones"] = list(self.built_zones)
+        d["lowmem_reserve_ratio"] = list(self.lowmem_reserve_ratio)
         return d
 
 

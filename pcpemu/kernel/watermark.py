@@ -15,10 +15,9 @@ from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, KernelConfig, ZoneSpan
 from .kversion import parse_version
 from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["ZoneParams", "setup_zones", "zone_batchsize", "zone_highsize", "zone_watermarks"]
+__all__ = ["ZoneParams", "empty_upper_zeroed", "lowmem_reserves", "setup_zones", "zone_batchsize", "zone_highsize",
+           "zone_watermarks"]
 
-# sysctl_lowmem_reserve_ratio[]: DMA, DMA32, Normal, Movable (Device unset).
-LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 SWAP_CLUSTER_MAX = 32
 
@@ -81,12 +80,12 @@ def zone_watermarks(managed: list[int], min_free_kbytes: int, scale: int,
     return marks
 
 
-def _lowmem_reserve(managed: list[int], empty_upper_zeroed: bool) -> list[tuple[int, ...]]:
-    # setup_per_zone_lowmem_reserve(). Before eae116d1f044 (v6.14) the reserve
-    # against an empty upper zone was shown as 0 (907ec5fca3dc, v5.9).
+def lowmem_reserves(managed: list[int], ratios: tuple[int, ...], empty_upper_zeroed: bool) -> list[tuple[int, ...]]:
+    """Every zone's lowmem_reserve[] (setup_per_zone_lowmem_reserve). Before
+    eae116d1f044 (v6.14) the reserve against an empty upper zone was 0 (907ec5fca3dc, v5.9)."""
     out = []
     for i in range(MAX_NR_ZONES):
-        ratio = LOWMEM_RESERVE_RATIO[i]
+        ratio = ratios[i]
         clear = not ratio or not managed[i]
         reserve, upper = [0] * MAX_NR_ZONES, 0
         for j in range(i + 1, MAX_NR_ZONES):
@@ -116,6 +115,11 @@ def _min_free_kbytes(cfg: KernelConfig, managed: list[int]) -> int:
     return max(kbytes, recommended)
 
 
+def empty_upper_zeroed(cfg: KernelConfig) -> bool:
+    """Does cfg's kernel predate eae116d1f044 (v6.14)?"""
+    return cfg.version < parse_version("v6.14")
+
+
 def setup_zones(cfg: KernelConfig) -> tuple[int, list[ZoneParams]]:
     """Every zone's boot-time values for ``cfg``, and the min_free_kbytes in force.
 
@@ -128,7 +132,7 @@ def setup_zones(cfg: KernelConfig) -> tuple[int, list[ZoneParams]]:
     managed = [z.managed if z else 0 for z in spans]
     kbytes = _min_free_kbytes(cfg, managed)
     marks = zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)
-    reserve = _lowmem_reserve(managed, empty_upper_zeroed=cfg.version < parse_version("v6.14"))
+    reserve = lowmem_reserves(managed, cfg.lowmem_reserve_ratio, empty_upper_zeroed(cfg))
     split = cfg.node_cpus or cfg.cpus          # nr_split_cpus: the CPUs of the zone's node
     zones = []
     for i in range(MAX_NR_ZONES):

@@ -3,10 +3,10 @@
 A dump gives each zone's start_pfn, spanned, present and managed pages, the
 CPUs (one pageset per online CPU), the CMA pages, and the boot values the
 kernel derived: watermarks, protection, pcp batch/high_min/high_max. The zones
-and CPUs are taken as printed; min_free_kbytes, watermark_scale_factor and
-percpu_pagelist_high_fraction are derived as the preset's kernel does and, where
-the dump says otherwise (a sysctl was set), the values that reproduce it are
-chosen. vm.lowmem_reserve_ratio is taken to be the default.
+and CPUs are taken as printed; min_free_kbytes, watermark_scale_factor,
+percpu_pagelist_high_fraction and lowmem_reserve_ratio are derived as the
+preset's kernel does and, where the dump says otherwise (a sysctl was set), the
+values that reproduce it are chosen.
 :func:`static_differences` lists every printed boot value the config does not
 reproduce.
 """
@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .config import PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PRESETS, KernelConfig, ZoneSpan
 from .ftrace import read_zoneinfo
 from .gfp import MAX_NR_ZONES, ZONE_MOVABLE, ZONE_NAMES
-from .watermark import setup_zones, zone_watermarks
+from .watermark import empty_upper_zeroed, lowmem_reserves, setup_zones, zone_watermarks
 
 __all__ = ["config_fields", "static_differences"]
 
@@ -190,11 +190,37 @@ def config_fields(zoneinfo: Any, preset: str, overrides: Mapping[str, Any], node
         fraction = _fraction_for_highs(cfg, zones)
         if fraction is not None:
             fields["percpu_pagelist_high_fraction"] = fraction
+    if "lowmem_reserve_ratio" not in overrides and _mismatches(cfg, zones, "protection"):
+        ratios = _ratios_for_protection(cfg, zones)
+        if ratios is not None:
+            fields["lowmem_reserve_ratio"] = ratios
     return fields
 
 
 def _pcp_high_mismatch(cfg: KernelConfig, zones: list[dict]) -> bool:
     return any(key.startswith("pcp high") for _, key, _, _ in _differences(cfg, zones))
+
+
+def _ratios_for_protection(cfg: KernelConfig, zones: list[dict]) -> tuple[int, ...] | None:
+    # vm.lowmem_reserve_ratio set: protection[j] of zone i is the managed pages of
+    # the zones above it up to j, divided by its ratio. The first nonzero reserve
+    # of a row points at its ratio; keep the one that gives the whole row.
+    managed, zeroed = _managed_by_index(zones), empty_upper_zeroed(cfg)
+    built = [ZONE_NAMES.index(name) for name in cfg.built_zones]
+    ratios = list(cfg.lowmem_reserve_ratio)
+    for z in zones:
+        i, row = ZONE_NAMES.index(z["name"]), dict(zip(built, z.get("protection", ())))
+        nonzero = [j for j in row if j > i and row[j]]
+        if not nonzero:
+            continue
+        base = sum(managed[i + 1: nonzero[0] + 1]) // row[nonzero[0]]
+        for r in range(max(base - 2, 1), base + 3):
+            ratios[i] = r
+            if all(lowmem_reserves(managed, tuple(ratios), zeroed)[i][j] == row[j] for j in row):
+                break
+        else:
+            return None
+    return tuple(ratios)
 
 
 def _fraction_for_highs(cfg: KernelConfig, zones: list[dict]) -> int | None:
