@@ -217,3 +217,13 @@ def test_a_changed_lowmem_reserve_ratio_is_read_back():
     # Normal's ratio cannot show: the zones above it are empty.
     assert again.lowmem_reserve_ratio[:2] == (128, 64)
     assert static_differences(again, text) == []
+
+
+def test_nr_free_pages_blocks_is_what_the_kernel_counts():
+    # The real dump's per-zone nr_free_pages_blocks against its buddyinfo, read
+    # right after it: pages in free blocks of order >= pageblock_order.
+    real = _zones((REAL / "zoneinfo").read_text())
+    for line in (REAL / "buddyinfo").read_text().splitlines():
+        name, counts = line.split()[3], [int(n) for n in line.split()[4:]]
+        in_blocks = sum(n << order for order, n in enumerate(counts) if order >= 9)
+        assert real[name]["stats"]["nr_free_pages_blocks"] == in_blocks, name
