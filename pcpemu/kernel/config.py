@@ -399,6 +399,29 @@ class KernelConfig:
         return d
 
 
+def parse_zones(spec: str, what: str = "zones") -> Any:
+    """KernelConfig.zones from its command-line form: ``x86_64``, ``normal``,
+    or managed pages per zone as ``DMA=3840,DMA32=N,Normal=N``.
+
+    :param what: the option the message names.
+
+    :raises ConfigError: for a list item without ``=``.
+    """
+    if spec in ("x86_64", "normal"):
+        return spec
+    pairs = [item.partition("=") for item in spec.split(",")]
+    if any(not sep for _, sep, _ in pairs):
+        raise ConfigError(f"{what}: cannot read {spec!r}; use e.g. DMA=3840,Normal=163840")
+    return {name.strip(): pages.strip() for name, _, pages in pairs}
+
+
+#: THP-list policy -> the preset of the kernel that has it ("android": the
+#: split lists plus CMA pcp lists of their own). The one table: the report,
+#: the seed-bug scenario and the contention runs each take the policies they
+#: support from it.
+POLICY_PRESETS: dict[str, str] = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp",
+                                  "android": "android"}
+
 @dataclasses.dataclass(frozen=True)
 class RuleChange:
     """A change after v6.10 to a rule pcpemu models, and how pcpemu follows it."""
@@ -407,7 +430,7 @@ class RuleChange:
     commit: str      # mainline commit (12 hex digits) or, when not found, the subject
     change: str
     modelled: str    # how pcpemu follows it; "" when it does not
-    flag: str = ""   # the core's rule flag (pcpemu._core.RULES) that switches it on
+    flag: str = ""   # the name of the core's rule flag that switches it on (see pcpemu.machine)
 
 
 #: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the

@@ -15,8 +15,11 @@ from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, KernelConfig, ZoneSpan
 from .kversion import parse_version
 from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["ZoneParams", "empty_upper_zeroed", "lowmem_reserves", "setup_zones", "zone_batchsize", "zone_highsize",
-           "zone_watermarks"]
+__all__ = ["NR_WMARK", "WMARK_HIGH", "WMARK_LOW", "WMARK_MIN", "WMARK_PROMO", "ZoneParams", "empty_upper_zeroed",
+           "lowmem_reserves", "setup_zones", "zone_batchsize", "zone_highsize", "zone_watermarks"]
+
+# enum zone_watermarks: the indices of ZoneParams.watermark (zone->_watermark[]).
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO, NR_WMARK = range(5)
 
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 SWAP_CLUSTER_MAX = 32
