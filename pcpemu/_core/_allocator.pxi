@@ -167,7 +167,8 @@ cdef class Allocator:
 
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
-                 int batch_scale_max, bint pcp_cma, bint free_high_batch, int rules=0):
+                 int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
+                 bint reclaim_progress, boot_pageset, int rules=0):
         cdef pglist_data *pgdat = &self.pgdat
         cdef int i, order, mt, nr_lists = len(pindex_order)
         if nr_lists > MAX_PCP_LISTS:
@@ -179,6 +180,8 @@ cdef class Allocator:
         pgdat.pcp_batch_scale_max = batch_scale_max
         pgdat.watermark_boost_factor = boost_factor
         pgdat.pcp_cma = pcp_cma
+        pgdat.freelist_hygiene = freelist_hygiene
+        pgdat.reclaim_progress = reclaim_progress
         pgdat.rules = rules
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
@@ -189,7 +192,7 @@ cdef class Allocator:
         self.pcp_size = pcp_alloc_size(nr_lists, cacheline)
         if free_area_init(pgdat, &self.pcp_mem, self.pcp_size, zones, nr_lists, free_high_batch):
             self.raise_error(PE_NOMEM, "boot: the pcp lists")
-        memmap_init(pgdat, zones, cma_base, cma_pages)
+        memmap_init(pgdat, zones, cma_base, cma_pages, boot_pageset)
 
     def __dealloc__(self):
         free_node_mem_map(&self.pgdat)
