@@ -278,6 +278,7 @@ enum pcpemu_opcode {
 enum pcpemu_error {
 	PE_OK,
 	PE_BAD_PFN,		/* pfn outside the node */
+	PE_BAD_RANGE,		/* [start, end) empty or outside the node */
 	PE_BAD_ORDER,		/* order outside 0..MAX_PAGE_ORDER */
 	PE_BAD_CPU,		/* cpu outside 0..nr_cpus-1 */
 	PE_BAD_OWNER,		/* owner token outside 1..2^64-1 */

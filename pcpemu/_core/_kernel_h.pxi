@@ -54,6 +54,7 @@ cdef extern from "_kernel.h" nogil:
     enum pcpemu_error:
         PE_OK
         PE_BAD_PFN
+        PE_BAD_RANGE
         PE_BAD_ORDER
         PE_BAD_CPU
         PE_BAD_OWNER
