@@ -14,13 +14,15 @@ from pcpemu.tools.sweep import parse_spec, run_sweep
 MOVABLE = "GFP_HIGHUSER_MOVABLE"
 
 
-def machine(policy="pcp_buddy", cpus=2, **kw):
-    return Machine(KernelConfig.preset("v6.10", memory="512M", zones="normal", cpus=cpus, pcp_policy=policy, **kw))
+def machine(policy="pcp_buddy", cpus=2, preset="v6.10", **kw):
+    return Machine(KernelConfig.preset(preset, memory="512M", zones="normal", cpus=cpus, pcp_policy=policy, **kw))
 
 
 def test_bad_pcp_policy():
     with pytest.raises(ConfigError, match="pcp_policy"):
         KernelConfig(pcp_policy="buddy")
+    with pytest.raises(ConfigError, match="buddy_rules"):
+        KernelConfig.preset("v6.9", pcp_policy="pcp_buddy")
 
 
 def test_refill_claims_a_whole_pageblock():
@@ -98,8 +100,9 @@ def test_movable_refills_skip_cma():
     assert used["classic"] > 0 and used["pcp_buddy"] == 0
 
 
-def test_churn_on_random_cpus_loses_no_page():
-    m = machine(cpus=4)
+@pytest.mark.parametrize("preset", ["v6.10", "v6.18"])
+def test_churn_on_random_cpus_loses_no_page(preset):
+    m = machine(cpus=4, preset=preset)
     boot = m.zone_state("Normal")["nr_free_pages"]
     ops = workloads.mixed(20_000, live=400, cpus=(0, 1, 2, 3), seed=7)
     m.run(ops)

@@ -178,7 +178,7 @@ cdef int pcpb_rmqueue_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int order
     cdef long want = <long>count << order, got = 0
     cdef unsigned long pfn
     cdef page *p
-    cdef int o
+    cdef int o, mode = RMQUEUE_NORMAL
     spin_lock_zone(cs, pgdat, z, LOCK_RMQUEUE_BULK)
     if mt < MIGRATE_PCPTYPES:
         got = pcpb_recover(cs, pgdat, z, order, mt, want, lst, cpu, pindex)
@@ -203,7 +203,7 @@ cdef int pcpb_rmqueue_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int order
             cs.item[<int>PCPB_PHASE2_PAGES] += 1UL << o
     # Phase 3: the classic __rmqueue, with the CMA rule and fallbacks.
     while got < want:
-        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
+        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags, &mode)
         if p == NULL:
             break
         list_add_tail(&p.lru, lst)

@@ -14,13 +14,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import PcpemuError
-from ..kernel.config import KernelConfig
+from ..kernel.config import DEFAULT_PRESET, KernelConfig
 from ..kernel.gfp import parse_gfp
 from ..kernel.layout import MTHP_ORDERS
 from . import smp
 from .workloads import OP_ALLOC, OP_DTYPE, OP_FREE
 
-__all__ = ["MTHP_KINDS", "PATTERNS", "PCP_BUDDY_READINGS", "buddy_config", "exit_streams", "frag_study",
+__all__ = ["BUDDY_PRESET", "MTHP_KINDS", "PATTERNS", "PCP_BUDDY_READINGS", "buddy_config", "exit_streams", "frag_study",
            "frag_timeline", "interval", "mthp_config", "repro_study",
            "mthp_streams", "mthp_study", "paired", "pattern_streams", "pcp_buddy_study", "purger_streams",
            "run_mthp", "run_pattern"]
@@ -201,8 +201,8 @@ PCP_BUDDY_READINGS = (
     "joins its owner's owned_blocks, or stops being owned when it is wholly free again.",
     "The split happens under zone->lock in the model; the cost model prices pages moved under the lock, not the "
     "split work, so phase 0/1/2 claims are charged for every page they move.",
-    "Only the zone's buddy rules of pcpemu's v6.10 base change under pcp_buddy; watermarks, pcp->high tuning and "
-    "the classic pcp lists stay as they are.",
+    "pcp_buddy runs on the newest preset's rules (BUDDY_PRESET, v6.18) and needs its free lists to hold only "
+    "their pageblock's type (buddy_rules v6.10); watermarks, pcp->high tuning and the pcp lists stay as they are.",
 )
 
 #: The production patterns of the RFC and the control.
@@ -288,12 +288,16 @@ def pattern_streams(pattern: str, cpus: int, seed: int = 0, scale: int = 1) -> t
     raise PcpemuError(f"pattern {pattern!r} is not one of {', '.join(PATTERNS)}")
 
 
+#: The kernel the RFC is compared on: the newest preset (v6.18 rules).
+BUDDY_PRESET = DEFAULT_PRESET
+
+
 def buddy_config(pcp_policy: str, cpus: int, memory: str = "8G", high_fraction: int = 0) -> KernelConfig:
-    """The contention config (one Normal zone, v6.10 lists) under a pcp
-    policy; ``high_fraction`` is vm.percpu_pagelist_high_fraction (0: pcp->high
-    auto-tuned, 8: the largest pcp->high the sysctl allows)."""
-    return smp.smp_config("split", cpus, memory).replace(pcp_policy=pcp_policy,
-                                                         percpu_pagelist_high_fraction=high_fraction)
+    """The contention config (one Normal zone, BUDDY_PRESET's rules and lists)
+    under a pcp policy; ``high_fraction`` is vm.percpu_pagelist_high_fraction
+    (0: pcp->high auto-tuned, 8: the largest pcp->high the sysctl allows)."""
+    return KernelConfig.preset(BUDDY_PRESET, memory=memory, zones="normal", cpus=cpus, pcp_policy=pcp_policy,
+                               percpu_pagelist_high_fraction=high_fraction)
 
 
 def run_pattern(pattern: str, cpus: int, pcp_policy: str, seed: int = 0, scale: int = 1,
@@ -370,7 +374,7 @@ def frag_timeline(pcp_policy: str, seed: int = 0, steps: int = 8, ops_per_step: 
     from ..machine import Machine
     from .workloads import mixed
 
-    cfg = KernelConfig.preset("v6.10", memory=memory, cma=cma, cpus=cpus, zones="normal", pcp_policy=pcp_policy)
+    cfg = KernelConfig.preset(BUDDY_PRESET, memory=memory, cma=cma, cpus=cpus, zones="normal", pcp_policy=pcp_policy)
     m = Machine(cfg, seed=seed)
     ops = mixed(steps * ops_per_step, live=live, cpus=tuple(range(cpus)), seed=seed)
     bounds = [0, live] + [live + 2 * ops_per_step * (k + 1) for k in range(steps)]

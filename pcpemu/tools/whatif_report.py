@@ -174,7 +174,8 @@ BUDDY_MODES = {
 def build_pcp_buddy(mode: str, seed: int, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     m = BUDDY_MODES[mode]
     seeds = [seed + s for s in m["seeds"]]
-    rep: dict[str, Any] = {"readings": list(whatif.PCP_BUDDY_READINGS), "patterns": dict(whatif.PATTERNS)}
+    rep: dict[str, Any] = {"readings": list(whatif.PCP_BUDDY_READINGS), "patterns": dict(whatif.PATTERNS),
+                           "preset": whatif.BUDDY_PRESET}
     # v6.10 and the newest struct pcpemu knows (the RFC's base is newer than both).
     rep["layout"] = L.owned_blocks_rows(tuple(dict.fromkeys(("v6.10", L.NEWEST_VERSION))))
     rep["contention"] = whatif.pcp_buddy_study(cpus=m["cpus"], seeds=seeds, scale=m["scale"], progress=progress)
@@ -232,7 +233,8 @@ def _buddy_sections(rep: dict[str, Any]) -> list[Section]:
     out.append(("Patterns", None, ["pattern", "what runs"], [[k, v] for k, v in rep["patterns"].items()], None))
     p = rep["contention"]["params"]
     out.append(("Contention: pcp_buddy / classic",
-                f"Per-seed ratios pcp_buddy/classic, mean [95% interval] over {len(p['seeds'])} seeds, virtual time; "
+                f"Per-seed ratios pcp_buddy/classic on the {rep['preset']} preset, mean [95% interval] over "
+                f"{len(p['seeds'])} seeds, virtual time; "
                 "pcp->high auto-tuned (fraction 0) or at vm.percpu_pagelist_high_fraction=8; 'page ns' is the "
                 "cost model's price of a page moved under zone->lock (the last rows: none, a bound on what that "
                 "charge decides, as pcp_buddy moves whole pageblocks under the lock).",
