@@ -126,6 +126,49 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 _VERBS.append(_add_replay)
 
 
+
+def _add_capture(sub: Any) -> None:
+    p = sub.add_parser(
+        "capture", help="run a command traced on the live kernel and save a capture directory",
+        description="Run COMMAND with the kmem page-allocator events traced through tracefs (whole "
+        "system by default: every task shares the pcp lists) and write DIR/ with trace.txt.xz, "
+        "before-/after- snapshots of /proc/zoneinfo, buddyinfo, pagetypeinfo and vmstat, and "
+        "capture.json. Needs root. `pcpemu replay DIR` replays it from the traced kernel's state.")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="capture directory (new, empty "
+                   "or an older capture)")
+    p.add_argument("--pid-only", action="store_true",
+                   help="trace only COMMAND and its children (set_event_pid with event-fork)")
+    p.add_argument("--buffer-mb", type=int, default=128, metavar="N",
+                   help="ring buffer per CPU in MiB (default 128)")
+    p.add_argument("--allow-loss", action="store_true",
+                   help="keep a capture whose ring buffer overran, recording the loss")
+    p.add_argument("--json", action="store_true", help="print capture.json as one JSON document")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    p.set_defaults(func=_cmd_capture)
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from ..runs.capture import capture
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    info = capture(args.output, command, pid_only=args.pid_only, buffer_mb=args.buffer_mb,
+                   allow_loss=args.allow_loss)
+    if args.json:
+        emit_json("capture", dataclasses_asdict(info))
+    else:
+        print(f"captured {info.wall_seconds:.1f} s of {' '.join(command)} on {info.cpus} CPUs "
+              f"({info.kernel_release}) into {args.output}: {info.trace_bytes / 1e6:.1f} MB of trace text, "
+              f"{info.lost_events:,} events lost", file=sys.stderr)
+        for note in info.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if info.exit_status:
+        print(f"pcpemu capture: the command exited with status {info.exit_status}", file=sys.stderr)
+    # The command's own status, as `time` and `perf record` give it; killed by a signal: 1.
+    return info.exit_status if 0 <= info.exit_status < 256 else EXIT_ERROR
+
+
+_VERBS.append(_add_capture)
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser("report", help="the one-THP-list vs two comparison report (HTML, Markdown, JSON, PNG)")
     p.add_argument("-o", "--output", default="pcpemu-report", help="output directory (default ./pcpemu-report)")
