@@ -218,6 +218,45 @@ class Machine:
         pfn = int(self._slots[slot]) if 0 <= slot < len(self._slots) else -1
         return None if pfn < 0 else pfn
 
+    # ---- a traced kernel's starting state (pcpemu.runs.kstate) ----
+
+    def seed_zone(self, zone: str, block_types: np.ndarray, free_pfns: np.ndarray, free_orders: np.ndarray,
+                  owner: int) -> None:
+        """Lay a zone out as a real one was: every page allocated to ``owner`` (order 0),
+        the pageblock types ``block_types`` (one per pageblock of the zone, as
+        MIGRATETYPE_NAMES indexes), then the blocks ``free_pfns``/``free_orders`` freed
+        into the buddy. Only on a machine that has run nothing."""
+        if self.stats()["ALLOC_CALLS"] or self.stats()["FREE_CALLS"]:
+            raise PcpemuError("seed_zone needs a machine that has run nothing")
+        zi = self._zone_idx(zone)
+        _core.seed_untraced_zone(self._core, zi, np.ascontiguousarray(block_types, np.uint8), owner)
+        _core.seed_free_blocks(self._core, np.ascontiguousarray(free_pfns, np.int64),
+                               np.ascontiguousarray(free_orders, np.int8), owner)
+
+    def seed_pcp(self, zone: str, cpu: int, pfns: np.ndarray, high: int, owner: int) -> None:
+        """Put ``owner``'s order-0 pages ``pfns`` on a CPU's Movable order-0 pcp list and set its high."""
+        pindex = self.order_to_pindex("Movable", 0)
+        _core.seed_pcp(self._core, self._zone_idx(zone), self._cpu(cpu), pindex,
+                       np.ascontiguousarray(pfns, np.int64), int(high), owner)
+
+    def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
+                      cursor: np.ndarray) -> np.ndarray:
+        """Up to n blocks of ``owner``'s pages made whole at ``order`` (see _core.take_untraced)."""
+        return _core.take_untraced(self._core, self._zone_idx(zone), migratetype, self._order(order), n,
+                                   owner, cursor)
+
+    def load_slots(self, slots: np.ndarray, pfns: np.ndarray) -> None:
+        """Point op-stream slots at allocated blocks, so that stream frees can free them."""
+        if len(slots) and int(slots.max()) >= len(self._slots):
+            grown = np.full(max(int(slots.max()) + 1, 2 * len(self._slots)), -1, dtype=np.int64)
+            grown[: len(self._slots)] = self._slots
+            self._slots = grown
+        self._slots[slots] = pfns
+
+    def reset_stats(self) -> None:
+        """Zero every counter (the state stays)."""
+        _core.reset_stats(self._core)
+
     # ---- views ----
 
     def stats(self, per_cpu: bool = False) -> dict[str, Any]:

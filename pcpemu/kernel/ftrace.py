@@ -43,6 +43,7 @@ __all__ = [
     "TraceStats",
     "for_each_event",
     "read_event_batches",
+    "read_pagetypeinfo",
     "read_zoneinfo",
     "write_ftrace",
 ]
@@ -578,3 +579,54 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
             counters[key] = value
     cpus = {p["cpu"] for z in zones for p in z["pagesets"]}
     return {"nr_cpus": len(cpus), "zones": zones}
+
+
+# ---------------------------------------------------------------------------------------
+# /proc/pagetypeinfo
+
+
+# Counts of 100000 and more print as ">100000" (a lower bound).
+_PTI_FREE = re.compile(r"Node\s+(\d+), zone\s+(\S+), type\s+(\S+)((?:\s+>?\d+)+)\s*$")
+_PTI_BLOCKS_HEAD = re.compile(r"Number of blocks type((?:\s+\S+)+)\s*$")
+_PTI_BLOCKS = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
+
+
+def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
+    """Parse a /proc/pagetypeinfo dump (pagetypeinfo_showfree and
+    pagetypeinfo_showblockcount in mm/vmstat.c).
+
+    :param path_or_text: the text itself (anything with a newline) or a path to it.
+    :return: ``{"pageblock_order": int, "zones": {name: {"free": {migratetype: [count by
+        order]}, "blocks": {migratetype: count}}}}`` with the kernel's migratetype names.
+    :raises TraceFormatError: for a dump without free counts or block counts.
+    """
+    text = os.fspath(path_or_text)
+    if "\n" not in text:
+        with open(path_or_text, encoding="utf-8") as f:
+            text = f.read()
+    zones: dict[str, dict] = {}
+    block_types: list[str] | None = None
+    order = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.startswith("Page block order:"):
+            order = int(line.split(":")[1])
+            continue
+        m = _PTI_FREE.match(line)
+        if m:
+            zone = zones.setdefault(m.group(2), {"free": {}, "blocks": {}})
+            zone["free"][m.group(3)] = [int(v.lstrip(">")) for v in m.group(4).split()]
+            continue
+        m = _PTI_BLOCKS_HEAD.match(line)
+        if m:
+            block_types = m.group(1).split()
+            continue
+        m = _PTI_BLOCKS.match(line)
+        if m and block_types is not None:
+            counts = [int(v) for v in m.group(3).split()]
+            if len(counts) != len(block_types):
+                raise TraceFormatError(f"pagetypeinfo line {lineno}: {len(counts)} block counts for "
+                                       f"{len(block_types)} types")
+            zones.setdefault(m.group(2), {"free": {}, "blocks": {}})["blocks"] = dict(zip(block_types, counts))
+    if not zones or block_types is None:
+        raise TraceFormatError("pagetypeinfo: no free counts or no 'Number of blocks type' table")
+    return {"pageblock_order": order, "zones": zones}
