@@ -233,11 +233,11 @@ class Machine:
         _core.seed_free_blocks(self._core, np.ascontiguousarray(free_pfns, np.int64),
                                np.ascontiguousarray(free_orders, np.int8), owner)
 
-    def seed_pcp(self, zone: str, cpu: int, pfns: np.ndarray, high: int, owner: int) -> None:
-        """Put ``owner``'s order-0 pages ``pfns`` on a CPU's Movable order-0 pcp list and set its high."""
+    def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int) -> int:
+        """Put ``count`` of ``owner``'s pages on a CPU's Movable order-0 pcp list and set
+        its high; returns how many went on."""
         pindex = self.order_to_pindex("Movable", 0)
-        _core.seed_pcp(self._core, self._zone_idx(zone), self._cpu(cpu), pindex,
-                       np.ascontiguousarray(pfns, np.int64), int(high), owner)
+        return _core.seed_pcp(self._core, self._zone_idx(zone), self._cpu(cpu), pindex, int(count), int(high), owner)
 
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
                       cursor: np.ndarray) -> np.ndarray:

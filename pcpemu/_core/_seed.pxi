@@ -79,47 +79,64 @@ def seed_free_blocks(Allocator a, int64_t[::1] pfns, int8_t[::1] orders, uint64_
                         get_pageblock_migratetype(pgdat, pfn), True)
 
 
-def seed_pcp(Allocator a, int zi, int cpu, int pindex, int64_t[::1] pfns, int high, uint64_t owner):
-    """Put the owner's pages (blocks of pindex's order) on one pcp list, oldest
-    last, and set that pcp's high."""
+def seed_pcp(Allocator a, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
+    """Put n of the owner's pages on one pcp list (blocks of pindex's order, from
+    pageblocks of the list's migratetype first, then any) and set that pcp's high.
+    Returns how many blocks went on the list."""
     cdef pglist_data *pgdat = &a.pgdat
     cdef zone *z = &pgdat.node_zones[zi]
     cdef per_cpu_pages *pcp
-    cdef int order
-    cdef Py_ssize_t k
-    cdef unsigned long pfn, i
+    cdef int order, mt, want, pass_
+    cdef Py_ssize_t got = 0
+    cdef unsigned long pfn, i, size, end = z.zone_start_pfn + z.spanned_pages
+    cdef bint whole
     cdef page *p
     if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or not 0 <= pindex < pgdat.nr_pcp_lists:
         raise PcpemuError(f"no pcp list {pindex} of cpu {cpu} in zone {zi}")
     pcp = z.per_cpu_pageset[cpu]
     order = pgdat.pindex_order[pindex]
-    for k in range(pfns.shape[0]):
-        pfn = pfns[k]
-        if pfn & ((1UL << order) - 1) or page_zone(pgdat, pfn) != z:
-            raise PcpemuError(f"pfn {pfn:#x} cannot head an order-{order} block of zone {zi}")
-        for i in range(pfn, pfn + (1UL << order)):
-            if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                raise PcpemuError(f"pfn {i:#x} is not the untraced owner's")
-        for i in range(pfn, pfn + (1UL << order)):
-            p = pfn_to_page(pgdat, i)
-            p.flags = 0
-            p._refcount = 0
-            p.owner = 0
-        p = pfn_to_page(pgdat, pfn)
-        list_add_tail(&p.lru, &pcp.lists[pindex])
-        p.flags = PG_pcp
-        p.cpu = <int16_t>cpu
-        p.pindex = <uint8_t>pindex
-        pcp.count += 1 << order
-    pcp.high = high
+    size = 1UL << order
+    mt = -1
+    for want in range(MIGRATE_PCPTYPES):
+        if pgdat.pindex[order][want] == pindex:
+            mt = want
+    with nogil:
+        for pass_ in range(2):
+            pfn = z.zone_start_pfn
+            while got < n and pfn + size <= end:
+                if pass_ == 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
+                    pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER
+                    continue
+                whole = True
+                for i in range(pfn, pfn + size):
+                    if not _is_untraced(pfn_to_page(pgdat, i), owner):
+                        whole = False
+                        break
+                if whole:
+                    for i in range(pfn, pfn + size):
+                        p = pfn_to_page(pgdat, i)
+                        p.flags = 0
+                        p._refcount = 0
+                        p.owner = 0
+                    p = pfn_to_page(pgdat, pfn)
+                    list_add_tail(&p.lru, &pcp.lists[pindex])
+                    p.flags = PG_pcp
+                    p.cpu = <int16_t>cpu
+                    p.pindex = <uint8_t>pindex
+                    pcp.count += 1 << order
+                    got += 1
+                pfn += size
+        pcp.high = high
+    return got
 
 
 def take_untraced(Allocator a, int zi, int mt, int order, Py_ssize_t n, uint64_t owner,
                   int64_t[::1] cursor):
     """Up to n blocks of the given order made of the owner's order-0 pages in zone
     zi, from pageblocks of type mt (-1: any), each turned into one allocated block
-    of that order ready to be freed. cursor[0] is where the search goes on from
-    (the owner only ever gives pages back, so it never has to look behind).
+    of that order ready to be freed, and no longer the owner's (its head's owner is
+    owner - 1), so no later take hands it out again. cursor[0] is where the search
+    goes on from (the owner only ever gives pages away, so it never looks behind).
     Returns the head pfns."""
     cdef pglist_data *pgdat = &a.pgdat
     cdef zone *z = &pgdat.node_zones[zi]
@@ -150,6 +167,7 @@ def take_untraced(Allocator a, int zi, int mt, int order, Py_ssize_t n, uint64_t
                     p[i].owner = 0
                     p[i]._refcount = 0
                 p.order = <uint8_t>order
+                p.owner = owner - 1
                 o[got] = pfn
                 got += 1
             pfn += size

@@ -39,6 +39,7 @@ __all__ = [
     "MM_PAGE_FREE_BATCHED",
     "MM_PAGE_PCPU_DRAIN",
     "PFN_FAILED",
+    "VMSTAT_UPDATE",
     "TraceEvent",
     "TraceStats",
     "for_each_event",
@@ -56,6 +57,9 @@ MM_PAGE_FREE_BATCHED = 3
 MM_PAGE_PCPU_DRAIN = 4
 MM_PAGE_ALLOC_ZONE_LOCKED = 5
 MM_PAGE_ALLOC_EXTFRAG = 6
+#: A run of the vmstat worker on its CPU (workqueue_execute_start of vmstat_update,
+#: which pcpemu capture records): refresh_cpu_vm_stats -> decay_pcp_high.
+VMSTAT_UPDATE = 7
 
 #: Tracepoint name of each kind, indexed by kind.
 EVENT_NAMES = (
@@ -66,8 +70,10 @@ EVENT_NAMES = (
     "mm_page_pcpu_drain",
     "mm_page_alloc_zone_locked",
     "mm_page_alloc_extfrag",
+    "vmstat_update",
 )
-_KIND = {name: kind for kind, name in enumerate(EVENT_NAMES) if name}
+_KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
+_WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")
 
 #: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
 PFN_FAILED = -1
@@ -272,6 +278,9 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
         return None
     event = m.group("event").decode()
     kind = _KIND.get(event)
+    if event == "workqueue_execute_start" and _WORK_VMSTAT.fullmatch(m.group("fields")):
+        cpu = int(m.group("cpu"))
+        return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
     if kind is None or m.group("sys") not in (None, b"kmem"):
         stats.skipped[f"event {event}"] += 1
         return None
@@ -379,7 +388,7 @@ def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = Fa
         kinds = np.bincount(rows["kind"], minlength=len(EVENT_NAMES))
         for k in np.flatnonzero(kinds):
             stats.events[EVENT_NAMES[k]] += int(kinds[k])
-        stats.failed_allocs += int(np.count_nonzero(rows["pfn"] == PFN_FAILED))
+        stats.failed_allocs += int(np.count_nonzero((rows["pfn"] == PFN_FAILED) & (rows["kind"] == MM_PAGE_ALLOC)))
         pending.append(rows)
         npending += len(rows)
         if npending >= batch:
@@ -442,6 +451,8 @@ _HEADER = """\
 
 def _format_fields(ev: TraceEvent) -> str:
     kind = ev.kind
+    if kind == VMSTAT_UPDATE:
+        return f"work struct {_hash_ptr(ev.cpu):016x}: function vmstat_update"
     if ev.pfn == PFN_FAILED:
         if kind != MM_PAGE_ALLOC:
             raise ValueError(f"only mm_page_alloc can fail, not {EVENT_NAMES[kind]}")
@@ -493,8 +504,9 @@ def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
     for row in rows:
         ev = row if isinstance(row, TraceEvent) else TraceEvent(*row)
         usecs = round(ev.timestamp * 1e6)
+        name = "workqueue_execute_start" if ev.kind == VMSTAT_UPDATE else EVENT_NAMES[ev.kind]
         file.write(f"{prefix}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
-                   f"{EVENT_NAMES[ev.kind]}: {_format_fields(ev)}\n")
+                   f"{name}: {_format_fields(ev)}\n")
         n += 1
     return n
 

@@ -205,15 +205,9 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict) -> Seed:
         for p in z["pagesets"]:
             if p["cpu"] >= m.config.cpus:
                 continue
-            cursor = np.zeros(1, np.int64)
-            pages = m.take_untraced(zp.name, _MOVABLE, 0, p.get("count", 0), UNTRACED, cursor)
-            if len(pages) < p.get("count", 0):
-                cursor[0] = 0
-                more = m.take_untraced(zp.name, -1, 0, p["count"] - len(pages), UNTRACED, cursor)
-                pages = np.concatenate((pages, more))
-            m.seed_pcp(zp.name, p["cpu"], pages, p.get("high", zp.high_min), UNTRACED)
-            pcp.append({"cpu": p["cpu"], "count": len(pages), "high": p.get("high", zp.high_min),
-                        "shown_count": p.get("count", 0)})
+            high = p.get("high", zp.high_min)
+            placed = m.seed_pcp(zp.name, p["cpu"], p.get("count", 0), high, UNTRACED)
+            pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0)})
         state = m.zone_state(zp.name)
         report[zp.name] = {"free_pages": int(state.get("free_pages", -1)) if isinstance(state, dict) else -1,
                            "shown_free_pages": int((free * (1 << np.arange(MAX_PAGE_ORDER + 1))).sum()),
