@@ -225,8 +225,10 @@ cdef class Allocator:
             z.lowmem_reserve[i] = zp.lowmem_reserve[i]
         z.zone_start_pfn = zp.start_pfn
         z.spanned_pages = zp.spanned
-        z.present_pages = zp.managed
+        z.present_pages = zp.present
         z.managed_pages = zp.managed
+        z.managed_start = zp.free_start
+        z.managed_end = zp.free_start + zp.managed
         z.cma_pages = zp.cma_pages
         z.pageset_batch = zp.batch
         z.pageset_high_min = zp.high_min
@@ -236,31 +238,41 @@ cdef class Allocator:
                 INIT_LIST_HEAD(&z.free_area[i].free_list[mt])
 
     cdef void _memmap_init(self, zones, unsigned long cma_base, unsigned long cma_pages):
-        # Every pageblock starts Movable, the CMA range CMA; then all memory
-        # is freed to the buddy from low to high pfn in the largest aligned
-        # blocks (memmap_init, cma_activate_area, __free_pages_memory).
+        # memmap_init() sets a pageblock Movable at each pageblock-aligned pfn of
+        # memory; other blocks keep type 0, Unmovable (a block whose first pfn is
+        # no memory, as pfn 0 of x86_64's DMA zone). The CMA range is CMA. Then
+        # the managed pages are freed to the buddy from low to high pfn in the
+        # largest aligned blocks (cma_activate_area, __free_pages_memory).
         # Unlike the kernel, CMA pageblocks are released straight into the
         # buddy too, not through free_unref_page.
         cdef pglist_data *pgdat = &self.pgdat
-        cdef unsigned long b, cma_lo, cma_hi
+        cdef unsigned long b, cma_lo, cma_hi, start, end
         cdef int zi
-        memset(pgdat.pageblock_mt, MIGRATE_MOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
+        memset(pgdat.pageblock_mt, MIGRATE_UNMOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
+        for zp in zones:
+            if zp.managed:
+                end = zp.free_start + zp.managed
+                for b in range((zp.start_pfn + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER,
+                               (end + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER):
+                    pgdat.pageblock_mt[b] = MIGRATE_MOVABLE
         for b in range(cma_base >> PAGEBLOCK_ORDER, (cma_base + cma_pages) >> PAGEBLOCK_ORDER):
             pgdat.pageblock_mt[b] = MIGRATE_CMA
         for zp in zones:
             if not zp.managed:
                 continue
-            for b in range(zp.start_pfn >> MAX_PAGE_ORDER, ((zp.start_pfn + zp.spanned - 1) >> MAX_PAGE_ORDER) + 1):
+            start, end = zp.free_start, zp.free_start + zp.managed
+            # Only the managed pages' blocks: zones may share a MAX_ORDER block
+            # where the pages of one of them are never seen by the buddy.
+            for b in range(start >> MAX_PAGE_ORDER, ((end - 1) >> MAX_PAGE_ORDER) + 1):
                 pgdat.block_zone[b] = zp.idx
             zi = zp.idx
-            end = zp.start_pfn + zp.spanned
             # The CMA area is freed apart, a pageblock at a time, as
             # cma_activate_area() does after the rest of memory.
-            cma_lo = min(max(cma_base, zp.start_pfn), end)
-            cma_hi = min(max(cma_base + cma_pages, zp.start_pfn), end)
-            for pfn, end, max_order in ((zp.start_pfn, cma_lo, MAX_PAGE_ORDER), (cma_hi, end, MAX_PAGE_ORDER),
-                                        (cma_lo, cma_hi, PAGEBLOCK_ORDER)):
-                _free_range(pgdat, &pgdat.node_zones[zi], pfn, end, max_order)
+            cma_lo = min(max(cma_base, start), end)
+            cma_hi = min(max(cma_base + cma_pages, start), end)
+            for pfn, stop, max_order in ((start, cma_lo, MAX_PAGE_ORDER), (cma_hi, end, MAX_PAGE_ORDER),
+                                         (cma_lo, cma_hi, PAGEBLOCK_ORDER)):
+                _free_range(pgdat, &pgdat.node_zones[zi], pfn, stop, max_order)
 
     def __dealloc__(self):
         cdef int zi

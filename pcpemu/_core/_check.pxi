@@ -104,9 +104,9 @@ cdef int _check_pcp(pglist_data *pgdat, zone *z, char *buf, size_t n, unsigned l
 
 cdef int _check_coverage(pglist_data *pgdat, zone *z, char *buf, size_t n,
                          unsigned long *nr_heads) noexcept nogil:
-    # Every page of the zone belongs to exactly one block: free, on a pcp
-    # list, or allocated; the pages inside a block carry no state.
-    cdef unsigned long pfn = z.zone_start_pfn, end = z.zone_start_pfn + z.spanned_pages, size, q
+    # Every managed page of the zone belongs to exactly one block: free, on a
+    # pcp list, or allocated; the pages inside a block carry no state.
+    cdef unsigned long pfn = z.managed_start, end = z.managed_end, size, q
     cdef page *p
     while pfn < end:
         p = pfn_to_page(pgdat, pfn)

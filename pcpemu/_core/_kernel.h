@@ -107,6 +107,7 @@ struct zone {
 	unsigned long _watermark[4];	/* WMARK_MIN, LOW, HIGH, PROMO */
 	unsigned long watermark_boost;
 	unsigned long nr_reserved_highatomic;
+	unsigned long nr_free_highatomic;	/* v6.12 (c928807f6f6b) */
 	long lowmem_reserve[MAX_NR_ZONES];
 	struct per_cpu_pages **per_cpu_pageset;	/* [cpu] */
 	int pageset_high_min;
@@ -119,6 +120,8 @@ struct zone {
 	unsigned long present_pages;
 	unsigned long cma_pages;
 	int nr_isolate_pageblock;
+	/* emulator: the pfns freed to the buddy at boot (ZoneSpan.free_start/free_end) */
+	unsigned long managed_start, managed_end;
 	struct cacheline_padding _pad1_;
 	/* Write-intensive fields used from the page allocator */
 	struct free_area free_area[NR_PAGE_ORDERS];

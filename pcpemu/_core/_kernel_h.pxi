@@ -78,6 +78,7 @@ cdef extern from "_kernel.h" nogil:
         unsigned long _watermark[4]
         unsigned long watermark_boost
         unsigned long nr_reserved_highatomic
+        unsigned long nr_free_highatomic
         long lowmem_reserve[5]
         per_cpu_pages **per_cpu_pageset
         int pageset_high_min
@@ -90,6 +91,8 @@ cdef extern from "_kernel.h" nogil:
         unsigned long present_pages
         unsigned long cma_pages
         int nr_isolate_pageblock
+        unsigned long managed_start
+        unsigned long managed_end
         free_area free_area[11]
         unsigned long flags
         spinlock_t lock

@@ -22,19 +22,20 @@ cdef inline void _make_untraced(pglist_data *pgdat, page *p, unsigned long pfn, 
 
 def seed_untraced_zone(Allocator a, int zi, uint8_t[::1] block_types, uint64_t owner):
     """Give every free page of zone zi to owner as order-0 allocations and set the
-    zone's pageblock types (block_types[i]: the block at zone_start_pfn + i*pageblock).
-    The node must be fresh: nothing allocated, empty pcp lists."""
+    pageblock types of its managed pages (block_types[i]: the block i blocks after
+    the one holding managed_start). The node must be fresh: nothing allocated,
+    empty pcp lists."""
     cdef pglist_data *pgdat = &a.pgdat
     cdef zone *z = &pgdat.node_zones[zi]
     cdef int order, mt
     cdef page *p
-    cdef unsigned long pfn, i, first = z.zone_start_pfn >> PAGEBLOCK_ORDER
+    cdef unsigned long pfn, i, first = z.managed_start >> PAGEBLOCK_ORDER
+    cdef unsigned long nblocks = ((z.managed_end - 1) >> PAGEBLOCK_ORDER) + 1 - first
     cdef Py_ssize_t b
     if z.per_cpu_pageset == NULL:
         raise PcpemuError(f"zone {zi} is not populated")
-    if block_types.shape[0] != (z.spanned_pages + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER:
-        raise PcpemuError(f"zone {zi} has {(z.spanned_pages + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER} "
-                          f"pageblocks, not {block_types.shape[0]}")
+    if <unsigned long>block_types.shape[0] != nblocks:
+        raise PcpemuError(f"zone {zi} has {nblocks} pageblocks of managed pages, not {block_types.shape[0]}")
     for b in range(block_types.shape[0]):
         if block_types[b] >= MIGRATE_PCPTYPES + 1:        # Unmovable, Movable, Reclaimable, HighAtomic
             raise PcpemuError(f"pageblock type {block_types[b]} cannot be seeded")
@@ -49,7 +50,7 @@ def seed_untraced_zone(Allocator a, int zi, uint8_t[::1] block_types, uint64_t o
                         p[i].flags = 0
         for b in range(block_types.shape[0]):
             pgdat.pageblock_mt[first + b] = block_types[b]
-        for pfn in range(z.zone_start_pfn, z.zone_start_pfn + z.spanned_pages):
+        for pfn in range(z.managed_start, z.managed_end):
             _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
 
 
@@ -88,7 +89,7 @@ def seed_pcp(Allocator a, int zi, int cpu, int pindex, Py_ssize_t n, int high, u
     cdef per_cpu_pages *pcp
     cdef int order, mt, want, pass_
     cdef Py_ssize_t got = 0
-    cdef unsigned long pfn, i, size, end = z.zone_start_pfn + z.spanned_pages
+    cdef unsigned long pfn, i, size, end = z.managed_end
     cdef bint whole
     cdef page *p
     if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or not 0 <= pindex < pgdat.nr_pcp_lists:
@@ -102,7 +103,7 @@ def seed_pcp(Allocator a, int zi, int cpu, int pindex, Py_ssize_t n, int high, u
             mt = want
     with nogil:
         for pass_ in range(2):
-            pfn = z.zone_start_pfn
+            pfn = z.managed_start
             while got < n and pfn + size <= end:
                 if pass_ == 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
                     pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER
@@ -140,7 +141,7 @@ def take_untraced(Allocator a, int zi, int mt, int order, Py_ssize_t n, uint64_t
     Returns the head pfns."""
     cdef pglist_data *pgdat = &a.pgdat
     cdef zone *z = &pgdat.node_zones[zi]
-    cdef unsigned long size = 1UL << order, pfn, i, end = z.zone_start_pfn + z.spanned_pages
+    cdef unsigned long size = 1UL << order, pfn, i, end = z.managed_end
     cdef Py_ssize_t got = 0
     cdef bint whole
     cdef page *p
@@ -149,7 +150,7 @@ def take_untraced(Allocator a, int zi, int mt, int order, Py_ssize_t n, uint64_t
     if order > MAX_PAGE_ORDER or z.per_cpu_pageset == NULL:
         raise PcpemuError(f"cannot take order-{order} blocks from zone {zi}")
     with nogil:
-        pfn = max(<unsigned long>cursor[0], z.zone_start_pfn)
+        pfn = max(<unsigned long>cursor[0], z.managed_start)
         pfn = (pfn + size - 1) & ~(size - 1)
         while got < n and pfn + size <= end:
             if mt >= 0 and get_pageblock_migratetype(pgdat, pfn) != mt:

@@ -83,11 +83,10 @@ class _Regions:
         return None
 
 
-def _layout(start: int, spanned: int, counts: np.ndarray, free: np.ndarray, zone: str,
+def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: str,
             notes: list[str]) -> tuple[np.ndarray, list[int], list[int]]:
-    # Pageblock types and free blocks of one zone. free[mt][order] as pagetypeinfo.
-    nblocks = -(-spanned // _BLOCK)
-    whole = spanned // _BLOCK          # a last, short pageblock stays allocated
+    # Pageblock types and free blocks of the whole pageblocks [start, start + whole
+    # blocks) of one zone. free[mt][order] as pagetypeinfo.
     free = free.copy()
     counts = counts.copy()
     # Wholly free pageblocks: order-10 pairs and order-9 singles, each single
@@ -118,7 +117,7 @@ def _layout(start: int, spanned: int, counts: np.ndarray, free: np.ndarray, zone
         # block or an allocated one) and the remaining partly used blocks two by two.
         return len(pairs) + len(singles) + -(-max(0, int(partial.sum()) - len(singles)) // 2)
 
-    while units() > whole // 2:
+    while units() > (whole - 1) // 2:
         spare = np.flatnonzero(partial > need)
         if len(spare):
             partial[spare[np.argmax(partial[spare])]] -= 1
@@ -135,7 +134,7 @@ def _layout(start: int, spanned: int, counts: np.ndarray, free: np.ndarray, zone
     # Partly used blocks first (low pfns), grouped by type; then the singles, each
     # beside a partly used block or an allocated one; then the pairs.
     partial_types = [mt for mt in (0, 2, 3, 1) for _ in range(int(partial[mt]))]
-    types = np.full(nblocks, _MOVABLE, np.uint8)
+    types = np.full(whole, _MOVABLE, np.uint8)
     pfns: list[int] = []
     orders: list[int] = []
     regions_start: dict[int, list[int]] = {mt: [] for mt in range(len(counts))}
@@ -145,7 +144,7 @@ def _layout(start: int, spanned: int, counts: np.ndarray, free: np.ndarray, zone
         types[b] = mt
         regions_start[mt].append(start + b * _BLOCK)
         b += 1
-    b += b % 2
+    b += (start // _BLOCK + b) % 2      # singles and pairs start on an order-10 boundary (a gap stays allocated)
     partners = partial_types[n_alone:]
     for i, mt in enumerate(singles):
         types[b] = mt
@@ -193,13 +192,17 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict) -> Seed:
         pti = pagetypeinfo["zones"].get(zp.name)
         if z is None or pti is None:
             raise ConfigError(f"zone {zp.name} is emulated but not in the capture's zoneinfo/pagetypeinfo")
-        nblocks = -(-zp.spanned // _BLOCK)
-        counts = _block_counts(nblocks, pti["blocks"], zp.name, notes)
+        # The managed pages' pageblocks; short ones at either end stay allocated.
+        fs, fe = zp.free_start, zp.free_start + zp.managed
+        first, b0, b1 = fs // _BLOCK, -(-fs // _BLOCK), fe // _BLOCK
+        counts = _block_counts(b1 - b0, pti["blocks"], zp.name, notes)
         free = np.zeros((len(_SEEDED_TYPES), MAX_PAGE_ORDER + 1), np.int64)
         for t, row in pti["free"].items():
             if t in _SEEDED_TYPES:
                 free[_SEEDED_TYPES.index(t), : len(row)] = row[: MAX_PAGE_ORDER + 1]
-        types, pfns, orders = _layout(zp.start_pfn, zp.spanned, counts, free, zp.name, notes)
+        inner, pfns, orders = _layout(b0 * _BLOCK, b1 - b0, counts, free, zp.name, notes)
+        types = np.full((fe - 1) // _BLOCK + 1 - first, _MOVABLE, np.uint8)
+        types[b0 - first : b1 - first] = inner
         m.seed_zone(zp.name, types, np.array(pfns, np.int64), np.array(orders, np.int8), UNTRACED)
         pcp = []
         for p in z["pagesets"]:

@@ -54,7 +54,7 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
-    p.add_argument("--cma", default="0", help="CMA size (default none)")
+    p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
     p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
     p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
                    help="THP-list policies to compare on the same stream (default: the preset's); "
@@ -72,13 +72,14 @@ def _add_replay(sub: Any) -> None:
 def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     from ..kernel.config import KernelConfig
     from ..errors import ConfigError
-    from ..runs.replay import config_from_zoneinfo
+    from ..kernel.zoneinfo import static_differences
 
-    extra = {"cma": args.cma}
+    extra = {} if args.cma is None else {"cma": args.cma}
     if args.zoneinfo:
         if args.cpus is not None or args.zones is not None:
             raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
-        base, notes = config_from_zoneinfo(args.zoneinfo, args.preset, **extra)
+        base = KernelConfig.from_zoneinfo(args.zoneinfo, args.preset, **extra)
+        notes = static_differences(base, args.zoneinfo)
     else:
         zones: Any = args.zones or "x86_64"
         if zones not in ("x86_64", "normal"):

@@ -169,11 +169,10 @@ def measure_repro(params: dict[str, Any]) -> dict[str, Any]:
 
 def _replay_config(p: dict[str, Any]) -> Any:
     from ..kernel.config import KernelConfig
-    from ..runs.replay import config_from_zoneinfo
 
     over = {} if p["policy"] is None else {"thp_lists": p["policy"], "thp": p["policy"] != "none"}
     if p["zoneinfo"] is not None:
-        return config_from_zoneinfo(p["zoneinfo"], preset=p["preset"], **over)[0]
+        return KernelConfig.from_zoneinfo(p["zoneinfo"], preset=p["preset"], **over)
     return KernelConfig.preset(p["preset"], **over)
 
 

@@ -1,0 +1,210 @@
+"""The machine a real /proc/zoneinfo describes (KernelConfig.from_zoneinfo).
+
+A dump gives each zone's start_pfn, spanned, present and managed pages, the
+CPUs (one pageset per online CPU), the CMA pages, and the boot values the
+kernel derived: watermarks, protection, pcp batch/high_min/high_max. The zones
+and CPUs are taken as printed; min_free_kbytes and watermark_scale_factor are
+derived as the preset's kernel does and, where the dump's watermarks say
+otherwise (a sysctl was set), the values that reproduce them are chosen.
+:func:`static_differences` lists every printed boot value the config does not
+reproduce.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+from .config import PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PRESETS, KernelConfig, ZoneSpan
+from .ftrace import read_zoneinfo
+from .gfp import MAX_NR_ZONES, ZONE_MOVABLE, ZONE_NAMES
+from .watermark import setup_zones, zone_watermarks
+
+__all__ = ["config_fields", "static_differences"]
+
+_MAX_WATERMARK_SCALE_FACTOR = 3000
+
+
+def _read(zoneinfo: Any) -> dict:
+    if isinstance(zoneinfo, dict):
+        return zoneinfo
+    if isinstance(zoneinfo, os.PathLike) or (isinstance(zoneinfo, str) and "\n" not in zoneinfo):
+        if not os.path.isfile(zoneinfo):
+            raise ConfigError(f"zoneinfo: {os.fspath(zoneinfo)!r} is not a readable file")
+    return read_zoneinfo(zoneinfo)
+
+
+def _zones(info: dict) -> list[dict]:
+    # The node's zones in file order, checked to be one 64-bit node pcpemu can build.
+    zones = info["zones"]
+    if not zones:
+        raise ConfigError("zoneinfo: no 'Node N, zone' line")
+    nodes = sorted({z["node"] for z in zones})
+    if len(nodes) > 1:
+        raise ConfigError(f"zoneinfo: nodes {', '.join(map(str, nodes))}; pcpemu emulates one NUMA node "
+                          "(give the zones of one node)")
+    for z in zones:
+        if z["name"] not in ZONE_NAMES:
+            raise ConfigError(f"zoneinfo: zone {z['name']} is not one of {', '.join(ZONE_NAMES)} "
+                              "(pcpemu models 64-bit kernels)")
+        for key in ("spanned", "present", "managed"):
+            if key not in z:
+                raise ConfigError(f"zoneinfo: zone {z['name']} has no '{key}' line")
+        if z["present"] and not z["managed"]:
+            raise ConfigError(f"zoneinfo: zone {z['name']} has {z['present']} present pages but none managed; "
+                              "pcpemu cannot build a populated zone the buddy never saw")
+        if z["name"] == "Device" and z["managed"]:
+            raise ConfigError("zoneinfo: zone Device has managed pages; pcpemu does not model ZONE_DEVICE memory")
+    return zones
+
+
+def _cpus(zones: list[dict]) -> int:
+    sets = {tuple(sorted(p["cpu"] for p in z["pagesets"])) for z in zones if z["managed"]}
+    if not sets or not next(iter(sets)):
+        raise ConfigError("zoneinfo: no populated zone with pagesets")
+    if len(sets) > 1:
+        raise ConfigError("zoneinfo: the populated zones list different CPUs in their pagesets")
+    return len(next(iter(sets)))
+
+
+def _cma(populated: list[dict], spans: dict[str, ZoneSpan]) -> dict[str, int]:
+    with_cma = [z for z in populated if z.get("cma")]
+    if not with_cma:
+        return {}
+    if len(with_cma) > 1:
+        raise ConfigError("zoneinfo: CMA pages in zones " + ", ".join(z["name"] for z in with_cma)
+                          + "; pcpemu models one CMA area (give cma= and cma_base=)")
+    z = with_cma[0]
+    span = spans[z["name"]]
+    # The area's place is not printed: put it at the top of the zone's managed pages.
+    return {"cma": z["cma"], "cma_base": (span.free_end - z["cma"]) // PAGEBLOCK_NR_PAGES * PAGEBLOCK_NR_PAGES}
+
+
+def _static_min(z: dict, key: str) -> int | None:
+    # The printed watermarks include the boost of the moment.
+    return None if key not in z else z[key] - z.get("boost", 0)
+
+
+def _managed_by_index(zones: list[dict]) -> list[int]:
+    managed = [0] * MAX_NR_ZONES
+    for z in zones:
+        managed[ZONE_NAMES.index(z["name"])] = z["managed"]
+    return managed
+
+
+def _kbytes_for_mins(zones: list[dict], managed: list[int], scale: int) -> int | None:
+    # Each zone's min is pages_min * managed / lowmem (__setup_per_zone_wmarks),
+    # so pages_min lies just above the sum of the mins: the first min_free_kbytes
+    # that gives every printed min exactly.
+    want = {ZONE_NAMES.index(z["name"]): _static_min(z, "min") for z in zones if z["managed"]}
+    if None in want.values():
+        return None
+    # ZONE_MOVABLE's min is its own (a clamp of managed / 1024), not a share.
+    pages_min = sum(v for i, v in want.items() if i != ZONE_MOVABLE)
+    for kbytes in range(pages_min << (PAGE_SHIFT - 10), (pages_min + len(want) + 1) << (PAGE_SHIFT - 10)):
+        marks = zone_watermarks(managed, kbytes, scale)
+        if all(marks[i][0] == v for i, v in want.items()):
+            return kbytes
+    return None
+
+
+def _scale_for_lows(zones: list[dict], managed: list[int], kbytes: int) -> int | None:
+    want = {ZONE_NAMES.index(z["name"]): _static_min(z, "low") for z in zones if z["managed"]}
+    if None in want.values():
+        return None
+    for scale in range(1, _MAX_WATERMARK_SCALE_FACTOR + 1):
+        marks = zone_watermarks(managed, kbytes, scale)
+        if all(marks[i][1] == v for i, v in want.items()):
+            return scale
+    return None
+
+
+def config_fields(zoneinfo: Any, preset: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The KernelConfig fields (besides the preset's) of the machine a dump describes.
+
+    :param zoneinfo: a path, the text, or what pcpemu.kernel.ftrace.read_zoneinfo returns.
+    :param preset: the preset whose rules derive min_free_kbytes and the rest.
+    :param overrides: fields the caller gives; they win over what the dump says.
+    :raises ConfigError: for a dump pcpemu cannot build (several nodes, a 32-bit
+        zone, no pagesets, CMA in more than one zone) or an unreadable file.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    info = _read(zoneinfo)
+    zones = _zones(info)
+    populated = [z for z in zones if z["managed"]]
+    if not populated:
+        raise ConfigError("zoneinfo: no zone has managed pages")
+    geometry = {}
+    for z in populated:
+        if "start_pfn" not in z:
+            raise ConfigError(f"zoneinfo: zone {z['name']} has no 'start_pfn' line")
+        geometry[z["name"]] = {key: z[key] for key in ("start_pfn", "spanned", "present", "managed")}
+    spans = {name: ZoneSpan(ZONE_NAMES.index(name), **g) for name, g in geometry.items()}
+    fields: dict[str, Any] = {"zones": geometry, "cpus": _cpus(zones),
+                              "built_zones": tuple(z["name"] for z in zones)}
+    if "cma" not in overrides:
+        fields.update(_cma(populated, spans))
+    fields.update(overrides)
+    # Watermarks: keep the preset's derivation when it gives the printed values.
+    cfg = KernelConfig.preset(preset, **fields)
+    managed = _managed_by_index(zones)
+    if "min_free_kbytes" not in overrides and _mismatches(cfg, zones, "min"):
+        kbytes = _kbytes_for_mins(zones, managed, cfg.watermark_scale_factor)
+        if kbytes is not None:
+            fields["min_free_kbytes"] = kbytes
+            cfg = cfg.replace(min_free_kbytes=kbytes)
+    if "watermark_scale_factor" not in overrides and _mismatches(cfg, zones, "low"):
+        scale = _scale_for_lows(zones, managed, setup_zones(cfg)[0])
+        if scale is not None:
+            fields["watermark_scale_factor"] = scale
+    return fields
+
+
+def _mismatches(cfg: KernelConfig, zones: list[dict], key: str) -> bool:
+    # Does a populated zone's printed watermark differ from the config's?
+    populated = [z for z in zones if z["managed"]]
+    return any(k == key for _, k, _, _ in _differences(cfg, populated))
+
+
+def static_differences(cfg: KernelConfig, zoneinfo: Any) -> list[str]:
+    """Every boot value a dump prints that ``cfg`` does not reproduce, one line each.
+
+    Compares start_pfn, spanned, present, managed, cma, min, low, high, promo
+    (less the dump's boost), protection and each pageset's batch, high_min and
+    high_max; an empty list means the config boots into exactly the printed
+    static state.
+    """
+    zones = _zones(_read(zoneinfo))
+    out = []
+    for where, key, ours, printed in _differences(cfg, zones):
+        out.append(f"{where}: {key} {ours}, the dump has {printed}")
+    return out
+
+
+def _differences(cfg: KernelConfig, zones: list[dict]) -> list[tuple[str, str, Any, Any]]:
+    # (where, field, the config's value, the dump's value) for each static field.
+    emulated = {z.name: z for z in setup_zones(cfg)[1]}
+    built = [name for name in ZONE_NAMES if name in cfg.built_zones]
+    out: list[tuple[str, str, Any, Any]] = []
+    if [z["name"] for z in zones if z["name"] in built] != [z["name"] for z in zones]:
+        out.append(("zones", "built", " ".join(built), " ".join(z["name"] for z in zones)))
+    for z in zones:
+        e, where = emulated[z["name"]], f"zone {z['name']}"
+        values = {"spanned": e.spanned, "present": e.present, "managed": e.managed, "cma": e.cma_pages,
+                  "min": e.watermark[0], "low": e.watermark[1], "high": e.watermark[2], "promo": e.watermark[3]}
+        if e.managed:
+            values["start_pfn"] = e.start_pfn
+        for key, value in values.items():
+            printed = _static_min(z, key) if key in ("min", "low", "high", "promo") else z.get(key)
+            if printed is not None and printed != value:
+                out.append((where, key, value, printed))
+        protection = tuple(e.lowmem_reserve[ZONE_NAMES.index(name)] for name in built)
+        if "protection" in z and z["protection"] != protection:
+            out.append((where, "protection", protection, z["protection"]))
+        for key in ("batch", "high_min", "high_max"):
+            printed = sorted({p[key] for p in z["pagesets"] if key in p})
+            if printed and printed != [getattr(e, key)]:
+                out.append((where, f"pcp {key}", getattr(e, key), printed[0] if len(printed) == 1 else printed))
+    return out
