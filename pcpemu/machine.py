@@ -233,10 +233,12 @@ class Machine:
         _core.seed_free_blocks(self._core, np.ascontiguousarray(free_pfns, np.int64),
                                np.ascontiguousarray(free_orders, np.int8), owner)
 
-    def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int) -> int:
-        """Put ``count`` of ``owner``'s pages on a CPU's Movable order-0 pcp list and set
-        its high; returns how many went on."""
-        pindex = self.order_to_pindex("Movable", 0)
+    def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int, pindex: int | None = None) -> int:
+        """Put ``count`` blocks of ``owner``'s pages on a CPU's pcp list ``pindex``
+        (default Movable order 0) and set its high; returns how many went on."""
+        pindex = self.order_to_pindex("Movable", 0) if pindex is None else pindex
+        if not 0 <= pindex < self.nr_pcp_lists:
+            raise PcpemuError(f"pindex {pindex} is outside 0..{self.nr_pcp_lists - 1}")
         return _core.seed_pcp(self._core, self._zone_idx(zone), self._cpu(cpu), pindex, int(count), int(high), owner)
 
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,

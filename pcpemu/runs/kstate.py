@@ -24,7 +24,7 @@ from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.gfp import MIGRATETYPE_NAMES
 from ..machine import Machine
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "Seed", "UntracedPool", "real_zone_ranges", "seed_machine"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "real_zone_ranges", "seed_machine"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -177,11 +177,24 @@ def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: 
     return types, pfns, orders
 
 
-def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict) -> Seed:
+def _rest_list(m: Machine, exact: set[int]) -> int:
+    # Where the pages no list is known to have held go: Movable order 0, unless the
+    # trace showed exactly what that list held; then the first order-0 list it did not.
+    order0 = [m.order_to_pindex(t, 0) for t in ("Movable", "Reclaimable", "Unmovable")]
+    return next((i for i in order0 if i not in exact), order0[0])
+
+
+def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
+                 pcp_lists: dict[tuple[str, int], dict[int, int]] | None = None,
+                 pcp_exact: dict[tuple[str, int], set[int]] | None = None) -> Seed:
     """Lay the traced kernel's state on a machine that has run nothing.
 
     :param zoneinfo: what :func:`pcpemu.kernel.ftrace.read_zoneinfo` returns.
     :param pagetypeinfo: what :func:`pcpemu.kernel.ftrace.read_pagetypeinfo` returns.
+    :param pcp_lists: blocks per pcp list (pindex) per (zone, cpu) that the trace shows
+        were there (:meth:`PcpLists.lists`); each CPU's other pages go on Movable order 0,
+        or another order-0 list when pcp_exact (:meth:`PcpLists.exact_lists`) says the
+        trace showed exactly what Movable order 0 held.
     :raises ConfigError: when a populated emulated zone is missing from the dumps.
     """
     notes: list[str] = []
@@ -209,13 +222,27 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict) -> Seed:
             if p["cpu"] >= m.config.cpus:
                 continue
             high = p.get("high", zp.high_min)
-            placed = m.seed_pcp(zp.name, p["cpu"], p.get("count", 0), high, UNTRACED)
-            pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0)})
+            left = p.get("count", 0)
+            lists = {}
+            # The lists the trace shows were full (PcpLists), then the rest on Movable order 0.
+            for pindex, blocks in sorted(((pcp_lists or {}).get((zp.name, p["cpu"])) or {}).items()):
+                size = 1 << int(m.pindex_order[pindex])
+                n = min(blocks, left // size)
+                if n:
+                    lists[pindex] = m.seed_pcp(zp.name, p["cpu"], n, high, UNTRACED, pindex=pindex)
+                    left -= lists[pindex] * size
+            rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
+            lists[rest] = lists.get(rest, 0) + m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[rest]),
+                                                          high, UNTRACED, pindex=rest)
+            placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
+            pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
+                        "lists": {int(i): int(n) for i, n in lists.items() if n}})
         state = m.zone_state(zp.name)
         report[zp.name] = {"free_pages": int(state.get("free_pages", -1)) if isinstance(state, dict) else -1,
                            "shown_free_pages": int((free * (1 << np.arange(MAX_PAGE_ORDER + 1))).sum()),
                            "pageblocks": {t: int(c) for t, c in zip(_SEEDED_TYPES, counts)}, "pcp": pcp}
-    notes.append("pcp pages start on the Movable order-0 lists (zoneinfo prints only each CPU's count)")
+    notes.append("pcp pages the trace does not place on a list start on Movable order 0 "
+                 "(zoneinfo prints only each CPU's count)")
     m.reset_stats()
     return Seed(report, notes)
 
@@ -282,3 +309,80 @@ class UntracedPool:
                 got[need[:n]] = True
         self.exhausted += int(np.count_nonzero(~got))
         return got, [o[got] for o in out]
+
+
+class PcpLists:
+    """What each pcp list held when the trace began, read off the trace itself.
+
+    Per (zone, CPU, list), in blocks: allocations take one, frees (to the list of
+    the page's pageblock type, as far as the trace shows it) and refill blocks
+    add one, drained blocks take one. A list is refilled only when empty, so at
+    its first refill what it held at the start is known exactly; a list never
+    refilled held at least enough for its deepest dip.
+    """
+
+    def __init__(self, m: Machine, zoneinfo: dict) -> None:
+        self.pool = UntracedPool(zoneinfo, [z.name for z in m.populated_zones])
+        nz, nl = len(self.pool.names), m.nr_pcp_lists
+        self.pindex = np.array([[m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)]
+                                for t in ("Unmovable", "Movable", "Reclaimable")], np.int64)
+        self.nr_lists = nl
+        self.balance = np.zeros((nz, m.config.cpus, nl), np.int64)
+        self.need = np.zeros((nz, m.config.cpus, nl), np.int64)       # lower bound
+        self.exact = np.full((nz, m.config.cpus, nl), -1, np.int64)   # -1: not known yet
+
+    def add(self, ev: np.ndarray) -> None:
+        """Take in a batch of events, in trace order."""
+        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN
+
+        kind, pfn, order = ev["kind"], ev["pfn"], ev["order"].astype(np.int64)
+        shown = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_ALLOC_ZONE_LOCKED) | (kind == MM_PAGE_PCPU_DRAIN)
+        self.pool.learn(pfn[shown], ev["migratetype"][shown])
+        zi = self.pool.zone_of(pfn)
+        ok = (zi >= 0) & (order >= 0) & (order <= MAX_PAGE_ORDER)
+        mt = ev["migratetype"].astype(np.int64)
+        free = kind == MM_PAGE_FREE
+        mt = np.where(free, self.pool.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.pool.block_mt) - 1)], mt)
+        mt = np.where((mt < 0) | (mt > 2), _MOVABLE, mt)
+        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
+        delta = np.select([kind == MM_PAGE_ALLOC, free, refill, kind == MM_PAGE_PCPU_DRAIN], [-1, 1, 1, -1], 0)
+        li = self.pindex[mt, np.clip(order, 0, MAX_PAGE_ORDER)]
+        use = np.flatnonzero(ok & (delta != 0) & (li >= 0) & (pfn >= 0))
+        if not len(use):
+            return
+        key = (zi[use] * self.balance.shape[1] + ev["cpu"][use].astype(np.int64)) * self.nr_lists + li[use]
+        o = np.argsort(key, kind="stable")
+        k, d, r = key[o], delta[use][o], refill[use][o]
+        first = np.ones(len(k), bool)
+        first[1:] = k[1:] != k[:-1]
+        starts = np.flatnonzero(first)
+        flat_bal, flat_need, flat_exact = self.balance.reshape(-1), self.need.reshape(-1), self.exact.reshape(-1)
+        cs = np.cumsum(d)
+        base = np.repeat(cs[starts] - d[starts], np.diff(np.append(starts, len(k))))
+        run = cs - base + np.repeat(flat_bal[k[starts]], np.diff(np.append(starts, len(k))))
+        before = run - d          # the list's balance just before each event
+        # Deepest dip: what it held must cover every allocation and drain.
+        np.maximum.at(flat_need, k, -run)
+        # First refill of a list not known yet: it was empty just then.
+        cand = np.flatnonzero(r & (flat_exact[k] < 0))
+        if len(cand):
+            firsts = cand[np.unique(k[cand], return_index=True)[1]]
+            flat_exact[k[firsts]] = -before[firsts]
+        last = np.append(starts[1:] - 1, len(k) - 1)
+        flat_bal[k[last]] = run[last]
+
+    def exact_lists(self) -> dict[tuple[str, int], set[int]]:
+        """The lists whose start a refill showed exactly, per (zone, cpu)."""
+        out: dict[tuple[str, int], set[int]] = {}
+        for z, c, li in zip(*np.nonzero(self.exact >= 0)):
+            out.setdefault((self.pool.names[z], int(c)), set()).add(int(li))
+        return out
+
+    def lists(self) -> dict[tuple[str, int], dict[int, int]]:
+        """Blocks per pindex per (zone, cpu): the exact start where a refill showed it,
+        else the least that covers every dip."""
+        held = np.where(self.exact >= 0, self.exact, self.need).clip(min=0)
+        out: dict[tuple[str, int], dict[int, int]] = {}
+        for z, c, li in zip(*np.nonzero(held)):
+            out.setdefault((self.pool.names[z], int(c)), {})[int(li)] = int(held[z, c, li])
+        return out

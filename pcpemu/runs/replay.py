@@ -35,7 +35,7 @@ from ..kernel.ftrace import (
     write_ftrace,
 )
 from ..machine import OP_DTYPE, OPS, Machine, Trace
-from .kstate import UntracedPool, seed_machine
+from .kstate import PcpLists, UntracedPool, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -392,12 +392,16 @@ class StartState:
         from the first event, or None for no timer.
     :param after_zoneinfo: the dump taken after the trace, to set the emulator's
         final pcp lists beside.
+    :param pcp_prepass: how many events to read ahead (from a path) to place each
+        CPU's pcp pages on the lists the trace shows them on.
     """
 
     zoneinfo: dict
     pagetypeinfo: dict
     timer: str | float | None = "events"
     after_zoneinfo: dict | None = None
+    #: Events read ahead to tell which pcp lists held the CPUs' pages (kstate.PcpLists); 0: none.
+    pcp_prepass: int = 2_000_000
 
 
 class _Timer:
@@ -431,6 +435,20 @@ class _Timer:
             pos, cpus = pos[o], cpus[o]
         self.runs += np.bincount(cpus, minlength=len(self.runs))
         return pos, cpus
+
+
+def _pcp_prepass(trace: Any, m: Machine, start: StartState, batch: int) -> tuple[dict | None, dict | None]:
+    # The trace's first events tell which pcp lists held the pages when it began.
+    if not start.pcp_prepass or not isinstance(trace, (str, os.PathLike)):
+        return None, None
+    lists = PcpLists(m, start.zoneinfo)
+    seen = 0
+    for ev in read_event_batches(trace, batch):
+        lists.add(ev)
+        seen += len(ev)
+        if seen >= start.pcp_prepass:
+            break
+    return lists.lists(), lists.exact_lists()
 
 
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -492,7 +510,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     pool = None
     timer = None
     if start is not None:
-        seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo) for label, m in machines.items()}
+        lists, exact = _pcp_prepass(trace, first, start, batch)
+        seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, lists, exact)
+                  for label, m in machines.items()}
         pool = UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
         if start.timer is not None:
             timer = _Timer(cpus, start.timer)
