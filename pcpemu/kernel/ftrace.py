@@ -17,7 +17,9 @@ import gzip
 import io
 import lzma
 import os
+import queue
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import BinaryIO, NamedTuple, TextIO, Union
 
 import numpy as np
 
-from .._ftrace import fast_lines
+from .._ftrace import fast_lines, newlines
 from ..errors import TraceFormatError
 from .gfp import parse_gfp, show_gfp_flags
 
@@ -179,7 +181,59 @@ def _open_binary(source: _Source) -> tuple[BinaryIO, list]:
         f = lzma.LZMAFile(raw)
     else:
         return raw, owned
-    return f, [f, *owned]
+    # Decompression runs in a thread of its own (liblzma and zlib let go of the GIL),
+    # beside the parse and the replay.
+    ahead = _ReadAhead(f)
+    return ahead, [ahead, f, *owned]
+
+
+class _ReadAhead:
+    """Blocks of a stream read by a background thread, a few blocks ahead."""
+
+    def __init__(self, f: BinaryIO, depth: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._f = f
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="pcpemu-decompress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self._f.read(_BLOCK)
+                self._put(block)
+                if not block:
+                    return
+        except BaseException as err:        # handed to the reader
+            self._put(err)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1) -> bytes:
+        """The next block (whatever its size), b"" at the end."""
+        if self._done:
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if not item:
+            self._done = True
+        return item
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _iter_chunks(source: _Source) -> Iterator[bytes]:
@@ -338,7 +392,7 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
 
 def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
                  gfp_cache: dict[bytes, int]) -> np.ndarray:
-    nl = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+    nl = newlines(chunk)
     li, *cols = fast_lines(chunk, nl, gfp_cache)
     rows = np.empty(len(li), EVENT_DTYPE)
     for name, col in zip(_FAST_FIELDS, cols):
@@ -361,8 +415,9 @@ def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
             slow.append(row)
     if not slow:
         return rows
-    both = np.concatenate((rows, np.array(slow, EVENT_DTYPE)))
-    return both[np.argsort(both["line"], kind="stable")]
+    slow_rows = np.array(slow, EVENT_DTYPE)
+    # Both are in line order: each slow row goes in before the first fast row after it.
+    return np.insert(rows, np.searchsorted(rows["line"], slow_rows["line"]), slow_rows)
 
 
 def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = False,
