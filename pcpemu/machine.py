@@ -90,8 +90,15 @@ class Machine:
         self._core = _core.Allocator(
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
-            self._free_high_batch())
+            self._free_high_batch(), self._rules())
         self._slots = np.full(1024, -1, dtype=np.int64)
+
+    def _rules(self) -> int:
+        # The core's flags for the kernel changes after v6.10 the config follows.
+        flags = 0
+        for r in self.config.rule_changes:
+            flags |= _core.RULES[r.flag] if r.flag else 0
+        return flags
 
     def _free_high_batch(self) -> bool:
         # zone_pcp_update_cacheinfo: judged against the Normal zone's batch.

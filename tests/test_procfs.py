@@ -95,6 +95,7 @@ def test_real_zoneinfo_derives_min_free_kbytes_as_khugepaged():
     ("v6.18", {"DMA32": 200000, "Normal": 100000}, {"cpus": 2, "cma": 16384, "watermark_scale_factor": 100,
                                                     "built_zones": ("DMA32", "Normal", "Movable")}),
     ("v5.14", {"Normal": 65536}, {"cpus": 8}),
+    ("v6.18", {"DMA32": 300000, "Normal": 500000}, {"cpus": 6, "percpu_pagelist_high_fraction": 40}),
 ])
 def test_pcpemu_zoneinfo_reads_back_into_the_same_machine(preset, zones, kw):
     cfg = KernelConfig.preset(preset, zones=zones, **kw)

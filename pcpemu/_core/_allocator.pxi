@@ -143,7 +143,7 @@ cdef class Allocator:
 
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
-                 int batch_scale_max, bint pcp_cma, bint free_high_batch):
+                 int batch_scale_max, bint pcp_cma, bint free_high_batch, int rules=0):
         cdef pglist_data *pgdat = &self.pgdat
         cdef size_t mem_bytes = nr_pages * sizeof(page)
         cdef int zi, cpu, i, nr_lists = len(pindex_order), order, mt
@@ -160,6 +160,7 @@ cdef class Allocator:
         pgdat.pcp_batch_scale_max = batch_scale_max
         pgdat.watermark_boost_factor = boost_factor
         pgdat.pcp_cma = pcp_cma
+        pgdat.rules = rules
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
@@ -229,6 +230,7 @@ cdef class Allocator:
         z.managed_pages = zp.managed
         z.managed_start = zp.free_start
         z.managed_end = zp.free_start + zp.managed
+        z.rules = self.pgdat.rules
         z.cma_pages = zp.cma_pages
         z.pageset_batch = zp.batch
         z.pageset_high_min = zp.high_min
@@ -379,7 +381,7 @@ cdef class Allocator:
                 "free_lists": lengths, "watermark_boost": z.watermark_boost,
                 "watermark": [z._watermark[o] for o in range(4)], "flags": z.flags,
                 "nr_isolate_pageblock": z.nr_isolate_pageblock,
-                "nr_reserved_highatomic": z.nr_reserved_highatomic}
+                "nr_reserved_highatomic": z.nr_reserved_highatomic, "nr_free_highatomic": z.nr_free_highatomic}
 
     def free_list_pfns(self, int zi, int order, int mt):
         """The pfns on one free list, head first."""

@@ -73,3 +73,7 @@ include "_isolate.pxi"
 include "_smp.pxi"
 include "_baseline.pxi"
 include "_seed.pxi"
+
+#: The rule flags of pglist_data.rules, by the name pcpemu.machine uses.
+RULES = {"free_highatomic": RULE_FREE_HIGHATOMIC, "claim_steal": RULE_CLAIM_STEAL,
+         "free_high_min": RULE_FREE_HIGH_MIN}

@@ -45,6 +45,12 @@ enum zone_stat_item { NR_FREE_PAGES, NR_FREE_CMA_PAGES, NR_VM_ZONE_STAT_ITEMS };
 #define PCPF_PREV_FREE_HIGH_ORDER	(1 << 0)
 #define PCPF_FREE_HIGH_BATCH		(1 << 1)
 
+/* Rules of kernels after v6.10 that a machine follows (pglist_data.rules;
+ * pcpemu.kernel.config.RULE_CHANGES) */
+#define RULE_FREE_HIGHATOMIC	(1 << 0)	/* v6.12 c928807f6f6b */
+#define RULE_CLAIM_STEAL	(1 << 1)	/* v6.15 c2f6ea38fc, 90abee6d7895 */
+#define RULE_FREE_HIGH_MIN	(1 << 2)	/* v6.16 c544a952ba61 */
+
 struct list_head {
 	struct list_head *next, *prev;
 };
@@ -120,8 +126,10 @@ struct zone {
 	unsigned long present_pages;
 	unsigned long cma_pages;
 	int nr_isolate_pageblock;
-	/* emulator: the pfns freed to the buddy at boot (ZoneSpan.free_start/free_end) */
+	/* emulator: the pfns freed to the buddy at boot (ZoneSpan.free_start/free_end),
+	 * and pglist_data.rules for the helpers that see only the zone */
 	unsigned long managed_start, managed_end;
+	int rules;
 	struct cacheline_padding _pad1_;
 	/* Write-intensive fields used from the page allocator */
 	struct free_area free_area[NR_PAGE_ORDERS];
@@ -242,6 +250,7 @@ struct pglist_data {
 	int pcp_batch_scale_max;
 	long watermark_boost_factor;
 	int pcp_cma;			/* MIGRATE_CMA is a pcp type (Android) */
+	int rules;			/* RULE_* */
 	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;

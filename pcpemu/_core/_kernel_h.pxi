@@ -32,6 +32,9 @@ cdef extern from "_kernel.h" nogil:
     unsigned long ZONE_BELOW_HIGH
     int PCPF_PREV_FREE_HIGH_ORDER
     int PCPF_FREE_HIGH_BATCH
+    int RULE_FREE_HIGHATOMIC
+    int RULE_CLAIM_STEAL
+    int RULE_FREE_HIGH_MIN
 
     unsigned long PG_buddy
     unsigned long PG_pcp
@@ -93,6 +96,7 @@ cdef extern from "_kernel.h" nogil:
         int nr_isolate_pageblock
         unsigned long managed_start
         unsigned long managed_end
+        int rules
         free_area free_area[11]
         unsigned long flags
         spinlock_t lock
@@ -195,6 +199,7 @@ cdef extern from "_kernel.h" nogil:
         int pcp_batch_scale_max
         long watermark_boost_factor
         int pcp_cma
+        int rules
         int8_t pindex[11][6]
         uint8_t pindex_order[64]
         uint64_t next_owner

@@ -336,6 +336,11 @@ class KernelConfig:
         """The kernel version as pcpemu.kernel.kversion reads it."""
         return parse_version(self.kernel)
 
+    @property
+    def rule_changes(self) -> list["RuleChange"]:
+        """The RULE_CHANGES this config's kernel has."""
+        return [r for r in RULE_CHANGES if self.version >= parse_version(r.since)]
+
     @classmethod
     def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, **overrides: Any) -> "KernelConfig":
         """The machine a real ``/proc/zoneinfo`` describes (pcpemu.kernel.zoneinfo.config_fields).
@@ -382,6 +387,7 @@ class RuleChange:
     commit: str      # mainline commit (12 hex digits) or, when not found, the subject
     change: str
     modelled: str    # how pcpemu follows it; "" when it does not
+    flag: str = ""   # the core's rule flag (pcpemu._core.RULES) that switches it on
 
 
 #: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the
@@ -389,30 +395,33 @@ class RuleChange:
 #: ``since`` is at or below its ``kernel``; the core's rule flags are named in
 #: pcpemu.machine.
 RULE_CHANGES: tuple[RuleChange, ...] = (
-    RuleChange("v6.11", "55f77df7d715", "drain_pages_zone frees a pcp in chunks of batch << CONFIG_PCP_BATCH_SCALE_MAX",
-               "every preset (chunks of the same size drain the same pages in the same order)"),
+    RuleChange("v6.11", "55f77df7d715, 66eca1021a42", "drain_pages_zone frees a pcp in chunks of "
+               "batch << CONFIG_PCP_BATCH_SCALE_MAX, re-reading pcp->count under the lock (both in 6.10.3 too)",
+               "every preset: pcpemu frees the same pages in the same chunks, and nothing changes a pcp "
+               "between the chunks of one drain"),
     RuleChange("v6.12", "c928807f6f6b", "the watermark check holds back only the free pages of highatomic "
                "blocks (zone->nr_free_highatomic), not the whole highatomic reserve",
-               "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free"),
+               "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free",
+               "free_highatomic"),
     RuleChange("v6.13", "mm: add pcp high_min high_max to proc zoneinfo",
                "zoneinfo pagesets print count/high/batch/high_min/high_max, names padded to one width",
                "procfs.zoneinfo"),
     RuleChange("v6.14", "eae116d1f044", "revert of 907ec5fca3dc: lowmem_reserve of a zone is no longer zeroed "
                "for empty upper zones", "watermark.setup_zones"),
-    RuleChange("v6.15", "c0cd6f557b90", "__rmqueue_fallback split in two: claim a whole block (largest order "
+    RuleChange("v6.15", "c2f6ea38fc", "__rmqueue_fallback split in two: claim a whole block (largest order "
                "first, down to the orders allowed to claim), else steal the smallest block of another type "
                "without claiming, for every migratetype; the watermark boost comes with claim attempts only",
-               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal"),
+               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal", "claim_steal"),
     RuleChange("v6.15", "90abee6d7895", "rmqueue_bulk remembers which fallback mode (normal, CMA, claim, "
                "steal) served the last page of a refill and starts the next page there",
-               "enum rmqueue_mode carried through rmqueue_bulk"),
-    RuleChange("v6.15", "mm: page_alloc: defrag_mode kswapd/kcompactd watermarks",
+               "enum rmqueue_mode carried through rmqueue_bulk", "claim_steal"),
+    RuleChange("v6.15", "a211c6550efc",
                "NR_FREE_PAGES_BLOCKS: free pages in blocks of pageblock order or more, printed as "
                "nr_free_pages_blocks", "procfs.zoneinfo (counted from the free lists)"),
     RuleChange("v6.15", "mm: page_alloc: defrag_mode", "vm.defrag_mode sysctl (default 0)",
                ""),
     RuleChange("v6.16", "c544a952ba61", "free_high needs free_count >= batch + high_min / 2 (was batch)",
-               "free_frozen_page_commit"),
+               "free_frozen_page_commit", "free_high_min"),
 )
 
 #: Kernel-version presets. ``kernel`` names the version whose RULE_CHANGES and
@@ -430,5 +439,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "nothp": {"thp": False, "thp_lists": "none"},
 }
 
-#: The preset from_zoneinfo and the command line use when none is named.
-DEFAULT_PRESET = "v6.10"
+#: The preset from_zoneinfo and ``pcpemu replay`` use when none is named: the
+#: kernel real captures come from. A bare KernelConfig() keeps the v6.10 rules.
+DEFAULT_PRESET = "v6.18"

@@ -3,9 +3,10 @@
 A dump gives each zone's start_pfn, spanned, present and managed pages, the
 CPUs (one pageset per online CPU), the CMA pages, and the boot values the
 kernel derived: watermarks, protection, pcp batch/high_min/high_max. The zones
-and CPUs are taken as printed; min_free_kbytes and watermark_scale_factor are
-derived as the preset's kernel does and, where the dump's watermarks say
-otherwise (a sysctl was set), the values that reproduce them are chosen.
+and CPUs are taken as printed; min_free_kbytes, watermark_scale_factor and
+percpu_pagelist_high_fraction are derived as the preset's kernel does and, where
+the dump says otherwise (a sysctl was set), the values that reproduce it are
+chosen. vm.lowmem_reserve_ratio is taken to be the default.
 :func:`static_differences` lists every printed boot value the config does not
 reproduce.
 """
@@ -159,11 +160,34 @@ def config_fields(zoneinfo: Any, preset: str, overrides: Mapping[str, Any]) -> d
         scale = _scale_for_lows(zones, managed, setup_zones(cfg)[0])
         if scale is not None:
             fields["watermark_scale_factor"] = scale
+            cfg = cfg.replace(watermark_scale_factor=scale)
+    if "percpu_pagelist_high_fraction" not in overrides and _mismatches(cfg, zones, "pcp high_min"):
+        fraction = _fraction_for_highs(cfg, zones)
+        if fraction is not None:
+            fields["percpu_pagelist_high_fraction"] = fraction
     return fields
 
 
+def _fraction_for_highs(cfg: KernelConfig, zones: list[dict]) -> int | None:
+    # vm.percpu_pagelist_high_fraction set: high_min == high_max ==
+    # max(managed / fraction / CPUs, 4 * batch) (zone_highsize). Try the
+    # fractions each zone's printed high points at.
+    candidates = set()
+    for z in zones:
+        highs = {p.get("high_min") for p in z["pagesets"]}
+        if z["managed"] and len(highs) == 1 and None not in highs:
+            high = highs.pop()
+            base = z["managed"] // max(high * cfg.cpus, 1)
+            candidates.update(f for f in range(base - 2, base + 3) if f >= 8)
+    for fraction in sorted(candidates):
+        candidate = cfg.replace(percpu_pagelist_high_fraction=fraction)
+        if not any(key.startswith("pcp high") for _, key, _, _ in _differences(candidate, zones)):
+            return fraction
+    return None
+
+
 def _mismatches(cfg: KernelConfig, zones: list[dict], key: str) -> bool:
-    # Does a populated zone's printed watermark differ from the config's?
+    # Does a populated zone's printed value differ from the config's?
     populated = [z for z in zones if z["managed"]]
     return any(k == key for _, k, _, _ in _differences(cfg, populated))
 

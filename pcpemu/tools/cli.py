@@ -39,7 +39,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 
 def _add_replay(sub: Any) -> None:
-    from ..kernel.config import PRESETS, THP_LIST_POLICIES
+    from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES
 
     p = sub.add_parser(
         "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
@@ -57,7 +57,7 @@ def _add_replay(sub: Any) -> None:
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
     p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
     p.add_argument("--preset", default=None, choices=list(PRESETS),
-                   help="kernel rules (default: a capture's kernel version, else v6.10)")
+                   help=f"the kernel rules and /proc formats (default: a capture's kernel version, else {DEFAULT_PRESET})")
     p.add_argument("--from-boot", action="store_true",
                    help="DIR: start from a freshly booted machine, not from the traced kernel's state")
     p.add_argument("--check", type=float, default=None, metavar="PCT",
