@@ -198,6 +198,8 @@ def test_check_flags_figures_outside_the_tolerance():
     bad = check(comp, 0.05, 0.10)
     assert len(bad) == 4 and all(b.startswith("cpu 0: ") for b in bad)
     assert len(check(comp, 0.10, 0.05)) == 4
+    assert len(check(comp, 0.10, 0.10, min_blocks=10)) == 4      # now cpu 1 counts
+    assert check(comp, 0.01, 0.01, min_blocks=3000) == []       # nothing logged enough
     assert "kernel against emulator" in comparison_text(comp)
 
 

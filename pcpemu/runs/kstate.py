@@ -238,7 +238,7 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
             pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
                         "lists": {int(i): int(n) for i, n in lists.items() if n}})
         state = m.zone_state(zp.name)
-        report[zp.name] = {"free_pages": int(state.get("free_pages", -1)) if isinstance(state, dict) else -1,
+        report[zp.name] = {"free_pages": int(state["nr_free_pages"]),
                            "shown_free_pages": int((free * (1 << np.arange(MAX_PAGE_ORDER + 1))).sum()),
                            "pageblocks": {t: int(c) for t, c in zip(_SEEDED_TYPES, counts)}, "pcp": pcp}
     notes.append("pcp pages the trace does not place on a list start on Movable order 0 "

@@ -594,6 +594,32 @@ def _cpu_row(label: str, e: dict[str, Any], orders: list[int]) -> str:
             f"{e['zone_lock']:>10,} {e['fallbacks']:>5,} {t['fallbacks']:>5,}")
 
 
+def _start_text(result: ReplayResult) -> list[str]:
+    # What a replay from the traced kernel's state set up, and what it could not see.
+    if result.start is None:
+        return []
+    out = ["started from the traced kernel's state:"]
+    for zone, z in result.start["zones"].items():
+        pcp = ", ".join(f"cpu {p['cpu']} {p['count']:,}/{p['shown_count']:,} pages high {p['high']:,}"
+                        for p in z["pcp"])
+        out.append(f"  {zone}: {z['free_pages']:,} free pages ({z['shown_free_pages']:,} shown); pcp {pcp}")
+    out += [f"  note: {n}" for n in result.start["notes"]]
+    u = result.untraced
+    out.append(f"  {u['replayed']:,} frees of pages allocated before the trace came from the untraced owner"
+               + (f"; {u['pool_exhausted']:,} found it empty and were skipped" if u["pool_exhausted"] else ""))
+    if result.timer is not None:
+        every = "at the trace's vmstat_update events" if result.timer["every"] == "events" else \
+            f"every {result.timer['every']} s per CPU"
+        out.append(f"  vmstat worker (decay_pcp_high) {every}: runs per CPU {result.timer['runs']}")
+    out.append("  untraced activity: pcp lists at the end, emulated against the kernel's after-zoneinfo:")
+    for label, rows in (result.end_state or {}).items():
+        for r in rows:
+            if r["count"]["kernel"] or r["count"]["emulated"]:
+                out.append(f"    {label} {r['zone']} cpu {r['cpu']}: count {r['count']['emulated']:,} against "
+                           f"{r['count']['kernel']:,}, high {r['high']['emulated']:,} against {r['high']['kernel']:,}")
+    return out
+
+
 def replay_text(result: ReplayResult) -> str:
     """The human report of a replay: what was replayed and skipped, then per policy and
     CPU the emulated pcp hit rates, refill blocks, drained pages, zone->lock
@@ -612,6 +638,7 @@ def replay_text(result: ReplayResult) -> str:
     if result.malformed:
         out.append(f"warning: {sum(result.malformed.values()):,} malformed kmem lines skipped")
     out += [f"note: {n}" for n in result.config_notes]
+    out += _start_text(result)
     for label, pol in result.policies.items():
         cfg = pol["config"]
         orders = sorted({o for e in pol["per_cpu"] for o in e["pcp_hit_rate"]})

@@ -66,7 +66,8 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--check-total", type=float, default=None, metavar="PCT",
                    help="tolerance of the totals for --check (default: --check's)")
     p.add_argument("--check-min-blocks", type=int, default=1000, metavar="N",
-                   help="CPUs checked by --check: those with at least N kernel refill blocks (default 1000)")
+                   help="--check holds a CPU, and the totals, to it when the kernel logged at least N "
+                   "refill blocks there (default 1000)")
     p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
                    help="THP-list policies to compare on the same stream (default: the preset's); "
                    + ", ".join(THP_LIST_POLICIES))
