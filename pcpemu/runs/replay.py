@@ -10,9 +10,10 @@ emulator's counters per CPU.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TextIO
 
 import numpy as np
@@ -392,8 +393,8 @@ class StartState:
         from the first event, or None for no timer.
     :param after_zoneinfo: the dump taken after the trace, to set the emulator's
         final pcp lists beside.
-    :param pcp_prepass: how many events to read ahead (from a path) to place each
-        CPU's pcp pages on the lists the trace shows them on.
+    :param pcp_prepass: how many events to read ahead (held, then replayed) to place
+        each CPU's pcp pages on the lists the trace shows them on.
     """
 
     zoneinfo: dict
@@ -401,7 +402,7 @@ class StartState:
     timer: str | float | None = "events"
     after_zoneinfo: dict | None = None
     #: Events read ahead to tell which pcp lists held the CPUs' pages (kstate.PcpLists); 0: none.
-    pcp_prepass: int = 2_000_000
+    pcp_prepass: int = 1_000_000
 
 
 class _Timer:
@@ -437,18 +438,19 @@ class _Timer:
         return pos, cpus
 
 
-def _pcp_prepass(trace: Any, m: Machine, start: StartState, batch: int) -> tuple[dict | None, dict | None]:
-    # The trace's first events tell which pcp lists held the pages when it began.
-    if not start.pcp_prepass or not isinstance(trace, (str, os.PathLike)):
-        return None, None
+def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -> tuple[list, dict, dict]:
+    # The trace's first events tell which pcp lists held the pages when it began; the
+    # batches read for that are handed back, to be replayed without reading them again.
     lists = PcpLists(m, start.zoneinfo)
-    seen = 0
-    for ev in read_event_batches(trace, batch):
-        lists.add(ev)
-        seen += len(ev)
-        if seen >= start.pcp_prepass:
+    head, seen = [], 0
+    while seen < start.pcp_prepass:
+        ev = next(batches, None)
+        if ev is None:
             break
-    return lists.lists(), lists.exact_lists()
+        lists.add(ev)
+        head.append(ev)
+        seen += len(ev)
+    return head, lists.lists(), lists.exact_lists()
 
 
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -506,18 +508,27 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         raise ConfigError(f"the machines of one replay must have the same CPUs, got {sorted(nr_cpus)}")
     cpus = nr_cpus.pop()
     first = next(iter(machines.values()))
+    raw, size, owned = _open_trace(trace)
+    stats = TraceStats()
+    batches = read_event_batches(raw, batch, strict=strict, stats=stats)
     seeded = None
     pool = None
     timer = None
-    if start is not None:
-        lists, exact = _pcp_prepass(trace, first, start, batch)
-        seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, lists, exact)
-                  for label, m in machines.items()}
-        pool = UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
-        if start.timer is not None:
-            timer = _Timer(cpus, start.timer)
-    raw, size, owned = _open_trace(trace)
-    stats = TraceStats()
+    head: list[np.ndarray] = []
+    try:
+        if start is not None:
+            lists = exact = None
+            if start.pcp_prepass:
+                head, lists, exact = _pcp_prepass(batches, first, start)
+            seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, lists, exact)
+                      for label, m in machines.items()}
+            pool = UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
+            if start.timer is not None:
+                timer = _Timer(cpus, start.timer)
+    except BaseException:
+        if owned:
+            raw.close()
+        raise
     matcher = _Matcher(untraced=pool is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
@@ -525,7 +536,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev in read_event_batches(raw, batch, strict=strict, stats=stats):
+        for ev in itertools.chain(head, batches):
             _check_batch(ev, cpus)
             kernel.add(ev)
             if pool is not None:
