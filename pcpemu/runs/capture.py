@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -248,6 +249,8 @@ def load_capture(path: str | os.PathLike[str]) -> CaptureInfo:
         info = CaptureInfo(**doc)
     except (OSError, ValueError, TypeError) as err:
         raise CaptureError(f"{path}/capture.json cannot be read: {err}") from None
+    if info.schema > CAPTURE_SCHEMA:
+        raise CaptureError(f"{path} is a capture of schema {info.schema}; this pcpemu reads {CAPTURE_SCHEMA}")
     missing = [n for n in CAPTURE_FILES if not os.path.exists(os.path.join(path, n))]
     if missing:
         raise CaptureError(f"capture {path} lacks {', '.join(missing)}")
@@ -459,8 +462,6 @@ def _current_clock(root: str) -> str:
 
 def _count_lost_markers(path: str) -> int:
     # trace_pipe prints "CPU:N [LOST M EVENTS]" where the reader fell behind.
-    import re
-
     total = 0
     pat = re.compile(rb"\[LOST (\d+) EVENTS\]")
     with open(path, "rb") as f:

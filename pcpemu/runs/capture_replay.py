@@ -58,6 +58,9 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     base = KernelConfig.from_zoneinfo(before, preset)
     notes = [f"rules: preset {preset} (traced kernel {info.kernel_release})", *static_differences(base, before)]
     notes += [f"capture: {n}" for n in info.notes]
+    if info.pid_only:
+        notes.append("capture: --pid-only: the other tasks' allocations and frees, which share the pcp "
+                     "lists, are not in the trace")
     configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies or [base.thp_lists])}
     start = None
     if not from_boot:
