@@ -316,9 +316,11 @@ class PcpLists:
 
     Per (zone, CPU, list), in blocks: allocations take one, frees (to the list of
     the page's pageblock type, as far as the trace shows it) and refill blocks
-    add one, drained blocks take one. A list is refilled only when empty, so at
-    its first refill what it held at the start is known exactly; a list never
-    refilled held at least enough for its deepest dip.
+    add one, drained blocks take one. A list is refilled only when empty, and
+    free_pcppages_bulk empties a list before it moves to the next, so at a list's
+    first refill, or at a drain run that goes on to another list after it, what
+    the list held at the start is known exactly; otherwise it held at least
+    enough for its deepest dip.
     """
 
     def __init__(self, m: Machine, zoneinfo: dict) -> None:
@@ -351,8 +353,9 @@ class PcpLists:
         if not len(use):
             return
         key = (zi[use] * self.balance.shape[1] + ev["cpu"][use].astype(np.int64)) * self.nr_lists + li[use]
+        emptied = self._emptied(ev, use, key)
         o = np.argsort(key, kind="stable")
-        k, d, r = key[o], delta[use][o], refill[use][o]
+        k, d, r, e = key[o], delta[use][o], refill[use][o], emptied[o]
         first = np.ones(len(k), bool)
         first[1:] = k[1:] != k[:-1]
         starts = np.flatnonzero(first)
@@ -363,13 +366,30 @@ class PcpLists:
         before = run - d          # the list's balance just before each event
         # Deepest dip: what it held must cover every allocation and drain.
         np.maximum.at(flat_need, k, -run)
-        # First refill of a list not known yet: it was empty just then.
-        cand = np.flatnonzero(r & (flat_exact[k] < 0))
+        # The first moment a list not known yet was empty: just before a refill, or
+        # just after the drain that emptied it.
+        cand = np.flatnonzero((r | e) & (flat_exact[k] < 0))
         if len(cand):
             firsts = cand[np.unique(k[cand], return_index=True)[1]]
-            flat_exact[k[firsts]] = -before[firsts]
+            flat_exact[k[firsts]] = np.where(r[firsts], -before[firsts], -run[firsts])
         last = np.append(starts[1:] - 1, len(k) - 1)
         flat_bal[k[last]] = run[last]
+
+    @staticmethod
+    def _emptied(ev: np.ndarray, use: np.ndarray, key: np.ndarray) -> np.ndarray:
+        # Among the used events: drains whose run goes on, next on the same CPU, with
+        # a drain from another list (free_pcppages_bulk left this one empty).
+        from ..kernel.ftrace import MM_PAGE_PCPU_DRAIN
+
+        full = np.full(len(ev), -1, np.int64)
+        drain = ev["kind"][use] == MM_PAGE_PCPU_DRAIN
+        full[use[drain]] = key[drain]
+        o = np.argsort(ev["cpu"], kind="stable")        # every event, per CPU in trace order
+        c, fk = ev["cpu"][o], full[o]
+        goes_on = (c[1:] == c[:-1]) & (fk[1:] >= 0) & (fk[:-1] >= 0) & (fk[1:] != fk[:-1])
+        out = np.zeros(len(ev), bool)
+        out[o[:-1][goes_on]] = True
+        return out[use]
 
     def exact_lists(self) -> dict[tuple[str, int], set[int]]:
         """The lists whose start a refill showed exactly, per (zone, cpu)."""
