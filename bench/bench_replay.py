@@ -1,16 +1,23 @@
 """Speed of trace replay: the ftrace reader alone, and parse + replay end to end.
 
 Run: python3 -m pytest bench/bench_replay.py --benchmark-only. Figures (events per
-second) land in extra_info; the target is 1 million events/s end to end on one core.
+second) land in extra_info; the target is 1 million events/s end to end on one core
+for a bare trace; for a capture directory see the section at the end.
 """
 
 import lzma
+import os
 import pathlib
+import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
 import pcpemu
 from pcpemu.kernel.ftrace import TraceStats, read_event_batches
+from pcpemu.runs.capture_replay import replay_capture
 from pcpemu.runs.replay import replay
 
 CAPTURE = pathlib.Path(__file__).parent.parent / "tests" / "data" / "kmem-6.18-small.txt.xz"
@@ -59,15 +66,6 @@ def test_parse_and_replay(benchmark, trace, policies):
 # decompression runs in a thread beside parse and replay); from plain text, 3 M
 # events/s; peak RSS flat in trace length. Set PCPEMU_BENCH_CAPTURE to a bigger
 # capture directory than the one in tests/data to measure on it.
-
-import os
-import resource
-import shutil
-import subprocess
-import sys
-import time
-
-from pcpemu.runs.capture_replay import replay_capture
 
 CAPTURE_DIR = pathlib.Path(os.environ.get("PCPEMU_BENCH_CAPTURE",
                                           pathlib.Path(__file__).parent.parent / "tests" / "data" / "capture-6.18-small"))

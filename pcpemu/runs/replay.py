@@ -21,7 +21,6 @@ import numpy as np
 from ..kernel.config import MAX_PAGE_ORDER, KernelConfig
 from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
-    EVENT_DTYPE,
     EVENT_NAMES,
     MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_EXTFRAG,
