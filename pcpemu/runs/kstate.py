@@ -268,6 +268,7 @@ class UntracedPool:
         self.block_mt = np.full(int(self.ends.max() >> PAGEBLOCK_ORDER) + 1, _MOVABLE, np.int8)
         self.cursors: dict[tuple[int, int, int], np.ndarray] = {}
         self.exhausted = 0
+        self.other_type = 0         # frees that found no block of their type and took another
 
     def learn(self, pfn: np.ndarray, migratetype: np.ndarray) -> None:
         """Note the pageblock types the trace shows (events that name a pfn and a type)."""
@@ -275,6 +276,14 @@ class UntracedPool:
         mt = migratetype[ok]
         # CMA and highatomic pages sit on the Movable pcp lists (free_unref_page).
         self.block_mt[pfn[ok] >> PAGEBLOCK_ORDER] = np.where(mt < 3, mt, _MOVABLE)
+
+    def learn_events(self, ev: np.ndarray) -> None:
+        """learn() from the events of a batch that name a pfn and a list's type."""
+        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN
+
+        kind = ev["kind"]
+        shown = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_ALLOC_ZONE_LOCKED) | (kind == MM_PAGE_PCPU_DRAIN)
+        self.learn(ev["pfn"][shown], ev["migratetype"][shown])
 
     def zone_of(self, pfn: np.ndarray) -> np.ndarray:
         """Index into names of the zone each real pfn lies in, -1 outside them all."""
@@ -299,6 +308,8 @@ class UntracedPool:
                 need = want[~got[want]]
                 if not len(need):
                     break
+                if want_mt < 0:
+                    self.other_type += len(need)
                 cursor = self.cursors.setdefault((z, want_mt, o), np.zeros(1, np.int64))
                 before = cursor.copy()
                 pfns = [mm.take_untraced(self.names[z], want_mt, o, len(need), UNTRACED,
@@ -333,13 +344,16 @@ class PcpLists:
         self.need = np.zeros((nz, m.config.cpus, nl), np.int64)       # lower bound
         self.exact = np.full((nz, m.config.cpus, nl), -1, np.int64)   # -1: not known yet
 
+    def learn(self, ev: np.ndarray) -> None:
+        """Note the pageblock types a batch shows (before :meth:`add` of earlier batches,
+        so that a free's list is the one its page shows in the whole read-ahead)."""
+        self.pool.learn_events(ev)
+
     def add(self, ev: np.ndarray) -> None:
         """Take in a batch of events, in trace order."""
         from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN
 
         kind, pfn, order = ev["kind"], ev["pfn"], ev["order"].astype(np.int64)
-        shown = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_ALLOC_ZONE_LOCKED) | (kind == MM_PAGE_PCPU_DRAIN)
-        self.pool.learn(pfn[shown], ev["migratetype"][shown])
         zi = self.pool.zone_of(pfn)
         ok = (zi >= 0) & (order >= 0) & (order <= MAX_PAGE_ORDER)
         mt = ev["migratetype"].astype(np.int64)

@@ -437,7 +437,7 @@ class _Timer:
         return pos, cpus
 
 
-def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -> tuple[list, dict, dict]:
+def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -> tuple[list, PcpLists]:
     # The trace's first events tell which pcp lists held the pages when it began; the
     # batches read for that are handed back, to be replayed without reading them again.
     lists = PcpLists(m, start.zoneinfo)
@@ -446,10 +446,12 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -
         ev = next(batches, None)
         if ev is None:
             break
-        lists.add(ev)
+        lists.learn(ev)
         head.append(ev)
         seen += len(ev)
-    return head, lists.lists(), lists.exact_lists()
+    for ev in head:
+        lists.add(ev)
+    return head, lists
 
 
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -516,12 +518,14 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     head: list[np.ndarray] = []
     try:
         if start is not None:
-            lists = exact = None
+            known = None
             if start.pcp_prepass:
-                head, lists, exact = _pcp_prepass(batches, first, start)
-            seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, lists, exact)
-                      for label, m in machines.items()}
-            pool = UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
+                head, known = _pcp_prepass(batches, first, start)
+            seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, known and known.lists(),
+                                          known and known.exact_lists()) for label, m in machines.items()}
+            # Frees of untraced pages go to the list the read-ahead shows their block on.
+            pool = known.pool if known is not None else \
+                UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
             if start.timer is not None:
                 timer = _Timer(cpus, start.timer)
     except BaseException:
@@ -539,9 +543,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             _check_batch(ev, cpus)
             kernel.add(ev)
             if pool is not None:
-                shown = (ev["kind"] == MM_PAGE_ALLOC) | (ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) | \
-                        (ev["kind"] == MM_PAGE_PCPU_DRAIN)
-                pool.learn(ev["pfn"][shown], ev["migratetype"][shown])
+                pool.learn_events(ev)
             ops, sel, upos = matcher.ops(ev)
             if len(upos):
                 got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[upos]], ops["order"][upos])
@@ -573,7 +575,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         label0 = next(iter(machines))
         extra["start"] = {"zones": seeded[label0].zones, "notes": seeded[label0].notes}
         extra["untraced"] = {"frees": dict(matcher.untraced_frees), "replayed": replayed["untraced_free"],
-                             "pool_exhausted": pool.exhausted}
+                             "pool_exhausted": pool.exhausted, "other_type": pool.other_type}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
         if start.after_zoneinfo is not None:
             extra["end_state"] = {label: _end_state(m, start.after_zoneinfo) for label, m in machines.items()}
