@@ -258,11 +258,18 @@ def load_capture(path: str | os.PathLike[str]) -> CaptureInfo:
 
 
 def _snapshot(out: str, when: str) -> None:
-    for name in PROC_SNAPSHOTS:
+    # zoneinfo (the pcp counts a replay starts from) is read closest to the trace:
+    # last before it, first after it. pagetypeinfo walks every free list and takes
+    # tens of milliseconds on a busy machine; read between zoneinfo and the trace,
+    # its events would be missing from both.
+    names = ("zoneinfo", "vmstat", "buddyinfo", "pagetypeinfo")
+    data = {}
+    for name in names[::-1] if when == "before" else names:
         with open(f"/proc/{name}", "rb") as src:
-            data = src.read()
+            data[name] = src.read()
+    for name, text in data.items():
         with open(os.path.join(out, f"{when}-{name}"), "wb") as dst:
-            dst.write(data)
+            dst.write(text)
 
 
 def _online_cpus() -> int:
