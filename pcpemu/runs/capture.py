@@ -257,7 +257,7 @@ def load_capture(path: str | os.PathLike[str]) -> CaptureInfo:
     return info
 
 
-def _snapshot(out: str, when: str) -> None:
+def _read_proc(when: str) -> dict[str, bytes]:
     # zoneinfo (the pcp counts a replay starts from) is read closest to the trace:
     # last before it, first after it. pagetypeinfo walks every free list and takes
     # tens of milliseconds on a busy machine; read between zoneinfo and the trace,
@@ -267,6 +267,10 @@ def _snapshot(out: str, when: str) -> None:
     for name in names[::-1] if when == "before" else names:
         with open(f"/proc/{name}", "rb") as src:
             data[name] = src.read()
+    return data
+
+
+def _write_proc(out: str, when: str, data: dict[str, bytes]) -> None:
     for name, text in data.items():
         with open(os.path.join(out, f"{when}-{name}"), "wb") as dst:
             dst.write(text)
@@ -401,9 +405,10 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
                 inst.write("set_event_pid", str(proc.pid))
             reader = _PipeReader(os.path.join(inst.path, "trace_pipe"), part)
             reader.start()
-            _snapshot(out, "before")
+            before = _read_proc("before")
             start_ts = _now_ts(inst)
             inst.write("tracing_on", "1")
+            _write_proc(out, "before", before)
             t0 = time.monotonic()
             if proc is None:
                 proc = _start_held(command)
@@ -412,7 +417,7 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
             inst.write("tracing_on", "0")
             wall = time.monotonic() - t0
             end_ts = _now_ts(inst)
-            _snapshot(out, "after")
+            _write_proc(out, "after", _read_proc("after"))
             ring = inst.cpu_stats(cpus)
             nbytes = reader.finish()
             reader = None
