@@ -179,3 +179,51 @@ def test_a_populated_movable_zone_serves_only_movable_highuser_requests():
     # The ZONE_MOVABLE min: clamp(managed / 1024, SWAP_CLUSTER_MAX, 128).
     assert "zone  Movable\n  pages free     65521\n        boost    0\n        min      64\n" in m.zoneinfo()
     m.check()
+
+
+def _two_node_dump():
+    # Two nodes of 8 CPUs, 4 each: node 0 DMA/DMA32/Normal, node 1 Normal. Each
+    # node is printed by a machine that knows the other's lowmem and its CPUs.
+    zones0 = {"DMA": {"start_pfn": 1, "spanned": 4095, "present": 3998, "managed": 3840},
+              "DMA32": {"start_pfn": 4096, "spanned": 1044480, "present": 782336, "managed": 772915},
+              "Normal": {"start_pfn": 1048576, "spanned": 1048576, "present": 1048576, "managed": 1030000}}
+    zones1 = {"Normal": {"start_pfn": 2097152, "spanned": 2097152, "present": 2097152, "managed": 2080000}}
+    low0 = sum(z["managed"] for z in zones0.values())
+    cfg0 = KernelConfig.preset("v6.18", zones=zones0, cpus=8, node_cpus=4, other_nodes_lowmem=2080000)
+    kbytes = Machine(cfg0).min_free_kbytes
+    cfg1 = KernelConfig.preset("v6.18", zones=zones1, cpus=8, node_cpus=4, other_nodes_lowmem=low0,
+                               min_free_kbytes=kbytes)
+    return cfg0, cfg1, Machine(cfg0).zoneinfo() + Machine(cfg1).zoneinfo().replace("Node 0,", "Node 1,")
+
+
+def test_one_node_of_a_two_node_dump_round_trips():
+    cfg0, cfg1, text = _two_node_dump()
+    with pytest.raises(ConfigError, match=r"nodes 0, 1; .*node=N"):
+        KernelConfig.from_zoneinfo(text, "v6.18")
+    with pytest.raises(ConfigError, match="no node 2"):
+        KernelConfig.from_zoneinfo(text, "v6.18", node=2)
+    for node, want in ((0, cfg0), (1, cfg1)):
+        got = KernelConfig.from_zoneinfo(text, "v6.18", node=node)
+        assert static_differences(got, text, node=node) == []
+        assert (got.cpus, got.node_cpus, got.other_nodes_lowmem) == (8, 4, want.other_nodes_lowmem)
+        assert got.zone_layout() == want.zone_layout()
+
+
+def test_a_changed_lowmem_reserve_ratio_is_read_back():
+    cfg = KernelConfig.preset("v6.18", zones={"DMA": 3840, "DMA32": 500000, "Normal": 300000}, cpus=2,
+                              lowmem_reserve_ratio=(128, 64, 16, 0, 0))
+    text = Machine(cfg).zoneinfo()
+    again = KernelConfig.from_zoneinfo(text, "v6.18")
+    # Normal's ratio cannot show: the zones above it are empty.
+    assert again.lowmem_reserve_ratio[:2] == (128, 64)
+    assert static_differences(again, text) == []
+
+
+def test_nr_free_pages_blocks_is_what_the_kernel_counts():
+    # The real dump's per-zone nr_free_pages_blocks against its buddyinfo, read
+    # right after it: pages in free blocks of order >= pageblock_order.
+    real = _zones((REAL / "zoneinfo").read_text())
+    for line in (REAL / "buddyinfo").read_text().splitlines():
+        name, counts = line.split()[3], [int(n) for n in line.split()[4:]]
+        in_blocks = sum(n << order for order, n in enumerate(counts) if order >= 9)
+        assert real[name]["stats"]["nr_free_pages_blocks"] == in_blocks, name

@@ -138,3 +138,51 @@ def test_watermarks_hold_back_free_highatomic_pages_only_from_v6_12(kernel):
     slow = m.stats()["SLOWPATH"]
     m.alloc_pages("GFP_KERNEL")
     assert (m.stats()["SLOWPATH"] > slow) == (kernel == "v6.11")
+
+
+@pytest.mark.parametrize("kernel", ["v6.11", "v6.12"])
+def test_atomic_order0_requests_take_the_highatomic_reserve_from_v6_12(kernel):
+    # All free pages sit in a highatomic block. The atomic watermark counts them
+    # (ALLOC_NON_BLOCK is a reserve flag), but before 281dd25c1a01 only
+    # ALLOC_OOM requests could take them: every GFP_ATOMIC order-0 request failed.
+    m = machine(kernel, pages=65536, min_free_kbytes=1024)
+    while m.alloc_pages(MOVABLE, order=4) is not None:
+        pass
+    assert m.alloc_pages("GFP_ATOMIC", order=1) is not None         # reserves the block
+    zs = m.zone_state("Normal")
+    assert zs["nr_free_pages"] == zs["nr_free_highatomic"] > 0
+    taken = 0
+    while m.alloc_pages("GFP_ATOMIC") is not None:
+        taken += 1
+    after = m.zone_state("Normal")["nr_free_highatomic"]
+    if kernel == "v6.11":
+        assert taken == 0 and after == zs["nr_free_highatomic"]
+    else:
+        # Down to the atomic min watermark (__zone_watermark_ok): __GFP_HIGH
+        # halves min, ALLOC_NON_BLOCK takes a quarter of the rest.
+        half = m.populated_zones[0].watermark[0]
+        half -= half // 2
+        assert taken == zs["nr_free_highatomic"] - after and after == half - half // 4
+    m.check()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_v6_18_rules_keep_every_invariant_under_pressure(seed):
+    # A crowded two-zone machine with CMA: claims, steals, highatomic reserves,
+    # free_high drains and decay all run; check() verifies free lists, counters
+    # (nr_free_highatomic included) and pcp lists after each phase.
+    from pcpemu.runs import workloads
+    m = Machine(KernelConfig.preset("v6.18", memory="96M", cma="16M", cpus=2), seed=seed)
+    classes = (("GFP_KERNEL", 0, 0.3), ("GFP_HIGHUSER_MOVABLE", 0, 0.3), ("GFP_ATOMIC", 1, 0.1),
+               ("GFP_KERNEL", 3, 0.1), ("GFP_HIGHUSER_MOVABLE | __GFP_COMP", 9, 0.05),
+               ("__GFP_RECLAIMABLE | GFP_KERNEL", 2, 0.15))
+    before = m.stats()
+    for phase in range(3):
+        m.run(workloads.churn(20000, classes, live=9000, cpus=(0, 1), seed=seed * 10 + phase,
+                              slot_base=phase * 100000))
+        m.check()
+        m.decay_pcp_high(phase % 2)
+        m.drain_all_pages()
+        m.check()
+    st = m.stats()
+    assert st["PGALLOC_FALLBACK"] > before["PGALLOC_FALLBACK"] and st["ALLOC_FAILED"] > 0

@@ -166,6 +166,13 @@ class KernelConfig:
     :param cache_slice: each CPU's slice of the data cache (default 2 MiB); when it
         exceeds 3 * batch pages the pcp gets PCPF_FREE_HIGH_BATCH
         (zone_pcp_update_cacheinfo).
+    :param lowmem_reserve_ratio: vm.lowmem_reserve_ratio, one per zone (DMA, DMA32,
+        Normal, Movable, Device); 0 gives the zone no reserve.
+    :param node_cpus: the CPUs of this node (cpumask_of_node), over which
+        zone_highsize splits pcp high; None: all ``cpus`` (a one-node machine).
+    :param other_nodes_lowmem: managed pages of the other nodes' zones below
+        ZONE_MOVABLE: __setup_per_zone_wmarks shares min_free_kbytes over the low
+        zones of every node, and calculate_min_free_kbytes counts them too.
     :param kernel: the kernel version whose rules pcpemu models where they differ
         from v6.10's (see PRESETS) and whose /proc formats it prints.
     :param built_zones: the zones the kernel was built with (CONFIG_ZONE_DMA,
@@ -190,6 +197,9 @@ class KernelConfig:
     numa: bool = True
     cacheline: int = 64
     cache_slice: int = 512
+    lowmem_reserve_ratio: tuple = (256, 256, 32, 0, 0)
+    node_cpus: int | None = None
+    other_nodes_lowmem: int = 0
     kernel: str = "v6.10"
     built_zones: tuple = ZONE_NAMES
     name: str = "custom"
@@ -231,6 +241,13 @@ class KernelConfig:
         if mthp and not self.thp:
             raise ConfigError("mthp_orders: multi-size THP orders need thp=True")
         setter("mthp_orders", dict(sorted(mthp.items())))
+        ratios = self.lowmem_reserve_ratio
+        if not isinstance(ratios, (tuple, list)) or len(ratios) != MAX_NR_ZONES:
+            raise ConfigError(f"lowmem_reserve_ratio: expected {MAX_NR_ZONES} ratios (DMA..Device), got {ratios!r}")
+        setter("lowmem_reserve_ratio", tuple(_check_range("lowmem_reserve_ratio", r, 0, 1 << 31) for r in ratios))
+        if self.node_cpus is not None:
+            _check_range("node_cpus", self.node_cpus, 1, self.cpus)
+        setter("other_nodes_lowmem", parse_size(self.other_nodes_lowmem, "other_nodes_lowmem"))
         setter("kernel", str(parse_version(self.kernel)))
         built = tuple(self.built_zones) if isinstance(self.built_zones, (tuple, list)) else None
         if (built is None or any(z not in ZONE_NAMES for z in built) or built != tuple(sorted(built, key=ZONE_NAMES.index))
@@ -342,17 +359,19 @@ class KernelConfig:
         return [r for r in RULE_CHANGES if self.version >= parse_version(r.since)]
 
     @classmethod
-    def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, **overrides: Any) -> "KernelConfig":
+    def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, node: int | None = None,
+                      **overrides: Any) -> "KernelConfig":
         """The machine a real ``/proc/zoneinfo`` describes (pcpemu.kernel.zoneinfo.config_fields).
 
         :param zoneinfo: a path, the text, or what pcpemu.kernel.ftrace.read_zoneinfo returns.
         :param preset: the kernel rules (default DEFAULT_PRESET).
+        :param node: which NUMA node of a several-node dump to emulate.
         :param overrides: any field, e.g. ``cma=``, ``min_free_kbytes=``.
         """
         from .zoneinfo import config_fields
 
         preset = DEFAULT_PRESET if preset is None else preset
-        return cls.preset(preset, **config_fields(zoneinfo, preset, overrides))
+        return cls.preset(preset, **config_fields(zoneinfo, preset, overrides, node))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "KernelConfig":
@@ -376,8 +395,32 @@ class KernelConfig:
         d = dataclasses.asdict(self)
         d["mthp_orders"] = {str(k): v for k, v in self.mthp_orders.items()}
         d["built_zones"] = list(self.built_zones)
+        d["lowmem_reserve_ratio"] = list(self.lowmem_reserve_ratio)
         return d
 
+
+def parse_zones(spec: str, what: str = "zones") -> Any:
+    """KernelConfig.zones from its command-line form: ``x86_64``, ``normal``,
+    or managed pages per zone as ``DMA=3840,DMA32=N,Normal=N``.
+
+    :param what: the option the message names.
+
+    :raises ConfigError: for a list item without ``=``.
+    """
+    if spec in ("x86_64", "normal"):
+        return spec
+    pairs = [item.partition("=") for item in spec.split(",")]
+    if any(not sep for _, sep, _ in pairs):
+        raise ConfigError(f"{what}: cannot read {spec!r}; use e.g. DMA=3840,Normal=163840")
+    return {name.strip(): pages.strip() for name, _, pages in pairs}
+
+
+#: THP-list policy -> the preset of the kernel that has it ("android": the
+#: split lists plus CMA pcp lists of their own). The one table: the report,
+#: the seed-bug scenario and the contention runs each take the policies they
+#: support from it.
+POLICY_PRESETS: dict[str, str] = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp",
+                                  "android": "android"}
 
 @dataclasses.dataclass(frozen=True)
 class RuleChange:
@@ -387,7 +430,7 @@ class RuleChange:
     commit: str      # mainline commit (12 hex digits) or, when not found, the subject
     change: str
     modelled: str    # how pcpemu follows it; "" when it does not
-    flag: str = ""   # the core's rule flag (pcpemu._core.RULES) that switches it on
+    flag: str = ""   # the name of the core's rule flag that switches it on (see pcpemu.machine)
 
 
 #: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the
@@ -403,6 +446,9 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                "blocks (zone->nr_free_highatomic), not the whole highatomic reserve",
                "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free",
                "free_highatomic"),
+    RuleChange("v6.12", "281dd25c1a01", "rmqueue_buddy lets atomic (ALLOC_NON_BLOCK) requests take a "
+               "highatomic block when all else failed, as it let ALLOC_OOM ones (also in 6.11.11)",
+               "rmqueue_buddy", "highatomic_non_block"),
     RuleChange("v6.13", "mm: add pcp high_min high_max to proc zoneinfo",
                "zoneinfo pagesets print count/high/batch/high_min/high_max, names padded to one width",
                "procfs.zoneinfo"),

@@ -26,7 +26,7 @@ def buddyinfo(m: "Machine") -> str:
     """``/proc/buddyinfo``: free blocks per order of each populated zone (pcp pages excluded)."""
     lines = []
     for z in m.populated_zones:
-        nr_free = m._core.zone_state(z.idx)["nr_free"]
+        nr_free = m.zone_state(z.name)["nr_free"]
         lines.append(f"Node {NODE}, zone {z.name:>8} " + "".join(f"{n:6d} " for n in nr_free) + "\n")
     return "".join(lines)
 
@@ -36,7 +36,7 @@ def _migratetypes(m: "Machine") -> list[int]:
     return [mt for mt in range(MIGRATE_TYPES) if mt != MIGRATE_CMA or m.config.cma or m.config.pcp_cma]
 
 
-def _online_pageblocks(m: "Machine", z) -> list[int]:
+def _online_pageblocks(z) -> list[int]:
     # pagetypeinfo_showblockcount_print(): one pfn a pageblock from start_pfn,
     # skipping those of absent memory sections (pfn_to_online_page).
     present_end = z.free_start + z.managed
@@ -50,7 +50,7 @@ def pagetypeinfo(m: "Machine") -> str:
     out = [f"Page block order: {PAGEBLOCK_ORDER}\n", f"Pages per block:  {PAGEBLOCK_NR_PAGES}\n", "\n"]
     out.append(f"{'Free pages count per migrate type at order':<43} " + "".join(f"{o:6d} " for o in range(11)) + "\n")
     for z in m.populated_zones:
-        lists = m._core.zone_state(z.idx)["free_lists"]
+        lists = m.zone_state(z.name)["free_lists"]
         for mt in types:
             cells = "".join((">" if n >= _PAGETYPEINFO_CAP else "") + f"{min(n, _PAGETYPEINFO_CAP):6d} "
                             for n in lists[:, mt])
@@ -58,7 +58,7 @@ def pagetypeinfo(m: "Machine") -> str:
     out.append(f"\n{'Number of blocks type ':<23}" + "".join(f"{MIGRATETYPE_NAMES[mt]:>12} " for mt in types) + "\n")
     block_types = m.pageblock_types()
     for z in m.populated_zones:
-        blocks = block_types[_online_pageblocks(m, z)]
+        blocks = block_types[_online_pageblocks(z)]
         out.append(f"Node {NODE}, zone {z.name:>8} " + "".join(f"{int((blocks == mt).sum()):12d} " for mt in types) + "\n")
     return "".join(out)
 
@@ -88,7 +88,7 @@ def zoneinfo(m: "Machine") -> str:
     built = [z for z in m.zones if z.name in m.config.built_zones]
     out = []
     for z in built:
-        st = m._core.zone_state(z.idx) if z.managed else None
+        st = m.zone_state(z.name) if z.managed else None
         boost = st["watermark_boost"] if st else 0
         free = st["nr_free_pages"] if st else 0
         out.append(f"Node {NODE}, zone {z.name:>8}")
@@ -117,7 +117,7 @@ def zoneinfo(m: "Machine") -> str:
         out.append("\n  pagesets")
         threshold = _stat_threshold(z.managed, m.config.cpus)
         for cpu in range(m.config.cpus):
-            pcp = m._core.pcp_state(z.idx, cpu)
+            pcp = m.pcp_state(z.name, cpu)
             out.append(f"\n    cpu: {cpu}")
             out.extend(f"\n              {name + ':':<{width}}{pcp[name]}" for name in pageset)
             out.append(f"\n  vm stats threshold: {threshold}")

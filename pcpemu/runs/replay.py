@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from ..kernel.config import MAX_PAGE_ORDER, KernelConfig
+from ..kernel.config import MAX_PAGE_ORDER, KernelConfig, parse_zones
 from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
@@ -34,7 +34,8 @@ from ..kernel.ftrace import (
     read_event_batches,
     write_ftrace,
 )
-from ..machine import OP_DTYPE, OPS, Machine, Trace
+from ..kernel.zoneinfo import static_differences
+from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
 from .kstate import PcpLists, UntracedPool, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -456,7 +457,7 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -
 
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     decay = np.zeros(len(pos), OP_DTYPE)
-    decay["op"] = OPS["decay"]
+    decay["op"] = OP_DECAY
     decay["cpu"] = cpus
     at = np.searchsorted(sel, pos)
     return np.insert(ops, at, decay), np.insert(sel, at, pos)
@@ -665,3 +666,35 @@ def replay_text(result: ReplayResult) -> str:
         out += [_cpu_row(str(e["cpu"]), e, orders) for e in pol["per_cpu"]]
         out.append(_cpu_row("all", pol["total"], orders))
     return "\n".join(out) + "\n"
+
+
+def replay_configs(preset: str, policies: list[str] | None = None, *, zoneinfo: str | None = None,
+                   node: int | None = None, memory: str = "8G", cpus: int | None = None, zones: str | None = None,
+                   cma: str | None = None, one_policy: bool = False) -> tuple[dict[str, KernelConfig], list[str]]:
+    """The machines of ``pcpemu replay``: one config per THP-list policy, from a
+    zoneinfo dump (KernelConfig.from_zoneinfo) or from memory, CPUs and a zones
+    spec (config.parse_zones).
+
+    :param policies: default the preset's own.
+    :param node: the node of a several-node dump.
+    :param cma: the CMA size; default the dump's, or none.
+    :param one_policy: refuse more than one policy (one machine's trace is written).
+    :return: (configs by policy, the static boot values that differ from the dump's).
+    :raises ConfigError: for contradicting options, before any work.
+    """
+    extra = {} if cma is None else {"cma": cma}
+    if node is not None and not zoneinfo:
+        raise ConfigError("--node picks a node of a --zoneinfo dump; give --zoneinfo")
+    if zoneinfo:
+        if cpus is not None or zones is not None:
+            raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
+        base = KernelConfig.from_zoneinfo(zoneinfo, preset, node, **extra)
+        notes = static_differences(base, zoneinfo, node)
+    else:
+        base = KernelConfig.preset(preset, memory=memory, zones=parse_zones(zones or "x86_64", "--zones"),
+                                   cpus=4 if cpus is None else cpus, **extra)
+        notes = []
+    policies = policies or [base.thp_lists]
+    if one_policy and len(policies) > 1:
+        raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
+    return {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}, notes

@@ -51,6 +51,7 @@ def _add_replay(sub: Any) -> None:
                    ".gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
+    p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
     p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
@@ -81,34 +82,6 @@ def _add_replay(sub: Any) -> None:
     p.set_defaults(func=_cmd_replay)
 
 
-def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from ..kernel.config import KernelConfig
-    from ..errors import ConfigError
-    from ..kernel.zoneinfo import static_differences
-
-    extra = {} if args.cma is None else {"cma": args.cma}
-    if args.zoneinfo:
-        if args.cpus is not None or args.zones is not None:
-            raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
-        base = KernelConfig.from_zoneinfo(args.zoneinfo, args.preset, **extra)
-        notes = static_differences(base, args.zoneinfo)
-    else:
-        zones: Any = args.zones or "x86_64"
-        if zones not in ("x86_64", "normal"):
-            pairs = [item.partition("=") for item in zones.split(",")]
-            if any(not sep for _, sep, _ in pairs):
-                raise ConfigError(f"--zones: cannot read {args.zones!r}; use e.g. DMA=3840,Normal=163840")
-            zones = {name.strip(): pages.strip() for name, _, pages in pairs}
-        base = KernelConfig.preset(args.preset, memory=args.memory, zones=zones,
-                                   cpus=4 if args.cpus is None else args.cpus, **extra)
-        notes = []
-    policies = args.policy or [base.thp_lists]
-    if args.emit_trace and len(policies) > 1:
-        raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
-    configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}
-    return configs, notes
-
-
 def _progress_bar(events: int, fraction: float | None) -> None:
     pct = "" if fraction is None else f"{100 * fraction:3.0f}% "
     sys.stderr.write("\rreplay " + bar(fraction, f"{pct}{events:,} events"))
@@ -121,15 +94,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..kernel.config import DEFAULT_PRESET
     from ..runs.capture_replay import check, comparison_text, replay_capture
-    from ..runs.replay import replay, replay_text
+    from ..runs.replay import replay, replay_configs, replay_text
 
     if args.check is not None and not 0 < args.check < 1000:
         raise ConfigError(f"--check takes a percentage above 0, not {args.check}")
     show = sys.stderr.isatty() if args.progress is None else args.progress
     emit = None
     if os.path.isdir(args.trace):
-        given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--cpus", args.cpus), ("--zones", args.zones),
-                                ("--cma", args.cma)) if v is not None]
+        given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--node", args.node), ("--cpus", args.cpus),
+                                ("--zones", args.zones), ("--cma", args.cma)) if v is not None]
         if given:
             raise ConfigError(f"a capture directory gives the machine; drop {', '.join(given)}")
         if args.emit_trace and args.policy and len(args.policy) > 1:
@@ -143,8 +116,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             if emit is not None:
                 emit.close()
     else:
-        args.preset = args.preset or DEFAULT_PRESET
-        configs, notes = _replay_configs(args)          # bad options fail before any work
+        configs, notes = replay_configs(args.preset or DEFAULT_PRESET, args.policy, zoneinfo=args.zoneinfo,
+                                        node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
+                                        cma=args.cma, one_policy=bool(args.emit_trace))  # fail before any work
         emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
         try:
             result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
@@ -384,16 +358,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows = smp.compare(cells, args.base, args.other)
     threads = []
     if args.threads:
-        counts = list(range(1, (os.cpu_count() or 1) + 1))
-        total, done = len(workloads) * 2 * len(counts), 0
-        for w in workloads:
-            for pol in (args.base, args.other):
-                for n in counts:
-                    r = smp.run_threads(smp.smp_config(pol, n), smp.cpu_streams(w, n, args.thread_ops, args.seed))
-                    r.update(workload=w, policy=pol)
-                    threads.append(r)
-                    done += 1
-                    _progress(done, total, f"threads {w} {pol} n={n}")
+        threads = smp.thread_sweep([args.base, args.other], list(range(1, (os.cpu_count() or 1) + 1)), workloads,
+                                   args.thread_ops, args.seed, progress=_progress)
     calib = smp.calibration_check() if args.calibrate else None
     if args.json:
         emit_json("bench", {"config": {"policies": policies, "cpus": cpus, "workloads": workloads,
