@@ -178,10 +178,18 @@ def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: 
 
 
 def _rest_list(m: Machine, exact: set[int]) -> int:
-    # Where the pages no list is known to have held go: Movable order 0, unless the
-    # trace showed exactly what that list held; then the first order-0 list it did not.
-    order0 = [m.order_to_pindex(t, 0) for t in ("Movable", "Reclaimable", "Unmovable")]
-    return next((i for i in order0 if i not in exact), order0[0])
+    # Where the pages no list is known to have held go: the first list, order 0
+    # first (Movable, Reclaimable, Unmovable), then orders 1-3, then the THP lists,
+    # whose start the trace did not show exactly; Movable order 0 when it showed all.
+    order = [m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)
+             for t in ("Movable", "Reclaimable", "Unmovable")]
+    seen = set()
+    for i in order:
+        if i >= 0 and i not in seen:
+            seen.add(i)
+            if i not in exact:
+                return i
+    return order[0]
 
 
 def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
@@ -192,9 +200,9 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
     :param zoneinfo: what :func:`pcpemu.kernel.ftrace.read_zoneinfo` returns.
     :param pagetypeinfo: what :func:`pcpemu.kernel.ftrace.read_pagetypeinfo` returns.
     :param pcp_lists: blocks per pcp list (pindex) per (zone, cpu) that the trace shows
-        were there (:meth:`PcpLists.lists`); each CPU's other pages go on Movable order 0,
-        or another order-0 list when pcp_exact (:meth:`PcpLists.exact_lists`) says the
-        trace showed exactly what Movable order 0 held.
+        were there (:meth:`PcpLists.lists`); each CPU's other pages go on the first list
+        whose start pcp_exact (:meth:`PcpLists.exact_lists`) does not say the trace
+        showed exactly (:func:`_rest_list`).
     :raises ConfigError: when a populated emulated zone is missing from the dumps.
     """
     notes: list[str] = []
@@ -232,8 +240,11 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
                     lists[pindex] = m.seed_pcp(zp.name, p["cpu"], n, high, UNTRACED, pindex=pindex)
                     left -= lists[pindex] * size
             rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
-            lists[rest] = lists.get(rest, 0) + m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[rest]),
-                                                          high, UNTRACED, pindex=rest)
+            movable0 = m.order_to_pindex("Movable", 0)
+            for i in (rest, movable0):      # what is left of a bigger list's blocks: order 0
+                n = m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[i]), high, UNTRACED, pindex=i)
+                lists[i] = lists.get(i, 0) + n
+                left -= n << int(m.pindex_order[i])
             placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
             pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
                         "lists": {int(i): int(n) for i, n in lists.items() if n}})
@@ -385,7 +396,9 @@ class PcpLists:
         cand = np.flatnonzero((r | e) & (flat_exact[k] < 0))
         if len(cand):
             firsts = cand[np.unique(k[cand], return_index=True)[1]]
-            flat_exact[k[firsts]] = np.where(r[firsts], -before[firsts], -run[firsts])
+            # A free put on this list by a type the trace showed wrongly can make the
+            # balance say it held less than nothing: it held nothing.
+            flat_exact[k[firsts]] = np.maximum(np.where(r[firsts], -before[firsts], -run[firsts]), 0)
         last = np.append(starts[1:] - 1, len(k) - 1)
         flat_bal[k[last]] = run[last]
 
