@@ -8,8 +8,6 @@ ITEM_NAMES: tuple[str, ...]
 LOCK_SITE_NAMES: tuple[str, ...]
 PCP_OP_NAMES: tuple[str, ...]
 OP_NAMES: tuple[str, ...]
-MIGRATETYPE_NAMES: tuple[str, ...]
-ZONE_NAMES: tuple[str, ...]
 CPU_STATE_DTYPE: np.dtype
 OP_DTYPE: np.dtype
 BLOCK_DTYPE: np.dtype
@@ -31,7 +29,8 @@ def smp_gate_open(gate: np.ndarray) -> float: ...
 class Allocator:
     def __init__(self, nr_pages: int, zones: list[Any], cma_base: int, cma_pages: int, nr_cpus: int,
                  pindex: list[list[int]], pindex_order: list[int], cacheline: int, boost_factor: int,
-                 batch_scale_max: int, pcp_cma: bool, free_high_batch: bool) -> None: ...
+                 batch_scale_max: int, pcp_cma: bool, free_high_batch: bool, freelist_hygiene: bool,
+                 reclaim_progress: bool, boot_pageset: tuple[int, int, int] | None) -> None: ...
     def raise_error(self, code: int, what: str, stream: bool = False, **fields: Any) -> None: ...
     def check_cpu(self, cpu: int, what: str) -> None: ...
     # entry points

@@ -54,6 +54,7 @@ cdef extern from "_kernel.h" nogil:
     enum pcpemu_error:
         PE_OK
         PE_BAD_PFN
+        PE_BAD_RANGE
         PE_BAD_ORDER
         PE_BAD_CPU
         PE_BAD_OWNER
@@ -110,6 +111,7 @@ cdef extern from "_kernel.h" nogil:
         int16_t cpu             # pcp CPU while PG_pcp
         uint8_t pindex          # pcp list while PG_pcp
         uint8_t order           # allocation order while PG_allocated
+        uint8_t mt              # free list of a PG_buddy block; v6.9's pcppage migratetype
 
     struct free_area:
         list_head free_list[MIGRATE_TYPES]  # one list per migratetype
@@ -254,6 +256,9 @@ cdef extern from "_kernel.h" nogil:
         long watermark_boost_factor
         int pcp_cma
         int rules
+        int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
+        int reclaim_progress            # direct reclaim makes progress
+        int kswapd_failures             # kswapd runs that reclaimed nothing
         int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES]
         uint8_t pindex_order[MAX_PCP_LISTS]
         uint64_t next_owner
