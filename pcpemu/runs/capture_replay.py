@@ -34,8 +34,9 @@ def preset_for_release(release: str) -> str:
     if m is None:
         raise ConfigError(f"cannot read the kernel version of release {release!r}; give --preset")
     v = (int(m.group(1)), int(m.group(2)))
-    known = sorted((parse_version(p).major_minor, p) for p in PRESETS if p.startswith("v"))
-    older = [p for mm, p in known if mm <= v]
+    # By full version, so that a release comes after its -rc presets.
+    known = sorted((parse_version(p).key, p) for p in PRESETS if p.startswith("v"))
+    older = [p for key, p in known if key[:2] <= v]
     if not older:
         raise ConfigError(f"no preset for kernel {release}; oldest is {known[0][1]}")
     return older[-1]
