@@ -444,9 +444,9 @@ class Machine:
         if self.stats()["ALLOC_CALLS"] or self.stats()["FREE_CALLS"]:
             raise PcpemuError("seed_zone needs a machine that has run nothing")
         zi = self._zone_idx(zone, "seed_zone")
-        _core.seed_untraced_zone(self._core, zi, np.ascontiguousarray(block_types, np.uint8), owner)
-        _core.seed_free_blocks(self._core, np.ascontiguousarray(free_pfns, np.int64),
-                               np.ascontiguousarray(free_orders, np.int8), owner)
+        self._core.seed_untraced_zone(zi, np.ascontiguousarray(block_types, np.uint8), owner)
+        self._core.seed_free_blocks(np.ascontiguousarray(free_pfns, np.int64), np.ascontiguousarray(free_orders, np.int8),
+                                    owner)
 
     def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int, pindex: int | None = None) -> int:
         """Put ``count`` blocks of ``owner``'s pages on a CPU's pcp list ``pindex``
@@ -454,14 +454,14 @@ class Machine:
         pindex = self.order_to_pindex("Movable", 0) if pindex is None else pindex
         if not 0 <= pindex < self.nr_pcp_lists:
             raise PcpemuError(f"pindex {pindex} is outside 0..{self.nr_pcp_lists - 1}")
-        return _core.seed_pcp(self._core, self._zone_idx(zone, "seed_pcp"), self._int(cpu, "cpu", "seed_pcp"), pindex,
-                              int(count), int(high), owner)
+        return self._core.seed_pcp(self._zone_idx(zone, "seed_pcp"), self._int(cpu, "cpu", "seed_pcp"), pindex,
+                                   int(count), int(high), owner)
 
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
                       cursor: np.ndarray) -> np.ndarray:
         """Up to n blocks of ``owner``'s pages made whole at ``order`` (see _core.take_untraced)."""
-        return _core.take_untraced(self._core, self._zone_idx(zone, "take_untraced"), migratetype,
-                                   self._int(order, "order", "take_untraced"), n, owner, cursor)
+        return self._core.take_untraced(self._zone_idx(zone, "take_untraced"), migratetype,
+                                        self._int(order, "order", "take_untraced"), n, owner, cursor)
 
     def load_slots(self, slots: np.ndarray, pfns: np.ndarray) -> None:
         """Point op-stream slots at allocated blocks, so that stream frees can free them."""
@@ -473,7 +473,7 @@ class Machine:
 
     def reset_stats(self) -> None:
         """Zero every counter (the state stays)."""
-        _core.reset_stats(self._core)
+        self._core.reset_stats()
 
     # ---- views ----
 

@@ -57,9 +57,9 @@ include "_run.pxi"
 include "_isolate.pxi"
 include "_smp.pxi"
 include "_mm_init.pxi"
+include "_seed.pxi"
 include "_allocator.pxi"
 include "_baseline.pxi"
-include "_seed.pxi"
 
 
 #: Every constant the core and Python share, by its C name: the tests compare

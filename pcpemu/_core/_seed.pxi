@@ -20,12 +20,11 @@ cdef inline void _make_untraced(pglist_data *pgdat, page *p, unsigned long pfn, 
     p.cpu = -1
 
 
-def seed_untraced_zone(Allocator a, int zi, uint8_t[::1] block_types, uint64_t owner):
+cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:
     """Give every free page of zone zi to owner as order-0 allocations and set the
     pageblock types of its managed pages (block_types[i]: the block i blocks after
     the one holding managed_start). The node must be fresh: nothing allocated,
     empty pcp lists."""
-    cdef pglist_data *pgdat = &a.pgdat
     cdef zone *z = &pgdat.node_zones[zi]
     cdef int order, mt
     cdef page *p
@@ -40,24 +39,26 @@ def seed_untraced_zone(Allocator a, int zi, uint8_t[::1] block_types, uint64_t o
         if block_types[b] >= MIGRATE_PCPTYPES + 1:        # Unmovable, Movable, Reclaimable, HighAtomic
             raise PcpemuError(f"pageblock type {block_types[b]} cannot be seeded")
     with nogil:
+        spin_lock_zone(&pgdat.cpu[0], pgdat, z, LOCK_FREE_ONE_PAGE)
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
                 while not list_empty(&z.free_area[order].free_list[mt]):
                     p = lru_to_page(z.free_area[order].free_list[mt].next)
-                    pfn = page_to_pfn(pgdat, p)
                     del_page_from_free_list(p, z, order, mt)
                     for i in range(1UL << order):
                         p[i].flags = 0
+        spin_unlock_zone(z)
         for b in range(block_types.shape[0]):
             pgdat.pageblock_mt[first + b] = block_types[b]
         for pfn in range(z.managed_start, z.managed_end):
             _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
+    return 0
 
 
-def seed_free_blocks(Allocator a, int64_t[::1] pfns, int8_t[::1] orders, uint64_t owner):
+cdef int seed_free_blocks(pglist_data *pgdat, const int64_t[::1] pfns, const int8_t[::1] orders,
+                          uint64_t owner) except -1:
     """Free blocks of the owner's order-0 pages into the buddy, as __free_one_page
     (merging where two free buddies meet)."""
-    cdef pglist_data *pgdat = &a.pgdat
     cdef Py_ssize_t k
     cdef unsigned long pfn, i
     cdef int order
@@ -75,16 +76,15 @@ def seed_free_blocks(Allocator a, int64_t[::1] pfns, int8_t[::1] orders, uint64_
             p.flags = 0
             p._refcount = 0
             p.owner = 0
-        p = pfn_to_page(pgdat, pfn)
-        __free_one_page(&pgdat.cpu[0], pgdat, p, pfn, page_zone(pgdat, pfn), order,
-                        get_pageblock_migratetype(pgdat, pfn), True)
+        free_one_page(&pgdat.cpu[0], pgdat, page_zone(pgdat, pfn), pfn_to_page(pgdat, pfn), pfn, order, True)
+    return 0
 
 
-def seed_pcp(Allocator a, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
+cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssize_t n, int high,
+                        uint64_t owner) except -1:
     """Put n of the owner's pages on one pcp list (blocks of pindex's order, from
     pageblocks of the list's migratetype first, then any) and set that pcp's high.
     Returns how many blocks went on the list."""
-    cdef pglist_data *pgdat = &a.pgdat
     cdef zone *z = &pgdat.node_zones[zi]
     cdef per_cpu_pages *pcp
     cdef int order, mt, want, pass_
@@ -124,6 +124,7 @@ def seed_pcp(Allocator a, int zi, int cpu, int pindex, Py_ssize_t n, int high, u
                     p.flags = PG_pcp
                     p.cpu = <int16_t>cpu
                     p.pindex = <uint8_t>pindex
+                    p.mt = <uint8_t>(mt if mt >= 0 else get_pageblock_migratetype(pgdat, pfn))
                     pcp.count += 1 << order
                     got += 1
                 pfn += size
@@ -131,22 +132,20 @@ def seed_pcp(Allocator a, int zi, int cpu, int pindex, Py_ssize_t n, int high, u
     return got
 
 
-def take_untraced(Allocator a, int zi, int mt, int order, Py_ssize_t n, uint64_t owner,
-                  int64_t[::1] cursor):
+cdef Py_ssize_t take_untraced(pglist_data *pgdat, int zi, int mt, int order, int64_t[::1] o, uint64_t owner,
+                              int64_t[::1] cursor) except -1:
     """Up to n blocks of the given order made of the owner's order-0 pages in zone
     zi, from pageblocks of type mt (-1: any), each turned into one allocated block
     of that order ready to be freed, and no longer the owner's (its head's owner is
     owner - 1), so no later take hands it out again. cursor[0] is where the search
     goes on from (the owner only ever gives pages away, so it never looks behind).
-    Returns the head pfns."""
-    cdef pglist_data *pgdat = &a.pgdat
+    Fills o with the head pfns; returns how many."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef unsigned long size = 1UL << order, pfn, i, end = z.managed_end
     cdef Py_ssize_t got = 0
+    cdef Py_ssize_t n = o.shape[0]
     cdef bint whole
     cdef page *p
-    out = np.empty(n, np.int64)
-    cdef int64_t[::1] o = out
     if order > MAX_PAGE_ORDER or z.per_cpu_pageset == NULL:
         raise PcpemuError(f"cannot take order-{order} blocks from zone {zi}")
     with nogil:
@@ -173,14 +172,14 @@ def take_untraced(Allocator a, int zi, int mt, int order, Py_ssize_t n, uint64_t
                 got += 1
             pfn += size
         cursor[0] = pfn
-    return out[:got]
+    return got
 
 
-def reset_stats(Allocator a):
+cdef void reset_stats(pglist_data *pgdat) noexcept nogil:
     """Zero every counter (after seeding, so the counters show the replay alone)."""
     cdef uint64_t seq
     cdef int cpu
-    for cpu in range(a.pgdat.nr_cpus):
-        seq = a.pgdat.cpu[cpu].owner_seq
-        memset(&a.pgdat.cpu[cpu], 0, sizeof(cpu_state))
-        a.pgdat.cpu[cpu].owner_seq = seq
+    for cpu in range(pgdat.nr_cpus):
+        seq = pgdat.cpu[cpu].owner_seq
+        memset(&pgdat.cpu[cpu], 0, sizeof(cpu_state))
+        pgdat.cpu[cpu].owner_seq = seq
