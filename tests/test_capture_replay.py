@@ -255,3 +255,13 @@ def test_vmstat_update_lines_read_and_write_back():
     write_ftrace(ev, out, header=False)
     back = np.concatenate(list(read_event_batches(io.BytesIO(out.getvalue().encode()), strict=True)))
     assert back["kind"].tolist() == [VMSTAT_UPDATE] and back["timestamp"].tolist() == [631.107444]
+
+
+def test_memory_resized_during_a_capture_is_reported():
+    from pcpemu.runs.capture_replay import _resized
+    before = {"zones": [{"name": "Normal", "managed": 100}, {"name": "DMA32", "managed": 50}]}
+    after = {"zones": [{"name": "Normal", "managed": 164}, {"name": "DMA32", "managed": 50}]}
+    assert _resized(before, after) == [
+        "untraced: zone Normal managed pages went from 100 to 164 during the capture (memory resized); its "
+        "watermarks and pcp high limits changed at a moment the trace does not show"]
+    assert _resized(before, before) == []

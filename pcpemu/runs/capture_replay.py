@@ -59,6 +59,7 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     base = KernelConfig.from_zoneinfo(before, preset)
     notes = [f"rules: preset {preset} (traced kernel {info.kernel_release})", *static_differences(base, before)]
     notes += [f"capture: {n}" for n in info.notes]
+    notes += _resized(before, read_zoneinfo(os.path.join(path, "after-zoneinfo")))
     if info.pid_only:
         notes.append("capture: --pid-only: the other tasks' allocations and frees, which share the pcp "
                      "lists, are not in the trace")
@@ -70,6 +71,15 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
                            after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")))
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
                   config_notes=notes, start=start, **kwargs)
+
+
+def _resized(before: dict, after: dict) -> list[str]:
+    # Untraced: memory onlined or offlined (ballooning, hotplug) while the trace ran
+    # moves the zone's watermarks and pcp high_min/high_max at a moment no event shows.
+    was = {z["name"]: z.get("managed") for z in before["zones"]}
+    return [f"untraced: zone {z['name']} managed pages went from {was[z['name']]:,} to {z['managed']:,} during the "
+            "capture (memory resized); its watermarks and pcp high limits changed at a moment the trace does not show"
+            for z in after["zones"] if z["name"] in was and z.get("managed") != was[z["name"]]]
 
 
 def check(comparison: dict[str, Any], per_cpu: float, total: float | None = None,
