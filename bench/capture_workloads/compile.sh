@@ -1,7 +1,7 @@
 #!/bin/sh
-# A compile: the Cython-generated C of pcpemu's trace reader, twice, -O2.
+# A compile: the Cython-generated C of pcpemu's trace reader (after a build), -O2.
 d=$(mktemp -d)
 inc=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 np=$(python3 -c 'import numpy; print(numpy.get_include())')
-for i in 1; do gcc -O2 -fPIC -I$inc -I$np -c $(dirname "$0")/../../pcpemu/_core/_ftrace.c -o $d/f.o; done
+gcc -O2 -fPIC -I$inc -I$np -c $(dirname "$0")/../../pcpemu/_core/_ftrace.c -o $d/f.o
 rm -rf $d
