@@ -8,6 +8,7 @@ __all__ = [
     "InvariantError",
     "NotAllocatedError",
     "OpStreamError",
+    "OutputPathError",
     "PcpemuError",
     "SweepSpecError",
     "TraceFormatError",
@@ -62,3 +63,8 @@ class SweepSpecError(PcpemuError, ValueError):
 
 class InvariantError(PcpemuError, AssertionError):
     """Machine.check() found broken allocator state; the message names it."""
+
+
+class OutputPathError(PcpemuError, ValueError):
+    """An output path pcpemu may not write: a missing or unwritable directory, or
+    an existing file or foreign directory it would replace."""

@@ -18,6 +18,7 @@ import io
 import lzma
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -136,12 +137,23 @@ class TraceStats:
     failed_allocs: int = 0
 
     def _malformed(self, lineno: int, reason: str, line: bytes, strict: bool) -> None:
-        text = line.decode("utf-8", "replace")
+        text = _quote(line)
         if strict:
             raise TraceFormatError(f"line {lineno}: {reason}: {text!r}")
         self.malformed[reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append((lineno, reason, text))
+
+
+#: Messages quote at most this many characters of a line.
+QUOTE_MAX = 200
+
+
+def _quote(line: bytes) -> str:
+    # A line as a message shows it: decoded, and cut (a 60 MB line is no message).
+    if len(line) <= QUOTE_MAX:
+        return line.decode("utf-8", "replace")
+    return line[:QUOTE_MAX].decode("utf-8", "replace") + f"... ({len(line):,} bytes)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -181,7 +193,7 @@ def _iter_chunks(source: _Source) -> Iterator[bytes]:
     try:
         rest = b""
         while True:
-            block = f.read(_BLOCK)
+            block = _read_block(f, source)
             if isinstance(block, str):
                 block = block.encode("utf-8")
             if not block:
@@ -197,6 +209,17 @@ def _iter_chunks(source: _Source) -> Iterator[bytes]:
     finally:
         for stream in owned:
             stream.close()
+
+
+def _read_block(f: BinaryIO, source: _Source) -> bytes:
+    # A truncated or corrupt .gz/.xz shows up as EOFError, BadGzipFile (an
+    # OSError), zlib.error or LZMAError while reading.
+    try:
+        return f.read(_BLOCK)
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "trace")
+        why = "truncated" if isinstance(exc, EOFError) else "corrupt or unreadable"
+        raise TraceFormatError(f"{name}: {why} compressed data ({type(exc).__name__}: {exc})") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -528,8 +551,10 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
     """
     text = os.fspath(path_or_text)
     if "\n" not in text:
-        with open(path_or_text, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_zoneinfo_file(text)
+    if "\0" in text:
+        raise TraceFormatError(f"zoneinfo line {text[:text.index(chr(0))].count(chr(10)) + 1}: a NUL byte; "
+                               "not /proc/zoneinfo text")
     zones: list[dict] = []
     zone: dict | None = None
     pcp: dict | None = None
@@ -578,3 +603,15 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
             counters[key] = value
     cpus = {p["cpu"] for z in zones for p in z["pagesets"]}
     return {"nr_cpus": len(cpus), "zones": zones}
+
+
+def _read_zoneinfo_file(path: str) -> str:
+    if not path or "\0" in path:
+        raise TraceFormatError(f"zoneinfo: {path!r} is neither zoneinfo text nor a file name")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise TraceFormatError(f"zoneinfo {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise TraceFormatError(f"zoneinfo {path}: not a text file (not UTF-8)") from None

@@ -32,6 +32,29 @@ def emit_json(command: str, payload: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
+class UsageError(Exception):
+    """A command line argparse cannot read (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints and exits on a bad command line; raise instead, so that
+    # main() can answer under --json too. Subparsers inherit the class.
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _size(text: str) -> str:
+    # A size option (--memory 8G) read at parse time, so a bad one is a usage
+    # error; the text itself is kept, as reports quote it.
+    from ..kernel.config import parse_size
+
+    try:
+        parse_size(text, "size")
+    except PcpemuError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
+    return text
+
+
 # Verbs register themselves here: (name, add_parser function).
 _VERBS: list[Callable[[Any], None]] = []
 
@@ -50,11 +73,12 @@ def _add_replay(sub: Any) -> None:
                    "perf script); .gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
-    p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
+    p.add_argument("--memory", type=_size, default=None, help="without --zoneinfo: RAM (default 8G, or the sum "
+                   "of --zones)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
-    p.add_argument("--cma", default="0", help="CMA size (default none)")
+    p.add_argument("--cma", type=_size, default="0", help="CMA size (default none)")
     p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
     p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
                    help="THP-list policies to compare on the same stream (default: the preset's); "
@@ -86,8 +110,9 @@ def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
             if any(not sep for _, sep, _ in pairs):
                 raise ConfigError(f"--zones: cannot read {args.zones!r}; use e.g. DMA=3840,Normal=163840")
             zones = {name.strip(): pages.strip() for name, _, pages in pairs}
-        base = KernelConfig.preset(args.preset, memory=args.memory, zones=zones,
-                                   cpus=4 if args.cpus is None else args.cpus, **extra)
+        if args.memory is not None or not isinstance(zones, dict):
+            extra["memory"] = args.memory or "8G"
+        base = KernelConfig.preset(args.preset, zones=zones, cpus=4 if args.cpus is None else args.cpus, **extra)
         notes = []
     policies = args.policy or [base.thp_lists]
     if args.emit_trace and len(policies) > 1:
@@ -104,10 +129,13 @@ def _progress_bar(events: int, fraction: float | None) -> None:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from ..runs.replay import replay, replay_text
+    from .outdir import check_file
 
     configs, notes = _replay_configs(args)          # bad options fail before any work
+    if args.emit_trace:
+        check_file(args.emit_trace, "--emit-trace")
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+    emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
     try:
         result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
                         progress=_progress_bar if show else None, config_notes=notes)
@@ -123,6 +151,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_output(path: str, what: str) -> Any:
+    from ..errors import OutputPathError
+
+    try:
+        return open(path, "w", encoding="ascii")
+    except OSError as exc:
+        raise OutputPathError(f"{what} {path}: {exc.strerror}") from None
+
+
 _VERBS.append(_add_replay)
 
 
@@ -135,8 +172,8 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--policies", nargs="+", help="THP-list policies (default by mode; single and split always)")
     p.add_argument("--cpus", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
     p.add_argument("--workloads", help="contention workloads, e.g. thp,mixed,order0,net")
-    p.add_argument("--memory", default="8G")
-    p.add_argument("--cma", default="4G")
+    p.add_argument("--memory", type=_size, default="8G")
+    p.add_argument("--cma", type=_size, default="4G")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ops-per-cpu", type=int, help="ops per CPU of each contention run")
     p.add_argument("--from-json", metavar="FILE", help="render a saved report.json without rerunning")
@@ -149,8 +186,10 @@ def _add_report(sub: Any) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     import json
 
+    from .outdir import check_output_dir
     from .report import ReportOptions, build_report, write_report
 
+    check_output_dir(args.output, "sweep.md" if args.from_sweep else "report.json", "-o")   # before any work
     if args.from_sweep:
         return _report_from_sweep(args)
     if args.from_json:
@@ -336,12 +375,12 @@ def _add_repro(sub: Any) -> None:
         description="Start a VM with device passthrough on a machine with a large CMA area: fault "
         "the guest in as THPs, pin it FOLL_LONGTERM, then cma_alloc; compare THP-list policies.",
     )
-    p.add_argument("--memory", default="8G", help="RAM (default 8G)")
-    p.add_argument("--cma", default="4G", help="CMA area size (default 4G)")
+    p.add_argument("--memory", type=_size, default="8G", help="RAM (default 8G)")
+    p.add_argument("--cma", type=_size, default="4G", help="CMA area size (default 4G)")
     p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
     p.add_argument("--seed", type=int, default=1, help="seed of the request stream (default 1)")
-    p.add_argument("--guest", default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
-    p.add_argument("--cma-request", help="size of the driver's cma_alloc (default: the whole CMA area)")
+    p.add_argument("--guest", type=_size, default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
+    p.add_argument("--cma-request", type=_size, help="size of the driver's cma_alloc (default: the whole CMA area)")
     p.add_argument("--policy", action="append", metavar="POLICY",
                    choices=("single", "split", "per-type", "android"),
                    help="single, split, per-type or android; repeatable (default all four)")
@@ -453,7 +492,7 @@ _VERBS.append(_add_layout)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pcpemu",
         description="Emulate the Linux page allocator (buddy + per-CPU page lists) "
         "and measure what a PCP change does.",
@@ -467,7 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _usage_error(parser, argv, exc)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -477,6 +520,19 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_INVARIANT)
     except PcpemuError as exc:
         return _fail(args, exc, EXIT_ERROR)
+
+
+def _usage_error(parser: argparse.ArgumentParser, argv: list[str], exc: UsageError) -> int:
+    # argparse's own report (usage, then the error) on stderr; under --json the
+    # error document on stdout as well.
+    verbs = [a for a in argv if not a.startswith("-")][:1]
+    sub = parser._subparsers._group_actions[0].choices if parser._subparsers else {}  # type: ignore[union-attr]
+    verb = verbs[0] if verbs and verbs[0] in sub else None
+    (sub[verb] if verb else parser).print_usage(sys.stderr)
+    print(exc, file=sys.stderr)
+    if "--json" in argv:
+        emit_json(verb, {"error": {"type": "UsageError", "message": str(exc)}})
+    return EXIT_USAGE
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
