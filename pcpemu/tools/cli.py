@@ -244,6 +244,8 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="processes or local Dask workers (default: one per core)")
     p.add_argument("--chunk", type=int, help="runs per task (default: the spec's, else automatic)")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    p.add_argument("--drop-unreadable", action="store_true",
+                   help="rewrite the result file without the lines that hold no record")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=_cmd_sweep)
@@ -258,7 +260,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     output = args.output or os.path.splitext(args.spec)[0] + default_suffix()
     outcome = run_sweep(spec, output, args.executor, args.workers, args.scheduler, args.chunk,
-                        args.retry_failed, None if args.no_progress else sys.stderr)
+                        args.retry_failed, None if args.no_progress else sys.stderr, args.drop_unreadable)
     sys.stderr.write(summarize(outcome, spec))
     if args.json:
         emit_json("sweep", {"spec": args.spec, "outcome": outcome.as_dict()})

@@ -22,7 +22,7 @@ from typing import Callable
 
 from ..errors import OutputPathError
 
-__all__ = ["check_file", "check_output_dir", "clean_stale", "replace_dir", "umask", "write_text_atomic"]
+__all__ = ["check_file", "check_output_dir", "clean_stale", "replace_dir", "umask", "write_bytes_atomic", "write_text_atomic"]
 
 TMP_PREFIX = ".pcpemu-report-"
 _TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")
@@ -163,11 +163,16 @@ def replace_dir(path: str, fill: Callable[[str], None], marker: str = "report.js
 
 def write_text_atomic(path: str, text: str) -> str:
     """Write a text file through a temporary file and a rename, with the umask's mode."""
+    return write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str, data: bytes) -> str:
+    """Write a file through a temporary file and a rename, with the umask's mode."""
     fd, tmp = tempfile.mkstemp(dir=_parent(path), prefix=f".{os.path.basename(path)}.")
     try:
         os.fchmod(fd, 0o666 & ~umask())      # mkstemp makes it 0600
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
