@@ -17,7 +17,8 @@ from . import _core
 from .kernel import procfs
 from .runs import workloads
 from .kernel.config import MAX_PAGE_ORDER, KernelConfig
-from .errors import BadOrderError, BadPfnError, InvariantError, OpStreamError, PcpemuError
+from .errors import (BadCpuError, BadOrderError, BadOwnerError, BadPfnError, BadSlotError, ConfigError,
+                     InvariantError, OpStreamError, UnknownMigratetypeError, UnknownZoneError)
 from .kernel.ftrace import EVENT_DTYPE
 from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table
@@ -79,7 +80,7 @@ class Machine:
 
     def __init__(self, config: KernelConfig, seed: int = 0) -> None:
         if not isinstance(config, KernelConfig):
-            raise PcpemuError(f"Machine needs a KernelConfig, not {type(config).__name__}")
+            raise ConfigError(f"Machine needs a KernelConfig, not {type(config).__name__}")
         self.config = config
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -107,7 +108,7 @@ class Machine:
         if type(cpu) is int and 0 <= cpu < self.config.cpus:
             return cpu
         if isinstance(cpu, bool) or not isinstance(cpu, (int, np.integer)) or not 0 <= cpu < self.config.cpus:
-            raise PcpemuError(f"cpu {cpu!r} is outside 0..{self.config.cpus - 1}")
+            raise BadCpuError(f"cpu {cpu!r} is outside 0..{self.config.cpus - 1}")
         return int(cpu)
 
     @staticmethod
@@ -139,7 +140,7 @@ class Machine:
         mask = parse_gfp(gfp)
         order, cpu = self._order(order), self._cpu(cpu)
         if owner is not None and (type(owner) is not int or not 0 < owner < 1 << 64):
-            raise PcpemuError(f"owner token {owner!r} must be an int in 1..2**64-1")
+            raise BadOwnerError(f"owner token {owner!r} must be an int in 1..2**64-1")
         pfn = self._core.alloc_pages(mask, order, cpu, owner or 0)
         return None if pfn < 0 else pfn
 
@@ -165,10 +166,16 @@ class Machine:
         self._core.decay_pcp_high(self._cpu(cpu))
 
     def _zone_idx(self, zone: str) -> int:
-        if zone not in ZONE_NAMES or not self.zones[ZONE_NAMES.index(zone)].managed:
+        if not isinstance(zone, str) or zone not in ZONE_NAMES or not self.zones[ZONE_NAMES.index(zone)].managed:
             populated = [z.name for z in self.zones if z.managed]
-            raise PcpemuError(f"zone {zone!r} is not populated; populated zones: {', '.join(populated)}")
+            raise UnknownZoneError(f"zone {zone!r} is not populated; populated zones: {', '.join(populated)}")
         return ZONE_NAMES.index(zone)
+
+    @staticmethod
+    def _migratetype(name: str) -> int:
+        if not isinstance(name, str) or name not in MIGRATETYPE_NAMES:
+            raise UnknownMigratetypeError(f"migratetype {name!r} is not one of {', '.join(MIGRATETYPE_NAMES)}")
+        return MIGRATETYPE_NAMES.index(name)
 
     # ---- op streams ----
 
@@ -214,8 +221,13 @@ class Machine:
             _fill_trace(trace, _core.trace_stop(self._core))
 
     def slot_pfn(self, slot: int) -> int | None:
-        """The pfn an op-stream slot holds, or None."""
-        pfn = int(self._slots[slot]) if 0 <= slot < len(self._slots) else -1
+        """The pfn an op-stream slot holds, or None (also for a slot no stream used).
+
+        :raises BadSlotError: for a slot that is not a non-negative int.
+        """
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or slot < 0:
+            raise BadSlotError(f"slot {slot!r} is not an int >= 0")
+        pfn = int(self._slots[slot]) if slot < len(self._slots) else -1
         return None if pfn < 0 else pfn
 
     # ---- views ----
@@ -283,18 +295,18 @@ class Machine:
 
     def pcp_list(self, zone: str, cpu: int, pindex: int) -> list[int]:
         """The pfns on one pcp list, the next to be allocated first."""
-        if not 0 <= pindex < len(self.pindex_order):
-            raise PcpemuError(f"pindex {pindex} is outside 0..{len(self.pindex_order) - 1}")
+        if isinstance(pindex, bool) or not isinstance(pindex, (int, np.integer)) \
+                or not 0 <= pindex < len(self.pindex_order):
+            raise UnknownMigratetypeError(f"pindex {pindex!r} is outside 0..{len(self.pindex_order) - 1}")
         return self._core.pcp_list_pfns(self._zone_idx(zone), self._cpu(cpu), pindex)
 
     def free_list(self, zone: str, order: int, migratetype: str) -> list[int]:
         """The pfns on one buddy free list, head first."""
-        return self._core.free_list_pfns(self._zone_idx(zone), self._order(order),
-                                         MIGRATETYPE_NAMES.index(migratetype))
+        return self._core.free_list_pfns(self._zone_idx(zone), self._order(order), self._migratetype(migratetype))
 
     def order_to_pindex(self, migratetype: str, order: int) -> int:
         """The pcp list index of (migratetype, order), or -1 (order_to_pindex)."""
-        return self._pindex[self._order(order)][MIGRATETYPE_NAMES.index(migratetype)]
+        return self._pindex[self._order(order)][self._migratetype(migratetype)]
 
     def pageblock_types(self) -> np.ndarray:
         """Migratetype of every pageblock, indexed by ``pfn >> pageblock_order``."""

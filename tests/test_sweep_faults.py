@@ -82,7 +82,7 @@ def _run(out, **kw):
     b'{"key": 5, "status": "ok"}\n',
     b'{"key": "k", "status": "ok", "result": [1]}\n',
     b"null\n",
-])
+], ids=["torn", "garbage", "blank", "spaces", "no-key", "array", "int-key", "list-result", "null"])
 def test_resume_skips_and_reports_lines_without_a_record(tmp_path, junk):
     out = tmp_path / "r.jsonl"
     first = _run(out)
@@ -137,7 +137,7 @@ def test_output_naming_a_directory_is_a_clear_error(tmp_path, capsys):
     ({"measure": "workload", "params": {"ops": 10**12}}, "ops: 1000000000000 is above the limit"),
     ({"measure": "workload", "params": {"live": 10**9}}, "live: 1000000000 is above the limit"),
     ({"measure": "contention", "params": {"ops_per_cpu": 10**9}}, "above the limit"),
-])
+], ids=["list", "table", "missing", "policy-preset", "policy-preset-axis", "ops", "live", "contention-ops"])
 def test_spec_errors_are_sweep_spec_errors(spec, message):
     with pytest.raises(SweepSpecError, match="s.toml: .*" + message.replace("[", r"\[").replace("]", r"\]")):
         parse_spec(spec, "s.toml")

@@ -179,12 +179,13 @@ cdef class Allocator:
         pgdat.block_zone = <uint8_t *>malloc(nblocks)
         if posix_memalign(&self.zones_mem, 64, MAX_NR_ZONES * sizeof(zone)) != 0:
             self.zones_mem = NULL
+        else:
+            memset(self.zones_mem, 0, MAX_NR_ZONES * sizeof(zone))     # __dealloc__ reads it
         if posix_memalign(<void **>&pgdat.cpu, 64, nr_cpus * sizeof(cpu_state)) != 0:
             pgdat.cpu = NULL
         if pgdat.pageblock_mt == NULL or pgdat.block_zone == NULL or self.zones_mem == NULL or pgdat.cpu == NULL:
             raise MemoryError("cannot allocate the node's tables")
         memset(pgdat.block_zone, 0xff, nblocks)
-        memset(self.zones_mem, 0, MAX_NR_ZONES * sizeof(zone))
         memset(pgdat.cpu, 0, nr_cpus * sizeof(cpu_state))
         pgdat.node_zones = <zone *>self.zones_mem
         self.pcp_size = pcp_alloc_size(nr_lists, cacheline)
@@ -263,12 +264,15 @@ cdef class Allocator:
                 _free_range(pgdat, &pgdat.node_zones[zi], pfn, end, max_order)
 
     def __dealloc__(self):
+        # Also after an __init__ that raised half-way: through zones_mem, not
+        # pgdat.node_zones, which is set only once every table exists.
         cdef int zi
+        cdef zone *zones = <zone *>self.zones_mem
         if self.pgdat.mem_map != NULL:
             munmap(self.pgdat.mem_map, self.pgdat.node_spanned_pages * sizeof(page))
-        if self.zones_mem != NULL:
+        if zones != NULL:
             for zi in range(MAX_NR_ZONES):
-                free(self.pgdat.node_zones[zi].per_cpu_pageset)
+                free(zones[zi].per_cpu_pageset)
         free(self.zones_mem)
         free(self.pcp_mem)
         free(self.pgdat.pageblock_mt)

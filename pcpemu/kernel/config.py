@@ -45,6 +45,7 @@ _MTHP_POLICIES = ("per-type", "single", "split")
 # does not model, so refuse such machines.
 MIN_MEMORY_PAGES = 4096
 MAX_MEMORY_PAGES = 1 << 28  # 1 TiB
+DEFAULT_MEMORY_PAGES = 8 << 18  # 8 GiB
 MAX_CPUS = 1024
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B|pages?)?\s*$", re.IGNORECASE)
@@ -90,7 +91,8 @@ class KernelConfig:
     Sizes are in 4 KiB pages once the config is made; the constructor also takes
     strings such as ``"8G"``.
 
-    :param memory: RAM of the node.
+    :param memory: RAM of the node (default 8 GiB; with a zone mapping, where
+        the last zone ends, and a memory given must be that).
     :param zones: ``"x86_64"`` (DMA below 16 MiB, DMA32 below 4 GiB, Normal above),
         ``"normal"`` (one Normal zone), or a mapping of zone name to managed pages,
         as ``/proc/zoneinfo`` shows them (the zones are then laid out one after the
@@ -110,7 +112,7 @@ class KernelConfig:
         (zone_pcp_update_cacheinfo).
     """
 
-    memory: int = 8 << 18
+    memory: int = None  # type: ignore[assignment]   # None: 8 GiB, or the zones' end
     zones: Any = "x86_64"
     cma: int = 0
     cma_base: int | None = None
@@ -131,7 +133,8 @@ class KernelConfig:
 
     def __post_init__(self) -> None:
         setter = object.__setattr__.__get__(self)
-        setter("memory", parse_size(self.memory, "memory"))
+        given = self.memory is not None
+        setter("memory", parse_size(self.memory, "memory") if given else DEFAULT_MEMORY_PAGES)
         _check_range("memory (pages)", self.memory, MIN_MEMORY_PAGES, MAX_MEMORY_PAGES)
         setter("cma", parse_size(self.cma, "cma"))
         setter("cache_slice", parse_size(self.cache_slice, "cache_slice"))
@@ -168,7 +171,14 @@ class KernelConfig:
         setter("mthp_orders", dict(sorted(mthp.items())))
         setter("zones", self._validate_zones(self.zones))
         spans = self.zone_spans()
-        setter("memory", max(start + pages for _, start, pages in spans))
+        end = max(start + pages for _, start, pages in spans)
+        if isinstance(self.zones, dict):
+            # The zones give the memory; a memory given beside them must agree.
+            if given and self.memory != end:
+                raise ConfigError(f"memory: {self.memory} pages, but the zones {self.zones} end at pfn {end}; "
+                                  "give one of them, or sizes that agree")
+            _check_range("memory (pages) of the zones", end, MIN_MEMORY_PAGES, MAX_MEMORY_PAGES)
+            setter("memory", end)
         self._validate_cma(spans)
         if self.min_free_kbytes is not None:
             _check_range("min_free_kbytes", self.min_free_kbytes, 0, self.memory * 4)
@@ -183,9 +193,8 @@ class KernelConfig:
         for name, pages in zones.items():
             if name not in ZONE_NAMES[:3]:
                 raise ConfigError(f"zones: unknown zone {name!r} (pcpemu models DMA, DMA32 and Normal)")
-            out[name] = parse_size(pages, f"zones[{name}]")
-            if out[name] <= 0:
-                raise ConfigError(f"zones[{name}]: a zone needs at least one page")
+            out[name] = _check_range(f"zones[{name}] (pages)", parse_size(pages, f"zones[{name}]"), 1,
+                                     MAX_MEMORY_PAGES)
         if not out:
             raise ConfigError("zones: the mapping names no zone")
         return {name: out[name] for name in ZONE_NAMES if name in out}
