@@ -22,6 +22,7 @@ cdef inline void set_buddy_order(page *p, int order) noexcept nogil:
     p.flags = PG_buddy
 
 cdef inline void __add_to_free_list(page *p, zone *z, int order, int mt, bint tail) noexcept nogil:
+    lockdep_assert_held(z, "__add_to_free_list")
     cdef free_area *area = &z.free_area[order]
     if tail:
         list_add_tail(&p.lru, &area.free_list[mt])
@@ -35,6 +36,7 @@ cdef inline void move_to_free_list(page *p, zone *z, int order, int old_mt, int 
     account_freepages(z, 1 << order, new_mt)
 
 cdef inline void __del_page_from_free_list(page *p, zone *z, int order) noexcept nogil:
+    lockdep_assert_held(z, "__del_page_from_free_list")
     list_del(&p.lru)
     p.flags &= ~PG_buddy
     p.private = 0
@@ -73,6 +75,7 @@ cdef void __free_one_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned l
 
     Caller holds zone->lock.
     """
+    lockdep_assert_held(z, "__free_one_page")
     cdef unsigned long buddy_pfn = 0
     cdef int buddy_mt
     cdef page *buddy
@@ -127,6 +130,7 @@ cdef inline void page_del_and_expand(page *p, zone *z, int low, int high, int mt
 
 cdef page *__rmqueue_smallest(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt) noexcept nogil:
     """Take the smallest free block of type mt that fits (caller holds zone->lock)."""
+    lockdep_assert_held(z, "__rmqueue_smallest")
     cdef int o
     cdef page *p
     for o in range(order, NR_PAGE_ORDERS):
@@ -173,7 +177,7 @@ cdef bint boost_watermark(pglist_data *pgdat, zone *z) noexcept nogil:
     # Don't bother in zones too small to have whole pageblocks to spare.
     if PAGEBLOCK_NR_PAGES * 4 > z.managed_pages:
         return False
-    max_boost = z._watermark[2] * pgdat.watermark_boost_factor // 10000
+    max_boost = z._watermark[<int>WMARK_HIGH] * pgdat.watermark_boost_factor // 10000
     if max_boost == 0:
         return False
     max_boost = max(max_boost, PAGEBLOCK_NR_PAGES)
@@ -214,6 +218,7 @@ cdef bint prep_move_freepages_block(pglist_data *pgdat, zone *z, unsigned long p
 
 cdef int __move_freepages_block(pglist_data *pgdat, zone *z, unsigned long start, int old_mt,
                                 int new_mt) noexcept nogil:
+    lockdep_assert_held(z, "__move_freepages_block")
     # Move every free block of the pageblock at start to new_mt's lists.
     cdef unsigned long pfn = start, end = start + PAGEBLOCK_NR_PAGES
     cdef int order, moved = 0
@@ -299,6 +304,7 @@ cdef inline void page_del_and_expand_noentry(page *p, zone *z, int low, int high
 cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int start_mt,
                               int alloc_flags) noexcept nogil:
     """Steal from another migratetype, largest block first (__rmqueue_fallback)."""
+    lockdep_assert_held(z, "__rmqueue_fallback")
     cdef int current_order, min_order = order, fb = -1
     cdef bint can_steal = False
     cdef page *p
@@ -329,6 +335,7 @@ cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int or
 cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
                      int alloc_flags) noexcept nogil:
     """One block of the request's type, with the CMA balancing rule (__rmqueue)."""
+    lockdep_assert_held(z, "__rmqueue")
     cdef page *p
     # Balance movable allocations between regular and CMA areas: use CMA
     # first when more than half of the zone's free memory is CMA.

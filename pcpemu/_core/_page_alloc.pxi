@@ -6,7 +6,7 @@ cdef inline unsigned long wmark_pages(zone *z, int i) noexcept nogil:
     return z._watermark[i] + z.watermark_boost
 
 cdef inline unsigned long high_wmark_pages(zone *z) noexcept nogil:
-    return wmark_pages(z, 2)
+    return wmark_pages(z, WMARK_HIGH)
 
 cdef inline long __zone_watermark_unusable_free(zone *z, int order, int alloc_flags) noexcept nogil:
     cdef long unusable_free = (1L << order) - 1
@@ -72,7 +72,7 @@ cdef inline bint zone_watermark_fast(zone *z, int order, long mark, int highest_
     # __GFP_HIGH order-0 requests checking the min mark ignore the boost.
     if (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and z.watermark_boost
             and (alloc_flags & ALLOC_WMARK_MASK) == 0):
-        return __zone_watermark_ok(z, order, z._watermark[0], highest_zoneidx, alloc_flags, free_pages)
+        return __zone_watermark_ok(z, order, z._watermark[<int>WMARK_MIN], highest_zoneidx, alloc_flags, free_pages)
     return False
 
 
@@ -128,6 +128,10 @@ cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned 
 
 cdef inline page *try_this_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags,
                                 int mt, int cpu) noexcept nogil:
+    # Unlike the kernel, where try_this_zone is a goto label inside
+    # get_page_from_freelist, it is a function here (inlined all the same),
+    # and it does not call prep_new_page: __alloc_pages does, once, for
+    # whichever walk found the block.
     cdef page *p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
     if p != NULL and (alloc_flags & ALLOC_HIGHATOMIC):
         reserve_highatomic_pageblock(cs, pgdat, p, order, z)
@@ -175,12 +179,12 @@ cdef inline int gfp_migratetype(unsigned int gfp) noexcept nogil:
 
 cdef inline int gfp_zone(unsigned int gfp) noexcept nogil:
     if gfp & GFP_DMA:
-        return 0
+        return ZONE_DMA
     if gfp & GFP_DMA32:
-        return 1
+        return ZONE_DMA32
     if (gfp & GFP_MOVABLE) and (gfp & GFP_HIGHMEM):
-        return 3
-    return 2
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
 
 cdef inline int gfp_to_alloc_flags_cma(unsigned int gfp, int alloc_flags) noexcept nogil:
     if gfp_migratetype(gfp) == MIGRATE_MOVABLE:
@@ -211,8 +215,8 @@ cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_contex
     ac.zonelist = pgdat.zonelists[ac.highest_zoneidx]
     ac.preferred_zone = ac.zonelist[0]
     ac.alloc_flags = gfp_to_alloc_flags_cma(gfp, ALLOC_WMARK_LOW) | (gfp & GFP_KSWAPD_RECLAIM)
-    if ac.preferred_zone != NULL and ac.preferred_zone.idx == 2:
-        ac.alloc_flags |= ALLOC_NOFRAGMENT      # preferred zone Normal, one node
+    if ac.preferred_zone != NULL and ac.preferred_zone.idx == ZONE_NORMAL:
+        ac.alloc_flags |= ALLOC_NOFRAGMENT      # one node: alloc_flags_nofragment
 
 
 cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
@@ -237,6 +241,8 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
         cs.alloc_fail[order][mt] += 1
         trace_mm_page_alloc(cs, pgdat, NULL, order, ac.gfp, mt)
         return NULL
+    # Unlike the kernel, prep_new_page runs here rather than at try_this_zone:
+    # the state it sets is the same, and the owner token is at hand here.
     prep_new_page(pgdat, p, order, ac.gfp, mt, owner)
     cs.alloc[order][mt] += 1
     if z != ac.preferred_zone:
@@ -247,19 +253,6 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
             cs.item[<int>CMA_TO_NONMOVABLE] += 1
     trace_mm_page_alloc(cs, pgdat, p, order, ac.gfp, mt)
     return p
-
-
-# Error codes of the checked entry points; _raise_code() turns them into exceptions.
-cdef enum:
-    PE_OK = 0
-    PE_BAD_PFN = 1
-    PE_BAD_ORDER = 2
-    PE_DOUBLE_FREE = 3
-    PE_NOT_ALLOCATED = 4
-    PE_WRONG_ORDER = 5
-    PE_TAIL_PAGE = 6
-    PE_PINNED = 7
-    PE_BAD_CPU = 8
 
 
 cdef int check_free(pglist_data *pgdat, unsigned long pfn, int order, unsigned long *head_ret) noexcept nogil:

@@ -230,7 +230,7 @@ cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone 
     high = nr_pcp_high(cs, pgdat, pcp, z, batch, free_high)
     if pcp.count >= high:
         free_pcppages_bulk(cs, pgdat, z, nr_pcp_free(pgdat, pcp, batch, high, free_high), pcp, pindex)
-        if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), 3, 0):
+        if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), ZONE_MOVABLE, 0):
             z.flags &= ~ZONE_BELOW_HIGH
 
 
@@ -272,8 +272,8 @@ cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, uns
 
 
 cdef void drain_pages_zone(cpu_state *cs, pglist_data *pgdat, int cpu, zone *z) noexcept nogil:
-    # Chunks of batch << 5 pages, count re-read under the lock each time
-    # (v6.10.3 and v6.11).
+    # Chunks of batch << CONFIG_PCP_BATCH_SCALE_MAX pages, count re-read
+    # under the lock each time (v6.10.3 and v6.11).
     cdef per_cpu_pages *pcp = z.per_cpu_pageset[cpu]
     cdef int count
     pcp_op_begin(cs)
@@ -282,7 +282,7 @@ cdef void drain_pages_zone(cpu_state *cs, pglist_data *pgdat, int cpu, zone *z) 
         pcp.lock.locked = 1
         count = pcp.count
         if count:
-            free_pcppages_bulk(cs, pgdat, z, min(count, pcp.batch << 5), pcp, 0)
+            free_pcppages_bulk(cs, pgdat, z, min(count, pcp.batch << pgdat.pcp_batch_scale_max), pcp, 0)
         pcp_spin_unlock(pcp)
         if not count:
             break

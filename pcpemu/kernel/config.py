@@ -272,6 +272,29 @@ class KernelConfig:
         return d
 
 
+def parse_zones(spec: str, what: str = "zones") -> Any:
+    """KernelConfig.zones from its command-line form: ``x86_64``, ``normal``,
+    or managed pages per zone as ``DMA=3840,DMA32=N,Normal=N``.
+
+    :param what: the option the message names.
+
+    :raises ConfigError: for a list item without ``=``.
+    """
+    if spec in ("x86_64", "normal"):
+        return spec
+    pairs = [item.partition("=") for item in spec.split(",")]
+    if any(not sep for _, sep, _ in pairs):
+        raise ConfigError(f"{what}: cannot read {spec!r}; use e.g. DMA=3840,Normal=163840")
+    return {name.strip(): pages.strip() for name, _, pages in pairs}
+
+
+#: THP-list policy -> the preset of the kernel that has it ("android": the
+#: split lists plus CMA pcp lists of their own). The one table: the report,
+#: the seed-bug scenario and the contention runs each take the policies they
+#: support from it.
+POLICY_PRESETS: dict[str, str] = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp",
+                                  "android": "android"}
+
 #: Kernel-version presets. Unlike the kernel, every preset uses the v6.10 buddy
 #: rules (freelist type == pageblock type, steal remainders on the block's own
 #: type, the pageblock type read at drain time rather than v6.9's cached

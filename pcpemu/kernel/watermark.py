@@ -14,7 +14,11 @@ import math
 from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, KernelConfig
 from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["ZoneParams", "setup_zones", "zone_batchsize", "zone_highsize"]
+__all__ = ["NR_WMARK", "WMARK_HIGH", "WMARK_LOW", "WMARK_MIN", "WMARK_PROMO", "ZoneParams", "setup_zones",
+           "zone_batchsize", "zone_highsize"]
+
+# enum zone_watermarks: the indices of ZoneParams.watermark (zone->_watermark[]).
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO, NR_WMARK = range(5)
 
 # sysctl_lowmem_reserve_ratio[]: DMA, DMA32, Normal, Movable (Device unset).
 LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)

@@ -13,16 +13,11 @@ import numpy as np
 
 from ..errors import OpStreamError
 from ..kernel.gfp import parse_gfp
+from ..machine import OP_ALLOC, OP_DECAY, OP_DRAIN, OP_DRAIN_ALL, OP_DTYPE, OP_FREE
 
-__all__ = ["OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_FREE", "alloc_free_pairs", "churn",
+# The op codes and OP_DTYPE are the core's (pcpemu.machine re-exports them).
+__all__ = ["OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "alloc_free_pairs", "churn",
            "make_ops", "mixed", "order0_churn", "thp_fault_free"]
-
-OP_ALLOC, OP_FREE, OP_DRAIN, OP_DRAIN_ALL, OP_DECAY = 0, 1, 2, 3, 4
-
-# The dtype is struct pcpemu_op; defined here too so generators need no build.
-OP_DTYPE = np.dtype({"names": ["op", "order", "cpu", "gfp", "slot"],
-                     "formats": ["u1", "u1", "<u2", "<u4", "<i8"],
-                     "offsets": [0, 1, 2, 4, 8], "itemsize": 16})
 
 
 def make_ops(n: int) -> np.ndarray:

@@ -93,34 +93,6 @@ def _add_replay(sub: Any) -> None:
     p.set_defaults(func=_cmd_replay)
 
 
-def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from ..kernel.config import KernelConfig
-    from ..errors import ConfigError
-    from ..runs.replay import config_from_zoneinfo
-
-    extra = {"cma": args.cma}
-    if args.zoneinfo:
-        if args.cpus is not None or args.zones is not None:
-            raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
-        base, notes = config_from_zoneinfo(args.zoneinfo, args.preset, **extra)
-    else:
-        zones: Any = args.zones or "x86_64"
-        if zones not in ("x86_64", "normal"):
-            pairs = [item.partition("=") for item in zones.split(",")]
-            if any(not sep for _, sep, _ in pairs):
-                raise ConfigError(f"--zones: cannot read {args.zones!r}; use e.g. DMA=3840,Normal=163840")
-            zones = {name.strip(): pages.strip() for name, _, pages in pairs}
-        if args.memory is not None or not isinstance(zones, dict):
-            extra["memory"] = args.memory or "8G"
-        base = KernelConfig.preset(args.preset, zones=zones, cpus=4 if args.cpus is None else args.cpus, **extra)
-        notes = []
-    policies = args.policy or [base.thp_lists]
-    if args.emit_trace and len(policies) > 1:
-        raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
-    configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}
-    return configs, notes
-
-
 def _progress_bar(events: int, fraction: float | None) -> None:
     pct = "" if fraction is None else f"{100 * fraction:3.0f}% "
     sys.stderr.write("\rreplay " + bar(fraction, f"{pct}{events:,} events"))
@@ -128,10 +100,12 @@ def _progress_bar(events: int, fraction: float | None) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from ..runs.replay import replay, replay_text
+    from ..runs.replay import replay, replay_configs, replay_text
     from .outdir import check_file
 
-    configs, notes = _replay_configs(args)          # bad options fail before any work
+    configs, notes = replay_configs(args.preset, args.policy, zoneinfo=args.zoneinfo, memory=args.memory,
+                                    cpus=args.cpus, zones=args.zones, cma=args.cma,
+                                    one_policy=bool(args.emit_trace))     # bad options fail before any work
     if args.emit_trace:
         check_file(args.emit_trace, "--emit-trace")
     show = sys.stderr.isatty() if args.progress is None else args.progress
@@ -330,16 +304,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows = smp.compare(cells, args.base, args.other)
     threads = []
     if args.threads:
-        counts = list(range(1, (os.cpu_count() or 1) + 1))
-        total, done = len(workloads) * 2 * len(counts), 0
-        for w in workloads:
-            for pol in (args.base, args.other):
-                for n in counts:
-                    r = smp.run_threads(smp.smp_config(pol, n), smp.cpu_streams(w, n, args.thread_ops, args.seed))
-                    r.update(workload=w, policy=pol)
-                    threads.append(r)
-                    done += 1
-                    _progress(done, total, f"threads {w} {pol} n={n}")
+        threads = smp.thread_sweep([args.base, args.other], list(range(1, (os.cpu_count() or 1) + 1)), workloads,
+                                   args.thread_ops, args.seed, progress=_progress)
     calib = smp.calibration_check() if args.calibrate else None
     if args.json:
         emit_json("bench", {"config": {"policies": policies, "cpus": cpus, "workloads": workloads,

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..runs import repro, smp, workloads
-from ..kernel.config import KernelConfig
+from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..errors import ConfigError
 from ..kernel.layout import layout_table
 from ..machine import Machine
@@ -41,7 +41,6 @@ MODES = {
     "full": {"cpus": [1, 2, 4, 8, 16, 32, 64, 128, 256], "workloads": ["thp", "mixed", "order0", "net"],
              "ops_per_cpu": 4000, "pairs": 2_000_000, "policies": ["single", "split", "per-type", "none"]},
 }
-POLICY_PRESETS = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
 SCHEMA = 1
 
 
@@ -60,8 +59,8 @@ class ReportOptions(dict):
                    workloads=list(workloads or m["workloads"]), memory=memory, cma=cma, seed=seed,
                    ops_per_cpu=ops_per_cpu or m["ops_per_cpu"], pairs=pairs or m["pairs"])
         for p in opts["policies"]:
-            if p not in POLICY_PRESETS:
-                raise ConfigError(f"policies: {p!r} is not one of {', '.join(POLICY_PRESETS)}")
+            if p not in smp.POLICIES:
+                raise ConfigError(f"policies: {p!r} is not one of {', '.join(smp.POLICIES)}")
         if "single" not in opts["policies"] or "split" not in opts["policies"]:
             raise ConfigError("policies: the report compares 'single' with 'split'; include both")
         for w in opts["workloads"]:
@@ -101,7 +100,7 @@ def _layout_section() -> dict[str, Any]:
 def _repro_section(opts: ReportOptions) -> dict[str, Any]:
     # The seed bug under every policy the scenario knows; Android's always, as
     # it shows where the split alone is not enough.
-    policies = tuple(p for p in repro.POLICY_PRESETS if p in opts["policies"] or p == "android")
+    policies = tuple(p for p in repro.POLICIES if p in opts["policies"] or p == "android")
     # The guest is an eighth of RAM, at most 1 GiB, as the scenario's default.
     memory = KernelConfig(memory=opts["memory"]).memory
     guest = min(memory // 8, 1 << 18) // 512 * 512

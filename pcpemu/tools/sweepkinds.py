@@ -1,23 +1,57 @@
 """The sweep's measurement kinds: op-stream workloads, contention runs, the
 seed-bug scenario and trace replays (a fleet's traces are a sweep over ``trace``).
 
-Each kind is a pure function of its parameters, registered with
-pcpemu.tools.sweep.register_kind when pcpemu.tools.sweep is imported.
+Each kind is a pure function of its parameters. The registry (KINDS,
+register_kind) lives here, below pcpemu.tools.sweep, which imports it and
+re-exports it: the arrows run cli -> sweep -> sweepkinds -> runs -> machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..runs import workloads
 from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from ..errors import ConfigError, PcpemuError, SweepSpecError
-from .sweep import Kind, register_kind
+__all__ = ["KINDS", "Kind", "WORKLOADS", "measure_contention", "measure_replay", "measure_repro",
+           "measure_workload", "register_kind"]
 
-__all__ = ["WORKLOADS", "measure_contention", "measure_replay", "measure_repro", "measure_workload"]
+
+# ---- measurement kinds ----
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A measurement kind: what one run of a sweep computes.
+
+    :param name: the spec's ``measure`` value.
+    :param run: ``params -> result dict`` of JSON values; pure, picklable (a
+        module-level function), raising on failure.
+    :param params: every parameter ``run`` reads, with its default; a spec may
+        set or sweep only these.
+    :param check: raises SweepSpecError for parameters ``run`` would reject; it
+        is called on every run before any run starts.
+    :param exclusive: pairs of parameters a spec may not both set (or sweep).
+    """
+
+    name: str
+    run: Callable[[dict[str, Any]], dict[str, Any]]
+    params: Mapping[str, Any]
+    check: Callable[[dict[str, Any]], None]
+    exclusive: tuple[tuple[str, str], ...] = ()
+
+
+#: Measurement kinds by name.
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> None:
+    """Make a measurement kind available to specs as ``measure = kind.name``."""
+    KINDS[kind.name] = kind
+
 
 #: Op-stream generators a ``workload`` run may name.
 WORKLOADS: dict[str, Callable[..., Any]] = {
@@ -157,11 +191,11 @@ def measure_contention(params: dict[str, Any]) -> dict[str, Any]:
 
 def _check_repro(p: dict[str, Any]) -> None:
     from ..kernel.config import KernelConfig, parse_size
-    from ..runs.repro import POLICY_PRESETS
+    from ..runs.repro import POLICIES
 
     def build(p: dict[str, Any]) -> None:
-        if p["policy"] not in POLICY_PRESETS:
-            raise SweepSpecError(f"policy {p['policy']!r} is not one of {', '.join(POLICY_PRESETS)}")
+        if p["policy"] not in POLICIES:
+            raise SweepSpecError(f"policy {p['policy']!r} is not one of {', '.join(POLICIES)}")
         KernelConfig(memory=p["memory"], cma=p["cma"], cpus=p["cpus"])
         parse_size(p["guest"], "guest")
     _checked(build, p)
