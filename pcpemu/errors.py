@@ -13,6 +13,7 @@ __all__ = [
     "OpStreamError",
     "OutputPathError",
     "PcpemuError",
+    "StreamGfpError",
     "SweepSpecError",
     "TraceFormatError",
     "UnknownGfpError",
@@ -93,3 +94,8 @@ class UnknownMigratetypeError(PcpemuError, ValueError):
 
 class BadSlotError(PcpemuError, ValueError):
     """An op-stream slot that is not an int in range."""
+
+
+class StreamGfpError(OpStreamError, UnknownGfpError):
+    """An op stream's allocation names a gfp alloc_pages would refuse: both a
+    malformed stream and a bad gfp."""

@@ -31,7 +31,7 @@ from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_g
 from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, setup_zones
 
-__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "Machine", "OP_ALLOC",
+__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine", "OP_ALLOC",
            "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
            "bare_pcp_loop", "pcp_struct_layout"]
 
@@ -55,6 +55,9 @@ BLOCK_DTYPE = _core.BLOCK_DTYPE
 pcp_struct_layout = _core.pcp_struct_layout
 #: The benchmarks' bare pcp loop (bench/bench_core.py), the floor Machine.run is measured against.
 bare_pcp_loop = _core.bare_pcp_loop
+
+#: Default bound of op-stream slots (Machine.max_slots): a table of 2**26 is 512 MiB.
+MAX_SLOTS = 1 << 26
 
 _PE = ERROR_CODES
 _BLOCKER_WHY = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned"}
@@ -134,6 +137,8 @@ class Machine:
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
             self._free_high_batch())
         self._slots = np.full(1024, -1, dtype=np.int64)
+        #: Op-stream slots must lie below this; a caller may raise it.
+        self.max_slots = MAX_SLOTS
 
     def _free_high_batch(self) -> bool:
         # zone_pcp_update_cacheinfo: judged against the Normal zone's batch.
@@ -230,7 +235,28 @@ class Machine:
     def _op_stream(self, ops: Any, what: str) -> np.ndarray:
         if not isinstance(ops, np.ndarray) or ops.dtype != OP_DTYPE:
             self._core.raise_error(_PE["PE_BAD_STREAM"], what, got=getattr(ops, "dtype", type(ops)))
+        if ops.ndim != 1:
+            # len() of a 2-D array counts rows, not ops: refuse, never run part of it.
+            self._core.raise_error(_PE["PE_BAD_STREAM"], what, got=f"a {ops.ndim}-D array of shape {ops.shape}")
         return np.ascontiguousarray(ops)
+
+    def _slot_table(self, ops: np.ndarray) -> np.ndarray:
+        # The slot table the stream needs: checked before anything is
+        # allocated, grown into a copy the caller keeps only if the stream
+        # runs. Only allocs and frees use their slot.
+        uses = ops["op"] <= OP_FREE
+        slot = ops["slot"]
+        bad = np.flatnonzero(uses & ((slot < 0) | (slot >= self.max_slots)))
+        if len(bad):
+            op = ops[bad[0]]
+            self._core.raise_error(_PE["PE_BAD_SLOT"], f"op {bad[0]} (slot={int(op['slot'])}, max_slots="
+                                   f"{self.max_slots})", True)
+        top = int(slot[uses].max()) if uses.any() else -1
+        if top < len(self._slots):
+            return self._slots
+        grown = np.full(max(top + 1, min(2 * len(self._slots), self.max_slots)), -1, dtype=np.int64)
+        grown[: len(self._slots)] = self._slots
+        return grown
 
     def run(self, ops: np.ndarray) -> RunResult:
         """Run an op stream in the core with the GIL released.
@@ -241,15 +267,11 @@ class Machine:
         :raises OpStreamError: for a malformed stream, before any op runs.
         """
         ops = self._op_stream(ops, "run")
-        if len(ops):
-            top = int(ops["slot"].max())
-            if top >= len(self._slots):
-                grown = np.full(max(top + 1, 2 * len(self._slots)), -1, dtype=np.int64)
-                grown[: len(self._slots)] = self._slots
-                self._slots = grown
+        slots = self._slot_table(ops)
         before = self._core.stats_array()
         results = np.empty(len(ops), dtype=np.int64)
-        self._core.run(ops, self._slots, results)
+        self._core.run(ops, slots, results)         # validates the whole stream first
+        self._slots = slots
         return RunResult(_stats_dict(_diff(self._core.stats_array(), before)), results)
 
     def slot_pfn(self, slot: int) -> int | None:
