@@ -138,6 +138,7 @@ class TraceStats:
 
     def _malformed(self, lineno: int, reason: str, line: bytes, strict: bool) -> None:
         text = _quote(line)
+        reason = _quote(reason.encode())            # a reason may quote the line's field
         if strict:
             raise TraceFormatError(f"line {lineno}: {reason}: {text!r}")
         self.malformed[reason] += 1
