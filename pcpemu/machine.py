@@ -151,7 +151,11 @@ class Machine:
     # argument, raised by the core's one raise site.
 
     def _int(self, value: Any, field: str, what: str) -> int:
-        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        # An int beyond a C int would be an OverflowError in the core's
+        # argument conversion; it is out of range for every field but owner
+        # (checked by the core as a Python int).
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+                and (field == "owner" or -_C_INT <= value < _C_INT):
             return int(value)
         self._core.raise_error(_PE[_FIELD_ERROR[field]], what, **{field: value})
         raise AssertionError("unreachable")  # pragma: no cover
@@ -195,7 +199,11 @@ class Machine:
             cpu = self._int(cpu, "cpu", "alloc_pages")
         if owner is not None and type(owner) is not int:
             owner = self._int(owner, "owner", "alloc_pages")
-        pfn = self._core.alloc_pages(mask, order, cpu, owner)
+        try:
+            pfn = self._core.alloc_pages(mask, order, cpu, owner)
+        except OverflowError:           # a plain int too large for C: its field's error
+            self._int(order, "order", "alloc_pages"), self._int(cpu, "cpu", "alloc_pages")
+            raise
         return None if pfn < 0 else pfn
 
     def free_pages(self, pfn: int, order: int = 0, cpu: int = 0) -> None:
@@ -210,7 +218,12 @@ class Machine:
             order = self._int(order, "order", "free_pages")
         if type(cpu) is not int:
             cpu = self._int(cpu, "cpu", "free_pages")
-        self._core.free_pages(pfn, order, cpu)
+        try:
+            self._core.free_pages(pfn, order, cpu)
+        except OverflowError:           # a plain int too large for C: its field's error
+            self._int(pfn, "pfn", "free_pages"), self._int(order, "order", "free_pages")
+            self._int(cpu, "cpu", "free_pages")
+            raise
 
     def drain_pages(self, cpu: int) -> None:
         """Empty one CPU's pcp lists into the buddy (drain_pages)."""
@@ -580,6 +593,7 @@ def _gfp_mask(gfp: str | int) -> int:
     return mask
 
 
+_C_INT = 1 << 31
 # The error code of an argument that cannot be converted.
 _FIELD_ERROR = {"pfn": "PE_BAD_PFN", "order": "PE_BAD_ORDER", "cpu": "PE_BAD_CPU", "owner": "PE_BAD_OWNER",
                 "pindex": "PE_BAD_PINDEX"}
