@@ -29,7 +29,7 @@ from .errors import BadSlotError, ConfigError, InvariantError
 from .kernel.ftrace import EVENT_DTYPE
 from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table
-from .kernel.watermark import ZoneParams, setup_zones
+from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
 __all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine", "OP_ALLOC",
            "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
@@ -135,7 +135,8 @@ class Machine:
         self._core = _core.Allocator(
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
-            self._free_high_batch())
+            self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
+            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None))
         self._slots = np.full(1024, -1, dtype=np.int64)
         #: Op-stream slots must lie below this; a caller may raise it.
         self.max_slots = MAX_SLOTS

@@ -17,7 +17,11 @@ ZONE = "DMA32"      # a 1 GiB machine has DMA and DMA32; CMA sits at the top of 
 
 
 def machine(preset: str, cpus: int = 2, cma: str = "512M") -> pcpemu.Machine:
-    return pcpemu.Machine(pcpemu.KernelConfig.preset(preset, memory="1G", cma=cma, cpus=cpus), seed=1)
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset(preset, memory="1G", cma=cma, cpus=cpus), seed=1)
+    # Boot leaves the last CMA pageblock on CPU 0's THP list (cma_activate_area
+    # frees through the pcp); the worked examples start from empty lists.
+    m.drain_all_pages()
+    return m
 
 
 def in_cma(m: pcpemu.Machine, pfn: int) -> bool:
@@ -238,10 +242,15 @@ def test_cma_alloc_migrates_movable_pages_and_takes_the_range():
 
 def test_cma_alloc_next_candidate_after_a_busy_range():
     m = machine("v6.9")
+    # CMA blocks are taken from the top down (boot frees them to the list
+    # heads); two movable THPs above C1/C2 give the busy range a next one.
+    above = [m.alloc_pages("GFP_TRANSHUGE", THP, cpu=0) for _ in range(2)]
     c1, c2 = _fault_one_thp(m)
     k = m.alloc_pages("GFP_KERNEL | __GFP_COMP", THP, cpu=0)     # pops C2: unmovable in CMA
-    assert k == c2
+    assert k == c2 and min(above) > k
     lo = m.config.cma_base
+    below = (k - lo) // 1024 * 1024
+    assert mg.cma_alloc(m, below, 9, cpu=0).pfn == lo           # the free ranges under k's
     res = mg.cma_alloc(m, 1024, 9, cpu=0)
     blocked = [c for c in res.candidates if c["ret"] == -mg.EBUSY]
     assert res.pfn is not None and not res.pfn <= k < res.pfn + 1024

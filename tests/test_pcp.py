@@ -132,6 +132,7 @@ def test_non_movable_thp_and_cma_on_the_pcp(preset, polluted):
     # KERNEL-SPEC 7.6: a movable THP fault refills 2 CMA blocks and leaves one
     # on the list; the pinned migration target (unmovable, order 9) follows.
     m = machine(preset, cma="160M")
+    m.drain_pages(0)                # the CMA block boot left on CPU 0's THP list
     src = m.alloc_pages(THP, 9, cpu=0)
     assert m.pageblock_migratetype(src) == "CMA"
     target = m.alloc_pages(PINNED_THP_TARGET, 9, cpu=0)

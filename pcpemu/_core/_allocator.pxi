@@ -170,7 +170,8 @@ cdef class Allocator:
 
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
-                 int batch_scale_max, bint pcp_cma, bint free_high_batch):
+                 int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
+                 bint reclaim_progress, boot_pageset):
         cdef pglist_data *pgdat = &self.pgdat
         cdef int i, order, mt, nr_lists = len(pindex_order)
         if nr_lists > MAX_PCP_LISTS:
@@ -182,6 +183,8 @@ cdef class Allocator:
         pgdat.pcp_batch_scale_max = batch_scale_max
         pgdat.watermark_boost_factor = boost_factor
         pgdat.pcp_cma = pcp_cma
+        pgdat.freelist_hygiene = freelist_hygiene
+        pgdat.reclaim_progress = reclaim_progress
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
@@ -191,7 +194,7 @@ cdef class Allocator:
         self.pcp_size = pcp_alloc_size(nr_lists, cacheline)
         if free_area_init(pgdat, &self.pcp_mem, self.pcp_size, zones, nr_lists, free_high_batch):
             self.raise_error(PE_NOMEM, "boot: the pcp lists")
-        memmap_init(pgdat, zones, cma_base, cma_pages)
+        memmap_init(pgdat, zones, cma_base, cma_pages, boot_pageset)
 
     def __dealloc__(self):
         free_node_mem_map(&self.pgdat)
@@ -564,24 +567,21 @@ cdef class Allocator:
         unchecked, so a test can break an invariant on purpose.
 
         Page fields (a = pfn, b = value): flags, private, refcount, owner, cpu,
-        pindex, order, pageblock. free_list_add (a = pfn, b = order, c =
+        pindex, order, mt, pageblock. free_list_add (a = pfn, b = order, c =
         migratetype) and pcp_list_add (a = pfn, b = cpu, c = pindex) move the
         page onto that list of its zone. nr_free (a = zone, b = order, c = value),
-        nr_free_pages (a = zone, b = value), pcp_count and pcp_high (a = zone,
-        b = cpu, c = value).
+        nr_free_pages (a = zone, b = value), pcp_count (a = zone, b = cpu, c = value).
         """
         cdef page *p
         cdef zone *z
-        if field in ("nr_free", "nr_free_pages", "pcp_count", "pcp_high"):
+        if field in ("nr_free", "nr_free_pages", "pcp_count"):
             z = &self.pgdat.node_zones[a]
             if field == "nr_free":
                 z.free_area[b].nr_free = c
             elif field == "nr_free_pages":
                 z.vm_stat[<int>NR_FREE_PAGES] = b
-            elif field == "pcp_count":
-                z.per_cpu_pageset[b].count = c
             else:
-                z.per_cpu_pageset[b].high = c
+                z.per_cpu_pageset[b].count = c
             return
         p = pfn_to_page(&self.pgdat, a)
         z = page_zone(&self.pgdat, a)
@@ -608,6 +608,8 @@ cdef class Allocator:
             p.pindex = b
         elif field == "order":
             p.order = b
+        elif field == "mt":
+            p.mt = b
         else:
             raise ValueError(f"poke: unknown field {field!r}")
 

@@ -117,11 +117,11 @@ cdef void move_freepages_block_isolate(cpu_state *cs, pglist_data *pgdat, zone *
         if (p.flags & PG_buddy) and <int>p.private > PAGEBLOCK_ORDER and \
                 <unsigned long>big + (1UL << p.private) > start:
             order = <int>p.private
-            del_page_from_free_list(p, z, order, get_pageblock_migratetype(pgdat, <unsigned long>big))
+            del_page_from_free_list(p, z, order, p.mt)
             set_pageblock_migratetype(cs, pgdat, start, new_mt)
             split_large_buddy(cs, pgdat, z, <unsigned long>big, order)
             return
-    __move_freepages_block(pgdat, z, start, get_pageblock_migratetype(pgdat, start), new_mt)
+    __move_freepages_block(pgdat, z, start, new_mt)
     set_pageblock_migratetype(cs, pgdat, start, new_mt)
 
 
@@ -159,7 +159,7 @@ cdef void unset_migratetype_isolate(cpu_state *cs, pglist_data *pgdat, unsigned 
         set_pageblock_migratetype(cs, pgdat, start, migratetype)
         __free_one_page(cs, pgdat, p, start, z, PAGEBLOCK_ORDER, migratetype, False)
     else:
-        __move_freepages_block(pgdat, z, start, MIGRATE_ISOLATE, migratetype)
+        __move_freepages_block(pgdat, z, start, migratetype)
         set_pageblock_migratetype(cs, pgdat, start, migratetype)
     z.nr_isolate_pageblock -= 1
     spin_unlock_zone(z)

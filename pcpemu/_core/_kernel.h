@@ -91,7 +91,11 @@ struct page {
 	int16_t cpu;			/* pcp CPU while PG_pcp */
 	uint8_t pindex;			/* pcp list while PG_pcp */
 	uint8_t order;			/* allocation order while PG_allocated */
-	uint8_t _pad[4];
+	uint8_t mt;			/* PG_buddy: the free list it is on; PG_pcp and
+					 * allocated: v6.9's pcppage migratetype
+					 * (page->index), set at free and by
+					 * __rmqueue_smallest */
+	uint8_t _pad[3];
 	uint64_t _reserved;
 };
 
@@ -304,6 +308,11 @@ struct pglist_data {
 	int pcp_batch_scale_max;
 	long watermark_boost_factor;
 	int pcp_cma;			/* MIGRATE_CMA is a pcp type (Android) */
+	int freelist_hygiene;		/* buddy rules of v6.10-rc1's freelist migratetype
+					 * hygiene series; 0: the rules before it (v6.9) */
+	int reclaim_progress;		/* direct reclaim makes progress (page cache to
+					 * reclaim); 0: it never does */
+	int kswapd_failures;		/* kswapd runs that reclaimed nothing */
 	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;

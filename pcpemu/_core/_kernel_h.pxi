@@ -108,6 +108,7 @@ cdef extern from "_kernel.h" nogil:
         int16_t cpu             # pcp CPU while PG_pcp
         uint8_t pindex          # pcp list while PG_pcp
         uint8_t order           # allocation order while PG_allocated
+        uint8_t mt              # free list of a PG_buddy block; v6.9's pcppage migratetype
 
     struct free_area:
         list_head free_list[MIGRATE_TYPES]  # one list per migratetype
@@ -247,6 +248,9 @@ cdef extern from "_kernel.h" nogil:
         int pcp_batch_scale_max
         long watermark_boost_factor
         int pcp_cma
+        int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
+        int reclaim_progress            # direct reclaim makes progress
+        int kswapd_failures             # kswapd runs that reclaimed nothing
         int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES]
         uint8_t pindex_order[MAX_PCP_LISTS]
         uint64_t next_owner

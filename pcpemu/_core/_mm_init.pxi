@@ -136,17 +136,44 @@ cdef void __free_pages_memory(pglist_data *pgdat, zone *z, unsigned long pfn, un
     spin_unlock_zone(z)
 
 
-cdef void memmap_init(pglist_data *pgdat, zones, unsigned long cma_base, unsigned long cma_pages):
-    # Every pageblock starts Movable, the CMA range CMA; then all memory
-    # is freed to the buddy from low to high pfn in the largest aligned
-    # blocks (memmap_init, cma_activate_area, __free_pages_memory).
-    # Unlike the kernel, CMA pageblocks are released straight into the
-    # buddy too, not through free_unref_page.
+cdef void pageset_update_zone(pglist_data *pgdat, zone *z, int batch, int high_min, int high_max) noexcept nogil:
+    # pageset_update on every CPU: batch, high_min and high_max; pcp->high is
+    # left for the next clamp (zone_set_pageset_high_and_batch).
+    cdef int cpu
+    cdef per_cpu_pages *pcp
+    for cpu in range(pgdat.nr_cpus):
+        pcp = z.per_cpu_pageset[cpu]
+        pcp.batch, pcp.high_min, pcp.high_max = batch, high_min, high_max
+
+
+cdef void cma_activate_area(pglist_data *pgdat, zone *z, unsigned long start, unsigned long end,
+                            boot_pageset) noexcept:
+    # core_initcall cma_activate_area: each pageblock, in rising pfn order,
+    # becomes CMA and is freed as one order-9 block by the boot CPU
+    # (init_cma_reserved_pageblock -> __free_pages -> free_unref_page), with
+    # the pcp values of that moment: batch and high from the managed pages
+    # without CMA and the low watermark still 0 (boot_pageset). A drain puts
+    # the blocks at the heads of the CMA lists; the last block can stay on
+    # CPU 0's pcp list. postcore_initcall init_per_zone_wmark_min then sets the
+    # watermarks, and zone_pcp_update the final batch and high limits.
+    cdef unsigned long pfn
+    cdef int batch = z.pageset_batch, high_min = z.pageset_high_min, high_max = z.pageset_high_max
+    pageset_update_zone(pgdat, z, boot_pageset[0], boot_pageset[1], boot_pageset[2])
+    for pfn in range(start, end, PAGEBLOCK_NR_PAGES):
+        set_pageblock_migratetype(NULL, pgdat, pfn, MIGRATE_CMA)
+        free_unref_page(&pgdat.cpu[0], pgdat, pfn_to_page(pgdat, pfn), pfn, PAGEBLOCK_ORDER, 0)
+    pageset_update_zone(pgdat, z, batch, high_min, high_max)
+
+
+cdef void memmap_init(pglist_data *pgdat, zones, unsigned long cma_base, unsigned long cma_pages, boot_pageset):
+    # Every pageblock starts Movable; all memory but CMA is freed to the
+    # tails of the buddy lists from low to high pfn in the largest aligned
+    # blocks (memmap_init, memblock_free_all -> __free_pages_memory); then
+    # cma_activate_area releases the CMA area. Unlike the kernel, no memblock
+    # reservations stay behind.
     cdef unsigned long b, cma_lo, cma_hi, end
     cdef zone *z
     memset(pgdat.pageblock_mt, MIGRATE_MOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
-    for b in range(cma_base >> PAGEBLOCK_ORDER, (cma_base + cma_pages) >> PAGEBLOCK_ORDER):
-        pgdat.pageblock_mt[b] = MIGRATE_CMA
     for zp in zones:
         if not zp.managed:
             continue
@@ -154,13 +181,14 @@ cdef void memmap_init(pglist_data *pgdat, zones, unsigned long cma_base, unsigne
             pgdat.block_zone[b] = zp.idx
         z = &pgdat.node_zones[<int>zp.idx]
         end = zp.start_pfn + zp.spanned
-        # The CMA area is freed apart, a pageblock at a time, as
-        # cma_activate_area() does after the rest of memory.
         cma_lo = min(max(cma_base, zp.start_pfn), end)
         cma_hi = min(max(cma_base + cma_pages, zp.start_pfn), end)
         __free_pages_memory(pgdat, z, zp.start_pfn, cma_lo, MAX_PAGE_ORDER)
         __free_pages_memory(pgdat, z, cma_hi, end, MAX_PAGE_ORDER)
-        __free_pages_memory(pgdat, z, cma_lo, cma_hi, PAGEBLOCK_ORDER)
+        if cma_hi > cma_lo:
+            cma_activate_area(pgdat, z, cma_lo, cma_hi, boot_pageset)
+    # Boot is not part of any measured workload.
+    memset(pgdat.cpu, 0, pgdat.nr_cpus * sizeof(cpu_state))
 
 
 cdef int free_area_init(pglist_data *pgdat, void **pcp_mem, size_t pcp_size, zones, int nr_lists,

@@ -65,8 +65,14 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
             count -= nr_pages
             pcp.count -= nr_pages
             moved += nr_pages
-            # The pageblock type is read now, as in v6.10.
-            mt = get_pageblock_migratetype(pgdat, pfn)
+            # v6.10 reads the pageblock type now; v6.9 used the type cached
+            # when the page reached the list (free_unref_page_prepare, or the
+            # free list a refill took it from), unless the zone had
+            # isolated pageblocks.
+            if pgdat.freelist_hygiene or z.nr_isolate_pageblock:
+                mt = get_pageblock_migratetype(pgdat, pfn)
+            else:
+                mt = p.mt
             trace_mm_page_pcpu_drain(cs, pgdat, pfn, order, mt)
             __free_one_page(cs, pgdat, p, pfn, z, order, mt, False)
             if count <= 0 or list_empty(lst):
@@ -253,6 +259,7 @@ cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, uns
         free_one_page(cs, pgdat, z, p, pfn, order, False)      # __free_pages_ok
         return
     mt = get_pageblock_migratetype(pgdat, pfn)
+    p.mt = <uint8_t>mt          # v6.9's set_pcppage_migratetype
     if mt >= MIGRATE_PCPTYPES:
         if mt == MIGRATE_ISOLATE:
             free_one_page(cs, pgdat, z, p, pfn, order, False)

@@ -106,7 +106,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
     cdef vt_event e
     cdef const pcpemu_op *op
     cdef cpu_state *cs
-    cdef uint64_t acq0, pages0
+    cdef uint64_t acq0, pages0, drains0
     cdef int64_t i
     cdef alloc_context ac
     ac.zonelist = NULL          # prepared at the first allocation
@@ -126,6 +126,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         cs = &pgdat.cpu[op.cpu]
         acq0 = cs.item[<int>ZONE_LOCK]
         pages0 = cs.item[<int>ZONE_LOCK_PAGES]
+        drains0 = cs.item[<int>SLOWPATH_DRAIN]
         cs.touched = 0
         if pgdat.trace != NULL:
             pgdat.trace.op = i
@@ -137,7 +138,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
             remote = lines
             pcp_stolen[op.cpu] = 0
             remote_pcp[0] += lines
-        if op.op == OP_DRAIN_ALL:
+        if op.op == OP_DRAIN_ALL or cs.item[<int>SLOWPATH_DRAIN] != drains0:
             for c in range(pgdat.nr_cpus):
                 pcp_stolen[c] = c != op.cpu
         clock[cpu] = vt_price(cost, lk, op.cpu, clock[cpu], cs.item[<int>ZONE_LOCK] - acq0,

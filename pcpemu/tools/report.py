@@ -253,7 +253,8 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, str | None, list[str], lis
                 f"{p['guest_thps']} THPs is pinned, then a driver asks cma_alloc for {p['cma_request_pages']} pages.",
                 ["", *[o["policy"] for o in outs]], [[name, *[o[key] for o in outs]] for name, key in rows], None))
     cmp_rows = rep["contention"]["compare"]
-    out.append(("Contention: split / single", "Ratios of the split (v6.10) to the single list (v6.9), "
+    out.append(("Contention: split / single", "Ratios of the split (v6.10) to the single list (v6.10-rc5, "
+                "bf14ed81f571's parent), "
                 "virtual time.", ["workload", "CPUs", "zone->lock", "lock wait", "cachelines/op", "throughput",
                                   "verdict"],
                 [[r["workload"], r["cpus"], r["zone_lock"], r["lock_wait"], r["cachelines"], r["throughput"],
