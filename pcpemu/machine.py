@@ -136,10 +136,17 @@ class Machine:
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
             self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
-            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None))
+            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None), self._rules())
         self._slots = np.full(1024, -1, dtype=np.int64)
         #: Op-stream slots must lie below this; a caller may raise it.
         self.max_slots = MAX_SLOTS
+
+    def _rules(self) -> int:
+        # The core's flags for the kernel changes after v6.10 the config follows.
+        flags = 0
+        for r in self.config.rule_changes:
+            flags |= _core.RULES[r.flag] if r.flag else 0
+        return flags
 
     def _free_high_batch(self) -> bool:
         # zone_pcp_update_cacheinfo: judged against the Normal zone's batch.

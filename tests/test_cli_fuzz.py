@@ -54,8 +54,7 @@ def test_replay_zoneinfo_missing_binary_or_nul(tmp_path, capsys):
     binary.write_bytes(bytes(range(256)))
     nul = tmp_path / "zoneinfo.nul"
     nul.write_text(open(ZONEINFO).read().replace("pages free", "pages\x00free", 1))
-    assert "No such file" in _error(capsys, ["replay", str(trace), "--zoneinfo", str(tmp_path / "no")],
-                                    cls="TraceFormatError")
+    assert str(tmp_path / "no") in _error(capsys, ["replay", str(trace), "--zoneinfo", str(tmp_path / "no")])
     assert "not a text file" in _error(capsys, ["replay", str(trace), "--zoneinfo", str(binary)])
     assert "NUL byte" in _error(capsys, ["replay", str(trace), "--zoneinfo", str(nul)])
 

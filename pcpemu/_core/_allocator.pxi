@@ -171,7 +171,7 @@ cdef class Allocator:
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
                  int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
-                 bint reclaim_progress, boot_pageset):
+                 bint reclaim_progress, boot_pageset, int rules=0):
         cdef pglist_data *pgdat = &self.pgdat
         cdef int i, order, mt, nr_lists = len(pindex_order)
         if nr_lists > MAX_PCP_LISTS:
@@ -185,6 +185,7 @@ cdef class Allocator:
         pgdat.pcp_cma = pcp_cma
         pgdat.freelist_hygiene = freelist_hygiene
         pgdat.reclaim_progress = reclaim_progress
+        pgdat.rules = rules
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
@@ -544,7 +545,7 @@ cdef class Allocator:
                 "free_lists": lengths, "watermark_boost": z.watermark_boost,
                 "watermark": [z._watermark[o] for o in range(NR_WMARK)], "flags": z.flags,
                 "nr_isolate_pageblock": z.nr_isolate_pageblock,
-                "nr_reserved_highatomic": z.nr_reserved_highatomic}
+                "nr_reserved_highatomic": z.nr_reserved_highatomic, "nr_free_highatomic": z.nr_free_highatomic}
 
     def free_list_pfns(self, int zi, int order, int mt):
         """The pfns on one free list, head first."""

@@ -102,3 +102,7 @@ ERROR_CODES = {name: value for name, value in {
     "PE_TOO_MANY_LISTS": PE_TOO_MANY_LISTS, "PE_BAD_COSTS": PE_BAD_COSTS, "PE_NOMEM": PE_NOMEM,
 }.items()}
 assert sorted(ERROR_CODES.values()) == sorted(ERRORS)
+
+#: The rule flags of pglist_data.rules, by the name pcpemu.machine uses.
+RULES = {"free_highatomic": RULE_FREE_HIGHATOMIC, "claim_steal": RULE_CLAIM_STEAL,
+         "free_high_min": RULE_FREE_HIGH_MIN, "highatomic_non_block": RULE_HIGHATOMIC_NON_BLOCK}

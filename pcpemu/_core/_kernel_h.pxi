@@ -87,6 +87,10 @@ cdef extern from "_kernel.h" nogil:
     unsigned long ZONE_BELOW_HIGH
     int PCPF_PREV_FREE_HIGH_ORDER
     int PCPF_FREE_HIGH_BATCH
+    int RULE_FREE_HIGHATOMIC
+    int RULE_CLAIM_STEAL
+    int RULE_FREE_HIGH_MIN
+    int RULE_HIGHATOMIC_NON_BLOCK
 
     unsigned long PG_buddy
     unsigned long PG_pcp
@@ -134,6 +138,7 @@ cdef extern from "_kernel.h" nogil:
         unsigned long _watermark[NR_WMARK]
         unsigned long watermark_boost
         unsigned long nr_reserved_highatomic
+        unsigned long nr_free_highatomic
         long lowmem_reserve[MAX_NR_ZONES]
         per_cpu_pages **per_cpu_pageset
         int pageset_high_min
@@ -146,6 +151,9 @@ cdef extern from "_kernel.h" nogil:
         unsigned long present_pages
         unsigned long cma_pages
         int nr_isolate_pageblock
+        unsigned long managed_start
+        unsigned long managed_end
+        int rules
         free_area free_area[NR_PAGE_ORDERS]
         unsigned long flags
         spinlock_t lock
@@ -248,6 +256,7 @@ cdef extern from "_kernel.h" nogil:
         int pcp_batch_scale_max
         long watermark_boost_factor
         int pcp_cma
+        int rules
         int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
         int reclaim_progress            # direct reclaim makes progress
         int kswapd_failures             # kswapd runs that reclaimed nothing

@@ -62,7 +62,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 
 def _add_replay(sub: Any) -> None:
-    from ..kernel.config import PRESETS, THP_LIST_POLICIES
+    from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES
 
     p = sub.add_parser(
         "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
@@ -73,13 +73,15 @@ def _add_replay(sub: Any) -> None:
                    "perf script); .gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
+    p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
     p.add_argument("--memory", type=_size, default=None, help="without --zoneinfo: RAM (default 8G, or the sum "
                    "of --zones)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
-    p.add_argument("--cma", type=_size, default="0", help="CMA size (default none)")
-    p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
+    p.add_argument("--cma", type=_size, default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help=f"the kernel rules and /proc formats (default {DEFAULT_PRESET})")
     p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
                    help="THP-list policies to compare on the same stream (default: the preset's); "
                    + ", ".join(THP_LIST_POLICIES))
@@ -103,8 +105,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from ..runs.replay import replay, replay_configs, replay_text
     from .outdir import check_file
 
-    configs, notes = replay_configs(args.preset, args.policy, zoneinfo=args.zoneinfo, memory=args.memory,
-                                    cpus=args.cpus, zones=args.zones, cma=args.cma,
+    configs, notes = replay_configs(args.preset, args.policy, zoneinfo=args.zoneinfo, node=args.node,
+                                    memory=args.memory, cpus=args.cpus, zones=args.zones, cma=args.cma,
                                     one_policy=bool(args.emit_trace))     # bad options fail before any work
     if args.emit_trace:
         check_file(args.emit_trace, "--emit-trace")
