@@ -31,8 +31,8 @@ from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_g
 from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
-__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine", "OP_ALLOC",
-           "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
+__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine",
+           "OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
            "bare_pcp_loop", "pcp_struct_layout"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).

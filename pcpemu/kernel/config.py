@@ -310,8 +310,8 @@ class KernelConfig:
         for name, pages in zones.items():
             if name not in ZONE_NAMES[:4]:
                 raise ConfigError(f"zones: unknown zone {name!r} (pcpemu models DMA, DMA32, Normal and Movable)")
-            out[name] = (_zone_geometry(name, pages) if isinstance(pages, Mapping) else
-                         _check_range(f"zones[{name}] (pages)", parse_size(pages, f"zones[{name}]"), 1, MAX_MEMORY_PAGES))
+            out[name] = (_zone_geometry(name, pages) if isinstance(pages, Mapping) else _check_range(
+                f"zones[{name}] (pages)", parse_size(pages, f"zones[{name}]"), 1, MAX_MEMORY_PAGES))
             managed = out[name]["managed"] if isinstance(out[name], dict) else out[name]
             if managed <= 0:
                 raise ConfigError(f"zones[{name}]: a zone needs at least one managed page")

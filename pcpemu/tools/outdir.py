@@ -22,7 +22,8 @@ from typing import Callable
 
 from ..errors import OutputPathError
 
-__all__ = ["check_file", "check_output_dir", "clean_stale", "replace_dir", "umask", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["check_file", "check_output_dir", "clean_stale", "replace_dir", "umask", "write_bytes_atomic",
+           "write_text_atomic"]
 
 TMP_PREFIX = ".pcpemu-report-"
 _TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"(\d+)-")
