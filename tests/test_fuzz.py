@@ -206,3 +206,31 @@ def test_fuzz_valid_and_invalid_calls(data, config):
                 call()
             assert _snapshot(s.m) == before
         s.m.check()
+
+
+_GFP_MACHINE = Machine(KernelConfig.preset("v6.10", memory="32M", cpus=1), seed=1)
+
+
+@settings(max_examples=200 if not LONG else 20000, deadline=None)
+@given(gfp=st.one_of(st.integers(0, (1 << 32) - 1), st.integers(0, 0xffffff), st.sampled_from([0x18, 1 << 24])))
+def test_op_streams_and_alloc_pages_accept_the_same_gfps(gfp):
+    # One rule for both paths (issue 13, item 1): an op stream refuses exactly
+    # the gfps alloc_pages refuses.
+    m = _GFP_MACHINE
+    try:
+        pfn = m.alloc_pages(gfp, 0, 0)
+        api = True
+    except UnknownGfpError:
+        api = False
+    else:
+        if pfn is not None:
+            m.free_pages(pfn, 0, 0)
+    try:
+        m.run(np.array([(OP_ALLOC, 0, 0, gfp, 0), (OP_FREE, 0, 0, 0, 0)], OP_DTYPE))
+        stream = True
+    except OpStreamError as e:
+        assert isinstance(e, UnknownGfpError)
+        stream = False
+    assert api == stream
+    m.check()
+
