@@ -78,6 +78,8 @@ class Session:
             m.decay_pcp_high(self.cpu())
         elif kind == "run":
             m.run(self._stream())
+            # A slot whose allocation failed holds nothing: a later stream may not free it.
+            self.slots = {s: o for s, o in self.slots.items() if m.slot_pfn(s) is not None}
         else:
             zone = self.draw(st.sampled_from(self.zones))
             m.zone_state(zone), m.pcp_state(zone, self.cpu())
