@@ -265,8 +265,10 @@ class Machine:
         # The slot table the stream needs: checked before anything is
         # allocated, grown into a copy the caller keeps only if the stream
         # runs. Only allocs and frees use their slot.
-        uses = ops["op"] <= OP_FREE
         slot = ops["slot"]
+        if not len(ops) or (slot.min() >= 0 and slot.max() < len(self._slots)):
+            return self._slots                      # the common case: two passes, no copy
+        uses = ops["op"] <= OP_FREE
         bad = np.flatnonzero(uses & ((slot < 0) | (slot >= self.max_slots)))
         if len(bad):
             op = ops[bad[0]]
