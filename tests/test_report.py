@@ -100,15 +100,15 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cpus", "0"], "cpus"),
-    (["--policies", "split"], "single"),
-    (["--workloads", "web"], "workloads"),
-    (["--memory", "1X"], "memory"),
+@pytest.mark.parametrize("args, message, code", [
+    (["--cpus", "0"], "cpus", cli.EXIT_ERROR),
+    (["--policies", "split"], "single", cli.EXIT_ERROR),
+    (["--workloads", "web"], "workloads", cli.EXIT_ERROR),
+    (["--memory", "1X"], "memory", cli.EXIT_USAGE),       # a bad size is a usage error (README)
 ])
-def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message):
+def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message, code):
     out = tmp_path / "r"
-    assert cli.main(["report", "-o", str(out), *args]) == cli.EXIT_ERROR
+    assert cli.main(["report", "-o", str(out), *args]) == code
     assert message in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError):

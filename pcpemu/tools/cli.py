@@ -32,6 +32,29 @@ def emit_json(command: str, payload: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
+class UsageError(Exception):
+    """A command line argparse cannot read (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints and exits on a bad command line; raise instead, so that
+    # main() can answer under --json too. Subparsers inherit the class.
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _size(text: str) -> str:
+    # A size option (--memory 8G) read at parse time, so a bad one is a usage
+    # error; the text itself is kept, as reports quote it.
+    from ..kernel.config import parse_size
+
+    try:
+        parse_size(text, "size")
+    except PcpemuError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
+    return text
+
+
 # Verbs register themselves here: (name, add_parser function).
 _VERBS: list[Callable[[Any], None]] = []
 
@@ -52,11 +75,12 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
     p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
-    p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
+    p.add_argument("--memory", type=_size, default=None, help="without --zoneinfo: RAM (default 8G, or the sum "
+                   "of --zones)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
-    p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
+    p.add_argument("--cma", type=_size, default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
     p.add_argument("--preset", default=None, choices=list(PRESETS),
                    help=f"the kernel rules and /proc formats (default: a capture's kernel version, else {DEFAULT_PRESET})")
     p.add_argument("--from-boot", action="store_true",
@@ -107,7 +131,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"a capture directory gives the machine; drop {', '.join(given)}")
         if args.emit_trace and args.policy and len(args.policy) > 1:
             raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
-        emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+        emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
         try:
             result = replay_capture(args.trace, preset=args.preset, policies=args.policy, seed=args.seed,
                                     from_boot=args.from_boot, strict=args.strict, emit_trace=emit,
@@ -119,7 +143,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         configs, notes = replay_configs(args.preset or DEFAULT_PRESET, args.policy, zoneinfo=args.zoneinfo,
                                         node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
                                         cma=args.cma, one_policy=bool(args.emit_trace))  # fail before any work
-        emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+        emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
         try:
             result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
                             progress=_progress_bar if show else None, config_notes=notes)
@@ -147,6 +171,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         for line in failures:
             print(f"check: {line}", file=sys.stderr)
     return EXIT_INVARIANT if failures else EXIT_OK
+
+
+def _open_output(path: str, what: str) -> Any:
+    from ..errors import OutputPathError
+
+    try:
+        return open(path, "w", encoding="ascii")
+    except OSError as exc:
+        raise OutputPathError(f"{what} {path}: {exc.strerror}") from None
 
 
 _VERBS.append(_add_replay)
@@ -204,8 +237,8 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--policies", nargs="+", help="THP-list policies (default by mode; single and split always)")
     p.add_argument("--cpus", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
     p.add_argument("--workloads", help="contention workloads, e.g. thp,mixed,order0,net")
-    p.add_argument("--memory", default="8G")
-    p.add_argument("--cma", default="4G")
+    p.add_argument("--memory", type=_size, default="8G")
+    p.add_argument("--cma", type=_size, default="4G")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ops-per-cpu", type=int, help="ops per CPU of each contention run")
     p.add_argument("--from-json", metavar="FILE", help="render a saved report.json without rerunning")
@@ -220,8 +253,10 @@ def _add_report(sub: Any) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     import json
 
+    from .outdir import check_output_dir
     from .report import ReportOptions, build_report, write_report
 
+    check_output_dir(args.output, "sweep.md" if args.from_sweep else "report.json", "-o")   # before any work
     if args.from_sweep:
         return _report_from_sweep(args)
     if args.what_if:
@@ -289,6 +324,8 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="processes or local Dask workers (default: one per core)")
     p.add_argument("--chunk", type=int, help="runs per task (default: the spec's, else automatic)")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    p.add_argument("--drop-unreadable", action="store_true",
+                   help="rewrite the result file without the lines that hold no record")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=_cmd_sweep)
@@ -303,7 +340,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     output = args.output or os.path.splitext(args.spec)[0] + default_suffix()
     outcome = run_sweep(spec, output, args.executor, args.workers, args.scheduler, args.chunk,
-                        args.retry_failed, None if args.no_progress else sys.stderr)
+                        args.retry_failed, None if args.no_progress else sys.stderr, args.drop_unreadable)
     sys.stderr.write(summarize(outcome, spec))
     if args.json:
         emit_json("sweep", {"spec": args.spec, "outcome": outcome.as_dict()})
@@ -412,12 +449,12 @@ def _add_repro(sub: Any) -> None:
         description="Start a VM with device passthrough on a machine with a large CMA area: fault "
         "the guest in as THPs, pin it FOLL_LONGTERM, then cma_alloc; compare THP-list policies.",
     )
-    p.add_argument("--memory", default="8G", help="RAM (default 8G)")
-    p.add_argument("--cma", default="4G", help="CMA area size (default 4G)")
+    p.add_argument("--memory", type=_size, default="8G", help="RAM (default 8G)")
+    p.add_argument("--cma", type=_size, default="4G", help="CMA area size (default 4G)")
     p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
     p.add_argument("--seed", type=int, default=1, help="seed of the request stream (default 1)")
-    p.add_argument("--guest", default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
-    p.add_argument("--cma-request", help="size of the driver's cma_alloc (default: the whole CMA area)")
+    p.add_argument("--guest", type=_size, default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
+    p.add_argument("--cma-request", type=_size, help="size of the driver's cma_alloc (default: the whole CMA area)")
     p.add_argument("--policy", action="append", metavar="POLICY",
                    choices=("single", "split", "per-type", "android"),
                    help="single, split, per-type or android; repeatable (default all four)")
@@ -529,7 +566,7 @@ _VERBS.append(_add_layout)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pcpemu",
         description="Emulate the Linux page allocator (buddy + per-CPU page lists) "
         "and measure what a PCP change does.",
@@ -543,7 +580,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _usage_error(parser, argv, exc)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -553,6 +594,19 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_INVARIANT)
     except PcpemuError as exc:
         return _fail(args, exc, EXIT_ERROR)
+
+
+def _usage_error(parser: argparse.ArgumentParser, argv: list[str], exc: UsageError) -> int:
+    # argparse's own report (usage, then the error) on stderr; under --json the
+    # error document on stdout as well.
+    verbs = [a for a in argv if not a.startswith("-")][:1]
+    sub = parser._subparsers._group_actions[0].choices if parser._subparsers else {}  # type: ignore[union-attr]
+    verb = verbs[0] if verbs and verbs[0] in sub else None
+    (sub[verb] if verb else parser).print_usage(sys.stderr)
+    print(exc, file=sys.stderr)
+    if "--json" in argv:
+        emit_json(verb, {"error": {"type": "UsageError", "message": str(exc)}})
+    return EXIT_USAGE
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:

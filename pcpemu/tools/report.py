@@ -16,9 +16,7 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -28,6 +26,7 @@ from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..errors import ConfigError
 from ..kernel.layout import layout_table
 from ..machine import Machine
+from .outdir import replace_dir, write_text_atomic
 from .sweep import numeric_fields
 
 __all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "render_markdown", "sweep_plots",
@@ -335,13 +334,11 @@ def render_html(rep: dict[str, Any], images: dict[str, bytes]) -> str:
 def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
     """Write report.json, report.md, report.html and the PNGs into outdir.
 
-    Everything is written into a fresh directory beside outdir and renamed into
-    place at the end, so an interrupted run leaves no half-written report.
+    The directory is written whole and swapped into place in one step
+    (pcpemu.tools.outdir.replace_dir), so an interrupted run leaves no
+    half-written report; an existing path pcpemu did not write is refused.
     """
-    parent = os.path.dirname(os.path.abspath(outdir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-report-")
-    try:
+    def fill(tmp: str) -> None:
         names = render_plots(rep, tmp)
         images = {}
         for n in names:
@@ -351,25 +348,9 @@ def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
                            ("report.md", render_markdown(rep)), ("report.html", render_html(rep, images))):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
-        old = None
-        if os.path.exists(outdir):
-            old = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-report-old-")
-            os.rename(outdir, os.path.join(old, "r"))
-        os.rename(tmp, outdir)
-        if old:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(outdir, fill)
     return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))
-
-
-def _write_atomic(outdir: str, name: str, text: str) -> str:
-    fd, tmp = tempfile.mkstemp(dir=outdir, prefix=f".{name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(outdir, name))
-    return os.path.join(outdir, name)
 
 
 # ---- sweeps (pcpemu sweep) ----
@@ -484,4 +465,4 @@ def sweep_plots(records: list[dict[str, Any]], outdir: str) -> list[str]:
 def write_sweep_report(outdir: str, records: list[dict[str, Any]]) -> list[str]:
     """Write sweep.md (sweep_tables) and, with matplotlib, sweep.png into outdir."""
     os.makedirs(outdir, exist_ok=True)
-    return [_write_atomic(outdir, "sweep.md", sweep_tables(records))] + sweep_plots(records, outdir)
+    return [write_text_atomic(os.path.join(outdir, "sweep.md"), sweep_tables(records))] + sweep_plots(records, outdir)

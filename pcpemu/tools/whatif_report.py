@@ -11,14 +11,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Callable
 
 from .. import __version__
 from ..errors import ConfigError
 from ..kernel import layout as L
 from ..runs import whatif
+from .outdir import replace_dir
 
 __all__ = ["MODES", "WHAT_IFS", "build_what_if", "render_markdown", "render_html", "sections", "write_what_if"]
 
@@ -355,19 +354,13 @@ def render_html(rep: dict[str, Any]) -> str:
 
 
 def write_what_if(outdir: str, rep: dict[str, Any]) -> list[str]:
-    """Write report.json, report.md and report.html into a fresh outdir (renamed into place at the end)."""
-    parent = os.path.dirname(os.path.abspath(outdir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-whatif-")
-    try:
+    """Write report.json, report.md and report.html into outdir, swapped into
+    place whole (pcpemu.tools.outdir.replace_dir), as the main report is."""
+    def fill(tmp: str) -> None:
         for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n"),
                            ("report.md", render_markdown(rep)), ("report.html", render_html(rep))):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
-        if os.path.exists(outdir):
-            shutil.rmtree(outdir)
-        os.rename(tmp, outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(outdir, fill)
     return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))
