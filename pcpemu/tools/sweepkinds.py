@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from ..runs import workloads
 from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
@@ -19,12 +19,9 @@ from .sweep import Kind, register_kind
 
 __all__ = ["WORKLOADS", "measure_contention", "measure_replay", "measure_repro", "measure_workload"]
 
-#: Op-stream generators a ``workload`` run may name.
-WORKLOADS: dict[str, Callable[..., Any]] = {
-    "mixed": workloads.mixed,
-    "order0_churn": workloads.order0_churn,
-    "thp_fault_free": workloads.thp_fault_free,
-}
+#: Workloads a ``workload`` run may name: the churn ones of pcpemu.runs.workloads
+#: (and thp-nmP for any P in 0..80).
+WORKLOADS = tuple(name for name, w in workloads.WORKLOADS.items() if w.pattern == "churn")
 
 #: Counters a ``workload`` run reports, as Machine.stats() names them.
 WORKLOAD_COUNTERS = ("ZONE_LOCK", "ZONE_LOCK_PAGES", "PCP_REFILL", "PCP_DRAIN", "CMA_TO_NONMOVABLE",
@@ -63,8 +60,9 @@ def _checked_config(preset: Any, policy: Any, memory: Any, cma: Any, cpus: Any) 
 
 
 def _check_workload(p: dict[str, Any]) -> None:
-    if p["workload"] not in WORKLOADS:
-        raise SweepSpecError(f"workload {p['workload']!r} is not one of {', '.join(WORKLOADS)}")
+    if p["workload"] not in WORKLOADS and not str(p["workload"]).startswith("thp-nm"):
+        raise SweepSpecError(f"workload {p['workload']!r} is not one of {', '.join(WORKLOADS)}, thp-nmP")
+    _checked(lambda p: workloads.get(p["workload"]), p)
     for name, lo in (("ops", 0), ("live", 1), ("seed", 0)):
         if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < lo:
             raise SweepSpecError(f"{name}: expected an integer >= {lo}, got {p[name]!r}")
@@ -87,8 +85,8 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
 
     cfg = _workload_config(params)
     m = Machine(cfg, seed=params["seed"])
-    ops = WORKLOADS[params["workload"]](params["ops"], live=params["live"], cpus=tuple(range(cfg.cpus)),
-                                        seed=params["seed"])
+    ops = workloads.churn(params["ops"], workloads.get(params["workload"]).classes, params["live"],
+                          tuple(range(cfg.cpus)), params["seed"])
     t0 = time.perf_counter()
     stats = m.run(ops).stats
     wall = time.perf_counter() - t0
