@@ -111,6 +111,13 @@ _KERNEL_THP = "GFP_KERNEL | __GFP_COMP"        # a driver's THP-sized buffer
 _ATOMIC = "GFP_ATOMIC"
 _ATOMIC_COMP = "GFP_ATOMIC | __GFP_COMP"
 
+#: Ops per CPU between two vmstat ticks: refresh_cpu_vm_stats() calls
+#: decay_pcp_high() once a second (sysctl_stat_interval), and a CPU faulting
+#: THPs does about a thousand allocations and frees a second (zeroing 2 MiB
+#: takes ~100 us). Without the tick pcp->high only grows, and a closed
+#: per-CPU working set ends up served from the pcp lists alone.
+VMSTAT_TICK_OPS = 1000
+
 #: Shares (%) of non-movable THP requests the report sweeps.
 NONMOVABLE_SHARES = (0, 1, 5, 20, 40)
 
@@ -126,6 +133,7 @@ class Workload:
     :param classes: ``(gfp, order, weight)`` request classes of each allocation.
     :param live: blocks each CPU holds (churn), or its largest burst.
     :param source: where the mix comes from.
+    :param tick: ops per CPU between vmstat ticks (an OP_DECAY op); 0: none.
     """
 
     name: str
@@ -134,6 +142,7 @@ class Workload:
     classes: tuple[tuple[str, int, float], ...]
     live: int
     source: str
+    tick: int = VMSTAT_TICK_OPS
 
     @property
     def fill(self) -> int:
@@ -157,12 +166,12 @@ class Workload:
         return {"name": self.name, "summary": self.summary, "pattern": self.pattern, "live": self.live,
                 "allocates": [{"gfp": g, "order": o, "percent": 100.0 * w / total} for g, o, w in self.classes],
                 "frees": frees, "nonmovable_thp_percent": 100.0 * self.share(THP_ORDER, movable=False),
-                "source": self.source}
+                "vmstat_tick_ops": self.tick, "source": self.source}
 
 
 def _workload(name: str, summary: str, pattern: str, classes: Sequence[tuple[str, int, float]], live: int,
               source: str) -> Workload:
-    return Workload(name, summary, pattern, tuple(classes), live, source)
+    return Workload(name, summary, pattern, tuple(classes), live, source, 0 if pattern == "pairs" else VMSTAT_TICK_OPS)
 
 
 def thp_mix(percent: int) -> Workload:
@@ -275,7 +284,8 @@ def cpu_streams(workload: str | Workload, cpus: int, ops_per_cpu: int, seed: int
 
     Each stream is ``warmup_ops(workload, warmup)`` ops of warm-up (the
     working set's fill, then ``warmup`` ops) followed by ``ops_per_cpu``
-    measured ops (an even count for churn and pairs).
+    measured ops (an even count for churn and pairs), with a vmstat tick
+    (OP_DECAY) after every ``workload.tick`` of them.
 
     :return: ``cpus`` OP_DTYPE arrays; stream k runs on CPU k.
     :raises OpStreamError: for an unknown workload or a bad count.
@@ -294,14 +304,26 @@ def cpu_streams(workload: str | Workload, cpus: int, ops_per_cpu: int, seed: int
         else:
             g, o, _ = w.classes[0]
             ops = alloc_free_pairs((warmup + ops_per_cpu) // 2, o, g, cpu, base)
-        streams.append(ops)
+        streams.append(_with_ticks(ops, w.tick, cpu))
     return streams
 
 
+def _with_ticks(ops: np.ndarray, tick: int, cpu: int) -> np.ndarray:
+    # A decay op before every tick-th op (the fill counts: time passes).
+    if not tick or len(ops) <= tick:
+        return ops
+    at = np.arange(tick, len(ops), tick)
+    ticks = make_ops(len(at))
+    ticks["op"] = OP_DECAY
+    ticks["cpu"] = cpu
+    return np.insert(ops, at, ticks)
+
+
 def warmup_ops(workload: str | Workload, warmup: int) -> int:
-    """How many leading ops of each cpu_streams() stream are warm-up."""
+    """How many leading ops of each cpu_streams() stream are warm-up (ticks included)."""
     w = get(workload)
-    return w.fill + (warmup if w.pattern == "bursts" else warmup // 2 * 2)
+    n = w.fill + (warmup if w.pattern == "bursts" else warmup // 2 * 2)
+    return n + (n // w.tick if w.tick else 0)
 
 
 def mixed(n: int, live: int = 256, cpus: Sequence[int] = (0,), seed: int = 0, slot_base: int = 0) -> np.ndarray:

@@ -1,0 +1,202 @@
+"""The report's measurements: every run behind a number, with seeds and 95% intervals.
+
+Each function returns a JSON-able dict and is a pure function of its
+arguments (the seeds included). The split/single comparison of a metric is
+the per-seed percent change 100 * (split / single - 1), the two runs of a
+seed sharing their op streams; its mean and 95% interval are over seeds
+(pcpemu.tools.stats.mean_ci). A change of 0 against 0 is 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+from typing import Any, Callable, Sequence
+
+from ..kernel.config import KernelConfig
+from ..kernel.layout import ARCHES, compare as layout_compare, layout
+from ..runs import repro, smp
+from ..runs import workloads as wl
+from .stats import mean_ci
+
+__all__ = ["COMPARED", "NARROW_PCT", "compare_cells", "contention_cells", "convergence", "cost_sensitivity",
+           "layout_answer", "seedbug_shares", "wilson"]
+
+#: Metrics compared split vs single: key -> (label, unit, exact count or cost model).
+COMPARED = {
+    "zone_lock": ("zone->lock acquisitions", "per 1000 ops", "exact"),
+    "hit9": ("order-9 pcp hit rate", "share of order-9 allocations", "exact"),
+    "cachelines": ("pcp cachelines touched", "per op", "exact"),
+    "lock_wait": ("zone->lock wait", "ns per op", "cost model"),
+    "throughput": ("throughput", "ops/s of virtual time", "cost model"),
+}
+
+#: A change is "no difference" when its 95% interval includes 0 and is at most this wide each side (%).
+NARROW_PCT = 1.0
+
+
+def _metric(cell: dict[str, Any], key: str) -> float | None:
+    if key == "zone_lock":
+        return cell["zone_lock_per_1k_ops"]
+    if key == "hit9":
+        return cell["pcp_hit_rate"].get(9)
+    if key == "cachelines":
+        return cell["pcp_cachelines_per_op"]
+    if key == "lock_wait":
+        return cell["lock_wait_ns"]["per_op"]
+    return cell["ops_per_sec"]
+
+
+def _change(single: float | None, split: float | None) -> float | None:
+    if single is None or split is None:
+        return None
+    if single == 0:
+        return 0.0 if split == 0 else math.inf
+    return 100.0 * (split / single - 1.0)
+
+
+def compare_cells(cells: list[dict[str, Any]], group: Sequence[str] = ("workload", "cpus")) -> list[dict[str, Any]]:
+    """Per group of cells (by ``group`` keys): for each COMPARED metric the
+    single and split means with intervals and the per-seed percent change."""
+    by: dict[tuple, dict[int, dict[str, dict[str, Any]]]] = {}
+    for c in cells:
+        by.setdefault(tuple(c[k] for k in group), {}).setdefault(c["seed"], {})[c["policy"]] = c
+    rows = []
+    for key, seeds in by.items():
+        pairs = [(s["single"], s["split"]) for s in seeds.values() if "single" in s and "split" in s]
+        row: dict[str, Any] = dict(zip(group, key))
+        row["seeds"] = len(pairs)
+        for m in COMPARED:
+            a = [_metric(b, m) for b, _ in pairs]
+            b = [_metric(o, m) for _, o in pairs]
+            row[m] = {"single": mean_ci(a), "split": mean_ci(b),
+                      "change": mean_ci(_change(x, y) for x, y in zip(a, b)),
+                      "both_zero": all(x == 0 and y == 0 for x, y in zip(a, b))}
+        rows.append(row)
+    return rows
+
+
+def contention_cells(workloads: Sequence[Any], cpus: Sequence[int], seeds: Sequence[int], ops_per_cpu: int,
+                     warmup: int, policies: Sequence[str] = ("single", "split"), memory: str = "8G",
+                     costs: smp.CostModel | None = None,
+                     progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Virtual-time runs of every (workload, CPUs, seed, policy), one dict each, slimmed for the JSON."""
+    cells = []
+    for w in workloads:
+        w = wl.get(w)
+        skip = wl.warmup_ops(w, warmup)
+        for n in cpus:
+            for s in seeds:
+                streams = wl.cpu_streams(w, n, ops_per_cpu, s, warmup)
+                for p in policies:
+                    r = smp.run_virtual(smp.smp_config(p, n, memory), streams, seed=s, costs=costs, warmup=skip)
+                    cells.append({"workload": w.name, "cpus": n, "seed": s, "policy": p, "ops": r["ops"],
+                                  "zone_lock_per_1k_ops": r["zone_lock_per_1k_ops"],
+                                  "pages_per_acquisition": r["pages_per_acquisition"],
+                                  "pcp_hit_rate": {int(k): v for k, v in r["pcp_hit_rate"].items()},
+                                  "pcp_cachelines_per_op": r["pcp_cachelines_per_op"],
+                                  "lock_wait_ns": {"per_op": r["lock_wait_ns"]["per_op"],
+                                                   "p99": r["lock_wait_ns"]["p99"]},
+                                  "ops_per_sec": r["ops_per_sec"], "alloc_failed": r["alloc_failed"]})
+                if progress:
+                    progress(f"{w.name} cpus={n} seed={s}")
+    return cells
+
+
+def convergence(workload: str, cpus: int, seeds: Sequence[int], lengths: Sequence[int], warmup: int,
+                memory: str = "8G") -> dict[str, Any]:
+    """The split/single changes against ops per CPU, and the shortest length
+    whose mean changes (zone->lock, throughput) lie, as do all longer ones',
+    inside the longest run's 95% interval."""
+    rows = []
+    for n_ops in lengths:
+        cmp = compare_cells(contention_cells([workload], [cpus], seeds, n_ops, warmup, memory=memory))[0]
+        rows.append({"ops_per_cpu": n_ops, "zone_lock": cmp["zone_lock"]["change"],
+                     "throughput": cmp["throughput"]["change"]})
+    last = rows[-1]
+
+    def inside(r: dict[str, Any]) -> bool:
+        return all(last[m]["lo"] is not None and last[m]["lo"] - 1e-9 <= r[m]["mean"] <= last[m]["hi"] + 1e-9
+                   for m in ("zone_lock", "throughput"))
+    chosen = last["ops_per_cpu"]
+    for i, r in enumerate(rows):
+        if all(inside(x) for x in rows[i:]):
+            chosen = r["ops_per_cpu"]
+            break
+    return {"workload": workload, "cpus": cpus, "warmup": warmup, "seeds": list(seeds), "rows": rows,
+            "chosen": chosen}
+
+
+#: CostModel parameters varied by +-50% in the sensitivity check.
+VARIED = ("op", "cacheline", "lock", "page", "remote")
+
+
+def cost_sensitivity(workload: str, cpus: int, seeds: Sequence[int], ops_per_cpu: int, warmup: int,
+                     memory: str = "8G", factors: Sequence[float] = (0.5, 1.5)) -> list[dict[str, Any]]:
+    """The split/single changes of the cost-model metrics with one CostModel
+    parameter at a time scaled by each factor."""
+    base = smp.CostModel()
+    rows = []
+    for name in VARIED:
+        for f in factors:
+            costs = dataclasses.replace(base, **{name: getattr(base, name) * f})
+            cmp = compare_cells(contention_cells([workload], [cpus], seeds, ops_per_cpu, warmup, memory=memory,
+                                                 costs=costs))[0]
+            rows.append({"param": name, "factor": f, "value": getattr(costs, name),
+                         "lock_wait": cmp["lock_wait"]["change"], "throughput": cmp["throughput"]["change"],
+                         "zone_lock": cmp["zone_lock"]["change"]})
+    return rows
+
+
+def wilson(k: int, n: int) -> dict[str, Any]:
+    """k of n with the 95% Wilson score interval of the share."""
+    if n == 0:
+        return {"k": 0, "n": 0, "share": None, "lo": None, "hi": None}
+    z, p = 1.96, k / n
+    d = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return {"k": k, "n": n, "share": p, "lo": max(0.0, mid - half), "hi": min(1.0, mid + half)}
+
+
+def seedbug_shares(policies: Sequence[str], shares: Sequence[float], seeds: Sequence[int], memory: str = "4G",
+                   guest: str = "256M", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Per policy and CMA share of RAM: in how many seeds pin_user_pages
+    livelocks and cma_alloc fails (repro.run_policy), with Wilson intervals."""
+    pages = KernelConfig(memory=memory).memory
+    rows = []
+    for share in shares:
+        cma = int(pages * share) // repro.THP_PAGES * repro.THP_PAGES
+        for p in policies:
+            outs = [repro.run_policy(p, memory=memory, cma=cma, seed=s, guest=guest) for s in seeds]
+            rows.append({"policy": p, "cma_share": share, "livelock": wilson(sum(o.livelock for o in outs), len(outs)),
+                         "cma_fail": wilson(sum(not o.cma_alloc_ok for o in outs), len(outs))})
+            if progress:
+                progress(f"seed bug {p} cma={share:.0%}")
+    return {"memory": memory, "guest": guest, "seeds": list(seeds), "rows": rows}
+
+
+#: platform.machine() names of the arches pcpemu lays out.
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64",
+             "ppc64": "ppc64", "s390x": "s390x", "riscv64": "riscv64", "i686": "i386", "i386": "i386",
+             "armv7l": "arm"}
+
+
+def layout_answer(old: str = "v6.9", new: str = "v6.10", machine: str | None = None) -> dict[str, Any]:
+    """struct per_cpu_pages from ``old`` to ``new`` (one THP list to two) on
+    this host's arch, and on every arch: bytes of members, size, cachelines."""
+    host = machine or platform.machine()
+    arch = _MACHINES.get(host, "x86_64")
+    per_arch = []
+    for name in ARCHES:
+        a, b = layout(old, arch=name), layout(new, arch=name)
+        per_arch.append({"arch": name, "cacheline": b.config.cacheline, "members_old": a.members_end,
+                         "members_new": b.members_end, "size_old": a.size, "size_new": b.size,
+                         "cachelines_old": a.cachelines, "cachelines_new": b.cachelines,
+                         "summary": layout_compare(a, b)})
+    mine = next(r for r in per_arch if r["arch"] == arch)
+    delta = mine["cachelines_new"] - mine["cachelines_old"]
+    others = [r for r in per_arch if r["cachelines_new"] - r["cachelines_old"] != delta]
+    return {"host_machine": host, "arch": arch, "assumed": host not in _MACHINES, "old": old, "new": new,
+            "mine": mine, "differs": others, "per_arch": per_arch}
