@@ -11,6 +11,7 @@ streams meant to run together (one per CPU) apart.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any, Sequence
 
@@ -80,11 +81,17 @@ def churn(n: int, classes: Sequence[tuple[str | int, int, float]], live: int, cp
     new_kind = kind[live:]
     steps["gfp"][:, 1] = gfps[new_kind]
     steps["order"][:, 1] = orders[new_kind]
-    # A free carries the order its slot was last allocated with.
-    for i in range(n):
-        v = victims[i]
-        steps["order"][i, 0] = slot_order[v]
-        slot_order[v] = orders[new_kind[i]]
+    # A free carries the order its slot was last allocated with: the fill's
+    # for a slot's first victimisation, else that of the step that last
+    # refilled it (steps grouped by slot, in step order).
+    if n:
+        by_slot = np.argsort(victims, kind="stable")
+        v = victims[by_slot]
+        first = np.ones(n, dtype=bool)
+        first[1:] = v[1:] != v[:-1]
+        refill = orders[new_kind]
+        prev = refill[by_slot[np.maximum(np.arange(n) - 1, 0)]]
+        steps["order"][by_slot, 0] = np.where(first, slot_order[v], prev)
     return ops
 
 
@@ -227,6 +234,7 @@ def get(workload: str | Workload) -> Workload:
     raise OpStreamError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}, thp-nmP (P in 0..80)")
 
 
+@functools.lru_cache(maxsize=8)
 def from_capture(path: str, live: int = 64, name: str = "capture") -> Workload:
     """A churn workload with the (gfp, order) mix of a kmem capture's mm_page_alloc events.
 

@@ -127,23 +127,50 @@ _VERBS.append(_add_replay)
 
 
 def _add_report(sub: Any) -> None:
+    from ..runs.workloads import DEFAULT_SEED
+
     p = sub.add_parser("report", help="the one-THP-list vs two comparison report (HTML, Markdown, JSON, PNG)")
     p.add_argument("-o", "--output", default="pcpemu-report", help="output directory (default ./pcpemu-report)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a first look (< 20 s)")
-    size.add_argument("--full", action="store_const", const="full", dest="mode", help="the long sweeps")
-    p.add_argument("--policies", nargs="+", help="THP-list policies (default by mode; single and split always)")
-    p.add_argument("--cpus", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
-    p.add_argument("--workloads", help="contention workloads, e.g. thp,mixed,order0,net")
+    size.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a first look (<= 15 s)")
+    size.add_argument("--full", action="store_const", const="full", dest="mode",
+                      help="more CPUs, seeds and run lengths (minutes; the report states its time)")
+    p.add_argument("--policies", action="append", metavar="A,B",
+                   help="seed-bug policies: single, split, per-type, android; comma-separated, repeatable "
+                   "(default by mode; single and split always)")
+    p.add_argument("--cpus", action="append", metavar="N,M", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
+    p.add_argument("--workloads", action="append", metavar="A,B",
+                   help="contention workloads, e.g. thp,thp-nm40,mixed,order0,net,capture")
+    p.add_argument("--capture", metavar="FILE",
+                   help="a kmem ftrace capture whose allocation mix becomes the 'capture' workload "
+                   "(default: the bundled tests/data capture)")
     p.add_argument("--memory", default="8G")
     p.add_argument("--cma", default="4G")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--ops-per-cpu", type=int, help="ops per CPU of each contention run")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"first seed (default {DEFAULT_SEED})")
+    p.add_argument("--seeds", type=int, help="seeds per cell (default 5; 10 with --full)")
+    p.add_argument("--ops-per-cpu", type=int, help="measured ops per CPU (default: chosen by the convergence study)")
     p.add_argument("--from-json", metavar="FILE", help="render a saved report.json without rerunning")
     p.add_argument("--from-sweep", metavar="FILE",
                    help="instead, render the tables and plots of a `pcpemu sweep` result file")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal; else one line per stage)")
     p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
     p.set_defaults(func=_cmd_report, mode="default")
+
+
+def _list_opt(values: list[str] | None, cast: Callable[[str], Any], what: str) -> list[Any] | None:
+    # --opt a,b --opt c -> [a, b, c]; None when not given.
+    if not values:
+        return None
+    return [x for v in values for x in _csv(v, cast, what)]
+
+
+def _stage_reporter(args: argparse.Namespace, verb: str) -> tuple[Any, Any]:
+    """(progress, log) for a long verb: a bar on a terminal (or --progress), else one line per stage."""
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    if show:
+        return _progress, None
+    return None, lambda line: print(f"pcpemu {verb}: {line}", file=sys.stderr, flush=True)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -159,14 +186,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 rep = json.load(f)
         except (OSError, ValueError) as exc:
             raise PcpemuError(f"--from-json: cannot read {args.from_json}: {exc}") from None
-        if not isinstance(rep, dict) or rep.get("pcpemu_schema") != 1:
-            raise PcpemuError(f"--from-json: {args.from_json} is not a pcpemu report.json")
+        if not isinstance(rep, dict) or rep.get("pcpemu_schema") != 2:
+            raise PcpemuError(f"--from-json: {args.from_json} is not a pcpemu report.json (schema 2)")
     else:
         opts = ReportOptions.make(
-            args.mode, args.policies, _csv(args.cpus, int, "cpus") if args.cpus else None,
-            _csv(args.workloads, str, "workloads") if args.workloads else None, args.memory, args.cma, args.seed,
-            args.ops_per_cpu)
-        rep = build_report(opts, progress=_progress)
+            args.mode, _list_opt(args.policies, str, "policies"), _list_opt(args.cpus, int, "cpus"),
+            _list_opt(args.workloads, str, "workloads"), args.memory, args.cma, args.seed, args.ops_per_cpu,
+            seeds=args.seeds, capture=args.capture)
+        progress, log = _stage_reporter(args, "report")
+        rep = build_report(opts, progress=progress, log=log)
     for path in write_report(args.output, rep):
         print(f"wrote {path}", file=sys.stderr)
     if args.json:
@@ -175,7 +203,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _report_from_sweep(args: argparse.Namespace) -> int:
-    from .report import write_sweep_report
+    from .sweepreport import write_sweep_report
     from .sweepstore import load_records
 
     records = load_records(args.from_sweep)

@@ -10,6 +10,7 @@ seed sharing their op streams; its mean and 95% interval are over seeds
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import platform
 from typing import Any, Callable, Sequence
@@ -70,37 +71,66 @@ def compare_cells(cells: list[dict[str, Any]], group: Sequence[str] = ("workload
         for m in COMPARED:
             a = [_metric(b, m) for b, _ in pairs]
             b = [_metric(o, m) for _, o in pairs]
+            ch = [_change(x, y) for x, y in zip(a, b)]
+            # A change from 0 has no percent: the cell gives none (see from_zero).
+            from_zero = sum(c == math.inf for c in ch)
             row[m] = {"single": mean_ci(a), "split": mean_ci(b),
-                      "change": mean_ci(_change(x, y) for x, y in zip(a, b)),
+                      "change": mean_ci([]) if from_zero else mean_ci(ch), "from_zero": from_zero,
                       "both_zero": all(x == 0 and y == 0 for x, y in zip(a, b))}
         rows.append(row)
     return rows
 
 
+#: Worker processes for the runs (set by the report; 1: in this process).
+JOBS = 1
+
+
+def _pmap(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+    # Each task is a pure function of its arguments, so order and results do
+    # not depend on how many processes run them.
+    if JOBS <= 1 or len(tasks) < 2:
+        return [fn(t) for t in tasks]
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with concurrent.futures.ProcessPoolExecutor(min(JOBS, len(tasks)), mp_context=ctx) as pool:
+        return list(pool.map(fn, tasks))
+
+
+def _cell_runs(task: tuple) -> list[dict[str, Any]]:
+    w, n, s, first, ops_per_cpu, warmup, policies, memory, models = task
+    skip = wl.warmup_ops(w, warmup)
+    streams = wl.cpu_streams(w, n, ops_per_cpu, s, warmup)
+    out = []
+    for (k, model), p in itertools.product(enumerate(models), policies):
+        r = smp.run_virtual(smp.smp_config(p, n, memory), streams, seed=s, costs=model, warmup=skip, check=first)
+        out.append({"workload": w.name, "cpus": n, "seed": s, "policy": p, "costs": k, "ops": r["ops"],
+                    "zone_lock_per_1k_ops": r["zone_lock_per_1k_ops"],
+                    "pages_per_acquisition": r["pages_per_acquisition"],
+                    "pcp_hit_rate": {int(o): v for o, v in r["pcp_hit_rate"].items()},
+                    "pcp_cachelines_per_op": r["pcp_cachelines_per_op"],
+                    "lock_wait_ns": {"per_op": r["lock_wait_ns"]["per_op"], "p99": r["lock_wait_ns"]["p99"]},
+                    "ops_per_sec": r["ops_per_sec"], "alloc_failed": r["alloc_failed"]})
+    return out
+
+
 def contention_cells(workloads: Sequence[Any], cpus: Sequence[int], seeds: Sequence[int], ops_per_cpu: int,
                      warmup: int, policies: Sequence[str] = ("single", "split"), memory: str = "8G",
-                     costs: smp.CostModel | None = None,
+                     costs: smp.CostModel | Sequence[smp.CostModel] | None = None,
                      progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Virtual-time runs of every (workload, CPUs, seed, policy), one dict each, slimmed for the JSON."""
-    cells = []
-    for w in workloads:
-        w = wl.get(w)
-        skip = wl.warmup_ops(w, warmup)
-        for n in cpus:
-            for s in seeds:
-                streams = wl.cpu_streams(w, n, ops_per_cpu, s, warmup)
-                for p in policies:
-                    r = smp.run_virtual(smp.smp_config(p, n, memory), streams, seed=s, costs=costs, warmup=skip)
-                    cells.append({"workload": w.name, "cpus": n, "seed": s, "policy": p, "ops": r["ops"],
-                                  "zone_lock_per_1k_ops": r["zone_lock_per_1k_ops"],
-                                  "pages_per_acquisition": r["pages_per_acquisition"],
-                                  "pcp_hit_rate": {int(k): v for k, v in r["pcp_hit_rate"].items()},
-                                  "pcp_cachelines_per_op": r["pcp_cachelines_per_op"],
-                                  "lock_wait_ns": {"per_op": r["lock_wait_ns"]["per_op"],
-                                                   "p99": r["lock_wait_ns"]["p99"]},
-                                  "ops_per_sec": r["ops_per_sec"], "alloc_failed": r["alloc_failed"]})
-                if progress:
-                    progress(f"{w.name} cpus={n} seed={s}")
+    """Virtual-time runs of every (workload, CPUs, seed, policy), one dict each, slimmed for the JSON.
+
+    :param costs: one CostModel, or several: each cell then runs once per
+        cost model on the same streams, and records ``costs`` (its index).
+    Machine.check() runs after the first seed's runs of each cell.
+    """
+    models = list(costs) if isinstance(costs, (list, tuple)) else [costs]
+    tasks = [(wl.get(w), n, s, s == seeds[0], ops_per_cpu, warmup, tuple(policies), memory, models)
+             for w in workloads for n in cpus for s in seeds]
+    cells = [c for part in _pmap(_cell_runs, tasks) for c in part]
+    if progress:
+        progress(f"{len(cells)} runs")
     return cells
 
 
@@ -132,20 +162,21 @@ def convergence(workload: str, cpus: int, seeds: Sequence[int], lengths: Sequenc
 VARIED = ("op", "cacheline", "lock", "page", "remote")
 
 
-def cost_sensitivity(workload: str, cpus: int, seeds: Sequence[int], ops_per_cpu: int, warmup: int,
+def cost_sensitivity(workload: Any, cpus: int, seeds: Sequence[int], ops_per_cpu: int, warmup: int,
                      memory: str = "8G", factors: Sequence[float] = (0.5, 1.5)) -> list[dict[str, Any]]:
-    """The split/single changes of the cost-model metrics with one CostModel
-    parameter at a time scaled by each factor."""
+    """The split/single changes with one CostModel parameter at a time scaled
+    by each factor, on the same streams."""
     base = smp.CostModel()
+    variants = [(name, f, dataclasses.replace(base, **{name: getattr(base, name) * f}))
+                for name in VARIED for f in factors]
+    cells = contention_cells([workload], [cpus], seeds, ops_per_cpu, warmup, memory=memory,
+                             costs=[c for _, _, c in variants])
     rows = []
-    for name in VARIED:
-        for f in factors:
-            costs = dataclasses.replace(base, **{name: getattr(base, name) * f})
-            cmp = compare_cells(contention_cells([workload], [cpus], seeds, ops_per_cpu, warmup, memory=memory,
-                                                 costs=costs))[0]
-            rows.append({"param": name, "factor": f, "value": getattr(costs, name),
-                         "lock_wait": cmp["lock_wait"]["change"], "throughput": cmp["throughput"]["change"],
-                         "zone_lock": cmp["zone_lock"]["change"]})
+    for k, (name, f, costs) in enumerate(variants):
+        cmp = compare_cells([c for c in cells if c["costs"] == k])[0]
+        rows.append({"param": name, "factor": f, "value": getattr(costs, name),
+                     "lock_wait": cmp["lock_wait"]["change"], "throughput": cmp["throughput"]["change"],
+                     "zone_lock": cmp["zone_lock"]["change"]})
     return rows
 
 
