@@ -9,7 +9,7 @@ import pytest
 
 from pcpemu.tools import cli
 from pcpemu.errors import SweepSpecError
-from pcpemu.tools.report import sweep_tables
+from pcpemu.tools.sweepreport import sweep_tables
 from pcpemu.tools.sweep import KINDS, Kind, _pick_executor, load_spec, parse_spec, run_key, run_sweep
 from pcpemu.tools.sweepkinds import measure_workload
 from pcpemu.tools.sweepstore import JsonLinesStore, load_records
@@ -251,15 +251,24 @@ def test_cli_sweep_then_report_from_sweep(tmp_path, capsys):
     rep = tmp_path / "rep"
     assert cli.main(["report", "--from-sweep", str(out), "-o", str(rep)]) == 0
     md = (rep / "sweep.md").read_text()
-    assert "# pcpemu sweep: 8 runs, 0 failed" in md and "Means over seed." in md
+    assert "# pcpemu sweep: 8 runs, 0 failed" in md and "the mean over seed and its 95% interval" in md
+    assert "ZONE_LOCK (acquisitions)" in md                   # units in the header
     rows = [line for line in md.splitlines() if line.startswith(("| single |", "| split |"))]
     assert len(rows) == 4                                      # policy x cpus, seeds averaged
-    zl = {r["key"]: r["result"]["ZONE_LOCK"] for r in load_records(str(out))}
-    single1 = [r for r in load_records(str(out)) if r["params"]["policy"] == "single" and r["params"]["cpus"] == 1]
-    mean = sum(zl[r["key"]] for r in single1) / 2
-    assert rows[0].startswith("| single | 1 | 2 | 0 | ") and f" {mean:.6g} |" in rows[0]
+    single1 = [r["result"]["ZONE_LOCK"] for r in load_records(str(out))
+               if r["params"]["policy"] == "single" and r["params"]["cpus"] == 1]
+    mean = sum(single1) / 2
+    half = 12.706 * abs(single1[0] - single1[1]) / 2           # t(1) * sd / sqrt(2)
+    assert rows[0].startswith("| single | 1 | 2 | 0 | ")
+    assert f" {mean:.4g} [{mean - half:.4g}, {mean + half:.4g}] |" in rows[0]
+    summary = json.loads((rep / "sweep.json").read_text())
+    first = summary["rows"][0]
+    assert first["params"] == {"policy": "single", "cpus": 1}
+    assert first["metrics"]["ZONE_LOCK"]["mean"] == pytest.approx(mean)
+    assert first["metrics"]["ZONE_LOCK"]["half"] == pytest.approx(half, rel=1e-3)
     pytest.importorskip("matplotlib")
     assert (rep / "sweep.png").stat().st_size > 0
+    assert "![" in md and "(sweep.png)" in md and "95% interval" in md.split("(sweep.png)")[1]
 
 
 def test_report_from_a_missing_sweep_file(tmp_path, capsys):

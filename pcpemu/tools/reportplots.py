@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["MIN_SPAN", "render_plots"]
+__all__ = ["MIN_SPAN", "merge_identical", "render_plots"]
 
 #: The y-axis of a percent-change panel spans at least +-MIN_SPAN.
 MIN_SPAN = 10.0
@@ -23,7 +23,7 @@ def _series_key(points: list[tuple[float, dict[str, Any]]]) -> tuple:
     return tuple((x, *(None if c[k] is None else round(c[k], 6) for k in ("mean", "lo", "hi"))) for x, c in points)
 
 
-def _merge_identical(series: dict[str, list[tuple[float, dict[str, Any]]]]) -> list[tuple[str, list]]:
+def merge_identical(series: dict[str, list[tuple[float, dict[str, Any]]]]) -> list[tuple[str, list]]:
     # Series with the same points become one, labelled with every name.
     groups: dict[tuple, list[str]] = {}
     pts: dict[tuple, list] = {}
@@ -41,7 +41,7 @@ def _merge_identical(series: dict[str, list[tuple[float, dict[str, Any]]]]) -> l
 def _change_panel(ax: Any, series: dict[str, list[tuple[float, dict[str, Any]]]], title: str, xlabel: str) -> list[str]:
     merged = []
     lo_all, hi_all = [0.0], [0.0]
-    for (label, points), style in zip(_merge_identical(series), _STYLES):
+    for (label, points), style in zip(merge_identical(series), _STYLES):
         points = [(x, c) for x, c in points if c["mean"] is not None]
         if not points:
             continue
