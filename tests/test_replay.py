@@ -221,7 +221,7 @@ def test_cli_json(capsys, tmp_path):
     trace = tmp_path / "tiny.txt"
     trace.write_bytes(tiny_trace())
     code, out, _ = run_cli(capsys, str(trace), "--zones", "Normal=65536", "--cpus", "1",
-                           "--policy", "single", "split", "--json")
+                           "--policies", "single,split", "--json")
     assert code == cli.EXIT_OK
     doc = json.loads(out)
     assert doc["command"] == "replay" and doc["pcpemu_schema"] == cli.JSON_SCHEMA
@@ -247,7 +247,7 @@ def test_cli_text_emit_trace_and_zoneinfo(capsys, tmp_path):
     (["--cpus", "0"], "cpus: 0 is outside"),
     (["--zones", "DMA:3"], "--zones: cannot read"),
     (["--zones", "Movable=4096"], "unknown zone 'Movable'"),
-    (["--policy", "single", "split", "--emit-trace", "x.txt"], "one --policy"),
+    (["--policies", "single,split", "--emit-trace", "x.txt"], "give one policy"),
     (["--zoneinfo", str(DATA / "zoneinfo-2cpu.txt"), "--cpus", "2"], "drop --cpus"),
 ])
 def test_cli_bad_options_fail_before_any_work(capsys, tmp_path, argv, message):

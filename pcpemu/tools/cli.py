@@ -40,6 +40,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 def _add_replay(sub: Any) -> None:
     from ..kernel.config import PRESETS, THP_LIST_POLICIES
+    from ..runs.workloads import DEFAULT_SEED
 
     p = sub.add_parser(
         "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
@@ -56,10 +57,10 @@ def _add_replay(sub: Any) -> None:
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
     p.add_argument("--cma", default="0", help="CMA size (default none)")
     p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
-    p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
-                   help="THP-list policies to compare on the same stream (default: the preset's); "
-                   + ", ".join(THP_LIST_POLICIES))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policies", "--policy", action="append", metavar="A,B",
+                   help="THP-list policies to compare on the same stream, comma-separated, repeatable "
+                   "(default: the preset's): " + ", ".join(THP_LIST_POLICIES))
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed kmem line")
     p.add_argument("--emit-trace", metavar="FILE",
                    help="write the emulator's kmem tracepoints as ftrace text (one --policy)")
@@ -70,7 +71,7 @@ def _add_replay(sub: Any) -> None:
 
 
 def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from ..kernel.config import KernelConfig
+    from ..kernel.config import THP_LIST_POLICIES, KernelConfig
     from ..errors import ConfigError
     from ..runs.replay import config_from_zoneinfo
 
@@ -89,9 +90,12 @@ def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]
         base = KernelConfig.preset(args.preset, memory=args.memory, zones=zones,
                                    cpus=4 if args.cpus is None else args.cpus, **extra)
         notes = []
-    policies = args.policy or [base.thp_lists]
+    policies = _list_opt(args.policies, str, "policies") or [base.thp_lists]
+    for p in policies:
+        if p not in THP_LIST_POLICIES:
+            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
     if args.emit_trace and len(policies) > 1:
-        raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
+        raise ConfigError("--emit-trace writes one machine's stream; give one policy")
     configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}
     return configs, notes
 
@@ -258,6 +262,8 @@ _VERBS.append(_add_sweep)
 
 
 def _add_bench(sub: Any) -> None:
+    from ..runs.workloads import DEFAULT_SEED
+
     p = sub.add_parser(
         "bench",
         help="zone->lock and pcp cacheline cost of THP-list policies, 1..N CPUs",
@@ -265,13 +271,15 @@ def _add_bench(sub: Any) -> None:
         "(and optionally on real threads) and compare two THP-list policies: the ratio "
         "OTHER/BASE of zone->lock acquisitions, lock wait, pcp cachelines per op and throughput.",
     )
-    p.add_argument("--policies", default="single,split",
-                   help="comma-separated THP-list policies: single, split, per-type, none (default single,split)")
-    p.add_argument("--cpus", default="1,2,4,8,16,64,256", help="comma-separated CPU counts")
-    p.add_argument("--workloads", default="thp,mixed,order0,net",
-                   help="comma-separated workloads: thp, mixed, order0, net, tight0, tight4")
+    p.add_argument("--policies", action="append", metavar="A,B",
+                   help="THP-list policies, comma-separated, repeatable: single, split, per-type, none "
+                   "(default single,split)")
+    p.add_argument("--cpus", action="append", metavar="N,M", help="CPU counts (default 1,2,4,8,16,64,256)")
+    p.add_argument("--workloads", action="append", metavar="A,B",
+                   help="workloads (pcpemu.runs.workloads): thp, thp-nmP, mixed, order0, net, tight0, tight4 "
+                   "(default thp,thp-nm40,mixed,order0,net)")
     p.add_argument("--ops", type=int, default=1000, help="ops per CPU (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
     p.add_argument("--base", default="single", help="policy the ratios divide by (default single)")
     p.add_argument("--other", default="split", help="policy compared with the base (default split)")
     p.add_argument("--threads", action="store_true",
@@ -305,15 +313,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from ..runs import smp
 
-    policies = _csv(args.policies, str, "policies")
+    policies = _list_opt(args.policies, str, "policies") or ["single", "split"]
     for pol in (args.base, args.other):
         if pol not in policies:
             policies.append(pol)
-    cpus = _csv(args.cpus, int, "cpus")
-    workloads = _csv(args.workloads, str, "workloads")
+    cpus = _list_opt(args.cpus, int, "cpus") or [1, 2, 4, 8, 16, 64, 256]
+    workloads = _list_opt(args.workloads, str, "workloads") or ["thp", "thp-nm40", "mixed", "order0", "net"]
     if args.ops < 2 or args.thread_ops < 2:
         raise PcpemuError("--ops and --thread-ops must be at least 2")
-    cells = smp.sweep(policies, cpus, workloads, args.ops, args.seed, progress=_progress)
+    cells = smp.sweep(policies, cpus, workloads, args.ops, args.seed,
+                      progress=_progress if sys.stderr.isatty() else None)
     rows = smp.compare(cells, args.base, args.other)
     threads = []
     if args.threads:
@@ -358,6 +367,8 @@ _VERBS.append(_add_bench)
 
 
 def _add_repro(sub: Any) -> None:
+    from ..runs.workloads import DEFAULT_SEED
+
     p = sub.add_parser(
         "repro",
         help="the seed bug: FOLL_LONGTERM pin livelock and cma_alloc failure, per THP-list policy",
@@ -367,12 +378,11 @@ def _add_repro(sub: Any) -> None:
     p.add_argument("--memory", default="8G", help="RAM (default 8G)")
     p.add_argument("--cma", default="4G", help="CMA area size (default 4G)")
     p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the request stream (default 1)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the request stream (default {DEFAULT_SEED})")
     p.add_argument("--guest", default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
     p.add_argument("--cma-request", help="size of the driver's cma_alloc (default: the whole CMA area)")
-    p.add_argument("--policy", action="append", metavar="POLICY",
-                   choices=("single", "split", "per-type", "android"),
-                   help="single, split, per-type or android; repeatable (default all four)")
+    p.add_argument("--policies", "--policy", action="append", metavar="A,B",
+                   help="single, split, per-type, android; comma-separated, repeatable (default all four)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=_cmd_repro)
 
@@ -380,7 +390,13 @@ def _add_repro(sub: Any) -> None:
 def _cmd_repro(args: argparse.Namespace) -> int:
     from ..runs.repro import repro
 
-    policies = tuple(args.policy or ("single", "split", "per-type", "android"))
+    from ..errors import ConfigError
+    from ..runs.repro import POLICY_PRESETS
+
+    policies = tuple(_list_opt(args.policies, str, "policies") or POLICY_PRESETS)
+    for p in policies:
+        if p not in POLICY_PRESETS:
+            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(POLICY_PRESETS)}")
     result = repro(policies, memory=args.memory, cma=args.cma, cpus=args.cpus, seed=args.seed,
                    guest=args.guest, cma_request=args.cma_request)
     if args.json:

@@ -69,13 +69,17 @@ class ReportOptions(dict):
     def make(cls, mode: str = "default", policies: list[str] | None = None, cpus: list[int] | None = None,
              workloads: list[str] | None = None, memory: str = "8G", cma: str = "4G", seed: int = wl.DEFAULT_SEED,
              ops_per_cpu: int | None = None, pairs: int | None = None, seeds: int | None = None,
-             capture: str | None = None) -> "ReportOptions":
+             capture: str | None = None, sizes: dict[str, Any] | None = None) -> "ReportOptions":
         """:param ops_per_cpu: measured ops per CPU; None: the convergence study chooses.
         :param seeds: seeds per cell (seed, seed + 1, ...), at least 2 for an interval.
-        :param capture: a kmem capture for the ``capture`` workload; None: the bundled one."""
+        :param capture: a kmem capture for the ``capture`` workload; None: the bundled one.
+        :param sizes: overrides of the mode's other sizes (MODES keys), e.g. for tests."""
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
-        m = MODES[mode]
+        unknown = set(sizes or {}) - set(MODES[mode])
+        if unknown:
+            raise ConfigError(f"sizes: unknown {', '.join(sorted(unknown))}")
+        m = {**MODES[mode], **(sizes or {})}
         capture = capture or default_capture()
         wls = list(workloads or m["workloads"])
         if capture is None and "capture" in wls and workloads is None:
@@ -313,7 +317,8 @@ def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
         for p in plots:
             with open(os.path.join(tmp, p["file"]), "rb") as f:
                 images[p["file"]] = f.read()
-        for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n"),
+        # Insertion order, not sorted keys: the pages render dicts in their order.
+        for name, text in (("report.json", json.dumps(rep, indent=2) + "\n"),
                            ("report.md", render_markdown(rep, plots)), ("report.html", render_html(rep, plots, images))):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)

@@ -41,10 +41,12 @@ def merge_identical(series: dict[str, list[tuple[float, dict[str, Any]]]]) -> li
 def _change_panel(ax: Any, series: dict[str, list[tuple[float, dict[str, Any]]]], title: str, xlabel: str) -> list[str]:
     merged = []
     lo_all, hi_all = [0.0], [0.0]
+    drawn = 0
     for (label, points), style in zip(merge_identical(series), _STYLES):
         points = [(x, c) for x, c in points if c["mean"] is not None]
         if not points:
             continue
+        drawn += 1
         xs = [x for x, _ in points]
         ms = [c["mean"] for _, c in points]
         los = [c["lo"] if c["lo"] is not None else c["mean"] for _, c in points]
@@ -61,7 +63,10 @@ def _change_panel(ax: Any, series: dict[str, list[tuple[float, dict[str, Any]]]]
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("split vs single, % change (95% band)")
-    ax.legend(fontsize=7, loc="best")
+    if drawn:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no percent change: 0 under single", transform=ax.transAxes, ha="center")
     return merged
 
 

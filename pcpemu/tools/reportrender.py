@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..runs.workloads import NONMOVABLE_SHARES
 from .reportruns import COMPARED, NARROW_PCT
-from .verdict import FORMATS, classify, render_item
+from .verdict import FORMATS, classify, classify_metric, render_item
 
 __all__ = ["SECTIONS", "ci_text", "render_html", "render_markdown"]
 
@@ -40,18 +40,17 @@ def _abs(ci: dict[str, Any], fmt: str = "num") -> str:
 
 
 def _chg(m: dict[str, Any]) -> str:
-    # A compare_cells metric's change, or why it has none.
+    # A compare_cells metric's change, or, from 0, its difference.
     if m["from_zero"]:
-        return f"n/a: single is 0 in {m['from_zero']} seed(s)"
+        return f"from 0: {ci_text(m['diff'], 'num')} (single 0 in {m['from_zero']} seeds)"
     return ci_text(m["change"])
 
 
-def _word(ci: dict[str, Any], both_zero: bool = False) -> str:
-    if both_zero:
+def _word(m: dict[str, Any]) -> str:
+    if m.get("both_zero"):
         return "none (0 in both)"
-    if ci["mean"] is None:
-        return "n/a"
-    return {"none": "no difference", "up": "higher", "down": "lower", "unresolved": "not resolved"}[classify(ci)]
+    kind = classify_metric(m) if "from_zero" in m else classify(m)
+    return {"none": "no difference", "up": "higher", "down": "lower", "unresolved": "not resolved"}[kind]
 
 
 # ---- section builders ----
@@ -88,7 +87,7 @@ def _contention(rep: dict[str, Any]) -> list[Block]:
                      _chg(r["zone_lock"]), _chg(r["lock_wait"]), _chg(r["throughput"]),
                      f"{_abs(r['hit9']['single'], 'share')} → {_abs(r['hit9']['split'], 'share')}",
                      _chg(r["cachelines"]),
-                     _word(r["throughput"]["change"], r["throughput"]["both_zero"])])
+                     _word(r["throughput"])])
     return [("p", f"Two lists (split, v6.10) against one (single, v6.9), virtual time: {c['ops_per_cpu']} measured "
                   f"ops per CPU after {c['warmup']} of warm-up, {len(c['seeds'])} seeds per cell. A change is the "
                   "per-seed percent change split/single − 1, with the mean and 95% interval over seeds; a change "
@@ -105,7 +104,7 @@ def _nonmovable(rep: dict[str, Any]) -> list[Block]:
     rows = [[f"{r['percent']}%", _abs(r["zone_lock"]["single"]), _abs(r["zone_lock"]["split"]),
              _chg(r["zone_lock"]), _chg(r["lock_wait"]), _chg(r["throughput"]),
              f"{_abs(r['hit9']['single'], 'share')} → {_abs(r['hit9']['split'], 'share')}",
-             _word(r["throughput"]["change"], r["throughput"]["both_zero"])] for r in nm["rows"]]
+             _word(r["throughput"])] for r in nm["rows"]]
     return [("p", f"Workload thp-nmP at {nm['cpus']} CPUs: P% of allocations are non-movable THPs "
                   "(GFP_KERNEL | __GFP_COMP, order 9), 80 − P% movable THPs, 20% movable order-0 pages; "
                   f"P in {', '.join(map(str, NONMOVABLE_SHARES))}. thp-nm0 is movable-only."),

@@ -4,7 +4,9 @@ Each function returns a JSON-able dict and is a pure function of its
 arguments (the seeds included). The split/single comparison of a metric is
 the per-seed percent change 100 * (split / single - 1), the two runs of a
 seed sharing their op streams; its mean and 95% interval are over seeds
-(pcpemu.tools.stats.mean_ci). A change of 0 against 0 is 0.
+(pcpemu.tools.stats.mean_ci). A change of 0 against 0 is 0; where single
+is 0 and split is not, the change has no percent and the difference split -
+single (in the metric's units, also kept for every metric) tells instead.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def compare_cells(cells: list[dict[str, Any]], group: Sequence[str] = ("workload
             from_zero = sum(c == math.inf for c in ch)
             row[m] = {"single": mean_ci(a), "split": mean_ci(b),
                       "change": mean_ci([]) if from_zero else mean_ci(ch), "from_zero": from_zero,
+                      "diff": mean_ci(None if x is None or y is None else y - x for x, y in zip(a, b)),
                       "both_zero": all(x == 0 and y == 0 for x, y in zip(a, b))}
         rows.append(row)
     return rows

@@ -36,7 +36,7 @@ _WORKLOAD_PARAMS: dict[str, Any] = {
     "workload": "mixed",
     "ops": 10_000,       # churn steps after the working set is filled
     "live": 256,         # working set, in blocks
-    "seed": 0,
+    "seed": workloads.DEFAULT_SEED,
 }
 
 
@@ -101,12 +101,12 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
 register_kind(Kind("workload", measure_workload, _WORKLOAD_PARAMS, _check_workload))
 
 _CONTENTION_PARAMS: dict[str, Any] = {
-    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G", "seed": 0,
+    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G", "seed": workloads.DEFAULT_SEED,
 }
 _REPRO_PARAMS: dict[str, Any] = {
-    "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": 1, "guest": "1G",
+    "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": workloads.DEFAULT_SEED, "guest": "1G",
 }
-_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None, "seed": 0}
+_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None, "seed": workloads.DEFAULT_SEED}
 
 
 def _checked(check: Any, p: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from .reportruns import NARROW_PCT
 
-__all__ = ["FORMATS", "build_verdict", "classify", "lookup", "render_item"]
+__all__ = ["FORMATS", "build_verdict", "classify", "classify_metric", "lookup", "render_item"]
 
 
 def _pct(x: float) -> str:
@@ -44,6 +44,17 @@ def lookup(rep: dict[str, Any], path: str) -> Any:
     return node
 
 
+def classify_metric(m: dict[str, Any]) -> str:
+    """classify() of a compare_cells metric: its percent change, or, where
+    that has no percent (single 0), the sign of its difference's interval."""
+    if not m["from_zero"]:
+        return classify(m["change"])
+    d = m["diff"]
+    if d["half"] is None:
+        return "unresolved"
+    return "up" if d["lo"] > 0 else "down" if d["hi"] < 0 else "unresolved"
+
+
 def classify(ci: dict[str, Any]) -> str:
     """``none`` (no difference), ``up``, ``down`` or ``unresolved`` for a change's interval."""
     if ci["mean"] is None or ci["half"] is None:
@@ -66,7 +77,11 @@ class _Item:
         return "{" + str(len(self.numbers) - 1) + "}"
 
     def ci(self, path: str) -> str:
-        # "+12.3% [+10.1%, +14.5%]"
+        # "+12.3% [+10.1%, +14.5%]"; a change from 0 has no percent: the difference instead.
+        if lookup(self.rep, path + ".mean") is None:
+            d = path[: -len(".change")] + ".diff"
+            return (f"from 0 (single) by {self.n(d + '.mean', 'num')} [{self.n(d + '.lo', 'num')}, "
+                    f"{self.n(d + '.hi', 'num')}]")
         return f"{self.n(path + '.mean', 'pct')} [{self.n(path + '.lo', 'pct')}, {self.n(path + '.hi', 'pct')}]"
 
     def done(self, text: str) -> dict[str, Any]:
@@ -129,8 +144,8 @@ def _workload_line(rep: dict[str, Any], workload: str, ident: str, lead: str) ->
     row = rows[i]
     it = _Item(rep, ident, "contention")
     p = f"contention.compare.{i}"
-    kinds = {m: classify(row[m]["change"]) for m in ("zone_lock", "throughput")}
-    all_none = all(classify(r[m]["change"]) == "none" for r in rows if r["workload"] == workload
+    kinds = {m: classify_metric(row[m]) for m in ("zone_lock", "throughput")}
+    all_none = all(classify_metric(r[m]) == "none" for r in rows if r["workload"] == workload
                    for m in ("zone_lock", "throughput", "cachelines"))
     text = (f"{lead} at {cpus[-1]} CPUs, two lists vs one: zone->lock acquisitions {it.ci(p + '.zone_lock.change')}, "
             f"throughput {it.ci(p + '.throughput.change')}")
@@ -154,7 +169,7 @@ def _nonmovable(rep: dict[str, Any]) -> dict[str, Any]:
     rows = nm["rows"]
     parts = []
     for i, r in enumerate(rows):
-        k = classify(r["throughput"]["change"])
+        k = classify_metric(r["throughput"])
         parts.append(f"{it.n(f'nonmovable.rows.{i}.percent', 'int')}%: throughput "
                      f"{it.ci(f'nonmovable.rows.{i}.throughput.change')}"
                      + (" (no difference)" if k == "none" else " (not resolved)" if k == "unresolved" else ""))
@@ -208,8 +223,11 @@ def _costmodel(rep: dict[str, Any]) -> dict[str, Any]:
     held = []
     for w, rows in cm["sensitivity"].items():
         ks = {classify(r["throughput"]) for r in rows}
-        lo = min(range(len(rows)), key=lambda i: rows[i]["throughput"]["mean"])
-        hi = max(range(len(rows)), key=lambda i: rows[i]["throughput"]["mean"])
+        known = [i for i, r in enumerate(rows) if r["throughput"]["mean"] is not None]
+        if not known:
+            continue
+        lo = min(known, key=lambda i: rows[i]["throughput"]["mean"])
+        hi = max(known, key=lambda i: rows[i]["throughput"]["mean"])
         p = f"costmodel.sensitivity.{w}"
         verdict = ("survives every parameter at ±50%" if len(ks) == 1 and "unresolved" not in ks
                    else "changes with the parameters")
