@@ -98,6 +98,11 @@ def _vs_cpus(rep: dict[str, Any], outdir: str) -> dict[str, Any]:
     _save(fig, outdir, "ratio_vs_cpus.png")
     c = rep["contention"]
     note = f" Drawn once: {'; '.join(dict.fromkeys(merged))}." if merged else ""
+    gaps = sorted({f"{r['workload']} at {r['cpus']}" for r in rows for k in ("zone_lock", "lock_wait", "throughput")
+                   if r[k]["from_zero"]})
+    if gaps:
+        note += (f" No point where single is 0 and split is not (a change from 0 has no percent; the table gives "
+                 f"the difference): {', '.join(gaps)}.")
     return {"file": "ratio_vs_cpus.png", "section": "contention",
             "alt": (f"Three line plots against CPUs ({cpus[0]} to {cpus[-1]}): the percent change, two THP lists vs "
                     "one, of zone->lock acquisitions, zone->lock wait and throughput, one line per workload with "

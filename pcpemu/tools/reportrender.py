@@ -93,10 +93,21 @@ def _contention(rep: dict[str, Any]) -> list[Block]:
                   "per-seed percent change split/single − 1, with the mean and 95% interval over seeds; a change "
                   "of 0 against 0 is 0. 'no difference': the interval includes 0 and is at most "
                   f"±{NARROW_PCT:g}% wide."),
+            ("p", _by_construction(rep, {r["workload"] for r in c["compare"]})),
             ("table", ["workload", "CPUs", "zone->lock /1k ops, single", "split", "zone->lock change",
                        "lock wait change", "throughput change", "order-9 pcp hit rate single → split",
                        "pcp cachelines/op change", "throughput"], rows),
             ("plot", "ratio_vs_cpus.png")]
+
+
+def _by_construction(rep: dict[str, Any], names: set[str]) -> str:
+    # Which rows cannot differ: the split only sorts order-9 requests by migratetype.
+    same = [w["name"] for w in rep["workloads"]["table"] if w["name"] in names and w["nonmovable_thp_percent"] == 0]
+    if not same:
+        return "Every workload here makes non-movable THP requests, so each row can differ."
+    return (f"{', '.join(same)} make{'s' if len(same) == 1 else ''} no non-movable THP request: the split only "
+            "sorts order-9 requests by migratetype, so both policies run the same pcp lists and these rows are "
+            "0 by construction (a check, not a finding).")
 
 
 def _nonmovable(rep: dict[str, Any]) -> list[Block]:
@@ -182,7 +193,9 @@ def _convergence(rep: dict[str, Any]) -> list[Block]:
     return [("p", f"The split/single changes of {cv['workload']} at {cv['cpus']} CPUs against the measured ops per "
                   f"CPU, after {cv['warmup']} ops of warm-up, {len(cv['seeds'])} seeds each. The run length used "
                   f"everywhere is the shortest whose mean changes, like all longer ones', lie inside the longest "
-                  f"run's 95% interval: {cv['chosen']} ops per CPU."),
+                  f"run's 95% interval: {cv['chosen']} ops per CPU."
+                  + ("" if cv["converged"] else " No shorter length agreed with the longest, so the changes are "
+                     "not shown to have settled; the longest was used (--full tries longer runs).")),
             ("table", ["ops per CPU", "zone->lock change", "throughput change"], rows),
             ("plot", "convergence.png")]
 

@@ -157,8 +157,9 @@ def convergence(workload: str, cpus: int, seeds: Sequence[int], lengths: Sequenc
         if all(inside(x) for x in rows[i:]):
             chosen = r["ops_per_cpu"]
             break
+    # Converged: a shorter length already agrees with the longest.
     return {"workload": workload, "cpus": cpus, "warmup": warmup, "seeds": list(seeds), "rows": rows,
-            "chosen": chosen}
+            "chosen": chosen, "converged": chosen < last["ops_per_cpu"]}
 
 
 #: CostModel parameters varied by +-50% in the sensitivity check.
@@ -199,16 +200,22 @@ def seedbug_shares(policies: Sequence[str], shares: Sequence[float], seeds: Sequ
     """Per policy and CMA share of RAM: in how many seeds pin_user_pages
     livelocks and cma_alloc fails (repro.run_policy), with Wilson intervals."""
     pages = KernelConfig(memory=memory).memory
+    cells = [(p, share, int(pages * share) // repro.THP_PAGES * repro.THP_PAGES) for share in shares for p in policies]
+    outs = _pmap(_seedbug_run, [(p, memory, cma, s, guest) for p, _, cma in cells for s in seeds])
     rows = []
-    for share in shares:
-        cma = int(pages * share) // repro.THP_PAGES * repro.THP_PAGES
-        for p in policies:
-            outs = [repro.run_policy(p, memory=memory, cma=cma, seed=s, guest=guest) for s in seeds]
-            rows.append({"policy": p, "cma_share": share, "livelock": wilson(sum(o.livelock for o in outs), len(outs)),
-                         "cma_fail": wilson(sum(not o.cma_alloc_ok for o in outs), len(outs))})
-            if progress:
-                progress(f"seed bug {p} cma={share:.0%}")
+    for i, (p, share, _) in enumerate(cells):
+        mine = outs[i * len(seeds):(i + 1) * len(seeds)]
+        rows.append({"policy": p, "cma_share": share, "livelock": wilson(sum(o[0] for o in mine), len(mine)),
+                     "cma_fail": wilson(sum(not o[1] for o in mine), len(mine))})
+    if progress:
+        progress(f"{len(outs)} runs")
     return {"memory": memory, "guest": guest, "seeds": list(seeds), "rows": rows}
+
+
+def _seedbug_run(task: tuple) -> tuple[bool, bool]:
+    p, memory, cma, seed, guest = task
+    o = repro.run_policy(p, memory=memory, cma=cma, seed=seed, guest=guest)
+    return o.livelock, o.cma_alloc_ok
 
 
 #: platform.machine() names of the arches pcpemu lays out.
