@@ -295,6 +295,8 @@ def _build(opts: ReportOptions, progress: Callable[[int, int, str], None] | None
             log(f"{label}: {timing['stages'][key]:.1f} s")
     rep["verdict"] = build_verdict(rep)
     timing["elapsed_s"] = time.perf_counter() - t0
+    if log:
+        log(f"done in {timing['elapsed_s']:.1f} s")
     rep["timing"] = timing
     return rep
 

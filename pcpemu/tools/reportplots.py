@@ -16,6 +16,7 @@ __all__ = ["MIN_SPAN", "merge_identical", "render_plots"]
 
 #: The y-axis of a percent-change panel spans at least +-MIN_SPAN.
 MIN_SPAN = 10.0
+#: Line styles, so series that cross stay apart in grey print too.
 _STYLES = ("o-", "s--", "^-.", "D:", "v-", "x--", "P-.")
 
 

@@ -9,13 +9,14 @@ has a caption and alt text.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import tempfile
 from typing import Any
 
-from .reportplots import merge_identical
+from .reportplots import _STYLES, merge_identical
 from .stats import mean_ci
 from .sweep import numeric_fields
 
@@ -155,13 +156,13 @@ def sweep_plots(records: list[dict[str, Any]], outdir: str) -> dict[str, str] | 
                   [(v[0], _ci(rs, metric)) for v, rs in _groups(recs, [x]).items()]
                   for label, recs in _groups(ok, lines).items()}
         lo_all, hi_all = [0.0], [0.0]
-        for label, points in merge_identical(series):
+        for (label, points), style in zip(merge_identical(series), itertools.cycle(_STYLES)):
             points = [(px, c) for px, c in points if c["mean"] is not None]
             if not points:
                 continue
             los = [c["lo"] if c["lo"] is not None else c["mean"] for _, c in points]
             his = [c["hi"] if c["hi"] is not None else c["mean"] for _, c in points]
-            line, = ax.plot([p for p, _ in points], [c["mean"] for _, c in points], marker="o", label=label)
+            line, = ax.plot([p for p, _ in points], [c["mean"] for _, c in points], style, label=label)
             ax.fill_between([p for p, _ in points], los, his, color=line.get_color(), alpha=0.2, linewidth=0)
             lo_all += los
             hi_all += his
