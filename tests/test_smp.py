@@ -203,3 +203,10 @@ def test_warmup_counts_nowhere_and_carries_its_blocks():
     assert measured["zone_lock_acquisitions"] == whole["zone_lock_acquisitions"] - warm["zone_lock_acquisitions"]
     with pytest.raises(PcpemuError, match="warmup"):
         smp.run_virtual(smp.smp_config("split", 2), streams, warmup=len(streams[0]))
+
+
+def test_cli_bench_text_prints_no_ratio_where_both_are_0(capsys):
+    from pcpemu.tools import cli
+    assert cli.main(["bench", "--cpus", "1", "--ops", "100", "--workloads", "thp"]) == cli.EXIT_OK
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("thp ")][0]
+    assert row.split()[2:4] == ["-", "-"]          # no zone->lock and no wait under either policy

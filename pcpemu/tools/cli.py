@@ -345,9 +345,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = [f"# {args.other}/{args.base}, virtual time, {args.ops} ops per CPU, seed {args.seed}",
            f"{'workload':<9}{'cpus':>5}{'zone->lock':>12}{'lock wait':>11}{'cachelines':>12}{'ops/s':>8}  verdict"]
+    def ratio(x: float | None, width: int) -> str:
+        return f"{'-':>{width}}" if x is None else f"{x:>{width}.3f}"    # None: 0 in both
     for r in rows:
-        out.append(f"{r['workload']:<9}{r['cpus']:>5}{r['zone_lock']:>12.3f}{r['lock_wait']:>11.3f}"
-                   f"{r['cachelines']:>12.3f}{r['throughput']:>8.3f}  {r['verdict']}")
+        out.append(f"{r['workload']:<9}{r['cpus']:>5}{ratio(r['zone_lock'], 12)}{ratio(r['lock_wait'], 11)}"
+                   f"{ratio(r['cachelines'], 12)}{ratio(r['throughput'], 8)}  {r['verdict']}")
     if threads:
         out += ["", "# real threads (wall clock)",
                 f"{'workload':<9}{'policy':<9}{'threads':>8}{'Mops/s':>9}{'zone->lock':>12}{'contended':>11}{'spins':>10}"]
