@@ -180,7 +180,9 @@ def _costmodel(rep: dict[str, Any]) -> list[Block]:
                   "therefore by construction: a check that the fit holds, not evidence for the model."),
             ("table", ["path", "model 1 → 8 CPUs", "page_bench03", "difference"], calrows),
             ("p", f"Sensitivity at {cm['cpus']} CPUs: each parameter alone at ×0.5 and ×1.5; counts may move a "
-                  "little because the interleaving of CPUs changes with the costs."),
+                  "little because the interleaving of CPUs changes with the costs. The last rows scale instead the "
+                  "workload's vmstat tick interval (how many ops run between two decay_pcp_high calls), an "
+                  "assumption about the allocation rate rather than a cost."),
             ("table", ["workload", "parameter", "scaled", "zone->lock change", "lock wait change",
                        "throughput change", "throughput"], sens)]
 

@@ -169,18 +169,26 @@ VARIED = ("op", "cacheline", "lock", "page", "remote")
 def cost_sensitivity(workload: Any, cpus: int, seeds: Sequence[int], ops_per_cpu: int, warmup: int,
                      memory: str = "8G", factors: Sequence[float] = (0.5, 1.5)) -> list[dict[str, Any]]:
     """The split/single changes with one CostModel parameter at a time scaled
-    by each factor, on the same streams."""
+    by each factor, on the same streams; then with the workload's vmstat tick
+    interval scaled likewise."""
     base = smp.CostModel()
     variants = [(name, f, dataclasses.replace(base, **{name: getattr(base, name) * f}))
                 for name in VARIED for f in factors]
     cells = contention_cells([workload], [cpus], seeds, ops_per_cpu, warmup, memory=memory,
                              costs=[c for _, _, c in variants])
+    groups = [(name, f, getattr(costs, name), [c for c in cells if c["costs"] == k])
+              for k, (name, f, costs) in enumerate(variants)]
+    # Not a cost but as much an assumption: how often the vmstat tick decays pcp->high.
+    w = wl.get(workload)
+    for f in factors:
+        ticked = dataclasses.replace(w, tick=int(w.tick * f))
+        groups.append(("vmstat_tick_ops", f, ticked.tick,
+                       contention_cells([ticked], [cpus], seeds, ops_per_cpu, warmup, memory=memory)))
     rows = []
-    for k, (name, f, costs) in enumerate(variants):
-        cmp = compare_cells([c for c in cells if c["costs"] == k])[0]
-        rows.append({"param": name, "factor": f, "value": getattr(costs, name),
-                     "lock_wait": cmp["lock_wait"]["change"], "throughput": cmp["throughput"]["change"],
-                     "zone_lock": cmp["zone_lock"]["change"]})
+    for name, f, value, group in groups:
+        cmp = compare_cells(group)[0]
+        rows.append({"param": name, "factor": f, "value": value, "lock_wait": cmp["lock_wait"]["change"],
+                     "throughput": cmp["throughput"]["change"], "zone_lock": cmp["zone_lock"]["change"]})
     return rows
 
 
