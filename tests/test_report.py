@@ -220,3 +220,17 @@ def test_html_verdict_fits_the_first_screen_in_headless_chromium(tiny_dir, tmp_p
     shot = tmp_path / "first-screen.png"
     _chromium((tiny_dir / "report.html").as_uri(), tmp_path / "profile", f"--screenshot={shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fidelity_hook_adds_its_section(tiny, monkeypatch):
+    from pcpemu.tools.reportrender import render_markdown
+    seen = []
+    monkeypatch.setattr(report, "FIDELITY", lambda path: seen.append(path) or {
+        "summary": "Replayed against the kernel.", "metrics": {"refill_blocks": {"emulated": 10, "kernel": 12,
+                                                                                 "ratio": 10 / 12}}})
+    opts = ReportOptions.make(**TINY)
+    rep = dict(tiny[0], fidelity=report._fidelity(opts, tiny[0], lambda _: None))
+    assert seen == [opts["capture"]]
+    md = render_markdown(rep, [])
+    assert "## Fidelity on your capture" in md and "| refill_blocks | 10 | 12 | 0.833 |" in md
+    assert "## Fidelity on your capture" not in render_markdown(tiny[0], [])

@@ -238,6 +238,18 @@ def _microbench(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str,
     return {"rows": rows, "host": platform.platform(), "python": sys.version.split()[0]}
 
 
+#: Hook for the replay-vs-kernel comparison on the report's capture ("fidelity
+#: on your capture"): a function (capture path) -> {"summary": str, "metrics":
+#: {name: {"emulated", "kernel", "ratio"}}}. None: the section is left out.
+FIDELITY: Callable[[str], dict[str, Any]] | None = None
+
+
+def _fidelity(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any] | None:
+    if FIDELITY is None or not opts["capture"] or "capture" not in opts["workloads"]:
+        return None
+    return FIDELITY(opts["capture"])
+
+
 def _timed(f: Callable[..., Any], *args: Any) -> float:
     t = time.perf_counter()
     f(*args)
@@ -246,7 +258,7 @@ def _timed(f: Callable[..., Any], *args: Any) -> float:
 
 #: (key, label, function(opts, rep, log) -> rep[key]) in order; keys under
 #: "timing" hold wall-clock figures, everything else is a function of the options.
-STAGES: list[tuple[str, str, Callable[[ReportOptions, dict[str, Any], Log], dict[str, Any]]]] = [
+STAGES: list[tuple[str, str, Callable[[ReportOptions, dict[str, Any], Log], dict[str, Any] | None]]] = [
     ("workloads", "workloads", _workloads),
     ("layout", "struct per_cpu_pages layout", _layout),
     ("convergence", "run length (convergence)", _convergence),
@@ -255,6 +267,7 @@ STAGES: list[tuple[str, str, Callable[[ReportOptions, dict[str, Any], Log], dict
     ("costmodel", "cost model and its sensitivity", _costmodel),
     ("seedbug", "seed bug across seeds and CMA shares", _seedbug),
     ("microbench", "fast-path microbenchmarks", _microbench),
+    ("fidelity", "fidelity on the capture", _fidelity),
 ]
 
 
