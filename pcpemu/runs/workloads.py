@@ -166,8 +166,7 @@ class Workload:
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: the mix as (gfp, order, percent) rows, what is freed, the source."""
         total = sum(w for _, _, w in self.classes)
-        frees = {"churn": "a random live block before each allocation; the working set stays at "
-                          f"{self.live} blocks per CPU",
+        frees = {"churn": f"a random one of its {self.live} live blocks per CPU before each allocation",
                  "bursts": f"the whole burst (1..{self.live} blocks) after it is received",
                  "pairs": "each block right after its allocation"}[self.pattern]
         return {"name": self.name, "summary": self.summary, "pattern": self.pattern, "live": self.live,

@@ -69,7 +69,7 @@ def _layout(rep: dict[str, Any]) -> list[Block]:
 def _workloads(rep: dict[str, Any]) -> list[Block]:
     rows = []
     for w in rep["workloads"]["table"]:
-        mix = "; ".join(f"{a['percent']:.3g}% {a['gfp']} order {a['order']}" for a in w["allocates"])
+        mix = [f"{a['percent']:.3g}% {a['gfp']} order {a['order']}" for a in w["allocates"]]
         rows.append([w["name"], w["summary"], mix, w["frees"], f"{w['nonmovable_thp_percent']:.3g}%", w["source"]])
     return [("p", "Every workload runs one stream per CPU (stream k on CPU k, its own seed); after the working "
                   f"set's fill and a warm-up that counts nowhere, the measured ops follow. A vmstat tick "
@@ -302,7 +302,7 @@ def render_markdown(rep: dict[str, Any], plots: list[dict[str, Any]]) -> str:
                 lines += [b[1], ""]
             elif b[0] == "table":
                 lines += ["| " + " | ".join(map(str, b[1])) + " |", "|" + "---|" * len(b[1])]
-                lines += ["| " + " | ".join(str(v).replace("|", "/") for v in r) + " |" for r in b[2]] + [""]
+                lines += ["| " + " | ".join(_md_cell(v) for v in r) + " |" for r in b[2]] + [""]
             elif b[0] == "pre":
                 lines += ["```", b[1].rstrip(), "```", ""]
             elif b[0] == "plot" and b[1] in by_name:
@@ -311,11 +311,25 @@ def render_markdown(rep: dict[str, Any], plots: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _md_cell(v: Any) -> str:
+    # A list is one cell of several lines; "|" would end the cell.
+    return ("; ".join(map(str, v)) if isinstance(v, list) else str(v)).replace("|", "/")
+
+
+def _html_cell(v: Any) -> str:
+    if isinstance(v, list):
+        return "<td class='t'>" + "<br>".join(html.escape(str(x)) for x in v) + "</td>"
+    text = str(v)
+    numeric = text[:1].isdigit() or text[:2] in ("+0", "-0") or text[:1] in "+-±" and text[1:2].isdigit()
+    return ("<td>" if numeric else "<td class='t'>") + html.escape(text) + "</td>"
+
+
 _CSS = ("body{font-family:sans-serif;max-width:1240px;margin:auto;padding:0 12px;font-size:15px}"
         "h1{font-size:17px;margin:8px 0}#verdict{background:#f3f6fa;border:1px solid #9bb;padding:4px 10px}"
         "#verdict h2{font-size:16px;margin:4px 0}#verdict ul{margin:4px 0;padding-left:18px}"
         "#verdict li{margin:3px 0;line-height:1.3}.n{font-weight:bold}"
         "table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}"
+        "td.t{text-align:left;overflow-wrap:anywhere;min-width:4em}th{vertical-align:bottom}"
         "th{background:#eee}pre{background:#f4f4f4;padding:6px;overflow:auto}img{max-width:100%}"
         "figure{margin:8px 0}figcaption{font-style:italic;font-size:14px}")
 
@@ -343,7 +357,7 @@ def render_html(rep: dict[str, Any], plots: list[dict[str, Any]], images: dict[s
                 parts.append(f"<p>{esc(b[1])}</p>")
             elif b[0] == "table":
                 parts.append("<table><tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in b[1]) + "</tr>")
-                parts += ["<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in r) + "</tr>" for r in b[2]]
+                parts += ["<tr>" + "".join(_html_cell(v) for v in r) + "</tr>" for r in b[2]]
                 parts.append("</table>")
             elif b[0] == "pre":
                 parts.append(f"<pre>{esc(b[1])}</pre>")

@@ -245,10 +245,11 @@ def _costmodel(rep: dict[str, Any]) -> dict[str, Any]:
 def build_verdict(rep: dict[str, Any]) -> list[dict[str, Any]]:
     """The verdict items of a report dict (see the module docstring)."""
     items = [_layout(rep)]
-    for w, ident, lead in (("thp", "movable", "Movable THPs only (thp)"),
-                           ("capture", "capture", "The real capture's mix (capture)"),
-                           ("mixed", "mixed", "A general server mix (mixed, 2% non-movable THP)")):
-        item = _workload_line(rep, w, ident, lead)
+    share = {w["name"]: f"{w['nonmovable_thp_percent']:g}%" for w in rep["workloads"]["table"]}
+    for name, ident, lead in (("thp", "movable", "Movable THPs only (thp)"),
+                              ("capture", "capture", "The real capture's mix (capture)"),
+                              ("mixed", "mixed", "A general server mix (mixed, {} non-movable THP requests)")):
+        item = _workload_line(rep, name, ident, lead.format(share.get(name)))
         if item:
             items.append(item)
     items += [_nonmovable(rep), _seedbug(rep), _costmodel(rep)]
