@@ -118,8 +118,9 @@ _KERNEL_THP = "GFP_KERNEL | __GFP_COMP"        # a driver's THP-sized buffer
 _ATOMIC = "GFP_ATOMIC"
 _ATOMIC_COMP = "GFP_ATOMIC | __GFP_COMP"
 
-#: Ops per CPU between two vmstat ticks: refresh_cpu_vm_stats() calls
-#: decay_pcp_high() once a second (sysctl_stat_interval), and a CPU faulting
+#: Ops per CPU between two vmstat ticks: vmstat_update() runs
+#: refresh_cpu_vm_stats(true), which calls decay_pcp_high(), once a second
+#: (sysctl_stat_interval) on each CPU, and a CPU faulting
 #: THPs does about a thousand allocations and frees a second (zeroing 2 MiB
 #: takes ~100 us). Without the tick pcp->high only grows, and a closed
 #: per-CPU working set ends up served from the pcp lists alone.

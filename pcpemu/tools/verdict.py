@@ -210,8 +210,8 @@ def _seedbug(rep: dict[str, Any]) -> dict[str, Any]:
         if len(loud) > 1:
             text += f" ({'the same' if same else 'not the same'} at {', '.join(f'{100 * s:g}%' for s in loud[1:])})"
         if step == 0.5:
-            text += (". The step at 50% is __rmqueue()'s CMA-first rule: once CMA holds half the zone's free "
-                     "pages, movable requests are served from CMA, the one THP list fills with CMA THPs, and "
+            text += (". The step at 50% is __rmqueue()'s CMA-first rule: once more than half the zone's free "
+                     "pages are CMA, movable requests are served from CMA, the one THP list fills with CMA THPs, and "
                      "the pin's migration targets, non-movable order-9 requests, take them; two lists keep them apart")
     return it.done(text + ".")
 
