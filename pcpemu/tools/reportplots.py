@@ -110,7 +110,8 @@ def _vs_cpus(rep: dict[str, Any], outdir: str) -> dict[str, Any]:
                     "a shaded 95% band."),
             "caption": (f"Two lists vs one against CPUs: mean per-seed change over {len(c['seeds'])} seeds with its "
                         f"95% interval, {c['ops_per_cpu']} ops per CPU after {c['warmup']} of warm-up. The y-axes "
-                        f"include 0 and span at least ±{MIN_SPAN:g}%.{note}")}
+                        f"include 0 and span at least ±{MIN_SPAN:g}%; where both policies are 0 (no zone->lock "
+                        f"wait at 1 CPU), the change is drawn as 0.{note}")}
 
 
 def _vs_nonmovable(rep: dict[str, Any], outdir: str) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def _abs(ci: dict[str, Any], fmt: str = "num") -> str:
 
 def _chg(m: dict[str, Any]) -> str:
     # A compare_cells metric's change, or, from 0, its difference.
+    if m["both_zero"]:
+        return "0 in both"
     if m["from_zero"]:
         return f"from 0: {ci_text(m['diff'], 'num')} (single 0 in {m['from_zero']} seeds)"
     return ci_text(m["change"])

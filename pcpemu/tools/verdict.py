@@ -78,6 +78,9 @@ class _Item:
 
     def ci(self, path: str) -> str:
         # "+12.3% [+10.1%, +14.5%]"; a change from 0 has no percent: the difference instead.
+        metric = path[: -len(".change")]
+        if path.endswith(".change") and lookup(self.rep, metric + ".both_zero"):
+            return "none under either policy"
         if lookup(self.rep, path + ".mean") is None:
             d = path[: -len(".change")] + ".diff"
             return (f"from 0 (single) by {self.n(d + '.mean', 'num')} [{self.n(d + '.lo', 'num')}, "
