@@ -149,20 +149,17 @@ def _workload_line(rep: dict[str, Any], workload: str, ident: str, lead: str) ->
     p = f"contention.compare.{i}"
     kinds = {m: classify_metric(row[m]) for m in ("zone_lock", "throughput")}
     all_none = all(classify_metric(r[m]) == "none" for r in rows if r["workload"] == workload
-                   for m in ("zone_lock", "throughput", "cachelines"))
+                   for m in ("zone_lock", "lock_wait", "throughput", "cachelines"))
+    hit9 = (f", order-9 pcp hit rate {it.n(p + '.hit9.single.mean', 'share')} → "
+            f"{it.n(p + '.hit9.split.mean', 'share')}" if row["hit9"]["single"]["mean"] is not None else "")
     text = (f"{lead} at {cpus[-1]} CPUs, two lists vs one: zone->lock acquisitions {it.ci(p + '.zone_lock.change')}, "
-            f"throughput {it.ci(p + '.throughput.change')}")
+            f"wait {it.ci(p + '.lock_wait.change')}, throughput {it.ci(p + '.throughput.change')}")
     if all_none:
-        text += f": no difference at any of {len(cpus)} CPU counts ({cpus[0]}–{cpus[-1]})"
-        if row["zone_lock"]["both_zero"]:
-            text += "; neither takes zone->lock once warm"
-        text += "."
+        text += f"{hit9}: no difference at any of {len(cpus)} CPU counts ({cpus[0]}–{cpus[-1]})."
     else:
-        text += f" ({_change_words(kinds['throughput'])})"
-        text += (f"; the order-9 pcp hit rate goes {it.n(p + '.hit9.single.mean', 'share')} → "
-                 f"{it.n(p + '.hit9.split.mean', 'share')}: a non-movable THP request can no longer take a "
-                 "freed movable THP off the one list and refills from the zone under zone->lock."
-                 if row["hit9"]["single"]["mean"] is not None else ".")
+        text += f" ({_change_words(kinds['throughput'])}){hit9}"
+        text += (": a non-movable THP request can no longer take a freed movable THP off the one list and "
+                 "refills from the zone under zone->lock." if hit9 else ".")
     return it.done(text)
 
 
@@ -179,8 +176,9 @@ def _nonmovable(rep: dict[str, Any]) -> dict[str, Any]:
     worst = len(rows) - 1
     p = f"nonmovable.rows.{worst}"
     text = (f"Against the share of non-movable THP requests ({nm['cpus']} CPUs): " + "; ".join(parts)
-            + f". At {it.n(p + '.percent', 'int')}% zone->lock acquisitions rise {it.ci(p + '.zone_lock.change')} "
-            f"and zone->lock wait {it.ci(p + '.lock_wait.change')}: each non-movable THP request that finds its "
+            + f". At {it.n(p + '.percent', 'int')}% zone->lock acquisitions rise {it.ci(p + '.zone_lock.change')}, "
+            f"zone->lock wait {it.ci(p + '.lock_wait.change')}, the order-9 pcp hit rate goes "
+            f"{it.n(p + '.hit9.single.mean', 'share')} → {it.n(p + '.hit9.split.mean', 'share')}: each non-movable THP request that finds its "
             "own list empty refills from the zone, where v6.9 reused the movable THP just freed.")
     return it.done(text)
 
