@@ -234,3 +234,20 @@ def test_fidelity_hook_adds_its_section(tiny, monkeypatch):
     md = render_markdown(rep, [])
     assert "## Fidelity on your capture" in md and "| refill_blocks | 10 | 12 | 0.833 |" in md
     assert "## Fidelity on your capture" not in render_markdown(tiny[0], [])
+
+
+def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from pcpemu.tools import reportplots
+    tiny_change = {"mean": 0.1, "lo": -0.2, "hi": 0.4, "half": 0.3, "n": 5}
+    zero = {"mean": 0.0, "lo": 0.0, "hi": 0.0, "half": 0.0, "n": 5}
+    ax = Figure().subplots()
+    merged = reportplots._change_panel(ax, {"a": [(1, zero), (2, zero)], "b": [(1, zero), (2, zero)],
+                                            "c": [(1, tiny_change), (2, tiny_change)]}, "t", "CPUs")
+    assert merged == ["a, b (identical)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a, b (identical)", "c"]
+    lo, hi = ax.get_ylim()
+    assert lo <= -reportplots.MIN_SPAN and hi >= reportplots.MIN_SPAN
+    assert ax.get_xlabel() == "CPUs" and "%" in ax.get_ylabel()
