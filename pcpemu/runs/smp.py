@@ -130,7 +130,7 @@ def _summary(stats: dict[str, Any], n_ops: int) -> dict[str, Any]:
     }
 
 
-def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
+def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.DEFAULT_SEED,
                 costs: CostModel | None = None, warmup: int = 0, check: bool = True) -> dict[str, Any]:
     """Run per-CPU op streams on one Machine in virtual-time order.
 
@@ -186,7 +186,7 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     return out
 
 
-def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0) -> dict[str, Any]:
+def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.DEFAULT_SEED) -> dict[str, Any]:
     """Run per-CPU op streams on real threads, one per stream, with the GIL
     released and real spinlocks; the wall clock runs from a common start.
 
@@ -354,7 +354,7 @@ def verdict(row: dict[str, Any]) -> str:
     return ", ".join(parts) + f" under the {row['workload']} workload at {cpus}"
 
 
-def calibrate_costs(ops: int = 400000, seed: int = 0) -> CostModel:
+def calibrate_costs(ops: int = 400000, seed: int = wl.DEFAULT_SEED) -> CostModel:
     """A CostModel measured with real threads on the machine at hand.
 
     op (and cacheline at its default) from one thread's order-0 pcp hits;

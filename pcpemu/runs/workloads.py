@@ -26,6 +26,9 @@ __all__ = ["DEFAULT_SEED", "NONMOVABLE_SHARES", "OP_ALLOC", "OP_DECAY", "OP_DRAI
 
 OP_ALLOC, OP_FREE, OP_DRAIN, OP_DRAIN_ALL, OP_DECAY = 0, 1, 2, 3, 4
 
+#: The seed every verb and generator uses when none is given.
+DEFAULT_SEED = 1
+
 # The dtype is struct pcpemu_op; defined here too so generators need no build.
 OP_DTYPE = np.dtype({"names": ["op", "order", "cpu", "gfp", "slot"],
                      "formats": ["u1", "u1", "<u2", "<u4", "<i8"],
@@ -49,7 +52,7 @@ def alloc_free_pairs(n: int, order: int, gfp: str | int, cpu: int = 0, slot: int
 
 
 def churn(n: int, classes: Sequence[tuple[str | int, int, float]], live: int, cpus: Sequence[int] = (0,),
-          seed: int | Sequence[int] = 0, slot_base: int = 0) -> np.ndarray:
+          seed: int | Sequence[int] = DEFAULT_SEED, slot_base: int = 0) -> np.ndarray:
     """Fill ``live`` slots, then n steps of freeing a random live block and
     allocating a new one in its place; the frees leave in random order, so the
     blocks' ages mix as in a real working set.
@@ -95,22 +98,19 @@ def churn(n: int, classes: Sequence[tuple[str | int, int, float]], live: int, cp
     return ops
 
 
-def order0_churn(n: int, live: int = 64, cpus: Sequence[int] = (0,), seed: int = 0,
+def order0_churn(n: int, live: int = 64, cpus: Sequence[int] = (0,), seed: int = DEFAULT_SEED,
                  gfp: str = "GFP_KERNEL", slot_base: int = 0) -> np.ndarray:
     """Order-0 churn over a working set of ``live`` pages."""
     return churn(n, [(gfp, 0, 1.0)], live, cpus, seed, slot_base)
 
 
-def thp_fault_free(n: int, live: int = 8, cpus: Sequence[int] = (0,), seed: int = 0,
+def thp_fault_free(n: int, live: int = 8, cpus: Sequence[int] = (0,), seed: int = DEFAULT_SEED,
                    gfp: str = "GFP_TRANSHUGE_LIGHT | __GFP_COMP", slot_base: int = 0) -> np.ndarray:
     """THP faults and frees (order 9, movable, as do_huge_pmd_anonymous_page asks)."""
     return churn(n, [(gfp, 9, 1.0)], live, cpus, seed, slot_base)
 
 
 # ---- the named workloads: every stream pcpemu's sweeps and report run ----
-
-#: The seed every verb uses when none is given.
-DEFAULT_SEED = 1
 
 THP_ORDER = 9                       # HPAGE_PMD_ORDER on x86_64 and arm64 (4 KiB pages)
 _THP = "GFP_TRANSHUGE_LIGHT | __GFP_COMP"      # vma_thp_gfp_mask() with defrag off
@@ -334,6 +334,7 @@ def warmup_ops(workload: str | Workload, warmup: int) -> int:
     return n + (n // w.tick if w.tick else 0)
 
 
-def mixed(n: int, live: int = 256, cpus: Sequence[int] = (0,), seed: int = 0, slot_base: int = 0) -> np.ndarray:
+def mixed(n: int, live: int = 256, cpus: Sequence[int] = (0,), seed: int = DEFAULT_SEED,
+          slot_base: int = 0) -> np.ndarray:
     """One churn stream of the ``mixed`` workload's mix over ``cpus``."""
     return churn(n, WORKLOADS["mixed"].classes, live, cpus, seed, slot_base)
