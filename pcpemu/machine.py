@@ -1,35 +1,66 @@
-"""Machine: the Python face of one emulated NUMA node.
+"""Machine: the one Python face of the core (pcpemu._core).
 
 Boots the core with the zones, watermarks and pcp values the kernel would
-derive for a KernelConfig, checks every argument before the core sees it, and
-turns the core's counters and views into kernel vocabulary.
+derive for a KernelConfig, and turns the core's counters and views into kernel
+vocabulary. Everything above the core (runs, tools, tests) goes through a
+Machine; no other module imports pcpemu._core.
+
+Arguments are converted here and checked there: Machine turns Python values
+into what the core takes (gfp strings into masks, zone and migratetype names
+into indices, numpy integers into int; bools and other types are refused),
+and the core checks what the values mean (ranges, block states) and raises
+through its one error table (pcpemu._core.ERRORS).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Iterator
+import threading
+import time
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
 from . import _core
 from .kernel import procfs
-from .runs import workloads
-from .kernel.config import MAX_PAGE_ORDER, KernelConfig
-from .errors import BadOrderError, BadPfnError, InvariantError, OpStreamError, PcpemuError
+from .kernel.config import KernelConfig
+from .errors import InvariantError, PcpemuError
 from .kernel.ftrace import EVENT_DTYPE
 from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table
-from .kernel.watermark import ZoneParams, setup_zones
+from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
-__all__ = ["Machine", "OP_DTYPE", "OPS", "RunResult", "Trace"]
+__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "Machine", "OP_ALLOC",
+           "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
+           "bare_pcp_loop", "pcp_struct_layout"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
 OP_DTYPE = _core.OP_DTYPE
-assert OP_DTYPE == workloads.OP_DTYPE
-#: Op codes of an op stream.
-OPS = {"alloc": 0, "free": 1, "drain": 2, "drain_all": 3, "decay": 4}
+#: Op codes of an op stream (enum pcpemu_opcode), and their names by code.
+OP_ALLOC: int = _core.CONSTANTS["OP_ALLOC"]
+OP_FREE: int = _core.CONSTANTS["OP_FREE"]
+OP_DRAIN: int = _core.CONSTANTS["OP_DRAIN"]
+OP_DRAIN_ALL: int = _core.CONSTANTS["OP_DRAIN_ALL"]
+OP_DECAY: int = _core.CONSTANTS["OP_DECAY"]
+OP_NAMES: tuple[str, ...] = _core.OP_NAMES
+#: Every constant the core shares with Python, by its C name.
+CORE_CONSTANTS: dict[str, int] = dict(_core.CONSTANTS)
+#: enum pcpemu_error by name, and the table from code to (exception, message).
+ERROR_CODES: dict[str, int] = dict(_core.ERROR_CODES)
+ERRORS: dict[int, tuple[type, str]] = dict(_core.ERRORS)
+#: dtype of Machine.allocated_blocks().
+BLOCK_DTYPE = _core.BLOCK_DTYPE
+#: The layout of the compiled struct per_cpu_pages (tests compare pcpemu.kernel.layout with it).
+pcp_struct_layout = _core.pcp_struct_layout
+#: The benchmarks' bare pcp loop (bench/bench_core.py), the floor Machine.run is measured against.
+bare_pcp_loop = _core.bare_pcp_loop
+
+# The core's messages name zones and migratetypes as the kernel does.
+assert _core.ZONE_NAMES == ZONE_NAMES and _core.MIGRATETYPE_NAMES == MIGRATETYPE_NAMES
+
+_PE = ERROR_CODES
+_BLOCKER_WHY = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned"}
 
 
 @dataclasses.dataclass
@@ -59,8 +90,23 @@ class Trace:
     op: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
 
+class AllocatedBlock(NamedTuple):
+    """An allocated block, as Machine.allocated_block() finds it at its head pfn."""
+
+    order: int
+    owner: int
+    pincount: int
+    lru: bool           # a movable user page on the LRU: migration may move it
+
+
+class StatsSnapshot(NamedTuple):
+    """The raw counters at one moment (Machine.stats_snapshot), for stats_delta."""
+
+    raw: np.ndarray
+
+
 def _fill_trace(trace: Trace, raw: np.ndarray) -> None:
-    # raw: the core's events (_core.CORE_EVENT_DTYPE).
+    # raw: the core's events (CORE_EVENT_DTYPE).
     trace.events = np.zeros(len(raw), EVENT_DTYPE)
     for name in ("kind", "cpu", "pfn", "order", "migratetype", "gfp", "fallback_order", "fallback_migratetype",
                  "percpu_refill", "change_ownership"):
@@ -86,11 +132,11 @@ class Machine:
         self.min_free_kbytes, self.zones = setup_zones(config)
         pindex, pindex_order = pcp_list_table(config)
         self.pindex_order = pindex_order
-        self._pindex = pindex
         self._core = _core.Allocator(
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
-            self._free_high_batch())
+            self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
+            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None))
         self._slots = np.full(1024, -1, dtype=np.int64)
 
     def _free_high_batch(self) -> bool:
@@ -98,32 +144,35 @@ class Machine:
         batch = max(z.batch for z in self.zones if z.managed)
         return self.config.cache_slice > 3 * batch
 
-    # ---- checks ----
+    # ---- converting arguments ----
+    # Plain ints pass at the cost of one type test; numpy integers become int;
+    # anything else (bools included) is refused with the error of the
+    # argument, raised by the core's one raise site.
 
-    # Each check takes a plain int in range at once; anything else (bools,
-    # numpy integers, other types) goes through the full test.
+    def _int(self, value: Any, field: str, what: str) -> int:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        self._core.raise_error(_PE[_FIELD_ERROR[field]], what, **{field: value})
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _cpu(self, cpu: int) -> int:
-        if type(cpu) is int and 0 <= cpu < self.config.cpus:
-            return cpu
-        if isinstance(cpu, bool) or not isinstance(cpu, (int, np.integer)) or not 0 <= cpu < self.config.cpus:
-            raise PcpemuError(f"cpu {cpu!r} is outside 0..{self.config.cpus - 1}")
-        return int(cpu)
+    def _zone_idx(self, zone: str, what: str) -> int:
+        if zone in ZONE_NAMES:
+            return ZONE_NAMES.index(zone)
+        self._core.raise_error(_PE["PE_BAD_ZONE"], what, zone=zone)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    @staticmethod
-    def _order(order: int) -> int:
-        if type(order) is int and 0 <= order <= MAX_PAGE_ORDER:
-            return order
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 0 <= order <= MAX_PAGE_ORDER:
-            raise BadOrderError(f"order {order!r} is outside 0..{MAX_PAGE_ORDER}")
-        return int(order)
+    def check_cpu(self, cpu: int, what: str) -> int:
+        """``cpu`` as an int, or the error a bad CPU raises in ``what``: for
+        callers that must refuse a CPU before they change anything."""
+        cpu = self._int(cpu, "cpu", what)
+        self._core.check_cpu(cpu, what)
+        return cpu
 
-    def _pfn(self, pfn: int) -> int:
-        if type(pfn) is int and 0 <= pfn < self.config.memory:
-            return pfn
-        if isinstance(pfn, bool) or not isinstance(pfn, (int, np.integer)) or not 0 <= pfn < self.config.memory:
-            raise BadPfnError(f"pfn {pfn!r} is outside 0..{self.config.memory - 1:#x}")
-        return int(pfn)
+    def _migratetype(self, name: str, what: str) -> int:
+        if name in MIGRATETYPE_NAMES:
+            return MIGRATETYPE_NAMES.index(name)
+        self._core.raise_error(_PE["PE_BAD_MIGRATETYPE"], what, migratetype=name)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ---- allocation ----
 
@@ -136,11 +185,16 @@ class Machine:
             tokens below that never collide with them.
         :return: the first pfn of the block, or None when the request fails.
         """
-        mask = parse_gfp(gfp)
-        order, cpu = self._order(order), self._cpu(cpu)
-        if owner is not None and (type(owner) is not int or not 0 < owner < 1 << 64):
-            raise PcpemuError(f"owner token {owner!r} must be an int in 1..2**64-1")
-        pfn = self._core.alloc_pages(mask, order, cpu, owner or 0)
+        mask = _GFP_MASKS.get(gfp) if type(gfp) is str else None
+        if mask is None:
+            mask = _gfp_mask(gfp)
+        if type(order) is not int:
+            order = self._int(order, "order", "alloc_pages")
+        if type(cpu) is not int:
+            cpu = self._int(cpu, "cpu", "alloc_pages")
+        if owner is not None and type(owner) is not int:
+            owner = self._int(owner, "owner", "alloc_pages")
+        pfn = self._core.alloc_pages(mask, order, cpu, owner)
         return None if pfn < 0 else pfn
 
     def free_pages(self, pfn: int, order: int = 0, cpu: int = 0) -> None:
@@ -149,28 +203,38 @@ class Machine:
         :raises DoubleFreeError, NotAllocatedError, WrongOrderError, BadPfnError,
             BadOrderError: with the machine unchanged.
         """
-        self._core.free_pages(self._pfn(pfn), self._order(order), self._cpu(cpu))
+        if type(pfn) is not int:
+            pfn = self._int(pfn, "pfn", "free_pages")
+        if type(order) is not int:
+            order = self._int(order, "order", "free_pages")
+        if type(cpu) is not int:
+            cpu = self._int(cpu, "cpu", "free_pages")
+        self._core.free_pages(pfn, order, cpu)
 
     def drain_pages(self, cpu: int) -> None:
         """Empty one CPU's pcp lists into the buddy (drain_pages)."""
-        self._core.drain_pages(self._cpu(cpu), self._cpu(cpu))
+        cpu = self._int(cpu, "cpu", "drain_pages")
+        self._core.drain_pages(cpu, cpu)
 
     def drain_all_pages(self, zone: str | None = None, cpu: int = 0) -> None:
         """Empty every CPU's pcp lists, of one zone or all (drain_all_pages), counted on ``cpu``."""
-        zi = -1 if zone is None else self._zone_idx(zone)
-        self._core.drain_all_pages(zi, self._cpu(cpu))
+        zi = -1 if zone is None else self._zone_idx(zone, "drain_all_pages")
+        self._core.drain_all_pages(zi, self._int(cpu, "cpu", "drain_all_pages"))
 
     def decay_pcp_high(self, cpu: int) -> None:
         """One tick of the vmstat worker on a CPU: decay pcp->high and trim (decay_pcp_high)."""
-        self._core.decay_pcp_high(self._cpu(cpu))
+        self._core.decay_pcp_high(self._int(cpu, "cpu", "decay_pcp_high"))
 
-    def _zone_idx(self, zone: str) -> int:
-        if zone not in ZONE_NAMES or not self.zones[ZONE_NAMES.index(zone)].managed:
-            populated = [z.name for z in self.zones if z.managed]
-            raise PcpemuError(f"zone {zone!r} is not populated; populated zones: {', '.join(populated)}")
-        return ZONE_NAMES.index(zone)
+    def new_owner(self) -> int:
+        """A fresh owner token, drawn as alloc_pages draws them."""
+        return self._core.new_owner()
 
     # ---- op streams ----
+
+    def _op_stream(self, ops: Any, what: str) -> np.ndarray:
+        if not isinstance(ops, np.ndarray) or ops.dtype != OP_DTYPE:
+            self._core.raise_error(_PE["PE_BAD_STREAM"], what, got=getattr(ops, "dtype", type(ops)))
+        return np.ascontiguousarray(ops)
 
     def run(self, ops: np.ndarray) -> RunResult:
         """Run an op stream in the core with the GIL released.
@@ -180,9 +244,7 @@ class Machine:
             skipped and counted (FREE_SKIPPED). Slots live across runs.
         :raises OpStreamError: for a malformed stream, before any op runs.
         """
-        if not isinstance(ops, np.ndarray) or ops.dtype != OP_DTYPE:
-            raise OpStreamError(f"ops must be a numpy array of pcpemu.OP_DTYPE, got {getattr(ops, 'dtype', type(ops))}")
-        ops = np.ascontiguousarray(ops)
+        ops = self._op_stream(ops, "run")
         if len(ops):
             top = int(ops["slot"].max())
             if top >= len(self._slots):
@@ -193,6 +255,77 @@ class Machine:
         results = np.empty(len(ops), dtype=np.int64)
         self._core.run(ops, self._slots, results)
         return RunResult(_stats_dict(_diff(self._core.stats_array(), before)), results)
+
+    def slot_pfn(self, slot: int) -> int | None:
+        """The pfn an op-stream slot holds, or None."""
+        pfn = int(self._slots[slot]) if 0 <= slot < len(self._slots) else -1
+        return None if pfn < 0 else pfn
+
+    @property
+    def nr_slots(self) -> int:
+        """The length of the op-stream slot table (it grows with the slots streams name)."""
+        return len(self._slots)
+
+    def run_virtual(self, ops: np.ndarray, starts: np.ndarray, slots: np.ndarray,
+                    costs: np.ndarray) -> tuple[dict[str, Any], tuple[Any, ...]]:
+        """Run per-CPU op streams in virtual-time order (pcpemu.runs.smp.run_virtual).
+
+        :param ops: the streams concatenated; stream k is ``ops[starts[k]:starts[k + 1]]``.
+        :param slots: their own slot table, -1 filled.
+        :param costs: the cost vector (smp.CostModel.as_array()).
+        :return: (the counters the run moved, (clock per stream, wait and hold
+            per op, results, remote zone lines, remote pcp lines)).
+        :raises OpStreamError: for a malformed stream, before any op runs.
+        """
+        ops = self._op_stream(ops, "run_virtual")
+        before = self._core.stats_array()
+        out = self._core.run_virtual(ops, starts, slots, np.ascontiguousarray(costs, dtype=np.float64))
+        return _stats_dict(_diff(self._core.stats_array(), before)), out
+
+    def run_threads(self, ops: np.ndarray, starts: np.ndarray,
+                    slots: np.ndarray) -> tuple[dict[str, Any], np.ndarray, float]:
+        """Run per-CPU op streams on real threads, one per stream, with real
+        spinlocks and the GIL released; all threads start at once.
+
+        :return: (the counters the run moved, results, wall-clock seconds from
+            the common start to the last thread's end).
+        :raises OpStreamError: for a malformed stream, before any thread starts.
+        """
+        ops = self._op_stream(ops, "run_threads")
+        self._core.validate_streams(ops, slots)
+        results = np.full(len(ops), -1, dtype=np.int64)
+        nr = len(starts) - 1
+        gate = np.zeros(2, dtype=np.intc)
+        ends = [0.0] * nr
+
+        def worker(k: int) -> None:
+            part = slice(starts[k], starts[k + 1])
+            ends[k] = self._core.run_thread(ops[part], slots, results[part], gate)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(nr)]
+        before = self._core.stats_array()
+        with self.threaded():
+            for t in threads:
+                t.start()
+            while gate[0] < len(threads):
+                time.sleep(0.0005)
+            t0 = _core.smp_gate_open(gate)
+            for t in threads:
+                t.join()
+        wall = max(ends) - t0 if ends else 0.0
+        return _stats_dict(_diff(self._core.stats_array(), before)), results, wall
+
+    @contextlib.contextmanager
+    def threaded(self) -> Iterator[None]:
+        """Real spinlocks inside the block (run_threads uses it; tests may too).
+
+        :raises PcpemuError: if a trace is on.
+        """
+        self._core.set_threaded(True)
+        try:
+            yield
+        finally:
+            self._core.set_threaded(False)
 
     @contextlib.contextmanager
     def tracing(self) -> Iterator[Trace]:
@@ -207,16 +340,94 @@ class Machine:
         :raises PcpemuError: if a trace is already on, or the machine runs real threads.
         """
         trace = Trace()
-        _core.trace_start(self._core)
+        self._core.trace_start()
         try:
             yield trace
         finally:
-            _fill_trace(trace, _core.trace_stop(self._core))
+            _fill_trace(trace, self._core.trace_stop())
 
-    def slot_pfn(self, slot: int) -> int | None:
-        """The pfn an op-stream slot holds, or None."""
-        pfn = int(self._slots[slot]) if 0 <= slot < len(self._slots) else -1
-        return None if pfn < 0 else pfn
+    # ---- migration, pinning, isolation (the steps pcpemu.runs.migrate composes) ----
+
+    def allocated_blocks(self) -> np.ndarray:
+        """Every allocated block, lowest pfn first: a BLOCK_DTYPE array (pfn,
+        order, owner, pincount, lru, compound)."""
+        return self._core.allocated_blocks()
+
+    def allocated_block(self, pfn: int) -> AllocatedBlock | None:
+        """The allocated block headed at ``pfn``, or None if no allocation starts there."""
+        info = self._core.allocated_head(self._int(pfn, "pfn", "allocated_block"))
+        return None if info is None else AllocatedBlock(*info)
+
+    def block_owner(self, pfn: int) -> int | None:
+        """The owner token of the allocated block headed at ``pfn``, or None."""
+        block = self.allocated_block(pfn)
+        return None if block is None else block.owner
+
+    def pin_page(self, pfn: int, delta: int = 1) -> None:
+        """Add ``delta`` FOLL_PIN references to an allocated head (try_grab_folio, unpin_user_page)."""
+        self._core.pin_page(self._int(pfn, "pfn", "pin_page"), delta)
+
+    def migrate_block(self, pfn: int, gfp: str | int, *, pin_context: bool = False, cpu: int = 0) -> int | None:
+        """Migrate one allocated, unpinned block to a target from
+        alloc_migration_target (migrate_pages of one folio); the new pfn, or
+        None when no target could be allocated (-ENOMEM)."""
+        new = self._core.migrate_block(self._int(pfn, "pfn", "migrate_pages"), parse_gfp(gfp), pin_context,
+                                       self._int(cpu, "cpu", "migrate_pages"))
+        return None if new < 0 else new
+
+    def start_isolate_page_range(self, start: int, end: int, migratetype: str, cpu: int = 0) -> int | None:
+        """Isolate the pageblocks of [start, end) (start_isolate_page_range).
+
+        :return: None, or the pfn that made a block refuse; then nothing stays isolated.
+        """
+        bad = self._core.start_isolate_page_range(
+            self._int(start, "pfn", "start_isolate_page_range"), self._int(end, "pfn", "start_isolate_page_range"),
+            self._migratetype(migratetype, "start_isolate_page_range"), self._int(cpu, "cpu", "isolation"))
+        return None if bad < 0 else bad
+
+    def undo_isolate_page_range(self, start: int, end: int, migratetype: str, cpu: int = 0) -> None:
+        """Give the pageblocks of [start, end) back ``migratetype`` (undo_isolate_page_range)."""
+        self._core.undo_isolate_page_range(
+            self._int(start, "pfn", "undo_isolate_page_range"), self._int(end, "pfn", "undo_isolate_page_range"),
+            self._migratetype(migratetype, "undo_isolate_page_range"), self._int(cpu, "cpu", "isolation"))
+
+    def alloc_contig_migrate_range(self, start: int, end: int, gfp: str | int,
+                                   cpu: int = 0) -> tuple[int, dict[int, int]]:
+        """Migrate the movable blocks out of [start, end) (__alloc_contig_migrate_range).
+
+        :return: (0, -EBUSY or -ENOMEM, {old pfn: new pfn}).
+        """
+        ret, moved = self._core.alloc_contig_migrate_range(
+            self._int(start, "pfn", "alloc_contig_migrate_range"), self._int(end, "pfn", "alloc_contig_migrate_range"),
+            parse_gfp(gfp), self._int(cpu, "cpu", "alloc_contig_migrate_range"))
+        return ret, {int(s): int(d) for s, d in moved}
+
+    def test_pages_isolated(self, start: int, end: int) -> int | None:
+        """None when every page of [start, end) is isolated and free, else the
+        first pfn that is not (test_pages_isolated)."""
+        bad = self._core.test_pages_isolated(self._int(start, "pfn", "test_pages_isolated"),
+                                             self._int(end, "pfn", "test_pages_isolated"))
+        return None if bad < 0 else bad
+
+    def contig_range_blockers(self, start: int, end: int) -> list[dict[str, Any]]:
+        """The in-use blocks of [start, end) migration cannot move:
+        ``[{"pfn", "order", "owner", "why": "pinned" | "unmovable"}]``."""
+        return [{"pfn": int(h), "order": int(o), "owner": int(w), "why": _BLOCKER_WHY[k]}
+                for h, o, w, k in self._core.contig_range_blockers(self._int(start, "pfn", "contig_range_blockers"),
+                                                                   self._int(end, "pfn", "contig_range_blockers"))]
+
+    def isolate_freepages_range(self, start: int, end: int, owner: int, cpu: int = 0) -> None:
+        """Take the free pages of the isolated range [start, end) as one owner's
+        (isolate_freepages_range); test_pages_isolated must pass first."""
+        self._core.isolate_freepages_range(
+            self._int(start, "pfn", "isolate_freepages_range"), self._int(end, "pfn", "isolate_freepages_range"),
+            self._int(owner, "owner", "isolate_freepages_range"), self._int(cpu, "cpu", "isolate_freepages_range"))
+
+    def free_contig_range(self, start: int, end: int, cpu: int = 0) -> None:
+        """Free a range isolate_freepages_range took, block by block (free_contig_range)."""
+        self._core.free_contig_range(self._int(start, "pfn", "free_contig_range"),
+                                     self._int(end, "pfn", "free_contig_range"),
+                                     self._int(cpu, "cpu", "free_contig_range"))
 
     # ---- views ----
 
@@ -227,6 +438,14 @@ class Machine:
         if per_cpu:
             out["per_cpu"] = [_stats_dict(raw[i : i + 1]) for i in range(len(raw))]
         return out
+
+    def stats_snapshot(self) -> StatsSnapshot:
+        """The counters now, for a later stats_delta()."""
+        return StatsSnapshot(self._core.stats_array())
+
+    def stats_delta(self, before: StatsSnapshot) -> dict[str, Any]:
+        """What the counters moved since ``before``, in stats()'s form."""
+        return _stats_dict(_diff(self._core.stats_array(), before.raw))
 
     def check(self) -> None:
         """Verify every invariant of the allocator state.
@@ -239,62 +458,54 @@ class Machine:
 
     def pageblock_migratetype(self, pfn: int) -> str:
         """The migratetype name of the pageblock holding ``pfn``."""
-        return MIGRATETYPE_NAMES[self._core.pageblock_migratetype(self._pfn(pfn))]
+        return MIGRATETYPE_NAMES[self._core.pageblock_migratetype(self._int(pfn, "pfn", "pageblock_migratetype"))]
+
+    def page_zone(self, pfn: int) -> str | None:
+        """The name of the zone ``pfn`` lies in, or None for a hole."""
+        zi = self._core.zone_of_pfn(self._int(pfn, "pfn", "page_zone"))
+        return ZONE_NAMES[zi] if zi >= 0 else None
 
     def page_info(self, pfn: int) -> dict[str, Any]:
         """What a pfn is now: state, order of its block, zone, pcp CPU and list, owner."""
-        pfn = self._pfn(pfn)
-        zi = self._core.zone_of_pfn(pfn)
-        info: dict[str, Any] = {"pfn": pfn, "zone": ZONE_NAMES[zi] if zi >= 0 else None,
-                                "pageblock": self.pageblock_migratetype(pfn)}
-        head = self._block_head(pfn)
-        if head is None:
-            info.update(state="reserved" if zi < 0 else "unknown")
+        pfn = self._int(pfn, "pfn", "page_info")
+        info: dict[str, Any] = {"pfn": pfn, "zone": self.page_zone(pfn), "pageblock": self.pageblock_migratetype(pfn)}
+        head = self._core.block_head(pfn)
+        if head < 0:
+            info.update(state="reserved" if info["zone"] is None else "unknown")
             return info
         s = self._core.page_state(head)
         info["head"] = head
-        if s["flags"] & 1:
+        if s["buddy"]:
             info.update(state="free", order=s["private"])
-        elif s["flags"] & 2:
+        elif s["pcp"]:
             info.update(state="pcp", order=self.pindex_order[s["pindex"]], cpu=s["cpu"], pindex=s["pindex"])
         else:
             info.update(state="allocated", order=s["order"], owner=s["owner"], refcount=s["refcount"],
-                        pincount=s["pincount"], compound=bool(s["flags"] & 8))
+                        pincount=s["pincount"], compound=s["compound"])
         return info
-
-    def _block_head(self, pfn: int) -> int | None:
-        for o in range(MAX_PAGE_ORDER + 1):
-            head = pfn & ~((1 << o) - 1)
-            s = self._core.page_state(head)
-            f = s["flags"]
-            size = (1 << s["private"] if f & 1 else 1 << self.pindex_order[s["pindex"]] if f & 2
-                    else 1 << s["order"] if f & 4 else 0)
-            if size and head + size > pfn:
-                return head
-        return None
 
     def zone_state(self, zone: str) -> dict[str, Any]:
         """Free counts, free-list lengths (order x migratetype) and flags of a zone."""
-        return self._core.zone_state(self._zone_idx(zone))
+        return self._core.zone_state(self._zone_idx(zone, "zone_state"))
 
     def pcp_state(self, zone: str, cpu: int) -> dict[str, Any]:
         """The fields of one CPU's struct per_cpu_pages for a zone."""
-        return self._core.pcp_state(self._zone_idx(zone), self._cpu(cpu))
+        return self._core.pcp_state(self._zone_idx(zone, "pcp_state"), self._int(cpu, "cpu", "pcp_state"))
 
     def pcp_list(self, zone: str, cpu: int, pindex: int) -> list[int]:
         """The pfns on one pcp list, the next to be allocated first."""
-        if not 0 <= pindex < len(self.pindex_order):
-            raise PcpemuError(f"pindex {pindex} is outside 0..{len(self.pindex_order) - 1}")
-        return self._core.pcp_list_pfns(self._zone_idx(zone), self._cpu(cpu), pindex)
+        return self._core.pcp_list_pfns(self._zone_idx(zone, "pcp_list"), self._int(cpu, "cpu", "pcp_list"),
+                                        self._int(pindex, "pindex", "pcp_list"))
 
     def free_list(self, zone: str, order: int, migratetype: str) -> list[int]:
         """The pfns on one buddy free list, head first."""
-        return self._core.free_list_pfns(self._zone_idx(zone), self._order(order),
-                                         MIGRATETYPE_NAMES.index(migratetype))
+        return self._core.free_list_pfns(self._zone_idx(zone, "free_list"), self._int(order, "order", "free_list"),
+                                         self._migratetype(migratetype, "free_list"))
 
     def order_to_pindex(self, migratetype: str, order: int) -> int:
         """The pcp list index of (migratetype, order), or -1 (order_to_pindex)."""
-        return self._pindex[self._order(order)][MIGRATETYPE_NAMES.index(migratetype)]
+        return self._core.order_to_pindex(self._migratetype(migratetype, "order_to_pindex"),
+                                          self._int(order, "order", "order_to_pindex"))
 
     def pageblock_types(self) -> np.ndarray:
         """Migratetype of every pageblock, indexed by ``pfn >> pageblock_order``."""
@@ -317,8 +528,38 @@ class Machine:
         return len(self.pindex_order)
 
     @property
+    def pcp_alloc_size(self) -> int:
+        """Bytes each CPU's struct per_cpu_pages takes, rounded up to a cacheline."""
+        return self._core.pcp_alloc_size
+
+    @property
     def populated_zones(self) -> list[ZoneParams]:
         return [z for z in self.zones if z.managed]
+
+    # ---- test hooks ----
+
+    def set_pcp_locked(self, zone: str, cpu: int, locked: bool) -> None:
+        """Hold or release a CPU's pcp lock, as a remote drain or an IRQ would:
+        the fast paths' trylock then fails (for tests)."""
+        self._core.set_pcp_locked(self._zone_idx(zone, "set_pcp_locked"), self._int(cpu, "cpu", "set_pcp_locked"),
+                                  bool(locked))
+
+
+# gfp strings already parsed: one dict lookup on the alloc_pages fast path,
+# where parse_gfp's checks and cache cost more than the allocation itself.
+_GFP_MASKS: dict[str, int] = {}
+
+
+def _gfp_mask(gfp: str | int) -> int:
+    mask = parse_gfp(gfp)
+    if type(gfp) is str and len(_GFP_MASKS) < 1024:
+        _GFP_MASKS[gfp] = mask
+    return mask
+
+
+# The error code of an argument that cannot be converted.
+_FIELD_ERROR = {"pfn": "PE_BAD_PFN", "order": "PE_BAD_ORDER", "cpu": "PE_BAD_CPU", "owner": "PE_BAD_OWNER",
+                "pindex": "PE_BAD_PINDEX"}
 
 
 def _diff(after: np.ndarray, before: np.ndarray) -> np.ndarray:

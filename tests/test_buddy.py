@@ -116,6 +116,38 @@ def test_cma_and_movable_buddies_do_not_merge():
     m.check()
 
 
+def test_cma_pageblocks_boot_through_cpu0s_pcp_to_the_list_heads():
+    # Issue 15's reproduction: cma_activate_area frees each CMA pageblock in
+    # rising pfn order through free_unref_page with the core_initcall pcp values
+    # (batch 7 from 24576 non-CMA pages, high_min 28, low watermark still 0):
+    # every block but the last is drained to the head of the CMA lists.
+    m = pcpemu.Machine(pcpemu.KernelConfig(zones={"Normal": 65536}, cpus=1, cma=40960))
+    top = 65536 - 512
+    thp_movable = m.order_to_pindex("Movable", 9)
+    assert m.pcp_list("Normal", 0, thp_movable) == [top]
+    pcp = m.pcp_state("Normal", 0)
+    assert (pcp["count"], pcp["high"], pcp["free_count"]) == (512, 512 + 7, 512)
+    assert pcp["batch"] == m.zones[2].batch                 # zone_pcp_update after the watermarks
+    assert m.free_list("Normal", 9, "CMA") == [top - 512]   # its buddy is on the pcp list
+    assert m.free_list("Normal", 10, "CMA")[:2] == [63488, 62464]     # highest first
+    assert m.alloc_pages(MOVABLE4, order=4) == top - 512    # CMA first: the highest CMA pfn
+    m.check()
+
+
+def test_cma_boot_without_thp_frees_straight_to_the_list_heads():
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset("nothp", zones={"Normal": 65536}, cpus=1, cma=40960))
+    assert m.pcp_state("Normal", 0)["count"] == 0
+    assert m.free_list("Normal", 10, "CMA")[0] == 65536 - 1024
+    assert m.alloc_pages(MOVABLE4, order=4) == 65536 - 1024
+    m.check()
+
+
+def test_boot_counts_nothing():
+    m = pcpemu.Machine(pcpemu.KernelConfig(zones={"Normal": 65536}, cpus=2, cma=40960))
+    s = m.stats()
+    assert s["PCP_DRAIN"] == 0 and s["ZONE_LOCK"] == 0 and s["PAGEBLOCK_CHANGE"] == 0
+
+
 def test_free_errors_leave_the_machine_unchanged():
     m = machine()
     pfn = m.alloc_pages(MOVABLE4, order=4)

@@ -45,17 +45,3 @@ def test_migratetype_and_zone():
     assert gfp_zone(parse_gfp("GFP_HIGHUSER_MOVABLE")) == 3
     assert gfp_zone(parse_gfp("GFP_DMA32")) == 1
     assert gfp_zone(parse_gfp("GFP_DMA")) == 0
-
-
-def test_the_core_uses_the_same_constants():
-    from pcpemu import _core
-    from pcpemu.kernel import ftrace, gfp
-    from pcpemu.runs import workloads
-
-    for name, value in _core.CONSTANTS.items():
-        if name.startswith("__GFP"):
-            assert gfp.GFP_FLAGS[name] == value, name
-        elif name.startswith("MM_PAGE"):
-            assert getattr(ftrace, name) == value, name
-        else:
-            assert getattr(workloads, name) == value, name

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 import subprocess
 
@@ -341,10 +340,10 @@ def test_other_lp64_arches_equal_x86_64():
 @pytest.mark.parametrize("preset", ["v6.9", "v6.10", "nothp", "android"])
 @pytest.mark.parametrize("cacheline", [64, 128])
 def test_compiled_core_matches_model(preset, cacheline):
-    core = pytest.importorskip("pcpemu._core")
+    machine = pytest.importorskip("pcpemu.machine")
     cfg = KernelConfig.preset(preset, cacheline=cacheline)
     lay = L.layout_from_config(cfg)
-    got = core.pcp_struct_layout(lay.nr_lists, cacheline)
+    got = machine.pcp_struct_layout(lay.nr_lists, cacheline)
     assert got["offsets"] == lay.offsets
     assert got["sizeof_fixed"] == lay.offsets["lists"]
     assert got["sizeof_list_head"] == 16
@@ -352,59 +351,3 @@ def test_compiled_core_matches_model(preset, cacheline):
 
 
 # --- CLI -----------------------------------------------------------------------------------
-
-
-def _cli(capsys, *argv):
-    from pcpemu.tools.cli import main
-    rc = main(["layout", *argv])
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def test_cli_pahole(capsys):
-    rc, out, _ = _cli(capsys, "v6.9")
-    assert rc == 0 and out == PAHOLE_V6_9
-
-
-def test_cli_compare(capsys):
-    rc, out, _ = _cli(capsys, "--compare", "v6.9", "v6.10")
-    assert rc == 0
-    assert "v6.9 -> v6.10: 240 -> 256 bytes of members, 4 -> 4 cachelines: no extra cacheline" in out
-    assert "cachelines" in out.splitlines()[6]
-
-
-def test_cli_compare_adds_and_saves(capsys):
-    rc, out, _ = _cli(capsys, "--compare", "v5.13", "v5.14")
-    assert rc == 0 and out.rstrip().endswith("64 -> 256 bytes of members, 1 -> 4 cachelines: adds 3 cachelines")
-    rc, out, _ = _cli(capsys, "v5.19", "v6.0", "--arch", "i386")
-    assert rc == 0 and out.rstrip().endswith("136 -> 124 bytes of members, 3 -> 2 cachelines: saves 1 cacheline")
-    rc, out, _ = _cli(capsys, "--compare", "v6.9", "v6.10", "--pcp-cma")
-    assert rc == 0 and "304 -> 320 bytes of members, 5 -> 5 cachelines" in out
-
-
-def test_cli_json(capsys):
-    rc, out, _ = _cli(capsys, "--compare", "v6.9", "v6.10", "--json")
-    doc = json.loads(out)
-    assert rc == 0 and doc["command"] == "layout"
-    assert [x["nr_lists"] for x in doc["layouts"]] == [13, 14]
-    assert doc["comparisons"][0]["cachelines_delta"] == 0
-    rc, out, _ = _cli(capsys, "v6.10", "--lockdep", "--arch", "i386", "--json")
-    doc = json.loads(out)
-    assert doc["layouts"][0]["debug_spinlock"] and doc["pahole"].startswith("struct per_cpu_pages {")
-
-
-def test_cli_options(capsys):
-    rc, out, _ = _cli(capsys, "v6.10", "--no-numa", "--cacheline", "128", "--extra-order", "4:split")
-    assert rc == 0 and "lists[16]" in out and "expire" not in out and "cachelines: 3" in out
-
-
-def test_cli_table(capsys):
-    rc, out, _ = _cli(capsys, "--table")
-    assert rc == 0 and out.startswith("| version |")
-
-
-def test_cli_bad_version(capsys):
-    rc, _, err = _cli(capsys, "v9.1")
-    assert rc == 1 and "outside the modelled range" in err
-    rc, out, _ = _cli(capsys, "v9.1", "--json")
-    assert rc == 1 and json.loads(out)["error"]["type"] == "ConfigError"

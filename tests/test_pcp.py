@@ -132,6 +132,7 @@ def test_non_movable_thp_and_cma_on_the_pcp(preset, polluted):
     # KERNEL-SPEC 7.6: a movable THP fault refills 2 CMA blocks and leaves one
     # on the list; the pinned migration target (unmovable, order 9) follows.
     m = machine(preset, cma="160M")
+    m.drain_pages(0)                # the CMA block boot left on CPU 0's THP list
     src = m.alloc_pages(THP, 9, cpu=0)
     assert m.pageblock_migratetype(src) == "CMA"
     target = m.alloc_pages(PINNED_THP_TARGET, 9, cpu=0)
@@ -153,14 +154,14 @@ def test_android_cma_thp_freed_lands_where_unmovable_requests_look():
 def test_trylock_failure_falls_back_to_the_buddy():
     m = machine()
     p = m.alloc_pages(KERNEL, 0, cpu=0)
-    m._core.set_pcp_locked(2, 0, True)             # a remote drain holds CPU 0's pcp
+    m.set_pcp_locked("Normal", 0, True)            # a remote drain holds CPU 0's pcp
     q = m.alloc_pages(KERNEL, 0, cpu=0)
     m.free_pages(p, 0, cpu=0)
     s = m.stats()
     assert q is not None
     assert s["PCP_TRYLOCK_FAIL"] == 2
     assert s["zone_lock"]["rmqueue_buddy"] == 1 and s["zone_lock"]["free_one_page"] == 1
-    m._core.set_pcp_locked(2, 0, False)
+    m.set_pcp_locked("Normal", 0, False)
     m.check()
 
 
@@ -202,5 +203,5 @@ def test_mthp_orders_get_lists_of_their_own():
     assert m.stats()["PCP_REFILL"] == 1          # order 4 now goes through the pcp
     m.free_pages(p, 4)
     assert p in m.pcp_list("Normal", 0, 13)
-    assert m._core.pcp_alloc_size == 320         # 32 + 17 * 16 = 304, rounded to a cacheline
+    assert m.pcp_alloc_size == 320         # 32 + 17 * 16 = 304, rounded to a cacheline
     m.check()

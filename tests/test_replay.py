@@ -1,12 +1,10 @@
 import io
-import json
 import pathlib
 
 import numpy as np
 import pytest
 
 import pcpemu
-from pcpemu.tools import cli
 from pcpemu.kernel.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN,
                             read_event_batches)
 from pcpemu.machine import Machine
@@ -209,54 +207,3 @@ def test_emitted_trace_reads_back_as_the_replayed_stream(capture_replay):
     assert again.skipped["free_before_trace"] == 0 and again.missing_frees == 0
     for key in ("refill_blocks_by_order", "drained_pages", "zone_lock", "pcp_hit", "pcp_miss"):
         assert again.policies["single"]["total"][key] == r.policies["single"]["total"][key]
-
-
-def run_cli(capsys, *argv):
-    code = cli.main(["replay", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_json(capsys, tmp_path):
-    trace = tmp_path / "tiny.txt"
-    trace.write_bytes(tiny_trace())
-    code, out, _ = run_cli(capsys, str(trace), "--zones", "Normal=65536", "--cpus", "1",
-                           "--policies", "single,split", "--json")
-    assert code == cli.EXIT_OK
-    doc = json.loads(out)
-    assert doc["command"] == "replay" and doc["pcpemu_schema"] == cli.JSON_SCHEMA
-    assert set(doc["policies"]) == {"single", "split"}
-    assert doc["policies"]["split"]["per_cpu"][0]["traced"]["drained_pages"] == 75
-    assert doc["skipped"]["free_batched"] == 60
-
-
-def test_cli_text_emit_trace_and_zoneinfo(capsys, tmp_path):
-    trace = tmp_path / "tiny.txt"
-    trace.write_bytes(tiny_trace())
-    emitted = tmp_path / "emu.txt"
-    code, out, _ = run_cli(capsys, str(trace), "--zoneinfo", str(DATA / "zoneinfo-2cpu.txt"),
-                           "--emit-trace", str(emitted), "--no-progress")
-    assert code == cli.EXIT_OK
-    assert "replayed 60 allocations and 60 frees" in out
-    assert "note: zone Normal: pcp batch 31" in out
-    kinds = [e["kind"] for e in read_event_batches(emitted, strict=True) for e in e]
-    assert kinds.count(MM_PAGE_ALLOC) == 60 and kinds.count(MM_PAGE_FREE) == 60
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--cpus", "0"], "cpus: 0 is outside"),
-    (["--zones", "DMA:3"], "--zones: cannot read"),
-    (["--zones", "Movable=4096"], "unknown zone 'Movable'"),
-    (["--policies", "single,split", "--emit-trace", "x.txt"], "give one policy"),
-    (["--zoneinfo", str(DATA / "zoneinfo-2cpu.txt"), "--cpus", "2"], "drop --cpus"),
-])
-def test_cli_bad_options_fail_before_any_work(capsys, tmp_path, argv, message):
-    code, out, err = run_cli(capsys, str(tmp_path / "never-read.txt"), *argv)
-    assert code == cli.EXIT_ERROR and message in err and out == ""
-
-
-def test_cli_errors_are_json_under_json(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, str(tmp_path / "missing.txt"), "--cpus", "1", "--json")
-    assert code == cli.EXIT_ERROR
-    doc = json.loads(out)
-    assert doc["error"]["type"] == "TraceFormatError" and "cannot read trace" in doc["error"]["message"]

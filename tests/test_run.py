@@ -16,14 +16,15 @@ def test_run_matches_the_python_entry_points():
     ops = wl.mixed(3000, live=64, cpus=(0, 1), seed=5)
     a, b = small(), small()
     res = a.run(ops)
+    slots = {}                  # b's own slot table: slot -> pfn, -1 after a failed allocation
     for i, op in enumerate(ops):
         if op["op"] == wl.OP_ALLOC:
             pfn = b.alloc_pages(int(op["gfp"]), int(op["order"]), int(op["cpu"]))
             assert (pfn if pfn is not None else -1) == res.results[i]
-            b._slots[op["slot"]] = -1 if pfn is None else pfn
-        elif b._slots[op["slot"]] >= 0:
-            b.free_pages(int(b._slots[op["slot"]]), int(op["order"]), int(op["cpu"]))
-            b._slots[op["slot"]] = -1
+            slots[op["slot"]] = -1 if pfn is None else pfn
+        elif slots[op["slot"]] >= 0:
+            b.free_pages(int(slots[op["slot"]]), int(op["order"]), int(op["cpu"]))
+            slots[op["slot"]] = -1
     assert a.buddyinfo() == b.buddyinfo()
     sa, sb = a.stats(), b.stats()
     assert sa["ZONE_LOCK"] == sb["ZONE_LOCK"] and sa["PCP_REFILL_PAGES"] == sb["PCP_REFILL_PAGES"]

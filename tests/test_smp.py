@@ -137,7 +137,7 @@ def test_per_type_pcp_is_allocated_at_its_size():
     # 15 lists: offsetof(lists) 32 + 15 * 16 = 272 bytes -> 5 cachelines.
     from pcpemu.machine import Machine
     m = Machine(smp.smp_config("per-type", 2))
-    assert m._core.pcp_alloc_size == 320
+    assert m.pcp_alloc_size == 320
     r = smp.run_virtual(smp.smp_config("per-type", 4), smp.cpu_streams("mixed", 4, 500, 0), warmup=64)
     assert r["ops"] == 2000                 # the 64-block fill is warm-up
 
@@ -147,20 +147,6 @@ def test_calibrate_costs_measures_this_machine():
     assert isinstance(costs, smp.CostModel)
     assert costs.op > 0
     assert (costs.page, costs.zone_lines) == (smp.CostModel().page, smp.CostModel().zone_lines)
-
-
-def test_cli_bench_json(capsys):
-    import json
-
-    from pcpemu.tools import cli
-    rc = cli.main(["bench", "--cpus", "1,2", "--ops", "100", "--workloads", "thp,mixed", "--json"])
-    doc = json.loads(capsys.readouterr().out)
-    assert rc == cli.EXIT_OK and doc["command"] == "bench"
-    rows = {(r["workload"], r["cpus"]): r for r in doc["comparison"]}
-    assert rows[("thp", 2)]["verdict"].startswith("same pcp cachelines touched per op")
-    assert len(doc["cells"]) == 2 * 2 * 2
-    assert cli.main(["bench", "--policies", "double", "--json"]) == cli.EXIT_ERROR
-    assert "unknown THP-list policy" in capsys.readouterr().out
 
 
 def test_two_cpus_with_batch_1_by_hand():

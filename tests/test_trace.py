@@ -69,10 +69,10 @@ def test_frees_fire_before_the_drain_they_cause():
 def test_buddy_path_refill_flag_follows_the_kernel():
     m2 = machine()
     m2.alloc_pages(KERNEL, 0)
-    m2._core.set_pcp_locked(2, 0, True)      # the trylock fails: order 0 goes to rmqueue_buddy
+    m2.set_pcp_locked("Normal", 0, True)      # the trylock fails: order 0 goes to rmqueue_buddy
     with m2.tracing() as t2:
         m2.alloc_pages(KERNEL, 0)
-    m2._core.set_pcp_locked(2, 0, False)
+    m2.set_pcp_locked("Normal", 0, False)
     locked2 = kinds(t2, MM_PAGE_ALLOC_ZONE_LOCKED)
     # percpu_refill = pcp_allowed_order(order) && mt < MIGRATE_PCPTYPES, even off the pcp path.
     assert len(locked2) == 1 and locked2["percpu_refill"][0] == 1
@@ -152,10 +152,10 @@ def test_tracing_is_off_outside_its_block_and_does_not_nest():
     assert n > 0 and len(t.events) == n and len(t2.events) == 0
     with m.tracing():
         with pytest.raises(pcpemu.PcpemuError, match="trace is on"):
-            pcpemu._core.smp_set_threaded(m._core, True)
-    pcpemu._core.smp_set_threaded(m._core, True)
-    with pytest.raises(pcpemu.PcpemuError, match="single-threaded"):
-        with m.tracing():
-            pass
-    pcpemu._core.smp_set_threaded(m._core, False)
+            with m.threaded():
+                pass
+    with m.threaded():
+        with pytest.raises(pcpemu.PcpemuError, match="single-threaded"):
+            with m.tracing():
+                pass
     m.check()

@@ -15,7 +15,7 @@ def bare_pcp_loop(ops, Py_ssize_t nr_pages, int64_t[::1] slots):
     cdef int j, pindex
     if mem == NULL or posix_memalign(<void **>&pcp, 64, pcp_alloc_size(14, 64)) != 0:
         free(mem)
-        raise MemoryError("baseline")
+        raise_error(PE_NOMEM, "bare_pcp_loop")
     with nogil:
         INIT_LIST_HEAD(&free_list)
         for j in range(14):

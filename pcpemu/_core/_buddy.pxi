@@ -1,6 +1,10 @@
 # The buddy allocator under zone->lock: free lists, merging, splitting,
 # fallback and stealing (mm/page_alloc.c, v6.10). A "__" name means the caller
-# holds zone->lock.
+# holds zone->lock. pgdat.freelist_hygiene off selects the rules before
+# v6.10-rc1's freelist migratetype hygiene series (v6.6..v6.9, read in the
+# series' pre-images): cross-block merges keep each block's type, steals move
+# free pages before deciding, and a free list may hold pages of another
+# pageblock type.
 
 # fallbacks[] (mm/page_alloc.c): the two types each pcp type falls back to.
 cdef int fallbacks[3][2]
@@ -22,19 +26,25 @@ cdef inline void set_buddy_order(page *p, int order) noexcept nogil:
     p.flags = PG_buddy
 
 cdef inline void __add_to_free_list(page *p, zone *z, int order, int mt, bint tail) noexcept nogil:
+    lockdep_assert_held(z, "__add_to_free_list")
     cdef free_area *area = &z.free_area[order]
     if tail:
         list_add_tail(&p.lru, &area.free_list[mt])
     else:
         list_add(&p.lru, &area.free_list[mt])
     area.nr_free += 1
+    p.mt = <uint8_t>mt
 
-cdef inline void move_to_free_list(page *p, zone *z, int order, int old_mt, int new_mt) noexcept nogil:
+cdef inline void move_to_free_list(page *p, zone *z, int order, int new_mt) noexcept nogil:
+    # Unlike the kernel, the old list is not passed in: pcpemu keeps it in
+    # page.mt (with v6.10 rules it is always the pageblock's type).
     list_move_tail(&p.lru, &z.free_area[order].free_list[new_mt])
-    account_freepages(z, -(1 << order), old_mt)
+    account_freepages(z, -(1 << order), p.mt)
     account_freepages(z, 1 << order, new_mt)
+    p.mt = <uint8_t>new_mt
 
 cdef inline void __del_page_from_free_list(page *p, zone *z, int order) noexcept nogil:
+    lockdep_assert_held(z, "__del_page_from_free_list")
     list_del(&p.lru)
     p.flags &= ~PG_buddy
     p.private = 0
@@ -73,6 +83,7 @@ cdef void __free_one_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned l
 
     Caller holds zone->lock.
     """
+    lockdep_assert_held(z, "__free_one_page")
     cdef unsigned long buddy_pfn = 0
     cdef int buddy_mt
     cdef page *buddy
@@ -92,9 +103,11 @@ cdef void __free_one_page(cpu_state *cs, pglist_data *pgdat, page *p, unsigned l
             if mt != buddy_mt and (not migratetype_is_mergeable(mt) or not migratetype_is_mergeable(buddy_mt)):
                 break
         __del_page_from_free_list(buddy, z, order)
-        if buddy_mt != mt:
+        if buddy_mt != mt and pgdat.freelist_hygiene:
             # The buddy's block adopts the freeing block's type, so that a
-            # later expand() files the halves on the right lists.
+            # later expand() files the halves on the right lists. Before
+            # v6.10 the merged block went to mt's list, its second pageblock
+            # keeping its own type.
             set_pageblock_migratetype(cs, pgdat, buddy_pfn, mt)
         pfn = pfn & buddy_pfn
         p = pfn_to_page(pgdat, pfn)
@@ -127,6 +140,7 @@ cdef inline void page_del_and_expand(page *p, zone *z, int low, int high, int mt
 
 cdef page *__rmqueue_smallest(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt) noexcept nogil:
     """Take the smallest free block of type mt that fits (caller holds zone->lock)."""
+    lockdep_assert_held(z, "__rmqueue_smallest")
     cdef int o
     cdef page *p
     for o in range(order, NR_PAGE_ORDERS):
@@ -173,7 +187,7 @@ cdef bint boost_watermark(pglist_data *pgdat, zone *z) noexcept nogil:
     # Don't bother in zones too small to have whole pageblocks to spare.
     if PAGEBLOCK_NR_PAGES * 4 > z.managed_pages:
         return False
-    max_boost = z._watermark[2] * pgdat.watermark_boost_factor // 10000
+    max_boost = z._watermark[<int>WMARK_HIGH] * pgdat.watermark_boost_factor // 10000
     if max_boost == 0:
         return False
     max_boost = max(max_boost, PAGEBLOCK_NR_PAGES)
@@ -212,9 +226,11 @@ cdef bint prep_move_freepages_block(pglist_data *pgdat, zone *z, unsigned long p
     return True
 
 
-cdef int __move_freepages_block(pglist_data *pgdat, zone *z, unsigned long start, int old_mt,
-                                int new_mt) noexcept nogil:
-    # Move every free block of the pageblock at start to new_mt's lists.
+cdef int __move_freepages_block(pglist_data *pgdat, zone *z, unsigned long start, int new_mt) noexcept nogil:
+    lockdep_assert_held(z, "__move_freepages_block")
+    # Move every free block of the pageblock at start to new_mt's lists, from
+    # whichever list it is on (v6.9's move_freepages; with v6.10 rules that
+    # is always the block's old type).
     cdef unsigned long pfn = start, end = start + PAGEBLOCK_NR_PAGES
     cdef int order, moved = 0
     cdef page *p
@@ -224,19 +240,19 @@ cdef int __move_freepages_block(pglist_data *pgdat, zone *z, unsigned long start
             pfn += 1
             continue
         order = <int>p.private
-        move_to_free_list(p, z, order, old_mt, new_mt)
+        move_to_free_list(p, z, order, new_mt)
         pfn += 1UL << order
         moved += 1 << order
     return moved
 
 
 cdef int move_freepages_block(cpu_state *cs, pglist_data *pgdat, zone *z, unsigned long pfn,
-                              int old_mt, int new_mt) noexcept nogil:
+                              int new_mt) noexcept nogil:
     cdef unsigned long start
     cdef int moved
     if not prep_move_freepages_block(pgdat, z, pfn, &start, NULL, NULL):
         return -1
-    moved = __move_freepages_block(pgdat, z, start, old_mt, new_mt)
+    moved = __move_freepages_block(pgdat, z, start, new_mt)
     set_pageblock_migratetype(cs, pgdat, start, new_mt)
     return moved
 
@@ -282,7 +298,7 @@ cdef page *steal_suitable_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, p
         else:
             alike_pages = 0
         if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)):
-            __move_freepages_block(pgdat, z, start, block_mt, start_mt)
+            __move_freepages_block(pgdat, z, start, start_mt)
             set_pageblock_migratetype(cs, pgdat, start, start_mt)
             cs.item[<int>PGSTEAL_BLOCK] += 1
             return __rmqueue_smallest(cs, pgdat, z, order, start_mt)
@@ -296,39 +312,53 @@ cdef inline void page_del_and_expand_noentry(page *p, zone *z, int low, int high
     account_freepages(z, <long>expand(p, z, low, high, mt), mt)
 
 
-cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int start_mt,
-                              int alloc_flags) noexcept nogil:
-    """Steal from another migratetype, largest block first (__rmqueue_fallback)."""
-    cdef int current_order, min_order = order, fb = -1
-    cdef bint can_steal = False
-    cdef page *p
+cdef int find_largest_fallback(zone *z, int order, int start_mt, int alloc_flags, int *current_order_ret,
+                               bint *can_steal) noexcept nogil:
+    """The fallback list to steal from and its order, largest block first
+    (the search of __rmqueue_fallback); -1 when there is none."""
+    cdef int current_order, min_order = order, fb
     if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
-        min_order = PAGEBLOCK_ORDER
+        min_order = PAGEBLOCK_ORDER     # only whole free pageblocks may be stolen
     current_order = MAX_PAGE_ORDER
     while current_order >= min_order:
-        fb = find_suitable_fallback(&z.free_area[current_order], current_order, start_mt, False, &can_steal)
+        fb = find_suitable_fallback(&z.free_area[current_order], current_order, start_mt, False, can_steal)
         if fb == -1:
             current_order -= 1
             continue
-        if not can_steal and start_mt == MIGRATE_MOVABLE and current_order > order:
+        if not can_steal[0] and start_mt == MIGRATE_MOVABLE and current_order > order:
             # A movable request that cannot claim the block takes the
             # smallest suitable block instead, to fragment less.
             for current_order in range(order, NR_PAGE_ORDERS):
                 fb = find_suitable_fallback(&z.free_area[current_order], current_order, start_mt,
-                                            False, &can_steal)
+                                            False, can_steal)
                 if fb != -1:
                     break
-        p = get_page_from_free_area(&z.free_area[current_order], fb)
-        p = steal_suitable_fallback(cs, pgdat, z, p, current_order, order, start_mt, alloc_flags, can_steal)
-        cs.item[<int>PGALLOC_FALLBACK] += 1
-        trace_mm_page_alloc_extfrag(cs, pgdat, p, order, current_order, start_mt, fb)
-        return p
-    return NULL
+        current_order_ret[0] = current_order
+        return fb
+    return -1
+
+
+cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int start_mt,
+                              int alloc_flags) noexcept nogil:
+    """Steal from another migratetype, largest block first (__rmqueue_fallback, v6.10)."""
+    lockdep_assert_held(z, "__rmqueue_fallback")
+    cdef int current_order = 0
+    cdef bint can_steal = False
+    cdef int fb = find_largest_fallback(z, order, start_mt, alloc_flags, &current_order, &can_steal)
+    cdef page *p
+    if fb == -1:
+        return NULL
+    p = get_page_from_free_area(&z.free_area[current_order], fb)
+    p = steal_suitable_fallback(cs, pgdat, z, p, current_order, order, start_mt, alloc_flags, can_steal)
+    cs.item[<int>PGALLOC_FALLBACK] += 1
+    trace_mm_page_alloc_extfrag(cs, pgdat, p, order, current_order, start_mt, fb)
+    return p
 
 
 cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
                      int alloc_flags) noexcept nogil:
     """One block of the request's type, with the CMA balancing rule (__rmqueue)."""
+    lockdep_assert_held(z, "__rmqueue")
     cdef page *p
     # Balance movable allocations between regular and CMA areas: use CMA
     # first when more than half of the zone's free memory is CMA.
@@ -336,23 +366,25 @@ cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int 
         p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)
         if p != NULL:
             return p
-    p = __rmqueue_smallest(cs, pgdat, z, order, mt)
-    if p == NULL:
+    while True:
+        p = __rmqueue_smallest(cs, pgdat, z, order, mt)
+        if p != NULL:
+            return p
         if alloc_flags & ALLOC_CMA:
             p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)       # __rmqueue_cma_fallback
-        if p == NULL:
-            p = __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
-    return p
+            if p != NULL:
+                return p
+        if pgdat.freelist_hygiene:
+            return __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
+        # v6.9: the steal only moved free pages to mt's lists; take from them.
+        if not __rmqueue_fallback_v6_9(cs, pgdat, z, order, mt, alloc_flags):
+            return NULL
 
 
 cdef void reserve_highatomic_pageblock(cpu_state *cs, pglist_data *pgdat, page *p, int order,
                                        zone *z) noexcept nogil:
     """Turn the block of a successful high-order atomic allocation into a
-    highatomic reserve, up to about 1% of the zone (reserve_highatomic_pageblock).
-
-    Unlike the kernel, reserves are never given back: unreserve_highatomic_pageblock
-    runs from the reclaim paths, which pcpemu does not model.
-    """
+    highatomic reserve, up to about 1% of the zone (reserve_highatomic_pageblock)."""
     cdef unsigned long max_managed, pfn = page_to_pfn(pgdat, p)
     cdef int mt
     if z.managed_pages // 100 < PAGEBLOCK_NR_PAGES:
@@ -364,10 +396,61 @@ cdef void reserve_highatomic_pageblock(cpu_state *cs, pglist_data *pgdat, page *
     mt = get_pageblock_migratetype(pgdat, pfn)
     # Only blocks that can merge with others become reserves.
     if migratetype_is_mergeable(mt):
-        if order < PAGEBLOCK_ORDER:
-            if move_freepages_block(cs, pgdat, z, pfn, mt, MIGRATE_HIGHATOMIC) != -1:
+        if not pgdat.freelist_hygiene:
+            # v6.9: one pageblock whatever the order, its free pages moved along.
+            z.nr_reserved_highatomic += PAGEBLOCK_NR_PAGES
+            set_pageblock_migratetype(cs, pgdat, pfn, MIGRATE_HIGHATOMIC)
+            move_freepages_block(cs, pgdat, z, pfn, MIGRATE_HIGHATOMIC)
+        elif order < PAGEBLOCK_ORDER:
+            if move_freepages_block(cs, pgdat, z, pfn, MIGRATE_HIGHATOMIC) != -1:
                 z.nr_reserved_highatomic += PAGEBLOCK_NR_PAGES
         else:
             change_pageblock_range(cs, pgdat, pfn, order, MIGRATE_HIGHATOMIC)
             z.nr_reserved_highatomic += 1UL << order
     spin_unlock_zone(z)
+
+
+cdef bint unreserve_highatomic_pageblock(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac,
+                                         bint force) noexcept nogil:
+    """Give one highatomic pageblock back to the request's migratetype before an
+    allocation fails (unreserve_highatomic_pageblock). Without force, each zone
+    keeps one pageblock of reserve. True when a block was given back."""
+    cdef zone **zref = ac.zonelist
+    cdef zone *z
+    cdef page *p
+    cdef unsigned long pfn, size
+    cdef int order, mt, ret
+    while zref[0] != NULL:
+        z = zref[0]
+        zref += 1
+        if not force and z.nr_reserved_highatomic <= PAGEBLOCK_NR_PAGES:
+            continue
+        spin_lock_zone(cs, pgdat, z, LOCK_HIGHATOMIC)
+        for order in range(NR_PAGE_ORDERS):
+            p = get_page_from_free_area(&z.free_area[order], MIGRATE_HIGHATOMIC)
+            if p == NULL:
+                continue
+            pfn = page_to_pfn(pgdat, p)
+            mt = get_pageblock_migratetype(pgdat, pfn)
+            # A free page can sit on the highatomic list of a block already
+            # given back: count each block once.
+            if mt == MIGRATE_HIGHATOMIC:
+                size = PAGEBLOCK_NR_PAGES
+                if pgdat.freelist_hygiene:
+                    size = max(size, 1UL << order)
+                z.nr_reserved_highatomic -= min(size, z.nr_reserved_highatomic)
+            if not pgdat.freelist_hygiene:
+                # v6.9: retype the first pageblock, move every free page of it.
+                set_pageblock_migratetype(cs, pgdat, pfn, ac.migratetype)
+                ret = move_freepages_block(cs, pgdat, z, pfn, ac.migratetype)
+            elif order < PAGEBLOCK_ORDER:
+                ret = move_freepages_block(cs, pgdat, z, pfn, ac.migratetype)
+            else:
+                move_to_free_list(p, z, order, ac.migratetype)
+                change_pageblock_range(cs, pgdat, pfn, order, ac.migratetype)
+                ret = 1
+            if ret > 0:
+                spin_unlock_zone(z)
+                return True
+        spin_unlock_zone(z)
+    return False

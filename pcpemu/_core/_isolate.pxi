@@ -1,16 +1,8 @@
-# Migration, FOLL_PIN counts and pageblock isolation for pcpemu.migrate
+# Migration, FOLL_PIN counts and pageblock isolation for pcpemu.runs.migrate
 # (mm/migrate.c, mm/gup.c, mm/page_isolation.c, mm/page_alloc.c, v6.10).
-# Each def takes the Allocator first; pcpemu.migrate checks the arguments.
+# The binding (_allocator.pxi) checks the arguments and calls these.
 
-cdef enum:
-    ISO_EBUSY = 16
-    ISO_ENOMEM = 12
-    # GFP_TRANSHUGE (pcpemu.gfp): GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM.
-    GFP_TRANSHUGE_BITS = 0x1c24ca
-
-# has_unmovable_pages / contig-range blockers: why an in-use block cannot move.
-BLOCK_UNMOVABLE = 1
-BLOCK_PINNED = 2
+from libc.errno cimport EBUSY, ENOMEM
 
 
 cdef long block_head(pglist_data *pgdat, unsigned long pfn) noexcept nogil:
@@ -44,42 +36,6 @@ cdef inline unsigned long block_size(pglist_data *pgdat, page *p) noexcept nogil
     return 1
 
 
-def allocated_blocks(Allocator a):
-    """Every allocated block: (head pfns, orders, owners, pincounts, flags) as numpy arrays."""
-    cdef pglist_data *pgdat = &a.pgdat
-    cdef unsigned long pfn = 0
-    cdef page *p
-    heads, orders, owners, pins, flags = [], [], [], [], []
-    while pfn < pgdat.node_spanned_pages:
-        p = pfn_to_page(pgdat, pfn)
-        if p.flags & PG_allocated:
-            heads.append(pfn)
-            orders.append(p.order)
-            owners.append(p.owner)
-            pins.append(p._pincount)
-            flags.append(p.flags)
-        pfn += block_size(pgdat, p)
-    return (np.array(heads, dtype=np.int64), np.array(orders, dtype=np.int64),
-            np.array(owners, dtype=np.uint64), np.array(pins, dtype=np.int64), np.array(flags, dtype=np.int64))
-
-
-def allocated_head(Allocator a, unsigned long pfn):
-    """(order, owner, pincount, flags) of the allocated block headed at pfn, or None."""
-    cdef page *p
-    if pfn >= a.pgdat.node_spanned_pages:
-        return None
-    p = pfn_to_page(&a.pgdat, pfn)
-    if not (p.flags & PG_allocated):
-        return None
-    return p.order, p.owner, p._pincount, p.flags
-
-
-def pin_page(Allocator a, unsigned long pfn, int delta):
-    """Add delta to the head page's FOLL_PIN count (try_grab_folio / unpin_user_page)."""
-    cdef page *p = pfn_to_page(&a.pgdat, pfn)
-    p._pincount += delta
-
-
 cdef page *alloc_migration_target(cpu_state *cs, pglist_data *pgdat, page *src, unsigned int gfp,
                                   bint pin, int cpu) noexcept nogil:
     # alloc_migration_target: the caller's gfp for an order-0 source; for a
@@ -90,7 +46,7 @@ cdef page *alloc_migration_target(cpu_state *cs, pglist_data *pgdat, page *src, 
     cdef int order = src.order
     cdef alloc_context ac
     if order:
-        gfp = (gfp & ~(GFP_DIRECT_RECLAIM | GFP_KSWAPD_RECLAIM)) | GFP_TRANSHUGE_BITS | GFP_COMP
+        gfp = (gfp & ~(GFP_DIRECT_RECLAIM | GFP_KSWAPD_RECLAIM)) | GFP_TRANSHUGE | GFP_COMP
     if pin:
         gfp &= ~GFP_MOVABLE
     prepare_alloc_pages(pgdat, gfp, &ac)
@@ -113,15 +69,6 @@ cdef long migrate_folio(cpu_state *cs, pglist_data *pgdat, unsigned long src_pfn
     return <long>page_to_pfn(pgdat, dst)
 
 
-def migrate_block(Allocator a, unsigned long src_pfn, unsigned int gfp, bint pin, int cpu):
-    """migrate_pages of one allocated, unpinned block, inside memalloc_pin_save()
-    when pin; the new pfn, or -1 when no target (-ENOMEM)."""
-    cdef long new
-    with nogil:
-        new = migrate_folio(&a.pgdat.cpu[cpu], &a.pgdat, src_pfn, gfp, pin, cpu)
-    return new
-
-
 # ---- pageblock isolation (mm/page_isolation.c) ----
 
 cdef long has_unmovable_pages(pglist_data *pgdat, zone *z, unsigned long start, unsigned long end,
@@ -141,7 +88,7 @@ cdef long has_unmovable_pages(pglist_data *pgdat, zone *z, unsigned long start, 
         if head < 0:
             return <long>pfn        # a hole: PageReserved
         p = pfn_to_page(pgdat, <unsigned long>head)
-        if (p.flags & PG_allocated) and not (p.flags & PG_lru) and z.idx != 3:      # 3: ZONE_MOVABLE
+        if (p.flags & PG_allocated) and not (p.flags & PG_lru) and z.idx != ZONE_MOVABLE:
             return <long>pfn
         pfn = <unsigned long>head + block_size(pgdat, p)
     return -1
@@ -170,11 +117,11 @@ cdef void move_freepages_block_isolate(cpu_state *cs, pglist_data *pgdat, zone *
         if (p.flags & PG_buddy) and <int>p.private > PAGEBLOCK_ORDER and \
                 <unsigned long>big + (1UL << p.private) > start:
             order = <int>p.private
-            del_page_from_free_list(p, z, order, get_pageblock_migratetype(pgdat, <unsigned long>big))
+            del_page_from_free_list(p, z, order, p.mt)
             set_pageblock_migratetype(cs, pgdat, start, new_mt)
             split_large_buddy(cs, pgdat, z, <unsigned long>big, order)
             return
-    __move_freepages_block(pgdat, z, start, get_pageblock_migratetype(pgdat, start), new_mt)
+    __move_freepages_block(pgdat, z, start, new_mt)
     set_pageblock_migratetype(cs, pgdat, start, new_mt)
 
 
@@ -212,71 +159,49 @@ cdef void unset_migratetype_isolate(cpu_state *cs, pglist_data *pgdat, unsigned 
         set_pageblock_migratetype(cs, pgdat, start, migratetype)
         __free_one_page(cs, pgdat, p, start, z, PAGEBLOCK_ORDER, migratetype, False)
     else:
-        __move_freepages_block(pgdat, z, start, MIGRATE_ISOLATE, migratetype)
+        __move_freepages_block(pgdat, z, start, migratetype)
         set_pageblock_migratetype(cs, pgdat, start, migratetype)
     z.nr_isolate_pageblock -= 1
     spin_unlock_zone(z)
 
 
-def start_isolate_page_range(Allocator a, unsigned long start, unsigned long end, int migratetype, int cpu):
+cdef long start_isolate_page_range(cpu_state *cs, pglist_data *pgdat, unsigned long start, unsigned long end,
+                                   int migratetype) noexcept nogil:
     """Isolate every pageblock of [start, end) (start_isolate_page_range).
-
-    :return: -1, or the pfn that made a block refuse; then nothing stays isolated.
-    """
-    cdef cpu_state *cs = &a.pgdat.cpu[cpu]
+    Returns -1, or the pfn that made a block refuse; then nothing stays isolated."""
     cdef unsigned long first = start & ~(PAGEBLOCK_NR_PAGES - 1), pfn = first
     cdef long bad = 0
-    with nogil:
-        while pfn < end:
-            bad = set_migratetype_isolate(cs, &a.pgdat, pfn, start, end, migratetype)
-            if bad:
-                break
-            pfn += PAGEBLOCK_NR_PAGES
+    while pfn < end:
+        bad = set_migratetype_isolate(cs, pgdat, pfn, start, end, migratetype)
         if bad:
-            while pfn > first:
-                pfn -= PAGEBLOCK_NR_PAGES
-                unset_migratetype_isolate(cs, &a.pgdat, pfn, migratetype)
+            break
+        pfn += PAGEBLOCK_NR_PAGES
+    if bad:
+        while pfn > first:
+            pfn -= PAGEBLOCK_NR_PAGES
+            unset_migratetype_isolate(cs, pgdat, pfn, migratetype)
     return bad - 1 if bad else -1
 
 
-def undo_isolate_page_range(Allocator a, unsigned long start, unsigned long end, int migratetype, int cpu):
+cdef void undo_isolate_page_range(cpu_state *cs, pglist_data *pgdat, unsigned long start, unsigned long end,
+                                  int migratetype) noexcept nogil:
     """Give every pageblock of [start, end) back its type (undo_isolate_page_range)."""
     cdef unsigned long pfn = start & ~(PAGEBLOCK_NR_PAGES - 1)
-    with nogil:
-        while pfn < end:
-            unset_migratetype_isolate(&a.pgdat.cpu[cpu], &a.pgdat, pfn, migratetype)
-            pfn += PAGEBLOCK_NR_PAGES
-
-
-def contig_range_blockers(Allocator a, unsigned long start, unsigned long end):
-    """In-use blocks of [start, end) migration cannot move: [(head, order, owner, BLOCK_*)]."""
-    cdef unsigned long pfn = start
-    cdef long head
-    cdef page *p
-    out = []
     while pfn < end:
-        head = block_head(&a.pgdat, pfn)
-        p = pfn_to_page(&a.pgdat, <unsigned long>head)
-        if p.flags & PG_allocated:
-            if p._pincount:
-                out.append((head, p.order, p.owner, BLOCK_PINNED))
-            elif not (p.flags & PG_lru):
-                out.append((head, p.order, p.owner, BLOCK_UNMOVABLE))
-        pfn = <unsigned long>head + block_size(&a.pgdat, p)
-    return out
+        unset_migratetype_isolate(cs, pgdat, pfn, migratetype)
+        pfn += PAGEBLOCK_NR_PAGES
 
 
-def alloc_contig_migrate_range(Allocator a, unsigned long start, unsigned long end, unsigned int gfp, int cpu):
+cdef int alloc_contig_migrate_range(cpu_state *cs, pglist_data *pgdat, unsigned long start, unsigned long end,
+                                    unsigned int gfp, int cpu, list moved):
     """Migrate the movable (LRU, unpinned) blocks out of [start, end), lowest
-    first (__alloc_contig_migrate_range). Unlike the kernel, which retries a
-    cluster of 32 pages 5 times before -EBUSY, migration stops at the first
-    pinned block. Returns (0 | -EBUSY | -ENOMEM, [(old pfn, new pfn), ...])."""
-    cdef pglist_data *pgdat = &a.pgdat
+    first (__alloc_contig_migrate_range), appending (old pfn, new pfn) to
+    moved. Unlike the kernel, which retries a cluster of 32 pages 5 times
+    before -EBUSY, migration stops at the first pinned block.
+    Returns 0, -EBUSY or -ENOMEM."""
     cdef unsigned long pfn = start
     cdef long head, new
-    cdef int ret = 0
     cdef page *p
-    moved = []
     while pfn < end:
         head = block_head(pgdat, pfn)
         p = pfn_to_page(pgdat, <unsigned long>head)
@@ -284,20 +209,17 @@ def alloc_contig_migrate_range(Allocator a, unsigned long start, unsigned long e
         if not (p.flags & PG_allocated) or not (p.flags & PG_lru):
             continue        # free, or not isolatable from the LRU: skipped
         if p._pincount:
-            ret = -ISO_EBUSY
-            break
-        new = migrate_folio(&pgdat.cpu[cpu], pgdat, <unsigned long>head, gfp, False, cpu)
+            return -EBUSY
+        new = migrate_folio(cs, pgdat, <unsigned long>head, gfp, False, cpu)
         if new < 0:
-            ret = -ISO_ENOMEM
-            break
+            return -ENOMEM
         moved.append((head, new))
-    return ret, moved
+    return 0
 
 
-def test_pages_isolated(Allocator a, unsigned long start, unsigned long end):
+cdef long test_pages_isolated(pglist_data *pgdat, unsigned long start, unsigned long end) noexcept nogil:
     """-1 if every pageblock of [start, end) is isolated and every page in it
     is free in the buddy, else the first pfn that is not (test_pages_isolated)."""
-    cdef pglist_data *pgdat = &a.pgdat
     cdef unsigned long pfn = start & ~(PAGEBLOCK_NR_PAGES - 1)
     cdef long head
     cdef page *p
@@ -348,43 +270,34 @@ cdef void claim_range(pglist_data *pgdat, unsigned long pfn, unsigned long end, 
         pfn += 1UL << order
 
 
-def isolate_freepages_range(Allocator a, unsigned long start, unsigned long end, uint64_t owner, int cpu):
+cdef void isolate_freepages_range(cpu_state *cs, pglist_data *pgdat, unsigned long start, unsigned long end,
+                                  uint64_t owner) noexcept nogil:
     """Take the free pages of the isolated range [start, end) for owner; the parts
     of free blocks outside the range stay free (isolate_freepages_range and the
     free-back of alloc_contig_range). The caller has checked test_pages_isolated."""
-    cdef pglist_data *pgdat = &a.pgdat
-    cdef cpu_state *cs = &pgdat.cpu[cpu]
     cdef zone *z = page_zone(pgdat, start)
     cdef unsigned long pfn = start, head, size
     cdef page *p
-    with nogil:
-        spin_lock_zone(cs, pgdat, z, LOCK_ISOLATION)
-        while pfn < end:
-            head = <unsigned long>block_head(pgdat, pfn)
-            p = pfn_to_page(pgdat, head)
-            size = 1UL << p.private
-            # Isolated free pages are not counted as free: nothing to account.
-            __del_page_from_free_list(p, z, <int>p.private)
-            free_isolated_range(cs, pgdat, z, head, start if head < start else head)
-            free_isolated_range(cs, pgdat, z, end, head + size if head + size > end else end)
-            pfn = head + size
-        claim_range(pgdat, start, end, owner)
-        spin_unlock_zone(z)
+    spin_lock_zone(cs, pgdat, z, LOCK_ISOLATION)
+    while pfn < end:
+        head = <unsigned long>block_head(pgdat, pfn)
+        p = pfn_to_page(pgdat, head)
+        size = 1UL << p.private
+        # Isolated free pages are not counted as free: nothing to account.
+        __del_page_from_free_list(p, z, <int>p.private)
+        free_isolated_range(cs, pgdat, z, head, start if head < start else head)
+        free_isolated_range(cs, pgdat, z, end, head + size if head + size > end else end)
+        pfn = head + size
+    claim_range(pgdat, start, end, owner)
+    spin_unlock_zone(z)
 
 
-def new_owner(Allocator a):
-    """A fresh owner token, as alloc_pages draws them."""
-    a.pgdat.next_owner += 1
-    return a.pgdat.next_owner - 1
-
-
-def free_contig_range(Allocator a, unsigned long start, unsigned long end, int cpu):
+cdef void free_contig_range(cpu_state *cs, pglist_data *pgdat, unsigned long start, unsigned long end,
+                            int cpu) noexcept nogil:
     """Free a range claimed by isolate_freepages_range block by block (free_contig_range)."""
-    cdef pglist_data *pgdat = &a.pgdat
     cdef unsigned long pfn = start
     cdef int order
-    with nogil:
-        while pfn < end:
-            order = pfn_to_page(pgdat, pfn).order
-            __free_pages(&pgdat.cpu[cpu], pgdat, pfn, order, cpu)
-            pfn += 1UL << order
+    while pfn < end:
+        order = pfn_to_page(pgdat, pfn).order
+        __free_pages(cs, pgdat, pfn, order, cpu)
+        pfn += 1UL << order

@@ -19,7 +19,6 @@
 #define PAGEBLOCK_ORDER		9
 #define PAGEBLOCK_NR_PAGES	(1UL << PAGEBLOCK_ORDER)
 #define PAGE_ALLOC_COSTLY_ORDER	3
-#define MAX_NR_ZONES		5	/* DMA, DMA32, Normal, Movable, Device */
 #define SMP_CACHE_BYTES		64
 #define MAX_PCP_LISTS		64	/* bound of the pindex tables, not of the kernel */
 
@@ -35,6 +34,25 @@ enum migratetype {
 };
 
 enum zone_stat_item { NR_FREE_PAGES, NR_FREE_CMA_PAGES, NR_VM_ZONE_STAT_ITEMS };
+
+/* enum zone_type (include/linux/mmzone.h) on x86_64: no HighMem */
+enum zone_type {
+	ZONE_DMA,
+	ZONE_DMA32,
+	ZONE_NORMAL,
+	ZONE_MOVABLE,
+	ZONE_DEVICE,
+	MAX_NR_ZONES
+};
+
+/* enum zone_watermarks: the indices of zone->_watermark[] */
+enum zone_watermarks {
+	WMARK_MIN,
+	WMARK_LOW,
+	WMARK_HIGH,
+	WMARK_PROMO,
+	NR_WMARK
+};
 
 /* zone->flags bits (enum zone_flags) */
 #define ZONE_BOOSTED_WATERMARK	(1UL << 0)
@@ -73,7 +91,11 @@ struct page {
 	int16_t cpu;			/* pcp CPU while PG_pcp */
 	uint8_t pindex;			/* pcp list while PG_pcp */
 	uint8_t order;			/* allocation order while PG_allocated */
-	uint8_t _pad[4];
+	uint8_t mt;			/* PG_buddy: the free list it is on; PG_pcp and
+					 * allocated: v6.9's pcppage migratetype
+					 * (page->index), set at free and by
+					 * __rmqueue_smallest */
+	uint8_t _pad[3];
 	uint64_t _reserved;
 };
 
@@ -104,7 +126,7 @@ struct cacheline_padding {
 } __attribute__((aligned(SMP_CACHE_BYTES)));
 
 struct zone {
-	unsigned long _watermark[4];	/* WMARK_MIN, LOW, HIGH, PROMO */
+	unsigned long _watermark[NR_WMARK];
 	unsigned long watermark_boost;
 	unsigned long nr_reserved_highatomic;
 	long lowmem_reserve[MAX_NR_ZONES];
@@ -226,6 +248,51 @@ struct pcpemu_trace {
 	int lost;		/* the buffer could not grow: events were dropped */
 };
 
+/* Op codes of an op stream (struct pcpemu_op, Machine.run). */
+enum pcpemu_opcode {
+	OP_ALLOC,
+	OP_FREE,
+	OP_DRAIN,
+	OP_DRAIN_ALL,
+	OP_DECAY,
+	NR_OPS
+};
+
+/*
+ * Why the core refused a request. Every check of an argument's meaning
+ * returns one of these; the binding's one table turns a code into its
+ * exception (pcpemu._core: raise_error).
+ */
+enum pcpemu_error {
+	PE_OK,
+	PE_BAD_PFN,		/* pfn outside the node */
+	PE_BAD_ORDER,		/* order outside 0..MAX_PAGE_ORDER */
+	PE_BAD_CPU,		/* cpu outside 0..nr_cpus-1 */
+	PE_BAD_OWNER,		/* owner token outside 1..2^64-1 */
+	PE_BAD_ZONE,		/* a zone that is not populated */
+	PE_BAD_MIGRATETYPE,	/* migratetype outside 0..MIGRATE_TYPES-1 */
+	PE_BAD_PINDEX,		/* pcp list outside 0..nr_pcp_lists-1 */
+	PE_DOUBLE_FREE,		/* free of a free block */
+	PE_NOT_ALLOCATED,	/* free of a pfn no allocation holds */
+	PE_TAIL_PAGE,		/* free of a pfn inside an allocated block */
+	PE_WRONG_ORDER,		/* free with another order than the allocation's */
+	PE_PINNED,		/* free of a pinned block */
+	PE_BAD_OP,		/* op stream: unknown op code */
+	PE_BAD_SLOT,		/* op stream: slot outside the slot table */
+	PE_SLOT_BUSY,		/* op stream: alloc into a slot that holds a block */
+	PE_SLOT_EMPTY,		/* op stream: free of a slot that holds none */
+	PE_FREE_ORDER,		/* op stream: free order differs from the slot's */
+	PE_BAD_STREAM,		/* op stream: not an OP_DTYPE array, or results too short */
+	PE_TRACE_ON,		/* a trace session is already on */
+	PE_TRACE_OFF,		/* no trace session is on */
+	PE_TRACE_THREADED,	/* a trace started while real threads run */
+	PE_THREADS_TRACED,	/* real threads started while a trace is on */
+	PE_TOO_MANY_LISTS,	/* more pcp lists than MAX_PCP_LISTS */
+	PE_BAD_COSTS,		/* smp cost vector of the wrong length */
+	PE_NOMEM,		/* the host is out of memory */
+	NR_PCPEMU_ERRORS
+};
+
 struct pglist_data {
 	struct zone *node_zones;	/* [MAX_NR_ZONES] */
 	struct page *mem_map;
@@ -239,6 +306,11 @@ struct pglist_data {
 	int pcp_batch_scale_max;
 	long watermark_boost_factor;
 	int pcp_cma;			/* MIGRATE_CMA is a pcp type (Android) */
+	int freelist_hygiene;		/* buddy rules of v6.10-rc1's freelist migratetype
+					 * hygiene series; 0: the rules before it (v6.9) */
+	int reclaim_progress;		/* direct reclaim makes progress (page cache to
+					 * reclaim); 0: it never does */
+	int kswapd_failures;		/* kswapd runs that reclaimed nothing */
 	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;
@@ -307,6 +379,30 @@ static inline void pcpemu_spin_unlock(volatile int *lock)
 {
 	__atomic_store_n(lock, 0, __ATOMIC_RELEASE);
 }
+
+/*
+ * lockdep_assert_held(&zone->lock) of the functions the kernel runs under
+ * zone->lock: checked in PCPEMU_DEBUG builds, free otherwise.
+ */
+#ifdef PCPEMU_DEBUG
+#include <stdio.h>
+#include <stdlib.h>
+#define PCPEMU_DEBUG_BUILD 1
+static inline void pcpemu_assert_locked(const volatile int *lock, const char *fn)
+{
+	if (!__atomic_load_n(lock, __ATOMIC_RELAXED)) {
+		fprintf(stderr, "pcpemu: BUG: %s() runs without zone->lock held\n", fn);
+		abort();
+	}
+}
+#else
+#define PCPEMU_DEBUG_BUILD 0
+static inline void pcpemu_assert_locked(const volatile int *lock, const char *fn)
+{
+	(void)lock;
+	(void)fn;
+}
+#endif
 
 _Static_assert(sizeof(struct page) == 64, "struct page mirror must be 64 bytes");
 _Static_assert(offsetof(struct page, lru) == 8, "page->lru at 8 as in the kernel");

@@ -9,9 +9,9 @@ cdef extern from "_kernel.h" nogil:
         PAGEBLOCK_ORDER
         PAGEBLOCK_NR_PAGES
         PAGE_ALLOC_COSTLY_ORDER
-        MAX_NR_ZONES
         MAX_PCP_LISTS
         CL_HIST
+        PCPEMU_DEBUG_BUILD
 
     enum migratetype:
         MIGRATE_UNMOVABLE
@@ -26,6 +26,59 @@ cdef extern from "_kernel.h" nogil:
     enum zone_stat_item:
         NR_FREE_PAGES
         NR_FREE_CMA_PAGES
+        NR_VM_ZONE_STAT_ITEMS
+
+    enum zone_type:
+        ZONE_DMA
+        ZONE_DMA32
+        ZONE_NORMAL
+        ZONE_MOVABLE
+        ZONE_DEVICE
+        MAX_NR_ZONES
+
+    enum zone_watermarks:
+        WMARK_MIN
+        WMARK_LOW
+        WMARK_HIGH
+        WMARK_PROMO
+        NR_WMARK
+
+    enum pcpemu_opcode:
+        OP_ALLOC
+        OP_FREE
+        OP_DRAIN
+        OP_DRAIN_ALL
+        OP_DECAY
+        NR_OPS
+
+    enum pcpemu_error:
+        PE_OK
+        PE_BAD_PFN
+        PE_BAD_ORDER
+        PE_BAD_CPU
+        PE_BAD_OWNER
+        PE_BAD_ZONE
+        PE_BAD_MIGRATETYPE
+        PE_BAD_PINDEX
+        PE_DOUBLE_FREE
+        PE_NOT_ALLOCATED
+        PE_TAIL_PAGE
+        PE_WRONG_ORDER
+        PE_PINNED
+        PE_BAD_OP
+        PE_BAD_SLOT
+        PE_SLOT_BUSY
+        PE_SLOT_EMPTY
+        PE_FREE_ORDER
+        PE_BAD_STREAM
+        PE_TRACE_ON
+        PE_TRACE_OFF
+        PE_TRACE_THREADED
+        PE_THREADS_TRACED
+        PE_TOO_MANY_LISTS
+        PE_BAD_COSTS
+        PE_NOMEM
+        NR_PCPEMU_ERRORS
 
     unsigned long ZONE_BOOSTED_WATERMARK
     unsigned long ZONE_RECLAIM_ACTIVE
@@ -53,9 +106,10 @@ cdef extern from "_kernel.h" nogil:
         int16_t cpu             # pcp CPU while PG_pcp
         uint8_t pindex          # pcp list while PG_pcp
         uint8_t order           # allocation order while PG_allocated
+        uint8_t mt              # free list of a PG_buddy block; v6.9's pcppage migratetype
 
     struct free_area:
-        list_head free_list[6]  # one list per migratetype
+        list_head free_list[MIGRATE_TYPES]  # one list per migratetype
         unsigned long nr_free   # free blocks of this order, all types
 
     ctypedef struct spinlock_t:
@@ -75,10 +129,10 @@ cdef extern from "_kernel.h" nogil:
         list_head lists[1]      # flexible array, NR_PCP_LISTS long
 
     struct zone:
-        unsigned long _watermark[4]
+        unsigned long _watermark[NR_WMARK]
         unsigned long watermark_boost
         unsigned long nr_reserved_highatomic
-        long lowmem_reserve[5]
+        long lowmem_reserve[MAX_NR_ZONES]
         per_cpu_pages **per_cpu_pageset
         int pageset_high_min
         int pageset_high_max
@@ -90,10 +144,10 @@ cdef extern from "_kernel.h" nogil:
         unsigned long present_pages
         unsigned long cma_pages
         int nr_isolate_pageblock
-        free_area free_area[11]
+        free_area free_area[NR_PAGE_ORDERS]
         unsigned long flags
         spinlock_t lock
-        long vm_stat[2]
+        long vm_stat[NR_VM_ZONE_STAT_ITEMS]
 
     enum pcpemu_item:
         ALLOC_FAILED
@@ -138,17 +192,17 @@ cdef extern from "_kernel.h" nogil:
 
     struct cpu_state:
         uint64_t touched                # pcp cachelines of the current op
-        uint64_t item[27]
-        uint64_t alloc[11][6]
-        uint64_t alloc_fail[11][6]
-        uint64_t free[11]               # blocks freed, by order
-        uint64_t pcp_hit[11]
-        uint64_t pcp_miss[11]
-        uint64_t pcp_refill_blocks[11]
-        uint64_t cma_pages_to[6]
-        uint64_t lock_site[6]
-        uint64_t lock_site_pages[6]
-        uint64_t cl_hist[3][65]       # ops by the number of lines they touched
+        uint64_t item[NR_PCPEMU_ITEMS]
+        uint64_t alloc[NR_PAGE_ORDERS][MIGRATE_TYPES]
+        uint64_t alloc_fail[NR_PAGE_ORDERS][MIGRATE_TYPES]
+        uint64_t free[NR_PAGE_ORDERS]   # blocks freed, by order
+        uint64_t pcp_hit[NR_PAGE_ORDERS]
+        uint64_t pcp_miss[NR_PAGE_ORDERS]
+        uint64_t pcp_refill_blocks[NR_PAGE_ORDERS]
+        uint64_t cma_pages_to[MIGRATE_TYPES]
+        uint64_t lock_site[NR_LOCK_SITES]
+        uint64_t lock_site_pages[NR_LOCK_SITES]
+        uint64_t cl_hist[NR_PCP_OPS][CL_HIST]   # ops by the number of lines they touched
         uint64_t owner_seq              # threaded mode: this CPU's owner tokens
 
     enum pcpemu_event_kind:
@@ -192,11 +246,14 @@ cdef extern from "_kernel.h" nogil:
         int pcp_batch_scale_max
         long watermark_boost_factor
         int pcp_cma
-        int8_t pindex[11][6]
-        uint8_t pindex_order[64]
+        int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
+        int reclaim_progress            # direct reclaim makes progress
+        int kswapd_failures             # kswapd runs that reclaimed nothing
+        int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES]
+        uint8_t pindex_order[MAX_PCP_LISTS]
         uint64_t next_owner
         int threaded                    # real threads run the op streams
-        zone *zonelists[5][6]           # populated zones from each highest_zoneidx down
+        zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1]   # populated zones from each highest_zoneidx down
         pcpemu_trace *trace             # NULL: tracepoints off
 
     struct alloc_context:
@@ -211,11 +268,12 @@ cdef extern from "_kernel.h" nogil:
     unsigned long pcpemu_spin_lock(int *lock)
     bint pcpemu_spin_trylock(int *lock)
     void pcpemu_spin_unlock(int *lock)
+    void pcpemu_assert_locked(const int *lock, const char *fn)
 
 
 # One operation of an op stream (Machine.run); OP_DTYPE mirrors it.
 cdef packed struct pcpemu_op:
-    uint8_t op          # OP_ALLOC, OP_FREE, OP_DRAIN, OP_DRAIN_ALL, OP_DECAY
+    uint8_t op          # enum pcpemu_opcode
     uint8_t order
     uint16_t cpu
     uint32_t gfp

@@ -1,4 +1,5 @@
-# include/linux/list.h and the page/pageblock helpers of include/linux/mm.h.
+# include/linux/list.h and the page/pageblock helpers of include/linux/mm.h
+# and include/linux/mmzone.h.
 
 cdef extern from *:
     int __builtin_ctzl(unsigned long) nogil
@@ -57,55 +58,9 @@ cdef inline void set_pageblock_migratetype(cpu_state *cs, pglist_data *pgdat, un
 cdef inline bint is_migrate_cma(int mt) noexcept nogil:
     return mt == MIGRATE_CMA
 
-cdef inline bint is_migrate_movable(int mt) noexcept nogil:
-    return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
-
 cdef inline bint migratetype_is_mergeable(int mt) noexcept nogil:
     return mt < MIGRATE_PCPTYPES
 
 cdef inline zone *page_zone(pglist_data *pgdat, unsigned long pfn) noexcept nogil:
     cdef uint8_t zi = pgdat.block_zone[pfn >> MAX_PAGE_ORDER]
     return NULL if zi == 0xff else &pgdat.node_zones[zi]
-
-# ---- locks ----
-# Unlike the kernel, a lock taken by the single-threaded executor is a plain
-# flag: nothing else runs, so a trylock fails only when a test or a modelled
-# remote drain holds the lock on purpose. With pgdat.threaded set (real
-# threads, pcpemu.smp) the locks are real spinlocks; the branch is predictable.
-
-cdef inline void spin_lock_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int site) noexcept nogil:
-    cdef unsigned long spins
-    if pgdat.threaded:
-        spins = pcpemu_spin_lock(&z.lock.locked)
-        if spins:
-            cs.item[<int>ZONE_LOCK_CONTENDED] += 1
-            cs.item[<int>ZONE_LOCK_SPINS] += spins
-    else:
-        z.lock.locked = 1
-    cs.item[<int>ZONE_LOCK] += 1
-    cs.lock_site[site] += 1
-
-cdef inline void spin_unlock_zone(zone *z) noexcept nogil:
-    # A release store: a plain store on x86, a barrier for the compiler.
-    pcpemu_spin_unlock(&z.lock.locked)
-
-cdef inline void count_locked_pages(cpu_state *cs, int site, long nr) noexcept nogil:
-    cs.item[<int>ZONE_LOCK_PAGES] += nr
-    cs.lock_site_pages[site] += nr
-
-# ---- pcp cachelines ----
-
-cdef inline void touch(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp,
-                       const void *addr) noexcept nogil:
-    # Record the cacheline of struct per_cpu_pages that addr lies on.
-    cdef size_t line = (<const char *>addr - <const char *>pcp) >> pgdat.cacheline_shift
-    cs.touched |= (<uint64_t>1) << (line & 63)
-
-cdef inline void pcp_op_begin(cpu_state *cs) noexcept nogil:
-    cs.touched = 0
-
-cdef inline int nr_lines(uint64_t bits) noexcept nogil:
-    return pcpemu_popcount(bits)
-
-cdef inline void pcp_op_end(cpu_state *cs, int op) noexcept nogil:
-    cs.cl_hist[op][nr_lines(cs.touched)] += 1

@@ -1,12 +1,17 @@
 # The allocator's entry points (mm/page_alloc.c, v6.10): watermark checks,
-# the zonelist walk, __alloc_pages with its fast path and the part of the slow
-# path that does not reclaim, and the free entry.
+# the zonelist walk, __alloc_pages with its fast and slow paths (kswapd's
+# boost reset, the reclaim outcome chosen by the config, no compaction or OOM
+# killer), and the free entry.
+
+cdef enum:
+    MAX_RECLAIM_RETRIES = 16
+
 
 cdef inline unsigned long wmark_pages(zone *z, int i) noexcept nogil:
     return z._watermark[i] + z.watermark_boost
 
 cdef inline unsigned long high_wmark_pages(zone *z) noexcept nogil:
-    return wmark_pages(z, 2)
+    return wmark_pages(z, WMARK_HIGH)
 
 cdef inline long __zone_watermark_unusable_free(zone *z, int order, int alloc_flags) noexcept nogil:
     cdef long unusable_free = (1L << order) - 1
@@ -72,7 +77,7 @@ cdef inline bint zone_watermark_fast(zone *z, int order, long mark, int highest_
     # __GFP_HIGH order-0 requests checking the min mark ignore the boost.
     if (order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and z.watermark_boost
             and (alloc_flags & ALLOC_WMARK_MASK) == 0):
-        return __zone_watermark_ok(z, order, z._watermark[0], highest_zoneidx, alloc_flags, free_pages)
+        return __zone_watermark_ok(z, order, z._watermark[<int>WMARK_MIN], highest_zoneidx, alloc_flags, free_pages)
     return False
 
 
@@ -104,11 +109,63 @@ cdef inline page *rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order,
         # A trylock failure or an empty refill falls through to the buddy.
         p = rmqueue_buddy(cs, pgdat, z, order, alloc_flags, mt)
     if (alloc_flags & ALLOC_KSWAPD) and (z.flags & ZONE_BOOSTED_WATERMARK):
-        # Unlike the kernel there is no kswapd to wake; it would reclaim and
-        # then drop the boost, so the boost is dropped here.
+        # A fallback boosted the watermark: wake kswapd for this zone.
         z.flags &= ~ZONE_BOOSTED_WATERMARK
-        z.watermark_boost = 0
+        wakeup_kswapd(pgdat, 0, z.idx)
     return p
+
+
+cdef bint pgdat_balanced(pglist_data *pgdat, int order, int highest_zoneidx) noexcept nogil:
+    # Does a zone up to highest_zoneidx meet its high mark at order (pgdat_balanced)?
+    cdef int i
+    cdef zone *z
+    cdef bint managed = False
+    for i in range(highest_zoneidx + 1):
+        z = &pgdat.node_zones[i]
+        if not z.managed_pages:
+            continue
+        managed = True
+        if zone_watermark_ok(z, order, high_wmark_pages(z), highest_zoneidx, 0):
+            return True
+    return not managed
+
+
+cdef void wakeup_kswapd(pglist_data *pgdat, int order, int highest_zoneidx) noexcept nogil:
+    """Wake kswapd for zones up to highest_zoneidx (wakeup_kswapd) and run it at
+    once (kswapd, balance_pgdat in mm/vmscan.c).
+
+    kswapd runs unless the node is hopeless (kswapd_failures) or balanced and
+    not boosted (pgdat_watermark_boosted); balance_pgdat ends by taking back
+    every boost it saw on zones 0..highest_zoneidx. With reclaim "none" each
+    run reclaims nothing and counts a failure, and kswapd runs again while the
+    node is unbalanced, until MAX_RECLAIM_RETRIES make the node hopeless; with
+    "progress" it reclaims, which pcpemu cannot see. Unlike the kernel, kswapd
+    runs synchronously inside the wake, and its zone->lock hold for the boost
+    is not counted: it runs on kswapd's CPU, not the caller's.
+    """
+    cdef int i
+    cdef zone *z
+    cdef bint boosted = False
+    if pgdat.kswapd_failures >= MAX_RECLAIM_RETRIES:
+        return
+    for i in range(highest_zoneidx + 1):
+        z = &pgdat.node_zones[i]
+        boosted |= z.managed_pages != 0 and z.watermark_boost != 0
+    if not boosted and pgdat_balanced(pgdat, order, highest_zoneidx):
+        return
+    for i in range(highest_zoneidx + 1):
+        pgdat.node_zones[i].watermark_boost = 0
+    if pgdat.reclaim_progress:
+        return
+    pgdat.kswapd_failures += 1
+    while pgdat.kswapd_failures < MAX_RECLAIM_RETRIES and not pgdat_balanced(pgdat, order, highest_zoneidx):
+        pgdat.kswapd_failures += 1
+
+
+cdef inline void wake_all_kswapds(pglist_data *pgdat, int order, const alloc_context *ac) noexcept nogil:
+    # One wakeup_kswapd per node of the zonelist: pcpemu has one node.
+    if ac.zonelist[0] != NULL:
+        wakeup_kswapd(pgdat, order, ac.highest_zoneidx)
 
 
 cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned int gfp, int mt,
@@ -128,6 +185,10 @@ cdef inline void prep_new_page(pglist_data *pgdat, page *p, int order, unsigned 
 
 cdef inline page *try_this_zone(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int alloc_flags,
                                 int mt, int cpu) noexcept nogil:
+    # Unlike the kernel, where try_this_zone is a goto label inside
+    # get_page_from_freelist, it is a function here (inlined all the same),
+    # and it does not call prep_new_page: __alloc_pages does, once, for
+    # whichever walk found the block.
     cdef page *p = rmqueue(cs, pgdat, z, order, alloc_flags, mt, cpu)
     if p != NULL and (alloc_flags & ALLOC_HIGHATOMIC):
         reserve_highatomic_pageblock(cs, pgdat, p, order, z)
@@ -175,12 +236,12 @@ cdef inline int gfp_migratetype(unsigned int gfp) noexcept nogil:
 
 cdef inline int gfp_zone(unsigned int gfp) noexcept nogil:
     if gfp & GFP_DMA:
-        return 0
+        return ZONE_DMA
     if gfp & GFP_DMA32:
-        return 1
+        return ZONE_DMA32
     if (gfp & GFP_MOVABLE) and (gfp & GFP_HIGHMEM):
-        return 3
-    return 2
+        return ZONE_MOVABLE
+    return ZONE_NORMAL
 
 cdef inline int gfp_to_alloc_flags_cma(unsigned int gfp, int alloc_flags) noexcept nogil:
     if gfp_migratetype(gfp) == MIGRATE_MOVABLE:
@@ -211,15 +272,85 @@ cdef void prepare_alloc_pages(pglist_data *pgdat, unsigned int gfp, alloc_contex
     ac.zonelist = pgdat.zonelists[ac.highest_zoneidx]
     ac.preferred_zone = ac.zonelist[0]
     ac.alloc_flags = gfp_to_alloc_flags_cma(gfp, ALLOC_WMARK_LOW) | (gfp & GFP_KSWAPD_RECLAIM)
-    if ac.preferred_zone != NULL and ac.preferred_zone.idx == 2:
-        ac.alloc_flags |= ALLOC_NOFRAGMENT      # preferred zone Normal, one node
+    if ac.preferred_zone != NULL and ac.preferred_zone.idx == ZONE_NORMAL:
+        ac.alloc_flags |= ALLOC_NOFRAGMENT      # one node: alloc_flags_nofragment
+
+
+cdef bint should_reclaim_retry(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
+                               int alloc_flags, int *no_progress_loops) noexcept nogil:
+    """Is another reclaim round worth it after one without progress
+    (should_reclaim_retry)? Before giving up, the highatomic reserve is given
+    back, whatever is left of it."""
+    cdef zone **zref = ac.zonelist
+    cdef zone *z
+    no_progress_loops[0] += 1
+    if no_progress_loops[0] <= MAX_RECLAIM_RETRIES:
+        # Would the request pass the min mark if every reclaimable page were
+        # freed? pcpemu's zones hold no reclaimable (LRU) pages.
+        while zref[0] != NULL:
+            z = zref[0]
+            zref += 1
+            if __zone_watermark_ok(z, order, wmark_pages(z, 0), ac.highest_zoneidx, alloc_flags,
+                                   z.vm_stat[<int>NR_FREE_PAGES]):
+                return True
+    return unreserve_highatomic_pageblock(cs, pgdat, ac, True)
+
+
+cdef page *__alloc_pages_direct_reclaim(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
+                                        int alloc_flags, int cpu, zone **zone_ret) noexcept nogil:
+    # Reclaim itself frees nothing pcpemu can see; with progress, a failed
+    # attempt gives back highatomic reserves, drains every pcp list and
+    # tries once more (__alloc_pages_direct_reclaim).
+    cdef page *p
+    if not pgdat.reclaim_progress:
+        return NULL
+    p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+    if p == NULL:
+        unreserve_highatomic_pageblock(cs, pgdat, ac, False)
+        # Unlike the kernel, real threads (smp threaded mode) skip the drain:
+        # they cannot take other CPUs' pcp locks, as drain_all ops cannot.
+        if not pgdat.threaded:
+            drain_all_pages(cs, pgdat, -1)
+            cs.item[<int>SLOWPATH_DRAIN] += 1
+        p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+    return p
 
 
 cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
                                  int cpu, zone **zone_ret) noexcept nogil:
-    # Out of line, as in the kernel: the fast path stays small.
+    """The slow path (__alloc_pages_slowpath): wake kswapd, retry at the min
+    mark, then reclaim as the config says.
+
+    Unlike the kernel: no direct compaction, no OOM killer, no __GFP_MEMALLOC
+    or PF_MEMALLOC reserves; reclaim that makes progress frees nothing pcpemu
+    can see, so such a request fails after its drained retry instead of
+    looping; __GFP_NOFAIL requests fail where the kernel would loop.
+    """
+    cdef unsigned int gfp = ac.gfp
+    cdef int alloc_flags = gfp_to_alloc_flags(gfp, order)
+    cdef int no_progress_loops = 0
+    cdef page *p
     cs.item[<int>SLOWPATH] += 1
-    return get_page_from_freelist(cs, pgdat, order, gfp_to_alloc_flags(ac.gfp, order), ac, cpu, zone_ret)
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(pgdat, order, ac)
+    p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+    while p == NULL:
+        # retry:
+        if alloc_flags & ALLOC_KSWAPD:
+            wake_all_kswapds(pgdat, order, ac)
+        p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
+        if p != NULL or not (gfp & GFP_DIRECT_RECLAIM):
+            break
+        p = __alloc_pages_direct_reclaim(cs, pgdat, ac, order, alloc_flags, cpu, zone_ret)
+        if p != NULL or (gfp & GFP_NORETRY):
+            break
+        if order > PAGE_ALLOC_COSTLY_ORDER and not (gfp & GFP_RETRY_MAYFAIL):
+            break
+        if pgdat.reclaim_progress:
+            break
+        if not should_reclaim_retry(cs, pgdat, ac, order, alloc_flags, &no_progress_loops):
+            break
+    return p
 
 
 cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int order,
@@ -237,6 +368,8 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
         cs.alloc_fail[order][mt] += 1
         trace_mm_page_alloc(cs, pgdat, NULL, order, ac.gfp, mt)
         return NULL
+    # Unlike the kernel, prep_new_page runs here rather than at try_this_zone:
+    # the state it sets is the same, and the owner token is at hand here.
     prep_new_page(pgdat, p, order, ac.gfp, mt, owner)
     cs.alloc[order][mt] += 1
     if z != ac.preferred_zone:
@@ -247,19 +380,6 @@ cdef inline page *__alloc_pages(cpu_state *cs, pglist_data *pgdat, const alloc_c
             cs.item[<int>CMA_TO_NONMOVABLE] += 1
     trace_mm_page_alloc(cs, pgdat, p, order, ac.gfp, mt)
     return p
-
-
-# Error codes of the checked entry points; _raise_code() turns them into exceptions.
-cdef enum:
-    PE_OK = 0
-    PE_BAD_PFN = 1
-    PE_BAD_ORDER = 2
-    PE_DOUBLE_FREE = 3
-    PE_NOT_ALLOCATED = 4
-    PE_WRONG_ORDER = 5
-    PE_TAIL_PAGE = 6
-    PE_PINNED = 7
-    PE_BAD_CPU = 8
 
 
 cdef int check_free(pglist_data *pgdat, unsigned long pfn, int order, unsigned long *head_ret) noexcept nogil:

@@ -65,8 +65,14 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
             count -= nr_pages
             pcp.count -= nr_pages
             moved += nr_pages
-            # The pageblock type is read now, as in v6.10.
-            mt = get_pageblock_migratetype(pgdat, pfn)
+            # v6.10 reads the pageblock type now; v6.9 used the type cached
+            # when the page reached the list (free_unref_page_prepare, or the
+            # free list a refill took it from), unless the zone had
+            # isolated pageblocks.
+            if pgdat.freelist_hygiene or z.nr_isolate_pageblock:
+                mt = get_pageblock_migratetype(pgdat, pfn)
+            else:
+                mt = p.mt
             trace_mm_page_pcpu_drain(cs, pgdat, pfn, order, mt)
             __free_one_page(cs, pgdat, p, pfn, z, order, mt, False)
             if count <= 0 or list_empty(lst):
@@ -230,7 +236,7 @@ cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone 
     high = nr_pcp_high(cs, pgdat, pcp, z, batch, free_high)
     if pcp.count >= high:
         free_pcppages_bulk(cs, pgdat, z, nr_pcp_free(pgdat, pcp, batch, high, free_high), pcp, pindex)
-        if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), 3, 0):
+        if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), ZONE_MOVABLE, 0):
             z.flags &= ~ZONE_BELOW_HIGH
 
 
@@ -253,6 +259,7 @@ cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, uns
         free_one_page(cs, pgdat, z, p, pfn, order, False)      # __free_pages_ok
         return
     mt = get_pageblock_migratetype(pgdat, pfn)
+    p.mt = <uint8_t>mt          # v6.9's set_pcppage_migratetype
     if mt >= MIGRATE_PCPTYPES:
         if mt == MIGRATE_ISOLATE:
             free_one_page(cs, pgdat, z, p, pfn, order, False)
@@ -272,8 +279,8 @@ cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, uns
 
 
 cdef void drain_pages_zone(cpu_state *cs, pglist_data *pgdat, int cpu, zone *z) noexcept nogil:
-    # Chunks of batch << 5 pages, count re-read under the lock each time
-    # (v6.10.3 and v6.11).
+    # Chunks of batch << CONFIG_PCP_BATCH_SCALE_MAX pages, count re-read
+    # under the lock each time (v6.10.3 and v6.11).
     cdef per_cpu_pages *pcp = z.per_cpu_pageset[cpu]
     cdef int count
     pcp_op_begin(cs)
@@ -282,7 +289,7 @@ cdef void drain_pages_zone(cpu_state *cs, pglist_data *pgdat, int cpu, zone *z) 
         pcp.lock.locked = 1
         count = pcp.count
         if count:
-            free_pcppages_bulk(cs, pgdat, z, min(count, pcp.batch << 5), pcp, 0)
+            free_pcppages_bulk(cs, pgdat, z, min(count, pcp.batch << pgdat.pcp_batch_scale_max), pcp, 0)
         pcp_spin_unlock(pcp)
         if not count:
             break

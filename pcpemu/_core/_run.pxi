@@ -1,45 +1,20 @@
 # The op-stream executor: validate the whole stream, then run it without the GIL.
-
-cdef enum:
-    OPE_BAD_OP = 1
-    OPE_BAD_CPU = 2
-    OPE_BAD_ORDER = 3
-    OPE_BAD_SLOT = 4
-    OPE_SLOT_BUSY = 5
-    OPE_SLOT_EMPTY = 6
-    OPE_FREE_ORDER = 7
-    OPE_NOMEM = 8
-
-_OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay")
-_OPE_TEXT = {OPE_BAD_OP: "unknown op code", OPE_BAD_CPU: "cpu out of range",
-             OPE_BAD_ORDER: f"order outside 0..{MAX_PAGE_ORDER}", OPE_BAD_SLOT: "slot out of range",
-             OPE_SLOT_BUSY: "alloc into a slot that holds a live allocation",
-             OPE_SLOT_EMPTY: "free of a slot that holds no allocation",
-             OPE_FREE_ORDER: "free order differs from the order the slot was allocated with",
-             OPE_NOMEM: "out of memory while validating"}
-
-
-def _op_name(int op):
-    return _OP_NAMES[op] if 0 <= op < NR_OPS else f"op{op}"
-
-
-def _op_error(int code):
-    return _OPE_TEXT[code]
-
+# (With slots disjoint per CPU, any interleaving of per-CPU streams keeps each
+# slot's alloc/free order, so smp validates their concatenation.)
 
 cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
     # Why validate_ops refused an op: the first rule it breaks, in this order.
     if op.op >= NR_OPS:
-        return OPE_BAD_OP
+        return PE_BAD_OP
     if op.cpu >= nr_cpus:
-        return OPE_BAD_CPU
+        return PE_BAD_CPU
     if op.order > MAX_PAGE_ORDER:
-        return OPE_BAD_ORDER
+        return PE_BAD_ORDER
     if <uint64_t>op.slot >= <uint64_t>nslots:
-        return OPE_BAD_SLOT
+        return PE_BAD_SLOT
     if op.op == OP_ALLOC:
-        return OPE_SLOT_BUSY
-    return OPE_SLOT_EMPTY if state[op.slot] == 0 else OPE_FREE_ORDER
+        return PE_SLOT_BUSY
+    return PE_SLOT_EMPTY if state[op.slot] == 0 else PE_FREE_ORDER
 
 
 cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, const int64_t *slots,
@@ -52,7 +27,7 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
     cdef const pcpemu_op *op
     if state == NULL:
         bad[0] = 0
-        return OPE_NOMEM
+        return PE_NOMEM
     for s in range(nslots):
         state[s] = 0 if slots[s] < 0 else 1 + pfn_to_page(pgdat, slots[s]).order
     for i in range(n):
@@ -148,19 +123,3 @@ cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_
         results[i] = run_op(pgdat, &ops[i], slots, &ac)
     if pgdat.trace != NULL:
         pgdat.trace.op = -1
-
-
-cdef int check_op_stream(Allocator a, ops, int64_t[::1] slots) except -1:
-    # Validate a whole stream before any op runs; raise naming the first bad
-    # op. (With slots disjoint per CPU, any interleaving of per-CPU streams
-    # keeps each slot's alloc/free order, so smp checks their concatenation.)
-    cdef const uint8_t[::1] raw = ops.view(np.uint8).reshape(-1)
-    cdef Py_ssize_t n = len(ops), bad = -1
-    cdef int code
-    with nogil:
-        code = validate_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], slots.shape[0], &bad)
-    if code:
-        op = ops[bad]
-        raise OpStreamError(f"op {bad} ({_op_name(int(op['op']))} cpu={int(op['cpu'])} order={int(op['order'])} "
-                            f"slot={int(op['slot'])}): {_op_error(code)}")
-    return 0

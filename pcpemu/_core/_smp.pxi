@@ -106,7 +106,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
     cdef vt_event e
     cdef const pcpemu_op *op
     cdef cpu_state *cs
-    cdef uint64_t acq0, pages0
+    cdef uint64_t acq0, pages0, drains0
     cdef int64_t i
     cdef alloc_context ac
     ac.zonelist = NULL          # prepared at the first allocation
@@ -126,6 +126,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         cs = &pgdat.cpu[op.cpu]
         acq0 = cs.item[<int>ZONE_LOCK]
         pages0 = cs.item[<int>ZONE_LOCK_PAGES]
+        drains0 = cs.item[<int>SLOWPATH_DRAIN]
         cs.touched = 0
         if pgdat.trace != NULL:
             pgdat.trace.op = i
@@ -137,7 +138,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
             remote = lines
             pcp_stolen[op.cpu] = 0
             remote_pcp[0] += lines
-        if op.op == OP_DRAIN_ALL:
+        if op.op == OP_DRAIN_ALL or cs.item[<int>SLOWPATH_DRAIN] != drains0:
             for c in range(pgdat.nr_cpus):
                 pcp_stolen[c] = c != op.cpu
         clock[cpu] = vt_price(cost, lk, op.cpu, clock[cpu], cs.item[<int>ZONE_LOCK] - acq0,
@@ -150,31 +151,29 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         pgdat.trace.op = -1
 
 
-def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] slots,
-                    const double[::1] cost):
-    """Run per-CPU op streams in virtual-time order; stream k is
-    ops[starts[k]:starts[k + 1]]. Returns (clock per stream, wait and hold per
-    op (-1: no zone->lock), results, remote zone lines, remote pcp lines)."""
+cdef tuple smp_run_virtual(pglist_data *pgdat, ops, const int64_t[::1] starts, int64_t[::1] slots,
+                           const double[::1] cost):
+    """Run per-CPU op streams, validated by the caller, in virtual-time order;
+    stream k is ops[starts[k]:starts[k + 1]]. Returns (clock per stream, wait
+    and hold per op (-1: no zone->lock), results, remote zone lines, remote
+    pcp lines)."""
     cdef int nr = starts.shape[0] - 1
     cdef Py_ssize_t n = len(ops)
     cdef const uint8_t[::1] raw
     cdef vt_lock lk
-    if cost.shape[0] != NR_COSTS:
-        raise PcpemuError(f"cost vector has {cost.shape[0]} entries, not {NR_COSTS}")
     clock = np.zeros(nr, dtype=np.float64)
     wait = np.full(n, -1.0)
     hold = np.full(n, -1.0)
     results = np.full(n, -1, dtype=np.int64)
     if n == 0:
         return clock, wait, hold, results, 0, 0
-    check_op_stream(a, ops, slots)
     raw = ops.view(np.uint8).reshape(-1)
     cdef double[::1] clock_v = clock, wait_v = wait, hold_v = hold
     cdef int64_t[::1] res_v = results
     cdef vt_event[::1] heap_v
     heap = np.zeros(nr, dtype=[("time", "f8"), ("cpu", "i4"), ("_pad", "i4")])
     pos = np.zeros(nr, dtype=np.int64)
-    stolen = np.zeros(a.pgdat.nr_cpus, dtype=np.uint8)
+    stolen = np.zeros(pgdat.nr_cpus, dtype=np.uint8)
     cdef int64_t[::1] pos_v = pos
     cdef uint8_t[::1] stolen_v = stolen
     cdef uint8_t[::1] heap_raw = heap.view(np.uint8)
@@ -184,23 +183,10 @@ def smp_run_virtual(Allocator a, ops, const int64_t[::1] starts, int64_t[::1] sl
     lk.holder = -1
     lk.remote_lines = 0
     with nogil:
-        vt_run(&a.pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
+        vt_run(pgdat, <const pcpemu_op *>&raw[0], &starts[0], nr, &slots[0], &cost[0], &clock_v[0],
                &wait_v[0], &hold_v[0], &res_v[0], &lk, <vt_event *>&heap_raw[0], &pos_v[0], &stolen_v[0],
                &remote_pcp)
     return clock, wait, hold, results, lk.remote_lines, remote_pcp
-
-
-def smp_validate(Allocator a, ops, int64_t[::1] slots):
-    """Check a concatenated op stream before threads run parts of it."""
-    if len(ops):
-        check_op_stream(a, ops, slots)
-
-
-def smp_set_threaded(Allocator a, bint on):
-    """Switch the locks to real spinlocks (real threads) or back to plain flags."""
-    if on and a.pgdat.trace != NULL:
-        raise PcpemuError("real threads cannot run while a trace is on: they would race on its buffer")
-    a.pgdat.threaded = on
 
 
 cdef extern from *:
@@ -228,8 +214,8 @@ cdef extern from *:
     double smp_monotonic() nogil
 
 
-def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate):
-    """Run one thread's stream, validated by smp_validate, without the GIL.
+cdef double smp_run_thread(pglist_data *pgdat, ops, int64_t[::1] slots, int64_t[::1] results, int[::1] gate):
+    """Run one thread's stream, validated by the caller, without the GIL.
 
     The thread counts itself in gate[0] and spins until gate[1] is set, so all
     threads start together; returns the CLOCK_MONOTONIC time it finished."""
@@ -240,7 +226,7 @@ def smp_run_thread(Allocator a, ops, int64_t[::1] slots, int64_t[::1] results, i
     with nogil:
         smp_gate_arrive_and_wait(&gate[0])
         if n:
-            run_ops(&a.pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
+            run_ops(pgdat, <const pcpemu_op *>&raw[0], n, &slots[0], &results[0])
         end = smp_monotonic()
     return end
 

@@ -94,31 +94,16 @@ def event_dtype():
 CORE_EVENT_DTYPE = event_dtype()
 
 
-def trace_start(Allocator a):
-    """Turn the tracepoints on with an empty buffer."""
+cdef int trace_start(pglist_data *pgdat) noexcept nogil:
+    """Turn the tracepoints on with an empty buffer; 0 or a PE_* code."""
     cdef pcpemu_trace *t
-    if a.pgdat.trace != NULL:
-        raise PcpemuError("a trace is already on; tracing sessions do not nest")
-    if a.pgdat.threaded:
-        raise PcpemuError("tracing needs a single-threaded run; real threads would race on the buffer")
+    if pgdat.trace != NULL:
+        return PE_TRACE_ON
+    if pgdat.threaded:
+        return PE_TRACE_THREADED
     t = <pcpemu_trace *>calloc(1, sizeof(pcpemu_trace))
     if t == NULL:
-        raise MemoryError("cannot allocate a trace")
+        return PE_NOMEM
     t.op = -1
-    a.pgdat.trace = t
-
-
-def trace_stop(Allocator a):
-    """Turn the tracepoints off; the events as a CORE_EVENT_DTYPE array."""
-    cdef pcpemu_trace *t = a.pgdat.trace
-    if t == NULL:
-        raise PcpemuError("no trace is on")
-    out = np.empty(t.len, dtype=CORE_EVENT_DTYPE)
-    cdef uint8_t[::1] raw = out.view(np.uint8).reshape(-1)
-    if t.len:
-        memcpy(&raw[0], t.ev, t.len * sizeof(pcpemu_event))
-    lost = t.lost
-    trace_free(&a.pgdat)
-    if lost:
-        raise MemoryError("the trace buffer could not grow: events were lost")
-    return out
+    pgdat.trace = t
+    return PE_OK

@@ -14,7 +14,8 @@ from typing import Any, Mapping
 from ..errors import ConfigError
 from .gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["KernelConfig", "PRESETS", "THP_LIST_POLICIES", "parse_size"]
+__all__ = ["BUDDY_RULES", "KernelConfig", "NOT_MODELLED", "PRESETS", "RECLAIM_OUTCOMES", "THP_LIST_POLICIES",
+           "parse_size"]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -39,6 +40,23 @@ THP_LIST_POLICIES = {
     "none": "THP off: order 9 never on a pcp list",
 }
 _MTHP_POLICIES = ("per-type", "single", "split")
+
+#: Buddy rules, named after the kernels that had them.
+BUDDY_RULES = {
+    # The freelist migratetype hygiene series (Johannes Weiner) merged in
+    # v6.10-rc1: type adoption on cross-block merges, move_freepages_block
+    # from a named old type, account_freepages in the list helpers, steals
+    # that claim a block before moving its pages.
+    "v6.10": "v6.10-rc1 and later: a free list holds only its pageblock type",
+    "v6.9": "v6.6..v6.9: steals move free pages before claiming, pcp pages keep a cached type",
+}
+
+#: What the slow path's direct reclaim achieves: real machines hold page cache,
+#: so reclaim makes progress; a machine without reclaimable pages never does.
+RECLAIM_OUTCOMES = {
+    "progress": "a failed retry after reclaim unreserves highatomic blocks, drains all pcp lists, retries once",
+    "none": "no drain; should_reclaim_retry loops, then force-unreserves the highatomic reserve",
+}
 
 # Smallest machine: mobility grouping is disabled below
 # pageblock_nr_pages * MIGRATE_TYPES pages (build_all_zonelists), which pcpemu
@@ -108,6 +126,8 @@ class KernelConfig:
     :param cache_slice: each CPU's slice of the data cache (default 2 MiB); when it
         exceeds 3 * batch pages the pcp gets PCPF_FREE_HIGH_BATCH
         (zone_pcp_update_cacheinfo).
+    :param buddy_rules: one of BUDDY_RULES.
+    :param reclaim: one of RECLAIM_OUTCOMES, what direct reclaim achieves.
     """
 
     memory: int = 8 << 18
@@ -127,6 +147,8 @@ class KernelConfig:
     numa: bool = True
     cacheline: int = 64
     cache_slice: int = 512
+    buddy_rules: str = "v6.10"
+    reclaim: str = "progress"
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -149,6 +171,9 @@ class KernelConfig:
         for flag in ("thp", "pcp_cma", "numa"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag}: expected True or False, got {getattr(self, flag)!r}")
+        for field, allowed in (("buddy_rules", BUDDY_RULES), ("reclaim", RECLAIM_OUTCOMES)):
+            if getattr(self, field) not in allowed:
+                raise ConfigError(f"{field}: {getattr(self, field)!r} is not one of {', '.join(allowed)}")
         if self.thp_lists not in THP_LIST_POLICIES:
             raise ConfigError(
                 f"thp_lists: {self.thp_lists!r} is not one of {', '.join(THP_LIST_POLICIES)}"
@@ -243,7 +268,8 @@ class KernelConfig:
     def preset(cls, name: str, **overrides: Any) -> "KernelConfig":
         """A config as the named kernel has it, with any field overridden.
 
-        :param name: one of PRESETS (``"v6.9"``, ``"v6.10"``, ``"v5.14"``, ``"android"``, ``"nothp"``).
+        :param name: one of PRESETS (``"v6.6"``, ``"v6.9"``, ``"v6.10-rc5"``, ``"v6.10"``, ``"v5.14"``,
+            ``"android"``, ``"nothp"``).
         """
         if name not in PRESETS:
             raise ConfigError(f"preset: unknown preset {name!r}; known: {', '.join(PRESETS)}")
@@ -251,6 +277,10 @@ class KernelConfig:
         fields.update(overrides)
         fields.setdefault("name", name)
         return cls(**fields)
+
+    def not_modelled(self) -> tuple[str, ...]:
+        """The rules of the named kernel that this config does not model."""
+        return NOT_MODELLED["*"] + NOT_MODELLED.get(self.name, ())
 
     def replace(self, **changes: Any) -> "KernelConfig":
         """A copy with some fields changed (validated again)."""
@@ -263,15 +293,83 @@ class KernelConfig:
         return d
 
 
-#: Kernel-version presets. Unlike the kernel, every preset uses the v6.10 buddy
-#: rules (freelist type == pageblock type, steal remainders on the block's own
-#: type, the pageblock type read at drain time rather than v6.9's cached
-#: pcppage migratetype) and v6.11's chunked drain_pages_zone; the presets
-#: differ in the pcp lists, which is what they are for.
+def parse_zones(spec: str, what: str = "zones") -> Any:
+    """KernelConfig.zones from its command-line form: ``x86_64``, ``normal``,
+    or managed pages per zone as ``DMA=3840,DMA32=N,Normal=N``.
+
+    :param what: the option the message names.
+
+    :raises ConfigError: for a list item without ``=``.
+    """
+    if spec in ("x86_64", "normal"):
+        return spec
+    pairs = [item.partition("=") for item in spec.split(",")]
+    if any(not sep for _, sep, _ in pairs):
+        raise ConfigError(f"{what}: cannot read {spec!r}; use e.g. DMA=3840,Normal=163840")
+    return {name.strip(): pages.strip() for name, _, pages in pairs}
+
+
+#: THP-list policy -> the preset of the kernel that has it ("android": the
+#: split lists plus CMA pcp lists of their own). The one table: the report,
+#: the seed-bug scenario and the contention runs each take the policies they
+#: support from it.
+POLICY_PRESETS: dict[str, str] = {"single": "v6.10-rc5", "split": "v6.10", "per-type": "v5.14", "none": "nothp",
+                                  "android": "android"}
+
+#: Kernel-version presets: each sets the THP lists and the buddy rules of the
+#: kernel it names. v6.10-rc5 stands for bf14ed81f571's parent: v6.10's rules
+#: with one THP list, the exact A/B of that commit against v6.10.
 PRESETS: dict[str, dict[str, Any]] = {
-    "v5.14": {"thp_lists": "per-type"},
-    "v6.9": {"thp_lists": "single"},
+    "v5.14": {"thp_lists": "per-type", "buddy_rules": "v6.9"},
+    "v6.6": {"thp_lists": "single", "buddy_rules": "v6.9"},
+    "v6.9": {"thp_lists": "single", "buddy_rules": "v6.9"},
+    "v6.10-rc5": {"thp_lists": "single"},
     "v6.10": {"thp_lists": "split"},
     "android": {"thp_lists": "split", "pcp_cma": True},
     "nothp": {"thp": False, "thp_lists": "none"},
+}
+
+_PRE_V6_10 = (
+    "page isolation (cma_alloc) splits free buddies the v6.10 way (move_freepages_block_isolate), "
+    "not with v6.9's isolate_single_pageblock",
+    "drain_pages_zone frees in chunks of batch << 5 re-reading pcp->count (v6.10, v6.10.3); "
+    "before v6.10 it freed the whole count at once",
+)
+_PRE_V6_7 = (
+    "pcp->high is auto-tuned between high_min and high_max with free_count, alloc_factor and "
+    "decay_pcp_high, which came in v6.7; this kernel had a fixed pcp->high and free_factor",
+)
+
+#: What each preset does not model; "*" applies to every config.
+NOT_MODELLED: dict[str, tuple[str, ...]] = {
+    "*": (
+        "no page reclaim, compaction or OOM killer: with reclaim='progress' a request fails after "
+        "its drained retry, where the kernel would keep reclaiming",
+        "kswapd reclaims nothing: it runs synchronously at the wake, takes back watermark boosts and, "
+        "with reclaim='none', gives up after MAX_RECLAIM_RETRIES runs as the kernel's does",
+        "no __GFP_MEMALLOC/PF_MEMALLOC reserves; __GFP_NOFAIL requests can fail",
+        "one node; zones without memblock reservations (managed == present == spanned)",
+        "the CMA area is released at boot by CPU 0, with every CPU online",
+    ),
+    "v5.14": _PRE_V6_7 + _PRE_V6_10 + (
+        "buddy rules are v6.9's, not checked against v5.14's own source (its cross-pageblock "
+        "merge test predates migratetype_is_mergeable)",
+    ),
+    "v6.6": _PRE_V6_7 + _PRE_V6_10 + (
+        "v6.6.0: 6.6.37 and later carry bf14ed81f571 (thp_lists='split')",
+    ),
+    "v6.9": _PRE_V6_10 + (
+        "v6.9.0: 6.9.8 and later carry bf14ed81f571 (thp_lists='split')",
+    ),
+    "v6.10-rc5": (
+        "drain_pages_zone re-reads pcp->count under the lock, a v6.10.3 fix",
+    ),
+    "v6.10": (
+        "drain_pages_zone re-reads pcp->count under the lock, a v6.10.3 fix",
+    ),
+    "android": (
+        "an Android common kernel only in its CMA pcp lists; vendor hooks and other ACK changes "
+        "are not modelled",
+    ),
+    "nothp": (),
 }

@@ -2,7 +2,7 @@
 
 Mirrors include/linux/gfp_types.h and include/linux/gfp.h (v6.10) for x86_64
 without CONFIG_KASAN_HW_TAGS (so __GFP_SKIP_KASAN is 0). The ALLOC_* flags of
-mm/internal.h live in the core (_core.pyx), the only code that uses them.
+mm/internal.h live in the compiled core, the only code that uses them.
 """
 
 from __future__ import annotations
@@ -113,6 +113,8 @@ def parse_gfp(gfp: str | int) -> int:
     :raises UnknownGfpError: for a name the kernel does not have, or bits above
         __GFP_ZEROTAGS, which depend on config options pcpemu does not model.
     """
+    if type(gfp) is str:            # the common case first: one type test, one cache hit
+        return _parse_gfp_text(gfp)
     if isinstance(gfp, bool) or not isinstance(gfp, (int, str)):
         raise UnknownGfpError(f"gfp must be a str or an int, not {type(gfp).__name__}")
     return _parse_gfp_text(gfp) if isinstance(gfp, str) else _checked_gfp(gfp)

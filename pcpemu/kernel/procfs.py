@@ -24,7 +24,7 @@ def buddyinfo(m: "Machine") -> str:
     """``/proc/buddyinfo``: free blocks per order of each populated zone (pcp pages excluded)."""
     lines = []
     for z in m.populated_zones:
-        nr_free = m._core.zone_state(z.idx)["nr_free"]
+        nr_free = m.zone_state(z.name)["nr_free"]
         lines.append(f"Node {NODE}, zone {z.name:>8} " + "".join(f"{n:6d} " for n in nr_free) + "\n")
     return "".join(lines)
 
@@ -34,7 +34,7 @@ def pagetypeinfo(m: "Machine") -> str:
     out = [f"Page block order: {PAGEBLOCK_ORDER}\n", f"Pages per block:  {PAGEBLOCK_NR_PAGES}\n", "\n"]
     out.append(f"{'Free pages count per migrate type at order':<43} " + "".join(f"{o:6d} " for o in range(11)) + "\n")
     for z in m.populated_zones:
-        lists = m._core.zone_state(z.idx)["free_lists"]
+        lists = m.zone_state(z.name)["free_lists"]
         for mt in range(MIGRATE_TYPES):
             cells = "".join((">" if n >= _PAGETYPEINFO_CAP else "") + f"{min(n, _PAGETYPEINFO_CAP):6d} "
                             for n in lists[:, mt])
@@ -64,7 +64,7 @@ def zoneinfo(m: "Machine") -> str:
     watermarks, sizes, protection, nr_free_pages, nr_free_cma and pagesets are exact."""
     out = []
     for z in m.zones:
-        st = m._core.zone_state(z.idx) if z.managed else None
+        st = m.zone_state(z.name) if z.managed else None
         boost = st["watermark_boost"] if st else 0
         free = st["nr_free_pages"] if st else 0
         out.append(f"Node {NODE}, zone {z.name:>8}")
@@ -86,7 +86,7 @@ def zoneinfo(m: "Machine") -> str:
         out.append("\n  pagesets")
         threshold = _stat_threshold(z.managed, m.config.cpus)
         for cpu in range(m.config.cpus):
-            pcp = m._core.pcp_state(z.idx, cpu)
+            pcp = m.pcp_state(z.name, cpu)
             out.append(f"\n    cpu: {cpu}"
                        f"\n              count: {pcp['count']}"
                        f"\n              high:  {pcp['high']}"

@@ -14,7 +14,11 @@ import math
 from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, KernelConfig
 from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["ZoneParams", "setup_zones", "zone_batchsize", "zone_highsize"]
+__all__ = ["NR_WMARK", "WMARK_HIGH", "WMARK_LOW", "WMARK_MIN", "WMARK_PROMO", "ZoneParams", "boot_pageset", "setup_zones",
+           "zone_batchsize", "zone_highsize"]
+
+# enum zone_watermarks: the indices of ZoneParams.watermark (zone->_watermark[]).
+WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO, NR_WMARK = range(5)
 
 # sysctl_lowmem_reserve_ratio[]: DMA, DMA32, Normal, Movable (Device unset).
 LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)
@@ -132,3 +136,19 @@ def setup_zones(cfg: KernelConfig) -> tuple[int, list[ZoneParams]]:
             high_max = zone_highsize(m, marks[i][1], batch, cfg.cpus, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
         zones.append(ZoneParams(i, ZONE_NAMES[i], start[i], m, m, cma, marks[i], reserve[i], batch, high_min, high_max))
     return kbytes, zones
+
+
+def boot_pageset(cfg: KernelConfig, zone: ZoneParams) -> tuple[int, int, int]:
+    """``(batch, high_min, high_max)`` of the CMA zone's pcps when cma_activate_area
+    frees the CMA pageblocks (core_initcall).
+
+    They were set by setup_per_cpu_pageset and the CPU-online callbacks
+    (zone_pcp_update) from the managed pages of that time, which do not yet
+    include CMA, and the low watermark, which init_per_zone_wmark_min only sets
+    at postcore_initcall (0 until then). vm.percpu_pagelist_high_fraction is a
+    sysctl applied after the initcalls, so the default fraction rules.
+    """
+    managed = zone.managed - zone.cma_pages
+    batch = max(1, zone_batchsize(managed))
+    return (batch, zone_highsize(managed, 0, batch, cfg.cpus, 0),
+            zone_highsize(managed, 0, batch, cfg.cpus, MIN_PERCPU_PAGELIST_HIGH_FRACTION))

@@ -9,23 +9,24 @@ Mirrors, on a Machine:
 * ``cma_alloc`` / ``alloc_contig_range`` with pageblock isolation (mm/cma.c,
   mm/page_alloc.c, mm/page_isolation.c).
 
-The page work runs in the core (``_isolate.pxi``); this module checks
-arguments, runs the loops and keeps the evidence.
+The page work runs in the core, reached through Machine's migration and
+isolation steps; this module checks what the loops need, runs them and keeps
+the evidence.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import weakref
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from .. import _core
 from ..errors import BadPfnError, InvariantError, NotAllocatedError, PcpemuError
-from ..kernel.gfp import GFP_FLAGS, MIGRATE_CMA, MIGRATE_ISOLATE, ZONE_MOVABLE, parse_gfp
-from ..machine import Machine
+from ..kernel.gfp import GFP_FLAGS, parse_gfp
+from ..machine import AllocatedBlock, Machine
 
 __all__ = [
     "CmaAllocResult",
@@ -44,7 +45,8 @@ __all__ = [
     "unpin_user_pages",
 ]
 
-EAGAIN, ENOMEM, EBUSY = 11, 12, 16
+# The kernel's return codes: Linux errno values, as the core returns them.
+ENOMEM, EBUSY = errno.ENOMEM, errno.EBUSY
 
 #: mtc.gfp_mask of migrate_longterm_unpinnable_pages.
 GFP_LONGTERM_PIN = GFP_FLAGS["GFP_USER"] | GFP_FLAGS["__GFP_NOWARN"]
@@ -53,18 +55,15 @@ GFP_CONTIG = GFP_FLAGS["GFP_USER"] | GFP_FLAGS["__GFP_MOVABLE"] | GFP_FLAGS["__G
 #: Rounds of the pin loop without fewer unpinnable pages before a livelock is declared.
 LIVELOCK_ROUNDS = 8
 
-PG_LRU = 1 << 4
-
 
 # ---- checks ----
 
-def _head(machine: Machine, pfn: int, what: str) -> tuple[int, int, int, int]:
-    """(order, owner, pincount, flags) of the allocated block headed at pfn."""
-    pfn = machine._pfn(pfn)
-    info = _core.allocated_head(machine._core, pfn)
-    if info is None:
+def _head(machine: Machine, pfn: int, what: str) -> AllocatedBlock:
+    """The allocated block headed at pfn."""
+    block = machine.allocated_block(pfn)
+    if block is None:
         raise NotAllocatedError(f"{what}: pfn {pfn:#x} is not the head of an allocated block")
-    return info
+    return block
 
 
 def _unique(pfns: Any, what: str) -> list[int]:
@@ -76,7 +75,7 @@ def _unique(pfns: Any, what: str) -> list[int]:
 
 
 def _in_cma(machine: Machine, pfn: int) -> bool:
-    return int(machine._core.pageblock_migratetype(pfn)) == MIGRATE_CMA
+    return machine.pageblock_migratetype(pfn) == "CMA"
 
 
 # ---- migration (mm/migrate.c) ----
@@ -98,18 +97,17 @@ def migrate_pages(machine: Machine, pfns: Any, gfp: int | str = GFP_LONGTERM_PIN
     :raises NotAllocatedError: a pfn is not an allocated head or is pinned; nothing moved.
     """
     mask = parse_gfp(gfp)
-    cpu = machine._cpu(cpu)
     pfns = _unique(pfns, "migrate_pages")
     for pfn in pfns:
-        if _head(machine, pfn, "migrate_pages")[2]:
+        if _head(machine, pfn, "migrate_pages").pincount:
             raise NotAllocatedError(f"migrate_pages: pfn {pfn:#x} is pinned; its refcount is not the expected one")
     moved, failed = {}, []
     for pfn in pfns:
-        new = _core.migrate_block(machine._core, pfn, mask, pin_context, cpu)
-        if new < 0:
+        new = machine.migrate_block(pfn, mask, pin_context=pin_context, cpu=cpu)
+        if new is None:
             failed.append(pfn)
         else:
-            moved[pfn] = int(new)
+            moved[pfn] = new
     return MigrateResult(moved, failed)
 
 
@@ -118,11 +116,9 @@ def migrate_pages(machine: Machine, pfns: Any, gfp: int | str = GFP_LONGTERM_PIN
 def folio_is_longterm_pinnable(machine: Machine, pfn: int) -> bool:
     """May the block at pfn stay pinned for long? Not in a CMA or isolated
     pageblock, not in ZONE_MOVABLE (folio_is_longterm_pinnable)."""
-    pfn = machine._pfn(pfn)
-    mt = int(machine._core.pageblock_migratetype(pfn))
-    if mt in (MIGRATE_CMA, MIGRATE_ISOLATE):
+    if machine.pageblock_migratetype(pfn) in ("CMA", "Isolate"):
         return False
-    return machine._core.zone_of_pfn(pfn) != ZONE_MOVABLE
+    return machine.page_zone(pfn) != "Movable"
 
 
 @dataclasses.dataclass
@@ -153,7 +149,7 @@ class PinResult:
 
 def _pin_all(machine: Machine, pages: list[int], delta: int) -> None:
     for pfn in pages:
-        _core.pin_page(machine._core, pfn, delta)
+        machine.pin_page(pfn, delta)
 
 
 def collect_longterm_unpinnable_pages(machine: Machine, pages: list[int]) -> list[int]:
@@ -172,7 +168,7 @@ def pin_user_pages(machine: Machine, pfns: Any, *, longterm: bool = True, cpu: i
 
     :raises NotAllocatedError: a pfn is not an allocated head; nothing pinned.
     """
-    cpu = machine._cpu(cpu)
+    cpu = machine.check_cpu(cpu, "pin_user_pages")        # before anything is pinned
     pages = _unique(pfns, "pin_user_pages")
     for pfn in pages:
         _head(machine, pfn, "pin_user_pages")
@@ -217,7 +213,7 @@ def pin_user_pages(machine: Machine, pfns: Any, *, longterm: bool = True, cpu: i
 
 def _pin_result(status: str, machine: Machine, pages: list[int], rounds: int, migrations: int, c2c: int,
                 c2n: int, landed: Counter[int], per_round: list[int]) -> PinResult:
-    pinned = [p for p in pages if _core.allocated_head(machine._core, p)[2]]
+    pinned = [p for p in pages if _head(machine, p, "pin_user_pages").pincount]
     return PinResult(status, pages, rounds, migrations, c2c, c2n,
                      sum(1 for p in pinned if _in_cma(machine, p)),
                      sorted(p for p, n in landed.items() if n > 1), per_round)
@@ -230,15 +226,12 @@ def unpin_user_pages(machine: Machine, pfns: Any) -> None:
     """
     pages = _unique(pfns, "unpin_user_pages")
     for pfn in pages:
-        if not _head(machine, pfn, "unpin_user_pages")[2]:
+        if not _head(machine, pfn, "unpin_user_pages").pincount:
             raise NotAllocatedError(f"unpin_user_pages: pfn {pfn:#x} is not pinned")
     _pin_all(machine, pages, -1)
 
 
 # ---- contiguous allocation (mm/page_alloc.c, mm/cma.c) ----
-
-BLOCKER_NAMES = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned"}
-
 
 @dataclasses.dataclass
 class ContigResult:
@@ -265,28 +258,25 @@ def alloc_contig_range(machine: Machine, start: int, end: int, *, cpu: int = 0) 
     On success ``blockers`` is empty and the range is allocated to one fresh owner.
     """
     lo, hi = _cma_range(machine)
-    cpu = machine._cpu(cpu)
     if not (isinstance(start, int) and isinstance(end, int) and lo <= start < end <= hi):
         raise BadPfnError(f"alloc_contig_range: [{start!r}, {end!r}) is not a range inside the CMA area "
                           f"[{lo:#x}, {hi:#x})")
-    a = machine._core
-    bad = _core.start_isolate_page_range(a, start, end, MIGRATE_CMA, cpu)
-    if bad >= 0:
-        return ContigResult(-EBUSY, {}, [{"pfn": int(bad), "order": 0, "why": "isolated"}])
-    machine._core.drain_all_pages(a.zone_of_pfn(start), cpu)
-    ret, pairs = _core.alloc_contig_migrate_range(a, start, end, GFP_CONTIG, cpu)
+    bad = machine.start_isolate_page_range(start, end, "CMA", cpu)
+    if bad is not None:
+        return ContigResult(-EBUSY, {}, [{"pfn": bad, "order": 0, "why": "isolated"}])
+    machine.drain_all_pages(machine.page_zone(start), cpu)
+    ret, moved = machine.alloc_contig_migrate_range(start, end, GFP_CONTIG, cpu)
     blockers: list[dict[str, Any]] = []
     if ret in (0, -EBUSY):
         # -EBUSY from migration falls through to the real test.
         ret = 0
-        if _core.test_pages_isolated(a, start, end) >= 0:
+        if machine.test_pages_isolated(start, end) is not None:
             ret = -EBUSY
-            blockers = [{"pfn": int(h), "order": int(o), "owner": int(w), "why": BLOCKER_NAMES[k]}
-                        for h, o, w, k in _core.contig_range_blockers(a, start, end)]
+            blockers = machine.contig_range_blockers(start, end)
         else:
-            _core.isolate_freepages_range(a, start, end, _core.new_owner(a), cpu)
-    _core.undo_isolate_page_range(a, start, end, MIGRATE_CMA, cpu)
-    return ContigResult(ret, {int(s): int(d) for s, d in pairs}, blockers)
+            machine.isolate_freepages_range(start, end, machine.new_owner(), cpu)
+    machine.undo_isolate_page_range(start, end, "CMA", cpu)
+    return ContigResult(ret, moved, blockers)
 
 
 @dataclasses.dataclass
@@ -342,7 +332,6 @@ def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0) -> 
     :raises PcpemuError: count or align out of range; the machine is unchanged.
     """
     lo, hi = _cma_range(machine)
-    cpu = machine._cpu(cpu)
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 < count <= hi - lo:
         raise PcpemuError(f"cma_alloc: count {count!r} must be 1..{hi - lo} pages (the CMA area)")
     if isinstance(align, bool) or not isinstance(align, (int, np.integer)) or not 0 <= align <= 30:
@@ -361,8 +350,7 @@ def cma_alloc(machine: Machine, count: int, align: int = 0, *, cpu: int = 0) -> 
         _compose(moved, res.moved)
         if res.ret == 0:
             used[pfn] = count
-            owner = _core.allocated_head(machine._core, pfn)[1]
-            return CmaAllocResult(pfn, int(owner), count, candidates, moved)
+            return CmaAllocResult(pfn, machine.block_owner(pfn), count, candidates, moved)
         if res.ret != -EBUSY:
             break
         last = max((b["pfn"] + (1 << b.get("order", 0)) for b in res.blockers), default=pfn + 1)
@@ -378,7 +366,7 @@ def cma_release(machine: Machine, pfn: int, count: int, *, cpu: int = 0) -> None
     used = _CMA_USED.setdefault(machine, {})
     if used.get(pfn) != count:
         raise NotAllocatedError(f"cma_release: [{pfn!r}, +{count!r}) is not a range cma_alloc returned")
-    _core.free_contig_range(machine._core, pfn, pfn + count, machine._cpu(cpu))
+    machine.free_contig_range(pfn, pfn + count, cpu)
     del used[pfn]
 
 
@@ -403,9 +391,9 @@ def check_tokens(machine: Machine, expected: dict[int, list[tuple[int, int]]]) -
     :raises InvariantError: naming the first block that is lost, doubled or misplaced.
     """
     machine.check()
-    heads, orders, owners, _, _ = _core.allocated_blocks(machine._core)
+    blocks = machine.allocated_blocks()
     seen: dict[int, list[tuple[int, int]]] = {}
-    for h, o, w in zip(heads.tolist(), orders.tolist(), owners.tolist()):
+    for h, o, w in zip(blocks["pfn"].tolist(), blocks["order"].tolist(), blocks["owner"].tolist()):
         seen.setdefault(int(w), []).append((int(h), int(o)))
     for owner, blocks in expected.items():
         if sorted(seen.get(owner, [])) != sorted(blocks):

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from ..kernel.config import MAX_PAGE_ORDER, KernelConfig
+from ..kernel.config import MAX_PAGE_ORDER, KernelConfig, parse_zones
 from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
@@ -464,3 +464,28 @@ def replay_text(result: ReplayResult) -> str:
         out += [_cpu_row(str(e["cpu"]), e, orders) for e in pol["per_cpu"]]
         out.append(_cpu_row("all", pol["total"], orders))
     return "\n".join(out) + "\n"
+
+
+def replay_configs(preset: str, policies: list[str] | None = None, *, zoneinfo: str | None = None,
+                   memory: str = "8G", cpus: int | None = None, zones: str | None = None, cma: str = "0",
+                   one_policy: bool = False) -> tuple[dict[str, KernelConfig], list[str]]:
+    """The machines of ``pcpemu replay``: one config per THP-list policy, from a
+    zoneinfo dump or from memory, CPUs and a zones spec (config.parse_zones).
+
+    :param policies: default the preset's own.
+    :param one_policy: refuse more than one policy (one machine's trace is written).
+    :return: (configs by policy, notes on boot values that differ from the dump's).
+    :raises ConfigError: for contradicting options, before any work.
+    """
+    if zoneinfo:
+        if cpus is not None or zones is not None:
+            raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
+        base, notes = config_from_zoneinfo(zoneinfo, preset, cma=cma)
+    else:
+        base = KernelConfig.preset(preset, memory=memory, zones=parse_zones(zones or "x86_64", "--zones"),
+                                   cpus=4 if cpus is None else cpus, cma=cma)
+        notes = []
+    policies = policies or [base.thp_lists]
+    if one_policy and len(policies) > 1:
+        raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
+    return {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}, notes

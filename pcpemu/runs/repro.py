@@ -26,18 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
-from ..kernel.config import KernelConfig, parse_size
+from ..kernel.config import POLICY_PRESETS, KernelConfig, parse_size
 from ..errors import ConfigError, InvariantError
 from ..kernel.gfp import MIGRATE_CMA
 from ..machine import Machine
-from .migrate import (PG_LRU, aligned_blocks, check_tokens, cma_alloc, cma_release, pin_user_pages,
-                      unpin_user_pages)
+from .migrate import aligned_blocks, check_tokens, cma_alloc, cma_release, pin_user_pages, unpin_user_pages
 
-__all__ = ["POLICY_PRESETS", "PolicyOutcome", "ReproResult", "repro", "run_policy"]
+__all__ = ["POLICIES", "PolicyOutcome", "ReproResult", "repro", "run_policy"]
 
-#: The kernel each policy name stands for.
-POLICY_PRESETS = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "android": "android"}
+#: The THP-list policies the scenario runs under (their kernels: config.POLICY_PRESETS).
+POLICIES = ("single", "split", "per-type", "android")
 
 THP_ORDER = 9
 THP_PAGES = 1 << THP_ORDER
@@ -152,7 +150,7 @@ class _Scenario:
     def alloc(self, gfp: str, order: int, owner: int | None = None) -> int | None:
         pfn = self.m.alloc_pages(gfp, order, cpu=self.cpu(), owner=owner)
         if pfn is not None:
-            owner = owner or int(_core.allocated_head(self.m._core, pfn)[1])
+            owner = owner or self.m.block_owner(pfn)
             self.owners.setdefault(owner, []).append((pfn, order))
         return pfn
 
@@ -175,7 +173,7 @@ class _Scenario:
         check_tokens(self.m, self.owners)
 
     def in_cma(self, pfn: int) -> bool:
-        return int(self.m._core.pageblock_migratetype(pfn)) == MIGRATE_CMA
+        return self.m.pageblock_migratetype(pfn) == "CMA"
 
 
 def _background(s: _Scenario, n: int) -> list[int]:
@@ -186,29 +184,28 @@ def _background(s: _Scenario, n: int) -> list[int]:
         order = _BACKGROUND_ORDERS[int(s.rng.integers(len(_BACKGROUND_ORDERS)))]
         pfn = s.alloc(gfp, order)
         if pfn is not None:
-            owners.append(int(_core.allocated_head(s.m._core, pfn)[1]))
+            owners.append(s.m.block_owner(pfn))
     for owner in owners[::2]:
         s.free_owner(owner)
     return owners[1::2]
 
 
 def _unmovable_in_cma(m: Machine) -> int:
-    heads, _, _, _, flags = _core.allocated_blocks(m._core)
-    types = m.pageblock_types()
-    in_cma = types[heads >> THP_ORDER] == MIGRATE_CMA
-    return int(np.count_nonzero(in_cma & ((flags & PG_LRU) == 0)))
+    blocks = m.allocated_blocks()
+    in_cma = m.pageblock_types()[blocks["pfn"] >> THP_ORDER] == MIGRATE_CMA
+    return int(np.count_nonzero(in_cma & ~blocks["lru"]))
 
 
 def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", cpus: int = 4, seed: int = 1,
                guest: int | str = "1G", cma_request: int | str | None = None, background: int = 2000,
                driver_thps: int = 8) -> PolicyOutcome:
-    """Run the scenario under one policy (a key of POLICY_PRESETS).
+    """Run the scenario under one policy (one of POLICIES).
 
     ``cma_request`` defaults to the whole CMA area: the driver the area was
     reserved for takes all of it.
     """
-    if policy not in POLICY_PRESETS:
-        raise ConfigError(f"policy {policy!r} is not one of {', '.join(POLICY_PRESETS)}")
+    if policy not in POLICIES:
+        raise ConfigError(f"policy {policy!r} is not one of {', '.join(POLICIES)}")
     t0 = time.perf_counter()
     s = _Scenario(policy, memory, cma, cpus, seed)
     m = s.m
@@ -220,16 +217,16 @@ def run_policy(policy: str, *, memory: int | str = "8G", cma: int | str = "4G", 
     bg = _background(s, background)
     s.check()
     # A THP user comes and goes: its freed THPs stay on the pcp lists.
-    churn = _core.new_owner(m._core)
+    churn = m.new_owner()
     for _ in range(max(1, guest_thps // 4)):
         s.alloc("GFP_TRANSHUGE", THP_ORDER, owner=churn)
     s.free_owner(churn)
     s.check()
-    guest_owner = _core.new_owner(m._core)
+    guest_owner = m.new_owner()
     guest_pfns = [p for p in (s.alloc("GFP_TRANSHUGE", THP_ORDER, owner=guest_owner) for _ in range(guest_thps))
                   if p is not None]
     in_cma_at_fault = sum(map(s.in_cma, guest_pfns))
-    driver = _core.new_owner(m._core)
+    driver = m.new_owner()
     for _ in range(driver_thps):
         s.alloc("GFP_KERNEL | __GFP_COMP", THP_ORDER, owner=driver)
     s.check()

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
-import time
 from typing import Any, Callable
 
 import numpy as np
 
-from .. import _core
 from . import workloads as wl
 from .workloads import cpu_streams   # the per-CPU streams are defined with the workloads
-from ..kernel.config import KernelConfig
+from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..errors import PcpemuError
-from ..machine import OP_DTYPE, Machine, _diff, _stats_dict
+from ..machine import OP_DRAIN_ALL, OP_DTYPE, OP_FREE, OP_ALLOC, Machine
 
 __all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "calibrate_costs", "calibration_check", "compare",
-           "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "verdict"]
+           "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "thread_sweep", "verdict"]
 
 #: page_bench03 on 4.6-rc1, cycles per alloc+free at 1 and 8 parallel CPUs
 #: (ANCHORS B2: lore 20160415144402.5fbe7a1e@redhat.com).
@@ -79,10 +76,9 @@ class CostModel:
 def smp_config(policy: str, cpus: int, memory: str = "8G") -> KernelConfig:
     """The config of a contention run: one Normal zone (so one zone->lock), a
     THP-list policy (``single``, ``split``, ``per-type`` or ``none``)."""
-    presets = {"single": "v6.9", "split": "v6.10", "per-type": "v5.14", "none": "nothp"}
-    if policy not in presets:
-        raise PcpemuError(f"unknown THP-list policy {policy!r}; known: {', '.join(presets)}")
-    return KernelConfig.preset(presets[policy], memory=memory, zones="normal", cpus=cpus)
+    if policy not in POLICIES:
+        raise PcpemuError(f"unknown THP-list policy {policy!r}; known: {', '.join(POLICIES)}")
+    return KernelConfig.preset(POLICY_PRESETS[policy], memory=memory, zones="normal", cpus=cpus)
 
 
 def _concat(streams: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,7 +97,7 @@ def _check_streams(machine: Machine, streams: list[np.ndarray]) -> None:
             raise PcpemuError(f"stream {k} has ops for another CPU; stream k must run on CPU k")
     if len(streams) > machine.config.cpus:
         raise PcpemuError(f"{len(streams)} streams for a machine of {machine.config.cpus} CPUs")
-    slot_sets = [set(np.unique(s["slot"][s["op"] <= 1]).tolist()) for s in streams]
+    slot_sets = [set(np.unique(s["slot"][(s["op"] == OP_ALLOC) | (s["op"] == OP_FREE)]).tolist()) for s in streams]
     for k, a in enumerate(slot_sets):
         for j in range(k):
             if a & slot_sets[j]:
@@ -161,11 +157,8 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.
         # The same slots array carries the warm-up's live blocks into the run.
         warm, wstarts, wslots = _concat([s[:warmup] for s in streams])
         slots = np.full(max(len(slots), len(wslots)), -1, dtype=np.int64)
-        _core.smp_run_virtual(m._core, warm, wstarts, slots, costs.as_array())
-    before = m._core.stats_array()
-    clock, wait, hold, _, remote_zone, remote_pcp = _core.smp_run_virtual(
-        m._core, ops, starts, slots, costs.as_array())
-    stats = _stats_dict(_diff(m._core.stats_array(), before))
+        m.run_virtual(warm, wstarts, slots, costs.as_array())
+    stats, (clock, wait, hold, _, remote_zone, remote_pcp) = m.run_virtual(ops, starts, slots, costs.as_array())
     if check:
         m.check()
     locked = wait >= 0
@@ -197,33 +190,10 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.
     """
     m = Machine(config, seed=seed)
     _check_streams(m, streams)
-    if any((s["op"] == 3).any() for s in streams):
+    if any((s["op"] == OP_DRAIN_ALL).any() for s in streams):
         raise PcpemuError("drain_all ops cannot run on real threads: they take other CPUs' pcp locks")
     ops, starts, slots = _concat(streams)
-    _core.smp_validate(m._core, ops, slots)
-    results = np.full(len(ops), -1, dtype=np.int64)
-    parts = [(ops[starts[k]:starts[k + 1]], results[starts[k]:starts[k + 1]]) for k in range(len(streams))]
-    gate = np.zeros(2, dtype=np.intc)
-    ends = [0.0] * len(parts)
-
-    def worker(k: int) -> None:
-        ends[k] = _core.smp_run_thread(m._core, parts[k][0], slots, parts[k][1], gate)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(parts))]
-    before = m._core.stats_array()
-    _core.smp_set_threaded(m._core, True)
-    try:
-        for t in threads:
-            t.start()
-        while gate[0] < len(threads):
-            time.sleep(0.0005)
-        t0 = _core.smp_gate_open(gate)
-        for t in threads:
-            t.join()
-    finally:
-        _core.smp_set_threaded(m._core, False)
-    wall = max(ends) - t0 if ends else 0.0
-    stats = _stats_dict(_diff(m._core.stats_array(), before))
+    stats, _, wall = m.run_threads(ops, starts, slots)
     m.check()
     out = _summary(stats, len(ops))
     out.update({
@@ -261,7 +231,7 @@ def calibration_check(ops_per_cpu: int = 2000, costs: CostModel | None = None) -
     return out
 
 
-#: THP-list policies a sweep may compare.
+#: THP-list policies a sweep may compare (their kernels: config.POLICY_PRESETS).
 POLICIES = ("single", "split", "per-type", "none")
 
 
@@ -298,6 +268,24 @@ def sweep(policies: list[str], cpus: list[int], workloads: list[Any], ops_per_cp
                     cells.append(r)
                     if progress:
                         progress(len(cells), total, f"{w.name} cpus={n} seed={s} {p}")
+    return cells
+
+
+def thread_sweep(policies: list[str], counts: list[int], workloads: list[str], ops_per_thread: int,
+                 seed: int = wl.DEFAULT_SEED, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+    """run_threads() of every (workload, policy, thread count) cell, wall clock.
+
+    :param progress: called as progress(done, total, label) after each cell.
+    """
+    total, cells = len(workloads) * len(policies) * len(counts), []
+    for w in workloads:
+        for p in policies:
+            for n in counts:
+                r = run_threads(smp_config(p, n), cpu_streams(w, n, ops_per_thread, seed))
+                r.update(workload=w, policy=p)
+                cells.append(r)
+                if progress:
+                    progress(len(cells), total, f"threads {w} {p} n={n}")
     return cells
 
 

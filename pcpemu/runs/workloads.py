@@ -19,20 +19,15 @@ import numpy as np
 
 from ..errors import OpStreamError
 from ..kernel.gfp import MIGRATE_MOVABLE, gfp_migratetype, parse_gfp, show_gfp_flags
+from ..machine import OP_ALLOC, OP_DECAY, OP_DRAIN, OP_DRAIN_ALL, OP_DTYPE, OP_FREE
 
-__all__ = ["DEFAULT_SEED", "NONMOVABLE_SHARES", "OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_FREE",
-           "WORKLOADS", "Workload", "alloc_free_pairs", "churn", "cpu_streams", "from_capture", "get", "make_ops",
-           "mixed", "order0_churn", "thp_fault_free", "thp_mix", "warmup_ops"]
-
-OP_ALLOC, OP_FREE, OP_DRAIN, OP_DRAIN_ALL, OP_DECAY = 0, 1, 2, 3, 4
+# The op codes and OP_DTYPE are the core's (pcpemu.machine re-exports them).
+__all__ = ["DEFAULT_SEED", "NONMOVABLE_SHARES", "OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE",
+           "OP_FREE", "WORKLOADS", "Workload", "alloc_free_pairs", "churn", "cpu_streams", "from_capture", "get",
+           "make_ops", "mixed", "order0_churn", "thp_fault_free", "thp_mix", "warmup_ops"]
 
 #: The seed every verb and generator uses when none is given.
 DEFAULT_SEED = 1
-
-# The dtype is struct pcpemu_op; defined here too so generators need no build.
-OP_DTYPE = np.dtype({"names": ["op", "order", "cpu", "gfp", "slot"],
-                     "formats": ["u1", "u1", "<u2", "<u4", "<i8"],
-                     "offsets": [0, 1, 2, 4, 8], "itemsize": 16})
 
 
 def make_ops(n: int) -> np.ndarray:

@@ -70,36 +70,6 @@ def _add_replay(sub: Any) -> None:
     p.set_defaults(func=_cmd_replay)
 
 
-def _replay_configs(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from ..kernel.config import THP_LIST_POLICIES, KernelConfig
-    from ..errors import ConfigError
-    from ..runs.replay import config_from_zoneinfo
-
-    extra = {"cma": args.cma}
-    if args.zoneinfo:
-        if args.cpus is not None or args.zones is not None:
-            raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
-        base, notes = config_from_zoneinfo(args.zoneinfo, args.preset, **extra)
-    else:
-        zones: Any = args.zones or "x86_64"
-        if zones not in ("x86_64", "normal"):
-            pairs = [item.partition("=") for item in zones.split(",")]
-            if any(not sep for _, sep, _ in pairs):
-                raise ConfigError(f"--zones: cannot read {args.zones!r}; use e.g. DMA=3840,Normal=163840")
-            zones = {name.strip(): pages.strip() for name, _, pages in pairs}
-        base = KernelConfig.preset(args.preset, memory=args.memory, zones=zones,
-                                   cpus=4 if args.cpus is None else args.cpus, **extra)
-        notes = []
-    policies = _list_opt(args.policies, str, "policies") or [base.thp_lists]
-    for p in policies:
-        if p not in THP_LIST_POLICIES:
-            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
-    if args.emit_trace and len(policies) > 1:
-        raise ConfigError("--emit-trace writes one machine's stream; give one policy")
-    configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies)}
-    return configs, notes
-
-
 def _progress_bar(events: int, fraction: float | None) -> None:
     pct = "" if fraction is None else f"{100 * fraction:3.0f}% "
     sys.stderr.write("\rreplay " + bar(fraction, f"{pct}{events:,} events"))
@@ -107,9 +77,17 @@ def _progress_bar(events: int, fraction: float | None) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from ..runs.replay import replay, replay_text
+    from ..errors import ConfigError
+    from ..kernel.config import THP_LIST_POLICIES
+    from ..runs.replay import replay, replay_configs, replay_text
 
-    configs, notes = _replay_configs(args)          # bad options fail before any work
+    policies = _list_opt(args.policies, str, "policies")
+    for p in policies or ():
+        if p not in THP_LIST_POLICIES:
+            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
+    configs, notes = replay_configs(args.preset, policies, zoneinfo=args.zoneinfo, memory=args.memory,
+                                    cpus=args.cpus, zones=args.zones, cma=args.cma,
+                                    one_policy=bool(args.emit_trace))     # bad options fail before any work
     show = sys.stderr.isatty() if args.progress is None else args.progress
     emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
     try:
@@ -326,16 +304,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rows = smp.compare(cells, args.base, args.other)
     threads = []
     if args.threads:
-        counts = list(range(1, (os.cpu_count() or 1) + 1))
-        total, done = len(workloads) * 2 * len(counts), 0
-        for w in workloads:
-            for pol in (args.base, args.other):
-                for n in counts:
-                    r = smp.run_threads(smp.smp_config(pol, n), smp.cpu_streams(w, n, args.thread_ops, args.seed))
-                    r.update(workload=w, policy=pol)
-                    threads.append(r)
-                    done += 1
-                    _progress(done, total, f"threads {w} {pol} n={n}")
+        threads = smp.thread_sweep([args.base, args.other], list(range(1, (os.cpu_count() or 1) + 1)), workloads,
+                                   args.thread_ops, args.seed, progress=_progress if sys.stderr.isatty() else None)
     calib = smp.calibration_check() if args.calibrate else None
     if args.json:
         emit_json("bench", {"config": {"policies": policies, "cpus": cpus, "workloads": workloads,
@@ -390,15 +360,13 @@ def _add_repro(sub: Any) -> None:
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
-    from ..runs.repro import repro
-
     from ..errors import ConfigError
-    from ..runs.repro import POLICY_PRESETS
+    from ..runs.repro import POLICIES, repro
 
-    policies = tuple(_list_opt(args.policies, str, "policies") or POLICY_PRESETS)
+    policies = tuple(_list_opt(args.policies, str, "policies") or POLICIES)
     for p in policies:
-        if p not in POLICY_PRESETS:
-            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(POLICY_PRESETS)}")
+        if p not in POLICIES:
+            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(POLICIES)}")
     result = repro(policies, memory=args.memory, cma=args.cma, cpus=args.cpus, seed=args.seed,
                    guest=args.guest, cma_request=args.cma_request)
     if args.json:

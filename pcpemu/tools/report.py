@@ -49,8 +49,8 @@ MODES: dict[str, dict[str, Any]] = {
              "nm_cpus": 64, "sens_cpus": 16, "sens_workloads": ["thp-nm40", "mixed"], "bug_shares": [0.125, 0.25, 0.375, 0.5, 0.625, 0.75], "bug_seeds": 20,
              "policies": ["single", "split", "per-type", "android"], "pairs": 2_000_000},
 }
-#: The seed bug's policies, as pcpemu.runs.repro names them.
-POLICIES = tuple(repro.POLICY_PRESETS)
+#: The seed bug's policies (their kernels: config.POLICY_PRESETS).
+POLICIES = repro.POLICIES
 SCHEMA = 2
 #: Where the bundled capture lives in a source checkout.
 _BUNDLED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, TextI
 
 from ..errors import SweepSpecError
 from .progress import bar
+from .sweepkinds import KINDS, Kind, register_kind
 from .sweepstore import last_per_key, open_store
 
 __all__ = ["EXECUTORS", "KINDS", "Kind", "Run", "SweepOutcome", "SweepSpec", "load_spec", "numeric_fields",
@@ -48,36 +49,6 @@ INLINE_MAX_RUNS = 8
 TASKS_PER_WORKER = 8
 MAX_CHUNK = 256
 EXECUTORS = ("auto", "inline", "processes", "dask")
-
-
-# ---- measurement kinds ----
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    """A measurement kind: what one run of a sweep computes.
-
-    :param name: the spec's ``measure`` value.
-    :param run: ``params -> result dict`` of JSON values; pure, picklable (a
-        module-level function), raising on failure.
-    :param params: every parameter ``run`` reads, with its default; a spec may
-        set or sweep only these.
-    :param check: raises SweepSpecError for parameters ``run`` would reject; it
-        is called on every run before any run starts.
-    """
-
-    name: str
-    run: Callable[[dict[str, Any]], dict[str, Any]]
-    params: Mapping[str, Any]
-    check: Callable[[dict[str, Any]], None]
-
-
-#: Measurement kinds by name.
-KINDS: dict[str, Kind] = {}
-
-
-def register_kind(kind: Kind) -> None:
-    """Make a measurement kind available to specs as ``measure = kind.name``."""
-    KINDS[kind.name] = kind
 
 
 # ---- specs ----
@@ -521,8 +492,3 @@ def summarize(outcome: SweepOutcome, spec: SweepSpec) -> str:
     if len(errors) > 5:
         lines.append(f"... and {len(errors) - 5} more failed runs (see {o.output})")
     return "\n".join(lines) + "\n"
-
-
-
-# The measurement kinds (workload, contention, repro, replay) register themselves on import.
-from . import sweepkinds  # noqa: E402,F401

@@ -1,23 +1,55 @@
 """The sweep's measurement kinds: op-stream workloads, contention runs, the
 seed-bug scenario and trace replays (a fleet's traces are a sweep over ``trace``).
 
-Each kind is a pure function of its parameters, registered with
-pcpemu.tools.sweep.register_kind when pcpemu.tools.sweep is imported.
+Each kind is a pure function of its parameters. The registry (KINDS,
+register_kind) lives here, below pcpemu.tools.sweep, which imports it and
+re-exports it: the arrows run cli -> sweep -> sweepkinds -> runs -> machine.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from ..runs import workloads
 from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from ..errors import ConfigError, PcpemuError, SweepSpecError
-from .sweep import Kind, register_kind
+__all__ = ["KINDS", "Kind", "WORKLOADS", "measure_contention", "measure_replay", "measure_repro",
+           "measure_workload", "register_kind"]
 
-__all__ = ["WORKLOADS", "measure_contention", "measure_replay", "measure_repro", "measure_workload"]
+
+# ---- measurement kinds ----
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A measurement kind: what one run of a sweep computes.
+
+    :param name: the spec's ``measure`` value.
+    :param run: ``params -> result dict`` of JSON values; pure, picklable (a
+        module-level function), raising on failure.
+    :param params: every parameter ``run`` reads, with its default; a spec may
+        set or sweep only these.
+    :param check: raises SweepSpecError for parameters ``run`` would reject; it
+        is called on every run before any run starts.
+    """
+
+    name: str
+    run: Callable[[dict[str, Any]], dict[str, Any]]
+    params: Mapping[str, Any]
+    check: Callable[[dict[str, Any]], None]
+
+
+#: Measurement kinds by name.
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> None:
+    """Make a measurement kind available to specs as ``measure = kind.name``."""
+    KINDS[kind.name] = kind
+
 
 #: Workloads a ``workload`` run may name: the churn ones of pcpemu.runs.workloads
 #: (and thp-nmP for any P in 0..80).
@@ -101,12 +133,14 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
 register_kind(Kind("workload", measure_workload, _WORKLOAD_PARAMS, _check_workload))
 
 _CONTENTION_PARAMS: dict[str, Any] = {
-    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G", "seed": workloads.DEFAULT_SEED,
+    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G",
+    "seed": workloads.DEFAULT_SEED,
 }
 _REPRO_PARAMS: dict[str, Any] = {
     "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": workloads.DEFAULT_SEED, "guest": "1G",
 }
-_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None, "seed": workloads.DEFAULT_SEED}
+_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None,
+                                  "seed": workloads.DEFAULT_SEED}
 
 
 def _checked(check: Any, p: dict[str, Any]) -> None:
@@ -144,11 +178,11 @@ def measure_contention(params: dict[str, Any]) -> dict[str, Any]:
 
 def _check_repro(p: dict[str, Any]) -> None:
     from ..kernel.config import KernelConfig, parse_size
-    from ..runs.repro import POLICY_PRESETS
+    from ..runs.repro import POLICIES
 
     def build(p: dict[str, Any]) -> None:
-        if p["policy"] not in POLICY_PRESETS:
-            raise SweepSpecError(f"policy {p['policy']!r} is not one of {', '.join(POLICY_PRESETS)}")
+        if p["policy"] not in POLICIES:
+            raise SweepSpecError(f"policy {p['policy']!r} is not one of {', '.join(POLICIES)}")
         KernelConfig(memory=p["memory"], cma=p["cma"], cpus=p["cpus"])
         parse_size(p["guest"], "guest")
     _checked(build, p)
