@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..kernel.config import POLICY_PRESETS
+
 __all__ = ["MIN_SPAN", "merge_identical", "render_plots"]
 
 #: The y-axis of a percent-change panel spans at least +-MIN_SPAN.
@@ -129,7 +131,7 @@ def _vs_nonmovable(rep: dict[str, Any], outdir: str) -> dict[str, Any]:
     for pol, style in (("single", "o-"), ("split", "s--")):
         pts = [(x, r["hit9"][pol]) for x, r in zip(xs, rows) if r["hit9"][pol]["mean"] is not None]
         line, = ax.plot([x for x, _ in pts], [c["mean"] for _, c in pts], style,
-                        label=f"{pol} ({'v6.9, one list' if pol == 'single' else 'v6.10, two lists'})")
+                        label=f"{pol} ({POLICY_PRESETS[pol]}, {'one list' if pol == 'single' else 'two lists'})")
         ax.fill_between([x for x, _ in pts], [c["lo"] for _, c in pts], [c["hi"] for _, c in pts],
                         color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_ylim(0, 1.02)

@@ -13,6 +13,7 @@ import base64
 import html
 from typing import Any, Callable
 
+from ..kernel.config import POLICY_PRESETS
 from ..runs.workloads import NONMOVABLE_SHARES
 from .reportruns import COMPARED, NARROW_PCT
 from .verdict import FORMATS, classify, classify_metric, render_item
@@ -90,7 +91,8 @@ def _contention(rep: dict[str, Any]) -> list[Block]:
                      f"{_abs(r['hit9']['single'], 'share')} → {_abs(r['hit9']['split'], 'share')}",
                      _chg(r["cachelines"]),
                      _word(r["throughput"])])
-    return [("p", f"Two lists (split, v6.10) against one (single, v6.9), virtual time: {c['ops_per_cpu']} measured "
+    return [("p", f"Two lists (split, {POLICY_PRESETS['split']}) against one (single, {POLICY_PRESETS['single']}, "
+                  f"bf14ed81f571's parent), virtual time: {c['ops_per_cpu']} measured "
                   f"ops per CPU after {c['warmup']} of warm-up, {len(c['seeds'])} seeds per cell. A change is the "
                   "per-seed percent change split/single − 1, with the mean and 95% interval over seeds; a change "
                   "of 0 against 0 is 0. 'no difference': the interval includes 0 and is at most "
@@ -286,7 +288,8 @@ def _built(rep: dict[str, Any]) -> list[tuple[str, str, list[Block]]]:
 
 def _title(rep: dict[str, Any]) -> str:
     o = rep["options"]
-    return (f"pcpemu {rep['pcpemu_version']}: one THP pcp list (v6.9) vs two (v6.10); {o['memory']} machine, "
+    return (f"pcpemu {rep['pcpemu_version']}: one THP pcp list ({POLICY_PRESETS['single']}) vs two "
+            f"({POLICY_PRESETS['split']}); {o['memory']} machine, "
             f"{o['cma']} CMA, seeds {o['seed']}–{o['seed'] + o['seeds'] - 1}, mode {o['mode']}")
 
 

@@ -17,7 +17,7 @@ import math
 import platform
 from typing import Any, Callable, Sequence
 
-from ..kernel.config import KernelConfig
+from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..kernel.layout import ARCHES, compare as layout_compare, layout
 from ..runs import repro, smp
 from ..runs import workloads as wl
@@ -232,7 +232,8 @@ _MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64":
              "armv7l": "arm"}
 
 
-def layout_answer(old: str = "v6.9", new: str = "v6.10", machine: str | None = None) -> dict[str, Any]:
+def layout_answer(old: str = POLICY_PRESETS["single"], new: str = POLICY_PRESETS["split"],
+                  machine: str | None = None) -> dict[str, Any]:
     """struct per_cpu_pages from ``old`` to ``new`` (one THP list to two) on
     this host's arch, and on every arch: bytes of members, size, cachelines."""
     host = machine or platform.machine()

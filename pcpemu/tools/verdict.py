@@ -179,7 +179,7 @@ def _nonmovable(rep: dict[str, Any]) -> dict[str, Any]:
             + f". At {it.n(p + '.percent', 'int')}% zone->lock acquisitions rise {it.ci(p + '.zone_lock.change')}, "
             f"zone->lock wait {it.ci(p + '.lock_wait.change')}, the order-9 pcp hit rate goes "
             f"{it.n(p + '.hit9.single.mean', 'share')} → {it.n(p + '.hit9.split.mean', 'share')}: each non-movable THP request that finds its "
-            "own list empty refills from the zone, where v6.9 reused the movable THP just freed.")
+            "own list empty refills from the zone, where one list would reuse the movable THP just freed.")
     return it.done(text)
 
 
