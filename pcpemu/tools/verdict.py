@@ -232,8 +232,10 @@ def _costmodel(rep: dict[str, Any]) -> dict[str, Any]:
         p = f"costmodel.sensitivity.{w}"
         verdict = ("survives every parameter and the vmstat tick at ±50%" if len(ks) == 1 and "unresolved" not in ks
                    else "changes with the parameters")
+        waits = {classify(r["lock_wait"]) for r in rows}
+        wait = "so does its wait change" if len(waits) == 1 and "unresolved" not in waits else "its wait change does not"
         held.append(f"the {w} throughput change {verdict} ({it.n(f'{p}.{lo}.throughput.mean', 'pct')} to "
-                    f"{it.n(f'{p}.{hi}.throughput.mean', 'pct')})")
+                    f"{it.n(f'{p}.{hi}.throughput.mean', 'pct')}), and {wait}")
     text = ("Counted exactly: zone->lock acquisitions, pages moved, pcp hit rates and cachelines touched. From "
             "the virtual-time cost model: zone->lock wait and throughput. Its " + ", ".join(cm["fitted"])
             + " parameters were set from page_bench03, so the model matches its 1 → 8 CPU growth by construction "
