@@ -8,8 +8,6 @@ ITEM_NAMES: tuple[str, ...]
 LOCK_SITE_NAMES: tuple[str, ...]
 PCP_OP_NAMES: tuple[str, ...]
 OP_NAMES: tuple[str, ...]
-MIGRATETYPE_NAMES: tuple[str, ...]
-ZONE_NAMES: tuple[str, ...]
 CPU_STATE_DTYPE: np.dtype
 OP_DTYPE: np.dtype
 BLOCK_DTYPE: np.dtype

@@ -27,7 +27,7 @@ from .kernel import procfs
 from .kernel.config import KernelConfig
 from .errors import InvariantError, PcpemuError
 from .kernel.ftrace import EVENT_DTYPE
-from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
+from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
@@ -55,9 +55,6 @@ BLOCK_DTYPE = _core.BLOCK_DTYPE
 pcp_struct_layout = _core.pcp_struct_layout
 #: The benchmarks' bare pcp loop (bench/bench_core.py), the floor Machine.run is measured against.
 bare_pcp_loop = _core.bare_pcp_loop
-
-# The core's messages name zones and migratetypes as the kernel does.
-assert _core.ZONE_NAMES == ZONE_NAMES and _core.MIGRATETYPE_NAMES == MIGRATETYPE_NAMES
 
 _PE = ERROR_CODES
 _BLOCKER_WHY = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned"}
@@ -136,8 +133,15 @@ class Machine:
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
             self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
-            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None))
+            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None), self._rules())
         self._slots = np.full(1024, -1, dtype=np.int64)
+
+    def _rules(self) -> int:
+        # The core's flags for the kernel changes after v6.10 the config follows.
+        flags = 0
+        for r in self.config.rule_changes:
+            flags |= _core.RULES[r.flag] if r.flag else 0
+        return flags
 
     def _free_high_batch(self) -> bool:
         # zone_pcp_update_cacheinfo: judged against the Normal zone's batch.
@@ -582,7 +586,8 @@ def _stats_dict(raw: np.ndarray) -> dict[str, Any]:
     d["pcp_hit"] = total["pcp_hit"].tolist()
     d["pcp_miss"] = total["pcp_miss"].tolist()
     d["pcp_refill_blocks"] = total["pcp_refill_blocks"].tolist()
-    d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"]) if i < 3}
+    d["cma_pages_to"] = {MIGRATETYPE_NAMES[i]: int(v) for i, v in enumerate(total["cma_pages_to"])
+                         if i < MIGRATE_PCPTYPES}
     d["zone_lock"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site"])}
     d["zone_lock_pages"] = {n: int(v) for n, v in zip(_core.LOCK_SITE_NAMES, total["lock_site_pages"])}
     hist = total["cl_hist"]                     # [op][lines touched]: every recorded op lands in one bucket

@@ -125,9 +125,11 @@ def test_presets_name_their_rules():
     assert PRESETS["v6.9"]["buddy_rules"] == PRESETS["v6.6"]["buddy_rules"] == "v6.9"
     rc5 = pcpemu.KernelConfig.preset("v6.10-rc5")
     v610 = pcpemu.KernelConfig.preset("v6.10")
-    # bf14ed81f571 and its parent differ in the THP lists only.
+    # bf14ed81f571 and its parent differ in the THP lists only (no rule change
+    # of RULE_CHANGES lies between the two kernels).
     assert (rc5.thp_lists, v610.thp_lists) == ("single", "split")
-    assert rc5.replace(thp_lists="split", name="v6.10") == v610
+    assert rc5.rule_changes == v610.rule_changes == []
+    assert rc5.replace(thp_lists="split", name="v6.10", kernel="v6.10") == v610
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -117,7 +117,7 @@ def test_replay_text_emit_trace_and_zoneinfo(capsys, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--cpus", "0"], "cpus: 0 is outside"),
     (["--zones", "DMA:3"], "--zones: cannot read"),
-    (["--zones", "Movable=4096"], "unknown zone 'Movable'"),
+    (["--zones", "HighMem=4096"], "unknown zone 'HighMem'"),
     (["--policies", "single,split", "--emit-trace", "x.txt"], "one --policy"),
     (["--zoneinfo", str(DATA / "zoneinfo-2cpu.txt"), "--cpus", "2"], "drop --cpus"),
 ])

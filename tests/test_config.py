@@ -18,16 +18,21 @@ def test_parse_size_rejects(bad):
         parse_size(bad, "memory")
 
 
+def _spans(cfg):
+    return [(z.idx, z.start_pfn, z.spanned) for z in cfg.zone_layout()]
+
+
 def test_x86_64_zone_layout():
     cfg = KernelConfig(memory="8G")
-    assert cfg.zone_spans() == [(0, 0, 4096), (1, 4096, (1 << 20) - 4096), (2, 1 << 20, 1 << 20)]
-    assert KernelConfig(memory="64M").zone_spans() == [(0, 0, 4096), (1, 4096, 16384 - 4096)]
-    assert KernelConfig(memory="64M", zones="normal").zone_spans() == [(2, 0, 16384)]
+    assert _spans(cfg) == [(0, 0, 4096), (1, 4096, (1 << 20) - 4096), (2, 1 << 20, 1 << 20)]
+    assert _spans(KernelConfig(memory="64M")) == [(0, 0, 4096), (1, 4096, 16384 - 4096)]
+    assert _spans(KernelConfig(memory="64M", zones="normal")) == [(2, 0, 16384)]
+    assert all(z.managed == z.present == z.spanned and z.free_start == z.start_pfn for z in cfg.zone_layout())
 
 
 def test_explicit_zones_start_on_max_order_boundaries():
     cfg = KernelConfig(zones={"DMA": 3998, "DMA32": 782336, "Normal": 1048576})
-    assert cfg.zone_spans() == [(0, 0, 3998), (1, 4096, 782336), (2, 4096 + 782336, 1048576)]
+    assert _spans(cfg) == [(0, 0, 3998), (1, 4096, 782336), (2, 4096 + 782336, 1048576)]
     assert cfg.memory == 4096 + 782336 + 1048576
 
 

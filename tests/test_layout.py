@@ -350,4 +350,13 @@ def test_compiled_core_matches_model(preset, cacheline):
     assert got["alloc_size"] == lay.size
 
 
-# --- CLI -----------------------------------------------------------------------------------
+def test_v6_18_is_the_v6_10_struct_as_the_running_6_18_btf_shows():
+    # pahole -C per_cpu_pages /sys/kernel/btf/vmlinux on 6.18.44 (no CMA): 256 bytes,
+    # free_count at 28, lists at 32, 14 lists.
+    from pcpemu.kernel.config import PRESETS, KernelConfig
+    from pcpemu.kernel.layout import layout
+    new, old = layout("v6.18"), layout("v6.10")
+    assert new.offsets == old.offsets and new.nr_lists == old.nr_lists == 14
+    assert new.size == 256 and new.offsets["free_count"] == 28 and new.offsets["lists"] == 32
+    for preset in PRESETS:                          # every preset's kernel has a layout
+        assert layout(KernelConfig.preset(preset).kernel).size > 0

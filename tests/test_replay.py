@@ -8,7 +8,8 @@ import pcpemu
 from pcpemu.kernel.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN,
                             read_event_batches)
 from pcpemu.machine import Machine
-from pcpemu.runs.replay import config_from_zoneinfo, replay, replay_text
+from pcpemu.kernel.zoneinfo import static_differences
+from pcpemu.runs.replay import replay, replay_text
 
 CAPTURE = pathlib.Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"
 DATA = pathlib.Path(__file__).parent / "data"
@@ -128,19 +129,23 @@ def test_unreadable_trace_and_used_machine_are_refused(tmp_path):
         replay(io.BytesIO(tiny_trace()), {"split": m})
 
 
-def test_config_from_zoneinfo_reads_cpus_zones_and_min_watermarks():
-    cfg, notes = config_from_zoneinfo(DATA / "zoneinfo-2cpu.txt", "v6.9")
-    assert cfg.cpus == 2 and cfg.zones == SAMPLE_ZONES and cfg.thp_lists == "single"
+def test_from_zoneinfo_reads_cpus_zones_and_min_watermarks():
+    cfg = pcpemu.KernelConfig.from_zoneinfo(DATA / "zoneinfo-2cpu.txt", "v6.9")
+    assert cfg.cpus == 2 and cfg.thp_lists == "single"
+    assert {name: z["managed"] for name, z in cfg.zones.items()} == SAMPLE_ZONES
     mins = {z.name: z.watermark[0] for z in Machine(cfg).populated_zones}
     assert mins == {"DMA": 33, "DMA32": 6650, "Normal": 1409}
     # The example dump's Normal batch (63) is not what 163840 managed pages give (31).
-    assert notes == ["zone Normal: pcp batch 31, the dump has [63]"]
+    notes = static_differences(cfg, DATA / "zoneinfo-2cpu.txt")
+    assert "zone Normal: pcp batch 31, the dump has 63" in notes
 
 
-def test_config_from_zoneinfo_round_trips_pcpemu_zoneinfo():
+def test_from_zoneinfo_round_trips_pcpemu_zoneinfo():
     cfg = pcpemu.KernelConfig.preset("v6.10", zones=SAMPLE_ZONES, cpus=2)
-    again, notes = config_from_zoneinfo(Machine(cfg).zoneinfo())
-    assert again == cfg and notes == []
+    text = Machine(cfg).zoneinfo()
+    again = pcpemu.KernelConfig.from_zoneinfo(text, "v6.10")
+    assert static_differences(again, text) == []
+    assert Machine(again).zoneinfo() == text
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ CLASSES = ["GFP_KERNEL", "GFP_HIGHUSER_MOVABLE", "GFP_KERNEL | __GFP_RECLAIMABLE
 class AllocatorModel(RuleBasedStateMachine):
     allocated = Bundle("allocated")
 
-    @initialize(preset=st.sampled_from(["v6.6", "v6.9", "v6.10-rc5", "v6.10", "v5.14", "android", "nothp"]),
+    @initialize(preset=st.sampled_from(["v6.6", "v6.9", "v6.10-rc5", "v6.10", "v6.18", "v5.14", "android",
+                                        "nothp"]),
                 cma=st.sampled_from([0, 4, 14]), layout=st.sampled_from(["x86_64", "normal"]))
     def boot(self, preset, cma, layout):
         cfg = pcpemu.KernelConfig.preset(preset, memory="48M", zones=layout, cpus=3, cma=cma * 512)
@@ -151,7 +152,7 @@ class PressureModel(RuleBasedStateMachine):
 
     allocated = Bundle("allocated")
 
-    @initialize(preset=st.sampled_from(["v6.6", "v6.9", "v6.10-rc5", "v6.10", "android"]),
+    @initialize(preset=st.sampled_from(["v6.6", "v6.9", "v6.10-rc5", "v6.10", "v6.18", "android"]),
                 cma=st.sampled_from([0, 6, 14]), reclaim=st.sampled_from(["progress", "none"]))
     def boot(self, preset, cma, reclaim):
         cfg = pcpemu.KernelConfig.preset(preset, memory="48M", zones="x86_64", cpus=2, cma=cma * 512,

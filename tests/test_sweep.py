@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+import pcpemu
 from pcpemu.errors import SweepSpecError
 from pcpemu.tools.sweepreport import sweep_tables
 from pcpemu.tools.sweep import KINDS, Kind, _pick_executor, load_spec, parse_spec, run_key, run_sweep
@@ -241,7 +242,7 @@ def test_a_fleet_of_traces_is_a_sweep_over_trace(tmp_path):
     out = run_sweep(spec, str(tmp_path / "fleet.jsonl"), executor="inline")
     assert out.failed == 0 and len(out.records) == 4
     res = {(os.path.basename(r["params"]["trace"]), r["params"]["policy"]): r["result"] for r in out.records}
-    cfg = rp.config_from_zoneinfo(ZONEINFO, thp_lists="split")[0]
+    cfg = pcpemu.KernelConfig.from_zoneinfo(ZONEINFO, thp_lists="split")      # the default preset, as the sweep
     total = rp.replay(CAPTURE, {"x": cfg}).policies["x"]["total"]
     mine = res[(os.path.basename(CAPTURE), "split")]
     assert mine["emulated_refill_blocks"] == total["refill_blocks"]

@@ -7,6 +7,8 @@
 
 from .errors import (BadOrderError, BadPfnError, DoubleFreeError, NotAllocatedError,
                       OpStreamError, PcpemuError, WrongOrderError)
+# The names the messages use are the kernel's, as pcpemu.kernel.gfp spells them.
+from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 
 # ---- names and dtypes ----
 
@@ -24,12 +26,7 @@ PCP_OP_NAMES = ("alloc", "free", "drain")
 assert len(PCP_OP_NAMES) == NR_PCP_OPS
 OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay")
 assert len(OP_NAMES) == NR_OPS
-#: enum migratetype by value, as pcpemu.kernel.gfp.MIGRATETYPE_NAMES names them.
-MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
-assert len(MIGRATETYPE_NAMES) == MIGRATE_TYPES
-#: enum zone_type by index, as pcpemu.kernel.gfp.ZONE_NAMES names them.
-ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
-assert len(ZONE_NAMES) == MAX_NR_ZONES
+assert len(MIGRATETYPE_NAMES) == MIGRATE_TYPES and len(ZONE_NAMES) == MAX_NR_ZONES
 #: Why contig_range_blockers says an in-use block cannot move.
 BLOCK_UNMOVABLE = 1
 BLOCK_PINNED = 2
@@ -94,6 +91,7 @@ def pcp_struct_layout(int nr_lists, int cacheline=64):
 #: message fields come from raise_error's keywords and the machine's bounds.
 ERRORS = {
     PE_BAD_PFN: (BadPfnError, "pfn {pfn!r} is outside 0..{last_pfn:#x}"),
+    PE_BAD_RANGE: (BadPfnError, "[{start:#x}, {end:#x}) is not a range of pfns in 0..{last_pfn:#x}"),
     PE_BAD_ORDER: (BadOrderError, "order outside 0..{max_order}: {order!r}"),
     PE_BAD_CPU: (PcpemuError, "cpu out of range: {cpu!r} is not in 0..{last_cpu}"),
     PE_BAD_OWNER: (PcpemuError, "owner token {owner!r} must be an int in 1..2**64-1"),
@@ -168,7 +166,7 @@ cdef class Allocator:
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
                  int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
-                 bint reclaim_progress, boot_pageset):
+                 bint reclaim_progress, boot_pageset, int rules=0):
         cdef pglist_data *pgdat = &self.pgdat
         cdef int i, order, mt, nr_lists = len(pindex_order)
         if nr_lists > MAX_PCP_LISTS:
@@ -182,6 +180,7 @@ cdef class Allocator:
         pgdat.pcp_cma = pcp_cma
         pgdat.freelist_hygiene = freelist_hygiene
         pgdat.reclaim_progress = reclaim_progress
+        pgdat.rules = rules
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
@@ -428,9 +427,8 @@ cdef class Allocator:
         return migrate_folio(&self.pgdat.cpu[cpu], &self.pgdat, pfn, gfp, pin, cpu)
 
     cdef int check_range(self, long start, long end, str what) except -1:
-        self.check_pfn_arg(start, what)
-        if end <= start or check_pfn(&self.pgdat, end - 1):
-            self.raise_error(PE_BAD_PFN, what, pfn=end)
+        if end <= start or check_pfn(&self.pgdat, start) or check_pfn(&self.pgdat, end - 1):
+            self.raise_error(PE_BAD_RANGE, what, start=start, end=end)
         return 0
 
     def start_isolate_page_range(self, long start, long end, int migratetype, int cpu):
@@ -540,7 +538,7 @@ cdef class Allocator:
                 "free_lists": lengths, "watermark_boost": z.watermark_boost,
                 "watermark": [z._watermark[o] for o in range(NR_WMARK)], "flags": z.flags,
                 "nr_isolate_pageblock": z.nr_isolate_pageblock,
-                "nr_reserved_highatomic": z.nr_reserved_highatomic}
+                "nr_reserved_highatomic": z.nr_reserved_highatomic, "nr_free_highatomic": z.nr_free_highatomic}
 
     def free_list_pfns(self, int zi, int order, int mt):
         """The pfns on one free list, head first."""

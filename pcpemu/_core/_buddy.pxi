@@ -14,12 +14,15 @@ fallbacks[2][:] = [MIGRATE_UNMOVABLE, MIGRATE_MOVABLE]
 
 
 cdef inline void account_freepages(zone *z, long nr, int mt) noexcept nogil:
-    # Pages on isolated lists are not free; CMA pages count twice.
+    # Pages on isolated lists are not free; CMA pages count twice; free
+    # highatomic pages are counted apart (v6.12, c928807f6f6b).
     if mt == MIGRATE_ISOLATE:
         return
     z.vm_stat[<int>NR_FREE_PAGES] += nr
     if is_migrate_cma(mt):
         z.vm_stat[<int>NR_FREE_CMA_PAGES] += nr
+    elif mt == MIGRATE_HIGHATOMIC:
+        z.nr_free_highatomic += nr
 
 cdef inline void set_buddy_order(page *p, int order) noexcept nogil:
     p.private = order
@@ -355,8 +358,109 @@ cdef page *__rmqueue_fallback(cpu_state *cs, pglist_data *pgdat, zone *z, int or
     return p
 
 
+# v6.15 (c2f6ea38fc): the fallback either claims a whole block or steals
+# the smallest block of another type without claiming it.
+
+cdef inline int find_fallback(free_area *area, int order, int start_mt, bint claimable) noexcept nogil:
+    """The first fallback type with a free block in area; -1 for none, -2 when
+    claiming and the order is too small to claim (find_suitable_fallback, v6.16)."""
+    cdef int i, fb
+    if claimable and not can_steal_fallback(order, start_mt):      # should_try_claim_block
+        return -2
+    if area.nr_free == 0:
+        return -1
+    for i in range(2):
+        fb = fallbacks[start_mt][i]
+        if not list_empty(&area.free_list[fb]):
+            return fb
+    return -1
+
+
+cdef page *try_to_claim_block(cpu_state *cs, pglist_data *pgdat, zone *z, page *p, int current_order,
+                              int order, int start_mt, int block_mt, int alloc_flags) noexcept nogil:
+    """Take the block p belongs to for start_mt, if enough of it is free or alike
+    (try_to_claim_block); NULL when it cannot. Caller holds zone->lock."""
+    cdef unsigned long pfn = page_to_pfn(pgdat, p), start
+    cdef int free_pages = 0, movable_pages = 0, alike_pages
+    if current_order >= PAGEBLOCK_ORDER:
+        del_page_from_free_list(p, z, current_order, block_mt)
+        change_pageblock_range(cs, pgdat, pfn, current_order, start_mt)
+        cs.item[<int>PGSTEAL_BLOCK] += 1
+        page_del_and_expand_noentry(p, z, order, current_order, start_mt)
+        return p
+    # Unlike v6.10, only a claim attempt boosts the watermarks.
+    if boost_watermark(pgdat, z):
+        cs.item[<int>WMARK_BOOST] += 1
+        if alloc_flags & ALLOC_KSWAPD:
+            z.flags |= ZONE_BOOSTED_WATERMARK
+    if not prep_move_freepages_block(pgdat, z, pfn, &start, &free_pages, &movable_pages):
+        return NULL
+    if start_mt == MIGRATE_MOVABLE:
+        alike_pages = movable_pages
+    elif block_mt == MIGRATE_MOVABLE:
+        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+    else:
+        alike_pages = 0
+    if free_pages + alike_pages < (1 << (PAGEBLOCK_ORDER - 1)):
+        return NULL
+    __move_freepages_block(pgdat, z, start, start_mt)
+    set_pageblock_migratetype(cs, pgdat, start, start_mt)
+    cs.item[<int>PGSTEAL_BLOCK] += 1
+    return __rmqueue_smallest(cs, pgdat, z, order, start_mt)
+
+
+cdef page *__rmqueue_claim(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int start_mt,
+                           int alloc_flags) noexcept nogil:
+    """Claim a block of another type, trying the largest free blocks first (__rmqueue_claim)."""
+    lockdep_assert_held(z, "__rmqueue_claim")
+    cdef int current_order, min_order = order, fb
+    cdef page *p
+    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = PAGEBLOCK_ORDER
+    current_order = MAX_PAGE_ORDER
+    while current_order >= min_order:
+        fb = find_fallback(&z.free_area[current_order], current_order, start_mt, True)
+        if fb == -2:
+            break
+        if fb != -1:
+            p = try_to_claim_block(cs, pgdat, z, get_page_from_free_area(&z.free_area[current_order], fb),
+                                   current_order, order, start_mt, fb, alloc_flags)
+            if p != NULL:
+                cs.item[<int>PGALLOC_FALLBACK] += 1
+                trace_mm_page_alloc_extfrag(cs, pgdat, p, order, current_order, start_mt, fb)
+                return p
+        current_order -= 1
+    return NULL
+
+
+cdef page *__rmqueue_steal(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int start_mt) noexcept nogil:
+    """Take the smallest block of another type, leaving its pageblock alone (__rmqueue_steal)."""
+    lockdep_assert_held(z, "__rmqueue_steal")
+    cdef int current_order, fb
+    cdef page *p
+    for current_order in range(order, NR_PAGE_ORDERS):
+        fb = find_fallback(&z.free_area[current_order], current_order, start_mt, False)
+        if fb == -1:
+            continue
+        p = get_page_from_free_area(&z.free_area[current_order], fb)
+        page_del_and_expand(p, z, order, current_order, fb)
+        cs.item[<int>PGALLOC_FALLBACK] += 1
+        trace_mm_page_alloc_extfrag(cs, pgdat, p, order, current_order, start_mt, fb)
+        return p
+    return NULL
+
+
+# enum rmqueue_mode (v6.15, 90abee6d7895): where __rmqueue found the last block
+# of a refill, so that the next one starts there.
+cdef enum:
+    RMQUEUE_NORMAL = 0
+    RMQUEUE_CMA = 1
+    RMQUEUE_CLAIM = 2
+    RMQUEUE_STEAL = 3
+
+
 cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int mt,
-                     int alloc_flags) noexcept nogil:
+                     int alloc_flags, int *mode) noexcept nogil:
     """One block of the request's type, with the CMA balancing rule (__rmqueue)."""
     lockdep_assert_held(z, "__rmqueue")
     cdef page *p
@@ -366,19 +470,41 @@ cdef page *__rmqueue(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int 
         p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)
         if p != NULL:
             return p
-    while True:
+    if not (pgdat.rules & RULE_CLAIM_STEAL):
+        while True:
+            p = __rmqueue_smallest(cs, pgdat, z, order, mt)
+            if p != NULL:
+                return p
+            if alloc_flags & ALLOC_CMA:
+                p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)       # __rmqueue_cma_fallback
+                if p != NULL:
+                    return p
+            if pgdat.freelist_hygiene:
+                return __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
+            # v6.9: the steal only moved free pages to mt's lists; take from them.
+            if not __rmqueue_fallback_v6_9(cs, pgdat, z, order, mt, alloc_flags):
+                return NULL
+    # v6.15: the modes in order of rising fragmentation risk, from *mode on.
+    if mode[0] == RMQUEUE_NORMAL:
         p = __rmqueue_smallest(cs, pgdat, z, order, mt)
         if p != NULL:
             return p
-        if alloc_flags & ALLOC_CMA:
-            p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)       # __rmqueue_cma_fallback
-            if p != NULL:
-                return p
-        if pgdat.freelist_hygiene:
-            return __rmqueue_fallback(cs, pgdat, z, order, mt, alloc_flags)
-        # v6.9: the steal only moved free pages to mt's lists; take from them.
-        if not __rmqueue_fallback_v6_9(cs, pgdat, z, order, mt, alloc_flags):
-            return NULL
+    if mode[0] <= RMQUEUE_CMA and (alloc_flags & ALLOC_CMA):
+        p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_CMA)
+        if p != NULL:
+            mode[0] = RMQUEUE_CMA
+            return p
+    if mode[0] <= RMQUEUE_CLAIM:
+        p = __rmqueue_claim(cs, pgdat, z, order, mt, alloc_flags)
+        if p != NULL:
+            mode[0] = RMQUEUE_NORMAL     # the preferred list was refilled
+            return p
+    if not (alloc_flags & ALLOC_NOFRAGMENT):
+        p = __rmqueue_steal(cs, pgdat, z, order, mt)
+        if p != NULL:
+            mode[0] = RMQUEUE_STEAL
+            return p
+    return NULL
 
 
 cdef void reserve_highatomic_pageblock(cpu_state *cs, pglist_data *pgdat, page *p, int order,

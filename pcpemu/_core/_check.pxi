@@ -14,7 +14,7 @@ cdef int _check_free_lists(pglist_data *pgdat, zone *z, char *buf, size_t n,
                            unsigned long *nr_blocks) noexcept nogil:
     cdef int o, mt, bmt
     cdef unsigned long blocks, pfn, buddy_pfn
-    cdef long free_pages = 0, free_cma = 0
+    cdef long free_pages = 0, free_cma = 0, free_highatomic = 0
     cdef list_head *h
     cdef list_head *e
     cdef page *p
@@ -54,6 +54,8 @@ cdef int _check_free_lists(pglist_data *pgdat, zone *z, char *buf, size_t n,
                     free_pages += 1L << o
                     if mt == MIGRATE_CMA:
                         free_cma += 1L << o
+                    elif mt == MIGRATE_HIGHATOMIC:
+                        free_highatomic += 1L << o
                 blocks += 1
                 e = e.next
         if blocks != z.free_area[o].nr_free:
@@ -64,6 +66,10 @@ cdef int _check_free_lists(pglist_data *pgdat, zone *z, char *buf, size_t n,
     if free_pages != z.vm_stat[<int>NR_FREE_PAGES] or free_cma != z.vm_stat[<int>NR_FREE_CMA_PAGES]:
         snprintf(buf, n, "zone %d: NR_FREE_PAGES %ld NR_FREE_CMA_PAGES %ld, but the free lists hold %ld and %ld",
                  z.idx, z.vm_stat[<int>NR_FREE_PAGES], z.vm_stat[<int>NR_FREE_CMA_PAGES], free_pages, free_cma)
+        return -1
+    if free_highatomic != <long>z.nr_free_highatomic:
+        snprintf(buf, n, "zone %d: nr_free_highatomic %lu, but the highatomic free lists hold %ld",
+                 z.idx, z.nr_free_highatomic, free_highatomic)
         return -1
     return 0
 
@@ -107,9 +113,9 @@ cdef int _check_pcp(pglist_data *pgdat, zone *z, char *buf, size_t n, unsigned l
 
 cdef int _check_coverage(pglist_data *pgdat, zone *z, char *buf, size_t n,
                          unsigned long *nr_heads) noexcept nogil:
-    # Every page of the zone belongs to exactly one block: free, on a pcp
-    # list, or allocated; the pages inside a block carry no state.
-    cdef unsigned long pfn = z.zone_start_pfn, end = z.zone_start_pfn + z.spanned_pages, size, q
+    # Every managed page of the zone belongs to exactly one block: free, on a
+    # pcp list, or allocated; the pages inside a block carry no state.
+    cdef unsigned long pfn = z.managed_start, end = z.managed_end, size, q
     cdef page *p
     while pfn < end:
         p = pfn_to_page(pgdat, pfn)

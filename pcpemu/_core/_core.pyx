@@ -89,7 +89,7 @@ CONSTANTS = {
 }
 #: enum pcpemu_error, by name.
 ERROR_CODES = {name: value for name, value in {
-    "PE_BAD_PFN": PE_BAD_PFN, "PE_BAD_ORDER": PE_BAD_ORDER, "PE_BAD_CPU": PE_BAD_CPU,
+    "PE_BAD_PFN": PE_BAD_PFN, "PE_BAD_RANGE": PE_BAD_RANGE, "PE_BAD_ORDER": PE_BAD_ORDER, "PE_BAD_CPU": PE_BAD_CPU,
     "PE_BAD_OWNER": PE_BAD_OWNER, "PE_BAD_ZONE": PE_BAD_ZONE, "PE_BAD_MIGRATETYPE": PE_BAD_MIGRATETYPE,
     "PE_BAD_PINDEX": PE_BAD_PINDEX, "PE_DOUBLE_FREE": PE_DOUBLE_FREE, "PE_NOT_ALLOCATED": PE_NOT_ALLOCATED,
     "PE_TAIL_PAGE": PE_TAIL_PAGE, "PE_WRONG_ORDER": PE_WRONG_ORDER, "PE_PINNED": PE_PINNED,
@@ -100,3 +100,7 @@ ERROR_CODES = {name: value for name, value in {
     "PE_TOO_MANY_LISTS": PE_TOO_MANY_LISTS, "PE_BAD_COSTS": PE_BAD_COSTS, "PE_NOMEM": PE_NOMEM,
 }.items()}
 assert sorted(ERROR_CODES.values()) == sorted(ERRORS)
+
+#: The rule flags of pglist_data.rules, by the name pcpemu.machine uses.
+RULES = {"free_highatomic": RULE_FREE_HIGHATOMIC, "claim_steal": RULE_CLAIM_STEAL,
+         "free_high_min": RULE_FREE_HIGH_MIN, "highatomic_non_block": RULE_HIGHATOMIC_NON_BLOCK}

@@ -63,6 +63,13 @@ enum zone_watermarks {
 #define PCPF_PREV_FREE_HIGH_ORDER	(1 << 0)
 #define PCPF_FREE_HIGH_BATCH		(1 << 1)
 
+/* Rules of kernels after v6.10 that a machine follows (pglist_data.rules;
+ * pcpemu.kernel.config.RULE_CHANGES) */
+#define RULE_FREE_HIGHATOMIC	(1 << 0)	/* v6.12 c928807f6f6b */
+#define RULE_CLAIM_STEAL	(1 << 1)	/* v6.15 c2f6ea38fc, 90abee6d7895 */
+#define RULE_FREE_HIGH_MIN	(1 << 2)	/* v6.16 c544a952ba61 */
+#define RULE_HIGHATOMIC_NON_BLOCK	(1 << 3)	/* v6.12 281dd25c1a01 */
+
 struct list_head {
 	struct list_head *next, *prev;
 };
@@ -129,6 +136,7 @@ struct zone {
 	unsigned long _watermark[NR_WMARK];
 	unsigned long watermark_boost;
 	unsigned long nr_reserved_highatomic;
+	unsigned long nr_free_highatomic;	/* v6.12 (c928807f6f6b) */
 	long lowmem_reserve[MAX_NR_ZONES];
 	struct per_cpu_pages **per_cpu_pageset;	/* [cpu] */
 	int pageset_high_min;
@@ -141,6 +149,10 @@ struct zone {
 	unsigned long present_pages;
 	unsigned long cma_pages;
 	int nr_isolate_pageblock;
+	/* emulator: the pfns freed to the buddy at boot (ZoneSpan.free_start/free_end),
+	 * and pglist_data.rules for the helpers that see only the zone */
+	unsigned long managed_start, managed_end;
+	int rules;
 	struct cacheline_padding _pad1_;
 	/* Write-intensive fields used from the page allocator */
 	struct free_area free_area[NR_PAGE_ORDERS];
@@ -266,6 +278,7 @@ enum pcpemu_opcode {
 enum pcpemu_error {
 	PE_OK,
 	PE_BAD_PFN,		/* pfn outside the node */
+	PE_BAD_RANGE,		/* [start, end) empty or outside the node */
 	PE_BAD_ORDER,		/* order outside 0..MAX_PAGE_ORDER */
 	PE_BAD_CPU,		/* cpu outside 0..nr_cpus-1 */
 	PE_BAD_OWNER,		/* owner token outside 1..2^64-1 */
@@ -306,6 +319,7 @@ struct pglist_data {
 	int pcp_batch_scale_max;
 	long watermark_boost_factor;
 	int pcp_cma;			/* MIGRATE_CMA is a pcp type (Android) */
+	int rules;			/* RULE_* */
 	int freelist_hygiene;		/* buddy rules of v6.10-rc1's freelist migratetype
 					 * hygiene series; 0: the rules before it (v6.9) */
 	int reclaim_progress;		/* direct reclaim makes progress (page cache to

@@ -54,6 +54,7 @@ cdef extern from "_kernel.h" nogil:
     enum pcpemu_error:
         PE_OK
         PE_BAD_PFN
+        PE_BAD_RANGE
         PE_BAD_ORDER
         PE_BAD_CPU
         PE_BAD_OWNER
@@ -85,6 +86,10 @@ cdef extern from "_kernel.h" nogil:
     unsigned long ZONE_BELOW_HIGH
     int PCPF_PREV_FREE_HIGH_ORDER
     int PCPF_FREE_HIGH_BATCH
+    int RULE_FREE_HIGHATOMIC
+    int RULE_CLAIM_STEAL
+    int RULE_FREE_HIGH_MIN
+    int RULE_HIGHATOMIC_NON_BLOCK
 
     unsigned long PG_buddy
     unsigned long PG_pcp
@@ -132,6 +137,7 @@ cdef extern from "_kernel.h" nogil:
         unsigned long _watermark[NR_WMARK]
         unsigned long watermark_boost
         unsigned long nr_reserved_highatomic
+        unsigned long nr_free_highatomic
         long lowmem_reserve[MAX_NR_ZONES]
         per_cpu_pages **per_cpu_pageset
         int pageset_high_min
@@ -144,6 +150,9 @@ cdef extern from "_kernel.h" nogil:
         unsigned long present_pages
         unsigned long cma_pages
         int nr_isolate_pageblock
+        unsigned long managed_start
+        unsigned long managed_end
+        int rules
         free_area free_area[NR_PAGE_ORDERS]
         unsigned long flags
         spinlock_t lock
@@ -246,6 +255,7 @@ cdef extern from "_kernel.h" nogil:
         int pcp_batch_scale_max
         long watermark_boost_factor
         int pcp_cma
+        int rules
         int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
         int reclaim_progress            # direct reclaim makes progress
         int kswapd_failures             # kswapd runs that reclaimed nothing

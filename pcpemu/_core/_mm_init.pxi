@@ -83,8 +83,10 @@ cdef void init_zone(zone *z, zp):
         z.lowmem_reserve[i] = zp.lowmem_reserve[i]
     z.zone_start_pfn = zp.start_pfn
     z.spanned_pages = zp.spanned
-    z.present_pages = zp.managed
+    z.present_pages = zp.present
     z.managed_pages = zp.managed
+    z.managed_start = zp.free_start
+    z.managed_end = zp.free_start + zp.managed
     z.cma_pages = zp.cma_pages
     z.pageset_batch = zp.batch
     z.pageset_high_min = zp.high_min
@@ -166,24 +168,33 @@ cdef void cma_activate_area(pglist_data *pgdat, zone *z, unsigned long start, un
 
 
 cdef void memmap_init(pglist_data *pgdat, zones, unsigned long cma_base, unsigned long cma_pages, boot_pageset):
-    # Every pageblock starts Movable; all memory but CMA is freed to the
-    # tails of the buddy lists from low to high pfn in the largest aligned
-    # blocks (memmap_init, memblock_free_all -> __free_pages_memory); then
-    # cma_activate_area releases the CMA area. Unlike the kernel, no memblock
-    # reservations stay behind.
-    cdef unsigned long b, cma_lo, cma_hi, end
+    # memmap_init() sets a pageblock Movable at each pageblock-aligned pfn of
+    # memory; other blocks keep type 0, Unmovable (a block whose first pfn is
+    # no memory, as pfn 0 of x86_64's DMA zone). The managed pages but CMA are
+    # freed to the tails of the buddy lists from low to high pfn in the largest
+    # aligned blocks (memblock_free_all -> __free_pages_memory); then
+    # cma_activate_area releases the CMA area.
+    cdef unsigned long b, cma_lo, cma_hi, start, end
     cdef zone *z
-    memset(pgdat.pageblock_mt, MIGRATE_MOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
+    memset(pgdat.pageblock_mt, MIGRATE_UNMOVABLE, (pgdat.node_spanned_pages >> PAGEBLOCK_ORDER) + 1)
+    for zp in zones:
+        if zp.managed:
+            end = zp.free_start + zp.managed
+            for b in range((zp.start_pfn + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER,
+                           (end + PAGEBLOCK_NR_PAGES - 1) >> PAGEBLOCK_ORDER):
+                pgdat.pageblock_mt[b] = MIGRATE_MOVABLE
     for zp in zones:
         if not zp.managed:
             continue
-        for b in range(zp.start_pfn >> MAX_PAGE_ORDER, ((zp.start_pfn + zp.spanned - 1) >> MAX_PAGE_ORDER) + 1):
+        start, end = zp.free_start, zp.free_start + zp.managed
+        # Only the managed pages' blocks: zones may share a MAX_ORDER block
+        # where the pages of one of them are never seen by the buddy.
+        for b in range(start >> MAX_PAGE_ORDER, ((end - 1) >> MAX_PAGE_ORDER) + 1):
             pgdat.block_zone[b] = zp.idx
         z = &pgdat.node_zones[<int>zp.idx]
-        end = zp.start_pfn + zp.spanned
-        cma_lo = min(max(cma_base, zp.start_pfn), end)
-        cma_hi = min(max(cma_base + cma_pages, zp.start_pfn), end)
-        __free_pages_memory(pgdat, z, zp.start_pfn, cma_lo, MAX_PAGE_ORDER)
+        cma_lo = min(max(cma_base, start), end)
+        cma_hi = min(max(cma_base + cma_pages, start), end)
+        __free_pages_memory(pgdat, z, start, cma_lo, MAX_PAGE_ORDER)
         __free_pages_memory(pgdat, z, cma_hi, end, MAX_PAGE_ORDER)
         if cma_hi > cma_lo:
             cma_activate_area(pgdat, z, cma_lo, cma_hi, boot_pageset)
@@ -208,6 +219,7 @@ cdef int free_area_init(pglist_data *pgdat, void **pcp_mem, size_t pcp_size, zon
     for zp in zones:
         z = &pgdat.node_zones[<int>zp.idx]
         init_zone(z, zp)
+        z.rules = pgdat.rules
         if not zp.managed:
             continue
         z.per_cpu_pageset = <per_cpu_pages **>malloc(nr_cpus * sizeof(void *))

@@ -15,9 +15,10 @@ cdef inline unsigned long high_wmark_pages(zone *z) noexcept nogil:
 
 cdef inline long __zone_watermark_unusable_free(zone *z, int order, int alloc_flags) noexcept nogil:
     cdef long unusable_free = (1L << order) - 1
-    # Without a reserve flag the highatomic reserve is not usable.
+    # Without a reserve flag the highatomic reserve is not usable: all of it
+    # up to v6.11, its free pages from v6.12 (c928807f6f6b).
     if not (alloc_flags & ALLOC_RESERVES):
-        unusable_free += z.nr_reserved_highatomic
+        unusable_free += z.nr_free_highatomic if z.rules & RULE_FREE_HIGHATOMIC else z.nr_reserved_highatomic
     # Requests that may not use CMA do not count free CMA pages.
     if not (alloc_flags & ALLOC_CMA):
         unusable_free += z.vm_stat[<int>NR_FREE_CMA_PAGES]
@@ -85,12 +86,16 @@ cdef page *rmqueue_buddy(cpu_state *cs, pglist_data *pgdat, zone *z, int order, 
                          int mt) noexcept nogil:
     """Take a block from the buddy under zone->lock (rmqueue_buddy)."""
     cdef page *p = NULL
+    cdef int mode = RMQUEUE_NORMAL
     spin_lock_zone(cs, pgdat, z, LOCK_RMQUEUE_BUDDY)
     if alloc_flags & ALLOC_HIGHATOMIC:
         p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_HIGHATOMIC)
     if p == NULL:
-        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
-        if p == NULL and (alloc_flags & ALLOC_OOM):
+        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags, &mode)
+        # v6.12 (281dd25c1a01): atomic requests may take the highatomic
+        # reserve too, failing now being worse than a later failure.
+        if p == NULL and (alloc_flags & (ALLOC_OOM | (ALLOC_NON_BLOCK if pgdat.rules & RULE_HIGHATOMIC_NON_BLOCK
+                                                      else 0))):
             p = __rmqueue_smallest(cs, pgdat, z, order, MIGRATE_HIGHATOMIC)
     if p != NULL:
         count_locked_pages(cs, LOCK_RMQUEUE_BUDDY, 1L << order)

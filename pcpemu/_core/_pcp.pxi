@@ -86,12 +86,12 @@ cdef void free_pcppages_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int cou
 cdef int rmqueue_bulk(cpu_state *cs, pglist_data *pgdat, zone *z, int order, int count,
                       list_head *lst, int mt, int alloc_flags, int cpu, int pindex) noexcept nogil:
     """Refill a pcp list with count blocks under one zone->lock (rmqueue_bulk)."""
-    cdef int i
+    cdef int i, mode = RMQUEUE_NORMAL
     cdef page *p
     spin_lock_zone(cs, pgdat, z, LOCK_RMQUEUE_BULK)
     i = 0
     while i < count:
-        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags)
+        p = __rmqueue(cs, pgdat, z, order, mt, alloc_flags, &mode)
         if p == NULL:
             break
         # Appended at the tail: the list hands out physically rising pages.
@@ -224,9 +224,11 @@ cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone 
     pcp.count += 1 << order
     batch = pcp.batch
     # Consecutive frees of orders 1..3 with no allocation in between drain
-    # early: the pages are not likely to be reused on this CPU.
+    # early: the pages are not likely to be reused on this CPU. From v6.16
+    # (c544a952ba61) the run must be batch + high_min / 2 pages long.
     if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-        free_high = (pcp.free_count >= batch and (pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) != 0
+        free_high = (pcp.free_count >= batch + (pcp.high_min // 2 if pgdat.rules & RULE_FREE_HIGH_MIN else 0)
+                     and (pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) != 0
                      and (not (pcp.flags & PCPF_FREE_HIGH_BATCH) or pcp.count >= batch))
         pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
     elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:

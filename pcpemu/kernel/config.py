@@ -13,9 +13,10 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
+from .kversion import KernelVersion, parse_version
 
-__all__ = ["BUDDY_RULES", "KernelConfig", "NOT_MODELLED", "PRESETS", "RECLAIM_OUTCOMES", "THP_LIST_POLICIES",
-           "parse_size"]
+__all__ = ["BUDDY_RULES", "DEFAULT_PRESET", "KernelConfig", "NOT_MODELLED", "PRESETS", "RECLAIM_OUTCOMES",
+           "RULE_CHANGES", "THP_LIST_POLICIES", "ZoneSpan", "parse_size"]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -25,6 +26,9 @@ PAGEBLOCK_ORDER = 9
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
 PAGE_ALLOC_COSTLY_ORDER = 3
 HPAGE_PMD_ORDER = 9
+#: Pages in one memory section (x86_64 SECTION_SIZE_BITS 27): the unit in which
+#: memory is present or absent (pfn_to_online_page).
+SECTION_NR_PAGES = 1 << (27 - PAGE_SHIFT)
 
 #: THP-list policies, named after the kernels that had them.
 THP_LIST_POLICIES = {
@@ -93,12 +97,64 @@ def parse_size(value: str | int, field: str) -> int:
     return nbytes >> PAGE_SHIFT
 
 
+_GEOMETRY_KEYS = ("start_pfn", "spanned", "present", "managed")
+
+
+def _zone_geometry(name: str, given: Mapping) -> dict[str, int]:
+    # One zone as /proc/zoneinfo prints it: managed <= present <= spanned.
+    if set(given) != set(_GEOMETRY_KEYS):
+        raise ConfigError(f"zones[{name}]: expected the keys {', '.join(_GEOMETRY_KEYS)}, got {', '.join(map(str, given))}")
+    g = {key: _check_range(f"zones[{name}][{key}]", given[key], 0, MAX_MEMORY_PAGES) for key in _GEOMETRY_KEYS}
+    if not g["managed"] <= g["present"] <= g["spanned"]:
+        raise ConfigError(f"zones[{name}]: managed {g['managed']} <= present {g['present']} <= spanned "
+                          f"{g['spanned']} does not hold")
+    return g
+
+
 def _check_range(field: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{field}: expected an integer in {lo}..{hi}, got {value!r}")
     if not lo <= value <= hi:
         raise ConfigError(f"{field}: {value} is outside the allowed range {lo}..{hi}")
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoneSpan:
+    """Where a zone lies and which of its pfns the buddy allocator sees.
+
+    The zone spans ``[start_pfn, start_pfn + spanned)``; ``present`` pages have a
+    memmap and ``managed`` pages were freed to the buddy at boot. Where the other
+    pages lie /proc/zoneinfo does not say; pcpemu follows x86_64: holes of whole
+    memory sections sit at the top of the zone (the PCI hole below 4 GiB), the
+    other pages the buddy never sees (memblock reservations, small holes) at its
+    bottom (the first MiB of DMA, the kernel image at the start of DMA32). The
+    managed pages are ``[free_start, free_end)``.
+    """
+
+    idx: int
+    start_pfn: int
+    spanned: int
+    present: int
+    managed: int
+
+    @property
+    def name(self) -> str:
+        return ZONE_NAMES[self.idx]
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.spanned
+
+    @property
+    def free_end(self) -> int:
+        """End of the present pfns below the top hole, and of the managed ones."""
+        top_hole = (self.spanned - self.present) // SECTION_NR_PAGES * SECTION_NR_PAGES
+        return self.end_pfn - top_hole
+
+    @property
+    def free_start(self) -> int:
+        return self.free_end - self.managed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,9 +166,11 @@ class KernelConfig:
 
     :param memory: RAM of the node.
     :param zones: ``"x86_64"`` (DMA below 16 MiB, DMA32 below 4 GiB, Normal above),
-        ``"normal"`` (one Normal zone), or a mapping of zone name to managed pages,
-        as ``/proc/zoneinfo`` shows them (the zones are then laid out one after the
-        other, each starting on a MAX_ORDER_NR_PAGES boundary).
+        ``"normal"`` (one Normal zone), or a mapping of zone name (DMA, DMA32, Normal,
+        Movable) to either managed pages (the zones are then laid out one after the
+        other, each starting on a MAX_ORDER_NR_PAGES boundary, with no holes) or,
+        for every zone, a mapping with ``start_pfn``, ``spanned``, ``present`` and
+        ``managed`` as ``/proc/zoneinfo`` prints them (see ZoneSpan).
     :param cma: size of the CMA area (whole pageblocks).
     :param cma_base: first pfn of the CMA area; default the top of memory, as a
         ``cma=`` reservation places it.
@@ -128,6 +186,18 @@ class KernelConfig:
         (zone_pcp_update_cacheinfo).
     :param buddy_rules: one of BUDDY_RULES.
     :param reclaim: one of RECLAIM_OUTCOMES, what direct reclaim achieves.
+    :param lowmem_reserve_ratio: vm.lowmem_reserve_ratio, one per zone (DMA, DMA32,
+        Normal, Movable, Device); 0 gives the zone no reserve.
+    :param node_cpus: the CPUs of this node (cpumask_of_node), over which
+        zone_highsize splits pcp high; None: all ``cpus`` (a one-node machine).
+    :param other_nodes_lowmem: managed pages of the other nodes' zones below
+        ZONE_MOVABLE: __setup_per_zone_wmarks shares min_free_kbytes over the low
+        zones of every node, and calculate_min_free_kbytes counts them too.
+    :param kernel: the kernel version whose rules pcpemu models where they differ
+        from v6.10's (see PRESETS) and whose /proc formats it prints.
+    :param built_zones: the zones the kernel was built with (CONFIG_ZONE_DMA,
+        CONFIG_ZONE_DMA32, CONFIG_ZONE_DEVICE), in /proc/zoneinfo order; empty ones
+        are printed, and each has a column in ``protection:``.
     """
 
     memory: int = 8 << 18
@@ -149,6 +219,11 @@ class KernelConfig:
     cache_slice: int = 512
     buddy_rules: str = "v6.10"
     reclaim: str = "progress"
+    lowmem_reserve_ratio: tuple = (256, 256, 32, 0, 0)
+    node_cpus: int | None = None
+    other_nodes_lowmem: int = 0
+    kernel: str = "v6.10"
+    built_zones: tuple = ZONE_NAMES
     name: str = "custom"
 
     def __post_init__(self) -> None:
@@ -191,9 +266,26 @@ class KernelConfig:
         if mthp and not self.thp:
             raise ConfigError("mthp_orders: multi-size THP orders need thp=True")
         setter("mthp_orders", dict(sorted(mthp.items())))
+        ratios = self.lowmem_reserve_ratio
+        if not isinstance(ratios, (tuple, list)) or len(ratios) != MAX_NR_ZONES:
+            raise ConfigError(f"lowmem_reserve_ratio: expected {MAX_NR_ZONES} ratios (DMA..Device), got {ratios!r}")
+        setter("lowmem_reserve_ratio", tuple(_check_range("lowmem_reserve_ratio", r, 0, 1 << 31) for r in ratios))
+        if self.node_cpus is not None:
+            _check_range("node_cpus", self.node_cpus, 1, self.cpus)
+        setter("other_nodes_lowmem", parse_size(self.other_nodes_lowmem, "other_nodes_lowmem"))
+        setter("kernel", str(parse_version(self.kernel)))
+        built = tuple(self.built_zones) if isinstance(self.built_zones, (tuple, list)) else None
+        if (built is None or any(z not in ZONE_NAMES for z in built) or built != tuple(sorted(built, key=ZONE_NAMES.index))
+                or "Normal" not in built or "Movable" not in built or len(set(built)) != len(built)):
+            raise ConfigError(f"built_zones: {self.built_zones!r} is not an ordered selection of "
+                              f"{', '.join(ZONE_NAMES)} that includes Normal and Movable")
+        setter("built_zones", built)
         setter("zones", self._validate_zones(self.zones))
-        spans = self.zone_spans()
-        setter("memory", max(start + pages for _, start, pages in spans))
+        spans = self.zone_layout()
+        for z in spans:
+            if z.name not in built:
+                raise ConfigError(f"zones: {z.name} has pages but is not in built_zones {built}")
+        setter("memory", max(z.end_pfn for z in spans))
         self._validate_cma(spans)
         if self.min_free_kbytes is not None:
             _check_range("min_free_kbytes", self.min_free_kbytes, 0, self.memory * 4)
@@ -204,65 +296,107 @@ class KernelConfig:
             return zones
         if not isinstance(zones, Mapping):
             raise ConfigError(f"zones: expected 'x86_64', 'normal' or a mapping of zone name to pages, got {zones!r}")
-        out = {}
+        out: dict[str, Any] = {}
         for name, pages in zones.items():
-            if name not in ZONE_NAMES[:3]:
-                raise ConfigError(f"zones: unknown zone {name!r} (pcpemu models DMA, DMA32 and Normal)")
-            out[name] = parse_size(pages, f"zones[{name}]")
-            if out[name] <= 0:
-                raise ConfigError(f"zones[{name}]: a zone needs at least one page")
+            if name not in ZONE_NAMES[:4]:
+                raise ConfigError(f"zones: unknown zone {name!r} (pcpemu models DMA, DMA32, Normal and Movable)")
+            out[name] = _zone_geometry(name, pages) if isinstance(pages, Mapping) else parse_size(pages, f"zones[{name}]")
+            managed = out[name]["managed"] if isinstance(out[name], dict) else out[name]
+            if managed <= 0:
+                raise ConfigError(f"zones[{name}]: a zone needs at least one managed page")
         if not out:
             raise ConfigError("zones: the mapping names no zone")
+        if len({isinstance(v, dict) for v in out.values()}) > 1:
+            raise ConfigError("zones: give every zone as a page count or every zone as a mapping with start_pfn, "
+                              "spanned, present and managed, not a mix")
         return {name: out[name] for name in ZONE_NAMES if name in out}
 
-    def zone_spans(self) -> list[tuple[int, int, int]]:
-        """Populated zones as ``(zone index, start pfn, pages)``, lowest first.
+    def zone_layout(self) -> list[ZoneSpan]:
+        """Populated zones, lowest first.
 
-        Unlike the kernel, a zone has no memblock reservations or holes:
-        managed == present == spanned pages.
+        Zones given as page counts (and the ``"x86_64"``/``"normal"`` layouts) have
+        no holes or reserved pages: managed == present == spanned.
         """
         if self.zones == "normal":
-            return [(ZONE_NORMAL, 0, self.memory)]
+            return [ZoneSpan(ZONE_NORMAL, 0, self.memory, self.memory, self.memory)]
         if self.zones == "x86_64":
             bounds = ((ZONE_DMA, 0, 1 << 12), (ZONE_DMA32, 1 << 12, 1 << 20), (ZONE_NORMAL, 1 << 20, None))
             spans = []
             for idx, start, end in bounds:
                 end = self.memory if end is None else min(end, self.memory)
                 if end > start:
-                    spans.append((idx, start, end - start))
+                    spans.append(ZoneSpan(idx, start, end - start, end - start, end - start))
             return spans
         spans, pfn = [], 0
         for name, pages in self.zones.items():
-            spans.append((ZONE_NAMES.index(name), pfn, pages))
+            if isinstance(pages, dict):
+                spans.append(ZoneSpan(ZONE_NAMES.index(name), **pages))
+                continue
+            spans.append(ZoneSpan(ZONE_NAMES.index(name), pfn, pages, pages, pages))
             pfn = -(-(pfn + pages) // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
+        for low, high in zip(spans, spans[1:]):
+            if high.start_pfn < low.end_pfn:
+                raise ConfigError(f"zones: {high.name} starts at pfn {high.start_pfn:#x}, inside {low.name} "
+                                  f"(which ends at {low.end_pfn:#x})")
+            # The buddy merges within MAX_ORDER-aligned blocks; pcpemu keeps each
+            # such block in one zone (page_is_buddy's zone check).
+            if (low.free_end - 1) >> MAX_PAGE_ORDER == high.free_start >> MAX_PAGE_ORDER:
+                raise ConfigError(f"zones: the managed pages of {low.name} and {high.name} share the "
+                                  f"order-{MAX_PAGE_ORDER} block at pfn {high.free_start >> MAX_PAGE_ORDER << MAX_PAGE_ORDER:#x}; "
+                                  "pcpemu needs zones to meet on an order-10 boundary")
         return spans
 
-    def _validate_cma(self, spans: list[tuple[int, int, int]]) -> None:
+    def _validate_cma(self, spans: list[ZoneSpan]) -> None:
         if self.cma % PAGEBLOCK_NR_PAGES:
             raise ConfigError(f"cma: {self.cma} pages is not a whole number of {PAGEBLOCK_NR_PAGES}-page pageblocks")
         if self.cma == 0:
             if self.cma_base is not None:
                 raise ConfigError("cma_base: given without a cma size")
             return
-        top = spans[-1][1] + spans[-1][2]
+        top = spans[-1].free_end
         if self.cma > top:
             raise ConfigError(f"cma: {self.cma} pages do not fit in {top} pages of memory")
         base = self.cma_base if self.cma_base is not None else (top - self.cma) // PAGEBLOCK_NR_PAGES * PAGEBLOCK_NR_PAGES
         _check_range("cma_base", base, 0, top)
         if base % PAGEBLOCK_NR_PAGES:
             raise ConfigError(f"cma_base: pfn {base:#x} is not pageblock aligned ({PAGEBLOCK_NR_PAGES} pages)")
-        for _, start, pages in spans:
-            if start <= base and base + self.cma <= start + pages:
+        for z in spans:
+            if z.free_start <= base and base + self.cma <= z.free_end:
                 object.__setattr__(self, "cma_base", base)
                 return
         raise ConfigError(
-            f"cma: [{base:#x}, {base + self.cma:#x}) does not lie inside one zone; "
+            f"cma: [{base:#x}, {base + self.cma:#x}) does not lie inside the managed pages of one zone; "
             "the kernel requires a CMA area to be in a single zone"
         )
 
     @property
     def nr_zones(self) -> int:
         return MAX_NR_ZONES
+
+    @property
+    def version(self) -> KernelVersion:
+        """The kernel version as pcpemu.kernel.kversion reads it."""
+        return parse_version(self.kernel)
+
+    @property
+    def rule_changes(self) -> list["RuleChange"]:
+        """The RULE_CHANGES this config's kernel has."""
+        return [r for r in RULE_CHANGES if self.version >= parse_version(r.since)]
+
+    @classmethod
+    def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, node: int | None = None,
+                      **overrides: Any) -> "KernelConfig":
+        """The machine a real ``/proc/zoneinfo`` describes (pcpemu.kernel.zoneinfo.config_fields).
+
+        :param zoneinfo: a path, the text, or what pcpemu.kernel.ftrace.read_zoneinfo returns.
+        :param preset: the kernel rules (default DEFAULT_PRESET).
+        :param node: which NUMA node of a several-node dump to emulate.
+        :param overrides: any field, e.g. ``cma=``, ``min_free_kbytes=``.
+        """
+        from .zoneinfo import config_fields
+
+        preset = DEFAULT_PRESET if preset is None else preset
+        return cls.preset(preset, **config_fields(zoneinfo, preset, overrides, node))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "KernelConfig":
@@ -290,6 +424,8 @@ class KernelConfig:
         """The config as plain JSON-able values."""
         d = dataclasses.asdict(self)
         d["mthp_orders"] = {str(k): v for k, v in self.mthp_orders.items()}
+        d["built_zones"] = list(self.built_zones)
+        d["lowmem_reserve_ratio"] = list(self.lowmem_reserve_ratio)
         return d
 
 
@@ -316,18 +452,71 @@ def parse_zones(spec: str, what: str = "zones") -> Any:
 POLICY_PRESETS: dict[str, str] = {"single": "v6.10-rc5", "split": "v6.10", "per-type": "v5.14", "none": "nothp",
                                   "android": "android"}
 
+@dataclasses.dataclass(frozen=True)
+class RuleChange:
+    """A change after v6.10 to a rule pcpemu models, and how pcpemu follows it."""
+
+    since: str       # first release with the change
+    commit: str      # mainline commit (12 hex digits) or, when not found, the subject
+    change: str
+    modelled: str    # how pcpemu follows it; "" when it does not
+    flag: str = ""   # the name of the core's rule flag that switches it on (see pcpemu.machine)
+
+
+#: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the
+#: watermarks, lowmem_reserve and the /proc formats. A config follows each whose
+#: ``since`` is at or below its ``kernel``; the core's rule flags are named in
+#: pcpemu.machine.
+RULE_CHANGES: tuple[RuleChange, ...] = (
+    RuleChange("v6.11", "66eca1021a42", "drain_pages_zone re-reads pcp->count under the lock before each "
+               "chunk of batch << CONFIG_PCP_BATCH_SCALE_MAX (the chunks came in v6.10, 55f77df7d715; "
+               "also in 6.10.3)", "every preset (nothing changes a pcp between the chunks of one drain)"),
+    RuleChange("v6.12", "c928807f6f6b", "the watermark check holds back only the free pages of highatomic "
+               "blocks (zone->nr_free_highatomic), not the whole highatomic reserve",
+               "nr_free_highatomic kept in account_freepages; used by __zone_watermark_unusable_free",
+               "free_highatomic"),
+    RuleChange("v6.12", "281dd25c1a01", "rmqueue_buddy lets atomic (ALLOC_NON_BLOCK) requests take a "
+               "highatomic block when all else failed, as it let ALLOC_OOM ones (also in 6.11.11)",
+               "rmqueue_buddy", "highatomic_non_block"),
+    RuleChange("v6.13", "mm: add pcp high_min high_max to proc zoneinfo",
+               "zoneinfo pagesets print count/high/batch/high_min/high_max, names padded to one width",
+               "procfs.zoneinfo"),
+    RuleChange("v6.14", "eae116d1f044", "revert of 907ec5fca3dc: lowmem_reserve of a zone is no longer zeroed "
+               "for empty upper zones", "watermark.setup_zones"),
+    RuleChange("v6.15", "c2f6ea38fc", "__rmqueue_fallback split in two: claim a whole block (largest order "
+               "first, down to the orders allowed to claim), else steal the smallest block of another type "
+               "without claiming, for every migratetype; the watermark boost comes with claim attempts only",
+               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal", "claim_steal"),
+    RuleChange("v6.15", "90abee6d7895", "rmqueue_bulk remembers which fallback mode (normal, CMA, claim, "
+               "steal) served the last page of a refill and starts the next page there",
+               "enum rmqueue_mode carried through rmqueue_bulk", "claim_steal"),
+    RuleChange("v6.15", "a211c6550efc",
+               "NR_FREE_PAGES_BLOCKS: free pages in blocks of pageblock order or more, printed as "
+               "nr_free_pages_blocks", "procfs.zoneinfo (counted from the free lists)"),
+    RuleChange("v6.15", "mm: page_alloc: defrag_mode", "vm.defrag_mode sysctl (default 0)",
+               ""),
+    RuleChange("v6.16", "c544a952ba61", "free_high needs free_count >= batch + high_min / 2 (was batch)",
+               "free_frozen_page_commit", "free_high_min"),
+)
+
 #: Kernel-version presets: each sets the THP lists and the buddy rules of the
-#: kernel it names. v6.10-rc5 stands for bf14ed81f571's parent: v6.10's rules
-#: with one THP list, the exact A/B of that commit against v6.10.
+#: kernel it names, and ``kernel``, the version whose RULE_CHANGES and /proc
+#: formats apply. v6.10-rc5 stands for bf14ed81f571's parent: v6.10's rules with
+#: one THP list, the exact A/B of that commit against v6.10.
 PRESETS: dict[str, dict[str, Any]] = {
-    "v5.14": {"thp_lists": "per-type", "buddy_rules": "v6.9"},
-    "v6.6": {"thp_lists": "single", "buddy_rules": "v6.9"},
-    "v6.9": {"thp_lists": "single", "buddy_rules": "v6.9"},
-    "v6.10-rc5": {"thp_lists": "single"},
-    "v6.10": {"thp_lists": "split"},
+    "v5.14": {"thp_lists": "per-type", "buddy_rules": "v6.9", "kernel": "v5.14"},
+    "v6.6": {"thp_lists": "single", "buddy_rules": "v6.9", "kernel": "v6.6"},
+    "v6.9": {"thp_lists": "single", "buddy_rules": "v6.9", "kernel": "v6.9"},
+    "v6.10-rc5": {"thp_lists": "single", "kernel": "v6.10-rc5"},
+    "v6.10": {"thp_lists": "split", "kernel": "v6.10"},
+    "v6.18": {"thp_lists": "split", "kernel": "v6.18"},
     "android": {"thp_lists": "split", "pcp_cma": True},
     "nothp": {"thp": False, "thp_lists": "none"},
 }
+
+#: The preset from_zoneinfo and ``pcpemu replay`` use when none is named: the
+#: kernel real captures come from. A bare KernelConfig() keeps the v6.10 rules.
+DEFAULT_PRESET = "v6.18"
 
 _PRE_V6_10 = (
     "page isolation (cma_alloc) splits free buddies the v6.10 way (move_freepages_block_isolate), "
@@ -348,7 +537,9 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
         "kswapd reclaims nothing: it runs synchronously at the wake, takes back watermark boosts and, "
         "with reclaim='none', gives up after MAX_RECLAIM_RETRIES runs as the kernel's does",
         "no __GFP_MEMALLOC/PF_MEMALLOC reserves; __GFP_NOFAIL requests can fail",
-        "one node; zones without memblock reservations (managed == present == spanned)",
+        "one node: of a several-node machine, the other nodes count only through their lowmem share "
+        "of min_free_kbytes; where its reserved pages and holes lie the zoneinfo does not say "
+        "(ZoneSpan places them)",
         "the CMA area is released at boot by CPU 0, with every CPU online",
     ),
     "v5.14": _PRE_V6_7 + _PRE_V6_10 + (
@@ -366,6 +557,11 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
     ),
     "v6.10": (
         "drain_pages_zone re-reads pcp->count under the lock, a v6.10.3 fix",
+    ),
+    "v6.18": (
+        "vm.defrag_mode (v6.15) is taken as 0, its default",
+        "alloc_pages_nolock/free_pages_nolock (v6.15) have no caller in pcpemu",
+        "page isolation as a pageblock bit of its own (v6.17) is modelled as v6.10's MIGRATE_ISOLATE type",
     ),
     "android": (
         "an Android common kernel only in its CMA pcp lists; vendor hooks and other ACK changes "

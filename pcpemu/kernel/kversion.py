@@ -37,10 +37,11 @@ _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:-rc(\d+))?$")
 _RELEASE = 99  # sorts a release after all of its -rcs
 
 #: Oldest and newest versions the model covers. v4.4..v5.13 share one struct
-#: (DepSurf BTF dumps); v6.10..v6.17 are the v6.10 struct (v6.10, v6.11.11 read
-#: in source; v6.17.2 as quoted in study notes).
+#: (DepSurf BTF dumps); v6.10..v6.18 are the v6.10 struct (v6.10, v6.11.11 read
+#: in source; v6.17.2 as quoted in study notes; v6.18 from the BTF of a running
+#: 6.18.44 kernel: 256 bytes, 14 lists without CMA, same offsets).
 OLDEST_VERSION = (4, 4)
-NEWEST_VERSION = "v6.17"
+NEWEST_VERSION = "v6.18"
 
 #: Stable trees that got bf14ed81f571 on top of their own struct: the first
 #: stable release of each series with two THP lists. 6.9.8 and 6.6.37 come from

@@ -11,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, KernelConfig
+from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, KernelConfig, ZoneSpan
+from .kversion import parse_version
 from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_MOVABLE, ZONE_NAMES, ZONE_NORMAL
 
-__all__ = ["NR_WMARK", "WMARK_HIGH", "WMARK_LOW", "WMARK_MIN", "WMARK_PROMO", "ZoneParams", "boot_pageset", "setup_zones",
-           "zone_batchsize", "zone_highsize"]
+__all__ = ["NR_WMARK", "WMARK_HIGH", "WMARK_LOW", "WMARK_MIN", "WMARK_PROMO", "ZoneParams", "boot_pageset",
+           "empty_upper_zeroed", "lowmem_reserves", "setup_zones", "zone_batchsize", "zone_highsize", "zone_watermarks"]
 
 # enum zone_watermarks: the indices of ZoneParams.watermark (zone->_watermark[]).
 WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO, NR_WMARK = range(5)
 
-# sysctl_lowmem_reserve_ratio[]: DMA, DMA32, Normal, Movable (Device unset).
-LOWMEM_RESERVE_RATIO = (256, 256, 32, 0, 0)
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 SWAP_CLUSTER_MAX = 32
 
@@ -34,7 +33,9 @@ class ZoneParams:
     name: str
     start_pfn: int
     spanned: int
+    present: int
     managed: int
+    free_start: int  # the managed pages are [free_start, free_start + managed) (ZoneSpan)
     cma_pages: int
     watermark: tuple[int, int, int, int]  # min, low, high, promo
     lowmem_reserve: tuple[int, ...]
@@ -64,9 +65,12 @@ def _nr_free_buffer_pages(managed: list[int], high: list[int]) -> int:
     return sum(max(m - h, 0) for m, h in zip(managed[: ZONE_NORMAL + 1], high))
 
 
-def _setup_wmarks(managed: list[int], min_free_kbytes: int, scale: int) -> list[tuple[int, int, int, int]]:
+def zone_watermarks(managed: list[int], min_free_kbytes: int, scale: int,
+                    other_lowmem: int = 0) -> list[tuple[int, int, int, int]]:
+    """min, low, high and promo of every zone (__setup_per_zone_wmarks), from each
+    zone's managed pages; ``other_lowmem``: the other nodes' share of lowmem_pages."""
     pages_min = min_free_kbytes >> (PAGE_SHIFT - 10)
-    lowmem = sum(m for i, m in enumerate(managed) if i != ZONE_MOVABLE)
+    lowmem = sum(m for i, m in enumerate(managed) if i != ZONE_MOVABLE) + other_lowmem
     marks = []
     for i, m in enumerate(managed):
         tmp = pages_min * m // lowmem if lowmem else 0
@@ -79,15 +83,17 @@ def _setup_wmarks(managed: list[int], min_free_kbytes: int, scale: int) -> list[
     return marks
 
 
-def _lowmem_reserve(managed: list[int]) -> list[tuple[int, ...]]:
+def lowmem_reserves(managed: list[int], ratios: tuple[int, ...], empty_upper_zeroed: bool) -> list[tuple[int, ...]]:
+    """Every zone's lowmem_reserve[] (setup_per_zone_lowmem_reserve). Before
+    eae116d1f044 (v6.14) the reserve against an empty upper zone was 0 (907ec5fca3dc, v5.9)."""
     out = []
     for i in range(MAX_NR_ZONES):
-        ratio = LOWMEM_RESERVE_RATIO[i]
+        ratio = ratios[i]
         clear = not ratio or not managed[i]
         reserve, upper = [0] * MAX_NR_ZONES, 0
         for j in range(i + 1, MAX_NR_ZONES):
             upper += managed[j]
-            reserve[j] = 0 if clear or not managed[j] else upper // ratio
+            reserve[j] = 0 if clear or (empty_upper_zeroed and not managed[j]) else upper // ratio
         out.append(tuple(reserve))
     return out
 
@@ -96,19 +102,25 @@ def _min_free_kbytes(cfg: KernelConfig, managed: list[int]) -> int:
     if cfg.min_free_kbytes is not None:
         return cfg.min_free_kbytes
     # calculate_min_free_kbytes() at postcore_initcall: no watermarks set yet.
-    lowmem_kbytes = _nr_free_buffer_pages(managed, [0] * MAX_NR_ZONES) * 4
+    # Other nodes count in full (their high marks and zone count below are not known).
+    lowmem_kbytes = (_nr_free_buffer_pages(managed, [0] * MAX_NR_ZONES) + cfg.other_nodes_lowmem) * 4
     kbytes = min(max(math.isqrt(lowmem_kbytes * 16), 128), 262144)
     if not cfg.thp:
         return kbytes
     # set_recommended_min_free_kbytes() when khugepaged starts, after the first
     # watermark setup.
-    high = [w[2] for w in _setup_wmarks(managed, kbytes, cfg.watermark_scale_factor)]
+    high = [w[2] for w in zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)]
     nr_zones = sum(1 for i, m in enumerate(managed) if m and i <= ZONE_NORMAL)
     recommended = PAGEBLOCK_NR_PAGES * nr_zones * 2
     recommended += PAGEBLOCK_NR_PAGES * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
-    recommended = min(recommended, _nr_free_buffer_pages(managed, high) // 20)
+    recommended = min(recommended, (_nr_free_buffer_pages(managed, high) + cfg.other_nodes_lowmem) // 20)
     recommended <<= PAGE_SHIFT - 10
     return max(kbytes, recommended)
+
+
+def empty_upper_zeroed(cfg: KernelConfig) -> bool:
+    """Does cfg's kernel predate eae116d1f044 (v6.14)?"""
+    return cfg.version < parse_version("v6.14")
 
 
 def setup_zones(cfg: KernelConfig) -> tuple[int, list[ZoneParams]]:
@@ -117,24 +129,26 @@ def setup_zones(cfg: KernelConfig) -> tuple[int, list[ZoneParams]]:
     :return: ``(min_free_kbytes, [ZoneParams for DMA, DMA32, Normal, Movable, Device])``;
         unpopulated zones have zero pages.
     """
-    start = [0] * MAX_NR_ZONES
-    managed = [0] * MAX_NR_ZONES
-    for idx, first, pages in cfg.zone_spans():
-        start[idx], managed[idx] = first, pages
+    spans: list[ZoneSpan | None] = [None] * MAX_NR_ZONES
+    for z in cfg.zone_layout():
+        spans[z.idx] = z
+    managed = [z.managed if z else 0 for z in spans]
     kbytes = _min_free_kbytes(cfg, managed)
-    marks = _setup_wmarks(managed, kbytes, cfg.watermark_scale_factor)
-    reserve = _lowmem_reserve(managed)
+    marks = zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)
+    reserve = lowmem_reserves(managed, cfg.lowmem_reserve_ratio, empty_upper_zeroed(cfg))
+    split = cfg.node_cpus or cfg.cpus          # nr_split_cpus: the CPUs of the zone's node
     zones = []
     for i in range(MAX_NR_ZONES):
-        m = managed[i]
-        cma = cfg.cma if cfg.cma and start[i] <= (cfg.cma_base or 0) < start[i] + m else 0
+        m, z = managed[i], spans[i] or ZoneSpan(i, 0, 0, 0, 0)
+        cma = cfg.cma if cfg.cma and z.free_start <= (cfg.cma_base or 0) < z.free_end else 0
         batch = max(1, zone_batchsize(m))
         if cfg.percpu_pagelist_high_fraction:
-            high_min = high_max = zone_highsize(m, marks[i][1], batch, cfg.cpus, cfg.percpu_pagelist_high_fraction)
+            high_min = high_max = zone_highsize(m, marks[i][1], batch, split, cfg.percpu_pagelist_high_fraction)
         else:
-            high_min = zone_highsize(m, marks[i][1], batch, cfg.cpus, 0)
-            high_max = zone_highsize(m, marks[i][1], batch, cfg.cpus, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
-        zones.append(ZoneParams(i, ZONE_NAMES[i], start[i], m, m, cma, marks[i], reserve[i], batch, high_min, high_max))
+            high_min = zone_highsize(m, marks[i][1], batch, split, 0)
+            high_max = zone_highsize(m, marks[i][1], batch, split, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+        zones.append(ZoneParams(i, ZONE_NAMES[i], z.start_pfn, z.spanned, z.present, m, z.free_start, cma, marks[i],
+                                reserve[i], batch, high_min, high_max))
     return kbytes, zones
 
 
@@ -148,7 +162,7 @@ def boot_pageset(cfg: KernelConfig, zone: ZoneParams) -> tuple[int, int, int]:
     at postcore_initcall (0 until then). vm.percpu_pagelist_high_fraction is a
     sysctl applied after the initcalls, so the default fraction rules.
     """
-    managed = zone.managed - zone.cma_pages
+    managed, split = zone.managed - zone.cma_pages, cfg.node_cpus or cfg.cpus
     batch = max(1, zone_batchsize(managed))
-    return (batch, zone_highsize(managed, 0, batch, cfg.cpus, 0),
-            zone_highsize(managed, 0, batch, cfg.cpus, MIN_PERCPU_PAGELIST_HIGH_FRACTION))
+    return (batch, zone_highsize(managed, 0, batch, split, 0),
+            zone_highsize(managed, 0, batch, split, MIN_PERCPU_PAGELIST_HIGH_FRACTION))

@@ -30,15 +30,13 @@ from ..kernel.ftrace import (
     PFN_FAILED,
     TraceStats,
     read_event_batches,
-    read_zoneinfo,
     write_ftrace,
 )
-from ..kernel.gfp import ZONE_NAMES
+from ..kernel.zoneinfo import static_differences
 from ..machine import OP_DTYPE, Machine, Trace
-from ..kernel.watermark import setup_zones
 from .workloads import OP_ALLOC, OP_FREE
 
-__all__ = ["ReplayResult", "SKIP_REASONS", "config_from_zoneinfo", "replay", "replay_text"]
+__all__ = ["ReplayResult", "SKIP_REASONS", "replay", "replay_text"]
 
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 
@@ -53,72 +51,6 @@ SKIP_REASONS = {
 
 #: Progress callback: (events read so far, fraction of the input read or None).
 Progress = Callable[[int, "float | None"], None]
-
-
-# ---------------------------------------------------------------------------------------
-# Configuring the machine from the traced one.
-
-
-def config_from_zoneinfo(zoneinfo: str | os.PathLike[str] | dict, preset: str = "v6.10",
-                         **overrides: Any) -> tuple[KernelConfig, list[str]]:
-    """A KernelConfig of the machine a /proc/zoneinfo dump describes.
-
-    Zones get the dump's managed pages and the CPUs are those of its pagesets;
-    min_free_kbytes is chosen so that the zones' min watermarks are the dump's.
-
-    :param zoneinfo: a path, the text, or what :func:`pcpemu.kernel.ftrace.read_zoneinfo` returns.
-    :param preset: the kernel preset the other fields come from.
-    :return: the config and notes on every boot value (watermark, batch) that differs
-        from the dump's.
-    :raises ConfigError: for a dump with no populated zone, no pagesets, or a zone
-        pcpemu does not model.
-    """
-    info = zoneinfo if isinstance(zoneinfo, dict) else read_zoneinfo(zoneinfo)
-    zones = [z for z in info["zones"] if z.get("managed")]
-    if not zones or not info["nr_cpus"]:
-        raise ConfigError("zoneinfo: no populated zone with pagesets")
-    for z in zones:
-        if z["name"] not in ZONE_NAMES[:3]:
-            raise ConfigError(f"zoneinfo: zone {z['name']} has {z['managed']} managed pages; "
-                              "pcpemu models DMA, DMA32 and Normal only")
-    fields = {"zones": {z["name"]: z["managed"] for z in zones}, "cpus": info["nr_cpus"]}
-    fields.update(overrides)
-    cfg = KernelConfig.preset(preset, **fields)
-    if "min_free_kbytes" not in overrides:
-        cfg = _match_min_watermarks(cfg, zones)
-    return cfg, _boot_differences(cfg, zones)
-
-
-def _match_min_watermarks(cfg: KernelConfig, zones: list[dict]) -> KernelConfig:
-    # Each zone's min is pages_min * managed / lowmem, so pages_min lies just above the
-    # sum of the mins; the first min_free_kbytes that gives every min exactly wins.
-    want = {z["name"]: z.get("min") for z in zones}
-    if None in want.values() or _mins(cfg) == want:
-        return cfg
-    pages_min = sum(want.values())
-    for kbytes in range(pages_min * 4, (pages_min + len(zones) + 1) * 4):
-        candidate = cfg.replace(min_free_kbytes=kbytes)
-        if _mins(candidate) == want:
-            return candidate
-    return cfg
-
-
-def _mins(cfg: KernelConfig) -> dict[str, int]:
-    return {z.name: z.watermark[0] for z in setup_zones(cfg)[1] if z.managed}
-
-
-def _boot_differences(cfg: KernelConfig, zones: list[dict]) -> list[str]:
-    emulated = {z.name: z for z in setup_zones(cfg)[1]}
-    notes = []
-    for z in zones:
-        e = emulated[z["name"]]
-        for key, value in (("min", e.watermark[0]), ("low", e.watermark[1]), ("high", e.watermark[2])):
-            if key in z and z[key] != value:
-                notes.append(f"zone {z['name']}: {key} watermark {value}, the dump has {z[key]}")
-        batches = {p["batch"] for p in z["pagesets"] if "batch" in p}
-        if batches and batches != {e.batch}:
-            notes.append(f"zone {z['name']}: pcp batch {e.batch}, the dump has {sorted(batches)}")
-    return notes
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,7 +294,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     :param emit_trace: a text file that gets the first machine's kmem tracepoints
         (Machine.tracing) as ftrace lines, each at the time of the event its op replays.
     :param progress: called after each chunk.
-    :param config_notes: carried into the result (e.g. from :func:`config_from_zoneinfo`).
+    :param config_notes: carried into the result (e.g. from :func:`pcpemu.kernel.zoneinfo.static_differences`).
     :raises TraceFormatError: for an unreadable trace, a malformed line with ``strict``,
         or an event on a CPU the machines do not have.
     """
@@ -467,23 +399,30 @@ def replay_text(result: ReplayResult) -> str:
 
 
 def replay_configs(preset: str, policies: list[str] | None = None, *, zoneinfo: str | None = None,
-                   memory: str = "8G", cpus: int | None = None, zones: str | None = None, cma: str = "0",
-                   one_policy: bool = False) -> tuple[dict[str, KernelConfig], list[str]]:
+                   node: int | None = None, memory: str = "8G", cpus: int | None = None, zones: str | None = None,
+                   cma: str | None = None, one_policy: bool = False) -> tuple[dict[str, KernelConfig], list[str]]:
     """The machines of ``pcpemu replay``: one config per THP-list policy, from a
-    zoneinfo dump or from memory, CPUs and a zones spec (config.parse_zones).
+    zoneinfo dump (KernelConfig.from_zoneinfo) or from memory, CPUs and a zones
+    spec (config.parse_zones).
 
     :param policies: default the preset's own.
+    :param node: the node of a several-node dump.
+    :param cma: the CMA size; default the dump's, or none.
     :param one_policy: refuse more than one policy (one machine's trace is written).
-    :return: (configs by policy, notes on boot values that differ from the dump's).
+    :return: (configs by policy, the static boot values that differ from the dump's).
     :raises ConfigError: for contradicting options, before any work.
     """
+    extra = {} if cma is None else {"cma": cma}
+    if node is not None and not zoneinfo:
+        raise ConfigError("--node picks a node of a --zoneinfo dump; give --zoneinfo")
     if zoneinfo:
         if cpus is not None or zones is not None:
             raise ConfigError("--zoneinfo gives the zones and CPUs; drop --cpus/--zones")
-        base, notes = config_from_zoneinfo(zoneinfo, preset, cma=cma)
+        base = KernelConfig.from_zoneinfo(zoneinfo, preset, node, **extra)
+        notes = static_differences(base, zoneinfo, node)
     else:
         base = KernelConfig.preset(preset, memory=memory, zones=parse_zones(zones or "x86_64", "--zones"),
-                                   cpus=4 if cpus is None else cpus, cma=cma)
+                                   cpus=4 if cpus is None else cpus, **extra)
         notes = []
     policies = policies or [base.thp_lists]
     if one_policy and len(policies) > 1:

@@ -39,7 +39,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 
 def _add_replay(sub: Any) -> None:
-    from ..kernel.config import PRESETS, THP_LIST_POLICIES
+    from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES
     from ..runs.workloads import DEFAULT_SEED
 
     p = sub.add_parser(
@@ -51,12 +51,14 @@ def _add_replay(sub: Any) -> None:
                    "perf script); .gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
+    p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
     p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
-    p.add_argument("--cma", default="0", help="CMA size (default none)")
-    p.add_argument("--preset", default="v6.10", choices=list(PRESETS))
+    p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help=f"the kernel rules and /proc formats (default {DEFAULT_PRESET})")
     p.add_argument("--policies", "--policy", action="append", metavar="A,B",
                    help="THP-list policies to compare on the same stream, comma-separated, repeatable "
                    "(default: the preset's): " + ", ".join(THP_LIST_POLICIES))
@@ -85,8 +87,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     for p in policies or ():
         if p not in THP_LIST_POLICIES:
             raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
-    configs, notes = replay_configs(args.preset, policies, zoneinfo=args.zoneinfo, memory=args.memory,
-                                    cpus=args.cpus, zones=args.zones, cma=args.cma,
+    configs, notes = replay_configs(args.preset, policies, zoneinfo=args.zoneinfo, node=args.node,
+                                    memory=args.memory, cpus=args.cpus, zones=args.zones, cma=args.cma,
                                     one_policy=bool(args.emit_trace))     # bad options fail before any work
     show = sys.stderr.isatty() if args.progress is None else args.progress
     emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None

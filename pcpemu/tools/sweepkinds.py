@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from ..runs import workloads
-from ..kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
+from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES, KernelConfig
 from ..errors import ConfigError, PcpemuError, SweepSpecError
 __all__ = ["KINDS", "Kind", "WORKLOADS", "measure_contention", "measure_replay", "measure_repro",
            "measure_workload", "register_kind"]
@@ -139,7 +139,7 @@ _CONTENTION_PARAMS: dict[str, Any] = {
 _REPRO_PARAMS: dict[str, Any] = {
     "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": workloads.DEFAULT_SEED, "guest": "1G",
 }
-_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": "v6.10", "policy": None,
+_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": DEFAULT_PRESET, "policy": None,
                                   "seed": workloads.DEFAULT_SEED}
 
 
@@ -201,11 +201,10 @@ def measure_repro(params: dict[str, Any]) -> dict[str, Any]:
 
 def _replay_config(p: dict[str, Any]) -> Any:
     from ..kernel.config import KernelConfig
-    from ..runs.replay import config_from_zoneinfo
 
     over = {} if p["policy"] is None else {"thp_lists": p["policy"], "thp": p["policy"] != "none"}
     if p["zoneinfo"] is not None:
-        return config_from_zoneinfo(p["zoneinfo"], preset=p["preset"], **over)[0]
+        return KernelConfig.from_zoneinfo(p["zoneinfo"], preset=p["preset"], **over)
     return KernelConfig.preset(p["preset"], **over)
 
 

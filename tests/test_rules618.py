@@ -1,0 +1,188 @@
+"""The rules kernels after v6.10 changed (pcpemu.kernel.config.RULE_CHANGES).
+
+Each test runs the same ops on the kernel just before a change and on the one
+that has it, so that only that change can explain the difference.
+"""
+
+import pytest
+
+from pcpemu import KernelConfig, Machine
+from pcpemu.kernel.config import PRESETS, RULE_CHANGES
+
+MOVABLE = "GFP_HIGHUSER_MOVABLE"
+
+
+def machine(kernel, pages=262144, **kw):
+    return Machine(KernelConfig(zones={"Normal": pages}, cpus=1, kernel=kernel, **kw))
+
+
+def test_rule_changes_cite_commits_and_the_v6_18_preset_has_them_all():
+    cfg = KernelConfig.preset("v6.18")
+    assert cfg.rule_changes == list(RULE_CHANGES)
+    assert KernelConfig.preset("v6.10").rule_changes == []
+    assert PRESETS["v6.18"]["kernel"] == "v6.18"
+    for r in RULE_CHANGES:
+        assert r.since.startswith("v6.") and r.commit and r.change
+
+
+def _fragment(m, keep_free):
+    # Fill the zone with movable pages (the machine has no min watermark to
+    # hold pages back), then free in every pageblock the pfns keep_free(offset)
+    # selects, and drain them to the buddy.
+    pfns = []
+    while True:
+        while (p := m.alloc_pages(MOVABLE)) is not None:
+            pfns.append(p)
+        m.drain_all_pages()                      # the pages other pcp lists held
+        if (p := m.alloc_pages(MOVABLE)) is None:
+            break
+        pfns.append(p)
+    assert m.zone_state("Normal")["nr_free_pages"] == 0
+    for p in pfns:
+        if keep_free(p % 512):
+            m.free_pages(p)
+    m.drain_all_pages()
+
+
+@pytest.mark.parametrize("kernel", ["v6.14", "v6.15"])
+def test_unmovable_fallback_claims_or_steals_the_smallest_block(kernel):
+    # Each pageblock keeps 128 + 64 + 1 free pages (an order-7, an order-6 and an
+    # order-0 block): too few to claim the block (256). v6.10..v6.14 split the
+    # largest block of another type anyway; v6.15 (c2f6ea38fc) tries to claim
+    # at every order, then steals the smallest block.
+    m = machine(kernel, min_free_kbytes=0, watermark_scale_factor=1)
+    _fragment(m, lambda off: 128 <= off < 256 or 384 <= off < 448 or off == 500)
+    before = m.stats()
+    p = m.alloc_pages("GFP_KERNEL")
+    after = m.stats()
+    assert m.pageblock_migratetype(p) == "Movable"          # stolen, not claimed
+    boosts, fallbacks = (after[k] - before[k] for k in ("WMARK_BOOST", "PGALLOC_FALLBACK"))
+    assert fallbacks > 1                                     # the whole pcp refill fell back
+    if kernel == "v6.14":
+        assert p % 512 == 128                                # the head of an order-7 block
+        assert boosts == fallbacks                           # every steal boosts
+    else:
+        assert p % 512 == 500                                # a lone free page
+        # Only the failed claims boost: one at each order holding a block
+        # (7, 6, 0) before the first steal; the refill then stays in steal mode.
+        assert boosts == 3
+    m.check()
+
+
+@pytest.mark.parametrize("kernel", ["v6.14", "v6.15"])
+def test_a_refill_keeps_stealing_once_it_stole(kernel):
+    # rmqueue_bulk from v6.15 (90abee6d7895) remembers the steal mode: the whole
+    # refill comes from the smallest blocks, which are the lone pages here.
+    m = machine(kernel, min_free_kbytes=0, watermark_scale_factor=1)
+    _fragment(m, lambda off: 128 <= off < 256 or off in (500, 502, 504, 506))
+    m.alloc_pages("GFP_KERNEL")
+    pcp = m.pcp_list("Normal", 0, m.order_to_pindex("Unmovable", 0))
+    lone = sum(1 for p in pcp if p % 512 >= 500)
+    assert lone == (len(pcp) if kernel == "v6.15" else 0)
+    m.check()
+
+
+@pytest.mark.parametrize("kernel", ["v6.15", "v6.16"])
+def test_free_high_needs_a_longer_run_of_frees_from_v6_16(kernel):
+    # free_high drains early after consecutive order-1..3 frees: at
+    # free_count >= batch before v6.16, batch + high_min / 2 from c544a952ba61.
+    # 4 CPUs keep high_min (1760) low enough for free_count (capped at
+    # batch << 5 = 2016) to reach the new threshold (943).
+    m = Machine(KernelConfig(zones={"Normal": 262144}, cpus=4, kernel=kernel))
+    blocks = [m.alloc_pages("GFP_KERNEL", order=2) for _ in range(400)]
+    m.drain_all_pages()
+    pcp = m.pcp_state("Normal", 0)
+    threshold = pcp["batch"] + (pcp["high_min"] // 2 if kernel == "v6.16" else 0)
+    assert threshold < pcp["batch"] << 5
+    drains = m.stats()["PCP_DRAIN"]
+    for i, p in enumerate(blocks):
+        before = m.pcp_state("Normal", 0)
+        m.free_pages(p, order=2)
+        if m.stats()["PCP_DRAIN"] != drains:
+            break
+    assert before["count"] + 4 < m.pcp_state("Normal", 0)["high"] or before["count"] + 4 < pcp["high_min"]
+    assert before["free_count"] >= threshold > before["free_count"] - 4   # the first free that reached it
+    assert i == -(-threshold // 4)
+    m.check()
+
+
+@pytest.mark.parametrize("kernel", ["v6.11", "v6.12"])
+def test_watermarks_hold_back_free_highatomic_pages_only_from_v6_12(kernel):
+    m = machine(kernel, pages=65536)
+    while m.alloc_pages("GFP_HIGHUSER_MOVABLE", order=4) is not None:
+        pass
+    assert m.alloc_pages("GFP_ATOMIC", order=1) is not None      # reserves a highatomic block
+    zs = m.zone_state("Normal")
+    assert zs["nr_reserved_highatomic"] == 512
+    # Atomic order-4 requests eat the reserve from its own lists.
+    while m.zone_state("Normal")["nr_free_highatomic"] >= 16 + 2:
+        assert m.alloc_pages("GFP_ATOMIC", order=4) is not None
+    zs = m.zone_state("Normal")
+    assert zs["nr_free_highatomic"] < 32 and zs["nr_reserved_highatomic"] == 512
+    m.check()
+    # Now the zone's free pages hold only a few highatomic ones. A GFP_KERNEL
+    # request at the low watermark counts the whole reserve as unusable before
+    # v6.12, only its free pages after.
+    # Free movable order-4 blocks until the free pages, less the free
+    # highatomic ones, are above the low watermark, but not less the whole reserve.
+    low = m.populated_zones[0].watermark[1]
+    movable = [p for p in range(0, 65536, 16) if m.page_info(p).get("state") == "allocated"
+               and m.page_info(p).get("order") == 4 and m.pageblock_migratetype(p) == "Movable"]
+    for p in movable:
+        zs = m.zone_state("Normal")
+        if zs["nr_free_pages"] - zs["nr_free_highatomic"] > low + 16:
+            break
+        m.free_pages(p, order=4)
+    zs = m.zone_state("Normal")
+    assert zs["nr_free_pages"] - 512 <= low < zs["nr_free_pages"] - zs["nr_free_highatomic"]
+    slow = m.stats()["SLOWPATH"]
+    m.alloc_pages("GFP_KERNEL")
+    assert (m.stats()["SLOWPATH"] > slow) == (kernel == "v6.11")
+
+
+@pytest.mark.parametrize("kernel", ["v6.11", "v6.12"])
+def test_atomic_order0_requests_take_the_highatomic_reserve_from_v6_12(kernel):
+    # All free pages sit in a highatomic block. The atomic watermark counts them
+    # (ALLOC_NON_BLOCK is a reserve flag), but before 281dd25c1a01 only
+    # ALLOC_OOM requests could take them: every GFP_ATOMIC order-0 request failed.
+    m = machine(kernel, pages=65536, min_free_kbytes=1024)
+    while m.alloc_pages(MOVABLE, order=4) is not None:
+        pass
+    assert m.alloc_pages("GFP_ATOMIC", order=1) is not None         # reserves the block
+    zs = m.zone_state("Normal")
+    assert zs["nr_free_pages"] == zs["nr_free_highatomic"] > 0
+    taken = 0
+    while m.alloc_pages("GFP_ATOMIC") is not None:
+        taken += 1
+    after = m.zone_state("Normal")["nr_free_highatomic"]
+    if kernel == "v6.11":
+        assert taken == 0 and after == zs["nr_free_highatomic"]
+    else:
+        # Down to the atomic min watermark (__zone_watermark_ok): __GFP_HIGH
+        # halves min, ALLOC_NON_BLOCK takes a quarter of the rest.
+        half = m.populated_zones[0].watermark[0]
+        half -= half // 2
+        assert taken == zs["nr_free_highatomic"] - after and after == half - half // 4
+    m.check()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_v6_18_rules_keep_every_invariant_under_pressure(seed):
+    # A crowded two-zone machine with CMA: claims, steals, highatomic reserves,
+    # free_high drains and decay all run; check() verifies free lists, counters
+    # (nr_free_highatomic included) and pcp lists after each phase.
+    from pcpemu.runs import workloads
+    m = Machine(KernelConfig.preset("v6.18", memory="96M", cma="16M", cpus=2), seed=seed)
+    classes = (("GFP_KERNEL", 0, 0.3), ("GFP_HIGHUSER_MOVABLE", 0, 0.3), ("GFP_ATOMIC", 1, 0.1),
+               ("GFP_KERNEL", 3, 0.1), ("GFP_HIGHUSER_MOVABLE | __GFP_COMP", 9, 0.05),
+               ("__GFP_RECLAIMABLE | GFP_KERNEL", 2, 0.15))
+    before = m.stats()
+    for phase in range(3):
+        m.run(workloads.churn(20000, classes, live=9000, cpus=(0, 1), seed=seed * 10 + phase,
+                              slot_base=phase * 100000))
+        m.check()
+        m.decay_pcp_high(phase % 2)
+        m.drain_all_pages()
+        m.check()
+    st = m.stats()
+    assert st["PGALLOC_FALLBACK"] > before["PGALLOC_FALLBACK"] and st["ALLOC_FAILED"] > 0
