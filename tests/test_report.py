@@ -1,6 +1,7 @@
 """The report on a tiny config: verdict numbers traced to the JSON, statistics, sections, rendering."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -251,3 +252,14 @@ def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
     lo, hi = ax.get_ylim()
     assert lo <= -reportplots.MIN_SPAN and hi >= reportplots.MIN_SPAN
     assert ax.get_xlabel() == "CPUs" and "%" in ax.get_ylabel()
+
+
+@pytest.mark.skipif(not os.environ.get("PCPEMU_LONG_REPORT") or not shutil.which("chromium"),
+                    reason="the default report takes ~25 s of CPU: set PCPEMU_LONG_REPORT=1 (needs chromium)")
+def test_default_report_verdict_fits_the_first_screen(tmp_path):
+    out = tmp_path / "report"
+    assert cli.main(["report", "-o", str(out)]) == 0
+    run = _chromium((out / "report.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    body = re.search(r"<body[^>]*>", run.stdout).group(0)
+    height = int(re.search(r'data-viewport="\d+x(\d+)"', body).group(1))
+    assert int(re.search(r'data-verdict-bottom="(\d+)"', body).group(1)) <= height
