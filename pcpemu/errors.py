@@ -3,6 +3,8 @@
 __all__ = [
     "BadOrderError",
     "BadPfnError",
+    "CaptureError",
+    "CaptureLossError",
     "ConfigError",
     "DoubleFreeError",
     "InvariantError",
@@ -54,6 +56,15 @@ class OpStreamError(PcpemuError, ValueError):
 
 class TraceFormatError(PcpemuError, ValueError):
     """A line of an ftrace capture that cannot be read."""
+
+
+class CaptureError(PcpemuError, RuntimeError):
+    """pcpemu capture cannot run or finish: not root, no tracefs or event, a bad
+    output directory, a command that cannot start, an interruption."""
+
+
+class CaptureLossError(CaptureError):
+    """The ring buffer lost events during a capture (and --allow-loss was not given)."""
 
 
 class SweepSpecError(PcpemuError, ValueError):

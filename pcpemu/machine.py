@@ -433,6 +433,48 @@ class Machine:
                                      self._int(end, "pfn", "free_contig_range"),
                                      self._int(cpu, "cpu", "free_contig_range"))
 
+    # ---- a traced kernel's starting state (pcpemu.runs.kstate) ----
+
+    def seed_zone(self, zone: str, block_types: np.ndarray, free_pfns: np.ndarray, free_orders: np.ndarray,
+                  owner: int) -> None:
+        """Lay a zone out as a real one was: every page allocated to ``owner`` (order 0),
+        the pageblock types ``block_types`` (one per pageblock of the zone, as
+        MIGRATETYPE_NAMES indexes), then the blocks ``free_pfns``/``free_orders`` freed
+        into the buddy. Only on a machine that has run nothing."""
+        if self.stats()["ALLOC_CALLS"] or self.stats()["FREE_CALLS"]:
+            raise PcpemuError("seed_zone needs a machine that has run nothing")
+        zi = self._zone_idx(zone, "seed_zone")
+        self._core.seed_untraced_zone(zi, np.ascontiguousarray(block_types, np.uint8), owner)
+        self._core.seed_free_blocks(np.ascontiguousarray(free_pfns, np.int64), np.ascontiguousarray(free_orders, np.int8),
+                                    owner)
+
+    def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int, pindex: int | None = None) -> int:
+        """Put ``count`` blocks of ``owner``'s pages on a CPU's pcp list ``pindex``
+        (default Movable order 0) and set its high; returns how many went on."""
+        pindex = self.order_to_pindex("Movable", 0) if pindex is None else pindex
+        if not 0 <= pindex < self.nr_pcp_lists:
+            raise PcpemuError(f"pindex {pindex} is outside 0..{self.nr_pcp_lists - 1}")
+        return self._core.seed_pcp(self._zone_idx(zone, "seed_pcp"), self._int(cpu, "cpu", "seed_pcp"), pindex,
+                                   int(count), int(high), owner)
+
+    def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
+                      cursor: np.ndarray) -> np.ndarray:
+        """Up to n blocks of ``owner``'s pages made whole at ``order`` (see _core.take_untraced)."""
+        return self._core.take_untraced(self._zone_idx(zone, "take_untraced"), migratetype,
+                                        self._int(order, "order", "take_untraced"), n, owner, cursor)
+
+    def load_slots(self, slots: np.ndarray, pfns: np.ndarray) -> None:
+        """Point op-stream slots at allocated blocks, so that stream frees can free them."""
+        if len(slots) and int(slots.max()) >= len(self._slots):
+            grown = np.full(max(int(slots.max()) + 1, 2 * len(self._slots)), -1, dtype=np.int64)
+            grown[: len(self._slots)] = self._slots
+            self._slots = grown
+        self._slots[slots] = pfns
+
+    def reset_stats(self) -> None:
+        """Zero every counter (the state stays)."""
+        self._core.reset_stats()
+
     # ---- views ----
 
     def stats(self, per_cpu: bool = False) -> dict[str, Any]:

@@ -42,8 +42,7 @@ def test_every_file_and_section(tiny_dir):
     md, page = (tiny_dir / "report.md").read_text(), (tiny_dir / "report.html").read_text()
     assert md.index("## Verdict") < md.index("## struct per_cpu_pages")
     for ident, title, _ in SECTIONS:
-        if ident != "fidelity":                 # only with a replay-vs-kernel comparison
-            assert f"## {title}" in md and f"id='{ident}'" in page
+        assert f"## {title}" in md and f"id='{ident}'" in page
     for png in tiny_dir.glob("*.png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and data.endswith(b"IEND\xaeB`\x82")
@@ -155,6 +154,7 @@ def test_interrupted_run_leaves_nothing(tiny, tmp_path, monkeypatch):
     (["--memory", "1X"], "memory"),
     (["--seeds", "1"], "seeds"),
     (["--capture", "/nonexistent.txt"], "capture"),
+    (["--capture", "/tmp"], "capture directory"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message):
     out = tmp_path / "r"
@@ -223,18 +223,21 @@ def test_html_verdict_fits_the_first_screen_in_headless_chromium(tiny_dir, tmp_p
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fidelity_hook_adds_its_section(tiny, monkeypatch):
+def test_fidelity_on_a_capture_directory(tiny):
+    # The bundled capture is a capture directory: its replay against the
+    # kernel's own counters gets a section, its trace the capture workload.
     from pcpemu.tools.reportrender import render_markdown
-    seen = []
-    monkeypatch.setattr(report, "FIDELITY", lambda path: seen.append(path) or {
-        "summary": "Replayed against the kernel.", "metrics": {"refill_blocks": {"emulated": 10, "kernel": 12,
-                                                                                 "ratio": 10 / 12}}})
-    opts = ReportOptions.make(**TINY)
-    rep = dict(tiny[0], fidelity=report._fidelity(opts, tiny[0], lambda _: None))
-    assert seen == [opts["capture"]]
+    rep = tiny[0]
+    fid = rep["fidelity"]
+    assert fid["capture"] == report.default_capture() and set(fid["figures"]) >= {"refill_blocks", "zone_lock"}
+    total = fid["comparison"]["total"]["refill_blocks"]
     md = render_markdown(rep, [])
-    assert "## Fidelity on your capture" in md and "| refill_blocks | 10 | 12 | 0.833 |" in md
-    assert "## Fidelity on your capture" not in render_markdown(tiny[0], [])
+    assert "## Fidelity on your capture" in md
+    assert f"| all | refill_blocks | {total['kernel']} | {total['emulated']} |" in md
+    assert "mm_page_alloc events of capture-6.18-small" in [w for w in rep["workloads"]["table"]
+                                                           if w["name"] == "capture"][0]["source"]
+    without = dict(rep, fidelity=None)
+    assert "## Fidelity on your capture" not in render_markdown(without, [])
 
 
 def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():

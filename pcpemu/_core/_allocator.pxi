@@ -503,6 +503,24 @@ cdef class Allocator:
             pfn += 1UL << pfn_to_page(&self.pgdat, pfn).order
         free_contig_range(&self.pgdat.cpu[cpu], &self.pgdat, start, end, cpu)
 
+    # ---- a traced kernel's starting state (_seed.pxi, pcpemu.runs.kstate) ----
+
+    def seed_untraced_zone(self, int zi, const uint8_t[::1] block_types, uint64_t owner):
+        seed_untraced_zone(&self.pgdat, zi, block_types, owner)
+
+    def seed_free_blocks(self, const int64_t[::1] pfns, const int8_t[::1] orders, uint64_t owner):
+        seed_free_blocks(&self.pgdat, pfns, orders, owner)
+
+    def seed_pcp(self, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
+        return seed_pcp(&self.pgdat, zi, cpu, pindex, n, high, owner)
+
+    def take_untraced(self, int zi, int mt, int order, Py_ssize_t n, uint64_t owner, int64_t[::1] cursor):
+        out = np.empty(n, np.int64)
+        return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]
+
+    def reset_stats(self):
+        reset_stats(&self.pgdat)
+
     # ---- views ----
 
     @property

@@ -57,6 +57,7 @@ include "_run.pxi"
 include "_isolate.pxi"
 include "_smp.pxi"
 include "_mm_init.pxi"
+include "_seed.pxi"
 include "_allocator.pxi"
 include "_baseline.pxi"
 

@@ -17,7 +17,9 @@ import gzip
 import io
 import lzma
 import os
+import queue
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import BinaryIO, NamedTuple, TextIO, Union
 
 import numpy as np
 
-from .._ftrace import fast_lines
+from .._ftrace import fast_lines, newlines
 from ..errors import TraceFormatError
 from .gfp import parse_gfp, show_gfp_flags
 
@@ -39,10 +41,12 @@ __all__ = [
     "MM_PAGE_FREE_BATCHED",
     "MM_PAGE_PCPU_DRAIN",
     "PFN_FAILED",
+    "VMSTAT_UPDATE",
     "TraceEvent",
     "TraceStats",
     "for_each_event",
     "read_event_batches",
+    "read_pagetypeinfo",
     "read_zoneinfo",
     "write_ftrace",
 ]
@@ -55,6 +59,9 @@ MM_PAGE_FREE_BATCHED = 3
 MM_PAGE_PCPU_DRAIN = 4
 MM_PAGE_ALLOC_ZONE_LOCKED = 5
 MM_PAGE_ALLOC_EXTFRAG = 6
+#: A run of the vmstat worker on its CPU (workqueue_execute_start of vmstat_update,
+#: which pcpemu capture records): refresh_cpu_vm_stats -> decay_pcp_high.
+VMSTAT_UPDATE = 7
 
 #: Tracepoint name of each kind, indexed by kind.
 EVENT_NAMES = (
@@ -65,8 +72,10 @@ EVENT_NAMES = (
     "mm_page_pcpu_drain",
     "mm_page_alloc_zone_locked",
     "mm_page_alloc_extfrag",
+    "vmstat_update",
 )
-_KIND = {name: kind for kind, name in enumerate(EVENT_NAMES) if name}
+_KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
+_WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")
 
 #: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
 PFN_FAILED = -1
@@ -172,7 +181,59 @@ def _open_binary(source: _Source) -> tuple[BinaryIO, list]:
         f = lzma.LZMAFile(raw)
     else:
         return raw, owned
-    return f, [f, *owned]
+    # Decompression runs in a thread of its own (liblzma and zlib let go of the GIL),
+    # beside the parse and the replay.
+    ahead = _ReadAhead(f)
+    return ahead, [ahead, f, *owned]
+
+
+class _ReadAhead:
+    """Blocks of a stream read by a background thread, a few blocks ahead."""
+
+    def __init__(self, f: BinaryIO, depth: int = 4) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._f = f
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="pcpemu-decompress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self._f.read(_BLOCK)
+                self._put(block)
+                if not block:
+                    return
+        except BaseException as err:        # handed to the reader
+            self._put(err)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1) -> bytes:
+        """The next block (whatever its size), b"" at the end."""
+        if self._done:
+            return b""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if not item:
+            self._done = True
+        return item
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _iter_chunks(source: _Source) -> Iterator[bytes]:
@@ -271,6 +332,9 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
         return None
     event = m.group("event").decode()
     kind = _KIND.get(event)
+    if event == "workqueue_execute_start" and _WORK_VMSTAT.fullmatch(m.group("fields")):
+        cpu = int(m.group("cpu"))
+        return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
     if kind is None or m.group("sys") not in (None, b"kmem"):
         stats.skipped[f"event {event}"] += 1
         return None
@@ -328,7 +392,7 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
 
 def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
                  gfp_cache: dict[bytes, int]) -> np.ndarray:
-    nl = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+    nl = newlines(chunk)
     li, *cols = fast_lines(chunk, nl, gfp_cache)
     rows = np.empty(len(li), EVENT_DTYPE)
     for name, col in zip(_FAST_FIELDS, cols):
@@ -351,8 +415,9 @@ def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
             slow.append(row)
     if not slow:
         return rows
-    both = np.concatenate((rows, np.array(slow, EVENT_DTYPE)))
-    return both[np.argsort(both["line"], kind="stable")]
+    slow_rows = np.array(slow, EVENT_DTYPE)
+    # Both are in line order: each slow row goes in before the first fast row after it.
+    return np.insert(rows, np.searchsorted(rows["line"], slow_rows["line"]), slow_rows)
 
 
 def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = False,
@@ -378,7 +443,7 @@ def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = Fa
         kinds = np.bincount(rows["kind"], minlength=len(EVENT_NAMES))
         for k in np.flatnonzero(kinds):
             stats.events[EVENT_NAMES[k]] += int(kinds[k])
-        stats.failed_allocs += int(np.count_nonzero(rows["pfn"] == PFN_FAILED))
+        stats.failed_allocs += int(np.count_nonzero((rows["pfn"] == PFN_FAILED) & (rows["kind"] == MM_PAGE_ALLOC)))
         pending.append(rows)
         npending += len(rows)
         if npending >= batch:
@@ -441,6 +506,8 @@ _HEADER = """\
 
 def _format_fields(ev: TraceEvent) -> str:
     kind = ev.kind
+    if kind == VMSTAT_UPDATE:
+        return f"work struct {_hash_ptr(ev.cpu):016x}: function vmstat_update"
     if ev.pfn == PFN_FAILED:
         if kind != MM_PAGE_ALLOC:
             raise ValueError(f"only mm_page_alloc can fail, not {EVENT_NAMES[kind]}")
@@ -492,8 +559,9 @@ def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
     for row in rows:
         ev = row if isinstance(row, TraceEvent) else TraceEvent(*row)
         usecs = round(ev.timestamp * 1e6)
+        name = "workqueue_execute_start" if ev.kind == VMSTAT_UPDATE else EVENT_NAMES[ev.kind]
         file.write(f"{prefix}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
-                   f"{EVENT_NAMES[ev.kind]}: {_format_fields(ev)}\n")
+                   f"{name}: {_format_fields(ev)}\n")
         n += 1
     return n
 
@@ -578,3 +646,54 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
             counters[key] = value
     cpus = {p["cpu"] for z in zones for p in z["pagesets"]}
     return {"nr_cpus": len(cpus), "zones": zones}
+
+
+# ---------------------------------------------------------------------------------------
+# /proc/pagetypeinfo
+
+
+# Counts of 100000 and more print as ">100000" (a lower bound).
+_PTI_FREE = re.compile(r"Node\s+(\d+), zone\s+(\S+), type\s+(\S+)((?:\s+>?\d+)+)\s*$")
+_PTI_BLOCKS_HEAD = re.compile(r"Number of blocks type((?:\s+\S+)+)\s*$")
+_PTI_BLOCKS = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
+
+
+def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
+    """Parse a /proc/pagetypeinfo dump (pagetypeinfo_showfree and
+    pagetypeinfo_showblockcount in mm/vmstat.c).
+
+    :param path_or_text: the text itself (anything with a newline) or a path to it.
+    :return: ``{"pageblock_order": int, "zones": {name: {"free": {migratetype: [count by
+        order]}, "blocks": {migratetype: count}}}}`` with the kernel's migratetype names.
+    :raises TraceFormatError: for a dump without free counts or block counts.
+    """
+    text = os.fspath(path_or_text)
+    if "\n" not in text:
+        with open(path_or_text, encoding="utf-8") as f:
+            text = f.read()
+    zones: dict[str, dict] = {}
+    block_types: list[str] | None = None
+    order = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.startswith("Page block order:"):
+            order = int(line.split(":")[1])
+            continue
+        m = _PTI_FREE.match(line)
+        if m:
+            zone = zones.setdefault(m.group(2), {"free": {}, "blocks": {}})
+            zone["free"][m.group(3)] = [int(v.lstrip(">")) for v in m.group(4).split()]
+            continue
+        m = _PTI_BLOCKS_HEAD.match(line)
+        if m:
+            block_types = m.group(1).split()
+            continue
+        m = _PTI_BLOCKS.match(line)
+        if m and block_types is not None:
+            counts = [int(v) for v in m.group(3).split()]
+            if len(counts) != len(block_types):
+                raise TraceFormatError(f"pagetypeinfo line {lineno}: {len(counts)} block counts for "
+                                       f"{len(block_types)} types")
+            zones.setdefault(m.group(2), {"free": {}, "blocks": {}})["blocks"] = dict(zip(block_types, counts))
+    if not zones or block_types is None:
+        raise TraceFormatError("pagetypeinfo: no free counts or no 'Number of blocks type' table")
+    return {"pageblock_order": order, "zones": zones}

@@ -10,9 +10,10 @@ emulator's counters per CPU.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO, TextIO
 
 import numpy as np
@@ -28,15 +29,17 @@ from ..kernel.ftrace import (
     MM_PAGE_FREE_BATCHED,
     MM_PAGE_PCPU_DRAIN,
     PFN_FAILED,
+    VMSTAT_UPDATE,
     TraceStats,
     read_event_batches,
     write_ftrace,
 )
 from ..kernel.zoneinfo import static_differences
-from ..machine import OP_DTYPE, Machine, Trace
+from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
+from .kstate import PcpLists, UntracedPool, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
 
-__all__ = ["ReplayResult", "SKIP_REASONS", "replay", "replay_text"]
+__all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
 
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 
@@ -74,17 +77,22 @@ class _Matcher:
     the next one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, untraced: bool = False) -> None:
+        # untraced: frees of pages the trace did not allocate become ops too (their
+        # slots are loaded from the untraced owner's blocks by the caller).
+        self.untraced = untraced
         self.live_pfn = np.zeros(0, np.int64)    # sorted pfns of live traced allocations
         self.live_slot = np.zeros(0, np.int64)
         self.live_order = np.zeros(0, np.int8)
         self.pool = np.zeros(0, np.int64)        # slots free for reuse
         self.next_slot = 0
         self.skipped: Counter = Counter()
+        self.untraced_frees: Counter = Counter()
         self.missing_frees = 0
 
-    def ops(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The op stream of one batch of events, and the batch index of each op."""
+    def ops(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The op stream of one batch of events, the batch index of each op, and
+        (untraced mode) the positions of the frees of untraced pages in it."""
         kind, pfn = ev["kind"], ev["pfn"]
         alloc = (kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED)
         self.skipped["failed_alloc"] += int(np.count_nonzero(kind == MM_PAGE_ALLOC) - np.count_nonzero(alloc))
@@ -112,14 +120,23 @@ class _Matcher:
         sfree = ~is_alloc[o]
         self.missing_frees += int(np.count_nonzero(~sfree & (prev_slot >= 0)))
         matched = sfree & (prev_slot >= 0) & (prev_order == order[o])
-        self.skipped["free_before_trace"] += int(np.count_nonzero(sfree & (prev_slot == -2)))
-        self.skipped["free_untraced_alloc"] += int(np.count_nonzero(sfree & (prev_slot == -1)))
+        counts = self.untraced_frees if self.untraced else self.skipped
+        counts["free_before_trace"] += int(np.count_nonzero(sfree & (prev_slot == -2)))
+        counts["free_untraced_alloc"] += int(np.count_nonzero(sfree & (prev_slot == -1)))
         self.skipped["free_wrong_order"] += int(np.count_nonzero(sfree & (prev_slot >= 0) & ~matched))
         slot[o[matched]] = prev_slot[matched]
         self._carry(sp, o, first, is_alloc, slot, order)
-        self.pool = np.concatenate((self.pool, prev_slot[matched]))
+        freed = prev_slot[matched]
         keep = is_alloc.copy()
         keep[o[matched]] = True
+        untraced = np.zeros(len(idx), bool)
+        if self.untraced:
+            u = o[sfree & (prev_slot < 0)]
+            untraced[u] = True
+            slot[u] = self._take_slots(len(u))
+            freed = np.concatenate((freed, slot[u]))
+            keep |= untraced
+        self.pool = np.concatenate((self.pool, freed))
         sel = idx[keep]
         ops = np.zeros(len(sel), OP_DTYPE)
         ops["op"] = np.where(is_alloc[keep], OP_ALLOC, OP_FREE)
@@ -127,7 +144,7 @@ class _Matcher:
         ops["cpu"] = ev["cpu"][sel]
         ops["gfp"] = ev["gfp"][sel]
         ops["slot"] = slot[keep]
-        return ops, sel
+        return ops, sel, np.flatnonzero(untraced[keep])
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -149,6 +166,104 @@ class _Matcher:
         self.live_pfn = pfn[srt]
         self.live_slot = np.concatenate((self.live_slot[~hit], slot[ends]))[srt]
         self.live_order = np.concatenate((self.live_order[~hit], order[ends]))[srt]
+
+
+# ---------------------------------------------------------------------------------------
+# Figures from kmem events, one definition for the kernel's trace and the emulator's
+# own tracepoints (Machine.tracing), so the two sides are counted alike.
+
+#: The figures compared, kernel against emulator, per CPU and in total.
+FIGURES = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls", "fallbacks", "zone_lock")
+_RUN_REFILL, _RUN_DRAIN = 1, 2
+
+
+class _EventFigures:
+    """Per-CPU figures read off a stream of kmem events, batch by batch.
+
+    A refill call is a run of mm_page_alloc_zone_locked percpu_refill=1 events on one
+    CPU (rmqueue_bulk fires one per block under one zone->lock); a drain call a run of
+    mm_page_pcpu_drain (free_pcppages_bulk). Any other event on the CPU ends a run,
+    except mm_page_alloc_extfrag, which fires inside the same locked section. The
+    zone->lock figure counts what the events imply: refill calls, drain calls,
+    buddy-path allocations (percpu_refill=0, rmqueue_buddy) and frees of orders with no
+    pcp list (free_one_page). Other acquisitions (a pcp trylock that fails, isolation,
+    compaction) leave no event and are not in it on either side.
+    """
+
+    def __init__(self, nr_cpus: int, pcp_orders: np.ndarray) -> None:
+        self.pcp_orders = pcp_orders
+        self.blocks = np.zeros((nr_cpus, NR_PAGE_ORDERS), np.int64)
+        self.acc = {k: np.zeros(nr_cpus, np.int64) for k in
+                    ("refill_calls", "drained_pages", "drain_calls", "fallbacks", "buddy_allocs",
+                     "nonpcp_frees")}
+        self.last_run = np.zeros(nr_cpus, np.int8)     # the run each CPU's last event left open
+        self.last_op = np.full(nr_cpus, -1, np.int64)
+
+    def add(self, ev: np.ndarray, op: np.ndarray | None = None) -> None:
+        """Count a batch; op (emulator) is the stream op each event fired in, a run
+        never spans two ops (the kernel's runs are cut by the events between them)."""
+        kind, cpu = ev["kind"], ev["cpu"].astype(np.int64)
+        order = ev["order"].astype(np.int64)
+        locked = kind == MM_PAGE_ALLOC_ZONE_LOCKED
+        refill = locked & (ev["percpu_refill"] == 1)
+        drain = kind == MM_PAGE_PCPU_DRAIN
+        np.add.at(self.blocks, (cpu[refill], order[refill]), 1)
+        n = len(self.last_run)
+        acc = self.acc
+        acc["drained_pages"] += np.bincount(cpu[drain], np.left_shift(1, order[drain]), n).astype(np.int64)
+        frag = kind == MM_PAGE_ALLOC_EXTFRAG
+        acc["fallbacks"] += np.bincount(cpu[frag], minlength=n)
+        acc["buddy_allocs"] += np.bincount(cpu[locked & ~refill], minlength=n)
+        free = (kind == MM_PAGE_FREE) & (order >= 0)
+        bypass = free & ~self.pcp_orders[np.clip(order, 0, NR_PAGE_ORDERS - 1)]
+        acc["nonpcp_frees"] += np.bincount(cpu[bypass], minlength=n)
+        # Runs, per CPU in event order, extfrag events left out.
+        keep = np.flatnonzero(~frag)
+        o = keep[np.argsort(cpu[keep], kind="stable")]
+        c = cpu[o]
+        run = np.where(refill[o], _RUN_REFILL, np.where(drain[o], _RUN_DRAIN, 0)).astype(np.int8)
+        ops = op[o] if op is not None else np.full(len(o), -1, np.int64)
+        first = np.ones(len(o), bool)
+        first[1:] = c[1:] != c[:-1]
+        prev_run = np.empty(len(o), np.int8)
+        prev_op = np.empty(len(o), np.int64)
+        prev_run[1:], prev_op[1:] = run[:-1], ops[:-1]
+        prev_run[first], prev_op[first] = self.last_run[c[first]], self.last_op[c[first]]
+        start = (run > 0) & ((run != prev_run) | (ops != prev_op))
+        acc["refill_calls"] += np.bincount(c[start & (run == _RUN_REFILL)], minlength=n)
+        acc["drain_calls"] += np.bincount(c[start & (run == _RUN_DRAIN)], minlength=n)
+        last = np.ones(len(o), bool)
+        last[:-1] = first[1:]
+        self.last_run[c[last]] = run[last]
+        self.last_op[c[last]] = ops[last]
+
+    def per_cpu(self) -> list[dict[str, Any]]:
+        out = []
+        for c in range(len(self.last_run)):
+            blocks = self.blocks[c]
+            d = {"cpu": c, "refill_blocks": int(blocks.sum()),
+                 "refill_blocks_by_order": {o: int(blocks[o]) for o in np.flatnonzero(blocks).tolist()},
+                 "refill_pages": int((blocks << np.arange(NR_PAGE_ORDERS)).sum())}
+            d.update({k: int(v[c]) for k, v in self.acc.items()})
+            d["zone_lock"] = d["refill_calls"] + d["drain_calls"] + d["buddy_allocs"] + d["nonpcp_frees"]
+            out.append(d)
+        return out
+
+
+def _pcp_orders(m: Machine) -> np.ndarray:
+    # pcp_allowed_order: the orders that have a pcp list on this machine.
+    return np.array([m.order_to_pindex("Movable", o) >= 0 for o in range(NR_PAGE_ORDERS)])
+
+
+def _compare(kernel: list[dict[str, Any]], emulated: list[dict[str, Any]]) -> dict[str, Any]:
+    # Side by side, per CPU and in total, with emulated/kernel ratios.
+    def row(k: dict[str, Any], e: dict[str, Any]) -> dict[str, Any]:
+        return {f: {"kernel": k[f], "emulated": e[f], "ratio": _ratio(e[f], k[f])} for f in FIGURES}
+
+    total_k = {f: sum(c[f] for c in kernel) for f in FIGURES}
+    total_e = {f: sum(c[f] for c in emulated) for f in FIGURES}
+    return {"per_cpu": [dict(cpu=k["cpu"], **row(k, e)) for k, e in zip(kernel, emulated)],
+            "total": row(total_k, total_e)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,33 +295,20 @@ class ReplayResult:
     config: dict[str, Any]
     config_notes: list[str]
     seed: int
+    #: With a starting state: what was laid down, the untraced frees, the timer runs,
+    #: and the emulator's final pcp lists beside the kernel's after the trace.
+    start: dict[str, Any] | None = None
+    untraced: dict[str, Any] | None = None
+    timer: dict[str, Any] | None = None
+    end_state: dict[str, Any] | None = None
+
+    def comparison(self, policy: str | None = None) -> dict[str, Any]:
+        """Kernel against emulator, per CPU and in total, for one policy (default: the first)."""
+        return self.policies[policy or next(iter(self.policies))]["comparison"]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values."""
         return dataclasses.asdict(self)
-
-
-def _traced_counters(acc: dict[str, np.ndarray], ev: np.ndarray) -> None:
-    # The kernel's own answer: refill blocks by order, drained pages, fallbacks, per CPU.
-    kind, cpu, order = ev["kind"], ev["cpu"].astype(np.int64), ev["order"].astype(np.int64)
-    refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
-    np.add.at(acc["refill_blocks"], (cpu[refill], order[refill]), 1)
-    drain = kind == MM_PAGE_PCPU_DRAIN
-    np.add.at(acc["drained_pages"], cpu[drain], np.left_shift(1, order[drain]))
-    frag = kind == MM_PAGE_ALLOC_EXTFRAG
-    np.add.at(acc["fallbacks"], cpu[frag], 1)
-
-
-def _traced_per_cpu(acc: dict[str, np.ndarray], nr_cpus: int) -> list[dict[str, Any]]:
-    out = []
-    for c in range(nr_cpus):
-        blocks = acc["refill_blocks"][c]
-        out.append({"cpu": c, "refill_blocks": int(blocks.sum()),
-                    "refill_blocks_by_order": {o: int(blocks[o]) for o in np.flatnonzero(blocks).tolist()},
-                    "refill_pages": int((blocks << np.arange(NR_PAGE_ORDERS)).sum()),
-                    "drained_pages": int(acc["drained_pages"][c]),
-                    "fallbacks": int(acc["fallbacks"][c])})
-    return out
 
 
 def _emulated(st: dict[str, Any], traced: dict[str, Any]) -> dict[str, Any]:
@@ -233,13 +335,14 @@ def _emulated(st: dict[str, Any], traced: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _policy_result(m: Machine, traced: list[dict[str, Any]]) -> dict[str, Any]:
+def _policy_result(m: Machine, traced: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
     st = m.stats(per_cpu=True)
     total_traced = {k: sum(t[k] for t in traced) for k in ("refill_blocks", "refill_pages",
                                                             "drained_pages", "fallbacks")}
     return {"config": m.config.as_dict(),
             "per_cpu": [dict(cpu=c, **_emulated(s, traced[c])) for c, s in enumerate(st["per_cpu"])],
-            "total": _emulated(st, total_traced)}
+            "total": _emulated(st, total_traced),
+            "comparison": _compare(traced, events)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,10 +382,105 @@ def _emitted_rows(ev: np.ndarray, sel: np.ndarray, trace: Trace) -> np.ndarray:
     return rows
 
 
+@dataclasses.dataclass
+class StartState:
+    """A traced kernel's state to start the machines from (a capture's before- dumps).
+
+    :param zoneinfo: what read_zoneinfo returns for before-zoneinfo.
+    :param pagetypeinfo: what read_pagetypeinfo returns for before-pagetypeinfo.
+    :param timer: "events" to run the vmstat worker at the trace's vmstat_update
+        events, or the stat_interval in seconds to run it on every CPU at that period
+        from the first event, or None for no timer.
+    :param after_zoneinfo: the dump taken after the trace, to set the emulator's
+        final pcp lists beside.
+    :param pcp_prepass: how many events to read ahead (held, at most ~80 MB, then replayed) to place
+        each CPU's pcp pages on the lists the trace shows them on.
+    """
+
+    zoneinfo: dict
+    pagetypeinfo: dict
+    timer: str | float | None = "events"
+    after_zoneinfo: dict | None = None
+    #: Events read ahead to tell which pcp lists held the CPUs' pages (kstate.PcpLists); 0: none.
+    pcp_prepass: int = 2_000_000
+
+
+class _Timer:
+    """Where the vmstat worker runs (vmstat_update -> refresh_cpu_vm_stats ->
+    decay_pcp_high on every zone, mm/vmstat.c): at the trace's vmstat_update events,
+    or every interval seconds per CPU from the first event."""
+
+    def __init__(self, nr_cpus: int, every: str | float) -> None:
+        self.every = every
+        self.next: np.ndarray | None = None
+        self.runs = np.zeros(nr_cpus, np.int64)
+
+    def positions(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Batch indexes before which a run goes, and its CPU."""
+        if self.every == "events":
+            pos = np.flatnonzero(ev["kind"] == VMSTAT_UPDATE)
+            cpus = ev["cpu"][pos].astype(np.int64)
+        else:
+            ts = np.maximum.accumulate(ev["timestamp"])   # per-CPU clocks may step back a little
+            if self.next is None:
+                self.next = np.full(len(self.runs), ts[0] + float(self.every))
+            pos_l, cpu_l = [], []
+            for c in range(len(self.runs)):
+                ticks = np.arange(self.next[c], ts[-1], float(self.every))
+                if len(ticks):
+                    self.next[c] = ticks[-1] + float(self.every)
+                pos_l.append(np.searchsorted(ts, ticks))
+                cpu_l.append(np.full(len(ticks), c, np.int64))
+            pos, cpus = np.concatenate(pos_l), np.concatenate(cpu_l)
+            o = np.argsort(pos, kind="stable")
+            pos, cpus = pos[o], cpus[o]
+        self.runs += np.bincount(cpus, minlength=len(self.runs))
+        return pos, cpus
+
+
+def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -> tuple[list, PcpLists]:
+    # The trace's first events tell which pcp lists held the pages when it began; the
+    # batches read for that are handed back, to be replayed without reading them again.
+    lists = PcpLists(m, start.zoneinfo)
+    head, seen = [], 0
+    while seen < start.pcp_prepass:
+        ev = next(batches, None)
+        if ev is None:
+            break
+        lists.learn(ev)
+        head.append(ev)
+        seen += len(ev)
+    for ev in head:
+        lists.add(ev)
+    return head, lists
+
+
+def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    decay = np.zeros(len(pos), OP_DTYPE)
+    decay["op"] = OP_DECAY
+    decay["cpu"] = cpus
+    at = np.searchsorted(sel, pos)
+    return np.insert(ops, at, decay), np.insert(sel, at, pos)
+
+
+def _end_state(m: Machine, after: dict) -> list[dict[str, Any]]:
+    # The emulator's pcp lists at the end beside the traced kernel's after the trace.
+    rows = []
+    for z in after["zones"]:
+        if not z.get("managed") or z["name"] not in [p.name for p in m.populated_zones]:
+            continue
+        for p in z["pagesets"]:
+            if p["cpu"] < m.config.cpus:
+                e = m.pcp_state(z["name"], p["cpu"])
+                rows.append({"zone": z["name"], "cpu": p["cpu"], "count": {"kernel": p.get("count"),
+                             "emulated": e["count"]}, "high": {"kernel": p.get("high"), "emulated": e["high"]}})
+    return rows
+
+
 def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig | Machine], *,
            seed: int = 0, batch: int = 65536, strict: bool = False,
            emit_trace: TextIO | None = None, progress: Progress | None = None,
-           config_notes: list[str] | None = None) -> ReplayResult:
+           config_notes: list[str] | None = None, start: StartState | None = None) -> ReplayResult:
     """Replay the allocations and frees of an ftrace kmem capture on emulated machines.
 
     :param trace: a path (plain, .gz or .xz) or an open binary file.
@@ -295,6 +493,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         (Machine.tracing) as ftrace lines, each at the time of the event its op replays.
     :param progress: called after each chunk.
     :param config_notes: carried into the result (e.g. from :func:`pcpemu.kernel.zoneinfo.static_differences`).
+    :param start: start every machine from the traced kernel's state, replay the frees
+        of pages allocated before the trace from its untraced owner, and run the
+        vmstat worker on the trace's clock (see :class:`StartState`).
     :raises TraceFormatError: for an unreadable trace, a malformed line with ``strict``,
         or an event on a CPU the machines do not have.
     """
@@ -311,39 +512,81 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     first = next(iter(machines.values()))
     raw, size, owned = _open_trace(trace)
     stats = TraceStats()
-    matcher = _Matcher()
-    acc = {"refill_blocks": np.zeros((cpus, NR_PAGE_ORDERS), np.int64),
-           "drained_pages": np.zeros(cpus, np.int64), "fallbacks": np.zeros(cpus, np.int64)}
+    batches = read_event_batches(raw, batch, strict=strict, stats=stats)
+    seeded = None
+    pool = None
+    timer = None
+    head: list[np.ndarray] = []
+    try:
+        if start is not None:
+            known = None
+            if start.pcp_prepass:
+                head, known = _pcp_prepass(batches, first, start)
+            seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, known and known.lists(),
+                                          known and known.exact_lists()) for label, m in machines.items()}
+            # Frees of untraced pages go to the list the read-ahead shows their block on.
+            pool = known.pool if known is not None else \
+                UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
+            if start.timer is not None:
+                timer = _Timer(cpus, start.timer)
+    except BaseException:
+        if owned:
+            raw.close()
+        raise
+    matcher = _Matcher(untraced=pool is not None)
+    kernel = _EventFigures(cpus, _pcp_orders(first))
+    emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     replayed: Counter = Counter()
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev in read_event_batches(raw, batch, strict=strict, stats=stats):
+        for ev in itertools.chain(head, batches):
             _check_batch(ev, cpus)
-            _traced_counters(acc, ev)
-            ops, sel = matcher.ops(ev)
+            kernel.add(ev)
+            if pool is not None:
+                pool.learn_events(ev)
+            ops, sel, upos = matcher.ops(ev)
+            if len(upos):
+                got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[upos]], ops["order"][upos])
+                for m, p in zip(machines.values(), pfns):
+                    m.load_slots(ops["slot"][upos[got]], p)
+                keep = np.ones(len(ops), bool)
+                keep[upos[~got]] = False
+                ops, sel = ops[keep], sel[keep]
+                replayed["untraced_free"] += int(np.count_nonzero(got))
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
-            for m in machines.values():
-                if m is first and emit_trace is not None:
-                    with m.tracing() as trace:
-                        m.run(ops)
-                    write_ftrace(_emitted_rows(ev, sel, trace), emit_trace, header=False)
-                else:
+            if timer is not None:
+                ops, sel = _with_decays(ops, sel, *timer.positions(ev))
+            for label, m in machines.items():
+                with m.tracing() as tr:
                     m.run(ops)
+                emulated[label].add(tr.events, tr.op)
+                if m is first and emit_trace is not None:
+                    write_ftrace(_emitted_rows(ev, sel, tr), emit_trace, header=False)
             if progress is not None:
                 progress(sum(stats.events.values()), raw.tell() / size if size else None)
     finally:
         if owned:
             raw.close()
-    traced = _traced_per_cpu(acc, cpus)
+    traced = kernel.per_cpu()
+    replayed["free"] -= replayed["untraced_free"]
+    extra: dict[str, Any] = {}
+    if start is not None:
+        label0 = next(iter(machines))
+        extra["start"] = {"zones": seeded[label0].zones, "notes": seeded[label0].notes}
+        extra["untraced"] = {"frees": dict(matcher.untraced_frees), "replayed": replayed["untraced_free"],
+                             "pool_exhausted": pool.exhausted, "other_type": pool.other_type}
+        extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
+        if start.after_zoneinfo is not None:
+            extra["end_state"] = {label: _end_state(m, start.after_zoneinfo) for label, m in machines.items()}
     return ReplayResult(
         trace=os.fspath(trace) if isinstance(trace, (str, os.PathLike)) else getattr(trace, "name", "<stream>"),
         events_read=sum(stats.events.values()), events=dict(stats.events), replayed=dict(replayed),
         skipped={k: matcher.skipped[k] for k in SKIP_REASONS}, missing_frees=matcher.missing_frees,
         lost_events=stats.lost_events, malformed=dict(stats.malformed), traced=traced,
-        policies={label: _policy_result(m, traced) for label, m in machines.items()},
-        config=first.config.as_dict(), config_notes=list(config_notes or []), seed=seed)
+        policies={label: _policy_result(m, traced, emulated[label].per_cpu()) for label, m in machines.items()},
+        config=first.config.as_dict(), config_notes=list(config_notes or []), seed=seed, **extra)
 
 
 # ---------------------------------------------------------------------------------------
@@ -364,6 +607,32 @@ def _cpu_row(label: str, e: dict[str, Any], orders: list[int]) -> str:
             f"{e['zone_lock']:>10,} {e['fallbacks']:>5,} {t['fallbacks']:>5,}")
 
 
+def _start_text(result: ReplayResult) -> list[str]:
+    # What a replay from the traced kernel's state set up, and what it could not see.
+    if result.start is None:
+        return []
+    out = ["started from the traced kernel's state:"]
+    for zone, z in result.start["zones"].items():
+        pcp = ", ".join(f"cpu {p['cpu']} {p['count']:,}/{p['shown_count']:,} pages high {p['high']:,}"
+                        for p in z["pcp"])
+        out.append(f"  {zone}: {z['free_pages']:,} free pages ({z['shown_free_pages']:,} shown); pcp {pcp}")
+    out += [f"  note: {n}" for n in result.start["notes"]]
+    u = result.untraced
+    out.append(f"  {u['replayed']:,} frees of pages allocated before the trace came from the untraced owner"
+               + (f"; {u['pool_exhausted']:,} found it empty and were skipped" if u["pool_exhausted"] else ""))
+    if result.timer is not None:
+        every = "at the trace's vmstat_update events" if result.timer["every"] == "events" else \
+            f"every {result.timer['every']} s per CPU"
+        out.append(f"  vmstat worker (decay_pcp_high) {every}: runs per CPU {result.timer['runs']}")
+    out.append("  untraced activity: pcp lists at the end, emulated against the kernel's after-zoneinfo:")
+    for label, rows in (result.end_state or {}).items():
+        for r in rows:
+            if r["count"]["kernel"] or r["count"]["emulated"]:
+                out.append(f"    {label} {r['zone']} cpu {r['cpu']}: count {r['count']['emulated']:,} against "
+                           f"{r['count']['kernel']:,}, high {r['high']['emulated']:,} against {r['high']['kernel']:,}")
+    return out
+
+
 def replay_text(result: ReplayResult) -> str:
     """The human report of a replay: what was replayed and skipped, then per policy and
     CPU the emulated pcp hit rates, refill blocks, drained pages, zone->lock
@@ -382,6 +651,7 @@ def replay_text(result: ReplayResult) -> str:
     if result.malformed:
         out.append(f"warning: {sum(result.malformed.values()):,} malformed kmem lines skipped")
     out += [f"note: {n}" for n in result.config_notes]
+    out += _start_text(result)
     for label, pol in result.policies.items():
         cfg = pol["config"]
         orders = sorted({o for e in pol["per_cpu"] for o in e["pcp_hit_rate"]})

@@ -236,14 +236,21 @@ def from_capture(path: str, live: int = 64, name: str = "capture") -> Workload:
     Only the mix is taken from the capture; the working set is ``live``
     blocks per CPU, and every CPU runs the same mix.
 
-    :raises TraceFormatError, OSError: for an unreadable capture.
+    :param path: a kmem trace file, or a ``pcpemu capture`` directory (its trace).
+    :raises TraceFormatError, CaptureError, OSError: for an unreadable capture.
     :raises OpStreamError: for a capture without a successful allocation.
     """
     from ..kernel.ftrace import EVENT_NAMES, PFN_FAILED, read_event_batches
 
+    trace = path
+    if os.path.isdir(path):
+        from .capture import TRACE_FILE, load_capture
+
+        load_capture(path)                  # a complete capture, or CaptureError
+        trace = os.path.join(path, TRACE_FILE)
     alloc = EVENT_NAMES.index("mm_page_alloc")
     counts: dict[tuple[int, int], int] = {}
-    for ev in read_event_batches(path):
+    for ev in read_event_batches(trace):
         ev = ev[(ev["kind"] == alloc) & (ev["pfn"] != PFN_FAILED)]
         keys, n = np.unique(np.stack([ev["gfp"].astype(np.int64), ev["order"].astype(np.int64)]), axis=1,
                             return_counts=True)
@@ -253,8 +260,9 @@ def from_capture(path: str, live: int = 64, name: str = "capture") -> Workload:
         raise OpStreamError(f"{path}: no successful mm_page_alloc event to take a mix from")
     classes = [(show_gfp_flags(g), o, float(c)) for (g, o), c in sorted(counts.items(), key=lambda kv: -kv[1])]
     total = sum(counts.values())
-    return _workload(name, f"the allocation mix of {os.path.basename(path)}", "churn", classes, live,
-                     f"measured: {total} mm_page_alloc events of {os.path.basename(path)}; "
+    label = os.path.basename(os.path.normpath(path))
+    return _workload(name, f"the allocation mix of {label}", "churn", classes, live,
+                     f"measured: {total} mm_page_alloc events of {label}; "
                      f"working set {live} blocks per CPU chosen")
 
 

@@ -47,8 +47,9 @@ def _add_replay(sub: Any) -> None:
         description="Replay the allocations and frees of an ftrace kmem: capture on an emulated "
         "machine configured like the traced one, and set the emulator's pcp refills, drains, "
         "zone->lock acquisitions and fallbacks beside the kernel's own, per CPU.")
-    p.add_argument("trace", metavar="TRACE", help="ftrace text (trace, trace_pipe, trace-cmd report, "
-                   "perf script); .gz and .xz are read directly")
+    p.add_argument("trace", metavar="TRACE|DIR", help="a `pcpemu capture` directory (replayed from the "
+                   "traced kernel's state), or ftrace text (trace, trace_pipe, trace-cmd report, perf script); "
+                   ".gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
     p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
@@ -57,8 +58,18 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
     p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                   help=f"the kernel rules and /proc formats (default {DEFAULT_PRESET})")
+    p.add_argument("--preset", default=None, choices=list(PRESETS),
+                   help=f"the kernel rules and /proc formats (default: a capture's kernel version, else {DEFAULT_PRESET})")
+    p.add_argument("--from-boot", action="store_true",
+                   help="DIR: start from a freshly booted machine, not from the traced kernel's state")
+    p.add_argument("--check", type=float, default=None, metavar="PCT",
+                   help="exit 3 when refill blocks/calls or drained pages/drain calls of a CPU with "
+                   "--check-min-blocks refill blocks differ from the kernel's by more than PCT percent")
+    p.add_argument("--check-total", type=float, default=None, metavar="PCT",
+                   help="tolerance of the totals for --check (default: --check's)")
+    p.add_argument("--check-min-blocks", type=int, default=1000, metavar="N",
+                   help="--check holds a CPU, and the totals, to it when the kernel logged at least N "
+                   "refill blocks there (default 1000)")
     p.add_argument("--policies", "--policy", action="append", metavar="A,B",
                    help="THP-list policies to compare on the same stream, comma-separated, repeatable "
                    "(default: the preset's): " + ", ".join(THP_LIST_POLICIES))
@@ -79,36 +90,115 @@ def _progress_bar(events: int, fraction: float | None) -> None:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    import os
+
     from ..errors import ConfigError
-    from ..kernel.config import THP_LIST_POLICIES
+    from ..kernel.config import DEFAULT_PRESET, THP_LIST_POLICIES
+    from ..runs.capture_replay import check, comparison_text, replay_capture
     from ..runs.replay import replay, replay_configs, replay_text
 
+    if args.check is not None and not 0 < args.check < 1000:
+        raise ConfigError(f"--check takes a percentage above 0, not {args.check}")
     policies = _list_opt(args.policies, str, "policies")
     for p in policies or ():
         if p not in THP_LIST_POLICIES:
             raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
-    configs, notes = replay_configs(args.preset, policies, zoneinfo=args.zoneinfo, node=args.node,
-                                    memory=args.memory, cpus=args.cpus, zones=args.zones, cma=args.cma,
-                                    one_policy=bool(args.emit_trace))     # bad options fail before any work
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
-    try:
-        result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
-                        progress=_progress_bar if show else None, config_notes=notes)
-    finally:
-        if emit is not None:
-            emit.close()
+    emit = None
+    if os.path.isdir(args.trace):
+        given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--node", args.node), ("--cpus", args.cpus),
+                                ("--zones", args.zones), ("--cma", args.cma)) if v is not None]
+        if given:
+            raise ConfigError(f"a capture directory gives the machine; drop {', '.join(given)}")
+        if args.emit_trace and policies and len(policies) > 1:
+            raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
+        emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+        try:
+            result = replay_capture(args.trace, preset=args.preset, policies=policies, seed=args.seed,
+                                    from_boot=args.from_boot, strict=args.strict, emit_trace=emit,
+                                    progress=_progress_bar if show else None)
+        finally:
+            if emit is not None:
+                emit.close()
+    else:
+        configs, notes = replay_configs(args.preset or DEFAULT_PRESET, policies, zoneinfo=args.zoneinfo,
+                                        node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
+                                        cma=args.cma, one_policy=bool(args.emit_trace))  # fail before any work
+        emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+        try:
+            result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
+                            progress=_progress_bar if show else None, config_notes=notes)
+        finally:
+            if emit is not None:
+                emit.close()
     if show:
         sys.stderr.write("\n")
+    failures = []
+    if args.check is not None:
+        total = args.check if args.check_total is None else args.check_total
+        for label in result.policies:
+            failures += [f"policy {label}: {line}" for line in
+                         check(result.comparison(label), args.check / 100, total / 100, args.check_min_blocks)]
     if args.json:
-        emit_json("replay", result.to_dict())
+        doc = result.to_dict()
+        if args.check is not None:
+            doc["check"] = {"per_cpu_pct": args.check, "total_pct": total, "min_blocks": args.check_min_blocks,
+                            "failures": failures}
+        emit_json("replay", doc)
     else:
         sys.stdout.write(replay_text(result))
-    return EXIT_OK
+        for label in result.policies:
+            sys.stdout.write("\n" + comparison_text(result.comparison(label), f"policy {label}"))
+        for line in failures:
+            print(f"check: {line}", file=sys.stderr)
+    return EXIT_INVARIANT if failures else EXIT_OK
 
 
 _VERBS.append(_add_replay)
 
+
+
+def _add_capture(sub: Any) -> None:
+    p = sub.add_parser(
+        "capture", help="run a command traced on the live kernel and save a capture directory",
+        description="Run COMMAND with the kmem page-allocator events traced through tracefs (whole "
+        "system by default: every task shares the pcp lists) and write DIR/ with trace.txt.xz, "
+        "before-/after- snapshots of /proc/zoneinfo, buddyinfo, pagetypeinfo and vmstat, and "
+        "capture.json. Needs root. `pcpemu replay DIR` replays it from the traced kernel's state.")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="capture directory (new, empty "
+                   "or an older capture)")
+    p.add_argument("--pid-only", action="store_true",
+                   help="trace only COMMAND and its children (set_event_pid with event-fork)")
+    p.add_argument("--buffer-mb", type=int, default=128, metavar="N",
+                   help="ring buffer per CPU in MiB (default 128)")
+    p.add_argument("--allow-loss", action="store_true",
+                   help="keep a capture whose ring buffer overran, recording the loss")
+    p.add_argument("--json", action="store_true", help="print capture.json as one JSON document")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
+    p.set_defaults(func=_cmd_capture)
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from ..runs.capture import capture
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    info = capture(args.output, command, pid_only=args.pid_only, buffer_mb=args.buffer_mb,
+                   allow_loss=args.allow_loss)
+    if args.json:
+        emit_json("capture", dataclasses_asdict(info))
+    else:
+        print(f"captured {info.wall_seconds:.1f} s of {' '.join(command)} on {info.cpus} CPUs "
+              f"({info.kernel_release}) into {args.output}: {info.trace_bytes / 1e6:.1f} MB of trace text, "
+              f"{info.lost_events:,} events lost", file=sys.stderr)
+        for note in info.notes:
+            print(f"note: {note}", file=sys.stderr)
+    if info.exit_status:
+        print(f"pcpemu capture: the command exited with status {info.exit_status}", file=sys.stderr)
+    # The command's own status, as `time` and `perf record` give it; killed by a signal: 1.
+    return info.exit_status if 0 <= info.exit_status < 256 else EXIT_ERROR
+
+
+_VERBS.append(_add_capture)
 
 def _add_report(sub: Any) -> None:
     from ..runs.workloads import DEFAULT_SEED

@@ -26,6 +26,8 @@ from ..kernel.layout import layout_table
 from ..machine import Machine
 from ..runs import repro, smp
 from ..runs import workloads as wl
+from ..runs.capture import is_capture
+from ..runs.capture_replay import fidelity_on_capture
 from . import reportruns as rr
 from .verdict import build_verdict
 
@@ -52,14 +54,14 @@ MODES: dict[str, dict[str, Any]] = {
 #: The seed bug's policies (their kernels: config.POLICY_PRESETS).
 POLICIES = repro.POLICIES
 SCHEMA = 2
-#: Where the bundled capture lives in a source checkout.
+#: Where the bundled capture (a ``pcpemu capture`` directory) lives in a source checkout.
 _BUNDLED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "tests", "data", "kmem-6.18-small.txt.xz")
+                                "tests", "data", "capture-6.18-small")
 
 
 def default_capture() -> str | None:
-    """The kmem capture the report derives its realistic workload from, if shipped."""
-    return _BUNDLED_CAPTURE if os.path.isfile(_BUNDLED_CAPTURE) else None
+    """The capture the report derives its realistic workload from, if shipped."""
+    return _BUNDLED_CAPTURE if os.path.isdir(_BUNDLED_CAPTURE) else None
 
 
 class ReportOptions(dict):
@@ -113,8 +115,8 @@ class ReportOptions(dict):
         if opts["seeds"] < 2 or opts["pairs"] < 1:
             raise ConfigError(f"seeds ({opts['seeds']}) must be at least 2 for an interval, pairs "
                               f"({opts['pairs']}) at least 1")
-        if capture is not None and not os.path.isfile(capture):
-            raise ConfigError(f"capture: {capture} is not a readable file")
+        if capture is not None and not (os.path.isfile(capture) or is_capture(capture)):
+            raise ConfigError(f"capture: {capture} is neither a kmem trace file nor a pcpemu capture directory")
         cfg = KernelConfig(memory=memory, cma=cma, cpus=max(opts["cpus"]))
         if not cfg.cma:
             raise ConfigError("cma: the seed bug needs a CMA area; give --cma")
@@ -239,16 +241,12 @@ def _microbench(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str,
     return {"rows": rows, "host": platform.platform(), "python": sys.version.split()[0]}
 
 
-#: Hook for the replay-vs-kernel comparison on the report's capture ("fidelity
-#: on your capture"): a function (capture path) -> {"summary": str, "metrics":
-#: {name: {"emulated", "kernel", "ratio"}}}. None: the section is left out.
-FIDELITY: Callable[[str], dict[str, Any]] | None = None
-
-
 def _fidelity(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any] | None:
-    if FIDELITY is None or not opts["capture"] or "capture" not in opts["workloads"]:
+    # A capture directory carries the traced kernel's state and counters: its
+    # replay, like for like, says how far to trust the emulator on this mix.
+    if not opts["capture"] or not is_capture(opts["capture"]) or "capture" not in opts["workloads"]:
         return None
-    return FIDELITY(opts["capture"])
+    return fidelity_on_capture(opts["capture"], seed=opts["seed"])
 
 
 def _timed(f: Callable[..., Any], *args: Any) -> float:

@@ -207,14 +207,21 @@ def _convergence(rep: dict[str, Any]) -> list[Block]:
 
 
 def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
-    # Hook: the capture helper's replay-vs-kernel comparison, when a stage adds it.
+    # The capture replayed like for like (pcpemu.runs.capture_replay.fidelity_on_capture).
     fid = rep.get("fidelity")
     if not fid:
         return None
-    rows = [[k, _cell(v.get("emulated")), _cell(v.get("kernel")), _cell(v.get("ratio"))]
-            for k, v in fid.get("metrics", {}).items()]
-    return [("p", fid.get("summary", "The capture replayed against the kernel's own counters.")),
-            ("table", ["metric", "emulated", "kernel", "ratio"], rows)]
+    cmp = fid["comparison"]
+    rows = [[label, f, _cell(row[f]["kernel"]), _cell(row[f]["emulated"]),
+             "-" if row[f]["ratio"] is None else f"{row[f]['ratio']:.3f}"]
+            for label, row in [("all", cmp["total"]), *((f"cpu {r['cpu']}", r) for r in cmp["per_cpu"])]
+            for f in fid["figures"]]
+    return [("p", f"The capture {fid['capture']} (kernel {fid['kernel_release']}) replayed on preset {fid['preset']} "
+                  f"({fid['policy']} policy) from the traced kernel's state: each figure as the kernel's kmem events "
+                  "show it and as the emulator's do; the ratio is emulated / kernel ('-': 0 in the kernel). "
+                  "How far these agree is how far the contention figures above can be trusted for this mix."),
+            ("table", ["CPU", "figure", "kernel", "emulated", "ratio"], rows),
+            ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
 
 
 def _appendix_layout(rep: dict[str, Any]) -> list[Block]:

@@ -1,0 +1,185 @@
+# A traced kernel's starting state, laid on a freshly booted node (pcpemu.runs.kstate):
+# every page of a zone taken by one "untraced" owner, then free blocks, pageblock
+# types, pcp lists and pcp->high put back as /proc showed them. Blocks of the
+# untraced owner are carved out later for the frees of pages allocated before a trace.
+
+cdef inline bint _is_untraced(page *p, uint64_t owner) noexcept nogil:
+    return (p.flags & PG_allocated) != 0 and p.order == 0 and p.owner == owner
+
+
+cdef inline void _make_untraced(pglist_data *pgdat, page *p, unsigned long pfn, uint64_t owner) noexcept nogil:
+    # One allocated order-0 page of the owner; movable blocks hold user pages (PG_lru).
+    p.flags = PG_allocated
+    if get_pageblock_migratetype(pgdat, pfn) == MIGRATE_MOVABLE:
+        p.flags |= PG_lru
+    p._refcount = 1
+    p._pincount = 0
+    p.order = 0
+    p.owner = owner
+    p.private = 0
+    p.cpu = -1
+
+
+cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:
+    """Give every free page of zone zi to owner as order-0 allocations and set the
+    pageblock types of its managed pages (block_types[i]: the block i blocks after
+    the one holding managed_start). The node must be fresh: nothing allocated,
+    empty pcp lists."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef int order, mt
+    cdef page *p
+    cdef unsigned long pfn, i, first = z.managed_start >> PAGEBLOCK_ORDER
+    cdef unsigned long nblocks = ((z.managed_end - 1) >> PAGEBLOCK_ORDER) + 1 - first
+    cdef Py_ssize_t b
+    if z.per_cpu_pageset == NULL:
+        raise PcpemuError(f"zone {zi} is not populated")
+    if <unsigned long>block_types.shape[0] != nblocks:
+        raise PcpemuError(f"zone {zi} has {nblocks} pageblocks of managed pages, not {block_types.shape[0]}")
+    for b in range(block_types.shape[0]):
+        if block_types[b] >= MIGRATE_PCPTYPES + 1:        # Unmovable, Movable, Reclaimable, HighAtomic
+            raise PcpemuError(f"pageblock type {block_types[b]} cannot be seeded")
+    with nogil:
+        spin_lock_zone(&pgdat.cpu[0], pgdat, z, LOCK_FREE_ONE_PAGE)
+        for order in range(NR_PAGE_ORDERS):
+            for mt in range(MIGRATE_TYPES):
+                while not list_empty(&z.free_area[order].free_list[mt]):
+                    p = lru_to_page(z.free_area[order].free_list[mt].next)
+                    del_page_from_free_list(p, z, order, mt)
+                    for i in range(1UL << order):
+                        p[i].flags = 0
+        spin_unlock_zone(z)
+        for b in range(block_types.shape[0]):
+            pgdat.pageblock_mt[first + b] = block_types[b]
+        for pfn in range(z.managed_start, z.managed_end):
+            _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
+    return 0
+
+
+cdef int seed_free_blocks(pglist_data *pgdat, const int64_t[::1] pfns, const int8_t[::1] orders,
+                          uint64_t owner) except -1:
+    """Free blocks of the owner's order-0 pages into the buddy, as __free_one_page
+    (merging where two free buddies meet)."""
+    cdef Py_ssize_t k
+    cdef unsigned long pfn, i
+    cdef int order
+    cdef page *p
+    for k in range(pfns.shape[0]):
+        pfn, order = pfns[k], orders[k]
+        if order < 0 or order > MAX_PAGE_ORDER or pfn & ((1UL << order) - 1) or \
+                pfn + (1UL << order) > pgdat.node_spanned_pages:
+            raise PcpemuError(f"cannot seed a free block of order {order} at pfn {pfn:#x}")
+        for i in range(pfn, pfn + (1UL << order)):
+            if not _is_untraced(pfn_to_page(pgdat, i), owner):
+                raise PcpemuError(f"pfn {i:#x} of the seeded block at {pfn:#x} is not the untraced owner's")
+        for i in range(pfn, pfn + (1UL << order)):
+            p = pfn_to_page(pgdat, i)
+            p.flags = 0
+            p._refcount = 0
+            p.owner = 0
+        free_one_page(&pgdat.cpu[0], pgdat, page_zone(pgdat, pfn), pfn_to_page(pgdat, pfn), pfn, order, True)
+    return 0
+
+
+cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssize_t n, int high,
+                        uint64_t owner) except -1:
+    """Put n of the owner's pages on one pcp list (blocks of pindex's order, from
+    pageblocks of the list's migratetype first, then any) and set that pcp's high.
+    Returns how many blocks went on the list."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef per_cpu_pages *pcp
+    cdef int order, mt, want, pass_
+    cdef Py_ssize_t got = 0
+    cdef unsigned long pfn, i, size, end = z.managed_end
+    cdef bint whole
+    cdef page *p
+    if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or not 0 <= pindex < pgdat.nr_pcp_lists:
+        raise PcpemuError(f"no pcp list {pindex} of cpu {cpu} in zone {zi}")
+    pcp = z.per_cpu_pageset[cpu]
+    order = pgdat.pindex_order[pindex]
+    size = 1UL << order
+    mt = -1
+    for want in range(MIGRATE_PCPTYPES):
+        if pgdat.pindex[order][want] == pindex:
+            mt = want
+    with nogil:
+        for pass_ in range(2):
+            pfn = z.managed_start
+            while got < n and pfn + size <= end:
+                if pass_ == 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
+                    pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER
+                    continue
+                whole = True
+                for i in range(pfn, pfn + size):
+                    if not _is_untraced(pfn_to_page(pgdat, i), owner):
+                        whole = False
+                        break
+                if whole:
+                    for i in range(pfn, pfn + size):
+                        p = pfn_to_page(pgdat, i)
+                        p.flags = 0
+                        p._refcount = 0
+                        p.owner = 0
+                    p = pfn_to_page(pgdat, pfn)
+                    list_add_tail(&p.lru, &pcp.lists[pindex])
+                    p.flags = PG_pcp
+                    p.cpu = <int16_t>cpu
+                    p.pindex = <uint8_t>pindex
+                    p.mt = <uint8_t>(mt if mt >= 0 else get_pageblock_migratetype(pgdat, pfn))
+                    pcp.count += 1 << order
+                    got += 1
+                pfn += size
+        pcp.high = high
+    return got
+
+
+cdef Py_ssize_t take_untraced(pglist_data *pgdat, int zi, int mt, int order, int64_t[::1] o, uint64_t owner,
+                              int64_t[::1] cursor) except -1:
+    """Up to n blocks of the given order made of the owner's order-0 pages in zone
+    zi, from pageblocks of type mt (-1: any), each turned into one allocated block
+    of that order ready to be freed, and no longer the owner's (its head's owner is
+    owner - 1), so no later take hands it out again. cursor[0] is where the search
+    goes on from (the owner only ever gives pages away, so it never looks behind).
+    Fills o with the head pfns; returns how many."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef unsigned long size = 1UL << order, pfn, i, end = z.managed_end
+    cdef Py_ssize_t got = 0
+    cdef Py_ssize_t n = o.shape[0]
+    cdef bint whole
+    cdef page *p
+    if order > MAX_PAGE_ORDER or z.per_cpu_pageset == NULL:
+        raise PcpemuError(f"cannot take order-{order} blocks from zone {zi}")
+    with nogil:
+        pfn = max(<unsigned long>cursor[0], z.managed_start)
+        pfn = (pfn + size - 1) & ~(size - 1)
+        while got < n and pfn + size <= end:
+            if mt >= 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
+                pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER if order < PAGEBLOCK_ORDER else pfn + size
+                continue
+            whole = True
+            for i in range(pfn, pfn + size):
+                if not _is_untraced(pfn_to_page(pgdat, i), owner):
+                    whole = False
+                    break
+            if whole:
+                p = pfn_to_page(pgdat, pfn)
+                for i in range(1, size):
+                    p[i].flags = 0
+                    p[i].owner = 0
+                    p[i]._refcount = 0
+                p.order = <uint8_t>order
+                p.owner = owner - 1
+                o[got] = pfn
+                got += 1
+            pfn += size
+        cursor[0] = pfn
+    return got
+
+
+cdef void reset_stats(pglist_data *pgdat) noexcept nogil:
+    """Zero every counter (after seeding, so the counters show the replay alone)."""
+    cdef uint64_t seq
+    cdef int cpu
+    for cpu in range(pgdat.nr_cpus):
+        seq = pgdat.cpu[cpu].owner_seq
+        memset(&pgdat.cpu[cpu], 0, sizeof(cpu_state))
+        pgdat.cpu[cpu].owner_seq = seq

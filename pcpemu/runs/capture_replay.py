@@ -1,0 +1,135 @@
+"""Replay of a ``pcpemu capture`` directory, like for like with the traced kernel.
+
+The machine comes from the capture's before-zoneinfo (KernelConfig.from_zoneinfo)
+with the rules of the traced kernel's version; it starts from the traced kernel's
+state (pcpemu.runs.kstate) and runs the vmstat worker on the trace's clock. The
+kernel's figures and the emulator's are read off their kmem events with one
+definition (replay.FIGURES) and set side by side per CPU and in total.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from ..errors import ConfigError
+from ..kernel.config import PRESETS, KernelConfig
+from ..kernel.ftrace import read_pagetypeinfo, read_zoneinfo
+from ..kernel.kversion import parse_version
+from ..kernel.zoneinfo import static_differences
+from .capture import TRACE_FILE, load_capture
+from .replay import FIGURES, Progress, ReplayResult, StartState, replay
+
+__all__ = ["CHECKED", "check", "comparison_text", "fidelity_on_capture", "preset_for_release", "replay_capture"]
+
+#: The figures --check holds to the tolerance (the fidelity targets).
+CHECKED = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls")
+
+
+def preset_for_release(release: str) -> str:
+    """The preset of a kernel release ("6.18.44-fc" -> "v6.18"): the newest preset
+    whose version is not above it."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if m is None:
+        raise ConfigError(f"cannot read the kernel version of release {release!r}; give --preset")
+    v = (int(m.group(1)), int(m.group(2)))
+    # By full version, so that a release comes after its -rc presets.
+    known = sorted((parse_version(p).key, p) for p in PRESETS if p.startswith("v"))
+    older = [p for key, p in known if key[:2] <= v]
+    if not older:
+        raise ConfigError(f"no preset for kernel {release}; oldest is {known[0][1]}")
+    return older[-1]
+
+
+def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
+                   policies: list[str] | None = None, seed: int = 0, from_boot: bool = False,
+                   strict: bool = False, progress: Progress | None = None, **kwargs: Any) -> ReplayResult:
+    """Replay a capture directory from the traced kernel's state.
+
+    :param preset: the rules (default: the preset of the traced kernel's release).
+    :param policies: THP-list policies to run side by side (default: the preset's).
+    :param from_boot: start from a freshly booted machine instead (no state, no timer).
+    :raises CaptureError: when path is not a complete capture.
+    """
+    path = os.fspath(path)
+    info = load_capture(path)
+    preset = preset or preset_for_release(info.kernel_release)
+    before = read_zoneinfo(os.path.join(path, "before-zoneinfo"))
+    base = KernelConfig.from_zoneinfo(before, preset)
+    notes = [f"rules: preset {preset} (traced kernel {info.kernel_release})", *static_differences(base, before)]
+    notes += [f"capture: {n}" for n in info.notes]
+    notes += _resized(before, read_zoneinfo(os.path.join(path, "after-zoneinfo")))
+    if info.pid_only:
+        notes.append("capture: --pid-only: the other tasks' allocations and frees, which share the pcp "
+                     "lists, are not in the trace")
+    configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies or [base.thp_lists])}
+    start = None
+    if not from_boot:
+        start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo")),
+                           timer="events" if info.timer_events else info.stat_interval,
+                           after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")))
+    return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
+                  config_notes=notes, start=start, **kwargs)
+
+
+def _resized(before: dict, after: dict) -> list[str]:
+    # Untraced: memory onlined or offlined (ballooning, hotplug) while the trace ran
+    # moves the zone's watermarks and pcp high_min/high_max at a moment no event shows.
+    was = {z["name"]: z.get("managed") for z in before["zones"]}
+    return [f"untraced: zone {z['name']} managed pages went from {was[z['name']]:,} to {z['managed']:,} during the "
+            "capture (memory resized); its watermarks and pcp high limits changed at a moment the trace does not show"
+            for z in after["zones"] if z["name"] in was and z.get("managed") != was[z["name"]]]
+
+
+def check(comparison: dict[str, Any], per_cpu: float, total: float | None = None,
+          min_blocks: int = 1000) -> list[str]:
+    """Where the emulator's figures leave the tolerance: each CPU that logged at least
+    min_blocks refill blocks within ``per_cpu`` (0.10 = 10%), and the totals within
+    ``total`` (default: per_cpu) when the whole trace logged min_blocks, for CHECKED.
+    Returns one line per figure outside."""
+    total = per_cpu if total is None else total
+    bad = []
+    rows = [(f"cpu {r['cpu']}", r, per_cpu) for r in comparison["per_cpu"]]
+    rows.append(("total", comparison["total"], total))
+    for label, row, tol in rows:
+        if row["refill_blocks"]["kernel"] < min_blocks:
+            continue            # too few refills for a ratio to mean anything
+        for f in CHECKED:
+            k, e, ratio = row[f]["kernel"], row[f]["emulated"], row[f]["ratio"]
+            if (ratio is None and e) or (ratio is not None and abs(ratio - 1) > tol):
+                bad.append(f"{label}: {f} emulated {e:,} against the kernel's {k:,} "
+                           f"({'-' if ratio is None else f'{ratio:.3f}'}, tolerance {tol:.0%})")
+    return bad
+
+
+def comparison_text(comparison: dict[str, Any], label: str = "") -> str:
+    """The side-by-side table: per CPU and total, kernel, emulator and ratio per figure."""
+    head = f"{'cpu':>5}" + "".join(f" {f:>27}" for f in FIGURES)
+    sub = f"{'':>5}" + "".join(f" {'kernel':>10} {'emulated':>10} {'ratio':>5}" for _ in FIGURES)
+    out = [f"kernel against emulator{f' ({label})' if label else ''}:", head, sub]
+    for name, row in [*((str(r["cpu"]), r) for r in comparison["per_cpu"]), ("all", comparison["total"])]:
+        cells = []
+        for f in FIGURES:
+            r = row[f]["ratio"]
+            cells.append(f" {row[f]['kernel']:>10,} {row[f]['emulated']:>10,} {'-' if r is None else f'{r:.2f}':>5}")
+        out.append(f"{name:>5}" + "".join(cells))
+    return "\n".join(out) + "\n"
+
+
+def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """For the report's "fidelity on your capture" section: the comparison of a replay
+    of the capture (first policy), with what framed it.
+
+    :return: ``{"capture", "preset", "kernel_release", "comparison": {"per_cpu": [...],
+        "total": {...}}, "figures", "notes", "end_state", "untraced", "timer"}``; each
+        figure cell is ``{"kernel", "emulated", "ratio"}``.
+    """
+    result = replay_capture(path, preset=preset, seed=seed)
+    info = load_capture(path)
+    label = next(iter(result.policies))
+    return {"capture": os.fspath(path), "kernel_release": info.kernel_release,
+            "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
+            "comparison": result.comparison(label), "notes": result.config_notes,
+            "end_state": (result.end_state or {}).get(label), "untraced": result.untraced,
+            "timer": result.timer}

@@ -1,0 +1,435 @@
+"""A traced kernel's starting state, laid on an emulated machine before a replay.
+
+From a capture's before-zoneinfo and before-pagetypeinfo: per zone, the pageblock
+type counts ("Number of blocks type"), the free blocks per order and migratetype,
+and per CPU the pcp ``count`` and ``high``. Every page that is not free belongs to
+one "untraced" owner; frees of pages the kernel allocated before the trace began
+come out of that owner (:class:`UntracedPool`), from a pageblock of the type the
+trace shows for the real pfn.
+
+What /proc does not say is chosen, and said so in :attr:`Seed.notes`: where each
+pageblock lies (allocated ones low, wholly free ones high), and that the pcp pages
+sit on the Movable order-0 list (zoneinfo prints only their sum).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..kernel.config import MAX_PAGE_ORDER
+from ..kernel.gfp import MIGRATETYPE_NAMES
+from ..machine import Machine
+
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "real_zone_ranges", "seed_machine"]
+
+#: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
+UNTRACED = (1 << 62) - 1
+PAGEBLOCK_ORDER = 9
+_BLOCK = 1 << PAGEBLOCK_ORDER
+_MOVABLE = MIGRATETYPE_NAMES.index("Movable")
+_SEEDED_TYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic")
+
+
+@dataclasses.dataclass
+class Seed:
+    """What was laid down, per zone, against what /proc showed."""
+
+    zones: dict[str, dict[str, Any]]
+    notes: list[str]
+
+
+def _block_counts(nblocks: int, shown: dict[str, int], zone: str, notes: list[str]) -> np.ndarray:
+    # The traced zone's pageblock counts, fitted to the emulated zone's pageblocks:
+    # the difference (a zone spanning holes, a resized zone) goes to or from Movable.
+    counts = np.array([shown.get(t, 0) for t in _SEEDED_TYPES], np.int64)
+    counts[_MOVABLE] += sum(v for t, v in shown.items() if t not in _SEEDED_TYPES)
+    diff = nblocks - int(counts.sum())
+    counts[_MOVABLE] = max(counts[_MOVABLE] + diff, 0)
+    while counts.sum() > nblocks:
+        counts[int(np.argmax(counts))] -= 1
+    if diff:
+        notes.append(f"zone {zone}: {nblocks} pageblocks emulated, {nblocks - diff} shown; "
+                     f"Movable takes the difference")
+    return counts
+
+
+class _Regions:
+    """Aligned regions of one migratetype's partly used pageblocks, for carving free
+    blocks so that no two free buddies meet: a region marked tight must keep one
+    allocated page (it is the buddy of a free block)."""
+
+    def __init__(self, starts: list[int]) -> None:
+        self.loose: list[list[int]] = [[] for _ in range(PAGEBLOCK_ORDER + 1)]
+        self.tight: list[list[int]] = [[] for _ in range(PAGEBLOCK_ORDER + 1)]
+        # A partly used pageblock must keep an allocated page: it is tight.
+        self.tight[PAGEBLOCK_ORDER] = sorted(starts, reverse=True)
+
+    def place(self, order: int) -> int | None:
+        if self.loose[order]:
+            return self.loose[order].pop()
+        for k in range(order + 1, PAGEBLOCK_ORDER + 1):
+            for pool in (self.loose[k], self.tight[k]):
+                if pool:
+                    pfn = pool.pop()
+                    # Split down: the upper halves go back, the last one (the free
+                    # block's buddy) tight.
+                    for j in range(k - 1, order - 1, -1):
+                        (self.tight if j == order else self.loose)[j].append(pfn + (1 << j))
+                    return pfn
+        return None
+
+
+def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: str,
+            notes: list[str]) -> tuple[np.ndarray, list[int], list[int]]:
+    # Pageblock types and free blocks of the whole pageblocks [start, start + whole
+    # blocks) of one zone. free[mt][order] as pagetypeinfo.
+    free = free.copy()
+    counts = counts.copy()
+    # Wholly free pageblocks: order-10 pairs and order-9 singles, each single
+    # beside a partly used block so the two never merge.
+    pairs = [mt for mt in range(len(counts)) for _ in range(int(free[mt][10]))]
+    singles = [mt for mt in range(len(counts)) for _ in range(int(free[mt][9]))]
+    partial = counts.copy()
+    for mt in pairs:
+        partial[mt] -= 2
+    for mt in singles:
+        partial[mt] -= 1
+    dropped = 0
+    for mt in range(len(counts)):
+        while partial[mt] < 0:
+            if mt in singles:
+                singles.remove(mt)
+                partial[mt] += 1
+            else:
+                pairs.remove(mt)
+                partial[mt] += 2
+            dropped += 1
+    # Blocks that must stay partly used to hold the free pages of orders 0-8.
+    pages = (free[:, :PAGEBLOCK_ORDER] << np.arange(PAGEBLOCK_ORDER)).sum(axis=1)
+    need = -(-pages // (_BLOCK - 1))
+
+    def units() -> int:
+        # Order-10 pairs the layout takes: pairs, singles (each beside a partly used
+        # block or an allocated one) and the remaining partly used blocks two by two.
+        return len(pairs) + len(singles) + -(-max(0, int(partial.sum()) - len(singles)) // 2)
+
+    while units() > (whole - 1) // 2:
+        spare = np.flatnonzero(partial > need)
+        if len(spare):
+            partial[spare[np.argmax(partial[spare])]] -= 1
+        elif singles:
+            singles.pop()
+            dropped += 1
+        elif pairs:
+            pairs.pop()
+            dropped += 1
+        else:
+            partial[int(np.argmax(partial))] -= 1
+    if dropped:
+        notes.append(f"zone {zone}: {dropped} wholly free block(s) of order 9/10 did not fit and stay allocated")
+    # Partly used blocks first (low pfns), grouped by type; then the singles, each
+    # beside a partly used block or an allocated one; then the pairs.
+    partial_types = [mt for mt in (0, 2, 3, 1) for _ in range(int(partial[mt]))]
+    types = np.full(whole, _MOVABLE, np.uint8)
+    pfns: list[int] = []
+    orders: list[int] = []
+    regions_start: dict[int, list[int]] = {mt: [] for mt in range(len(counts))}
+    n_alone = max(0, len(partial_types) - len(singles))
+    b = 0
+    for mt in partial_types[:n_alone]:
+        types[b] = mt
+        regions_start[mt].append(start + b * _BLOCK)
+        b += 1
+    b += (start // _BLOCK + b) % 2      # singles and pairs start on an order-10 boundary (a gap stays allocated)
+    partners = partial_types[n_alone:]
+    for i, mt in enumerate(singles):
+        types[b] = mt
+        pfns.append(start + b * _BLOCK)
+        orders.append(PAGEBLOCK_ORDER)
+        if i < len(partners):
+            types[b + 1] = partners[i]
+            regions_start[partners[i]].append(start + (b + 1) * _BLOCK)
+        b += 2
+    for mt in pairs:
+        types[b] = types[b + 1] = mt
+        pfns.append(start + b * _BLOCK)
+        orders.append(MAX_PAGE_ORDER)
+        b += 2
+    # Free blocks of orders 8..0 carved from the partly used blocks of their type.
+    missed = 0
+    for mt, starts in regions_start.items():
+        regions = _Regions(starts)
+        for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
+            for _ in range(int(free[mt][order])):
+                pfn = regions.place(order)
+                if pfn is None:
+                    missed += 1 << order
+                    continue
+                pfns.append(pfn)
+                orders.append(order)
+    if missed:
+        notes.append(f"zone {zone}: {missed} free pages of orders 0-8 did not fit their pageblocks "
+                     "and stay allocated")
+    return types, pfns, orders
+
+
+def _rest_list(m: Machine, exact: set[int]) -> int:
+    # Where the pages no list is known to have held go: the first list, order 0
+    # first (Movable, Reclaimable, Unmovable), then orders 1-3, then the THP lists,
+    # whose start the trace did not show exactly; Movable order 0 when it showed all.
+    order = [m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)
+             for t in ("Movable", "Reclaimable", "Unmovable")]
+    seen = set()
+    for i in order:
+        if i >= 0 and i not in seen:
+            seen.add(i)
+            if i not in exact:
+                return i
+    return order[0]
+
+
+def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
+                 pcp_lists: dict[tuple[str, int], dict[int, int]] | None = None,
+                 pcp_exact: dict[tuple[str, int], set[int]] | None = None) -> Seed:
+    """Lay the traced kernel's state on a machine that has run nothing.
+
+    :param zoneinfo: what :func:`pcpemu.kernel.ftrace.read_zoneinfo` returns.
+    :param pagetypeinfo: what :func:`pcpemu.kernel.ftrace.read_pagetypeinfo` returns.
+    :param pcp_lists: blocks per pcp list (pindex) per (zone, cpu) that the trace shows
+        were there (:meth:`PcpLists.lists`); each CPU's other pages go on the first list
+        whose start pcp_exact (:meth:`PcpLists.exact_lists`) does not say the trace
+        showed exactly (:func:`_rest_list`).
+    :raises ConfigError: when a populated emulated zone is missing from the dumps.
+    """
+    notes: list[str] = []
+    report: dict[str, dict[str, Any]] = {}
+    real = {z["name"]: z for z in zoneinfo["zones"] if z.get("managed")}
+    for zp in m.populated_zones:
+        z = real.get(zp.name)
+        pti = pagetypeinfo["zones"].get(zp.name)
+        if z is None or pti is None:
+            raise ConfigError(f"zone {zp.name} is emulated but not in the capture's zoneinfo/pagetypeinfo")
+        # The managed pages' pageblocks; short ones at either end stay allocated.
+        fs, fe = zp.free_start, zp.free_start + zp.managed
+        first, b0, b1 = fs // _BLOCK, -(-fs // _BLOCK), fe // _BLOCK
+        counts = _block_counts(b1 - b0, pti["blocks"], zp.name, notes)
+        free = np.zeros((len(_SEEDED_TYPES), MAX_PAGE_ORDER + 1), np.int64)
+        for t, row in pti["free"].items():
+            if t in _SEEDED_TYPES:
+                free[_SEEDED_TYPES.index(t), : len(row)] = row[: MAX_PAGE_ORDER + 1]
+        inner, pfns, orders = _layout(b0 * _BLOCK, b1 - b0, counts, free, zp.name, notes)
+        types = np.full((fe - 1) // _BLOCK + 1 - first, _MOVABLE, np.uint8)
+        types[b0 - first : b1 - first] = inner
+        m.seed_zone(zp.name, types, np.array(pfns, np.int64), np.array(orders, np.int8), UNTRACED)
+        pcp = []
+        for p in z["pagesets"]:
+            if p["cpu"] >= m.config.cpus:
+                continue
+            high = p.get("high", zp.high_min)
+            left = p.get("count", 0)
+            lists = {}
+            # The lists the trace shows were full (PcpLists), then the rest on Movable order 0.
+            for pindex, blocks in sorted(((pcp_lists or {}).get((zp.name, p["cpu"])) or {}).items()):
+                size = 1 << int(m.pindex_order[pindex])
+                n = min(blocks, left // size)
+                if n:
+                    lists[pindex] = m.seed_pcp(zp.name, p["cpu"], n, high, UNTRACED, pindex=pindex)
+                    left -= lists[pindex] * size
+            rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
+            movable0 = m.order_to_pindex("Movable", 0)
+            for i in (rest, movable0):      # what is left of a bigger list's blocks: order 0
+                n = m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[i]), high, UNTRACED, pindex=i)
+                lists[i] = lists.get(i, 0) + n
+                left -= n << int(m.pindex_order[i])
+            placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
+            pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
+                        "lists": {int(i): int(n) for i, n in lists.items() if n}})
+        state = m.zone_state(zp.name)
+        report[zp.name] = {"free_pages": int(state["nr_free_pages"]),
+                           "shown_free_pages": int((free * (1 << np.arange(MAX_PAGE_ORDER + 1))).sum()),
+                           "pageblocks": {t: int(c) for t, c in zip(_SEEDED_TYPES, counts)}, "pcp": pcp}
+    notes.append("pcp pages the trace does not place on a list start on Movable order 0 "
+                 "(zoneinfo prints only each CPU's count)")
+    m.reset_stats()
+    return Seed(report, notes)
+
+
+def real_zone_ranges(zoneinfo: dict) -> list[tuple[str, int, int]]:
+    """(name, start_pfn, end_pfn) of the traced kernel's populated zones."""
+    return [(z["name"], z["start_pfn"], z["start_pfn"] + z["spanned"])
+            for z in zoneinfo["zones"] if z.get("managed") and "start_pfn" in z]
+
+
+class UntracedPool:
+    """Blocks of the untraced owner, handed out for frees of pages allocated before
+    the trace: from the zone the real pfn lies in, in a pageblock of the type the
+    trace last showed for the real pfn's pageblock (Movable when it showed none)."""
+
+    def __init__(self, zoneinfo: dict, emulated_zones: list[str]) -> None:
+        ranges = [r for r in real_zone_ranges(zoneinfo) if r[0] in emulated_zones]
+        if not ranges:
+            raise ConfigError("the capture's zoneinfo shares no populated zone with the emulated machine")
+        self.names = [r[0] for r in ranges]
+        self.starts = np.array([r[1] for r in ranges], np.int64)
+        self.ends = np.array([r[2] for r in ranges], np.int64)
+        self.block_mt = np.full(int(self.ends.max() >> PAGEBLOCK_ORDER) + 1, _MOVABLE, np.int8)
+        self.cursors: dict[tuple[int, int, int], np.ndarray] = {}
+        self.exhausted = 0
+        self.other_type = 0         # frees that found no block of their type and took another
+
+    def learn(self, pfn: np.ndarray, migratetype: np.ndarray) -> None:
+        """Note the pageblock types the trace shows (events that name a pfn and a type)."""
+        ok = (pfn >= 0) & (migratetype >= 0) & (pfn < self.ends.max())
+        mt = migratetype[ok]
+        # CMA and highatomic pages sit on the Movable pcp lists (free_unref_page).
+        self.block_mt[pfn[ok] >> PAGEBLOCK_ORDER] = np.where(mt < 3, mt, _MOVABLE)
+
+    def learn_events(self, ev: np.ndarray) -> None:
+        """learn() from the events of a batch that name a pfn and a list's type."""
+        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN
+
+        kind = ev["kind"]
+        shown = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_ALLOC_ZONE_LOCKED) | (kind == MM_PAGE_PCPU_DRAIN)
+        self.learn(ev["pfn"][shown], ev["migratetype"][shown])
+
+    def zone_of(self, pfn: np.ndarray) -> np.ndarray:
+        """Index into names of the zone each real pfn lies in, -1 outside them all."""
+        zi = np.searchsorted(self.starts, pfn, side="right") - 1
+        inside = (zi >= 0) & (pfn < self.ends[np.maximum(zi, 0)])
+        return np.where(inside, zi, -1)
+
+    def take(self, machines: list[Machine], pfn: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, list]:
+        """Blocks for frees of the real (pfn, order) pairs on every machine.
+
+        :return: which frees got a block, and per machine the head pfns of those.
+        """
+        zi = self.zone_of(pfn)
+        mt = np.where(zi >= 0, self.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.block_mt) - 1)], -1)
+        got = np.zeros(len(pfn), bool)
+        out = [np.full(len(pfn), -1, np.int64) for _ in machines]
+        keys = np.stack((zi, mt, order.astype(np.int64)), axis=1)
+        for key in np.unique(keys[zi >= 0], axis=0):
+            z, t, o = (int(v) for v in key)
+            want = np.flatnonzero((keys == key).all(axis=1))
+            for want_mt in (t, -1):         # the shown type first, then any
+                need = want[~got[want]]
+                if not len(need):
+                    break
+                if want_mt < 0:
+                    self.other_type += len(need)
+                cursor = self.cursors.setdefault((z, want_mt, o), np.zeros(1, np.int64))
+                before = cursor.copy()
+                pfns = [mm.take_untraced(self.names[z], want_mt, o, len(need), UNTRACED,
+                                         cursor if i == 0 else before.copy()) for i, mm in enumerate(machines)]
+                n = len(pfns[0])
+                for i, p in enumerate(pfns):
+                    out[i][need[:n]] = p[:n]
+                got[need[:n]] = True
+        self.exhausted += int(np.count_nonzero(~got))
+        return got, [o[got] for o in out]
+
+
+class PcpLists:
+    """What each pcp list held when the trace began, read off the trace itself.
+
+    Per (zone, CPU, list), in blocks: allocations take one, frees (to the list of
+    the page's pageblock type, as far as the trace shows it) and refill blocks
+    add one, drained blocks take one. A list is refilled only when empty, and
+    free_pcppages_bulk empties a list before it moves to the next, so at a list's
+    first refill, or at a drain run that goes on to another list after it, what
+    the list held at the start is known exactly; otherwise it held at least
+    enough for its deepest dip.
+    """
+
+    def __init__(self, m: Machine, zoneinfo: dict) -> None:
+        self.pool = UntracedPool(zoneinfo, [z.name for z in m.populated_zones])
+        nz, nl = len(self.pool.names), m.nr_pcp_lists
+        self.pindex = np.array([[m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)]
+                                for t in ("Unmovable", "Movable", "Reclaimable")], np.int64)
+        self.nr_lists = nl
+        self.balance = np.zeros((nz, m.config.cpus, nl), np.int64)
+        self.need = np.zeros((nz, m.config.cpus, nl), np.int64)       # lower bound
+        self.exact = np.full((nz, m.config.cpus, nl), -1, np.int64)   # -1: not known yet
+
+    def learn(self, ev: np.ndarray) -> None:
+        """Note the pageblock types a batch shows (before :meth:`add` of earlier batches,
+        so that a free's list is the one its page shows in the whole read-ahead)."""
+        self.pool.learn_events(ev)
+
+    def add(self, ev: np.ndarray) -> None:
+        """Take in a batch of events, in trace order."""
+        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN
+
+        kind, pfn, order = ev["kind"], ev["pfn"], ev["order"].astype(np.int64)
+        zi = self.pool.zone_of(pfn)
+        ok = (zi >= 0) & (order >= 0) & (order <= MAX_PAGE_ORDER)
+        mt = ev["migratetype"].astype(np.int64)
+        free = kind == MM_PAGE_FREE
+        mt = np.where(free, self.pool.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.pool.block_mt) - 1)], mt)
+        mt = np.where((mt < 0) | (mt > 2), _MOVABLE, mt)
+        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
+        delta = np.select([kind == MM_PAGE_ALLOC, free, refill, kind == MM_PAGE_PCPU_DRAIN], [-1, 1, 1, -1], 0)
+        li = self.pindex[mt, np.clip(order, 0, MAX_PAGE_ORDER)]
+        use = np.flatnonzero(ok & (delta != 0) & (li >= 0) & (pfn >= 0))
+        if not len(use):
+            return
+        key = (zi[use] * self.balance.shape[1] + ev["cpu"][use].astype(np.int64)) * self.nr_lists + li[use]
+        emptied = self._emptied(ev, use, key)
+        o = np.argsort(key, kind="stable")
+        k, d, r, e = key[o], delta[use][o], refill[use][o], emptied[o]
+        first = np.ones(len(k), bool)
+        first[1:] = k[1:] != k[:-1]
+        starts = np.flatnonzero(first)
+        flat_bal, flat_need, flat_exact = self.balance.reshape(-1), self.need.reshape(-1), self.exact.reshape(-1)
+        cs = np.cumsum(d)
+        base = np.repeat(cs[starts] - d[starts], np.diff(np.append(starts, len(k))))
+        run = cs - base + np.repeat(flat_bal[k[starts]], np.diff(np.append(starts, len(k))))
+        before = run - d          # the list's balance just before each event
+        # Deepest dip: what it held must cover every allocation and drain.
+        np.maximum.at(flat_need, k, -run)
+        # The first moment a list not known yet was empty: just before a refill, or
+        # just after the drain that emptied it.
+        cand = np.flatnonzero((r | e) & (flat_exact[k] < 0))
+        if len(cand):
+            firsts = cand[np.unique(k[cand], return_index=True)[1]]
+            # A free put on this list by a type the trace showed wrongly can make the
+            # balance say it held less than nothing: it held nothing.
+            flat_exact[k[firsts]] = np.maximum(np.where(r[firsts], -before[firsts], -run[firsts]), 0)
+        last = np.append(starts[1:] - 1, len(k) - 1)
+        flat_bal[k[last]] = run[last]
+
+    @staticmethod
+    def _emptied(ev: np.ndarray, use: np.ndarray, key: np.ndarray) -> np.ndarray:
+        # Among the used events: drains whose run goes on, next on the same CPU, with
+        # a drain from another list (free_pcppages_bulk left this one empty).
+        from ..kernel.ftrace import MM_PAGE_PCPU_DRAIN
+
+        full = np.full(len(ev), -1, np.int64)
+        drain = ev["kind"][use] == MM_PAGE_PCPU_DRAIN
+        full[use[drain]] = key[drain]
+        o = np.argsort(ev["cpu"], kind="stable")        # every event, per CPU in trace order
+        c, fk = ev["cpu"][o], full[o]
+        goes_on = (c[1:] == c[:-1]) & (fk[1:] >= 0) & (fk[:-1] >= 0) & (fk[1:] != fk[:-1])
+        out = np.zeros(len(ev), bool)
+        out[o[:-1][goes_on]] = True
+        return out[use]
+
+    def exact_lists(self) -> dict[tuple[str, int], set[int]]:
+        """The lists whose start a refill showed exactly, per (zone, cpu)."""
+        out: dict[tuple[str, int], set[int]] = {}
+        for z, c, li in zip(*np.nonzero(self.exact >= 0)):
+            out.setdefault((self.pool.names[z], int(c)), set()).add(int(li))
+        return out
+
+    def lists(self) -> dict[tuple[str, int], dict[int, int]]:
+        """Blocks per pindex per (zone, cpu): the exact start where a refill showed it,
+        else the least that covers every dip."""
+        held = np.where(self.exact >= 0, self.exact, self.need).clip(min=0)
+        out: dict[tuple[str, int], dict[int, int]] = {}
+        for z, c, li in zip(*np.nonzero(held)):
+            out.setdefault((self.pool.names[z], int(c)), {})[int(li)] = int(held[z, c, li])
+        return out

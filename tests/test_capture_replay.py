@@ -1,0 +1,267 @@
+"""Replay from a traced kernel's state: seeding, untraced frees, the vmstat timer, the
+figures read off kmem events, the comparison and --check."""
+
+import io
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+import pcpemu
+from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
+                                  MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE, read_event_batches,
+                                  read_pagetypeinfo, read_zoneinfo, write_ftrace)
+from pcpemu.machine import Machine
+from pcpemu.runs import kstate
+from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, preset_for_release,
+                                        replay_capture)
+from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay
+from pcpemu.tools import cli
+
+CAP = pathlib.Path(__file__).parent / "data" / "capture-6.18-small"
+
+
+@pytest.fixture(scope="module")
+def cap_result():
+    return replay_capture(CAP)
+
+
+def _seeded():
+    zi = read_zoneinfo(CAP / "before-zoneinfo")
+    cfg = pcpemu.KernelConfig.from_zoneinfo(zi, "v6.18")
+    m = Machine(cfg)
+    seed = kstate.seed_machine(m, zi, read_pagetypeinfo(CAP / "before-pagetypeinfo"))
+    return m, zi, seed
+
+
+def _rows(text, zone):
+    return [line.split("type")[1].split()[1:] for line in text.splitlines()
+            if f"zone {zone:>8}, type" in line and "CMA" not in line]
+
+
+def test_seeding_lays_down_the_traced_kernels_free_lists_and_pcp_lists():
+    m, zi, seed = _seeded()
+    m.check()
+    shown = (CAP / "before-pagetypeinfo").read_text()
+    # Normal: every free list, order by order and type by type, as the kernel had it.
+    assert _rows(m.pagetypeinfo(), "Normal")[:5] == _rows(shown, "Normal")[:5]
+    normal = [z for z in zi["zones"] if z["name"] == "Normal"][0]
+    for p in normal["pagesets"]:
+        st = m.pcp_state("Normal", p["cpu"])
+        assert (st["count"], st["high"]) == (p["count"], p["high"])
+    assert m.stats()["ALLOC_CALLS"] == 0 and m.stats()["ZONE_LOCK"] == 0
+    assert any("Movable order 0" in n for n in seed.notes)
+
+
+def test_layout_never_leaves_two_free_buddies_apart():
+    # Free blocks of orders 0-8 carved into partly used blocks must not merge.
+    free = np.zeros((4, 11), np.int64)
+    free[1, :9] = [7, 5, 4, 3, 3, 2, 2, 1, 1]
+    free[1, 9], free[1, 10] = 2, 3
+    counts = np.array([1, 12, 0, 0])
+    notes = []
+    types, pfns, orders = kstate._layout(1 << 12, 13, counts, free, "Normal", notes)
+    cfg = pcpemu.KernelConfig.preset("v6.10", zones={"Normal": 1 << 14}, cpus=1)
+    m = Machine(cfg)
+    z = m.populated_zones[0]
+    full = np.full(-(-z.managed // 512), 1, np.uint8)
+    full[8:21] = types
+    m.seed_zone("Normal", full, np.array(pfns), np.array(orders, np.int8), kstate.UNTRACED)
+    m.check()
+    got = _rows(m.pagetypeinfo(), "Normal")[1]
+    assert [int(v) for v in got] == free[1].tolist(), notes
+
+
+def test_untraced_frees_come_from_the_untraced_owner(cap_result):
+    r = cap_result
+    before = r.untraced["frees"]["free_before_trace"] + r.untraced["frees"]["free_untraced_alloc"]
+    assert before > 0 and r.untraced["replayed"] == before - r.untraced["pool_exhausted"]
+    assert r.skipped["free_before_trace"] == 0 and r.skipped["free_untraced_alloc"] == 0
+    boot = replay_capture(CAP, from_boot=True)
+    assert boot.untraced is None and boot.skipped["free_before_trace"] > 0
+    total = r.policies["split"]["total"]
+    assert total["alloc_failed"] == 0 and total["free_skipped"] == 0
+
+
+def test_the_vmstat_worker_runs_at_the_traces_vmstat_update_events(cap_result):
+    ev = np.concatenate(list(read_event_batches(CAP / "trace.txt.xz")))
+    shown = np.bincount(ev["cpu"][ev["kind"] == VMSTAT_UPDATE], minlength=2).tolist()
+    assert sum(shown) > 0 and cap_result.timer == {"every": "events", "runs": shown}
+    assert cap_result.policies["split"]["total"]["drains"] >= 0
+
+
+def _tiny():
+    return pcpemu.KernelConfig.preset("v6.10", zones={"Normal": 65536}, cpus=2)
+
+
+def _line(cpu, ts, event, fields):
+    return f"          bash-1    [{cpu:03d}] .....  {ts:.6f}: {event}: {fields}\n"
+
+
+def test_a_timer_on_the_traces_clock_decays_pcp_high():
+    # Each CPU allocates 3000 pages, frees them, and allocates once more at 3.5 s. On
+    # the trace's clock the vmstat worker runs at 2 s and 3 s on each CPU: it cuts
+    # pcp->high by an eighth and drains the pages above it.
+    def ev(c, ts, kind, pfn):
+        if kind == "alloc":
+            return _line(c, ts, "mm_page_alloc", f"page=00000000deadbeef pfn={pfn:#x} order=0 migratetype=1 "
+                         "gfp_flags=GFP_HIGHUSER_MOVABLE")
+        return _line(c, ts, "mm_page_free", f"page=00000000deadbeef pfn={pfn:#x} order=0")
+
+    text = "".join(ev(c, 1.0 + i * 1e-4, "alloc", 0x10000 + 2 * i + c) for i in range(3000) for c in (0, 1))
+    text += "".join(ev(c, 1.6 + i * 1e-4, "free", 0x10000 + 2 * i + c) for i in range(3000) for c in (0, 1))
+    text += "".join(ev(c, 3.5, "alloc", 0x20000 + c) for c in (0, 1))
+    zi = read_zoneinfo(_tiny_zoneinfo())
+    pti = read_pagetypeinfo(_tiny_pagetypeinfo())
+    results = {}
+    for timer in (None, 1.0):
+        m = Machine(_tiny())
+        r = replay(io.BytesIO(text.encode()), {"x": m}, start=StartState(zi, pti, timer=timer, pcp_prepass=0))
+        results[timer] = (r, m.pcp_state("Normal", 0)["high"], m.stats()["PCP_DECAY"])
+        m.check()
+    (r, high, decays), (plain, plain_high, plain_decays) = results[1.0], results[None]
+    assert r.timer == {"every": 1.0, "runs": [2, 2]} and plain.timer is None
+    assert decays == 4 and plain_decays == 0              # one populated zone, two runs per CPU
+    assert high < plain_high
+    assert r.policies["x"]["total"]["drained_pages"] > plain.policies["x"]["total"]["drained_pages"]
+
+
+def _tiny_zoneinfo():
+    m = Machine(_tiny())
+    return m.zoneinfo()
+
+
+def _tiny_pagetypeinfo():
+    m = Machine(_tiny())
+    return m.pagetypeinfo()
+
+
+def _events(rows):
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (kind, cpu, order, refill) in enumerate(rows):
+        ev[i]["kind"], ev[i]["cpu"], ev[i]["order"], ev[i]["percpu_refill"] = kind, cpu, order, refill
+        ev[i]["pfn"] = 0x1000 + i
+    return ev
+
+
+def test_figures_read_off_events_count_runs_and_implied_zone_lock():
+    R, D, A, F, X = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_ALLOC_EXTFRAG
+    pcp_orders = np.array([o <= 3 or o == 9 for o in range(11)])
+    fig = _EventFigures(2, pcp_orders)
+    fig.add(_events([(R, 0, 0, 1), (R, 1, 0, 1), (X, 0, 0, -1), (R, 0, 0, 1), (A, 0, 0, -1),   # one refill call per CPU
+                     (F, 0, 0, -1), (D, 0, 0, -1), (D, 0, 1, -1),                              # one drain call
+                     (R, 0, 4, 0),                                                             # buddy allocation
+                     (F, 1, 5, -1),                                                            # free_one_page
+                     (D, 1, 0, -1)]))
+    fig.add(_events([(D, 1, 0, -1), (VMSTAT_UPDATE, 1, -1, -1), (D, 1, 0, -1)]))             # run across batches
+    cpu0, cpu1 = fig.per_cpu()
+    assert (cpu0["refill_blocks"], cpu0["refill_calls"], cpu0["drain_calls"], cpu0["drained_pages"]) == (2, 1, 1, 3)
+    assert (cpu0["fallbacks"], cpu0["buddy_allocs"], cpu0["nonpcp_frees"], cpu0["zone_lock"]) == (1, 1, 0, 3)
+    assert (cpu1["refill_calls"], cpu1["drain_calls"], cpu1["nonpcp_frees"], cpu1["zone_lock"]) == (1, 2, 1, 4)
+    # The emulator's events: a run never spans two ops.
+    emu = _EventFigures(1, pcp_orders)
+    emu.add(_events([(D, 0, 0, -1), (D, 0, 0, -1), (D, 0, 0, -1)]), np.array([4, 4, 5]))
+    assert emu.per_cpu()[0]["drain_calls"] == 2
+
+
+def test_pcp_lists_are_read_off_the_trace():
+    m = Machine(_tiny())
+    zi = read_zoneinfo(m.zoneinfo())
+    lists = kstate.PcpLists(m, zi)
+    pfn = 0x8000
+    mk = lambda kind, cpu, mt, refill=-1: (kind, cpu, pfn, 0, mt, refill)   # noqa: E731
+    mk1 = lambda kind, cpu, mt: (kind, cpu, 0x9000, 0, mt, -1)               # noqa: E731
+    rows = ([mk(MM_PAGE_ALLOC, 0, 1)] * 5 + [mk(MM_PAGE_ALLOC_ZONE_LOCKED, 0, 1, 1)] * 3   # list held 5, then refilled
+            + [mk1(MM_PAGE_ALLOC, 1, 0)] * 4 + [mk(MM_PAGE_FREE, 1, 0)] + [mk1(MM_PAGE_ALLOC, 1, 0)] * 2)
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (kind, cpu, p, order, mt, refill) in enumerate(rows):
+        ev[i]["kind"], ev[i]["cpu"], ev[i]["pfn"], ev[i]["order"] = kind, cpu, p, order
+        ev[i]["migratetype"], ev[i]["percpu_refill"] = mt, refill
+    ev["migratetype"][ev["kind"] == MM_PAGE_FREE] = -1
+    lists.add(ev[:6])
+    lists.add(ev[6:])
+    got = lists.lists()
+    movable0, unmovable0 = m.order_to_pindex("Movable", 0), m.order_to_pindex("Unmovable", 0)
+    assert got[("Normal", 0)] == {movable0: 5}
+    assert lists.exact_lists() == {("Normal", 0): {movable0}}
+    # CPU 1: never refilled, its Unmovable list dipped by 6; the free between went to
+    # Movable order 0 (its block shows Movable: CPU 0 allocated from it as Movable).
+    assert got[("Normal", 1)] == {unmovable0: 6}
+
+
+def test_check_flags_figures_outside_the_tolerance():
+    cell = lambda k, e: {"kernel": k, "emulated": e, "ratio": e / k if k else None}   # noqa: E731
+    row = lambda k, e: {f: cell(k, e) for f in FIGURES}                            # noqa: E731
+    comp = {"per_cpu": [dict(cpu=0, **row(2000, 2150)), dict(cpu=1, **row(10, 40))], "total": row(2010, 2190)}
+    assert check(comp, 0.10, 0.10) == []                    # cpu 1 has too few refill blocks to be held to it
+    bad = check(comp, 0.05, 0.10)
+    assert len(bad) == 4 and all(b.startswith("cpu 0: ") for b in bad)
+    assert len(check(comp, 0.10, 0.05)) == 4
+    assert len(check(comp, 0.10, 0.10, min_blocks=10)) == 4      # now cpu 1 counts
+    assert check(comp, 0.01, 0.01, min_blocks=3000) == []       # nothing logged enough
+    assert "kernel against emulator" in comparison_text(comp)
+
+
+def test_cli_replays_a_capture_directory_and_checks(capsys, cap_result):
+    expected = check(cap_result.comparison(), 9.99, 9.99)
+    assert cli.main(["replay", str(CAP), "--check", "999"]) == (3 if expected else 0)
+    out = capsys.readouterr().out
+    assert "kernel against emulator" in out and "rules: preset v6.18" in out
+    # v6.10's rules (free_high at batch, no claim-or-steal) miss this 6.18 capture.
+    assert cli.main(["replay", str(CAP), "--preset", "v6.10", "--check", "0.001", "--check-min-blocks", "0"]) == 3
+    assert "check: policy split: cpu 1: refill_blocks" in capsys.readouterr().err
+    assert cli.main(["replay", str(CAP), "--json", "--check", "999"]) == (3 if expected else 0)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["check"]["failures"] == [f"policy split: {line}" for line in expected]
+    assert doc["start"]["zones"]["Normal"]["pcp"]
+    assert cli.main(["replay", str(CAP), "--cpus", "4"]) == 1
+    assert "a capture directory gives the machine; drop --cpus" in capsys.readouterr().err
+
+
+def test_fidelity_on_capture_gives_the_comparison(cap_result):
+    d = fidelity_on_capture(CAP)
+    assert d["preset"] == "v6.18" and d["figures"] == list(FIGURES)
+    assert d["comparison"] == cap_result.comparison()
+    assert [r["cpu"] for r in d["comparison"]["per_cpu"]] == [0, 1]
+
+
+def test_preset_for_release():
+    assert preset_for_release("6.18.44-fc-v669") == "v6.18"
+    assert preset_for_release("6.12.3") == "v6.10"
+    with pytest.raises(pcpemu.ConfigError):
+        preset_for_release("4.1.0")
+
+
+def test_pagetypeinfo_reads_capped_counts():
+    text = ("Page block order: 9\nPages per block:  512\n\n"
+            "Free pages count per migrate type at order       0      1\n"
+            "Node    0, zone   Normal, type      Movable >100000     17 \n\n"
+            "Number of blocks type     Unmovable      Movable\n"
+            "Node 0, zone   Normal            3          500 \n")
+    pti = read_pagetypeinfo(text)
+    assert pti == {"pageblock_order": 9, "zones": {"Normal": {"free": {"Movable": [100000, 17]},
+                                                             "blocks": {"Unmovable": 3, "Movable": 500}}}}
+
+
+def test_vmstat_update_lines_read_and_write_back():
+    text = ("     kworker/1:0-3738    [001] .....   631.107444: workqueue_execute_start: "
+            "work struct 0000000024545783: function vmstat_update\n"
+            "     kworker/0:2-289     [000] .....   634.115439: workqueue_execute_start: "
+            "work struct 000000002dba6dd1: function vmstat_shepherd\n")
+    ev = np.concatenate(list(read_event_batches(io.BytesIO(text.encode()), strict=True)))
+    assert ev["kind"].tolist() == [VMSTAT_UPDATE] and ev["cpu"].tolist() == [1]
+    out = io.StringIO()
+    write_ftrace(ev, out, header=False)
+    back = np.concatenate(list(read_event_batches(io.BytesIO(out.getvalue().encode()), strict=True)))
+    assert back["kind"].tolist() == [VMSTAT_UPDATE] and back["timestamp"].tolist() == [631.107444]
+
+
+def test_memory_resized_during_a_capture_is_reported():
+    from pcpemu.runs.capture_replay import _resized
+    before = {"zones": [{"name": "Normal", "managed": 100}, {"name": "DMA32", "managed": 50}]}
+    after = {"zones": [{"name": "Normal", "managed": 164}, {"name": "DMA32", "managed": 50}]}
+    assert _resized(before, after) == [
+        "untraced: zone Normal managed pages went from 100 to 164 during the capture (memory resized); its "
+        "watermarks and pcp high limits changed at a moment the trace does not show"]
+    assert _resized(before, before) == []
