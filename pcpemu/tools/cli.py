@@ -215,9 +215,10 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--cpus", action="append", metavar="N,M", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
     p.add_argument("--workloads", action="append", metavar="A,B",
                    help="contention workloads, e.g. thp,thp-nm40,mixed,order0,net,capture")
-    p.add_argument("--capture", metavar="FILE",
-                   help="a kmem ftrace capture whose allocation mix becomes the 'capture' workload "
-                   "(default: the bundled tests/data capture)")
+    p.add_argument("--capture", metavar="PATH",
+                   help="a kmem ftrace file or a `pcpemu capture` directory: its allocation mix becomes the "
+                   "'capture' workload, and a directory's replay against the kernel a fidelity section "
+                   "(default: the bundled tests/data/capture-6.18-small)")
     p.add_argument("--memory", default="8G")
     p.add_argument("--cma", default="4G")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"first seed (default {DEFAULT_SEED})")
