@@ -245,6 +245,17 @@ def _costmodel(rep: dict[str, Any]) -> dict[str, Any]:
     return it.done(text)
 
 
+def _with_fidelity(rep: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    # How closely the emulator replays this very capture (pcpemu.runs.capture_replay).
+    it = _Item(rep, item["id"], item["section"])
+    it.numbers = list(item["numbers"])
+    t = "fidelity.comparison.total"
+    text = (item["text"] + f" Replayed like for like, the emulator logs {it.n(t + '.refill_blocks.emulated', 'int')} "
+            f"refill blocks and {it.n(t + '.zone_lock.emulated', 'int')} zone->lock acquisitions where the kernel "
+            f"logged {it.n(t + '.refill_blocks.kernel', 'int')} and {it.n(t + '.zone_lock.kernel', 'int')}.")
+    return it.done(text)
+
+
 def build_verdict(rep: dict[str, Any]) -> list[dict[str, Any]]:
     """The verdict items of a report dict (see the module docstring)."""
     items = [_layout(rep)]
@@ -253,6 +264,8 @@ def build_verdict(rep: dict[str, Any]) -> list[dict[str, Any]]:
                               ("capture", "capture", "The real capture's mix (capture)"),
                               ("mixed", "mixed", "A general server mix (mixed, {} non-movable THP requests)")):
         item = _workload_line(rep, name, ident, lead.format(share.get(name)))
+        if item and name == "capture" and rep.get("fidelity"):
+            item = _with_fidelity(rep, item)
         if item:
             items.append(item)
     items += [_nonmovable(rep), _seedbug(rep), _costmodel(rep)]
