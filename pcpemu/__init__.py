@@ -2,16 +2,26 @@
 
 from .kernel.config import PRESETS, THP_LIST_POLICIES, KernelConfig
 from .errors import (
+    BadCpuError,
     BadOrderError,
+    BadOwnerError,
     BadPfnError,
+    BadSlotError,
+    CaptureError,
+    CaptureLossError,
     ConfigError,
     DoubleFreeError,
     InvariantError,
     NotAllocatedError,
     OpStreamError,
+    OutputPathError,
     PcpemuError,
+    StreamGfpError,
+    SweepSpecError,
     TraceFormatError,
     UnknownGfpError,
+    UnknownMigratetypeError,
+    UnknownZoneError,
     WrongOrderError,
 )
 from .kernel.gfp import parse_gfp, show_gfp_flags
@@ -20,8 +30,13 @@ from .kernel.layout import Layout, layout
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadCpuError",
     "BadOrderError",
+    "BadOwnerError",
     "BadPfnError",
+    "BadSlotError",
+    "CaptureError",
+    "CaptureLossError",
     "ConfigError",
     "DoubleFreeError",
     "InvariantError",
@@ -30,11 +45,16 @@ __all__ = [
     "Machine",
     "NotAllocatedError",
     "OpStreamError",
+    "OutputPathError",
     "PRESETS",
     "PcpemuError",
+    "StreamGfpError",
+    "SweepSpecError",
     "THP_LIST_POLICIES",
     "TraceFormatError",
     "UnknownGfpError",
+    "UnknownMigratetypeError",
+    "UnknownZoneError",
     "WrongOrderError",
     "__version__",
     "layout",

@@ -1,8 +1,11 @@
 """The pcpemu exception tree: one class per kind of bad input or broken invariant."""
 
 __all__ = [
+    "BadCpuError",
     "BadOrderError",
+    "BadOwnerError",
     "BadPfnError",
+    "BadSlotError",
     "CaptureError",
     "CaptureLossError",
     "ConfigError",
@@ -10,10 +13,14 @@ __all__ = [
     "InvariantError",
     "NotAllocatedError",
     "OpStreamError",
+    "OutputPathError",
     "PcpemuError",
+    "StreamGfpError",
     "SweepSpecError",
     "TraceFormatError",
     "UnknownGfpError",
+    "UnknownMigratetypeError",
+    "UnknownZoneError",
     "WrongOrderError",
 ]
 
@@ -73,3 +80,33 @@ class SweepSpecError(PcpemuError, ValueError):
 
 class InvariantError(PcpemuError, AssertionError):
     """Machine.check() found broken allocator state; the message names it."""
+
+
+class OutputPathError(PcpemuError, ValueError):
+    """An output path pcpemu may not write: a missing or unwritable directory, or
+    an existing file or foreign directory it would replace."""
+
+
+class BadCpuError(PcpemuError, ValueError):
+    """A CPU number outside the machine's CPUs."""
+
+
+class BadOwnerError(PcpemuError, ValueError):
+    """An owner token that is not an int in 1..2**64-1."""
+
+
+class UnknownZoneError(PcpemuError, ValueError):
+    """A zone name that is not one of the machine's populated zones."""
+
+
+class UnknownMigratetypeError(PcpemuError, ValueError):
+    """A migratetype name the kernel does not have (or a pcp list index outside the table)."""
+
+
+class BadSlotError(PcpemuError, ValueError):
+    """An op-stream slot that is not an int in range."""
+
+
+class StreamGfpError(OpStreamError, UnknownGfpError):
+    """An op stream's allocation names a gfp alloc_pages would refuse: both a
+    malformed stream and a bad gfp."""

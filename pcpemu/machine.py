@@ -25,14 +25,14 @@ import numpy as np
 from . import _core
 from .kernel import procfs
 from .kernel.config import KernelConfig
-from .errors import InvariantError, PcpemuError
+from .errors import BadSlotError, ConfigError, InvariantError
 from .kernel.ftrace import EVENT_DTYPE
 from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
-__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "Machine", "OP_ALLOC",
-           "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
+__all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine",
+           "OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
            "bare_pcp_loop", "pcp_struct_layout"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
@@ -55,6 +55,9 @@ BLOCK_DTYPE = _core.BLOCK_DTYPE
 pcp_struct_layout = _core.pcp_struct_layout
 #: The benchmarks' bare pcp loop (bench/bench_core.py), the floor Machine.run is measured against.
 bare_pcp_loop = _core.bare_pcp_loop
+
+#: Default bound of op-stream slots (Machine.max_slots): a table of 2**26 is 512 MiB.
+MAX_SLOTS = 1 << 26
 
 _PE = ERROR_CODES
 _BLOCKER_WHY = {_core.BLOCK_UNMOVABLE: "unmovable", _core.BLOCK_PINNED: "pinned"}
@@ -122,7 +125,7 @@ class Machine:
 
     def __init__(self, config: KernelConfig, seed: int = 0) -> None:
         if not isinstance(config, KernelConfig):
-            raise PcpemuError(f"Machine needs a KernelConfig, not {type(config).__name__}")
+            raise ConfigError(f"Machine needs a KernelConfig, not {type(config).__name__}")
         self.config = config
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -135,6 +138,8 @@ class Machine:
             self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
             next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None), self._rules())
         self._slots = np.full(1024, -1, dtype=np.int64)
+        #: Op-stream slots must lie below this; a caller may raise it.
+        self.max_slots = MAX_SLOTS
 
     def _rules(self) -> int:
         # The core's flags for the kernel changes after v6.10 the config follows.
@@ -154,7 +159,11 @@ class Machine:
     # argument, raised by the core's one raise site.
 
     def _int(self, value: Any, field: str, what: str) -> int:
-        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        # An int beyond a C int would be an OverflowError in the core's
+        # argument conversion; it is out of range for every field but owner
+        # (checked by the core as a Python int).
+        if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) \
+                and (field == "owner" or -_C_INT <= value < _C_INT):
             return int(value)
         self._core.raise_error(_PE[_FIELD_ERROR[field]], what, **{field: value})
         raise AssertionError("unreachable")  # pragma: no cover
@@ -198,7 +207,11 @@ class Machine:
             cpu = self._int(cpu, "cpu", "alloc_pages")
         if owner is not None and type(owner) is not int:
             owner = self._int(owner, "owner", "alloc_pages")
-        pfn = self._core.alloc_pages(mask, order, cpu, owner)
+        try:
+            pfn = self._core.alloc_pages(mask, order, cpu, owner)
+        except OverflowError:           # a plain int too large for C: its field's error
+            self._int(order, "order", "alloc_pages"), self._int(cpu, "cpu", "alloc_pages")
+            raise
         return None if pfn < 0 else pfn
 
     def free_pages(self, pfn: int, order: int = 0, cpu: int = 0) -> None:
@@ -213,7 +226,12 @@ class Machine:
             order = self._int(order, "order", "free_pages")
         if type(cpu) is not int:
             cpu = self._int(cpu, "cpu", "free_pages")
-        self._core.free_pages(pfn, order, cpu)
+        try:
+            self._core.free_pages(pfn, order, cpu)
+        except OverflowError:           # a plain int too large for C: its field's error
+            self._int(pfn, "pfn", "free_pages"), self._int(order, "order", "free_pages")
+            self._int(cpu, "cpu", "free_pages")
+            raise
 
     def drain_pages(self, cpu: int) -> None:
         """Empty one CPU's pcp lists into the buddy (drain_pages)."""
@@ -238,7 +256,30 @@ class Machine:
     def _op_stream(self, ops: Any, what: str) -> np.ndarray:
         if not isinstance(ops, np.ndarray) or ops.dtype != OP_DTYPE:
             self._core.raise_error(_PE["PE_BAD_STREAM"], what, got=getattr(ops, "dtype", type(ops)))
+        if ops.ndim != 1:
+            # len() of a 2-D array counts rows, not ops: refuse, never run part of it.
+            self._core.raise_error(_PE["PE_BAD_STREAM"], what, got=f"a {ops.ndim}-D array of shape {ops.shape}")
         return np.ascontiguousarray(ops)
+
+    def _slot_table(self, ops: np.ndarray) -> np.ndarray:
+        # The slot table the stream needs: checked before anything is
+        # allocated, grown into a copy the caller keeps only if the stream
+        # runs. Only allocs and frees use their slot.
+        slot = ops["slot"]
+        if not len(ops) or (slot.min() >= 0 and slot.max() < len(self._slots)):
+            return self._slots                      # the common case: two passes, no copy
+        uses = ops["op"] <= OP_FREE
+        bad = np.flatnonzero(uses & ((slot < 0) | (slot >= self.max_slots)))
+        if len(bad):
+            op = ops[bad[0]]
+            self._core.raise_error(_PE["PE_BAD_SLOT"], f"op {bad[0]} (slot={int(op['slot'])}, max_slots="
+                                   f"{self.max_slots})", True)
+        top = int(slot[uses].max()) if uses.any() else -1
+        if top < len(self._slots):
+            return self._slots
+        grown = np.full(max(top + 1, min(2 * len(self._slots), self.max_slots)), -1, dtype=np.int64)
+        grown[: len(self._slots)] = self._slots
+        return grown
 
     def run(self, ops: np.ndarray) -> RunResult:
         """Run an op stream in the core with the GIL released.
@@ -249,20 +290,21 @@ class Machine:
         :raises OpStreamError: for a malformed stream, before any op runs.
         """
         ops = self._op_stream(ops, "run")
-        if len(ops):
-            top = int(ops["slot"].max())
-            if top >= len(self._slots):
-                grown = np.full(max(top + 1, 2 * len(self._slots)), -1, dtype=np.int64)
-                grown[: len(self._slots)] = self._slots
-                self._slots = grown
+        slots = self._slot_table(ops)
         before = self._core.stats_array()
         results = np.empty(len(ops), dtype=np.int64)
-        self._core.run(ops, self._slots, results)
+        self._core.run(ops, slots, results)         # validates the whole stream first
+        self._slots = slots
         return RunResult(_stats_dict(_diff(self._core.stats_array(), before)), results)
 
     def slot_pfn(self, slot: int) -> int | None:
-        """The pfn an op-stream slot holds, or None."""
-        pfn = int(self._slots[slot]) if 0 <= slot < len(self._slots) else -1
+        """The pfn an op-stream slot holds, or None (also for a slot no stream used).
+
+        :raises BadSlotError: for a slot that is not an int >= 0.
+        """
+        if isinstance(slot, (bool, np.bool_)) or not isinstance(slot, (int, np.integer)) or slot < 0:
+            raise BadSlotError(f"slot_pfn: slot {slot!r} is not an int >= 0")
+        pfn = int(self._slots[slot]) if slot < len(self._slots) else -1
         return None if pfn < 0 else pfn
 
     @property
@@ -603,6 +645,7 @@ def _gfp_mask(gfp: str | int) -> int:
     return mask
 
 
+_C_INT = 1 << 31
 # The error code of an argument that cannot be converted.
 _FIELD_ERROR = {"pfn": "PE_BAD_PFN", "order": "PE_BAD_ORDER", "cpu": "PE_BAD_CPU", "owner": "PE_BAD_OWNER",
                 "pindex": "PE_BAD_PINDEX"}

@@ -140,25 +140,24 @@ def test_from_json_renders_without_rerunning(tiny_dir, tmp_path, monkeypatch):
 def test_interrupted_run_leaves_nothing(tiny, tmp_path, monkeypatch):
     def boom(*a):
         raise KeyboardInterrupt
-    import pcpemu.tools.reportplots as plots
-    monkeypatch.setattr(plots, "render_plots", boom)
+    monkeypatch.setattr(report, "render_plots", boom)
     with pytest.raises(KeyboardInterrupt):
         report.write_report(str(tmp_path / "r"), tiny[0])
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cpus", "0"], "cpus"),
-    (["--policies", "split"], "single"),
-    (["--workloads", "web"], "workloads"),
-    (["--memory", "1X"], "memory"),
-    (["--seeds", "1"], "seeds"),
-    (["--capture", "/nonexistent.txt"], "capture"),
-    (["--capture", "/tmp"], "capture directory"),
+@pytest.mark.parametrize("args, message, code", [
+    (["--cpus", "0"], "cpus", cli.EXIT_ERROR),
+    (["--policies", "split"], "single", cli.EXIT_ERROR),
+    (["--workloads", "web"], "workloads", cli.EXIT_ERROR),
+    (["--memory", "1X"], "memory", cli.EXIT_USAGE),       # a bad size is a usage error (README)
+    (["--seeds", "1"], "seeds", cli.EXIT_ERROR),
+    (["--capture", "/nonexistent.txt"], "capture", cli.EXIT_ERROR),
+    (["--capture", "/tmp"], "capture directory", cli.EXIT_ERROR),
 ])
-def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message):
+def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message, code):
     out = tmp_path / "r"
-    assert cli.main(["report", "-o", str(out), *args]) == cli.EXIT_ERROR
+    assert cli.main(["report", "-o", str(out), *args]) == code
     assert message in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError):

@@ -5,8 +5,9 @@
 # mean (ranges, states) and report a refusal as an enum pcpemu_error code,
 # which raise_error turns into the exception of the one table below.
 
-from .errors import (BadOrderError, BadPfnError, DoubleFreeError, NotAllocatedError,
-                      OpStreamError, PcpemuError, WrongOrderError)
+from .errors import (BadCpuError, BadOrderError, BadOwnerError, BadPfnError, DoubleFreeError, NotAllocatedError,
+                     OpStreamError, PcpemuError, StreamGfpError, UnknownGfpError, UnknownMigratetypeError,
+                     UnknownZoneError, WrongOrderError)
 # The names the messages use are the kernel's, as pcpemu.kernel.gfp spells them.
 from .kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 
@@ -93,11 +94,13 @@ ERRORS = {
     PE_BAD_PFN: (BadPfnError, "pfn {pfn!r} is outside 0..{last_pfn:#x}"),
     PE_BAD_RANGE: (BadPfnError, "[{start:#x}, {end:#x}) is not a range of pfns in 0..{last_pfn:#x}"),
     PE_BAD_ORDER: (BadOrderError, "order outside 0..{max_order}: {order!r}"),
-    PE_BAD_CPU: (PcpemuError, "cpu out of range: {cpu!r} is not in 0..{last_cpu}"),
-    PE_BAD_OWNER: (PcpemuError, "owner token {owner!r} must be an int in 1..2**64-1"),
-    PE_BAD_ZONE: (PcpemuError, "zone {zone!r} is not populated; populated zones: {populated}"),
-    PE_BAD_MIGRATETYPE: (PcpemuError, "migratetype {migratetype!r} is not one of {migratetypes}"),
-    PE_BAD_PINDEX: (PcpemuError, "pindex {pindex!r} is outside 0..{last_pindex}"),
+    PE_BAD_CPU: (BadCpuError, "cpu out of range: {cpu!r} is not in 0..{last_cpu}"),
+    PE_BAD_OWNER: (BadOwnerError, "owner token {owner!r} must be an int in 1..2**64-1"),
+    PE_BAD_ZONE: (UnknownZoneError, "zone {zone!r} is not populated; populated zones: {populated}"),
+    PE_BAD_MIGRATETYPE: (UnknownMigratetypeError, "migratetype {migratetype!r} is not one of {migratetypes}"),
+    PE_BAD_PINDEX: (UnknownMigratetypeError, "pindex {pindex!r} is outside 0..{last_pindex}"),
+    PE_BAD_GFP: (UnknownGfpError, "gfp {gfp:#x} has bits above __GFP_ZEROTAGS ({gfp_bits:#x}) or both __GFP_MOVABLE "
+                 "and __GFP_RECLAIMABLE, which the kernel treats as a bug (gfp_migratetype)"),
     PE_DOUBLE_FREE: (DoubleFreeError, "pfn {pfn:#x} is already free (block at {head:#x})"),
     PE_NOT_ALLOCATED: (NotAllocatedError, "pfn {pfn:#x} was never allocated"),
     PE_TAIL_PAGE: (NotAllocatedError, "pfn {pfn:#x} is inside the block allocated at {head:#x}, not its head"),
@@ -129,7 +132,9 @@ def raise_error(int code, str what, bint stream=False, **fields):
     :param fields: the values the code's message names.
     """
     cls, text = ERRORS[code]
-    raise (OpStreamError if stream else cls)(f"{what}: " + text.format(**fields))
+    if stream:
+        cls = StreamGfpError if cls is UnknownGfpError else OpStreamError
+    raise cls(f"{what}: " + text.format(**fields))
 
 
 cdef inline int check_cpu(pglist_data *pgdat, int cpu) noexcept nogil:
@@ -201,7 +206,7 @@ cdef class Allocator:
 
     def raise_error(self, int code, str what, bint stream=False, **fields):
         """raise_error with this node's bounds (last pfn, CPU, pcp list; populated zones)."""
-        bounds = {"last_pfn": self.pgdat.node_spanned_pages - 1, "max_order": MAX_PAGE_ORDER,
+        bounds = {"last_pfn": self.pgdat.node_spanned_pages - 1, "max_order": MAX_PAGE_ORDER, "gfp_bits": GFP_BITS_MASK,
                   "last_cpu": self.pgdat.nr_cpus - 1, "last_pindex": self.pgdat.nr_pcp_lists - 1,
                   "migratetypes": ", ".join(MIGRATETYPE_NAMES),
                   "populated": ", ".join(ZONE_NAMES[zi] for zi in range(<int>MAX_NR_ZONES)
@@ -241,9 +246,10 @@ cdef class Allocator:
         cdef page *p
         cdef alloc_context ac
         cdef uint64_t token
-        if check_order(order) or check_cpu(&self.pgdat, cpu):
+        if check_order(order) or check_cpu(&self.pgdat, cpu) or check_gfp(gfp):
             self.check_order_arg(order, "alloc_pages")
             self.check_cpu_arg(cpu, "alloc_pages")
+            self.raise_error(PE_BAD_GFP, "alloc_pages", gfp=gfp)
         if owner is None:
             token = self.pgdat.next_owner
             self.pgdat.next_owner += 1
@@ -314,7 +320,8 @@ cdef class Allocator:
             op = ops[bad]
             name = OP_NAMES[op["op"]] if op["op"] < NR_OPS else f"op{int(op['op'])}"
             self.raise_error(code, f"op {bad} ({name} cpu={int(op['cpu'])} order={int(op['order'])} "
-                                   f"slot={int(op['slot'])})", True, cpu=int(op["cpu"]), order=int(op["order"]))
+                                   f"slot={int(op['slot'])})", True, cpu=int(op["cpu"]), order=int(op["order"]),
+                             gfp=int(op["gfp"]))
         return 0
 
     def run(self, ops, int64_t[::1] slots, int64_t[::1] results):
@@ -573,6 +580,57 @@ cdef class Allocator:
             out.append(page_to_pfn(&self.pgdat, lru_to_page(e)))
             e = e.next
         return out
+
+    def poke(self, str field, long a, long b=0, long c=0):
+        """Test-only hook (tests/test_check.py): write one field of the state,
+        unchecked, so a test can break an invariant on purpose.
+
+        Page fields (a = pfn, b = value): flags, private, refcount, owner, cpu,
+        pindex, order, mt, pageblock. free_list_add (a = pfn, b = order, c =
+        migratetype) and pcp_list_add (a = pfn, b = cpu, c = pindex) move the
+        page onto that list of its zone. nr_free (a = zone, b = order, c = value),
+        nr_free_pages (a = zone, b = value), pcp_count (a = zone, b = cpu, c = value).
+        """
+        cdef page *p
+        cdef zone *z
+        if field in ("nr_free", "nr_free_pages", "pcp_count"):
+            z = &self.pgdat.node_zones[a]
+            if field == "nr_free":
+                z.free_area[b].nr_free = c
+            elif field == "nr_free_pages":
+                z.vm_stat[<int>NR_FREE_PAGES] = b
+            else:
+                z.per_cpu_pageset[b].count = c
+            return
+        p = pfn_to_page(&self.pgdat, a)
+        z = page_zone(&self.pgdat, a)
+        if field in ("free_list_add", "pcp_list_add"):
+            if p.flags & (PG_buddy | PG_pcp):
+                list_del(&p.lru)
+            if field == "free_list_add":
+                list_add(&p.lru, &z.free_area[b].free_list[c])
+            else:
+                list_add(&p.lru, &z.per_cpu_pageset[b].lists[c])
+        elif field == "pageblock":
+            self.pgdat.pageblock_mt[a >> PAGEBLOCK_ORDER] = b
+        elif field == "flags":
+            p.flags = b
+        elif field == "private":
+            p.private = b
+        elif field == "refcount":
+            p._refcount = b
+        elif field == "owner":
+            p.owner = b
+        elif field == "cpu":
+            p.cpu = b
+        elif field == "pindex":
+            p.pindex = b
+        elif field == "order":
+            p.order = b
+        elif field == "mt":
+            p.mt = b
+        else:
+            raise ValueError(f"poke: unknown field {field!r}")
 
     def pcp_state(self, int zi, int cpu):
         """The fields of one CPU's struct per_cpu_pages for a zone."""

@@ -285,6 +285,7 @@ enum pcpemu_error {
 	PE_BAD_ZONE,		/* a zone that is not populated */
 	PE_BAD_MIGRATETYPE,	/* migratetype outside 0..MIGRATE_TYPES-1 */
 	PE_BAD_PINDEX,		/* pcp list outside 0..nr_pcp_lists-1 */
+	PE_BAD_GFP,		/* gfp bits pcpemu does not model, or __GFP_MOVABLE with __GFP_RECLAIMABLE */
 	PE_DOUBLE_FREE,		/* free of a free block */
 	PE_NOT_ALLOCATED,	/* free of a pfn no allocation holds */
 	PE_TAIL_PAGE,		/* free of a pfn inside an allocated block */

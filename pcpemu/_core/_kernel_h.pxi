@@ -61,6 +61,7 @@ cdef extern from "_kernel.h" nogil:
         PE_BAD_ZONE
         PE_BAD_MIGRATETYPE
         PE_BAD_PINDEX
+        PE_BAD_GFP
         PE_DOUBLE_FREE
         PE_NOT_ALLOCATED
         PE_TAIL_PAGE

@@ -34,13 +34,13 @@ cdef int alloc_node_mem_map(pglist_data *pgdat, unsigned long nr_pages, int nr_c
     pgdat.pageblock_mt = <uint8_t *>malloc((nr_pages >> PAGEBLOCK_ORDER) + 1)
     pgdat.block_zone = <uint8_t *>malloc(nblocks)
     if posix_memalign(&zones, 64, MAX_NR_ZONES * sizeof(zone)) == 0:
+        memset(zones, 0, MAX_NR_ZONES * sizeof(zone))   # free_node_mem_map reads it after any failure below
         pgdat.node_zones = <zone *>zones
     if posix_memalign(<void **>&pgdat.cpu, 64, nr_cpus * sizeof(cpu_state)) != 0:
         pgdat.cpu = NULL
     if pgdat.pageblock_mt == NULL or pgdat.block_zone == NULL or pgdat.node_zones == NULL or pgdat.cpu == NULL:
         return PE_NOMEM
     memset(pgdat.block_zone, 0xff, nblocks)
-    memset(pgdat.node_zones, 0, MAX_NR_ZONES * sizeof(zone))
     memset(pgdat.cpu, 0, nr_cpus * sizeof(cpu_state))
     pgdat.nr_cpus = nr_cpus
     return PE_OK

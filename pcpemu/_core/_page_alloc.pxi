@@ -239,6 +239,15 @@ cdef inline page *get_page_from_freelist(cpu_state *cs, pglist_data *pgdat, int 
 cdef inline int gfp_migratetype(unsigned int gfp) noexcept nogil:
     return (gfp & (GFP_RECLAIMABLE | GFP_MOVABLE)) >> 3
 
+cdef inline int check_gfp(unsigned int gfp) noexcept nogil:
+    # gfp_migratetype() warns (VM_WARN_ON) on both mobility bits: no
+    # migratetype has both, and its 3 would index past the pcp table. Bits
+    # above __GFP_ZEROTAGS depend on config options pcpemu does not model.
+    # The same rule as pcpemu.kernel.gfp.parse_gfp.
+    if (gfp & ~GFP_BITS_MASK) or (gfp & GFP_MOVABLE_MASK) == GFP_MOVABLE_MASK:
+        return PE_BAD_GFP
+    return PE_OK
+
 cdef inline int gfp_zone(unsigned int gfp) noexcept nogil:
     if gfp & GFP_DMA:
         return ZONE_DMA

@@ -10,6 +10,8 @@ cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uin
         return PE_BAD_CPU
     if op.order > MAX_PAGE_ORDER:
         return PE_BAD_ORDER
+    if op.op == OP_ALLOC and check_gfp(op.gfp):
+        return PE_BAD_GFP
     if <uint64_t>op.slot >= <uint64_t>nslots:
         return PE_BAD_SLOT
     if op.op == OP_ALLOC:
@@ -33,7 +35,8 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
     for i in range(n):
         op = &ops[i]
         if op.op <= OP_FREE:
-            if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots:
+            if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots \
+                    and (op.op == OP_FREE or check_gfp(op.gfp) == PE_OK):
                 # An alloc needs an empty slot, a free one holding its order.
                 is_free = op.op
                 held = 1 + op.order

@@ -67,6 +67,7 @@ RECLAIM_OUTCOMES = {
 # does not model, so refuse such machines.
 MIN_MEMORY_PAGES = 4096
 MAX_MEMORY_PAGES = 1 << 28  # 1 TiB
+DEFAULT_MEMORY_PAGES = 8 << 18  # 8 GiB
 MAX_CPUS = 1024
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B|pages?)?\s*$", re.IGNORECASE)
@@ -164,7 +165,8 @@ class KernelConfig:
     Sizes are in 4 KiB pages once the config is made; the constructor also takes
     strings such as ``"8G"``.
 
-    :param memory: RAM of the node.
+    :param memory: RAM of the node (default 8 GiB; with a zone mapping, where
+        the last zone ends, and a memory given must be that).
     :param zones: ``"x86_64"`` (DMA below 16 MiB, DMA32 below 4 GiB, Normal above),
         ``"normal"`` (one Normal zone), or a mapping of zone name (DMA, DMA32, Normal,
         Movable) to either managed pages (the zones are then laid out one after the
@@ -200,7 +202,7 @@ class KernelConfig:
         are printed, and each has a column in ``protection:``.
     """
 
-    memory: int = 8 << 18
+    memory: int = None  # type: ignore[assignment]   # None: 8 GiB, or the zones' end
     zones: Any = "x86_64"
     cma: int = 0
     cma_base: int | None = None
@@ -228,7 +230,8 @@ class KernelConfig:
 
     def __post_init__(self) -> None:
         setter = object.__setattr__.__get__(self)
-        setter("memory", parse_size(self.memory, "memory"))
+        given = self.memory is not None
+        setter("memory", parse_size(self.memory, "memory") if given else DEFAULT_MEMORY_PAGES)
         _check_range("memory (pages)", self.memory, MIN_MEMORY_PAGES, MAX_MEMORY_PAGES)
         setter("cma", parse_size(self.cma, "cma"))
         setter("cache_slice", parse_size(self.cache_slice, "cache_slice"))
@@ -285,7 +288,14 @@ class KernelConfig:
         for z in spans:
             if z.name not in built:
                 raise ConfigError(f"zones: {z.name} has pages but is not in built_zones {built}")
-        setter("memory", max(z.end_pfn for z in spans))
+        end = max(z.end_pfn for z in spans)
+        if isinstance(self.zones, dict):
+            # The zones give the memory; a memory given beside them must agree.
+            if given and self.memory != end:
+                raise ConfigError(f"memory: {self.memory} pages, but the zones {self.zones} end at pfn {end}; "
+                                  "give one of them, or sizes that agree")
+            _check_range("memory (pages) of the zones", end, MIN_MEMORY_PAGES, MAX_MEMORY_PAGES)
+        setter("memory", end)
         self._validate_cma(spans)
         if self.min_free_kbytes is not None:
             _check_range("min_free_kbytes", self.min_free_kbytes, 0, self.memory * 4)
@@ -300,7 +310,8 @@ class KernelConfig:
         for name, pages in zones.items():
             if name not in ZONE_NAMES[:4]:
                 raise ConfigError(f"zones: unknown zone {name!r} (pcpemu models DMA, DMA32, Normal and Movable)")
-            out[name] = _zone_geometry(name, pages) if isinstance(pages, Mapping) else parse_size(pages, f"zones[{name}]")
+            out[name] = (_zone_geometry(name, pages) if isinstance(pages, Mapping) else _check_range(
+                f"zones[{name}] (pages)", parse_size(pages, f"zones[{name}]"), 1, MAX_MEMORY_PAGES))
             managed = out[name]["managed"] if isinstance(out[name], dict) else out[name]
             if managed <= 0:
                 raise ConfigError(f"zones[{name}]: a zone needs at least one managed page")

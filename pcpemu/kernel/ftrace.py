@@ -20,6 +20,7 @@ import os
 import queue
 import re
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -145,12 +146,24 @@ class TraceStats:
     failed_allocs: int = 0
 
     def _malformed(self, lineno: int, reason: str, line: bytes, strict: bool) -> None:
-        text = line.decode("utf-8", "replace")
+        text = _quote(line)
+        reason = _quote(reason.encode())            # a reason may quote the line's field
         if strict:
             raise TraceFormatError(f"line {lineno}: {reason}: {text!r}")
         self.malformed[reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append((lineno, reason, text))
+
+
+#: Messages quote at most this many characters of a line.
+QUOTE_MAX = 200
+
+
+def _quote(line: bytes) -> str:
+    # A line as a message shows it: decoded, and cut (a 60 MB line is no message).
+    if len(line) <= QUOTE_MAX:
+        return line.decode("utf-8", "replace")
+    return line[:QUOTE_MAX].decode("utf-8", "replace") + f"... ({len(line):,} bytes)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,7 +255,7 @@ def _iter_chunks(source: _Source) -> Iterator[bytes]:
     try:
         rest = b""
         while True:
-            block = f.read(_BLOCK)
+            block = _read_block(f, source)
             if isinstance(block, str):
                 block = block.encode("utf-8")
             if not block:
@@ -258,6 +271,17 @@ def _iter_chunks(source: _Source) -> Iterator[bytes]:
     finally:
         for stream in owned:
             stream.close()
+
+
+def _read_block(f: BinaryIO, source: _Source) -> bytes:
+    # A truncated or corrupt .gz/.xz shows up as EOFError, BadGzipFile (an
+    # OSError), zlib.error or LZMAError while reading.
+    try:
+        return f.read(_BLOCK)
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "trace")
+        why = "truncated" if isinstance(exc, EOFError) else "corrupt or unreadable"
+        raise TraceFormatError(f"{name}: {why} compressed data ({type(exc).__name__}: {exc})") from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -596,8 +620,10 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
     """
     text = os.fspath(path_or_text)
     if "\n" not in text:
-        with open(path_or_text, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_proc_file(text, "zoneinfo")
+    if "\0" in text:
+        raise TraceFormatError(f"zoneinfo line {text[:text.index(chr(0))].count(chr(10)) + 1}: a NUL byte; "
+                               "not /proc/zoneinfo text")
     zones: list[dict] = []
     zone: dict | None = None
     pcp: dict | None = None
@@ -648,6 +674,18 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
     return {"nr_cpus": len(cpus), "zones": zones}
 
 
+def _read_proc_file(path: str, what: str) -> str:
+    # The text of a /proc dump saved to a file; a missing, unreadable or binary
+    # file is a TraceFormatError naming it.
+    if not path or "\0" in path:
+        raise TraceFormatError(f"{what}: {path!r} is neither {what} text nor a file name")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise TraceFormatError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise TraceFormatError(f"{what} {path}: not a text file (not UTF-8)") from None
 # ---------------------------------------------------------------------------------------
 # /proc/pagetypeinfo
 
@@ -669,8 +707,7 @@ def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
     """
     text = os.fspath(path_or_text)
     if "\n" not in text:
-        with open(path_or_text, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_proc_file(text, "pagetypeinfo")
     zones: dict[str, dict] = {}
     block_types: list[str] | None = None
     order = None

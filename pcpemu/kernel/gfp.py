@@ -142,11 +142,18 @@ def _parse_gfp_text(gfp: str) -> int:
     return _checked_gfp(value)
 
 
+_GFP_MOVABLE_MASK = _B["__GFP_RECLAIMABLE"] | _B["__GFP_MOVABLE"]
+
+
 def _checked_gfp(value: int) -> int:
     if value < 0 or value & ~_GFP_MASK:
         raise UnknownGfpError(
             f"gfp {value:#x} has bits outside 0..{_GFP_MASK:#x} (__GFP_DMA..__GFP_ZEROTAGS)"
         )
+    if value & _GFP_MOVABLE_MASK == _GFP_MOVABLE_MASK:
+        # gfp_migratetype() warns (VM_WARN_ON) on this pair: no migratetype has both.
+        raise UnknownGfpError(f"gfp {value:#x} has both __GFP_MOVABLE and __GFP_RECLAIMABLE; "
+                              "the kernel treats the pair as a bug (gfp_migratetype)")
     return value
 
 
@@ -168,7 +175,7 @@ def show_gfp_flags(gfp: int) -> str:
 
 def gfp_migratetype(gfp: int) -> int:
     """The migratetype a request asks for (gfp_migratetype in include/linux/gfp.h)."""
-    return (gfp & (_B["__GFP_RECLAIMABLE"] | _B["__GFP_MOVABLE"])) >> 3
+    return (gfp & _GFP_MOVABLE_MASK) >> 3
 
 
 def gfp_zone(gfp: int) -> int:

@@ -283,6 +283,9 @@ class ReplayResult:
     """
 
     trace: str
+    lines: int
+    #: Lines that are no kmem event, by reason ("not an event line", "blank", "event sched_switch", ...).
+    skipped_lines: dict[str, int]
     events_read: int
     events: dict[str, int]
     replayed: dict[str, int]
@@ -360,19 +363,26 @@ def _open_trace(trace: str | os.PathLike[str] | BinaryIO) -> tuple[BinaryIO, int
     return f, os.fstat(f.fileno()).st_size, True
 
 
-def _check_batch(ev: np.ndarray, nr_cpus: int) -> None:
+def _check_batch(ev: np.ndarray, nr_cpus: int, stats: TraceStats, strict: bool) -> np.ndarray:
     # Checked before the batch runs, so that no op of a bad batch reaches a machine.
+    # An order the buddy cannot have is a malformed line, as an order the reader
+    # cannot read is: counted and skipped, or the error under strict.
     bad = np.flatnonzero(ev["cpu"] >= nr_cpus)
     if len(bad):
         e = ev[bad[0]]
         raise TraceFormatError(f"line {e['line']}: {EVENT_NAMES[e['kind']]} on CPU {e['cpu']}, but the "
                                f"emulated machine has {nr_cpus} CPUs (use --cpus or --zoneinfo)")
     mem = (ev["kind"] == MM_PAGE_ALLOC) | (ev["kind"] == MM_PAGE_FREE)
-    bad = np.flatnonzero(mem & (ev["order"] > MAX_PAGE_ORDER))
-    if len(bad):
-        e = ev[bad[0]]
-        raise TraceFormatError(f"line {e['line']}: {EVENT_NAMES[e['kind']]} of order {e['order']}, "
-                               f"above MAX_PAGE_ORDER ({MAX_PAGE_ORDER})")
+    bad = mem & (ev["order"] > MAX_PAGE_ORDER)
+    for e in ev[bad]:
+        reason = f"{EVENT_NAMES[e['kind']]}: order={e['order']} above MAX_PAGE_ORDER ({MAX_PAGE_ORDER})"
+        if strict:
+            raise TraceFormatError(f"line {e['line']}: {reason}")
+        stats.malformed[reason] += 1
+        stats.events[EVENT_NAMES[e["kind"]]] -= 1
+        if len(stats.examples) < stats.max_examples:
+            stats.examples.append((int(e["line"]), reason, ""))
+    return ev[~bad] if bad.any() else ev
 
 
 def _emitted_rows(ev: np.ndarray, sel: np.ndarray, trace: Trace) -> np.ndarray:
@@ -541,7 +551,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         write_ftrace([], emit_trace)
     try:
         for ev in itertools.chain(head, batches):
-            _check_batch(ev, cpus)
+            ev = _check_batch(ev, cpus, stats, strict)
             kernel.add(ev)
             if pool is not None:
                 pool.learn_events(ev)
@@ -569,6 +579,12 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     finally:
         if owned:
             raw.close()
+    name = os.fspath(trace) if isinstance(trace, (str, os.PathLike)) else getattr(trace, "name", "<stream>")
+    events = +stats.events                     # without the zero counts of refused lines
+    if not events:
+        unread = sum(stats.malformed.values()) + stats.skipped["not an event line"]
+        raise TraceFormatError(f"{name}: no kmem page-allocator event in {stats.lines:,} lines "
+                               f"({unread:,} unreadable or not event lines)")
     traced = kernel.per_cpu()
     replayed["free"] -= replayed["untraced_free"]
     extra: dict[str, Any] = {}
@@ -581,8 +597,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         if start.after_zoneinfo is not None:
             extra["end_state"] = {label: _end_state(m, start.after_zoneinfo) for label, m in machines.items()}
     return ReplayResult(
-        trace=os.fspath(trace) if isinstance(trace, (str, os.PathLike)) else getattr(trace, "name", "<stream>"),
-        events_read=sum(stats.events.values()), events=dict(stats.events), replayed=dict(replayed),
+        trace=name, lines=stats.lines, skipped_lines=dict(stats.skipped),
+        events_read=sum(events.values()), events=dict(events), replayed=dict(replayed),
         skipped={k: matcher.skipped[k] for k in SKIP_REASONS}, missing_frees=matcher.missing_frees,
         lost_events=stats.lost_events, malformed=dict(stats.malformed), traced=traced,
         policies={label: _policy_result(m, traced, emulated[label].per_cpu()) for label, m in machines.items()},
@@ -650,6 +666,9 @@ def replay_text(result: ReplayResult) -> str:
         out.append(f"warning: the trace lost {result.lost_events:,} events; the replay is incomplete")
     if result.malformed:
         out.append(f"warning: {sum(result.malformed.values()):,} malformed kmem lines skipped")
+    if result.skipped_lines.get("not an event line"):
+        out.append(f"warning: {result.skipped_lines['not an event line']:,} of {result.lines:,} lines are not "
+                   "trace event lines")
     out += [f"note: {n}" for n in result.config_notes]
     out += _start_text(result)
     for label, pol in result.policies.items():
@@ -669,8 +688,9 @@ def replay_text(result: ReplayResult) -> str:
 
 
 def replay_configs(preset: str, policies: list[str] | None = None, *, zoneinfo: str | None = None,
-                   node: int | None = None, memory: str = "8G", cpus: int | None = None, zones: str | None = None,
-                   cma: str | None = None, one_policy: bool = False) -> tuple[dict[str, KernelConfig], list[str]]:
+                   node: int | None = None, memory: str | None = None, cpus: int | None = None,
+                   zones: str | None = None, cma: str | None = None,
+                   one_policy: bool = False) -> tuple[dict[str, KernelConfig], list[str]]:
     """The machines of ``pcpemu replay``: one config per THP-list policy, from a
     zoneinfo dump (KernelConfig.from_zoneinfo) or from memory, CPUs and a zones
     spec (config.parse_zones).

@@ -32,6 +32,29 @@ def emit_json(command: str, payload: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
+class UsageError(Exception):
+    """A command line argparse cannot read (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints and exits on a bad command line; raise instead, so that
+    # main() can answer under --json too. Subparsers inherit the class.
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _size(text: str) -> str:
+    # A size option (--memory 8G) read at parse time, so a bad one is a usage
+    # error; the text itself is kept, as reports quote it.
+    from ..kernel.config import parse_size
+
+    try:
+        parse_size(text, "size")
+    except PcpemuError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("size: ")) from None
+    return text
+
+
 # Verbs register themselves here: (name, add_parser function).
 _VERBS: list[Callable[[Any], None]] = []
 
@@ -53,11 +76,12 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
     p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
-    p.add_argument("--memory", default="8G", help="without --zoneinfo: RAM (default 8G)")
+    p.add_argument("--memory", type=_size, default=None, help="without --zoneinfo: RAM (default 8G, or the sum "
+                   "of --zones)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
     p.add_argument("--zones", default=None, metavar="SPEC",
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
-    p.add_argument("--cma", default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
+    p.add_argument("--cma", type=_size, default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
     p.add_argument("--preset", default=None, choices=list(PRESETS),
                    help=f"the kernel rules and /proc formats (default: a capture's kernel version, else {DEFAULT_PRESET})")
     p.add_argument("--from-boot", action="store_true",
@@ -70,7 +94,7 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--check-min-blocks", type=int, default=1000, metavar="N",
                    help="--check holds a CPU, and the totals, to it when the kernel logged at least N "
                    "refill blocks there (default 1000)")
-    p.add_argument("--policies", "--policy", action="append", metavar="A,B",
+    p.add_argument("--policies", "--policy", action="append", metavar="A,B", type=_names(THP_LIST_POLICIES),
                    help="THP-list policies to compare on the same stream, comma-separated, repeatable "
                    "(default: the preset's): " + ", ".join(THP_LIST_POLICIES))
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
@@ -112,7 +136,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"a capture directory gives the machine; drop {', '.join(given)}")
         if args.emit_trace and policies and len(policies) > 1:
             raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
-        emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+        emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
         try:
             result = replay_capture(args.trace, preset=args.preset, policies=policies, seed=args.seed,
                                     from_boot=args.from_boot, strict=args.strict, emit_trace=emit,
@@ -124,7 +148,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         configs, notes = replay_configs(args.preset or DEFAULT_PRESET, policies, zoneinfo=args.zoneinfo,
                                         node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
                                         cma=args.cma, one_policy=bool(args.emit_trace))  # fail before any work
-        emit = open(args.emit_trace, "w", encoding="ascii") if args.emit_trace else None
+        emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
         try:
             result = replay(args.trace, configs, seed=args.seed, strict=args.strict, emit_trace=emit,
                             progress=_progress_bar if show else None, config_notes=notes)
@@ -152,6 +176,15 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         for line in failures:
             print(f"check: {line}", file=sys.stderr)
     return EXIT_INVARIANT if failures else EXIT_OK
+
+
+def _open_output(path: str, what: str) -> Any:
+    from ..errors import OutputPathError
+
+    try:
+        return open(path, "w", encoding="ascii")
+    except OSError as exc:
+        raise OutputPathError(f"{what} {path}: {exc.strerror}") from None
 
 
 _VERBS.append(_add_replay)
@@ -219,8 +252,8 @@ def _add_report(sub: Any) -> None:
                    help="a kmem ftrace file or a `pcpemu capture` directory: its allocation mix becomes the "
                    "'capture' workload, and a directory's replay against the kernel a fidelity section "
                    "(default: the bundled tests/data/capture-6.18-small)")
-    p.add_argument("--memory", default="8G")
-    p.add_argument("--cma", default="4G")
+    p.add_argument("--memory", type=_size, default="8G")
+    p.add_argument("--cma", type=_size, default="4G")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"first seed (default {DEFAULT_SEED})")
     p.add_argument("--seeds", type=int, help="seeds per cell (default 5; 10 with --full)")
     p.add_argument("--ops-per-cpu", type=int, help="measured ops per CPU (default: chosen by the convergence study)")
@@ -231,6 +264,16 @@ def _add_report(sub: Any) -> None:
                    help="progress bar on stderr (default: when stderr is a terminal; else one line per stage)")
     p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
     p.set_defaults(func=_cmd_report, mode="default")
+
+
+def _names(choices: Any) -> Callable[[str], str]:
+    # An argparse type for "a,b": every name one of choices, or a usage error.
+    def check(text: str) -> str:
+        for item in (x.strip() for x in text.split(",")):
+            if item and item not in choices:
+                raise argparse.ArgumentTypeError(f"{item!r} is not one of {', '.join(choices)}")
+        return text
+    return check
 
 
 def _list_opt(values: list[str] | None, cast: Callable[[str], Any], what: str) -> list[Any] | None:
@@ -251,8 +294,10 @@ def _stage_reporter(args: argparse.Namespace, verb: str) -> tuple[Any, Any]:
 def _cmd_report(args: argparse.Namespace) -> int:
     import json
 
+    from .outdir import check_output_dir
     from .report import ReportOptions, build_report, write_report
 
+    check_output_dir(args.output, "sweep.md" if args.from_sweep else "report.json", "-o")   # before any work
     if args.from_sweep:
         return _report_from_sweep(args)
     if args.from_json:
@@ -308,6 +353,8 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--workers", type=int, help="processes or local Dask workers (default: one per core)")
     p.add_argument("--chunk", type=int, help="runs per task (default: the spec's, else automatic)")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    p.add_argument("--drop-unreadable", action="store_true",
+                   help="rewrite the result file without the lines that hold no record")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p.set_defaults(func=_cmd_sweep)
@@ -322,7 +369,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     output = args.output or os.path.splitext(args.spec)[0] + default_suffix()
     outcome = run_sweep(spec, output, args.executor, args.workers, args.scheduler, args.chunk,
-                        args.retry_failed, None if args.no_progress else sys.stderr)
+                        args.retry_failed, None if args.no_progress else sys.stderr, args.drop_unreadable)
     sys.stderr.write(summarize(outcome, spec))
     if args.json:
         emit_json("sweep", {"spec": args.spec, "outcome": outcome.as_dict()})
@@ -433,6 +480,7 @@ _VERBS.append(_add_bench)
 
 def _add_repro(sub: Any) -> None:
     from ..runs.workloads import DEFAULT_SEED
+    from ..runs.repro import POLICIES
 
     p = sub.add_parser(
         "repro",
@@ -440,13 +488,14 @@ def _add_repro(sub: Any) -> None:
         description="Start a VM with device passthrough on a machine with a large CMA area: fault "
         "the guest in as THPs, pin it FOLL_LONGTERM, then cma_alloc; compare THP-list policies.",
     )
-    p.add_argument("--memory", default="8G", help="RAM (default 8G)")
-    p.add_argument("--cma", default="4G", help="CMA area size (default 4G)")
+    p.add_argument("--memory", type=_size, default="8G", help="RAM (default 8G)")
+    p.add_argument("--cma", type=_size, default="4G", help="CMA area size (default 4G)")
     p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the request stream (default {DEFAULT_SEED})")
-    p.add_argument("--guest", default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
-    p.add_argument("--cma-request", help="size of the driver's cma_alloc (default: the whole CMA area)")
-    p.add_argument("--policies", "--policy", action="append", metavar="A,B",
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the request stream (default {DEFAULT_SEED})")
+    p.add_argument("--guest", type=_size, default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
+    p.add_argument("--cma-request", type=_size, help="size of the driver's cma_alloc (default: the whole CMA area)")
+    p.add_argument("--policies", "--policy", action="append", metavar="A,B", type=_names(POLICIES),
                    help="single, split, per-type, android; comma-separated, repeatable (default all four)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=_cmd_repro)
@@ -560,7 +609,7 @@ _VERBS.append(_add_layout)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pcpemu",
         description="Emulate the Linux page allocator (buddy + per-CPU page lists) "
         "and measure what a PCP change does.",
@@ -574,7 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _usage_error(parser, argv, exc)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -584,6 +637,19 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_INVARIANT)
     except PcpemuError as exc:
         return _fail(args, exc, EXIT_ERROR)
+
+
+def _usage_error(parser: argparse.ArgumentParser, argv: list[str], exc: UsageError) -> int:
+    # argparse's own report (usage, then the error) on stderr; under --json the
+    # error document on stdout as well.
+    verbs = [a for a in argv if not a.startswith("-")][:1]
+    sub = parser._subparsers._group_actions[0].choices if parser._subparsers else {}  # type: ignore[union-attr]
+    verb = verbs[0] if verbs and verbs[0] in sub else None
+    (sub[verb] if verb else parser).print_usage(sys.stderr)
+    print(exc, file=sys.stderr)
+    if "--json" in argv:
+        emit_json(verb, {"error": {"type": "UsageError", "message": str(exc)}})
+    return EXIT_USAGE
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:

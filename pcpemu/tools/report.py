@@ -13,9 +13,7 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -29,6 +27,9 @@ from ..runs import workloads as wl
 from ..runs.capture import is_capture
 from ..runs.capture_replay import fidelity_on_capture
 from . import reportruns as rr
+from .outdir import replace_dir
+from .reportplots import render_plots
+from .reportrender import render_html, render_markdown
 from .verdict import build_verdict
 
 __all__ = ["MODES", "STAGES", "ReportOptions", "build_report", "command_line", "default_capture", "write_report"]
@@ -316,16 +317,11 @@ def _build(opts: ReportOptions, progress: Callable[[int, int, str], None] | None
 def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
     """Write report.json, report.md, report.html and the PNGs into outdir.
 
-    Everything is written into a fresh directory beside outdir and renamed into
-    place at the end, so an interrupted run leaves no half-written report.
+    The directory is written whole and swapped into place in one step
+    (pcpemu.tools.outdir.replace_dir), so an interrupted run leaves no
+    half-written report; an existing path pcpemu did not write is refused.
     """
-    from .reportplots import render_plots
-    from .reportrender import render_html, render_markdown
-
-    parent = os.path.dirname(os.path.abspath(outdir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-report-")
-    try:
+    def fill(tmp: str) -> None:
         plots = render_plots(rep, tmp)
         images = {}
         for p in plots:
@@ -336,14 +332,6 @@ def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
                            ("report.md", render_markdown(rep, plots)), ("report.html", render_html(rep, plots, images))):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
-        old = None
-        if os.path.exists(outdir):
-            old = tempfile.mkdtemp(dir=parent, prefix=".pcpemu-report-old-")
-            os.rename(outdir, os.path.join(old, "r"))
-        os.rename(tmp, outdir)
-        if old:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(outdir, fill)
     return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))

@@ -142,14 +142,20 @@ def parse_spec(data: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
     if unknown:
         raise SweepSpecError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
                              f"a spec has {', '.join(_SPEC_KEYS)}")
-    measure = data.get("measure", "workload")
-    if measure not in KINDS:
+    if "measure" not in data:
+        raise SweepSpecError(f"{source}: no measure; a spec names its kind: measure = one of {', '.join(KINDS)}")
+    measure = data["measure"]
+    if not isinstance(measure, str) or measure not in KINDS:
         raise SweepSpecError(f"{source}: measure {measure!r} is not one of {', '.join(KINDS)}")
     kind = KINDS[measure]
     params = data.get("params", {})
     if not isinstance(params, Mapping):
         raise SweepSpecError(f"{source}: [params] must be a table of name = value")
     _check_names(list(params), kind, "[params]", source)
+    named = set(params) | set(data.get("axes", {}) if isinstance(data.get("axes", {}), Mapping) else ())
+    for a, b in kind.exclusive:
+        if a in named and b in named:
+            raise SweepSpecError(f"{source}: give {a!r} or {b!r}, not both (measure {measure!r})")
     for name, value in params.items():
         _canon(value, f"param {name!r}")
     spec = SweepSpec(measure, dict(params), _check_axes(data.get("axes", {}), params, kind, source),
@@ -247,13 +253,28 @@ class _Inline:
             yield chunk, _run_chunk(func, chunk)
 
 
+def _die_with_parent(parent: int) -> None:
+    # A pool worker's initializer: exit when the sweep process dies, even by
+    # kill -9, rather than live on reparented to init (PR_SET_PDEATHSIG).
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, "prctl", None) is not None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:                 # it died before the prctl
+        os._exit(1)
+
+
 class _Processes:
     # concurrent.futures.ProcessPoolExecutor, one process per worker.
     name = "processes"
 
     def __init__(self, workers: int, scheduler: str | None) -> None:
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers)
+        self._pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                                         initargs=(os.getpid(),))
 
     def __enter__(self) -> "_Processes":
         return self
@@ -344,6 +365,8 @@ class SweepOutcome:
     skipped: int
     wall_s: float
     run_s: float
+    #: Line numbers of the result file that held no record (skipped; see drop_unreadable).
+    unreadable: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -380,7 +403,7 @@ def _chunk_size(pending: int, workers: int, chunk: int | None) -> int:
 
 def run_sweep(spec: SweepSpec, output: str, executor: str = "auto", workers: int | None = None,
               scheduler: str | None = None, chunk: int | None = None, retry_failed: bool = False,
-              progress: TextIO | None = None) -> SweepOutcome:
+              progress: TextIO | None = None, drop_unreadable: bool = False) -> SweepOutcome:
     """Run every run of a spec not yet in the result file, appending records as chunks finish.
 
     :param output: the result file (``.parquet`` or ``.jsonl``, see pcpemu.tools.sweepstore).
@@ -391,13 +414,17 @@ def run_sweep(spec: SweepSpec, output: str, executor: str = "auto", workers: int
     :param chunk: runs per task (default: the spec's, else automatic).
     :param retry_failed: run again the runs the file records as failed.
     :param progress: a stream for the progress bar (None: no bar).
+    :param drop_unreadable: rewrite the result file without the lines that hold
+        no record (they are skipped and reported in any case).
     :raises SweepSpecError: for a bad executor choice, before any run.
+    :raises OutputPathError: for an output path no file can be written to.
     """
     if workers is not None and workers < 1:
         raise SweepSpecError(f"workers must be at least 1, got {workers}")
     workers = workers or os.cpu_count() or 1
-    store = open_store(output)
+    store = open_store(output, drop_unreadable)
     done = {r["key"]: r for r in last_per_key(store.read())}
+    unreadable = list(store.unreadable)
     runs = spec.runs()
     pending = [r for r in runs if r.key not in done or (retry_failed and done[r.key]["status"] != "ok")]
     name = _pick_executor(executor, scheduler, len(pending), workers)
@@ -421,7 +448,7 @@ def run_sweep(spec: SweepSpec, output: str, executor: str = "auto", workers: int
         store.close()
         bar.close()
     return SweepOutcome(output, name, used, size, [done[r.key] for r in runs], len(pending),
-                        len(runs) - len(pending), time.perf_counter() - t0, run_s)
+                        len(runs) - len(pending), time.perf_counter() - t0, run_s, unreadable)
 
 
 class _Progress:
@@ -473,6 +500,10 @@ def summarize(outcome: SweepOutcome, spec: SweepSpec) -> str:
     o = outcome
     lines = [f"{len(o.records)} runs: {len(o.records) - o.failed} ok, {o.failed} failed "
              f"({o.ran} run now, {o.skipped} already in {o.output})"]
+    if o.unreadable:
+        shown = ", ".join(map(str, o.unreadable[:10])) + (", ..." if len(o.unreadable) > 10 else "")
+        lines.append(f"warning: {len(o.unreadable)} line(s) of {o.output} hold no record and were skipped "
+                     f"(line {shown}); --drop-unreadable rewrites the file without them")
     if o.ran:
         lines.append(f"{o.executor} with {o.workers} worker(s), {o.chunk} run(s) per task: wall {o.wall_s:.2f} s, "
                      f"runs' own time {o.run_s:.2f} s, overhead {100 * (o.overhead or 0):.1f}%")

@@ -34,12 +34,14 @@ class Kind:
         set or sweep only these.
     :param check: raises SweepSpecError for parameters ``run`` would reject; it
         is called on every run before any run starts.
+    :param exclusive: pairs of parameters a spec may not both set (or sweep).
     """
 
     name: str
     run: Callable[[dict[str, Any]], dict[str, Any]]
     params: Mapping[str, Any]
     check: Callable[[dict[str, Any]], None]
+    exclusive: tuple[tuple[str, str], ...] = ()
 
 
 #: Measurement kinds by name.
@@ -54,6 +56,11 @@ def register_kind(kind: Kind) -> None:
 #: Workloads a ``workload`` run may name: the churn ones of pcpemu.runs.workloads
 #: (and thp-nmP for any P in 0..80).
 WORKLOADS = tuple(name for name, w in workloads.WORKLOADS.items() if w.pattern == "churn")
+
+#: Largest op counts a run may ask for: an op stream is 16 bytes an op, so
+#: 10**8 ops are 1.6 GB; beyond that a typo (ops = 10**12) would run for days.
+MAX_OPS = 10**8
+MAX_LIVE = 1 << 20
 
 #: Counters a ``workload`` run reports, as Machine.stats() names them.
 WORKLOAD_COUNTERS = ("ZONE_LOCK", "ZONE_LOCK_PAGES", "PCP_REFILL", "PCP_DRAIN", "CMA_TO_NONMOVABLE",
@@ -95,9 +102,11 @@ def _check_workload(p: dict[str, Any]) -> None:
     if p["workload"] not in WORKLOADS and not str(p["workload"]).startswith("thp-nm"):
         raise SweepSpecError(f"workload {p['workload']!r} is not one of {', '.join(WORKLOADS)}, thp-nmP")
     _checked(lambda p: workloads.get(p["workload"]), p)
-    for name, lo in (("ops", 0), ("live", 1), ("seed", 0)):
+    for name, lo, hi in (("ops", 0, MAX_OPS), ("live", 1, MAX_LIVE), ("seed", 0, None)):
         if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < lo:
             raise SweepSpecError(f"{name}: expected an integer >= {lo}, got {p[name]!r}")
+        if hi is not None and p[name] > hi:
+            raise SweepSpecError(f"{name}: {p[name]} is above the limit of {hi:,}")
     for name in ("preset", "policy", "memory", "cma", "cpus"):
         if isinstance(p[name], (list, dict)):
             raise SweepSpecError(f"{name}: expected a single value, got {p[name]!r}")
@@ -130,7 +139,8 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-register_kind(Kind("workload", measure_workload, _WORKLOAD_PARAMS, _check_workload))
+# A policy overrides the preset's THP lists: naming both is ambiguous.
+register_kind(Kind("workload", measure_workload, _WORKLOAD_PARAMS, _check_workload, (("policy", "preset"),)))
 
 _CONTENTION_PARAMS: dict[str, Any] = {
     "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G",
@@ -157,6 +167,9 @@ def _check_contention(p: dict[str, Any]) -> None:
     from ..runs import smp
 
     def build(p: dict[str, Any]) -> None:
+        ops = p["ops_per_cpu"] * p["cpus"] if all(type(p[k]) is int for k in ("ops_per_cpu", "cpus")) else 0
+        if ops > MAX_OPS:
+            raise SweepSpecError(f"ops_per_cpu * cpus: {ops} is above the limit of {MAX_OPS:,}")
         smp.smp_config(p["policy"], p["cpus"], p["memory"])
         smp.cpu_streams(p["workload"], 1, p["ops_per_cpu"], p["seed"])
     _checked(build, p)

@@ -13,9 +13,9 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from typing import Any
 
+from .outdir import write_text_atomic
 from .reportplots import _STYLES, merge_identical
 from .stats import mean_ci
 from .sweep import numeric_fields
@@ -190,18 +190,11 @@ def sweep_plots(records: list[dict[str, Any]], outdir: str) -> dict[str, str] | 
                         f"y-axes include 0.{note}")}
 
 
-def _write_atomic(outdir: str, name: str, text: str) -> str:
-    fd, tmp = tempfile.mkstemp(dir=outdir, prefix=f".{name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(outdir, name))
-    return os.path.join(outdir, name)
-
-
 def write_sweep_report(outdir: str, records: list[dict[str, Any]]) -> list[str]:
     """Write sweep.md, sweep.json (sweep_summary) and, with matplotlib, sweep.png into outdir."""
     os.makedirs(outdir, exist_ok=True)
     plot = sweep_plots(records, outdir)
-    out = [_write_atomic(outdir, "sweep.md", sweep_tables(records, plot)),
-           _write_atomic(outdir, "sweep.json", json.dumps(sweep_summary(records), indent=2, sort_keys=True) + "\n")]
+    out = [write_text_atomic(os.path.join(outdir, "sweep.md"), sweep_tables(records, plot)),
+           write_text_atomic(os.path.join(outdir, "sweep.json"),
+                             json.dumps(sweep_summary(records), indent=2, sort_keys=True) + "\n")]
     return out + ([os.path.join(outdir, plot["file"])] if plot else [])

@@ -14,6 +14,7 @@ import time
 from typing import Any, Iterable, Protocol
 
 from ..errors import SweepSpecError
+from .outdir import check_file, umask, write_bytes_atomic
 
 __all__ = ["JsonLinesStore", "ParquetStore", "ResultStore", "default_suffix", "last_per_key", "load_records",
            "open_store"]
@@ -23,9 +24,13 @@ RECORD_FIELDS = ("key", "measure", "status", "error", "seconds", "worker")
 
 
 class ResultStore(Protocol):
-    """Where a sweep's records go: read what is there, append as runs finish."""
+    """Where a sweep's records go: read what is there, append as runs finish.
+
+    ``unreadable`` lists the line numbers (1-based) the last read() skipped.
+    """
 
     path: str
+    unreadable: list[int]
 
     def read(self) -> list[dict[str, Any]]: ...
 
@@ -45,22 +50,26 @@ def default_suffix() -> str:
     return ".parquet" if _have_pyarrow() else ".jsonl"
 
 
-def open_store(path: str) -> ResultStore:
+def open_store(path: str, drop_unreadable: bool = False) -> ResultStore:
     """The store for a result file, by its suffix (``.parquet``, else JSON lines).
 
+    :param drop_unreadable: JSON lines: the first append rewrites the file without
+        the lines that hold no record.
     :raises SweepSpecError: for a ``.parquet`` file without pyarrow installed.
+    :raises OutputPathError: for a path no file can be written to (a directory).
     """
+    check_file(path, "result file")
     if path.endswith(".parquet"):
         if not _have_pyarrow():
             raise SweepSpecError(f"{path}: Parquet output needs pyarrow (pip install pyarrow); "
                                  "or name a .jsonl file")
         return ParquetStore(path)
-    return JsonLinesStore(path)
+    return JsonLinesStore(path, drop_unreadable)
 
 
 def load_records(path: str) -> list[dict[str, Any]]:
     """The records of a result file, one per run key (a retried run's last record wins)."""
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise SweepSpecError(f"{path}: no such sweep result file")
     store = open_store(path)
     return last_per_key(store.read())
@@ -75,28 +84,65 @@ def last_per_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(by_key.values())
 
 
+def _record(line: bytes) -> dict[str, Any] | None:
+    # A line's record, or None for a line that holds none (blank, garbage, a
+    # record torn and then followed by a newline, a JSON value of another shape).
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("key"), str) or not isinstance(rec.get("status"), str):
+        return None
+    if not isinstance(rec.get("params", {}), dict) or not isinstance(rec.get("result"), (dict, type(None))):
+        return None
+    return rec
+
+
 class JsonLinesStore:
     """One JSON object per line, appended and flushed as each chunk of runs finishes.
 
     A kill can leave a torn last line; reading skips it and the next append
-    cuts it off, so the file stays one record per line.
+    cuts it off, so the file stays one record per line. Other lines that hold
+    no record are skipped and listed in ``unreadable``; with ``drop_unreadable``
+    the first append rewrites the file without them.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, drop_unreadable: bool = False) -> None:
         self.path = path
+        self.drop_unreadable = drop_unreadable
+        self.unreadable: list[int] = []
         self._file: Any = None
 
     def read(self) -> list[dict[str, Any]]:
+        self.unreadable = []
         if not os.path.exists(self.path):
             return []
         out = []
         with open(self.path, "rb") as f:
-            for line in f:
-                if line.endswith(b"\n"):
-                    out.append(json.loads(line))
+            for lineno, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
+                    break                                    # a torn last line: cut by the next append
+                rec = _record(line)
+                if rec is None:
+                    self.unreadable.append(lineno)
+                else:
+                    out.append(rec)
         return out
 
+    def _rewrite(self) -> None:
+        # The file without its unreadable lines, through a rename so a kill
+        # leaves the old file or the new one.
+        bad = set(self.unreadable)
+        with open(self.path, "rb") as f:
+            kept = b"".join(line for n, line in enumerate(f, 1) if n not in bad and line.endswith(b"\n"))
+        write_bytes_atomic(self.path, kept)
+        self.unreadable = []
+
     def _open(self) -> Any:
+        if self.drop_unreadable:
+            self.read()
+            if self.unreadable:
+                self._rewrite()
         f = open(self.path, "ab+")
         size = f.seek(0, os.SEEK_END)
         if size:
@@ -134,6 +180,7 @@ class ParquetStore:
         self.path = path
         self.interval = interval
         self._records: list[dict[str, Any]] | None = None
+        self.unreadable: list[int] = []
         self._dirty = False
         self._last_write = 0.0
 
@@ -168,6 +215,7 @@ class ParquetStore:
                             ("error", pa.string()), ("seconds", pa.float64()), ("worker", pa.string()),
                             ("params", pa.string()), ("result", pa.string())])
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self.path)), prefix=".sweep.")
+        os.fchmod(fd, 0o666 & ~umask())        # mkstemp makes it 0600
         os.close(fd)
         pq.write_table(pa.table(columns, schema=schema), tmp)
         os.replace(tmp, self.path)
