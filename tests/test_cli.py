@@ -92,7 +92,7 @@ def test_replay_json(capsys, tmp_path):
     trace = tmp_path / "tiny.txt"
     trace.write_bytes(tiny_trace())
     code, out, _ = run_cli(capsys, str(trace), "--zones", "Normal=65536", "--cpus", "1",
-                           "--policy", "single", "split", "--json")
+                           "--policies", "single,split", "--json")
     assert code == cli.EXIT_OK
     doc = json.loads(out)
     assert doc["command"] == "replay" and doc["pcpemu_schema"] == cli.JSON_SCHEMA
@@ -118,7 +118,7 @@ def test_replay_text_emit_trace_and_zoneinfo(capsys, tmp_path):
     (["--cpus", "0"], "cpus: 0 is outside"),
     (["--zones", "DMA:3"], "--zones: cannot read"),
     (["--zones", "HighMem=4096"], "unknown zone 'HighMem'"),
-    (["--policy", "single", "split", "--emit-trace", "x.txt"], "one --policy"),
+    (["--policies", "single,split", "--emit-trace", "x.txt"], "one --policy"),
     (["--zoneinfo", str(DATA / "zoneinfo-2cpu.txt"), "--cpus", "2"], "drop --cpus"),
 ])
 def test_replay_bad_options_fail_before_any_work(capsys, tmp_path, argv, message):
@@ -166,7 +166,7 @@ def test_cli_bench_json(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert rc == cli.EXIT_OK and doc["command"] == "bench"
     rows = {(r["workload"], r["cpus"]): r for r in doc["comparison"]}
-    assert rows[("thp", 2)]["verdict"].startswith("no extra cacheline")
+    assert rows[("thp", 2)]["verdict"].startswith("same pcp cachelines touched per op")
     assert len(doc["cells"]) == 2 * 2 * 2
     assert cli.main(["bench", "--policies", "double", "--json"]) == cli.EXIT_ERROR
     assert "unknown THP-list policy" in capsys.readouterr().out
@@ -221,15 +221,24 @@ def test_cli_sweep_then_report_from_sweep(tmp_path, capsys):
     rep = tmp_path / "rep"
     assert cli.main(["report", "--from-sweep", str(out), "-o", str(rep)]) == 0
     md = (rep / "sweep.md").read_text()
-    assert "# pcpemu sweep: 8 runs, 0 failed" in md and "Means over seed." in md
+    assert "# pcpemu sweep: 8 runs, 0 failed" in md and "the mean over seed and its 95% interval" in md
+    assert "ZONE_LOCK (acquisitions)" in md                   # units in the header
     rows = [line for line in md.splitlines() if line.startswith(("| single |", "| split |"))]
     assert len(rows) == 4                                      # policy x cpus, seeds averaged
-    zl = {r["key"]: r["result"]["ZONE_LOCK"] for r in load_records(str(out))}
-    single1 = [r for r in load_records(str(out)) if r["params"]["policy"] == "single" and r["params"]["cpus"] == 1]
-    mean = sum(zl[r["key"]] for r in single1) / 2
-    assert rows[0].startswith("| single | 1 | 2 | 0 | ") and f" {mean:.6g} |" in rows[0]
+    single1 = [r["result"]["ZONE_LOCK"] for r in load_records(str(out))
+               if r["params"]["policy"] == "single" and r["params"]["cpus"] == 1]
+    mean = sum(single1) / 2
+    half = 12.706 * abs(single1[0] - single1[1]) / 2           # t(1) * sd / sqrt(2)
+    assert rows[0].startswith("| single | 1 | 2 | 0 | ")
+    assert f" {mean:.4g} [{mean - half:.4g}, {mean + half:.4g}] |" in rows[0]
+    summary = json.loads((rep / "sweep.json").read_text())
+    first = summary["rows"][0]
+    assert first["params"] == {"policy": "single", "cpus": 1}
+    assert first["metrics"]["ZONE_LOCK"]["mean"] == pytest.approx(mean)
+    assert first["metrics"]["ZONE_LOCK"]["half"] == pytest.approx(half, rel=1e-3)
     pytest.importorskip("matplotlib")
     assert (rep / "sweep.png").stat().st_size > 0
+    assert "![" in md and "(sweep.png)" in md and "95% interval" in md.split("(sweep.png)")[1]
 
 
 def test_report_from_a_missing_sweep_file(tmp_path, capsys):

@@ -70,8 +70,8 @@ def test_emit_trace_into_an_unwritable_place_fails_before_the_replay(tmp_path, m
 def plain_renderers(monkeypatch):
     # write_report without matplotlib's cost: what is under test is the directory.
     monkeypatch.setattr(report, "render_plots", lambda rep, d: [])
-    monkeypatch.setattr(report, "render_markdown", lambda rep: "md")
-    monkeypatch.setattr(report, "render_html", lambda rep, images: "html")
+    monkeypatch.setattr(report, "render_markdown", lambda rep, plots: "md")
+    monkeypatch.setattr(report, "render_html", lambda rep, plots, images: "html")
 
 
 def _write(out, value):
@@ -105,8 +105,8 @@ import os, shutil, signal, sys
 sys.path.insert(0, {root!r})
 from pcpemu.tools import report
 report.render_plots = lambda rep, d: []
-report.render_markdown = lambda rep: "md"
-def html(rep, images):
+report.render_markdown = lambda rep, plots: "md"
+def html(rep, plots, images):
     {kill_in_fill}
     return "html"
 report.render_html = html
@@ -148,7 +148,7 @@ def test_a_kill_during_the_swap_leaves_a_report_at_the_path(tmp_path, plain_rend
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
 def test_outputs_follow_the_umask(tmp_path, plain_renderers, mask):
-    from pcpemu.tools.report import write_sweep_report
+    from pcpemu.tools.sweepreport import write_sweep_report
 
     old = os.umask(mask)
     try:

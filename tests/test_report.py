@@ -1,85 +1,133 @@
-"""The report on a tiny config: sections, numbers, plots, determinism, atomic writes, rendering."""
+"""The report on a tiny config: verdict numbers traced to the JSON, statistics, sections, rendering."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from pcpemu.runs import repro, smp
-from pcpemu.tools import cli, report
 from pcpemu.errors import ConfigError
-from pcpemu.tools.report import ReportOptions, build_report, fmt
+from pcpemu.tools import cli, report, reportruns
+from pcpemu.tools.report import STAGES, ReportOptions, build_report
+from pcpemu.tools.reportrender import SECTIONS
+from pcpemu.tools.stats import mean_ci
+from pcpemu.tools.verdict import FORMATS, classify, classify_metric, lookup, render_item
 
-TINY = dict(mode="quick", policies=["single", "split"], cpus=[1, 2], workloads=["thp", "mixed"],
-            memory="1G", cma="512M", seed=3, ops_per_cpu=60, pairs=2000)
-TINY_ARGS = ["--quick", "--policies", "single", "split", "--cpus", "1,2", "--workloads", "thp,mixed",
-             "--memory", "1G", "--cma", "512M", "--seed", "3", "--ops-per-cpu", "60"]
+SIZES = dict(warmup=200, lengths=[100, 200], conv_cpus=2, nm_cpus=2, sens_cpus=2, sens_workloads=["thp-nm40"],
+             bug_shares=[0.25, 0.5], bug_seeds=2)
+TINY = dict(mode="quick", policies=["single", "split"], cpus=[1, 2], workloads=["thp", "thp-nm40", "capture"],
+            memory="1G", cma="512M", seed=3, seeds=3, pairs=2000, sizes=SIZES)
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
+def tiny():
+    out_dir = None
+    rep = build_report(ReportOptions.make(**TINY), jobs=1)
+    return rep, out_dir
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("r") / "report"
-    opts = ReportOptions.make(**TINY)
-    report.write_report(str(out), build_report(opts))
+    report.write_report(str(out), tiny[0])
     return out
-
-
-def _md_table_after(md, heading):
-    block = md.split(f"## {heading}", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in block.splitlines() if line.startswith("|")]
-    return [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
 
 
 def test_every_file_and_section(tiny_dir):
     names = sorted(p.name for p in tiny_dir.iterdir())
-    assert names == ["lock_wait_ns_per_op.png", "ops_per_sec.png", "pcp_cachelines_per_op.png", "report.html",
-                     "report.json", "report.md", "zone_lock_per_1k_ops.png"]
+    assert names == ["convergence.png", "ratio_vs_cpus.png", "ratio_vs_nonmovable.png", "report.html", "report.json",
+                     "report.md"]
     md, page = (tiny_dir / "report.md").read_text(), (tiny_dir / "report.html").read_text()
-    for title in ("struct per_cpu_pages layout", "The seed bug", "Contention: split / single", "Contention cells",
-                  "Calibration against page_bench03", "Fast-path microbenchmarks", "/proc snapshots", "Reproduce"):
-        assert f"## {title}" in md and title in page
+    assert md.index("## Verdict") < md.index("## struct per_cpu_pages")
+    for ident, title, _ in SECTIONS:
+        assert f"## {title}" in md and f"id='{ident}'" in page
     for png in tiny_dir.glob("*.png"):
         data = png.read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data.endswith(b"IEND\xaeB`\x82")
-    assert page.count("data:image/png;base64,") == 4 and "http" not in page.replace("http-equiv", "")
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and data.endswith(b"IEND\xaeB`\x82")
+    figures = re.findall(r"<figure><img alt='([^']+)' src='data:image/png;base64,[^']+'><figcaption>([^<]+)", page)
+    assert len(figures) == 3 and all(len(alt) > 60 and len(cap) > 40 for alt, cap in figures)
+    assert "http" not in page.replace("http-equiv", "")
 
 
-def test_markdown_and_html_numbers_equal_the_json(tiny_dir):
+def test_every_verdict_number_is_the_jsons(tiny_dir):
     rep = json.loads((tiny_dir / "report.json").read_text())
     md, page = (tiny_dir / "report.md").read_text(), (tiny_dir / "report.html").read_text()
-    outs = rep["repro"]["outcomes"]
-    rows = {r[0]: r[1:] for r in _md_table_after(md, "The seed bug")}
-    for label, key in (("migrations", "migrations"), ("CMA->CMA migrations", "cma_to_cma"),
-                       ("pin_user_pages", "pin_status"), ("cma_alloc succeeded", "cma_alloc_ok")):
-        assert rows[label] == [fmt(o[key]) for o in outs]
-    cmp_rows = _md_table_after(md, "Contention: split / single")
-    assert [[r[0], r[1], r[2], r[5]] for r in cmp_rows] == [
-        [c["workload"], fmt(c["cpus"]), fmt(c["zone_lock"]), fmt(c["throughput"])] for c in rep["contention"]["compare"]]
-    cells = re.findall(r"<td>([^<]*)</td>", page)
-    for c in rep["contention"]["cells"]:
-        assert fmt(c["zone_lock_per_1k_ops"]) in cells and fmt(c["ops_per_sec"]) in cells
-    for r in rep["timing"]["microbench"]["rows"]:
-        assert fmt(r["ns_per_pair"]) in cells
-    assert rep["command"] in md
+    assert {i["id"] for i in rep["verdict"]} >= {"layout", "movable", "capture", "nonmovable", "seedbug", "costmodel"}
+    spans = re.findall(r"<span class='n' data-path='([^']+)' data-fmt='(\w+)'>([^<]+)</span>", page)
+    assert len(spans) == sum(len(i["numbers"]) for i in rep["verdict"]) > 40
+    for path, fmt, text in spans:
+        assert text == FORMATS[fmt](lookup(rep, path)), path
+    for item in rep["verdict"]:
+        assert render_item(item) in md
+        for n in item["numbers"]:
+            assert lookup(rep, n["path"]) == n["value"]
 
 
-def test_json_equals_the_library(tiny_dir):
-    rep = json.loads((tiny_dir / "report.json").read_text())
-    again = repro.repro(("single", "split", "android"), memory="1G", cma="512M", seed=3, guest=32768)
-    for got, want in zip(rep["repro"]["outcomes"], again.as_dict()["outcomes"]):
-        want.pop("wall_seconds")
-        assert got == json.loads(json.dumps(want))
-    cells = smp.sweep(["single", "split"], [1, 2], ["thp", "mixed"], 60, 3)
-    assert [c["zone_lock_per_1k_ops"] for c in rep["contention"]["cells"]] == [c["zone_lock_per_1k_ops"] for c in cells]
+def test_verdicts_say_what_the_intervals_say(tiny):
+    rep = tiny[0]
+    text = {i["id"]: render_item(i) for i in rep["verdict"]}
+    rows = {(r["workload"], r["cpus"]): r for r in rep["contention"]["compare"]}
+    # Movable THPs only: both policies run the same lists; 0 change, a zero-width interval.
+    assert rows[("thp", 2)]["throughput"]["change"]["half"] == 0.0
+    assert "no difference" in text["movable"]
+    # 40% non-movable THPs: more zone->lock acquisitions, by the split's construction.
+    nm40 = rep["nonmovable"]["rows"][-1]
+    assert nm40["percent"] == 40 and classify_metric(nm40["zone_lock"]) == "up"
+    assert "rise" in text["nonmovable"] and "no difference" not in text["nonmovable"].split("40%")[-1]
+    # The seed bug: single livelocks at 50% CMA in both seeds, split in none.
+    by = {(r["policy"], r["cma_share"]): r for r in rep["seedbug"]["shares"]["rows"]}
+    assert by[("single", 0.5)]["livelock"]["k"] == 2 and by[("split", 0.5)]["livelock"]["k"] == 0
+    assert "single livelocks in 2/2" in text["seedbug"]
+    assert "by construction" in text["costmodel"]
 
 
-def test_same_seed_same_json(tiny_dir, tmp_path):
-    a = json.loads((tiny_dir / "report.json").read_text())
-    b = build_report(ReportOptions.make(**TINY))
+def test_classify_forced_differences():
+    cells = []
+    for seed in range(5):
+        base = {"zone_lock_per_1k_ops": 10.0 + seed, "pcp_hit_rate": {9: 0.5}, "pcp_cachelines_per_op": 2.0,
+                "lock_wait_ns": {"per_op": 0.0}, "ops_per_sec": 1e6 * (1 + seed)}
+        split = dict(base, zone_lock_per_1k_ops=1.1 * base["zone_lock_per_1k_ops"], ops_per_sec=base["ops_per_sec"])
+        cells += [dict(base, workload="w", cpus=1, seed=seed, policy="single"),
+                  dict(split, workload="w", cpus=1, seed=seed, policy="split")]
+    row = reportruns.compare_cells(cells)[0]
+    assert row["zone_lock"]["change"]["mean"] == pytest.approx(10.0) and classify(row["zone_lock"]["change"]) == "up"
+    assert classify(row["throughput"]["change"]) == "none" and row["lock_wait"]["both_zero"]
+    assert classify({"mean": 0.5, "lo": -3.0, "hi": 4.0, "half": 3.5, "n": 5}) == "unresolved"   # wide
+    assert classify({"mean": -2.0, "lo": -3.0, "hi": -1.0, "half": 1.0, "n": 5}) == "down"
+
+
+def test_change_from_zero_has_no_percent():
+    cells = [dict(workload="w", cpus=1, seed=s, policy=p, zone_lock_per_1k_ops=float(p == "split" and s == 0),
+                  pcp_hit_rate={}, pcp_cachelines_per_op=1.0, lock_wait_ns={"per_op": 0.0}, ops_per_sec=1.0)
+             for s in range(3) for p in ("single", "split")]
+    z = reportruns.compare_cells(cells)[0]["zone_lock"]
+    assert z["from_zero"] == 1 and z["change"]["mean"] is None and classify(z["change"]) == "unresolved"
+
+
+def test_intervals_shrink_as_seeds_grow():
+    def half(seeds):
+        cells = reportruns.contention_cells(["thp-nm40"], [2], seeds, 300, 200, memory="1G")
+        return reportruns.compare_cells(cells)[0]["zone_lock"]["diff"]["half"]
+    few, many = half(range(1, 4)), half(range(1, 21))
+    assert 0 < many < few
+    assert mean_ci([1.0, 2.0, 3.0])["half"] == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
+    assert mean_ci([5.0])["half"] is None and mean_ci([])["mean"] is None
+
+
+def test_processes_do_not_change_the_numbers(monkeypatch):
+    args = (["thp-nm40"], [1, 2], [1, 2], 200, 100)
+    one = reportruns.contention_cells(*args, memory="1G")
+    monkeypatch.setattr(reportruns, "JOBS", 2)
+    assert reportruns.contention_cells(*args, memory="1G") == one
+
+
+def test_same_seed_same_json(tiny):
+    a = json.loads(json.dumps(tiny[0]))
+    b = json.loads(json.dumps(build_report(ReportOptions.make(**TINY), jobs=2)))
     a.pop("timing"), b.pop("timing")
-    assert json.loads(json.dumps(b)) == a
+    assert a == b
 
 
 def test_from_json_renders_without_rerunning(tiny_dir, tmp_path, monkeypatch):
@@ -89,14 +137,12 @@ def test_from_json_renders_without_rerunning(tiny_dir, tmp_path, monkeypatch):
     assert (out / "report.md").read_text() == (tiny_dir / "report.md").read_text()
 
 
-def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
+def test_interrupted_run_leaves_nothing(tiny, tmp_path, monkeypatch):
     def boom(*a):
         raise KeyboardInterrupt
     monkeypatch.setattr(report, "render_plots", boom)
-    out = tmp_path / "r"
-    rep = json.loads(json.dumps({"options": {}}))
     with pytest.raises(KeyboardInterrupt):
-        report.write_report(str(out), rep)
+        report.write_report(str(tmp_path / "r"), tiny[0])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -105,6 +151,9 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     (["--policies", "split"], "single", cli.EXIT_ERROR),
     (["--workloads", "web"], "workloads", cli.EXIT_ERROR),
     (["--memory", "1X"], "memory", cli.EXIT_USAGE),       # a bad size is a usage error (README)
+    (["--seeds", "1"], "seeds", cli.EXIT_ERROR),
+    (["--capture", "/nonexistent.txt"], "capture", cli.EXIT_ERROR),
+    (["--capture", "/tmp"], "capture directory", cli.EXIT_ERROR),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message, code):
     out = tmp_path / "r"
@@ -115,14 +164,104 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message, code)
         ReportOptions.make(mode="slow")
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
-def test_html_renders_in_headless_chromium(tiny_dir, tmp_path):
-    run = subprocess.run(
+def test_one_option_style_and_one_default_seed():
+    from pcpemu.runs.workloads import DEFAULT_SEED
+    p = cli.build_parser()
+    a = p.parse_args(["report", "--policies", "single,split", "--policies", "android", "--cpus", "1,2",
+                      "--cpus", "4"])
+    assert cli._list_opt(a.policies, str, "policies") == ["single", "split", "android"]
+    assert cli._list_opt(a.cpus, int, "cpus") == [1, 2, 4]
+    for verb in (["report"], ["bench"], ["repro"], ["replay", "t"]):
+        assert p.parse_args(verb).seed == DEFAULT_SEED, verb
+    b = p.parse_args(["bench", "--policies", "single", "--policies", "split,per-type"])
+    assert cli._list_opt(b.policies, str, "policies") == ["single", "split", "per-type"]
+    r = p.parse_args(["repro", "--policies", "single,split", "--policies", "android"])
+    assert cli._list_opt(r.policies, str, "policies") == ["single", "split", "android"]
+
+
+def test_logs_one_line_per_stage_off_a_terminal(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(report, "MODES", {**report.MODES, "quick": {**report.MODES["quick"], **SIZES}})
+    out = tmp_path / "r"
+    assert cli.main(["report", "--quick", "-o", str(out), "--cpus", "1", "--workloads", "thp", "--memory", "1G",
+                     "--cma", "512M", "--seeds", "2", "--policies", "single,split"]) == 0
+    err = capsys.readouterr().err
+    stages = [line for line in err.splitlines() if line.startswith("pcpemu report: ")]
+    assert [s.split(": ")[1] for s in stages[:-1]] == [label for _, label, _ in STAGES]
+    assert re.fullmatch(r"pcpemu report: done in \d+\.\d s", stages[-1])
+    assert "\r" not in err and "[#" not in err
+
+
+def _chromium(url, tmp_path, *extra):
+    return subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000", "--dump-dom",
-         (tiny_dir / "report.html").as_uri()], capture_output=True, text=True, timeout=120)
-    assert 'data-rendered="4/4"' in run.stdout
-    assert "<table>" in run.stdout
+         "--hide-scrollbars", "--window-size=1280,800", "--virtual-time-budget=5000", *extra, url],
+        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
+def test_html_verdict_fits_the_first_screen_in_headless_chromium(tiny_dir, tmp_path):
+    rep = json.loads((tiny_dir / "report.json").read_text())
+    run = _chromium((tiny_dir / "report.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    body = re.search(r"<body[^>]*>", run.stdout).group(0)
+    assert 'data-rendered="3/3"' in body, body
+    # The viewport of a 1280x800 window (--dump-dom may take some height for
+    # the window's frame): the verdict must end inside it.
+    width, height = map(int, re.search(r'data-viewport="(\d+)x(\d+)"', body).groups())
+    assert width == 1280 and 600 <= height <= 800
+    assert int(re.search(r'data-verdict-bottom="(\d+)"', body).group(1)) <= height
+    verdict = run.stdout.split("<div id=\"verdict\">", 1)[1].split("</div>", 1)[0]
+    spans = re.findall(r'<span class="n" data-path="([^"]+)" data-fmt="(\w+)">([^<]+)</span>', verdict)
+    assert len(spans) == sum(len(i["numbers"]) for i in rep["verdict"])
+    for path, fmt, text in spans:
+        assert text == FORMATS[fmt](lookup(rep, path)).replace("&", "&amp;").replace(">", "&gt;")
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == []
+    shot = tmp_path / "first-screen.png"
+    _chromium((tiny_dir / "report.html").as_uri(), tmp_path / "profile", f"--screenshot={shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fidelity_on_a_capture_directory(tiny):
+    # The bundled capture is a capture directory: its replay against the
+    # kernel's own counters gets a section, its trace the capture workload.
+    from pcpemu.tools.reportrender import render_markdown
+    rep = tiny[0]
+    fid = rep["fidelity"]
+    assert fid["capture"] == report.default_capture() and set(fid["figures"]) >= {"refill_blocks", "zone_lock"}
+    total = fid["comparison"]["total"]["refill_blocks"]
+    md = render_markdown(rep, [])
+    assert "## Fidelity on your capture" in md
+    assert f"| all | refill_blocks | {total['kernel']} | {total['emulated']} |" in md
+    assert "mm_page_alloc events of capture-6.18-small" in [w for w in rep["workloads"]["table"]
+                                                           if w["name"] == "capture"][0]["source"]
+    without = dict(rep, fidelity=None)
+    assert "## Fidelity on your capture" not in render_markdown(without, [])
+
+
+def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from pcpemu.tools import reportplots
+    tiny_change = {"mean": 0.1, "lo": -0.2, "hi": 0.4, "half": 0.3, "n": 5}
+    zero = {"mean": 0.0, "lo": 0.0, "hi": 0.0, "half": 0.0, "n": 5}
+    ax = Figure().subplots()
+    merged = reportplots._change_panel(ax, {"a": [(1, zero), (2, zero)], "b": [(1, zero), (2, zero)],
+                                            "c": [(1, tiny_change), (2, tiny_change)]}, "t", "CPUs")
+    assert merged == ["a, b (identical)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a, b (identical)", "c"]
+    lo, hi = ax.get_ylim()
+    assert lo <= -reportplots.MIN_SPAN and hi >= reportplots.MIN_SPAN
+    assert ax.get_xlabel() == "CPUs" and "%" in ax.get_ylabel()
+
+
+@pytest.mark.skipif(not os.environ.get("PCPEMU_LONG_REPORT") or not shutil.which("chromium"),
+                    reason="the default report takes ~25 s of CPU: set PCPEMU_LONG_REPORT=1 (needs chromium)")
+def test_default_report_verdict_fits_the_first_screen(tmp_path):
+    out = tmp_path / "report"
+    assert cli.main(["report", "-o", str(out)]) == 0
+    run = _chromium((out / "report.html").as_uri(), tmp_path / "profile", "--dump-dom")
+    body = re.search(r"<body[^>]*>", run.stdout).group(0)
+    height = int(re.search(r'data-viewport="\d+x(\d+)"', body).group(1))
+    assert int(re.search(r'data-verdict-bottom="(\d+)"', body).group(1)) <= height

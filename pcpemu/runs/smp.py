@@ -17,13 +17,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import workloads
+from . import workloads as wl
+from .workloads import cpu_streams   # the per-CPU streams are defined with the workloads
 from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..errors import PcpemuError
-from ..kernel.gfp import parse_gfp
-from ..machine import OP_DRAIN, OP_DRAIN_ALL, OP_DTYPE, OP_FREE, OP_ALLOC, Machine
+from ..machine import OP_DRAIN_ALL, OP_DTYPE, OP_FREE, OP_ALLOC, Machine
 
-__all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "WORKLOADS", "calibrate_costs", "calibration_check", "compare",
+__all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "calibrate_costs", "calibration_check", "compare",
            "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "thread_sweep", "verdict"]
 
 #: page_bench03 on 4.6-rc1, cycles per alloc+free at 1 and 8 parallel CPUs
@@ -71,101 +71,6 @@ class CostModel:
     def as_array(self) -> np.ndarray:
         return np.array([self.op, self.cacheline, self.lock, self.page, self.remote, self.zone_lines,
                          self.smt_cores, self.smt_slowdown], dtype=np.float64)
-
-
-# ---- per-CPU op streams ----
-
-_MOVABLE_THP = parse_gfp("GFP_HIGHUSER_MOVABLE | __GFP_COMP")
-_KERNEL_THP = parse_gfp("GFP_KERNEL | __GFP_COMP")
-_KERNEL = parse_gfp("GFP_KERNEL")
-_MOVABLE = parse_gfp("GFP_HIGHUSER_MOVABLE")
-_ATOMIC = parse_gfp("GFP_ATOMIC")
-_ATOMIC_COMP = parse_gfp("GFP_ATOMIC | __GFP_COMP")
-
-#: workload -> (description, live blocks per CPU)
-WORKLOADS = {
-    "thp": ("THP-heavy movable (VM start): order-9 movable THPs", 4),
-    "mixed": ("movable THP + non-movable THP, half each, with order-0 kernel pages", 8),
-    "order0": ("order-0 churn, kernel and movable", 64),
-    "net": ("network-like bursts of GFP_ATOMIC orders 0..3", 32),
-    "tight0": ("page_bench03 shape: order-0 alloc+free in a tight loop", 1),
-    "tight4": ("page_bench03 shape: order-4 (no pcp list) alloc+free in a tight loop", 1),
-}
-
-
-def _request(workload: str, rng: np.random.Generator) -> tuple[int, int]:
-    # (order, gfp) of one allocation of a random-walk workload.
-    if workload == "thp":
-        return 9, _MOVABLE_THP
-    if workload == "mixed":
-        r = rng.random()
-        return (9, _MOVABLE_THP) if r < 0.4 else (9, _KERNEL_THP) if r < 0.8 else (0, _KERNEL)
-    return 0, (_KERNEL if rng.random() < 0.5 else _MOVABLE)
-
-
-def _random_walk(workload: str, n: int, live: int, cpu: int, slot_base: int,
-                 rng: np.random.Generator) -> np.ndarray:
-    ops = np.zeros(n, dtype=OP_DTYPE)
-    held: list[tuple[int, int]] = []       # (slot, order)
-    free_slots = list(range(slot_base + live - 1, slot_base - 1, -1))
-    for i in range(n):
-        if held and (len(held) == live or rng.random() < 0.5):
-            slot, order = held.pop(int(rng.integers(len(held))))
-            ops[i] = (OP_FREE, order, cpu, 0, slot)
-            free_slots.append(slot)
-        else:
-            order, gfp = _request(workload, rng)
-            slot = free_slots.pop()
-            ops[i] = (OP_ALLOC, order, cpu, gfp, slot)
-            held.append((slot, order))
-    return ops
-
-
-def _bursts(n: int, live: int, cpu: int, slot_base: int, rng: np.random.Generator) -> np.ndarray:
-    # Receive a burst of buffers (orders 0..3, mostly 0), then free them all.
-    ops = np.zeros(n, dtype=OP_DTYPE)
-    i = 0
-    while i < n:
-        k = int(min(rng.integers(1, live + 1), (n - i) // 2))
-        if k == 0:
-            ops[i:] = (OP_DRAIN, 0, cpu, 0, 0)     # an odd tail: a local drain
-            break
-        orders = rng.choice(4, size=k, p=[0.7, 0.1, 0.1, 0.1])
-        for j, order in enumerate(orders):
-            ops[i + j] = (OP_ALLOC, order, cpu, _ATOMIC_COMP if order else _ATOMIC, slot_base + j)
-        for j, order in enumerate(orders):
-            ops[i + k + j] = (OP_FREE, order, cpu, 0, slot_base + j)
-        i += 2 * k
-    return ops
-
-
-def _tight(order: int, n: int, cpu: int, slot_base: int) -> np.ndarray:
-    return workloads.alloc_free_pairs(n // 2, order, _KERNEL, cpu, slot_base)
-
-
-def cpu_streams(workload: str, cpus: int, ops_per_cpu: int, seed: int) -> list[np.ndarray]:
-    """One op stream per CPU, seeded per CPU, slots disjoint between CPUs.
-
-    :param workload: a key of WORKLOADS.
-    :return: ``cpus`` OP_DTYPE arrays; stream k runs on CPU k.
-    :raises PcpemuError: for an unknown workload or a bad count.
-    """
-    if workload not in WORKLOADS:
-        raise PcpemuError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
-    if isinstance(ops_per_cpu, bool) or not isinstance(ops_per_cpu, int) or ops_per_cpu < 2:
-        raise PcpemuError(f"ops_per_cpu {ops_per_cpu!r} must be an int >= 2")
-    live = WORKLOADS[workload][1]
-    streams = []
-    for cpu in range(cpus):
-        rng = np.random.default_rng([seed, cpu])
-        base = cpu * live
-        if workload == "net":
-            streams.append(_bursts(ops_per_cpu, live, cpu, base, rng))
-        elif workload.startswith("tight"):
-            streams.append(_tight(int(workload[5:]), ops_per_cpu, cpu, base))
-        else:
-            streams.append(_random_walk(workload, ops_per_cpu, live, cpu, base, rng))
-    return streams
 
 
 def smp_config(policy: str, cpus: int, memory: str = "8G") -> KernelConfig:
@@ -223,8 +128,9 @@ def _summary(stats: dict[str, Any], n_ops: int) -> dict[str, Any]:
     }
 
 
-def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
-                costs: CostModel | None = None, shared_slots: bool = False) -> dict[str, Any]:
+def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.DEFAULT_SEED,
+                costs: CostModel | None = None, warmup: int = 0, check: bool = True,
+                shared_slots: bool = False) -> dict[str, Any]:
     """Run per-CPU op streams on one Machine in virtual-time order.
 
     The scheduler pops the CPU with the earliest virtual clock (ties: lowest
@@ -233,6 +139,11 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     Same config, streams and costs give the same result, bit for bit.
 
     :param streams: stream k holds CPU k's ops (see cpu_streams()).
+    :param warmup: the first ``warmup`` ops of each stream run first, in
+        virtual-time order too, and count nowhere: the measured run starts
+        from the state they leave, with every clock at 0.
+    :param check: run Machine.check() at the end (on a large machine it can
+        cost more than the run; sweeps check one run per cell).
     :param shared_slots: CPUs may free slots other CPUs allocate (each slot
         allocated once, by a lower-numbered CPU than the one freeing it); a
         free waits in virtual time until its allocation has run.
@@ -243,10 +154,20 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     costs = costs or CostModel()
     m = Machine(config, seed=seed)
     _check_streams(m, streams, shared_slots)
-    ops, starts, slots = _concat(streams)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise PcpemuError(f"warmup {warmup!r} must be an int >= 0")
+    if any(len(s) <= warmup for s in streams):
+        raise PcpemuError(f"warmup {warmup} leaves a stream without measured ops")
+    ops, starts, slots = _concat([s[warmup:] for s in streams])
+    if warmup:
+        # The same slots array carries the warm-up's live blocks into the run.
+        warm, wstarts, wslots = _concat([s[:warmup] for s in streams])
+        slots = np.full(max(len(slots), len(wslots)), -1, dtype=np.int64)
+        m.run_virtual(warm, wstarts, slots, costs.as_array(), shared_slots)
     stats, (clock, wait, hold, _, remote_zone, remote_pcp) = m.run_virtual(ops, starts, slots, costs.as_array(),
                                                                            shared_slots)
-    m.check()
+    if check:
+        m.check()
     locked = wait >= 0
     w, h = wait[locked], hold[locked]
     makespan = float(clock.max()) if len(clock) else 0.0
@@ -266,7 +187,7 @@ def run_virtual(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
     return out
 
 
-def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = 0,
+def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.DEFAULT_SEED,
                 shared_slots: bool = False) -> dict[str, Any]:
     """Run per-CPU op streams on real threads, one per stream, with the GIL
     released and real spinlocks; the wall clock runs from a common start.
@@ -326,39 +247,44 @@ def calibration_check(ops_per_cpu: int = 2000, costs: CostModel | None = None) -
 POLICIES = ("single", "split", "per-type", "none")
 
 
-def sweep(policies: list[str], cpus: list[int], workloads: list[str], ops_per_cpu: int = 2000,
-          seed: int = 0, costs: CostModel | None = None,
-          progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
-    """Virtual-time runs of every (workload, CPU count, policy) cell, the same
-    streams for every policy of a (workload, CPU count).
+def sweep(policies: list[str], cpus: list[int], workloads: list[Any], ops_per_cpu: int = 2000,
+          seed: int | list[int] = wl.DEFAULT_SEED, costs: CostModel | None = None,
+          progress: Callable[[int, int, str], None] | None = None, warmup: int = 0) -> list[dict[str, Any]]:
+    """Virtual-time runs of every (workload, CPU count, seed, policy) cell, the
+    same streams for every policy of a (workload, CPU count, seed).
 
+    :param workloads: names or pcpemu.runs.workloads.Workload objects.
+    :param seed: one seed or a list; each cell records its ``seed``.
+    :param warmup: ops per CPU run before the measured ``ops_per_cpu``, after
+        the working set's fill (see workloads.cpu_streams()); they count nowhere.
     :param progress: called as progress(done, total, label) after each cell.
     :raises PcpemuError: for an unknown policy or workload or a bad CPU count,
         before any run.
     """
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [seed]
     for p in policies:
         smp_config(p, 1)
-    for w in workloads:
-        if w not in WORKLOADS:
-            raise PcpemuError(f"unknown workload {w!r}; known: {', '.join(WORKLOADS)}")
+    wls = [wl.get(w) for w in workloads]
     for n in cpus:
         smp_config("split", n)
-    total = len(policies) * len(cpus) * len(workloads)
+    total = len(policies) * len(cpus) * len(wls) * len(seeds)
     cells = []
-    for w in workloads:
+    for w in wls:
+        skip = wl.warmup_ops(w, warmup)
         for n in cpus:
-            streams = cpu_streams(w, n, ops_per_cpu, seed)
-            for p in policies:
-                r = run_virtual(smp_config(p, n), streams, seed=seed, costs=costs)
-                r.update(workload=w, policy=p)
-                cells.append(r)
-                if progress:
-                    progress(len(cells), total, f"{w} cpus={n} {p}")
+            for s in seeds:
+                streams = cpu_streams(w, n, ops_per_cpu, s, warmup)
+                for p in policies:
+                    r = run_virtual(smp_config(p, n), streams, seed=s, costs=costs, warmup=skip)
+                    r.update(workload=w.name, policy=p, seed=s)
+                    cells.append(r)
+                    if progress:
+                        progress(len(cells), total, f"{w.name} cpus={n} seed={s} {p}")
     return cells
 
 
 def thread_sweep(policies: list[str], counts: list[int], workloads: list[str], ops_per_thread: int,
-                 seed: int = 0, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
+                 seed: int = wl.DEFAULT_SEED, progress: Callable[[int, int, str], None] | None = None) -> list[dict[str, Any]]:
     """run_threads() of every (workload, policy, thread count) cell, wall clock.
 
     :param progress: called as progress(done, total, label) after each cell.
@@ -375,28 +301,29 @@ def thread_sweep(policies: list[str], counts: list[int], workloads: list[str], o
     return cells
 
 
-def _ratio(a: float, b: float) -> float:
+def _ratio(a: float, b: float) -> float | None:
+    # None when both are 0: no ratio to speak of (e.g. no lock wait at 1 CPU).
     if b == 0:
-        return 1.0 if a == 0 else float("inf")
+        return None if a == 0 else float("inf")
     return a / b
 
 
 def compare(cells: list[dict[str, Any]], base: str = "single", other: str = "split") -> list[dict[str, Any]]:
-    """Per (workload, CPU count): the ratios other/base of zone->lock
-    acquisitions, lock wait, pcp cachelines per op and throughput, and the
-    verdict they support.
+    """Per (workload, CPU count, seed): the ratios other/base of zone->lock
+    acquisitions, lock wait, pcp cachelines per op and throughput (None where
+    both are 0), and the verdict they support.
 
     :raises PcpemuError: when the cells lack one of the two policies.
     """
-    index = {(c["workload"], c["cpus"], c["policy"]): c for c in cells}
+    index = {(c["workload"], c["cpus"], c.get("seed"), c["policy"]): c for c in cells}
     rows = []
-    for (w, n, p), b in index.items():
+    for (w, n, s, p), b in index.items():
         if p != base:
             continue
-        o = index.get((w, n, other))
+        o = index.get((w, n, s, other))
         if o is None:
             raise PcpemuError(f"no {other!r} run for workload {w} at {n} CPUs")
-        row = {"workload": w, "cpus": n, "base": base, "other": other,
+        row = {"workload": w, "cpus": n, "seed": s, "base": base, "other": other,
                "zone_lock": _ratio(o["zone_lock_acquisitions"], b["zone_lock_acquisitions"]),
                "lock_wait": _ratio(o["lock_wait_ns"]["total"], b["lock_wait_ns"]["total"]),
                "cachelines": _ratio(o["pcp_cachelines_per_op"], b["pcp_cachelines_per_op"]),
@@ -406,9 +333,9 @@ def compare(cells: list[dict[str, Any]], base: str = "single", other: str = "spl
     return rows
 
 
-def _change(r: float, what: str) -> str | None:
-    # None when the ratio is 1 within half a percent.
-    if abs(r - 1.0) < 0.005:
+def _change(r: float | None, what: str) -> str | None:
+    # None when the ratio is 1 within half a percent, or undefined (both 0).
+    if r is None or abs(r - 1.0) < 0.005:
         return None
     if r == float("inf"):
         return f"{what} where there were none"
@@ -417,11 +344,8 @@ def _change(r: float, what: str) -> str | None:
 
 def verdict(row: dict[str, Any]) -> str:
     """The sentence one row of compare() supports, costs named first."""
-    parts = []
-    c = _change(row["cachelines"], "pcp cachelines per op")
-    parts.append(c or "no extra cacheline")
-    z = _change(row["zone_lock"], "zone->lock acquisitions")
-    parts.append(z or "same zone->lock acquisitions")
+    parts = [_change(row["cachelines"], "pcp cachelines touched per op") or "same pcp cachelines touched per op",
+             _change(row["zone_lock"], "zone->lock acquisitions") or "same zone->lock acquisitions"]
     for key, what in (("lock_wait", "zone->lock wait"), ("throughput", "throughput")):
         ch = _change(row[key], what)
         if ch:
@@ -430,7 +354,7 @@ def verdict(row: dict[str, Any]) -> str:
     return ", ".join(parts) + f" under the {row['workload']} workload at {cpus}"
 
 
-def calibrate_costs(ops: int = 400000, seed: int = 0) -> CostModel:
+def calibrate_costs(ops: int = 400000, seed: int = wl.DEFAULT_SEED) -> CostModel:
     """A CostModel measured with real threads on the machine at hand.
 
     op (and cacheline at its default) from one thread's order-0 pcp hits;

@@ -63,6 +63,7 @@ _VERBS: list[Callable[[Any], None]] = []
 
 def _add_replay(sub: Any) -> None:
     from ..kernel.config import DEFAULT_PRESET, PRESETS, THP_LIST_POLICIES
+    from ..runs.workloads import DEFAULT_SEED
 
     p = sub.add_parser(
         "replay", help="replay a real ftrace kmem capture and compare its refills and drains",
@@ -93,10 +94,10 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--check-min-blocks", type=int, default=1000, metavar="N",
                    help="--check holds a CPU, and the totals, to it when the kernel logged at least N "
                    "refill blocks there (default 1000)")
-    p.add_argument("--policy", nargs="+", choices=list(THP_LIST_POLICIES), metavar="POLICY",
-                   help="THP-list policies to compare on the same stream (default: the preset's); "
-                   + ", ".join(THP_LIST_POLICIES))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policies", "--policy", action="append", metavar="A,B", type=_names(THP_LIST_POLICIES),
+                   help="THP-list policies to compare on the same stream, comma-separated, repeatable "
+                   "(default: the preset's): " + ", ".join(THP_LIST_POLICIES))
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
     p.add_argument("--strict", action="store_true", help="stop at the first malformed kmem line")
     p.add_argument("--emit-trace", metavar="FILE",
                    help="write the emulator's kmem tracepoints as ftrace text (one --policy)")
@@ -116,12 +117,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     import os
 
     from ..errors import ConfigError
-    from ..kernel.config import DEFAULT_PRESET
+    from ..kernel.config import DEFAULT_PRESET, THP_LIST_POLICIES
     from ..runs.capture_replay import check, comparison_text, replay_capture
     from ..runs.replay import replay, replay_configs, replay_text
 
     if args.check is not None and not 0 < args.check < 1000:
         raise ConfigError(f"--check takes a percentage above 0, not {args.check}")
+    policies = _list_opt(args.policies, str, "policies")
+    for p in policies or ():
+        if p not in THP_LIST_POLICIES:
+            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
     show = sys.stderr.isatty() if args.progress is None else args.progress
     emit = None
     if os.path.isdir(args.trace):
@@ -129,18 +134,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                                 ("--zones", args.zones), ("--cma", args.cma)) if v is not None]
         if given:
             raise ConfigError(f"a capture directory gives the machine; drop {', '.join(given)}")
-        if args.emit_trace and args.policy and len(args.policy) > 1:
+        if args.emit_trace and policies and len(policies) > 1:
             raise ConfigError("--emit-trace writes one machine's stream; give one --policy")
         emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
         try:
-            result = replay_capture(args.trace, preset=args.preset, policies=args.policy, seed=args.seed,
+            result = replay_capture(args.trace, preset=args.preset, policies=policies, seed=args.seed,
                                     from_boot=args.from_boot, strict=args.strict, emit_trace=emit,
                                     progress=_progress_bar if show else None)
         finally:
             if emit is not None:
                 emit.close()
     else:
-        configs, notes = replay_configs(args.preset or DEFAULT_PRESET, args.policy, zoneinfo=args.zoneinfo,
+        configs, notes = replay_configs(args.preset or DEFAULT_PRESET, policies, zoneinfo=args.zoneinfo,
                                         node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
                                         cma=args.cma, one_policy=bool(args.emit_trace))  # fail before any work
         emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
@@ -229,25 +234,63 @@ def _cmd_capture(args: argparse.Namespace) -> int:
 _VERBS.append(_add_capture)
 
 def _add_report(sub: Any) -> None:
+    from ..runs.workloads import DEFAULT_SEED
+
     p = sub.add_parser("report", help="the one-THP-list vs two comparison report (HTML, Markdown, JSON, PNG)")
     p.add_argument("-o", "--output", default="pcpemu-report", help="output directory (default ./pcpemu-report)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a first look (< 20 s)")
-    size.add_argument("--full", action="store_const", const="full", dest="mode", help="the long sweeps")
-    p.add_argument("--policies", nargs="+", help="THP-list policies (default by mode; single and split always)")
-    p.add_argument("--cpus", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
-    p.add_argument("--workloads", help="contention workloads, e.g. thp,mixed,order0,net")
+    size.add_argument("--quick", action="store_const", const="quick", dest="mode", help="a first look (<= 15 s)")
+    size.add_argument("--full", action="store_const", const="full", dest="mode",
+                      help="more CPUs, seeds and run lengths (minutes; the report states its time)")
+    p.add_argument("--policies", action="append", metavar="A,B",
+                   help="seed-bug policies: single, split, per-type, android; comma-separated, repeatable "
+                   "(default by mode; single and split always)")
+    p.add_argument("--cpus", action="append", metavar="N,M", help="CPU counts of the contention sweep, e.g. 1,2,4,8")
+    p.add_argument("--workloads", action="append", metavar="A,B",
+                   help="contention workloads, e.g. thp,thp-nm40,mixed,order0,net,capture")
+    p.add_argument("--capture", metavar="PATH",
+                   help="a kmem ftrace file or a `pcpemu capture` directory: its allocation mix becomes the "
+                   "'capture' workload, and a directory's replay against the kernel a fidelity section "
+                   "(default: the bundled tests/data/capture-6.18-small)")
     p.add_argument("--memory", type=_size, default="8G")
     p.add_argument("--cma", type=_size, default="4G")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--ops-per-cpu", type=int, help="ops per CPU of each contention run")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"first seed (default {DEFAULT_SEED})")
+    p.add_argument("--seeds", type=int, help="seeds per cell (default 5; 10 with --full)")
+    p.add_argument("--ops-per-cpu", type=int, help="measured ops per CPU (default: chosen by the convergence study)")
     p.add_argument("--from-json", metavar="FILE", help="render a saved report.json without rerunning")
     p.add_argument("--from-sweep", metavar="FILE",
                    help="instead, render the tables and plots of a `pcpemu sweep` result file")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal; else one line per stage)")
     p.add_argument("--json", action="store_true", help="print the report's JSON to stdout too")
     p.add_argument("--what-if", metavar="NAME", choices=("mthp", "pcp-buddy"),
                    help="instead, the what-if lab's report: mthp (mTHP on pcp lists) or pcp-buddy (the 2026 RFC)")
     p.set_defaults(func=_cmd_report, mode="default")
+
+
+def _names(choices: Any) -> Callable[[str], str]:
+    # An argparse type for "a,b": every name one of choices, or a usage error.
+    def check(text: str) -> str:
+        for item in (x.strip() for x in text.split(",")):
+            if item and item not in choices:
+                raise argparse.ArgumentTypeError(f"{item!r} is not one of {', '.join(choices)}")
+        return text
+    return check
+
+
+def _list_opt(values: list[str] | None, cast: Callable[[str], Any], what: str) -> list[Any] | None:
+    # --opt a,b --opt c -> [a, b, c]; None when not given.
+    if not values:
+        return None
+    return [x for v in values for x in _csv(v, cast, what)]
+
+
+def _stage_reporter(args: argparse.Namespace, verb: str) -> tuple[Any, Any]:
+    """(progress, log) for a long verb: a bar on a terminal (or --progress), else one line per stage."""
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    if show:
+        return _progress, None
+    return None, lambda line: print(f"pcpemu {verb}: {line}", file=sys.stderr, flush=True)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -267,14 +310,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
                 rep = json.load(f)
         except (OSError, ValueError) as exc:
             raise PcpemuError(f"--from-json: cannot read {args.from_json}: {exc}") from None
-        if not isinstance(rep, dict) or rep.get("pcpemu_schema") != 1:
-            raise PcpemuError(f"--from-json: {args.from_json} is not a pcpemu report.json")
+        if not isinstance(rep, dict) or rep.get("pcpemu_schema") != 2:
+            raise PcpemuError(f"--from-json: {args.from_json} is not a pcpemu report.json (schema 2)")
     else:
         opts = ReportOptions.make(
-            args.mode, args.policies, _csv(args.cpus, int, "cpus") if args.cpus else None,
-            _csv(args.workloads, str, "workloads") if args.workloads else None, args.memory, args.cma, args.seed,
-            args.ops_per_cpu)
-        rep = build_report(opts, progress=_progress)
+            args.mode, _list_opt(args.policies, str, "policies"), _list_opt(args.cpus, int, "cpus"),
+            _list_opt(args.workloads, str, "workloads"), args.memory, args.cma, args.seed, args.ops_per_cpu,
+            seeds=args.seeds, capture=args.capture)
+        progress, log = _stage_reporter(args, "report")
+        rep = build_report(opts, progress=progress, log=log)
     for path in write_report(args.output, rep):
         print(f"wrote {path}", file=sys.stderr)
     if args.json:
@@ -294,7 +338,7 @@ def _report_what_if(args: argparse.Namespace) -> int:
 
 
 def _report_from_sweep(args: argparse.Namespace) -> int:
-    from .report import write_sweep_report
+    from .sweepreport import write_sweep_report
     from .sweepstore import load_records
 
     records = load_records(args.from_sweep)
@@ -351,6 +395,8 @@ _VERBS.append(_add_sweep)
 
 
 def _add_bench(sub: Any) -> None:
+    from ..runs.workloads import DEFAULT_SEED
+
     p = sub.add_parser(
         "bench",
         help="zone->lock and pcp cacheline cost of THP-list policies, 1..N CPUs",
@@ -358,13 +404,15 @@ def _add_bench(sub: Any) -> None:
         "(and optionally on real threads) and compare two THP-list policies: the ratio "
         "OTHER/BASE of zone->lock acquisitions, lock wait, pcp cachelines per op and throughput.",
     )
-    p.add_argument("--policies", default="single,split",
-                   help="comma-separated THP-list policies: single, split, per-type, none (default single,split)")
-    p.add_argument("--cpus", default="1,2,4,8,16,64,256", help="comma-separated CPU counts")
-    p.add_argument("--workloads", default="thp,mixed,order0,net",
-                   help="comma-separated workloads: thp, mixed, order0, net, tight0, tight4")
+    p.add_argument("--policies", action="append", metavar="A,B",
+                   help="THP-list policies, comma-separated, repeatable: single, split, per-type, none "
+                   "(default single,split)")
+    p.add_argument("--cpus", action="append", metavar="N,M", help="CPU counts (default 1,2,4,8,16,64,256)")
+    p.add_argument("--workloads", action="append", metavar="A,B",
+                   help="workloads (pcpemu.runs.workloads): thp, thp-nmP, mixed, order0, net, tight0, tight4 "
+                   "(default thp,thp-nm40,mixed,order0,net)")
     p.add_argument("--ops", type=int, default=1000, help="ops per CPU (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"(default {DEFAULT_SEED})")
     p.add_argument("--base", default="single", help="policy the ratios divide by (default single)")
     p.add_argument("--other", default="split", help="policy compared with the base (default split)")
     p.add_argument("--threads", action="store_true",
@@ -398,20 +446,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from ..runs import smp
 
-    policies = _csv(args.policies, str, "policies")
+    policies = _list_opt(args.policies, str, "policies") or ["single", "split"]
     for pol in (args.base, args.other):
         if pol not in policies:
             policies.append(pol)
-    cpus = _csv(args.cpus, int, "cpus")
-    workloads = _csv(args.workloads, str, "workloads")
+    cpus = _list_opt(args.cpus, int, "cpus") or [1, 2, 4, 8, 16, 64, 256]
+    workloads = _list_opt(args.workloads, str, "workloads") or ["thp", "thp-nm40", "mixed", "order0", "net"]
     if args.ops < 2 or args.thread_ops < 2:
         raise PcpemuError("--ops and --thread-ops must be at least 2")
-    cells = smp.sweep(policies, cpus, workloads, args.ops, args.seed, progress=_progress)
+    cells = smp.sweep(policies, cpus, workloads, args.ops, args.seed,
+                      progress=_progress if sys.stderr.isatty() else None)
     rows = smp.compare(cells, args.base, args.other)
     threads = []
     if args.threads:
         threads = smp.thread_sweep([args.base, args.other], list(range(1, (os.cpu_count() or 1) + 1)), workloads,
-                                   args.thread_ops, args.seed, progress=_progress)
+                                   args.thread_ops, args.seed, progress=_progress if sys.stderr.isatty() else None)
     calib = smp.calibration_check() if args.calibrate else None
     if args.json:
         emit_json("bench", {"config": {"policies": policies, "cpus": cpus, "workloads": workloads,
@@ -421,9 +470,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = [f"# {args.other}/{args.base}, virtual time, {args.ops} ops per CPU, seed {args.seed}",
            f"{'workload':<9}{'cpus':>5}{'zone->lock':>12}{'lock wait':>11}{'cachelines':>12}{'ops/s':>8}  verdict"]
+    def ratio(x: float | None, width: int) -> str:
+        return f"{'-':>{width}}" if x is None else f"{x:>{width}.3f}"    # None: 0 in both
     for r in rows:
-        out.append(f"{r['workload']:<9}{r['cpus']:>5}{r['zone_lock']:>12.3f}{r['lock_wait']:>11.3f}"
-                   f"{r['cachelines']:>12.3f}{r['throughput']:>8.3f}  {r['verdict']}")
+        out.append(f"{r['workload']:<9}{r['cpus']:>5}{ratio(r['zone_lock'], 12)}{ratio(r['lock_wait'], 11)}"
+                   f"{ratio(r['cachelines'], 12)}{ratio(r['throughput'], 8)}  {r['verdict']}")
     if threads:
         out += ["", "# real threads (wall clock)",
                 f"{'workload':<9}{'policy':<9}{'threads':>8}{'Mops/s':>9}{'zone->lock':>12}{'contended':>11}{'spins':>10}"]
@@ -443,6 +494,9 @@ _VERBS.append(_add_bench)
 
 
 def _add_repro(sub: Any) -> None:
+    from ..runs.workloads import DEFAULT_SEED
+    from ..runs.repro import POLICIES
+
     p = sub.add_parser(
         "repro",
         help="the seed bug: FOLL_LONGTERM pin livelock and cma_alloc failure, per THP-list policy",
@@ -452,20 +506,24 @@ def _add_repro(sub: Any) -> None:
     p.add_argument("--memory", type=_size, default="8G", help="RAM (default 8G)")
     p.add_argument("--cma", type=_size, default="4G", help="CMA area size (default 4G)")
     p.add_argument("--cpus", type=int, default=4, help="CPUs (default 4)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the request stream (default 1)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the request stream (default {DEFAULT_SEED})")
     p.add_argument("--guest", type=_size, default="1G", help="guest memory faulted in as THPs and pinned (default 1G)")
     p.add_argument("--cma-request", type=_size, help="size of the driver's cma_alloc (default: the whole CMA area)")
-    p.add_argument("--policy", action="append", metavar="POLICY",
-                   choices=("single", "split", "per-type", "android"),
-                   help="single, split, per-type or android; repeatable (default all four)")
+    p.add_argument("--policies", "--policy", action="append", metavar="A,B", type=_names(POLICIES),
+                   help="single, split, per-type, android; comma-separated, repeatable (default all four)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=_cmd_repro)
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
-    from ..runs.repro import repro
+    from ..errors import ConfigError
+    from ..runs.repro import POLICIES, repro
 
-    policies = tuple(args.policy or ("single", "split", "per-type", "android"))
+    policies = tuple(_list_opt(args.policies, str, "policies") or POLICIES)
+    for p in policies:
+        if p not in POLICIES:
+            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(POLICIES)}")
     result = repro(policies, memory=args.memory, cma=args.cma, cpus=args.cpus, seed=args.seed,
                    guest=args.guest, cma_request=args.cma_request)
     if args.json:

@@ -1,19 +1,16 @@
-"""The comparison report of one THP list against two: HTML, Markdown, JSON and PNG; and a sweep's tables and plots.
+"""The comparison report of one THP list against two (``pcpemu report``).
 
-Gathers, for one config and seed: the struct per_cpu_pages layout table, the
-seed bug's reproduction by policy, the contention sweep (virtual time) with
-its split/single comparison, the model's calibration against page_bench03,
-the fast-path microbenchmarks, and /proc snapshots. Every number is computed
-once into a JSON-able dict; the Markdown and HTML are rendered from that dict
-with one number formatter, so the three always agree.
+A report is built in stages (STAGES), each a measurement that adds one key to
+a JSON-able dict; the verdict is derived from that dict last, and every page
+(report.json, report.md, report.html, the PNGs) is rendered from it
+(pcpemu.tools.reportrender), so the three always agree. To add a section,
+append a stage here and a section builder to reportrender.SECTIONS.
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import dataclasses
 import json
-import math
 import os
 import platform
 import sys
@@ -21,122 +18,236 @@ import time
 from typing import Any, Callable
 
 from .. import __version__
-from ..runs import repro, smp, workloads
-from ..kernel.config import POLICY_PRESETS, KernelConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, PcpemuError
+from ..kernel.config import KernelConfig
 from ..kernel.layout import layout_table
 from ..machine import Machine
-from .outdir import replace_dir, write_text_atomic
-from .sweep import numeric_fields
+from ..runs import repro, smp
+from ..runs import workloads as wl
+from ..runs.capture import is_capture
+from ..runs.capture_replay import fidelity_on_capture
+from . import reportruns as rr
+from .outdir import replace_dir
+from .reportplots import render_plots
+from .reportrender import render_html, render_markdown
+from .verdict import build_verdict
 
-__all__ = ["MODES", "ReportOptions", "build_report", "fmt", "render_html", "render_markdown", "sweep_plots",
-           "sweep_tables", "write_report", "write_sweep_report"]
+__all__ = ["MODES", "STAGES", "ReportOptions", "build_report", "command_line", "default_capture", "write_report"]
 
-#: Sweep sizes per mode: CPU counts, workloads, ops per CPU, microbench pairs.
-MODES = {
-    "quick": {"cpus": [1, 4, 16], "workloads": ["thp", "mixed"], "ops_per_cpu": 400, "pairs": 100_000,
-              "policies": ["single", "split"]},
-    "default": {"cpus": [1, 2, 4, 8, 16, 64], "workloads": ["thp", "mixed", "order0", "net"],
-                "ops_per_cpu": 1000, "pairs": 500_000, "policies": ["single", "split", "per-type"]},
-    "full": {"cpus": [1, 2, 4, 8, 16, 32, 64, 128, 256], "workloads": ["thp", "mixed", "order0", "net"],
-             "ops_per_cpu": 4000, "pairs": 2_000_000, "policies": ["single", "split", "per-type", "none"]},
+#: Sizes per mode. cpus/workloads: the contention sweep; seeds: per cell;
+#: lengths: the convergence study (ops per CPU) at conv_cpus; nm_cpus: the
+#: non-movable share sweep; bug_*: the seed-bug share study.
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {"cpus": [1, 4, 16], "workloads": ["thp", "thp-nm40", "mixed", "capture"], "seeds": 5,
+              "warmup": 1000, "lengths": [250, 500, 1000, 2000], "conv_cpus": 4, "nm_cpus": 4, "sens_cpus": 4,
+              "sens_workloads": ["thp-nm40"],
+              "bug_shares": [0.25, 0.5], "bug_seeds": 5, "policies": ["single", "split"], "pairs": 100_000},
+    "default": {"cpus": [1, 2, 4, 8, 16], "workloads": ["thp", "thp-nm40", "mixed", "order0", "capture"],
+                "seeds": 5, "warmup": 2000, "lengths": [500, 1000, 2000, 4000, 8000], "conv_cpus": 8,
+                "nm_cpus": 16, "sens_cpus": 8, "sens_workloads": ["thp-nm40", "mixed"], "bug_shares": [0.25, 0.375, 0.5, 0.75], "bug_seeds": 5,
+                "policies": ["single", "split", "per-type", "android"], "pairs": 500_000},
+    "full": {"cpus": [1, 2, 4, 8, 16, 32, 64, 128], "workloads": ["thp", "thp-nm40", "mixed", "order0", "net",
+                                                                  "capture"],
+             "seeds": 10, "warmup": 4000, "lengths": [500, 1000, 2000, 4000, 8000, 16000, 32000], "conv_cpus": 16,
+             "nm_cpus": 64, "sens_cpus": 16, "sens_workloads": ["thp-nm40", "mixed"], "bug_shares": [0.125, 0.25, 0.375, 0.5, 0.625, 0.75], "bug_seeds": 20,
+             "policies": ["single", "split", "per-type", "android"], "pairs": 2_000_000},
 }
-SCHEMA = 1
+#: The seed bug's policies (their kernels: config.POLICY_PRESETS).
+POLICIES = repro.POLICIES
+SCHEMA = 2
+#: Where the bundled capture (a ``pcpemu capture`` directory) lives in a source checkout.
+_BUNDLED_CAPTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "tests", "data", "capture-6.18-small")
+
+
+def default_capture() -> str | None:
+    """The capture the report derives its realistic workload from, if shipped."""
+    return _BUNDLED_CAPTURE if os.path.isdir(_BUNDLED_CAPTURE) else None
 
 
 class ReportOptions(dict):
-    """The report's parameters (JSON-able): mode, policies, cpus, workloads,
-    memory, cma, seed, ops_per_cpu, pairs. Checked before any work."""
+    """The report's parameters (JSON-able), checked before any work."""
 
     @classmethod
     def make(cls, mode: str = "default", policies: list[str] | None = None, cpus: list[int] | None = None,
-             workloads: list[str] | None = None, memory: str = "8G", cma: str = "4G", seed: int = 1,
-             ops_per_cpu: int | None = None, pairs: int | None = None) -> "ReportOptions":
+             workloads: list[str] | None = None, memory: str = "8G", cma: str = "4G", seed: int = wl.DEFAULT_SEED,
+             ops_per_cpu: int | None = None, pairs: int | None = None, seeds: int | None = None,
+             capture: str | None = None, sizes: dict[str, Any] | None = None) -> "ReportOptions":
+        """:param ops_per_cpu: measured ops per CPU; None: the convergence study chooses.
+        :param seeds: seeds per cell (seed, seed + 1, ...), at least 2 for an interval.
+        :param capture: a kmem capture for the ``capture`` workload; None: the bundled one.
+        :param sizes: overrides of the mode's other sizes (MODES keys), e.g. for tests."""
         if mode not in MODES:
             raise ConfigError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
-        m = MODES[mode]
+        unknown = set(sizes or {}) - set(MODES[mode])
+        if unknown:
+            raise ConfigError(f"sizes: unknown {', '.join(sorted(unknown))}")
+        m = {**MODES[mode], **(sizes or {})}
+        capture = capture or default_capture()
+        wls = list(workloads or m["workloads"])
+        if capture is None and "capture" in wls and workloads is None:
+            wls.remove("capture")
         opts = cls(mode=mode, policies=list(policies or m["policies"]), cpus=list(cpus or m["cpus"]),
-                   workloads=list(workloads or m["workloads"]), memory=memory, cma=cma, seed=seed,
-                   ops_per_cpu=ops_per_cpu or m["ops_per_cpu"], pairs=pairs or m["pairs"])
+                   workloads=wls, memory=memory, cma=cma, seed=seed, seeds=seeds or m["seeds"],
+                   ops_per_cpu=ops_per_cpu, pairs=pairs or m["pairs"], capture=capture,
+                   **{k: m[k] for k in ("warmup", "lengths", "conv_cpus", "nm_cpus", "sens_cpus", "sens_workloads",
+                                        "bug_shares", "bug_seeds")})
         for p in opts["policies"]:
-            if p not in smp.POLICIES:
-                raise ConfigError(f"policies: {p!r} is not one of {', '.join(smp.POLICIES)}")
+            if p not in POLICIES:
+                raise ConfigError(f"policies: {p!r} is not one of {', '.join(POLICIES)}")
         if "single" not in opts["policies"] or "split" not in opts["policies"]:
             raise ConfigError("policies: the report compares 'single' with 'split'; include both")
         for w in opts["workloads"]:
-            if w not in smp.WORKLOADS:
-                raise ConfigError(f"workloads: {w!r} is not one of {', '.join(smp.WORKLOADS)}")
+            if w == "capture":
+                if capture is None:
+                    raise ConfigError("workloads: 'capture' needs --capture FILE (no bundled capture here)")
+            else:
+                try:
+                    wl.get(w)
+                except PcpemuError:
+                    raise ConfigError(f"workloads: {w!r} is not one of {', '.join(wl.WORKLOADS)}, thp-nmP, "
+                                      "capture") from None
         for n in opts["cpus"]:
             if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1024:
                 raise ConfigError(f"cpus: {n!r} is outside 1..1024")
-        if opts["ops_per_cpu"] < 2 or opts["pairs"] < 1:
-            raise ConfigError(f"ops_per_cpu ({opts['ops_per_cpu']}) must be at least 2, pairs ({opts['pairs']}) 1")
+        if ops_per_cpu is not None and (isinstance(ops_per_cpu, bool) or not isinstance(ops_per_cpu, int)
+                                        or ops_per_cpu < 2):
+            raise ConfigError(f"ops_per_cpu: {ops_per_cpu!r} must be an integer >= 2")
+        if opts["seeds"] < 2 or opts["pairs"] < 1:
+            raise ConfigError(f"seeds ({opts['seeds']}) must be at least 2 for an interval, pairs "
+                              f"({opts['pairs']}) at least 1")
+        if capture is not None and not (os.path.isfile(capture) or is_capture(capture)):
+            raise ConfigError(f"capture: {capture} is neither a kmem trace file nor a pcpemu capture directory")
         cfg = KernelConfig(memory=memory, cma=cma, cpus=max(opts["cpus"]))
         if not cfg.cma:
             raise ConfigError("cma: the seed bug needs a CMA area; give --cma")
         return opts
 
-
-def fmt(x: Any) -> str:
-    """The one number format of the report's text forms."""
-    if isinstance(x, bool) or x is None:
-        return str(x)
-    if isinstance(x, int):
-        return str(x)
-    if isinstance(x, float):
-        if x == float("inf"):
-            return "inf"
-        return f"{x:.3g}" if abs(x) >= 1000 or abs(x) < 0.01 and x else f"{x:.3f}"
-    return str(x)
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self["seed"], self["seed"] + self["seeds"]))
 
 
-# ---- the sections' computations ----
+def command_line(opts: ReportOptions) -> str:
+    """The pcpemu command that reproduces a report."""
+    parts = ["pcpemu", "report"]
+    if opts["mode"] != "default":
+        parts.append(f"--{opts['mode']}")
+    parts += ["--policies", ",".join(opts["policies"]), "--cpus", ",".join(map(str, opts["cpus"])),
+              "--workloads", ",".join(opts["workloads"]), "--memory", opts["memory"], "--cma", opts["cma"],
+              "--seed", str(opts["seed"]), "--seeds", str(opts["seeds"])]
+    if opts["ops_per_cpu"] is not None:
+        parts += ["--ops-per-cpu", str(opts["ops_per_cpu"])]
+    if opts["capture"] and opts["capture"] != default_capture():
+        parts += ["--capture", opts["capture"]]
+    return " ".join(parts)
 
-def _layout_section() -> dict[str, Any]:
-    rows = layout_table()
-    return {"rows": rows}
+
+# ---- the stages: each adds rep[key] ----
+
+Log = Callable[[str], None]
 
 
-def _repro_section(opts: ReportOptions) -> dict[str, Any]:
-    # The seed bug under every policy the scenario knows; Android's always, as
-    # it shows where the split alone is not enough.
-    policies = tuple(p for p in repro.POLICIES if p in opts["policies"] or p == "android")
-    # The guest is an eighth of RAM, at most 1 GiB, as the scenario's default.
+def _workloads(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    names = list(dict.fromkeys(opts["workloads"] + [f"thp-nm{p}" for p in wl.NONMOVABLE_SHARES]))
+    table = [_workload(opts, n).as_dict() for n in names]
+    return {"table": table, "vmstat_tick_ops": wl.VMSTAT_TICK_OPS}
+
+
+def _workload(opts: ReportOptions, name: str) -> wl.Workload:
+    if name == "capture":
+        return wl.from_capture(opts["capture"])
+    return wl.get(name)
+
+
+def _layout(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    return {"answer": rr.layout_answer(), "rows": layout_table()}
+
+
+def _convergence(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    if opts["ops_per_cpu"] is not None:
+        return {"skipped": f"--ops-per-cpu {opts['ops_per_cpu']} given", "chosen": opts["ops_per_cpu"],
+                "warmup": opts["warmup"], "rows": []}
+    return rr.convergence("thp-nm40", opts["conv_cpus"], opts.seed_list, opts["lengths"], opts["warmup"],
+                          opts["memory"])
+
+
+def _contention(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    n_ops = rep["convergence"]["chosen"]
+    cells = rr.contention_cells([_workload(opts, w) for w in opts["workloads"]], opts["cpus"], opts.seed_list,
+                                n_ops, opts["warmup"], memory=opts["memory"], progress=log)
+    return {"ops_per_cpu": n_ops, "warmup": opts["warmup"], "seeds": opts.seed_list, "cells": cells,
+            "compare": rr.compare_cells(cells)}
+
+
+def _nonmovable(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    n, n_ops = opts["nm_cpus"], rep["convergence"]["chosen"]
+    names = [f"thp-nm{p}" for p in wl.NONMOVABLE_SHARES]
+    # Reuse the contention sweep's cells where it ran the same workload at n CPUs.
+    have = [c for c in rep["contention"]["cells"] if c["cpus"] == n and c["workload"] in names]
+    done = {c["workload"] for c in have}
+    cells = have + rr.contention_cells([w for w in names if w not in done], [n], opts.seed_list, n_ops,
+                                       opts["warmup"], memory=opts["memory"], progress=log)
+    rows = rr.compare_cells(cells)
+    pct = {f"thp-nm{p}": p for p in wl.NONMOVABLE_SHARES}
+    for r in rows:
+        r["percent"] = pct[r["workload"]]
+    return {"cpus": n, "ops_per_cpu": n_ops, "rows": sorted(rows, key=lambda r: r["percent"])}
+
+
+#: CostModel parameters set from page_bench03 (ANCHORS B2), and how.
+FITTED = {"op": "its 1-CPU order-0 cost (274 cycles a pair, ~68 ns at 4 GHz)",
+          "lock": "its 1-CPU zone->lock cost (524 cycles an order-3 pair, ~131 ns)",
+          "remote": "solved so the zone->lock path grows 17.9x from 1 to 8 CPUs",
+          "smt_slowdown": "its order-0 growth from 1 to 8 CPUs on 4 cores (hyperthreads)"}
+
+
+def _costmodel(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    n_ops = rep["convergence"]["chosen"]
+    sens = {w: rr.cost_sensitivity(w, opts["sens_cpus"], opts.seed_list, n_ops, opts["warmup"], opts["memory"])
+            for w in opts["sens_workloads"]}
+    return {"params": dataclasses.asdict(smp.CostModel()), "fitted": FITTED,
+            "assumed": [k for k in dataclasses.asdict(smp.CostModel()) if k not in FITTED], "cpus": opts["sens_cpus"],
+            "sensitivity": sens,
+            "calibration": smp.calibration_check(ops_per_cpu=2000)}
+
+
+def _seedbug(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
+    policies = [p for p in POLICIES if p in opts["policies"]]
+    shares = rr.seedbug_shares(policies, opts["bug_shares"], list(range(opts["seed"], opts["seed"] + opts["bug_seeds"])),
+                               progress=log)
+    # One run at the report's memory and CMA, for the detail table and /proc.
     memory = KernelConfig(memory=opts["memory"]).memory
     guest = min(memory // 8, 1 << 18) // 512 * 512
-    res = repro.repro(policies, memory=opts["memory"], cma=opts["cma"], seed=opts["seed"], guest=guest)
-    out = res.as_dict()
-    for o in out["outcomes"]:
+    one = repro.repro(tuple(policies), memory=opts["memory"], cma=opts["cma"], seed=opts["seed"], guest=guest)
+    detail = one.as_dict()
+    for o in detail["outcomes"]:
         o.pop("wall_seconds")       # wall time is not a function of the seed
-    return out
+    return {"shares": shares, "detail": detail}
 
 
-def _contention_section(opts: ReportOptions, progress: Callable[[int, str], None]) -> dict[str, Any]:
-    cells = smp.sweep(opts["policies"], opts["cpus"], opts["workloads"], opts["ops_per_cpu"], opts["seed"],
-                      progress=lambda done, _total, label: progress(2 + done, label))
-    keep = ("workload", "policy", "cpus", "ops_per_sec", "zone_lock_per_1k_ops", "pages_per_acquisition",
-            "pcp_cachelines_per_op")
-    table = [{k: c[k] for k in keep} | {"lock_wait_ns_per_op": c["lock_wait_ns"]["per_op"],
-                                        "lock_wait_p99_ns": c["lock_wait_ns"]["p99"],
-                                        "remote_cachelines": c["remote_cachelines"]["zone"] + c["remote_cachelines"]["pcp"]}
-             for c in cells]
-    return {"cells": table, "compare": smp.compare(cells)}
-
-
-def _microbench_section(opts: ReportOptions) -> dict[str, Any]:
+def _microbench(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any]:
     # Wall-clock fast-path cost on this host: best of 3 runs of n pairs.
     rows = []
     for label, order, gfp in (("order-0 pcp alloc+free", 0, "GFP_KERNEL"),
                               ("order-9 THP pcp alloc+free", 9, "GFP_TRANSHUGE_LIGHT | __GFP_COMP"),
                               ("order-4 zone->lock alloc+free", 4, "GFP_KERNEL")):
         for policy in ("single", "split"):
-            m = Machine(KernelConfig.preset(POLICY_PRESETS[policy], memory="1G", cpus=1), seed=opts["seed"])
-            ops = workloads.alloc_free_pairs(opts["pairs"], order, gfp)
-            best = min(_timed(m.run, ops) for _ in range(3))
-            st = m.stats()
-            rows.append({"path": label, "policy": policy, "ns_per_pair": 1e9 * best / opts["pairs"],
-                         "pcp_cachelines_per_op": st["pcp_cachelines_per_op"]})
-    return {"rows": rows}
+            m = Machine(smp.smp_config(policy, 1, "1G"), seed=opts["seed"])
+            ops = wl.alloc_free_pairs(opts["pairs"], order, gfp)
+            times = sorted(_timed(m.run, ops) for _ in range(3))
+            rows.append({"path": label, "policy": policy, "ns_per_pair": 1e9 * times[0] / opts["pairs"],
+                         "ns_per_pair_worst": 1e9 * times[-1] / opts["pairs"],
+                         "pcp_cachelines_per_op": m.stats()["pcp_cachelines_per_op"]})
+    return {"rows": rows, "host": platform.platform(), "python": sys.version.split()[0]}
+
+
+def _fidelity(opts: ReportOptions, rep: dict[str, Any], log: Log) -> dict[str, Any] | None:
+    # A capture directory carries the traced kernel's state and counters: its
+    # replay, like for like, says how far to trust the emulator on this mix.
+    if not opts["capture"] or not is_capture(opts["capture"]) or "capture" not in opts["workloads"]:
+        return None
+    return fidelity_on_capture(opts["capture"], seed=opts["seed"])
 
 
 def _timed(f: Callable[..., Any], *args: Any) -> float:
@@ -145,190 +256,62 @@ def _timed(f: Callable[..., Any], *args: Any) -> float:
     return time.perf_counter() - t
 
 
-def build_report(opts: ReportOptions, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+#: (key, label, function(opts, rep, log) -> rep[key]) in order; keys under
+#: "timing" hold wall-clock figures, everything else is a function of the options.
+STAGES: list[tuple[str, str, Callable[[ReportOptions, dict[str, Any], Log], dict[str, Any] | None]]] = [
+    ("workloads", "workloads", _workloads),
+    ("layout", "struct per_cpu_pages layout", _layout),
+    ("convergence", "run length (convergence)", _convergence),
+    ("contention", "contention against CPUs", _contention),
+    ("nonmovable", "non-movable THP share sweep", _nonmovable),
+    ("costmodel", "cost model and its sensitivity", _costmodel),
+    ("seedbug", "seed bug across seeds and CMA shares", _seedbug),
+    ("microbench", "fast-path microbenchmarks", _microbench),
+    ("fidelity", "fidelity on the capture", _fidelity),
+]
+
+
+def build_report(opts: ReportOptions, progress: Callable[[int, int, str], None] | None = None,
+                 log: Callable[[str], None] | None = None, jobs: int | None = None) -> dict[str, Any]:
     """Every number of the report, as one JSON-able dict.
 
-    Wall-clock figures (the microbenchmarks and the elapsed time) sit under the
-    ``timing`` key; everything else is a function of the options and seed.
-
-    :param progress: called as progress(done, total, label) after each step.
+    :param progress: called as progress(done, total, label) as stages and their runs finish.
+    :param log: called with one line at the end of each stage.
+    :param jobs: worker processes for the runs (default: one per core, at most 4);
+        the numbers do not depend on it.
     """
-    total = 4 + len(opts["policies"]) * len(opts["cpus"]) * len(opts["workloads"])
+    saved, rr.JOBS = rr.JOBS, jobs or min(os.cpu_count() or 1, 4)
+    try:
+        return _build(opts, progress, log)
+    finally:
+        rr.JOBS = saved
 
-    def step(done: int, label: str) -> None:
-        if progress:
-            progress(done, total, label)
 
-    t0 = time.perf_counter()
+def _build(opts: ReportOptions, progress: Callable[[int, int, str], None] | None,
+           log: Callable[[str], None] | None) -> dict[str, Any]:
     rep: dict[str, Any] = {"pcpemu_schema": SCHEMA, "pcpemu_version": __version__, "options": dict(opts),
                            "command": command_line(opts)}
-    rep["layout"] = _layout_section()
-    step(1, "layout")
-    rep["repro"] = _repro_section(opts)
-    step(2, "seed bug reproduction")
-    rep["contention"] = _contention_section(opts, step)
-    rep["calibration"] = smp.calibration_check(ops_per_cpu=max(200, opts["ops_per_cpu"] // 2))
-    step(total - 1, "calibration")
-    rep["timing"] = {"microbench": _microbench_section(opts), "host": platform.platform(),
-                     "python": sys.version.split()[0], "elapsed_s": 0.0}
-    rep["timing"]["elapsed_s"] = time.perf_counter() - t0
-    step(total, "microbenchmarks")
+    timing: dict[str, Any] = {"stages": {}}
+    t0 = time.perf_counter()
+    for i, (key, label, fn) in enumerate(STAGES):
+        t = time.perf_counter()
+        sub = (lambda what, i=i, label=label: progress(i, len(STAGES), f"{label}: {what}")) if progress else None
+        out = fn(opts, rep, sub or (lambda _what: None))
+        if key == "microbench":
+            timing[key] = out
+        else:
+            rep[key] = out
+        timing["stages"][key] = time.perf_counter() - t
+        if progress:
+            progress(i + 1, len(STAGES), label)
+        if log:
+            log(f"{label}: {timing['stages'][key]:.1f} s")
+    rep["verdict"] = build_verdict(rep)
+    timing["elapsed_s"] = time.perf_counter() - t0
+    if log:
+        log(f"done in {timing['elapsed_s']:.1f} s")
+    rep["timing"] = timing
     return rep
-
-
-def command_line(opts: ReportOptions) -> str:
-    """The pcpemu command that reproduces a report."""
-    parts = ["pcpemu", "report"]
-    if opts["mode"] != "default":
-        parts.append(f"--{opts['mode']}")
-    parts += ["--policies", *opts["policies"], "--cpus", ",".join(map(str, opts["cpus"])),
-              "--workloads", ",".join(opts["workloads"]), "--memory", opts["memory"], "--cma", opts["cma"],
-              "--seed", str(opts["seed"]), "--ops-per-cpu", str(opts["ops_per_cpu"])]
-    return " ".join(parts)
-
-
-# ---- plots ----
-
-_PLOTS = (("zone_lock_per_1k_ops", "zone->lock acquisitions per 1000 ops"),
-          ("lock_wait_ns_per_op", "zone->lock wait, ns per op"),
-          ("ops_per_sec", "throughput, ops/s of virtual time"),
-          ("pcp_cachelines_per_op", "pcp cachelines touched per op"))
-
-
-def render_plots(rep: dict[str, Any], outdir: str) -> list[str]:
-    """One PNG per contention metric: a panel per workload, a line per policy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = rep["contention"]["cells"]
-    wls = rep["options"]["workloads"]
-    names = []
-    for key, title in _PLOTS:
-        fig, axes = plt.subplots(1, len(wls), figsize=(4 * len(wls), 3.2), squeeze=False)
-        for ax, w in zip(axes[0], wls):
-            for p, style in zip(rep["options"]["policies"], ("o-", "s--", "^:", "x-.")):
-                pts = sorted((c["cpus"], c[key]) for c in cells if c["workload"] == w and c["policy"] == p)
-                ax.plot([x for x, _ in pts], [y for _, y in pts], style, label=p)
-            ax.set_xscale("log", base=2)
-            ax.set_title(w)
-            ax.set_xlabel("CPUs")
-        axes[0][0].set_ylabel(title)
-        axes[0][-1].legend()
-        fig.tight_layout()
-        name = f"{key}.png"
-        fig.savefig(os.path.join(outdir, name), dpi=80, metadata={"Software": None})
-        plt.close(fig)
-        names.append(name)
-    return names
-
-
-# ---- text renderings ----
-
-def _md_table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows])
-
-
-def _sections(rep: dict[str, Any]) -> list[tuple[str, str | None, list[str], list[list[Any]], str | None]]:
-    # (title, intro, table header, table rows, preformatted text) per section.
-    out = []
-    lay = rep["layout"]["rows"]
-    out.append(("struct per_cpu_pages layout", "Size and cachelines per version and config; THP lists change "
-                "the count where 'THP lists cost' is not 0.",
-                ["version", "config", "lists", "size", "cachelines", "THP lists cost"],
-                [[r["version"], r["config"], r["nr_lists"], r["size"], r["cachelines"], r["thp_cachelines"]]
-                 for r in lay], None))
-    rp = rep["repro"]
-    outs = rp["outcomes"]
-    rows = [("kernel", "preset"), ("pin_user_pages", "pin_status"), ("pin rounds", "pin_rounds"),
-            ("migrations", "migrations"), ("CMA->CMA migrations", "cma_to_cma"),
-            ("pinned in CMA", "pinned_in_cma"), ("unmovable blocks in CMA", "unmovable_in_cma"),
-            ("CMA blocks to non-movable requests", "cma_to_nonmovable"), ("cma_alloc succeeded", "cma_alloc_ok"),
-            ("cma_alloc candidates", "cma_candidates")]
-    p = rp["params"]
-    out.append(("The seed bug: VM start with FOLL_LONGTERM pinning, then cma_alloc",
-                f"{p['memory_pages']} pages with {p['cma_pages']} of CMA, {p['cpus']} CPUs; a guest of "
-                f"{p['guest_thps']} THPs is pinned, then a driver asks cma_alloc for {p['cma_request_pages']} pages.",
-                ["", *[o["policy"] for o in outs]], [[name, *[o[key] for o in outs]] for name, key in rows], None))
-    cmp_rows = rep["contention"]["compare"]
-    out.append(("Contention: split / single", "Ratios of the split (v6.10) to the single list (v6.10-rc5, "
-                "bf14ed81f571's parent), "
-                "virtual time.", ["workload", "CPUs", "zone->lock", "lock wait", "cachelines/op", "throughput",
-                                  "verdict"],
-                [[r["workload"], r["cpus"], r["zone_lock"], r["lock_wait"], r["cachelines"], r["throughput"],
-                  r["verdict"]] for r in cmp_rows], None))
-    cells = rep["contention"]["cells"]
-    out.append(("Contention cells", None, ["workload", "policy", "CPUs", "ops/s", "zone->lock/1k ops",
-                                           "pages/acquisition", "wait ns/op", "wait p99 ns", "cachelines/op",
-                                           "remote lines"],
-                [[c["workload"], c["policy"], c["cpus"], c["ops_per_sec"], c["zone_lock_per_1k_ops"],
-                  c["pages_per_acquisition"], c["lock_wait_ns_per_op"], c["lock_wait_p99_ns"],
-                  c["pcp_cachelines_per_op"], c["remote_cachelines"]] for c in cells], None))
-    cal = rep["calibration"]
-    out.append(("Calibration against page_bench03 (1 -> 8 CPUs)", None,
-                ["path", "model growth", "kernel growth", "error"],
-                [[k, cal[k]["model"], cal[k]["kernel"], cal[k]["error"]] for k in ("order0_pcp", "zone_lock")],
-                None))
-    mb = rep["timing"]["microbench"]["rows"]
-    out.append(("Fast-path microbenchmarks (this host, wall clock)", f"Host: {rep['timing']['host']}.",
-                ["path", "policy", "ns per pair", "pcp cachelines/op"],
-                [[r["path"], r["policy"], r["ns_per_pair"], r["pcp_cachelines_per_op"]] for r in mb], None))
-    for o in outs:
-        out.append((f"/proc snapshots, {o['policy']}: boot, and after pinning and cma_alloc", None, [], [],
-                    "# /proc/buddyinfo at boot\n" + o["proc"]["buddyinfo_before"]
-                    + "\n# /proc/buddyinfo after\n" + o["proc"]["buddyinfo_after"]
-                    + "\n# /proc/pagetypeinfo after\n" + o["proc"]["pagetypeinfo_after"]))
-    out.append(("Reproduce", None, [], [], rep["command"]))
-    return out
-
-
-def render_markdown(rep: dict[str, Any]) -> str:
-    o = rep["options"]
-    lines = [f"# pcpemu report: one THP list vs two (pcpemu {rep['pcpemu_version']})", "",
-             f"Machine {o['memory']} with {o['cma']} CMA; seed {o['seed']}; mode {o['mode']}.", ""]
-    for title, intro, header, rows, pre in _sections(rep):
-        lines += [f"## {title}", ""]
-        if intro:
-            lines += [intro, ""]
-        if header:
-            lines += _md_table(header, rows) + [""]
-        if pre:
-            lines += ["```", pre.rstrip(), "```", ""]
-    return "\n".join(lines)
-
-
-def render_html(rep: dict[str, Any], images: dict[str, bytes]) -> str:
-    """A self-contained page: styles inline, plots as data URIs, no network."""
-    esc = html.escape
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-             f"<title>pcpemu report {esc(rep['pcpemu_version'])}</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}pre{background:#f4f4f4;padding:6px;"
-             "overflow:auto}img{max-width:100%}</style></head><body>",
-             f"<h1>pcpemu report: one THP list vs two</h1><p>Machine {esc(rep['options']['memory'])} with "
-             f"{esc(rep['options']['cma'])} CMA; seed {rep['options']['seed']}; mode {esc(rep['options']['mode'])}.</p>"]
-    for title, intro, header, rows, pre in _sections(rep):
-        parts.append(f"<h2>{esc(title)}</h2>")
-        if intro:
-            parts.append(f"<p>{esc(intro)}</p>")
-        if header:
-            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-            parts += ["<tr>" + "".join(f"<td>{esc(fmt(v))}</td>" for v in r) + "</tr>" for r in rows]
-            parts.append("</table>")
-        if pre:
-            parts.append(f"<pre>{esc(pre)}</pre>")
-        if title.startswith("Contention: split"):
-            for name, data in images.items():
-                parts.append(f"<p><img alt='{esc(name)}' src='data:image/png;base64,"
-                             f"{base64.b64encode(data).decode()}'></p>")
-    # Marks the page once every plot has decoded, for the rendering test.
-    parts.append("<script>window.addEventListener('load',function(){var i=document.images,n=0;"
-                 "for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0)n++;}"
-                 "document.body.setAttribute('data-rendered',n+'/'+i.length);});</script>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
@@ -339,130 +322,16 @@ def write_report(outdir: str, rep: dict[str, Any]) -> list[str]:
     half-written report; an existing path pcpemu did not write is refused.
     """
     def fill(tmp: str) -> None:
-        names = render_plots(rep, tmp)
+        plots = render_plots(rep, tmp)
         images = {}
-        for n in names:
-            with open(os.path.join(tmp, n), "rb") as f:
-                images[n] = f.read()
-        for name, text in (("report.json", json.dumps(rep, indent=2, sort_keys=True) + "\n"),
-                           ("report.md", render_markdown(rep)), ("report.html", render_html(rep, images))):
+        for p in plots:
+            with open(os.path.join(tmp, p["file"]), "rb") as f:
+                images[p["file"]] = f.read()
+        # Insertion order, not sorted keys: the pages render dicts in their order.
+        for name, text in (("report.json", json.dumps(rep, indent=2) + "\n"),
+                           ("report.md", render_markdown(rep, plots)), ("report.html", render_html(rep, plots, images))):
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(text)
 
     replace_dir(outdir, fill)
     return sorted(os.path.join(outdir, n) for n in os.listdir(outdir))
-
-
-# ---- sweeps (pcpemu sweep) ----
-
-#: Sweep parameters that tables and plots average over instead of showing.
-SWEEP_AVERAGED = ("seed",)
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    # Numbers in numeric order, then everything else by its text.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value)
-    return (1, json.dumps(value, sort_keys=True))
-
-
-def _swept(records: list[dict[str, Any]]) -> list[str]:
-    # Parameters that take more than one value (a record's kind counts as one).
-    names = list(dict.fromkeys(k for r in records for k in r["params"]))
-    swept = [k for k in names if len({json.dumps(r["params"].get(k), sort_keys=True) for r in records}) > 1]
-    if len({r["measure"] for r in records}) > 1:
-        swept.insert(0, "measure")
-    return swept
-
-
-def _param(rec: dict[str, Any], name: str) -> Any:
-    return rec["measure"] if name == "measure" else rec["params"].get(name)
-
-
-def _groups(records: list[dict[str, Any]], keys: list[str]) -> dict[tuple, list[dict[str, Any]]]:
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for rec in records:
-        groups.setdefault(tuple(_param(rec, k) for k in keys), []).append(rec)
-    return dict(sorted(groups.items(), key=lambda kv: [_sort_key(v) for v in kv[0]]))
-
-
-def _mean(recs: list[dict[str, Any]], metric: str) -> str:
-    values = [r["result"][metric] for r in recs if r["status"] == "ok" and metric in r["result"]]
-    return f"{sum(values) / len(values):.6g}" if values else "-"
-
-
-def sweep_tables(records: list[dict[str, Any]]) -> str:
-    """Markdown tables of a sweep's records: the fixed parameters, one row per
-    combination of the swept ones (means over SWEEP_AVERAGED), and the failed runs.
-
-    :param records: as pcpemu.tools.sweepstore.load_records returns them.
-    """
-    if not records:
-        return "# pcpemu sweep\n\nNo runs.\n"
-    swept = _swept(records)
-    keys = [k for k in swept if k not in SWEEP_AVERAGED]
-    metrics = numeric_fields([r for r in records if r["status"] == "ok"])
-    failed = [r for r in records if r["status"] != "ok"]
-    fixed = {k: v for k, v in records[0]["params"].items() if k not in swept}
-    out = [f"# pcpemu sweep: {len(records)} runs, {len(failed)} failed", "",
-           "Fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()), "",
-           f"Means over {', '.join(k for k in swept if k in SWEEP_AVERAGED) or 'nothing'}.", "",
-           "| " + " | ".join(keys + ["runs", "failed"] + metrics) + " |",
-           "|---" * (len(keys) + 2 + len(metrics)) + "|"]
-    for values, recs in _groups(records, keys).items():
-        cells = [str(v) for v in values] + [str(len(recs)), str(sum(r["status"] != "ok" for r in recs))]
-        out.append("| " + " | ".join(cells + [_mean(recs, m) for m in metrics]) + " |")
-    if failed:
-        out += ["", "## Failed runs", "", "| key | " + " | ".join(swept) + " | error |",
-                "|---" * (len(swept) + 2) + "|"]
-        out += [f"| {r['key']} | " + " | ".join(str(_param(r, k)) for k in swept)
-                + f" | {str(r['error']).replace('|', '/')} |" for r in failed]
-    return "\n".join(out) + "\n"
-
-
-def _x_axis(records: list[dict[str, Any]], keys: list[str]) -> str | None:
-    numeric = [k for k in keys if all(_sort_key(_param(r, k))[0] == 0 for r in records)]
-    return "cpus" if "cpus" in numeric else (numeric[0] if numeric else None)
-
-
-def sweep_plots(records: list[dict[str, Any]], outdir: str) -> list[str]:
-    """``sweep.png``: each numeric result against the first numeric swept parameter
-    (``cpus`` if swept), one line per combination of the others, means over seeds.
-
-    :return: the files written; none without matplotlib or a numeric swept parameter.
-    """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        return []
-    ok = [r for r in records if r["status"] == "ok"]
-    keys = [k for k in _swept(ok) if k not in SWEEP_AVERAGED]
-    x = _x_axis(ok, keys)
-    metrics = numeric_fields(ok)
-    if x is None or not metrics:
-        return []
-    lines = [k for k in keys if k != x]
-    cols = min(3, len(metrics))
-    fig = Figure(figsize=(5 * cols, 3.6 * math.ceil(len(metrics) / cols)), layout="constrained")
-    axes = fig.subplots(math.ceil(len(metrics) / cols), cols, squeeze=False).ravel()
-    for ax, metric in zip(axes, metrics):
-        for label, recs in _groups(ok, lines).items():
-            points = _groups(recs, [x])
-            ax.plot([v[0] for v in points], [float(_mean(rs, metric).replace("-", "nan")) for rs in points.values()],
-                    marker="o", label=", ".join(f"{k}={v}" for k, v in zip(lines, label)) or None)
-        ax.set(title=metric, xlabel=x)
-        if x == "cpus":
-            ax.set_xscale("log", base=2)
-    if lines:
-        axes[0].legend(fontsize="small")
-    for ax in axes[len(metrics):]:
-        ax.set_visible(False)
-    path = os.path.join(outdir, "sweep.png")
-    fig.savefig(path, dpi=100)
-    return [path]
-
-
-def write_sweep_report(outdir: str, records: list[dict[str, Any]]) -> list[str]:
-    """Write sweep.md (sweep_tables) and, with matplotlib, sweep.png into outdir."""
-    os.makedirs(outdir, exist_ok=True)
-    return [write_text_atomic(os.path.join(outdir, "sweep.md"), sweep_tables(records))] + sweep_plots(records, outdir)

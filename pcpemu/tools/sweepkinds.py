@@ -53,12 +53,9 @@ def register_kind(kind: Kind) -> None:
     KINDS[kind.name] = kind
 
 
-#: Op-stream generators a ``workload`` run may name.
-WORKLOADS: dict[str, Callable[..., Any]] = {
-    "mixed": workloads.mixed,
-    "order0_churn": workloads.order0_churn,
-    "thp_fault_free": workloads.thp_fault_free,
-}
+#: Workloads a ``workload`` run may name: the churn ones of pcpemu.runs.workloads
+#: (and thp-nmP for any P in 0..80).
+WORKLOADS = tuple(name for name, w in workloads.WORKLOADS.items() if w.pattern == "churn")
 
 #: Largest op counts a run may ask for: an op stream is 16 bytes an op, so
 #: 10**8 ops are 1.6 GB; beyond that a typo (ops = 10**12) would run for days.
@@ -78,7 +75,7 @@ _WORKLOAD_PARAMS: dict[str, Any] = {
     "workload": "mixed",
     "ops": 10_000,       # churn steps after the working set is filled
     "live": 256,         # working set, in blocks
-    "seed": 0,
+    "seed": workloads.DEFAULT_SEED,
 }
 
 
@@ -102,8 +99,9 @@ def _checked_config(preset: Any, policy: Any, memory: Any, cma: Any, cpus: Any) 
 
 
 def _check_workload(p: dict[str, Any]) -> None:
-    if p["workload"] not in WORKLOADS:
-        raise SweepSpecError(f"workload {p['workload']!r} is not one of {', '.join(WORKLOADS)}")
+    if p["workload"] not in WORKLOADS and not str(p["workload"]).startswith("thp-nm"):
+        raise SweepSpecError(f"workload {p['workload']!r} is not one of {', '.join(WORKLOADS)}, thp-nmP")
+    _checked(lambda p: workloads.get(p["workload"]), p)
     for name, lo, hi in (("ops", 0, MAX_OPS), ("live", 1, MAX_LIVE), ("seed", 0, None)):
         if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < lo:
             raise SweepSpecError(f"{name}: expected an integer >= {lo}, got {p[name]!r}")
@@ -128,8 +126,8 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
 
     cfg = _workload_config(params)
     m = Machine(cfg, seed=params["seed"])
-    ops = WORKLOADS[params["workload"]](params["ops"], live=params["live"], cpus=tuple(range(cfg.cpus)),
-                                        seed=params["seed"])
+    ops = workloads.churn(params["ops"], workloads.get(params["workload"]).classes, params["live"],
+                          tuple(range(cfg.cpus)), params["seed"])
     t0 = time.perf_counter()
     stats = m.run(ops).stats
     wall = time.perf_counter() - t0
@@ -145,12 +143,14 @@ def measure_workload(params: dict[str, Any]) -> dict[str, Any]:
 register_kind(Kind("workload", measure_workload, _WORKLOAD_PARAMS, _check_workload, (("policy", "preset"),)))
 
 _CONTENTION_PARAMS: dict[str, Any] = {
-    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G", "seed": 0,
+    "policy": "split", "cpus": 4, "workload": "mixed", "ops_per_cpu": 1000, "memory": "8G",
+    "seed": workloads.DEFAULT_SEED,
 }
 _REPRO_PARAMS: dict[str, Any] = {
-    "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": 1, "guest": "1G",
+    "policy": "single", "memory": "8G", "cma": "4G", "cpus": 4, "seed": workloads.DEFAULT_SEED, "guest": "1G",
 }
-_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": DEFAULT_PRESET, "policy": None, "seed": 0}
+_REPLAY_PARAMS: dict[str, Any] = {"trace": None, "zoneinfo": None, "preset": DEFAULT_PRESET, "policy": None,
+                                  "seed": workloads.DEFAULT_SEED}
 
 
 def _checked(check: Any, p: dict[str, Any]) -> None:
