@@ -517,13 +517,10 @@ def _add_repro(sub: Any) -> None:
 
 
 def _cmd_repro(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from ..runs.repro import POLICIES, repro
 
+    # _names already refused unknown policies at parse time (a usage error).
     policies = tuple(_list_opt(args.policies, str, "policies") or POLICIES)
-    for p in policies:
-        if p not in POLICIES:
-            raise ConfigError(f"--policies: {p!r} is not one of {', '.join(POLICIES)}")
     result = repro(policies, memory=args.memory, cma=args.cma, cpus=args.cpus, seed=args.seed,
                    guest=args.guest, cma_request=args.cma_request)
     if args.json:
