@@ -11,7 +11,8 @@ import pytest
 import pcpemu
 from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
                                   MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE, read_event_batches,
-                                  read_pagetypeinfo, read_zoneinfo, write_ftrace)
+                                  write_ftrace)
+from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from pcpemu.machine import Machine
 from pcpemu.runs import kstate
 from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, preset_for_release,

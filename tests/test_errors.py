@@ -12,7 +12,7 @@ from pcpemu import KernelConfig, Machine
 from pcpemu.errors import (BadCpuError, BadOwnerError, BadSlotError, ConfigError, OpStreamError, PcpemuError,
                            StreamGfpError, TraceFormatError, UnknownGfpError, UnknownMigratetypeError,
                            UnknownZoneError)
-from pcpemu.kernel.ftrace import read_zoneinfo
+from pcpemu.kernel.procfs import read_zoneinfo
 from pcpemu.machine import OP_ALLOC, OP_DRAIN, OP_DTYPE, OP_FREE
 
 from conftest import small

@@ -1,4 +1,5 @@
-"""Tests of pcpemu.kernel.ftrace: the kmem trace reader and writer, and read_zoneinfo."""
+"""Tests of pcpemu.kernel.ftrace (the kmem trace reader and writer) and of
+pcpemu.kernel.procfs.read_zoneinfo on the capture machine's zoneinfo."""
 
 import doctest
 import gzip
@@ -26,9 +27,9 @@ from pcpemu.kernel.ftrace import (
     TraceStats,
     for_each_event,
     read_event_batches,
-    read_zoneinfo,
     write_ftrace,
 )
+from pcpemu.kernel.procfs import read_zoneinfo
 from pcpemu.kernel.gfp import gfp_migratetype, parse_gfp, show_gfp_flags
 
 CAPTURE = Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"

@@ -10,7 +10,7 @@ import pytest
 
 import pcpemu
 from pcpemu import ConfigError, KernelConfig, Machine
-from pcpemu.kernel.ftrace import read_zoneinfo
+from pcpemu.kernel.procfs import read_zoneinfo
 from pcpemu.kernel.zoneinfo import static_differences
 
 REAL = pathlib.Path(__file__).parent / "data" / "proc-6.18-fc"

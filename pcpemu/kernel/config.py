@@ -415,7 +415,7 @@ class KernelConfig:
                       **overrides: Any) -> "KernelConfig":
         """The machine a real ``/proc/zoneinfo`` describes (pcpemu.kernel.zoneinfo.config_fields).
 
-        :param zoneinfo: a path, the text, or what pcpemu.kernel.ftrace.read_zoneinfo returns.
+        :param zoneinfo: a path, the text, or what pcpemu.kernel.procfs.read_zoneinfo returns.
         :param preset: the kernel rules (default DEFAULT_PRESET).
         :param node: which NUMA node of a several-node dump to emulate.
         :param overrides: any field, e.g. ``cma=``, ``min_free_kbytes=``.

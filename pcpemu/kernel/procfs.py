@@ -1,4 +1,5 @@
-"""Kernel-format text of /proc/buddyinfo, /proc/pagetypeinfo and /proc/zoneinfo.
+"""Kernel-format text of /proc/buddyinfo, /proc/pagetypeinfo and /proc/zoneinfo,
+written from a machine and read back from a real kernel's files.
 
 Mirrors frag_show_print(), pagetypeinfo_show*() and zoneinfo_show_print() in
 mm/vmstat.c byte for byte, for the fields pcpemu models, in the format of the
@@ -7,7 +8,11 @@ config's kernel version (KernelConfig.kernel).
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING
+
+from ..errors import TraceFormatError
 
 from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, SECTION_NR_PAGES
 from .gfp import MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_TYPES, MIGRATETYPE_NAMES
@@ -16,7 +21,7 @@ from .kversion import parse_version
 if TYPE_CHECKING:
     from ..machine import Machine
 
-__all__ = ["buddyinfo", "pagetypeinfo", "zoneinfo"]
+__all__ = ["buddyinfo", "pagetypeinfo", "read_pagetypeinfo", "read_zoneinfo", "zoneinfo"]
 
 NODE = 0
 _PAGETYPEINFO_CAP = 100000
@@ -123,3 +128,149 @@ def zoneinfo(m: "Machine") -> str:
             out.append(f"\n  vm stats threshold: {threshold}")
         out.append(f"\n  node_unreclaimable:  0\n  start_pfn:           {z.start_pfn}\n")
     return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# /proc/zoneinfo
+
+
+_ZONE_HEAD = re.compile(r"Node (\d+), zone\s+(\S+)")
+_KEY_VALUE = re.compile(r"\s+([A-Za-z_][\w ]*?):?\s+(-?\d+)")
+_PROTECTION = re.compile(r"\s+protection: \(([-\d, ]*)\)")
+_CPU = re.compile(r"\s+cpu: (\d+)")
+_ZONE_KEYS = {"pages free": "pages_free", "boost": "boost", "min": "min", "low": "low",
+              "high": "high", "promo": "promo", "spanned": "spanned", "present": "present",
+              "managed": "managed", "cma": "cma", "vm stats threshold": "stat_threshold",
+              "node_unreclaimable": "node_unreclaimable", "start_pfn": "start_pfn"}
+
+
+def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
+    """Parse a /proc/zoneinfo dump (zoneinfo_show_print() in mm/vmstat.c).
+
+    :param path_or_text: the text itself (anything with a newline) or a path to it.
+    :return: ``{"nr_cpus": int, "zones": [zone, ...]}``, the zones in file order, each a
+        dict with ``node``, ``name``, ``pages_free``, ``boost``, ``min``, ``low``,
+        ``high`` (and ``promo`` when printed), ``spanned``, ``present``, ``managed``,
+        ``cma``, ``protection`` (a tuple), ``populated``, ``stats`` (the zone's ``nr_*``
+        and NUMA counters), ``node_stats`` (the node's, in its first populated zone)
+        and, for populated zones, ``start_pfn``, ``node_unreclaimable``,
+        ``stat_threshold`` and ``pagesets``: one dict per CPU with ``cpu``, ``count``,
+        ``high``, ``batch`` (and ``high_min``/``high_max`` when the kernel prints them).
+    :raises TraceFormatError: for a line that cannot be read, naming its number.
+    """
+    text = os.fspath(path_or_text)
+    if "\n" not in text:
+        text = _read_proc_file(text, "zoneinfo")
+    if "\0" in text:
+        raise TraceFormatError(f"zoneinfo line {text[:text.index(chr(0))].count(chr(10)) + 1}: a NUL byte; "
+                               "not /proc/zoneinfo text")
+    zones: list[dict] = []
+    zone: dict | None = None
+    pcp: dict | None = None
+    counters: dict = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _ZONE_HEAD.match(line)
+        if m:
+            zone = {"node": int(m.group(1)), "name": m.group(2), "stats": {},
+                    "pagesets": [], "populated": False}
+            zones.append(zone)
+            pcp = None
+            counters = zone["stats"]
+            continue
+        if zone is None:
+            raise TraceFormatError(f"zoneinfo line {lineno}: no 'Node N, zone' before {line!r}")
+        stripped = line.strip()
+        if stripped == "per-node stats":
+            counters = zone["node_stats"] = {}
+            continue
+        if stripped == "pagesets":
+            continue
+        m = _PROTECTION.match(line)
+        if m:
+            zone["protection"] = tuple(int(v) for v in m.group(1).split(",") if v.strip())
+            continue
+        m = _CPU.match(line)
+        if m:
+            pcp = {"cpu": int(m.group(1))}
+            zone["pagesets"].append(pcp)
+            zone["populated"] = True
+            continue
+        m = _KEY_VALUE.fullmatch(line)
+        if m is None:
+            raise TraceFormatError(f"zoneinfo line {lineno}: cannot read {line!r}")
+        key, value = m.group(1), int(m.group(2))
+        indent = len(line) - len(line.lstrip())
+        if pcp is not None and indent > 6 and key in ("count", "high", "batch", "high_min",
+                                                       "high_max"):
+            pcp[key] = value
+        elif key in _ZONE_KEYS:
+            zone[_ZONE_KEYS[key]] = value
+            counters = zone["stats"]
+        else:
+            counters[key] = value
+    cpus = {p["cpu"] for z in zones for p in z["pagesets"]}
+    return {"nr_cpus": len(cpus), "zones": zones}
+
+
+def _read_proc_file(path: str, what: str) -> str:
+    # The text of a /proc dump saved to a file; a missing, unreadable or binary
+    # file is a TraceFormatError naming it.
+    if not path or "\0" in path:
+        raise TraceFormatError(f"{what}: {path!r} is neither {what} text nor a file name")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise TraceFormatError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise TraceFormatError(f"{what} {path}: not a text file (not UTF-8)") from None
+# ---------------------------------------------------------------------------------------
+# /proc/pagetypeinfo
+
+
+# Counts of 100000 and more print as ">100000" (a lower bound).
+_PTI_FREE = re.compile(r"Node\s+(\d+), zone\s+(\S+), type\s+(\S+)((?:\s+>?\d+)+)\s*$")
+_PTI_BLOCKS_HEAD = re.compile(r"Number of blocks type((?:\s+\S+)+)\s*$")
+_PTI_BLOCKS = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
+
+
+def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
+    """Parse a /proc/pagetypeinfo dump (pagetypeinfo_showfree and
+    pagetypeinfo_showblockcount in mm/vmstat.c).
+
+    :param path_or_text: the text itself (anything with a newline) or a path to it.
+    :return: ``{"pageblock_order": int, "zones": {name: {"free": {migratetype: [count by
+        order]}, "blocks": {migratetype: count}}}}`` with the kernel's migratetype names.
+    :raises TraceFormatError: for a dump without free counts or block counts.
+    """
+    text = os.fspath(path_or_text)
+    if "\n" not in text:
+        text = _read_proc_file(text, "pagetypeinfo")
+    zones: dict[str, dict] = {}
+    block_types: list[str] | None = None
+    order = None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.startswith("Page block order:"):
+            order = int(line.split(":")[1])
+            continue
+        m = _PTI_FREE.match(line)
+        if m:
+            zone = zones.setdefault(m.group(2), {"free": {}, "blocks": {}})
+            zone["free"][m.group(3)] = [int(v.lstrip(">")) for v in m.group(4).split()]
+            continue
+        m = _PTI_BLOCKS_HEAD.match(line)
+        if m:
+            block_types = m.group(1).split()
+            continue
+        m = _PTI_BLOCKS.match(line)
+        if m and block_types is not None:
+            counts = [int(v) for v in m.group(3).split()]
+            if len(counts) != len(block_types):
+                raise TraceFormatError(f"pagetypeinfo line {lineno}: {len(counts)} block counts for "
+                                       f"{len(block_types)} types")
+            zones.setdefault(m.group(2), {"free": {}, "blocks": {}})["blocks"] = dict(zip(block_types, counts))
+    if not zones or block_types is None:
+        raise TraceFormatError("pagetypeinfo: no free counts or no 'Number of blocks type' table")
+    return {"pageblock_order": order, "zones": zones}

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .config import PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PRESETS, KernelConfig, ZoneSpan
-from .ftrace import read_zoneinfo
+from .procfs import read_zoneinfo
 from .gfp import MAX_NR_ZONES, ZONE_MOVABLE, ZONE_NAMES
 from .watermark import empty_upper_zeroed, lowmem_reserves, setup_zones, zone_watermarks
 
@@ -138,7 +138,7 @@ def _scale_for_lows(zones: list[dict], managed: list[int], kbytes: int, other: i
 def config_fields(zoneinfo: Any, preset: str, overrides: Mapping[str, Any], node: int | None = None) -> dict[str, Any]:
     """The KernelConfig fields (besides the preset's) of the machine a dump describes.
 
-    :param zoneinfo: a path, the text, or what pcpemu.kernel.ftrace.read_zoneinfo returns.
+    :param zoneinfo: a path, the text, or what pcpemu.kernel.procfs.read_zoneinfo returns.
     :param preset: the preset whose rules derive min_free_kbytes and the rest.
     :param overrides: fields the caller gives; they win over what the dump says.
     :param node: the node to emulate of a several-node dump; the other nodes give

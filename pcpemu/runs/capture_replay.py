@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..kernel.config import PRESETS, KernelConfig
-from ..kernel.ftrace import read_pagetypeinfo, read_zoneinfo
+from ..kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from ..kernel.kversion import parse_version
 from ..kernel.zoneinfo import static_differences
 from .capture import TRACE_FILE, load_capture

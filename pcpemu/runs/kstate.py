@@ -197,8 +197,8 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
                  pcp_exact: dict[tuple[str, int], set[int]] | None = None) -> Seed:
     """Lay the traced kernel's state on a machine that has run nothing.
 
-    :param zoneinfo: what :func:`pcpemu.kernel.ftrace.read_zoneinfo` returns.
-    :param pagetypeinfo: what :func:`pcpemu.kernel.ftrace.read_pagetypeinfo` returns.
+    :param zoneinfo: what :func:`pcpemu.kernel.procfs.read_zoneinfo` returns.
+    :param pagetypeinfo: what :func:`pcpemu.kernel.procfs.read_pagetypeinfo` returns.
     :param pcp_lists: blocks per pcp list (pindex) per (zone, cpu) that the trace shows
         were there (:meth:`PcpLists.lists`); each CPU's other pages go on the first list
         whose start pcp_exact (:meth:`PcpLists.exact_lists`) does not say the trace
