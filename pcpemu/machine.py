@@ -520,6 +520,14 @@ class Machine:
             self._slots = grown
         self._slots[slots] = pfns
 
+    def grow_zone(self, zone: str, nr_pages: int, params: ZoneParams, cpu: int = 0) -> None:
+        """Bring ``nr_pages`` more pages into a zone, below its managed range, free
+        (memory onlined, or deferred struct-page init growing the zone), and set the
+        watermarks, lowmem reserves and pcp batch/high_min/high_max of ``params``
+        (its ZoneParams for the new size). ``cpu`` frees the new blocks (mm_page_free)."""
+        self._core.grow_zone(self._zone_idx(zone, "grow_zone"), int(nr_pages), params,
+                             self.check_cpu(cpu, "grow_zone"))
+
     def reset_stats(self) -> None:
         """Zero every counter (the state stays)."""
         self._core.reset_stats()

@@ -546,6 +546,9 @@ cdef class Allocator:
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]
 
+    def grow_zone(self, int zi, unsigned long nr_pages, zp, int cpu):
+        grow_zone(&self.pgdat, zi, nr_pages, zp, cpu)
+
     def reset_stats(self):
         reset_stats(&self.pgdat)
 

@@ -80,6 +80,21 @@ cdef int seed_free_blocks(pglist_data *pgdat, const int64_t[::1] pfns, const int
     return 0
 
 
+cdef inline bint _pcp_seedable(pglist_data *pgdat, zone *z, unsigned long pfn, unsigned long size,
+                               uint64_t owner) noexcept nogil:
+    # A block of the owner's pages whose buddy stays allocated: the kernel's pcp pages
+    # lie scattered among allocated ones, so a drain merges one only where its buddy is
+    # free (__free_one_page). Pages taken side by side would merge into the high-order
+    # blocks the traced zone did not have.
+    cdef unsigned long i, buddy = pfn ^ size
+    for i in range(pfn, pfn + size):
+        if not _is_untraced(pfn_to_page(pgdat, i), owner):
+            return False
+    if buddy < z.managed_start or buddy + size > z.managed_end:
+        return True
+    return _is_untraced(pfn_to_page(pgdat, buddy), owner)
+
+
 cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssize_t n, int high,
                         uint64_t owner) except -1:
     """Put n of the owner's pages on one pcp list (blocks of pindex's order, from
@@ -108,11 +123,7 @@ cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssi
                 if pass_ == 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
                     pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER
                     continue
-                whole = True
-                for i in range(pfn, pfn + size):
-                    if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                        whole = False
-                        break
+                whole = _pcp_seedable(pgdat, z, pfn, size, owner)
                 if whole:
                     for i in range(pfn, pfn + size):
                         p = pfn_to_page(pgdat, i)
@@ -183,3 +194,43 @@ cdef void reset_stats(pglist_data *pgdat) noexcept nogil:
         seq = pgdat.cpu[cpu].owner_seq
         memset(&pgdat.cpu[cpu], 0, sizeof(cpu_state))
         pgdat.cpu[cpu].owner_seq = seq
+
+
+cdef int grow_zone(pglist_data *pgdat, int zi, unsigned long nr_pages, zp, int cpu) except -1:
+    """Memory the traced kernel brought into a zone while the trace ran (online_pages,
+    or deferred struct-page init growing the zone on demand): nr_pages more managed
+    pages below the managed range, freed as MAX_PAGE_ORDER blocks to the tails of the
+    Movable lists (__free_pages_core -> __free_pages_ok(FPI_TO_TAIL)), then the
+    watermarks and pcp limits recomputed from the new size (init_per_zone_wmark_min ->
+    setup_per_zone_wmarks -> zone_pcp_update; pcp->high is left to the next clamp).
+    zp: the zone's ZoneParams for its new size; cpu: the CPU that frees the blocks."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef unsigned long pfn, start, size = 1UL << MAX_PAGE_ORDER
+    cdef int i
+    if not 0 <= cpu < pgdat.nr_cpus:
+        raise PcpemuError(f"no cpu {cpu}")
+    if z.per_cpu_pageset == NULL or nr_pages % size or nr_pages > z.managed_start - z.zone_start_pfn:
+        raise PcpemuError(f"zone {zi} cannot grow by {nr_pages} pages below pfn {z.managed_start:#x}")
+    start = z.managed_start - nr_pages
+    for pfn in range(start, z.managed_start):
+        if pfn_to_page(pgdat, pfn).flags:
+            raise PcpemuError(f"pfn {pfn:#x} below zone {zi}'s managed pages is in use")
+    with nogil:
+        pfn = start
+        while pfn < z.managed_start:
+            set_pageblock_migratetype(NULL, pgdat, pfn, MIGRATE_MOVABLE)
+            pgdat.block_zone[pfn >> MAX_PAGE_ORDER] = <uint8_t>zi
+            pfn += PAGEBLOCK_NR_PAGES
+        z.managed_start = start
+        z.managed_pages += nr_pages
+        pfn = start
+        while pfn < start + nr_pages:
+            trace_mm_page_free(&pgdat.cpu[cpu], pgdat, pfn, MAX_PAGE_ORDER)
+            free_one_page(&pgdat.cpu[cpu], pgdat, z, pfn_to_page(pgdat, pfn), pfn, MAX_PAGE_ORDER, True)
+            pfn += size
+    for i in range(NR_WMARK):
+        z._watermark[i] = zp.watermark[i]
+    for i in range(MAX_NR_ZONES):
+        z.lowmem_reserve[i] = zp.lowmem_reserve[i]
+    pageset_update_zone(pgdat, z, zp.batch, zp.high_min, zp.high_max)
+    return 0

@@ -24,7 +24,7 @@ from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.gfp import MIGRATETYPE_NAMES
 from ..machine import Machine
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "real_zone_ranges", "seed_machine"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -433,3 +433,47 @@ class PcpLists:
         for z, c, li in zip(*np.nonzero(held)):
             out.setdefault((self.pool.names[z], int(c)), {})[int(li)] = int(held[z, c, li])
         return out
+
+
+class ZoneGrowth:
+    """Memory that came into a zone while the trace ran, read off the trace itself.
+
+    New memory reaches the buddy through __free_pages_core, which frees it in
+    MAX_PAGE_ORDER blocks (online_pages -> generic_online_page, or deferred
+    struct-page init growing a zone on demand from get_page_from_freelist): each
+    traces an mm_page_free of order MAX_PAGE_ORDER for a pfn past the zone's
+    managed pages when the trace began, which no allocation could have handed out.
+    The kernel then recomputes the watermarks and pcp limits from the new size
+    (init_per_zone_wmark_min -> setup_per_zone_wmarks -> zone_pcp_update); the
+    emulated zone grows by as much (Machine.grow_zone) with the values
+    pcpemu.kernel.watermark gives for that size.
+    """
+
+    def __init__(self, zoneinfo: dict, config: Any, emulated_zones: list[str]) -> None:
+        ranges = [r for r in real_zone_ranges(zoneinfo) if r[0] in emulated_zones]
+        managed = {z["name"]: z["managed"] for z in zoneinfo["zones"] if z.get("managed")}
+        self.names = [r[0] for r in ranges]
+        self.ends = np.array([r[2] for r in ranges], np.int64)
+        # The real managed pages are taken to start at start_pfn: what lies past
+        # start_pfn + managed was not managed when the trace began.
+        self.managed_ends = np.array([r[1] + managed[r[0]] for r in ranges], np.int64)
+        self.config = config
+        self.grown: dict[str, int] = {}
+
+    def find(self, pfn: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Index into names of the zone each free of a never-allocated page grew, -1 for none."""
+        zi = np.searchsorted(self.managed_ends, pfn, side="right") - 1
+        ok = (zi >= 0) & (order == MAX_PAGE_ORDER)
+        zc = np.maximum(zi, 0)
+        ok &= (pfn >= self.managed_ends[zc]) & (pfn < self.ends[zc])
+        return np.where(ok, zi, -1)
+
+    def grow(self, zone: str, nr_pages: int) -> Any:
+        """Note that the zone grew; its ZoneParams (watermarks, pcp limits) at the new
+        size, for Machine.grow_zone."""
+        from ..kernel.watermark import setup_zones
+
+        self.grown[zone] = self.grown.get(zone, 0) + nr_pages
+        zones = {name: dict(z) for name, z in self.config.zones.items()}
+        zones[zone]["managed"] += self.grown[zone]
+        return next(p for p in setup_zones(self.config.replace(zones=zones))[1] if p.name == zone)

@@ -36,7 +36,7 @@ from ..kernel.ftrace import (
 )
 from ..kernel.zoneinfo import static_differences
 from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
-from .kstate import PcpLists, UntracedPool, seed_machine
+from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -387,8 +387,10 @@ def _check_batch(ev: np.ndarray, nr_cpus: int, stats: TraceStats, strict: bool) 
 
 def _emitted_rows(ev: np.ndarray, sel: np.ndarray, trace: Trace) -> np.ndarray:
     # The emulator's tracepoints, each at the time of the trace event its op replays.
+    # Events of no op (a zone grown between ops) take the time of the op before.
     rows = trace.events
-    rows["timestamp"] = ev["timestamp"][sel[trace.op]]
+    if len(sel):
+        rows["timestamp"] = ev["timestamp"][sel[np.where(trace.op < 0, len(sel) - 1, trace.op)]]
     return rows
 
 
@@ -465,6 +467,26 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -
     return head, lists
 
 
+def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.ndarray,
+                   zones: list[str]) -> list[tuple[int, str, int, int]]:
+    # Where each run of frees that grew a zone takes effect: when the zone grows on
+    # demand from get_page_from_freelist (after its watermark check failed), its frees
+    # are traced inside the allocation, before that allocation's mm_page_alloc; so the
+    # growth follows the next allocation on the same CPU, else the end of the batch.
+    # (event index after which it goes or -1, zone, pages, cpu).
+    out: list[tuple[int, str, int, int]] = []
+    alloc = np.flatnonzero(keep & (ops["op"] == OP_ALLOC))
+    for q, zone in zip(gpos.tolist(), zones):
+        nxt = alloc[(alloc > q) & (ops["cpu"][alloc] == ops["cpu"][q])]
+        at = int(sel[nxt[0]]) if len(nxt) else -1
+        pages, cpu = 1 << int(ops["order"][q]), int(ops["cpu"][q])
+        if out and out[-1][0] == at and out[-1][1] == zone and out[-1][3] == cpu:
+            out[-1] = (at, zone, out[-1][2] + pages, cpu)
+        else:
+            out.append((at, zone, pages, cpu))
+    return sorted(out, key=lambda g: (g[0] < 0, g[0]))
+
+
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     decay = np.zeros(len(pos), OP_DTYPE)
     decay["op"] = OP_DECAY
@@ -526,6 +548,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     seeded = None
     pool = None
     timer = None
+    growth = None
     head: list[np.ndarray] = []
     try:
         if start is not None:
@@ -539,6 +562,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
             if start.timer is not None:
                 timer = _Timer(cpus, start.timer)
+            growth = ZoneGrowth(start.zoneinfo, first.config, [z.name for z in first.populated_zones])
     except BaseException:
         if owned:
             raw.close()
@@ -556,11 +580,17 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if pool is not None:
                 pool.learn_events(ev)
             ops, sel, upos = matcher.ops(ev)
+            grows: list[tuple[int, str, int, int]] = []
             if len(upos):
+                keep = np.ones(len(ops), bool)
+                if growth is not None:
+                    gz = growth.find(ev["pfn"][sel[upos]], ops["order"][upos])
+                    keep[upos[gz >= 0]] = False
+                    grows = _growth_points(ops, sel, keep, upos[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])
+                    upos = upos[gz < 0]
                 got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[upos]], ops["order"][upos])
                 for m, p in zip(machines.values(), pfns):
                     m.load_slots(ops["slot"][upos[got]], p)
-                keep = np.ones(len(ops), bool)
                 keep[upos[~got]] = False
                 ops, sel = ops[keep], sel[keep]
                 replayed["untraced_free"] += int(np.count_nonzero(got))
@@ -568,12 +598,25 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
             if timer is not None:
                 ops, sel = _with_decays(ops, sel, *timer.positions(ev))
+            # The stream in pieces, the zone grown between them (kstate.ZoneGrowth).
+            cuts = [(len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), zone, n, cpu,
+                     growth.grow(zone, n)) for at, zone, n, cpu in grows]
+            cuts.append((len(ops), None, 0, 0, None))
             for label, m in machines.items():
-                with m.tracing() as tr:
-                    m.run(ops)
-                emulated[label].add(tr.events, tr.op)
-                if m is first and emit_trace is not None:
-                    write_ftrace(_emitted_rows(ev, sel, tr), emit_trace, header=False)
+                done = 0
+                for cut, zone, n, cpu, params in cuts:
+                    with m.tracing() as tr:
+                        m.run(ops[done:cut])
+                        if zone is not None:
+                            m.grow_zone(zone, n, params, cpu)
+                    # The growth's frees (op -1) end no run: they count as the op before.
+                    op = np.where(tr.op < 0, cut - 1, tr.op + done)
+                    emulated[label].add(tr.events, op)
+                    if m is first and emit_trace is not None:
+                        write_ftrace(_emitted_rows(ev, sel[done:cut], tr), emit_trace, header=False)
+                    done = cut
+                    if zone is not None and m is first:
+                        replayed["grown_pages"] += n
             if progress is not None:
                 progress(sum(stats.events.values()), raw.tell() / size if size else None)
     finally:

@@ -1,0 +1,111 @@
+"""Memory that reaches a zone while a trace runs (issue 16): __free_pages_core frees
+it in MAX_PAGE_ORDER blocks past the zone's managed pages, and the kernel recomputes
+the watermarks and pcp limits (init_per_zone_wmark_min -> setup_per_zone_wmarks ->
+zone_pcp_update). The replay reads the growth off the trace (kstate.ZoneGrowth) and
+grows the emulated zone (Machine.grow_zone)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from pcpemu.errors import PcpemuError
+from pcpemu.kernel.config import KernelConfig
+from pcpemu.kernel.procfs import read_zoneinfo
+from pcpemu.machine import OP_DTYPE, Machine
+from pcpemu.runs.kstate import ZoneGrowth
+from pcpemu.runs.replay import _growth_points
+from pcpemu.runs.workloads import OP_ALLOC, OP_FREE
+
+ZONEINFO = os.path.join(os.path.dirname(__file__), "data", "proc-6.18-fc", "zoneinfo")
+
+
+@pytest.fixture(scope="module")
+def dump():
+    return read_zoneinfo(ZONEINFO)
+
+
+def test_growth_params_follow_managed_pages(dump):
+    cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
+    g = ZoneGrowth(dump, cfg, ["DMA", "DMA32", "Normal"])
+    normal = cfg.zones["Normal"]["managed"]
+    p = g.grow("Normal", 131072)
+    assert p.managed == normal + 131072
+    # zone_highsize: high_max is managed / MIN_PERCPU_PAGELIST_HIGH_FRACTION (8) / CPUs
+    assert p.high_max == (normal + 131072) // 8 // cfg.cpus
+    assert g.grow("Normal", 1024).managed == normal + 132096      # growth adds up
+
+
+def test_find_only_max_order_frees_past_the_managed_end(dump):
+    cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
+    g = ZoneGrowth(dump, cfg, ["DMA", "DMA32", "Normal"])
+    z = next(z for z in dump["zones"] if z["name"] == "Normal")
+    end = z["start_pfn"] + z["managed"]
+    pfn = np.array([end, end, end - 1024, z["start_pfn"] + z["spanned"]], np.int64)
+    order = np.array([10, 9, 10, 10], np.int8)
+    assert g.find(pfn, order).tolist() == [g.names.index("Normal"), -1, -1, -1]
+
+
+def test_grow_zone_frees_new_blocks_and_sets_limits(dump):
+    cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
+    m = Machine(cfg)
+    g = ZoneGrowth(dump, cfg, [z.name for z in m.populated_zones])
+    before = m.zone_state("Normal")["nr_free_pages"]
+    p = g.grow("Normal", 4096)
+    with m.tracing() as tr:
+        m.grow_zone("Normal", 4096, p, cpu=1)
+    st = m.zone_state("Normal")
+    assert st["nr_free_pages"] == before + 4096
+    assert tuple(st["watermark"]) == tuple(p.watermark)
+    pcp = m.pcp_state("Normal", 0)
+    assert (pcp["high_min"], pcp["high_max"]) == (p.high_min, p.high_max)
+    # One mm_page_free of order 10 per block, on the CPU that freed it.
+    assert len(tr.events) == 4 and set(tr.events["order"].tolist()) == {10} and set(tr.events["cpu"].tolist()) == {1}
+    m.check()
+    # The new pages are the zone's: taken and given back like any other.
+    pfn = m.free_list("Normal", 10, "Movable")[-1]
+    assert m.page_zone(pfn) == "Normal"
+    with pytest.raises(PcpemuError):
+        m.grow_zone("Normal", 1000, p)       # not whole MAX_PAGE_ORDER blocks
+
+
+def _ops(rows):
+    ops = np.zeros(len(rows), OP_DTYPE)
+    for i, (op, cpu, order) in enumerate(rows):
+        ops[i]["op"], ops[i]["cpu"], ops[i]["order"] = op, cpu, order
+    return ops
+
+
+def test_growth_follows_the_next_allocation_on_its_cpu():
+    # Frees 1-2 grew the zone on CPU 1; CPU 0's allocation (3) does not end it, CPU 1's (4) does.
+    ops = _ops([(OP_ALLOC, 1, 0), (OP_FREE, 1, 10), (OP_FREE, 1, 10), (OP_ALLOC, 0, 0), (OP_ALLOC, 1, 9),
+                (OP_FREE, 0, 10)])
+    sel = np.arange(10, 16)
+    keep = np.array([True, False, False, True, True, False])
+    got = _growth_points(ops, sel, keep, np.array([1, 2, 5]), ["Normal"] * 3)
+    assert got == [(14, "Normal", 2048, 1), (-1, "Normal", 1024, 0)]
+
+
+def test_seeded_pcp_pages_are_not_each_others_buddies():
+    # The kernel's pcp pages lie among allocated ones: drained, they merge only where
+    # a buddy is free. Seeded side by side they would merge into high-order blocks.
+    from pcpemu.kernel.procfs import read_pagetypeinfo
+    from pcpemu.runs.kstate import seed_machine
+
+    cap = os.path.join(os.path.dirname(__file__), "data", "capture-6.18-small")
+    zi = read_zoneinfo(os.path.join(cap, "before-zoneinfo"))
+    m = Machine(KernelConfig.from_zoneinfo(zi, "v6.18"))
+    seed_machine(m, zi, read_pagetypeinfo(os.path.join(cap, "before-pagetypeinfo")))
+    pindex = m.order_to_pindex("Movable", 0)
+    seen = 0
+    for cpu in range(m.config.cpus):
+        pfns = set(m.pcp_list("Normal", cpu, pindex))
+        seen += len(pfns)
+        assert not any(p ^ 1 in pfns for p in pfns)
+    assert seen > 100
+    before = m.zone_state("Normal")["nr_free"]
+    for cpu in range(m.config.cpus):
+        m.drain_pages(cpu)
+    # Drained, no page found a free buddy among the others: the high orders did not grow.
+    assert m.zone_state("Normal")["nr_free"][1:] == before[1:] or \
+        sum(m.zone_state("Normal")["nr_free"][9:]) == sum(before[9:])
