@@ -85,27 +85,3 @@ def test_growth_follows_the_next_allocation_on_its_cpu():
     got = _growth_points(ops, sel, keep, np.array([1, 2, 5]), ["Normal"] * 3)
     assert got == [(14, "Normal", 2048, 1), (-1, "Normal", 1024, 0)]
 
-
-def test_seeded_pcp_pages_are_not_each_others_buddies():
-    # The kernel's pcp pages lie among allocated ones: drained, they merge only where
-    # a buddy is free. Seeded side by side they would merge into high-order blocks.
-    from pcpemu.kernel.procfs import read_pagetypeinfo
-    from pcpemu.runs.kstate import seed_machine
-
-    cap = os.path.join(os.path.dirname(__file__), "data", "capture-6.18-small")
-    zi = read_zoneinfo(os.path.join(cap, "before-zoneinfo"))
-    m = Machine(KernelConfig.from_zoneinfo(zi, "v6.18"))
-    seed_machine(m, zi, read_pagetypeinfo(os.path.join(cap, "before-pagetypeinfo")))
-    pindex = m.order_to_pindex("Movable", 0)
-    seen = 0
-    for cpu in range(m.config.cpus):
-        pfns = set(m.pcp_list("Normal", cpu, pindex))
-        seen += len(pfns)
-        assert not any(p ^ 1 in pfns for p in pfns)
-    assert seen > 100
-    before = m.zone_state("Normal")["nr_free"]
-    for cpu in range(m.config.cpus):
-        m.drain_pages(cpu)
-    # Drained, no page found a free buddy among the others: the high orders did not grow.
-    assert m.zone_state("Normal")["nr_free"][1:] == before[1:] or \
-        sum(m.zone_state("Normal")["nr_free"][9:]) == sum(before[9:])

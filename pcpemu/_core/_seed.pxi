@@ -80,21 +80,6 @@ cdef int seed_free_blocks(pglist_data *pgdat, const int64_t[::1] pfns, const int
     return 0
 
 
-cdef inline bint _pcp_seedable(pglist_data *pgdat, zone *z, unsigned long pfn, unsigned long size,
-                               uint64_t owner) noexcept nogil:
-    # A block of the owner's pages whose buddy stays allocated: the kernel's pcp pages
-    # lie scattered among allocated ones, so a drain merges one only where its buddy is
-    # free (__free_one_page). Pages taken side by side would merge into the high-order
-    # blocks the traced zone did not have.
-    cdef unsigned long i, buddy = pfn ^ size
-    for i in range(pfn, pfn + size):
-        if not _is_untraced(pfn_to_page(pgdat, i), owner):
-            return False
-    if buddy < z.managed_start or buddy + size > z.managed_end:
-        return True
-    return _is_untraced(pfn_to_page(pgdat, buddy), owner)
-
-
 cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssize_t n, int high,
                         uint64_t owner) except -1:
     """Put n of the owner's pages on one pcp list (blocks of pindex's order, from
@@ -123,7 +108,11 @@ cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssi
                 if pass_ == 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
                     pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER
                     continue
-                whole = _pcp_seedable(pgdat, z, pfn, size, owner)
+                whole = True
+                for i in range(pfn, pfn + size):
+                    if not _is_untraced(pfn_to_page(pgdat, i), owner):
+                        whole = False
+                        break
                 if whole:
                     for i in range(pfn, pfn + size):
                         p = pfn_to_page(pgdat, i)
