@@ -34,6 +34,7 @@ from ..kernel.ftrace import (
     read_event_batches,
     write_ftrace,
 )
+from ..kernel.gfp import parse_gfp
 from ..kernel.zoneinfo import static_differences
 from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
 from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_machine
@@ -89,6 +90,7 @@ class _Matcher:
         self.skipped: Counter = Counter()
         self.untraced_frees: Counter = Counter()
         self.missing_frees = 0
+        self.prev_free = np.zeros(0, np.int64)
 
     def ops(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The op stream of one batch of events, the batch index of each op, and
@@ -130,9 +132,14 @@ class _Matcher:
         keep = is_alloc.copy()
         keep[o[matched]] = True
         untraced = np.zeros(len(idx), bool)
+        prev_free = np.full(len(idx), -1, np.int64)
         if self.untraced:
-            u = o[sfree & (prev_slot < 0)]
+            s_u = np.flatnonzero(sfree & (prev_slot < 0))
+            u = o[s_u]
             untraced[u] = True
+            # A free whose pfn was last freed earlier in this batch: the event index of that free.
+            again = s_u[prev_slot[s_u] == -1]
+            prev_free[o[again]] = idx[o[again - 1]]
             slot[u] = self._take_slots(len(u))
             freed = np.concatenate((freed, slot[u]))
             keep |= untraced
@@ -144,7 +151,10 @@ class _Matcher:
         ops["cpu"] = ev["cpu"][sel]
         ops["gfp"] = ev["gfp"][sel]
         ops["slot"] = slot[keep]
-        return ops, sel, np.flatnonzero(untraced[keep])
+        upos = np.flatnonzero(untraced[keep])
+        #: Per untraced free returned: the batch index of the same pfn's free before it, or -1.
+        self.prev_free = prev_free[keep][upos]
+        return ops, sel, upos
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -487,6 +497,60 @@ def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.
     return sorted(out, key=lambda g: (g[0] < 0, g[0]))
 
 
+#: The gfp of an untraced allocation from the pcp list of each migratetype (Unmovable,
+#: Movable, Reclaimable).
+_LIST_GFP = np.array([parse_gfp("GFP_KERNEL"), parse_gfp("GFP_HIGHUSER_MOVABLE"),
+                      parse_gfp("GFP_KERNEL|__GFP_RECLAIMABLE")], np.uint32)
+
+
+def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_free: np.ndarray,
+                       block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Frees of pages that left a pcp list with no mm_page_alloc: alloc_pages_bulk
+    # (vmalloc's vm_area_alloc_pages: thread stacks, freed later by delayed_vfree_work)
+    # takes pages straight off the local pcp list (__rmqueue_pcplist) and traces none.
+    # A pfn freed again with no allocation between, or refilled onto a pcp list and then
+    # freed, was such a page. It was still on that CPU's list (a drain would show), so
+    # the allocation comes off that CPU's list of the page's type, right after the event
+    # that put it there (the list hands out its head: a freed page at once; a refill's
+    # pages in turn, the refill being made for that allocation).
+    # Returns per untraced free the batch index of that event (-1: none) and the list's
+    # migratetype.
+    at = prev_free.copy()
+    pfn = ev["pfn"][sel[upos]]
+    mt = block_mt[np.clip(pfn >> 9, 0, len(block_mt) - 1)].astype(np.int64)
+    refill = np.flatnonzero((ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1))
+    ask = np.flatnonzero(at < 0)
+    if len(refill) and len(ask):
+        n = len(ev) + 1
+        keys = ev["pfn"][refill] * n + refill
+        o = np.argsort(keys)
+        keys, refill = keys[o], refill[o]
+        i = np.searchsorted(keys, pfn[ask] * n + sel[upos[ask]]) - 1
+        hit = (i >= 0) & (ev["pfn"][refill[np.maximum(i, 0)]] == pfn[ask])
+        at[ask[hit]] = refill[i[hit]]
+        mt[ask[hit]] = ev["migratetype"][refill[i[hit]]]
+    return at, np.clip(mt, 0, 2)
+
+
+def _with_untraced_allocs(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, upos: np.ndarray,
+                          at: np.ndarray, mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # The untraced allocations of _untraced_alloc_at put in the stream, each allocating
+    # the slot its page's later free frees; returns the stream and the untraced frees left.
+    found = np.flatnonzero(at >= 0)
+    syn = np.zeros(len(found), OP_DTYPE)
+    syn["op"] = OP_ALLOC
+    syn["cpu"] = ev["cpu"][at[found]]
+    syn["order"] = ops["order"][upos[found]]
+    syn["slot"] = ops["slot"][upos[found]]
+    syn["gfp"] = _LIST_GFP[mt[found]]
+    where = np.searchsorted(sel, at[found], side="right")
+    o = np.argsort(where, kind="stable")
+    where, syn, after = where[o], syn[o], at[found][o]
+    rest = np.delete(upos, found)
+    rest = rest + np.searchsorted(where, rest, side="right")    # the untraced frees left, after the inserts
+    return np.insert(ops, where, syn), np.insert(sel, where, after), rest
+
+
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     decay = np.zeros(len(pos), OP_DTYPE)
     decay["op"] = OP_DECAY
@@ -582,6 +646,10 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             ops, sel, upos = matcher.ops(ev)
             grows: list[tuple[int, str, int, int]] = []
             if len(upos):
+                at, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, pool.block_mt)
+                if (at >= 0).any():
+                    replayed["untraced_alloc"] += int(np.count_nonzero(at >= 0))
+                    ops, sel, upos = _with_untraced_allocs(ev, ops, sel, upos, at, mt)
                 keep = np.ones(len(ops), bool)
                 if growth is not None:
                     gz = growth.find(ev["pfn"][sel[upos]], ops["order"][upos])
@@ -635,7 +703,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         label0 = next(iter(machines))
         extra["start"] = {"zones": seeded[label0].zones, "notes": seeded[label0].notes}
         extra["untraced"] = {"frees": dict(matcher.untraced_frees), "replayed": replayed["untraced_free"],
-                             "pool_exhausted": pool.exhausted, "other_type": pool.other_type}
+                             "pool_exhausted": pool.exhausted, "other_type": pool.other_type,
+                             "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
         if start.after_zoneinfo is not None:
             extra["end_state"] = {label: _end_state(m, start.after_zoneinfo) for label, m in machines.items()}
@@ -679,6 +748,12 @@ def _start_text(result: ReplayResult) -> list[str]:
     u = result.untraced
     out.append(f"  {u['replayed']:,} frees of pages allocated before the trace came from the untraced owner"
                + (f"; {u['pool_exhausted']:,} found it empty and were skipped" if u["pool_exhausted"] else ""))
+    if u.get("allocs"):
+        out.append(f"  {u['allocs']:,} allocations the kernel did not trace (alloc_pages_bulk: a page left a pcp list "
+                   "and was freed with no mm_page_alloc) replayed from the list that held the page")
+    if u.get("grown_pages"):
+        out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
+                   "the managed pages); the zones grew, watermarks and pcp limits recomputed")
     if result.timer is not None:
         every = "at the trace's vmstat_update events" if result.timer["every"] == "events" else \
             f"every {result.timer['every']} s per CPU"
