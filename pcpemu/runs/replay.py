@@ -472,9 +472,30 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -
         lists.learn(ev)
         head.append(ev)
         seen += len(ev)
+    # The untraced allocations took pages off the lists too (_untraced_alloc_at).
+    matcher = _Matcher(untraced=True)
     for ev in head:
-        lists.add(ev)
+        lists.add(_with_untraced_alloc_events(ev, matcher, lists.pool.block_mt))
     return head, lists
+
+
+def _with_untraced_alloc_events(ev: np.ndarray, matcher: _Matcher, block_mt: np.ndarray) -> np.ndarray:
+    # The batch with the allocations the kernel did not trace (_untraced_alloc_at) put in
+    # as mm_page_alloc events from the list that held the page.
+    ops, sel, upos = matcher.ops(ev)
+    if not len(upos):
+        return ev
+    at, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, block_mt)
+    found = np.flatnonzero(at >= 0)
+    if not len(found):
+        return ev
+    syn = ev[sel[upos[found]]].copy()
+    syn["kind"] = MM_PAGE_ALLOC
+    syn["cpu"] = ev["cpu"][at[found]]
+    syn["migratetype"] = mt[found]
+    where = at[found] + 1
+    o = np.argsort(where, kind="stable")
+    return np.insert(ev, where[o], syn[o])
 
 
 def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.ndarray,
