@@ -216,6 +216,12 @@ class Machine:
             raise
         return None if pfn < 0 else pfn
 
+    def alloc_pages_bulk(self, gfp: str | int, cpu: int = 0) -> int | None:
+        """One order-0 page the way alloc_pages_bulk (vmalloc) takes it: off the CPU's
+        pcp list with no mm_page_alloc, pcp->free_count left alone; the pfn, or None."""
+        pfn = self._core.alloc_pages_bulk_one(parse_gfp(gfp), self.check_cpu(cpu, "alloc_pages_bulk"))
+        return None if pfn < 0 else pfn
+
     def free_pages(self, pfn: int, order: int = 0, cpu: int = 0) -> None:
         """Free a block allocated with alloc_pages (__free_pages).
 

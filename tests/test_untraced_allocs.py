@@ -8,8 +8,9 @@ import numpy as np
 
 from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE)
 from pcpemu.kernel.gfp import parse_gfp
-from pcpemu.runs.replay import _Matcher, _untraced_alloc_at, _with_untraced_allocs
-from pcpemu.runs.workloads import OP_ALLOC, OP_FREE
+from pcpemu.kernel.config import KernelConfig
+from pcpemu.machine import Machine
+from pcpemu.runs.replay import _Matcher, _untraced_alloc_at
 
 
 def _events(rows):
@@ -24,26 +25,36 @@ def _events(rows):
 def test_a_page_freed_twice_was_allocated_off_the_first_freeing_cpus_list():
     ev = _events([
         (MM_PAGE_ALLOC, 0, 100, 0, 0),               # 0: traced allocation
-        (MM_PAGE_FREE, 1, 100, 0, -1),               # 1: freed on CPU 1: onto its pcp list
-        (MM_PAGE_ALLOC, 0, 200, 0, 0),               # 2: unrelated
-        (MM_PAGE_FREE, 0, 100, 0, -1),               # 3: freed again: something took it untraced
-        (MM_PAGE_ALLOC_ZONE_LOCKED, 1, 300, 0, 1),   # 4: CPU 1 refills pfn 300 (Movable list)
-        (MM_PAGE_FREE, 0, 300, 0, -1),               # 5: 300 freed, never allocated in the trace
-        (MM_PAGE_FREE, 0, 400, 0, -1),               # 6: allocated before the trace: the untraced owner's
+        (MM_PAGE_FREE, 1, 100, 0, -1),               # 1: freed on CPU 1: onto the head of its list
+        (MM_PAGE_ALLOC, 0, 200, 0, 0),               # 2: another CPU's allocation
+        (MM_PAGE_ALLOC, 1, 500, 0, 0),               # 3: CPU 1 allocates next: the untraced one goes before
+        (MM_PAGE_FREE, 0, 100, 0, -1),               # 4: freed again: something took it untraced
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 1, 300, 0, 1),   # 5: CPU 1 refills pfn 300 (Movable list)
+        (MM_PAGE_FREE, 0, 300, 0, -1),               # 6: 300 freed, never allocated in the trace
+        (MM_PAGE_FREE, 0, 400, 0, -1),               # 7: allocated before the trace: the untraced owner's
     ])
     m = _Matcher(untraced=True)
     ops, sel, upos = m.ops(ev)
-    assert sel[upos].tolist() == [3, 5, 6]
-    block_mt = np.zeros(8, np.int8)                  # pfns 100..400 lie in an Unmovable pageblock
-    at, mt = _untraced_alloc_at(ev, sel, upos, m.prev_free, block_mt)
-    assert at.tolist() == [1, 4, -1] and mt.tolist()[:2] == [0, 1]
-    ops2, sel2, rest = _with_untraced_allocs(ev, ops, sel, upos, at, mt)
-    # One allocation after the first free (CPU 1, Unmovable), one after the refill (CPU 1, Movable).
-    assert sel2.tolist() == [0, 1, 1, 2, 3, 4, 5, 6]
-    assert ops2["op"].tolist() == [OP_ALLOC, OP_FREE, OP_ALLOC, OP_ALLOC, OP_FREE, OP_ALLOC, OP_FREE, OP_FREE]
-    assert ops2["cpu"][[2, 5]].tolist() == [1, 1]
-    assert ops2["gfp"][[2, 5]].tolist() == [parse_gfp("GFP_KERNEL"), parse_gfp("GFP_HIGHUSER_MOVABLE")]
-    # Each untraced allocation fills the slot its page's later free frees.
-    assert ops2["slot"][2] == ops2["slot"][4] and ops2["slot"][5] == ops2["slot"][6]
-    # Only the page allocated before the trace is left to the untraced owner.
-    assert sel2[rest].tolist() == [6]
+    assert sel[upos].tolist() == [4, 6, 7]
+    block_mt = np.zeros(8, np.int8)                  # pfns 100..500 lie in an Unmovable pageblock
+    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, m.prev_free, block_mt)
+    assert before.tolist() == [3, 6, -1] and cpu.tolist()[:2] == [1, 1] and mt.tolist()[:2] == [0, 1]
+
+
+def test_a_bulk_allocation_leaves_free_count_and_the_trace_alone():
+    # alloc_pages_bulk takes pages off the pcp list (__rmqueue_pcplist) without
+    # rmqueue_pcplist's free_count halving and without mm_page_alloc.
+    m = Machine(KernelConfig.preset("v6.18", memory="8G", cpus=2))
+    pfns = [m.alloc_pages("GFP_KERNEL", 0, cpu=1) for _ in range(40)]
+    for p in pfns:
+        m.free_pages(p, 0, cpu=1)
+    fc = m.pcp_state("Normal", 1)["free_count"]
+    assert fc > 1
+    with m.tracing() as tr:
+        got = m.alloc_pages_bulk("GFP_KERNEL", cpu=1)
+    assert got == pfns[-1]                      # the head of the list: the page freed last
+    assert m.pcp_state("Normal", 1)["free_count"] == fc
+    assert MM_PAGE_ALLOC not in tr.events["kind"].tolist()
+    with m.tracing() as tr:
+        m.alloc_pages("GFP_KERNEL", 0, cpu=1)
+    assert m.pcp_state("Normal", 1)["free_count"] == fc >> 1 and MM_PAGE_ALLOC in tr.events["kind"].tolist()

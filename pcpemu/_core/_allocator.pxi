@@ -265,6 +265,20 @@ cdef class Allocator:
         p = __alloc_pages(&self.pgdat.cpu[cpu], &self.pgdat, &ac, order, cpu, token)
         return -1 if p == NULL else <long>page_to_pfn(&self.pgdat, p)
 
+    def alloc_pages_bulk_one(self, unsigned int gfp, int cpu):
+        """One order-0 page as alloc_pages_bulk takes it; the pfn or -1."""
+        cdef page *p
+        cdef alloc_context ac
+        cdef uint64_t token
+        if check_cpu(&self.pgdat, cpu) or check_gfp(gfp):
+            self.check_cpu_arg(cpu, "alloc_pages_bulk")
+            self.raise_error(PE_BAD_GFP, "alloc_pages_bulk", gfp=gfp)
+        token = self.pgdat.next_owner
+        self.pgdat.next_owner += 1
+        prepare_alloc_pages(&self.pgdat, gfp, &ac)
+        p = alloc_pages_bulk_one(&self.pgdat.cpu[cpu], &self.pgdat, &ac, cpu, token)
+        return -1 if p == NULL else <long>page_to_pfn(&self.pgdat, p)
+
     def free_pages(self, long pfn, int order, int cpu):
         """Free an allocated block; raises (leaving everything unchanged) if it cannot be."""
         cdef unsigned long head = <unsigned long>pfn

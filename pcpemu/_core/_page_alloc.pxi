@@ -439,3 +439,33 @@ cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long p
     p.order = 0
     cs.free[order] += 1
     free_unref_page(cs, pgdat, p, pfn, order, cpu)
+
+
+cdef page *alloc_pages_bulk_one(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int cpu,
+                                uint64_t owner) noexcept nogil:
+    """One order-0 page the way alloc_pages_bulk_noprof takes it (vmalloc's
+    vm_area_alloc_pages): from the first zone of the zonelist above its watermark,
+    straight off this CPU's pcp list (__rmqueue_pcplist). Unlike rmqueue_pcplist it
+    leaves pcp->free_count alone, sets no ZONE_BELOW_HIGH and fires no mm_page_alloc;
+    when the pcp path gives nothing, the ordinary single-page allocation runs."""
+    cdef zone **zref = ac.zonelist
+    cdef zone *z
+    cdef per_cpu_pages *pcp
+    cdef page *p = NULL
+    cdef int mt = ac.migratetype
+    while zref[0] != NULL:
+        z = zref[0]
+        zref += 1
+        if not zone_watermark_fast(z, 0, wmark_pages(z, ac.alloc_flags & ALLOC_WMARK_MASK) + 1,
+                                   ac.highest_zoneidx, ac.alloc_flags):
+            continue
+        pcp = z.per_cpu_pageset[cpu]
+        if pcp_spin_trylock(cs, pgdat, pcp):
+            p = __rmqueue_pcplist(cs, pgdat, z, 0, mt, ac.alloc_flags, pcp, order_to_pindex(pgdat, mt, 0), cpu)
+            pcp_spin_unlock(pcp)
+        break
+    if p == NULL:
+        return __alloc_pages(cs, pgdat, ac, 0, cpu, owner)
+    prep_new_page(pgdat, p, 0, ac.gfp, mt, owner)
+    cs.alloc[0][mt] += 1
+    return p

@@ -568,6 +568,11 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
         "of min_free_kbytes; where its reserved pages and holes lie the zoneinfo does not say "
         "(ZoneSpan places them)",
         "the CMA area is released at boot by CPU 0, with every CPU online",
+        "alloc_pages_bulk (vmalloc) has no op: a replay plays the allocations it infers from a capture "
+        "(pages freed with no mm_page_alloc) as ordinary ones, which halve pcp->free_count and check the "
+        "high watermark where the bulk path does neither",
+        "memory comes into a zone at run time (online_pages, on-demand struct-page init) only through "
+        "Machine.grow_zone, which a replay calls where the trace shows the new blocks freed",
     ),
     "v5.14": _PRE_V6_7 + _PRE_V6_10 + (
         "buddy rules are v6.9's, not checked against v5.14's own source (its cross-pageblock "

@@ -485,15 +485,15 @@ def _with_untraced_alloc_events(ev: np.ndarray, matcher: _Matcher, block_mt: np.
     ops, sel, upos = matcher.ops(ev)
     if not len(upos):
         return ev
-    at, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, block_mt)
-    found = np.flatnonzero(at >= 0)
+    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, block_mt)
+    found = np.flatnonzero(before >= 0)
     if not len(found):
         return ev
     syn = ev[sel[upos[found]]].copy()
     syn["kind"] = MM_PAGE_ALLOC
-    syn["cpu"] = ev["cpu"][at[found]]
+    syn["cpu"] = cpu[found]
     syn["migratetype"] = mt[found]
-    where = at[found] + 1
+    where = before[found]
     o = np.argsort(where, kind="stable")
     return np.insert(ev, where[o], syn[o])
 
@@ -525,18 +525,31 @@ _LIST_GFP = np.array([parse_gfp("GFP_KERNEL"), parse_gfp("GFP_HIGHUSER_MOVABLE")
 
 
 def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_free: np.ndarray,
-                       block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Frees of pages that left a pcp list with no mm_page_alloc: alloc_pages_bulk
     # (vmalloc's vm_area_alloc_pages: thread stacks, freed later by delayed_vfree_work)
     # takes pages straight off the local pcp list (__rmqueue_pcplist) and traces none.
     # A pfn freed again with no allocation between, or refilled onto a pcp list and then
     # freed, was such a page. It was still on that CPU's list (a drain would show), so
-    # the allocation comes off that CPU's list of the page's type, right after the event
-    # that put it there (the list hands out its head: a freed page at once; a refill's
-    # pages in turn, the refill being made for that allocation).
-    # Returns per untraced free the batch index of that event (-1: none) and the list's
-    # migratetype.
+    # the allocation comes off that CPU's list of the page's type: right after a refill
+    # (made for that allocation), and after a free where that CPU next allocates (a
+    # freed page stays at the list's head until an allocation, vmalloc's in a fork,
+    # takes it; the bulk path does not end a run of frees).
+    # Returns per untraced free the batch index it goes before (-1: none), the CPU and
+    # the list's migratetype.
     at = prev_free.copy()
+    cpu = np.zeros(len(at), np.int64)
+    anchored = np.flatnonzero(at >= 0)
+    if len(anchored):
+        allocs = np.flatnonzero(ev["kind"] == MM_PAGE_ALLOC)
+        cpu[anchored] = ev["cpu"][at[anchored]]
+        nxt = at[anchored] + 1
+        for c in np.unique(cpu[anchored]):
+            mine = allocs[ev["cpu"][allocs] == c]
+            k = np.flatnonzero(cpu[anchored] == c)
+            j = np.searchsorted(mine, at[anchored[k]], side="right")
+            nxt[k] = np.where(j < len(mine), mine[np.minimum(j, len(mine) - 1)], at[anchored[k]] + 1)
+        at[anchored] = nxt
     pfn = ev["pfn"][sel[upos]]
     mt = block_mt[np.clip(pfn >> 9, 0, len(block_mt) - 1)].astype(np.int64)
     refill = np.flatnonzero((ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1))
@@ -548,28 +561,25 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_f
         keys, refill = keys[o], refill[o]
         i = np.searchsorted(keys, pfn[ask] * n + sel[upos[ask]]) - 1
         hit = (i >= 0) & (ev["pfn"][refill[np.maximum(i, 0)]] == pfn[ask])
-        at[ask[hit]] = refill[i[hit]]
+        at[ask[hit]] = refill[i[hit]] + 1
+        cpu[ask[hit]] = ev["cpu"][refill[i[hit]]]
         mt[ask[hit]] = ev["migratetype"][refill[i[hit]]]
-    return at, np.clip(mt, 0, 2)
+    at[ev["order"][sel[upos]] != 0] = -1          # the bulk allocator takes order-0 pages only
+    return at, cpu, np.clip(mt, 0, 2)
 
 
-def _with_untraced_allocs(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, upos: np.ndarray,
-                          at: np.ndarray, mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # The untraced allocations of _untraced_alloc_at put in the stream, each allocating
-    # the slot its page's later free frees; returns the stream and the untraced frees left.
-    found = np.flatnonzero(at >= 0)
-    syn = np.zeros(len(found), OP_DTYPE)
-    syn["op"] = OP_ALLOC
-    syn["cpu"] = ev["cpu"][at[found]]
-    syn["order"] = ops["order"][upos[found]]
-    syn["slot"] = ops["slot"][upos[found]]
-    syn["gfp"] = _LIST_GFP[mt[found]]
-    where = np.searchsorted(sel, at[found], side="right")
-    o = np.argsort(where, kind="stable")
-    where, syn, after = where[o], syn[o], at[found][o]
-    rest = np.delete(upos, found)
-    rest = rest + np.searchsorted(where, rest, side="right")    # the untraced frees left, after the inserts
-    return np.insert(ops, where, syn), np.insert(sel, where, after), rest
+def _bulk_alloc(slot: int, gfp: int, cpu: int) -> Callable[[Machine], None]:
+    # An untraced allocation (_untraced_alloc_at) of the page a later free frees: its slot.
+    def run(m: Machine) -> None:
+        pfn = m.alloc_pages_bulk(gfp, cpu)
+        if pfn is not None:
+            m.load_slots(np.array([slot]), np.array([pfn]))
+    return run
+
+
+def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine], None]:
+    # Memory coming into a zone (kstate.ZoneGrowth), freed by cpu.
+    return lambda m: m.grow_zone(zone, nr_pages, params, cpu)
 
 
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -665,47 +675,50 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if pool is not None:
                 pool.learn_events(ev)
             ops, sel, upos = matcher.ops(ev)
-            grows: list[tuple[int, str, int, int]] = []
+            # Work between ops, each at an event index: (index, side, fn(machine), pages grown).
+            between: list[tuple[int, str, Callable[[Machine], None], int]] = []
             if len(upos):
-                at, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, pool.block_mt)
-                if (at >= 0).any():
-                    replayed["untraced_alloc"] += int(np.count_nonzero(at >= 0))
-                    ops, sel, upos = _with_untraced_allocs(ev, ops, sel, upos, at, mt)
+                before, cpu, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, pool.block_mt)
+                bulk = np.flatnonzero(before >= 0)
+                replayed["untraced_alloc"] += len(bulk)
+                between += [(int(before[i]), "left", _bulk_alloc(int(ops["slot"][upos[i]]), int(_LIST_GFP[mt[i]]),
+                                                                  int(cpu[i])), 0) for i in bulk]
                 keep = np.ones(len(ops), bool)
+                rest = np.delete(upos, bulk)
                 if growth is not None:
-                    gz = growth.find(ev["pfn"][sel[upos]], ops["order"][upos])
-                    keep[upos[gz >= 0]] = False
-                    grows = _growth_points(ops, sel, keep, upos[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])
-                    upos = upos[gz < 0]
-                got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[upos]], ops["order"][upos])
+                    gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
+                    keep[rest[gz >= 0]] = False
+                    between += [(at, "right", _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
+                                _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
+                    rest = rest[gz < 0]
+                got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[rest]], ops["order"][rest])
                 for m, p in zip(machines.values(), pfns):
-                    m.load_slots(ops["slot"][upos[got]], p)
-                keep[upos[~got]] = False
+                    m.load_slots(ops["slot"][rest[got]], p)
+                keep[rest[~got]] = False
                 ops, sel = ops[keep], sel[keep]
                 replayed["untraced_free"] += int(np.count_nonzero(got))
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
             if timer is not None:
                 ops, sel = _with_decays(ops, sel, *timer.positions(ev))
-            # The stream in pieces, the zone grown between them (kstate.ZoneGrowth).
-            cuts = [(len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), zone, n, cpu,
-                     growth.grow(zone, n)) for at, zone, n, cpu in grows]
-            cuts.append((len(ops), None, 0, 0, None))
+            # The stream in pieces, that work between them.
+            cuts = sorted((len(ops) if at < 0 else int(np.searchsorted(sel, at, side=side)), i)
+                          for i, (at, side, _, _) in enumerate(between))
+            cuts.append((len(ops), -1))
+            replayed["grown_pages"] += sum(g[3] for g in between)
             for label, m in machines.items():
                 done = 0
-                for cut, zone, n, cpu, params in cuts:
+                for cut, i in cuts:
                     with m.tracing() as tr:
                         m.run(ops[done:cut])
-                        if zone is not None:
-                            m.grow_zone(zone, n, params, cpu)
-                    # The growth's frees (op -1) end no run: they count as the op before.
+                        if i >= 0:
+                            between[i][2](m)
+                    # Events of the work between ops (op -1) end no run: they count as the op before.
                     op = np.where(tr.op < 0, cut - 1, tr.op + done)
                     emulated[label].add(tr.events, op)
                     if m is first and emit_trace is not None:
                         write_ftrace(_emitted_rows(ev, sel[done:cut], tr), emit_trace, header=False)
                     done = cut
-                    if zone is not None and m is first:
-                        replayed["grown_pages"] += n
             if progress is not None:
                 progress(sum(stats.events.values()), raw.tell() / size if size else None)
     finally:
