@@ -680,7 +680,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if len(upos):
                 before, cpu, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, pool.block_mt)
                 bulk = np.flatnonzero(before >= 0)
-                replayed["untraced_alloc"] += len(bulk)
+                if len(bulk):
+                    replayed["untraced_alloc"] += len(bulk)
                 between += [(int(before[i]), "left", _bulk_alloc(int(ops["slot"][upos[i]]), int(_LIST_GFP[mt[i]]),
                                                                   int(cpu[i])), 0) for i in bulk]
                 keep = np.ones(len(ops), bool)
@@ -705,7 +706,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             cuts = sorted((len(ops) if at < 0 else int(np.searchsorted(sel, at, side=side)), i)
                           for i, (at, side, _, _) in enumerate(between))
             cuts.append((len(ops), -1))
-            replayed["grown_pages"] += sum(g[3] for g in between)
+            if any(g[3] for g in between):
+                replayed["grown_pages"] += sum(g[3] for g in between)
             for label, m in machines.items():
                 done = 0
                 for cut, i in cuts:
