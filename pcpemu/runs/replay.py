@@ -540,6 +540,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if start.timer is not None:
                 timer = _Timer(cpus, start.timer)
     except BaseException:
+        batches.close()             # stops the parse thread before its file closes
         if owned:
             raw.close()
         raise
@@ -577,6 +578,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if progress is not None:
                 progress(sum(stats.events.values()), raw.tell() / size if size else None)
     finally:
+        batches.close()
         if owned:
             raw.close()
     name = os.fspath(trace) if isinstance(trace, (str, os.PathLike)) else getattr(trace, "name", "<stream>")
