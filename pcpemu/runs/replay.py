@@ -23,11 +23,7 @@ from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
     MM_PAGE_ALLOC,
-    MM_PAGE_ALLOC_EXTFRAG,
-    MM_PAGE_ALLOC_ZONE_LOCKED,
     MM_PAGE_FREE,
-    MM_PAGE_FREE_BATCHED,
-    MM_PAGE_PCPU_DRAIN,
     PFN_FAILED,
     VMSTAT_UPDATE,
     TraceStats,
@@ -35,6 +31,7 @@ from ..kernel.ftrace import (
     write_ftrace,
 )
 from ..kernel.zoneinfo import static_differences
+from .. import _replay
 from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
 from .kstate import PcpLists, UntracedPool, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
@@ -60,30 +57,21 @@ Progress = Callable[[int, "float | None"], None]
 # Traced events -> op stream.
 
 
-def _lookup(keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # For each query: is it in the sorted keys, and where (meaningless when absent).
-    if not len(keys):
-        return np.zeros(len(queries), bool), np.zeros(len(queries), np.int64)
-    pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
-    return keys[pos] == queries, pos
-
-
 class _Matcher:
-    """Ties each traced free to the slot of its traced allocation, a batch at a time.
+    """Ties each traced free to the slot of its traced allocation, a batch at a time
+    (pcpemu._replay.match, in trace order over a pfn table that lives across batches).
 
-    Within a batch, allocs and frees are sorted by (pfn, time); each event's
-    predecessor is the one before it in its pfn's run, or for the first of a run the
-    allocation still live from earlier batches. Slots freed by a batch are reused by
-    the next one.
+    A free of a pfn whose last traced event was a free in an earlier batch counts as
+    freeing a page allocated before the trace. Allocations take freed slots first;
+    a batch's freed slots go back, in (pfn, trace) order, for the next batch.
     """
 
     def __init__(self, untraced: bool = False) -> None:
         # untraced: frees of pages the trace did not allocate become ops too (their
         # slots are loaded from the untraced owner's blocks by the caller).
         self.untraced = untraced
-        self.live_pfn = np.zeros(0, np.int64)    # sorted pfns of live traced allocations
-        self.live_slot = np.zeros(0, np.int64)
-        self.live_order = np.zeros(0, np.int8)
+        self.table = _replay.PfnTable()
+        self.batches = 0
         self.pool = np.zeros(0, np.int64)        # slots free for reuse
         self.next_slot = 0
         self.skipped: Counter = Counter()
@@ -94,57 +82,33 @@ class _Matcher:
         """The op stream of one batch of events, the batch index of each op, and
         (untraced mode) the positions of the frees of untraced pages in it."""
         kind, pfn = ev["kind"], ev["pfn"]
-        alloc = (kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED)
-        self.skipped["failed_alloc"] += int(np.count_nonzero(kind == MM_PAGE_ALLOC) - np.count_nonzero(alloc))
-        self.skipped["free_batched"] += int(np.count_nonzero(kind == MM_PAGE_FREE_BATCHED))
-        idx = np.flatnonzero(alloc | (kind == MM_PAGE_FREE))
-        is_alloc = alloc[idx]
-        p, order = pfn[idx], ev["order"][idx]
-        slot = np.full(len(idx), -1, np.int64)
-        nalloc = int(np.count_nonzero(is_alloc))
-        slot[is_alloc] = self._take_slots(nalloc)
-        # Predecessor of each event in its pfn's run: -2 none, -1 a free, else its slot.
-        o = np.argsort(p, kind="stable")
-        sp = p[o]
-        first = np.ones(len(o), bool)
-        first[1:] = sp[1:] != sp[:-1]
-        prev_slot = np.empty(len(o), np.int64)
-        prev_order = np.empty(len(o), np.int8)
-        prev_slot[1:] = np.where(is_alloc[o[:-1]], slot[o[:-1]], -1)
-        prev_order[1:] = order[o[:-1]]
-        f = np.flatnonzero(first)
-        found, pos = _lookup(self.live_pfn, sp[f])
-        prev_slot[f], prev_order[f] = -2, -1
-        prev_slot[f[found]] = self.live_slot[pos[found]]
-        prev_order[f[found]] = self.live_order[pos[found]]
-        sfree = ~is_alloc[o]
-        self.missing_frees += int(np.count_nonzero(~sfree & (prev_slot >= 0)))
-        matched = sfree & (prev_slot >= 0) & (prev_order == order[o])
-        counts = self.untraced_frees if self.untraced else self.skipped
-        counts["free_before_trace"] += int(np.count_nonzero(sfree & (prev_slot == -2)))
-        counts["free_untraced_alloc"] += int(np.count_nonzero(sfree & (prev_slot == -1)))
-        self.skipped["free_wrong_order"] += int(np.count_nonzero(sfree & (prev_slot >= 0) & ~matched))
-        slot[o[matched]] = prev_slot[matched]
-        self._carry(sp, o, first, is_alloc, slot, order)
-        freed = prev_slot[matched]
-        keep = is_alloc.copy()
-        keep[o[matched]] = True
-        untraced = np.zeros(len(idx), bool)
-        if self.untraced:
-            u = o[sfree & (prev_slot < 0)]
-            untraced[u] = True
-            slot[u] = self._take_slots(len(u))
-            freed = np.concatenate((freed, slot[u]))
-            keep |= untraced
-        self.pool = np.concatenate((self.pool, freed))
-        sel = idx[keep]
+        alloc_slots = self._take_slots(int(np.count_nonzero((kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED))))
+        slot = np.empty(len(ev), np.int64)
+        keep = np.empty(len(ev), np.uint8)
+        counts = np.zeros(len(_replay.MATCH_COUNTS), np.int64)
+        _replay.match(self.table, self.batches, kind, pfn, ev["order"], alloc_slots, self.untraced, slot, keep,
+                      counts)
+        self.batches += 1
+        got = dict(zip(_replay.MATCH_COUNTS, counts.tolist()))
+        self.missing_frees += got.pop("missing_frees")
+        for key in ("free_before_trace", "free_untraced_alloc"):
+            (self.untraced_frees if self.untraced else self.skipped)[key] += got.pop(key)
+        self.skipped.update(got)
+        sel = np.flatnonzero(keep)
+        is_alloc = kind[sel] == MM_PAGE_ALLOC
+        frees = sel[~is_alloc]
+        matched, untraced = frees[slot[frees] >= 0], frees[slot[frees] < 0]
+        matched = matched[np.argsort(pfn[matched], kind="stable")]
+        by_pfn = untraced[np.argsort(pfn[untraced], kind="stable")]
+        slot[by_pfn] = self._take_slots(len(by_pfn))
+        self.pool = np.concatenate((self.pool, slot[matched], slot[by_pfn]))
         ops = np.zeros(len(sel), OP_DTYPE)
-        ops["op"] = np.where(is_alloc[keep], OP_ALLOC, OP_FREE)
-        ops["order"] = order[keep]
+        ops["op"] = np.where(is_alloc, OP_ALLOC, OP_FREE)
+        ops["order"] = ev["order"][sel]
         ops["cpu"] = ev["cpu"][sel]
         ops["gfp"] = ev["gfp"][sel]
-        ops["slot"] = slot[keep]
-        return ops, sel, np.flatnonzero(untraced[keep])
+        ops["slot"] = slot[sel]
+        return ops, sel, np.searchsorted(sel, untraced)
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -153,20 +117,6 @@ class _Matcher:
         self.next_slot += len(fresh)
         return np.concatenate((reuse, fresh))
 
-    def _carry(self, sp: np.ndarray, o: np.ndarray, first: np.ndarray, is_alloc: np.ndarray,
-               slot: np.ndarray, order: np.ndarray) -> None:
-        # Live after the batch: earlier allocations whose pfn the batch did not touch,
-        # and each run whose last event is an allocation.
-        last = np.ones(len(o), bool)
-        last[:-1] = first[1:]
-        hit, _ = _lookup(sp[first], self.live_pfn)
-        ends = o[last & is_alloc[o]]
-        pfn = np.concatenate((self.live_pfn[~hit], sp[last & is_alloc[o]]))
-        srt = np.argsort(pfn, kind="stable")
-        self.live_pfn = pfn[srt]
-        self.live_slot = np.concatenate((self.live_slot[~hit], slot[ends]))[srt]
-        self.live_order = np.concatenate((self.live_order[~hit], order[ends]))[srt]
-
 
 # ---------------------------------------------------------------------------------------
 # Figures from kmem events, one definition for the kernel's trace and the emulator's
@@ -174,7 +124,7 @@ class _Matcher:
 
 #: The figures compared, kernel against emulator, per CPU and in total.
 FIGURES = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls", "fallbacks", "zone_lock")
-_RUN_REFILL, _RUN_DRAIN = 1, 2
+_NO_OPS = np.zeros(0, np.int64)
 
 
 class _EventFigures:
@@ -191,51 +141,19 @@ class _EventFigures:
     """
 
     def __init__(self, nr_cpus: int, pcp_orders: np.ndarray) -> None:
-        self.pcp_orders = pcp_orders
+        self.pcp_orders = pcp_orders.astype(np.uint8)
         self.blocks = np.zeros((nr_cpus, NR_PAGE_ORDERS), np.int64)
-        self.acc = {k: np.zeros(nr_cpus, np.int64) for k in
-                    ("refill_calls", "drained_pages", "drain_calls", "fallbacks", "buddy_allocs",
-                     "nonpcp_frees")}
+        self._counts = np.zeros((len(_replay.FIGURE_COUNTS), nr_cpus), np.int64)
+        self.acc = dict(zip(_replay.FIGURE_COUNTS, self._counts))
         self.last_run = np.zeros(nr_cpus, np.int8)     # the run each CPU's last event left open
         self.last_op = np.full(nr_cpus, -1, np.int64)
 
     def add(self, ev: np.ndarray, op: np.ndarray | None = None) -> None:
         """Count a batch; op (emulator) is the stream op each event fired in, a run
         never spans two ops (the kernel's runs are cut by the events between them)."""
-        kind, cpu = ev["kind"], ev["cpu"].astype(np.int64)
-        order = ev["order"].astype(np.int64)
-        locked = kind == MM_PAGE_ALLOC_ZONE_LOCKED
-        refill = locked & (ev["percpu_refill"] == 1)
-        drain = kind == MM_PAGE_PCPU_DRAIN
-        np.add.at(self.blocks, (cpu[refill], order[refill]), 1)
-        n = len(self.last_run)
-        acc = self.acc
-        acc["drained_pages"] += np.bincount(cpu[drain], np.left_shift(1, order[drain]), n).astype(np.int64)
-        frag = kind == MM_PAGE_ALLOC_EXTFRAG
-        acc["fallbacks"] += np.bincount(cpu[frag], minlength=n)
-        acc["buddy_allocs"] += np.bincount(cpu[locked & ~refill], minlength=n)
-        free = (kind == MM_PAGE_FREE) & (order >= 0)
-        bypass = free & ~self.pcp_orders[np.clip(order, 0, NR_PAGE_ORDERS - 1)]
-        acc["nonpcp_frees"] += np.bincount(cpu[bypass], minlength=n)
-        # Runs, per CPU in event order, extfrag events left out.
-        keep = np.flatnonzero(~frag)
-        o = keep[np.argsort(cpu[keep], kind="stable")]
-        c = cpu[o]
-        run = np.where(refill[o], _RUN_REFILL, np.where(drain[o], _RUN_DRAIN, 0)).astype(np.int8)
-        ops = op[o] if op is not None else np.full(len(o), -1, np.int64)
-        first = np.ones(len(o), bool)
-        first[1:] = c[1:] != c[:-1]
-        prev_run = np.empty(len(o), np.int8)
-        prev_op = np.empty(len(o), np.int64)
-        prev_run[1:], prev_op[1:] = run[:-1], ops[:-1]
-        prev_run[first], prev_op[first] = self.last_run[c[first]], self.last_op[c[first]]
-        start = (run > 0) & ((run != prev_run) | (ops != prev_op))
-        acc["refill_calls"] += np.bincount(c[start & (run == _RUN_REFILL)], minlength=n)
-        acc["drain_calls"] += np.bincount(c[start & (run == _RUN_DRAIN)], minlength=n)
-        last = np.ones(len(o), bool)
-        last[:-1] = first[1:]
-        self.last_run[c[last]] = run[last]
-        self.last_op[c[last]] = ops[last]
+        _replay.figures(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"],
+                        _NO_OPS if op is None else op.astype(np.int64, copy=False), self.pcp_orders,
+                        self.blocks, self._counts, self.last_run, self.last_op)
 
     def per_cpu(self) -> list[dict[str, Any]]:
         out = []

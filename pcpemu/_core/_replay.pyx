@@ -1,0 +1,291 @@
+# The per-event loops of a trace replay (pcpemu.runs.replay, pcpemu.runs.kstate), one
+# pass over a batch of EVENT_DTYPE rows each, in C without the GIL. The Python side
+# keeps the state between batches and the meaning; these loops only count.
+
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdlib cimport calloc, free
+
+import numpy as np
+
+# Kinds, as pcpemu.kernel.ftrace numbers them.
+cdef enum:
+    MM_PAGE_ALLOC = 1
+    MM_PAGE_FREE = 2
+    MM_PAGE_FREE_BATCHED = 3
+    MM_PAGE_PCPU_DRAIN = 4
+    MM_PAGE_ALLOC_ZONE_LOCKED = 5
+    MM_PAGE_ALLOC_EXTFRAG = 6
+
+# What a pfn's last traced event left (PfnTable).
+cdef enum:
+    FREED = 0       # a free (in the batch it was seen in; before that: nothing known)
+    LIVE = 1        # an allocation, not freed yet
+
+
+# ---------------------------------------------------------------------------------------
+# Alloc/free matching.
+
+cdef struct PfnEntry:
+    int64_t pfn         # -1: empty
+    int64_t slot
+    int64_t batch       # the batch of the last free (FREED)
+    int8_t order
+    int8_t state
+
+
+cdef inline uint64_t pfn_hash(int64_t pfn) noexcept nogil:
+    return (<uint64_t>pfn) * 0x9E3779B97F4A7C15ULL
+
+
+cdef class PfnTable:
+    """pfn -> what its last traced event left: the slot and order of a live traced
+    allocation, or a free (open addressing; as big as the pfns the trace names)."""
+
+    cdef PfnEntry *entries
+    cdef Py_ssize_t size, used
+    cdef int shift
+
+    def __cinit__(self):
+        self.size = 1 << 16
+        self.shift = 64 - 16
+        self.entries = <PfnEntry *>calloc(self.size, sizeof(PfnEntry))
+        if self.entries == NULL:
+            raise MemoryError()
+        for i in range(self.size):
+            self.entries[i].pfn = -1
+
+    def __dealloc__(self):
+        free(self.entries)
+
+    def __len__(self):
+        return self.used
+
+    cdef int grow(self) except -1 nogil:
+        cdef PfnEntry *old = self.entries
+        cdef Py_ssize_t n = self.size, i, j
+        cdef PfnEntry *fresh = <PfnEntry *>calloc(2 * n, sizeof(PfnEntry))
+        if fresh == NULL:
+            with gil:
+                raise MemoryError()
+        for i in range(2 * n):
+            fresh[i].pfn = -1
+        self.entries, self.size, self.shift = fresh, 2 * n, self.shift - 1
+        for i in range(n):
+            if old[i].pfn >= 0:
+                j = pfn_hash(old[i].pfn) >> self.shift
+                while self.entries[j].pfn >= 0:
+                    j = (j + 1) & (self.size - 1)
+                self.entries[j] = old[i]
+        free(old)
+        return 0
+
+    cdef PfnEntry *get(self, int64_t pfn) except NULL nogil:
+        # The pfn's entry, made (FREED in no batch) when it has none.
+        cdef Py_ssize_t j
+        if 2 * (self.used + 1) > self.size:
+            self.grow()
+        j = pfn_hash(pfn) >> self.shift
+        while self.entries[j].pfn >= 0:
+            if self.entries[j].pfn == pfn:
+                return &self.entries[j]
+            j = (j + 1) & (self.size - 1)
+        self.entries[j].pfn = pfn
+        self.entries[j].state = FREED
+        self.entries[j].batch = -1
+        self.used += 1
+        return &self.entries[j]
+
+
+# Counters match() adds to, in this order.
+MATCH_COUNTS = ("failed_alloc", "free_batched", "missing_frees", "free_before_trace", "free_untraced_alloc",
+                "free_wrong_order")
+
+
+def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[:] order,
+          const int64_t[::1] alloc_slots, bint untraced, int64_t[::1] slot, uint8_t[::1] keep,
+          int64_t[::1] counts):
+    """Tie each free of a batch to its traced allocation, in trace order.
+
+    An allocation takes the next of alloc_slots; a free of a live allocation of its
+    order takes that slot. A free whose pfn has no live allocation (none before the
+    trace or freed already) is kept only when ``untraced`` (the caller gives it a slot).
+
+    :param batch: the batch's number (a free seen in an earlier batch leaves nothing known).
+    :param slot: out, each kept event's slot (-1 for an untraced free).
+    :param keep: out, 1 for an event that becomes an op.
+    :param counts: added to, as MATCH_COUNTS.
+    :return: the number of untraced frees.
+    """
+    cdef Py_ssize_t n = kind.shape[0], i, a = 0, nu = 0
+    cdef PfnEntry *e
+    cdef int k
+    with nogil:
+        for i in range(n):
+            k = kind[i]
+            slot[i] = -1
+            keep[i] = 0
+            if k == MM_PAGE_ALLOC:
+                if pfn[i] < 0:
+                    counts[0] += 1
+                    continue
+                e = table.get(pfn[i])
+                if e.state == LIVE:
+                    counts[2] += 1      # its free is not in the trace
+                e.state, e.slot, e.order = LIVE, alloc_slots[a], order[i]
+                a += 1
+                slot[i] = e.slot
+                keep[i] = 1
+            elif k == MM_PAGE_FREE_BATCHED:
+                counts[1] += 1
+            elif k == MM_PAGE_FREE:
+                e = table.get(pfn[i])
+                if e.state == LIVE:
+                    if e.order == order[i]:
+                        slot[i] = e.slot
+                        keep[i] = 1
+                    else:
+                        counts[5] += 1
+                else:
+                    counts[3 if e.batch != batch else 4] += 1
+                    if untraced:
+                        keep[i] = 1
+                        nu += 1
+                e.state, e.batch = FREED, batch
+    return nu
+
+
+# ---------------------------------------------------------------------------------------
+# Figures from kmem events (pcpemu.runs.replay._EventFigures).
+
+cdef enum:
+    RUN_NONE = 0
+    RUN_REFILL = 1
+    RUN_DRAIN = 2
+
+# Rows of the counts figures() adds to.
+FIGURE_COUNTS = ("refill_calls", "drained_pages", "drain_calls", "fallbacks", "buddy_allocs", "nonpcp_frees")
+
+
+def figures(const uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:] order, const int8_t[:] percpu_refill,
+            const int64_t[:] op, const uint8_t[::1] pcp_orders, int64_t[:, ::1] blocks, int64_t[:, ::1] acc,
+            int8_t[::1] last_run, int64_t[::1] last_op):
+    """Add a batch's events to the per-CPU figures, in event order.
+
+    :param op: per event, the op it fired in (a run never spans two), or empty.
+    :param blocks: refill blocks per (cpu, order).
+    :param acc: the FIGURE_COUNTS rows per cpu.
+    :param last_run: per CPU, the run its last event left open (carried between batches).
+    """
+    cdef Py_ssize_t n = kind.shape[0], i, norders = blocks.shape[1]
+    cdef int k, c, o, run
+    cdef int64_t this_op
+    cdef bint has_op = op.shape[0] > 0
+    for i in range(n):
+        if kind[i] == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1 and not 0 <= order[i] < norders:
+            raise IndexError(f"refill block of order {order[i]}")
+    with nogil:
+        for i in range(n):
+            k, c, o = kind[i], cpu[i], order[i]
+            run = RUN_NONE
+            if k == MM_PAGE_ALLOC_ZONE_LOCKED:
+                if percpu_refill[i] == 1:
+                    blocks[c, o] += 1
+                    run = RUN_REFILL
+                else:
+                    acc[4, c] += 1                  # rmqueue_buddy
+            elif k == MM_PAGE_PCPU_DRAIN:
+                acc[1, c] += (<int64_t>1) << o
+                run = RUN_DRAIN
+            elif k == MM_PAGE_ALLOC_EXTFRAG:
+                acc[3, c] += 1
+                continue                            # inside the same locked section: no cut
+            elif k == MM_PAGE_FREE and o >= 0 and not pcp_orders[min(o, norders - 1)]:
+                acc[5, c] += 1                      # free_one_page
+            this_op = op[i] if has_op else -1
+            if run != RUN_NONE and (run != last_run[c] or this_op != last_op[c]):
+                acc[0 if run == RUN_REFILL else 2, c] += 1
+            last_run[c] = run
+            last_op[c] = this_op
+
+
+# ---------------------------------------------------------------------------------------
+# What each pcp list held when the trace began (pcpemu.runs.kstate.PcpLists).
+
+def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
+                  const int8_t[:] migratetype, const int8_t[:] percpu_refill, const int64_t[::1] zone_start,
+                  const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
+                  const int64_t[:, ::1] pindex, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
+                  int64_t[:, :, ::1] exact):
+    """Take in a batch of events, in trace order: per (zone, cpu, list) the balance of
+    blocks, the deepest dip (need) and, at the list's first moment known empty, what
+    it held at the start (exact; -1 until then).
+
+    An allocation or a drained block takes a block, a free (to the list of its
+    pageblock's type, block_mt) or a refill block adds one. A list is known empty
+    just before a refill, and just after a drain followed on its CPU by a drain
+    from another list (free_pcppages_bulk empties a list before the next).
+    """
+    cdef Py_ssize_t n = kind.shape[0], i, z, c, nz = zone_start.shape[0]
+    cdef Py_ssize_t ncpu = balance.shape[1], nmt = pindex.shape[0], norders = pindex.shape[1]
+    cdef Py_ssize_t nblocks = block_mt.shape[0]
+    cdef int k, d, mt, o
+    cdef int64_t p, li, before, run, b
+    cdef int64_t[::1] key = np.full(n, -1, np.int64)
+    cdef int64_t[::1] prev = np.full(ncpu, -1, np.int64)
+    cdef uint8_t[::1] emptied = np.zeros(n, np.uint8)
+    cdef int8_t[::1] delta = np.zeros(n, np.int8)
+    with nogil:
+        # The list each event moves a block on (key), and its delta.
+        for i in range(n):
+            k, p, o = kind[i], pfn[i], order[i]
+            if p < 0 or o < 0 or o >= norders or cpu[i] >= ncpu:
+                continue
+            if k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN:
+                d = -1
+            elif k == MM_PAGE_FREE or (k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1):
+                d = 1
+            else:
+                continue
+            z = -1
+            for b in range(nz):
+                if zone_start[b] <= p:
+                    z = b
+            if z < 0 or p >= zone_end[z]:
+                continue
+            if k == MM_PAGE_FREE:
+                b = p >> block_shift
+                mt = block_mt[b if b < nblocks else nblocks - 1]
+            else:
+                mt = migratetype[i]
+            if mt < 0 or mt >= nmt:
+                mt = movable
+            li = pindex[mt, o]
+            if li < 0:
+                continue
+            key[i] = (z * ncpu + cpu[i]) * balance.shape[2] + li
+            delta[i] = d
+        # Drains whose next event on their CPU is a drain from another list.
+        for i in range(n):
+            if cpu[i] >= ncpu:
+                continue
+            b = prev[cpu[i]]
+            if b >= 0 and kind[b] == MM_PAGE_PCPU_DRAIN and key[b] >= 0 and kind[i] == MM_PAGE_PCPU_DRAIN \
+                    and key[i] >= 0 and key[i] != key[b]:
+                emptied[b] = 1
+            prev[cpu[i]] = i
+        for i in range(n):
+            if key[i] < 0:
+                continue
+            z = key[i] // (ncpu * balance.shape[2])
+            c = (key[i] // balance.shape[2]) % ncpu
+            li = key[i] % balance.shape[2]
+            before = balance[z, c, li]
+            run = before + delta[i]
+            balance[z, c, li] = run
+            if -run > need[z, c, li]:
+                need[z, c, li] = -run
+            if exact[z, c, li] < 0:
+                if kind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
+                    exact[z, c, li] = max(-before, 0)
+                elif emptied[i]:
+                    exact[z, c, li] = max(-run, 0)
