@@ -11,9 +11,6 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
 from posix.unistd cimport read
 
-cdef extern from "string.h" nogil:
-    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
-
 import numpy as np
 
 # Kinds, as pcpemu.kernel.ftrace numbers them.
@@ -382,19 +379,24 @@ cdef class Parser:
         # S_FULL (a row written), S_REFUSED or S_GFP_MISS (span set to the text).
         cdef const uint8_t *s = self.buf
         cdef const uint8_t *hit
-        cdef Py_ssize_t p, q, f, n, found
+        cdef Py_ssize_t p, q, f, n
         cdef int kind
         cdef int64_t pfn, order, mt, refill, cpu, gfp
         cdef double ts
         cdef bint null
         cdef GfpEntry *e
-        # Exactly one ": mm_page_" on the line.
-        hit = <const uint8_t *>memmem(s + start, end - start, b": mm_page_", 10)
-        if hit == NULL:
-            return S_REFUSED
-        p = hit - s
-        if memmem(hit + 1, end - p - 1, b": mm_page_", 10) != NULL:
-            return S_REFUSED
+        # The first ": mm_page_" on the line. The fields after it are read up to the
+        # end of the line, so a line with a second one (in a task name before it, or
+        # in the fields) is refused below.
+        p = start
+        while True:
+            hit = <const uint8_t *>memchr(s + p, 58, end - p)
+            if hit == NULL:
+                return S_REFUSED
+            p = hit - s
+            if has(s, p, end, b": mm_page_", 10):
+                break
+            p += 1
         kind = kind_of(s, p + 2, end, &f)
         if kind == 0 or f + 23 > end:
             return S_REFUSED

@@ -2,7 +2,7 @@
 # pass over a batch of EVENT_DTYPE rows each, in C without the GIL. The Python side
 # keeps the state between batches and the meaning; these loops only count.
 
-from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint64_t
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 
 import numpy as np
@@ -96,34 +96,52 @@ cdef class PfnTable:
         return &self.entries[j]
 
 
+# One op of an op stream (struct pcpemu_op, pcpemu.machine.OP_DTYPE).
+cdef struct Op:
+    uint8_t op
+    uint8_t order
+    uint16_t cpu
+    uint32_t gfp
+    int64_t slot
+
+_OP_LAYOUT = (("op", 0), ("order", 1), ("cpu", 2), ("gfp", 4), ("slot", 8))
+
+
+def check_op_dtype(dtype):
+    """Refuse an op dtype that is not the C row match() writes."""
+    if sizeof(Op) != dtype.itemsize or any(dtype.fields[n][1] != o for n, o in _OP_LAYOUT):
+        raise TypeError("the C op row does not match OP_DTYPE")
+
+
 # Counters match() adds to, in this order.
 MATCH_COUNTS = ("failed_alloc", "free_batched", "missing_frees", "free_before_trace", "free_untraced_alloc",
                 "free_wrong_order")
 
 
-def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[:] order,
-          const int64_t[::1] alloc_slots, bint untraced, int64_t[::1] slot, uint8_t[::1] keep,
-          int64_t[::1] counts):
-    """Tie each free of a batch to its traced allocation, in trace order.
+def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
+          const int8_t[:] order, const uint32_t[:] gfp, const int64_t[::1] alloc_slots, bint untraced,
+          int op_alloc, int op_free, uint8_t[::1] ops, int64_t[::1] sel, int64_t[::1] counts):
+    """The ops of a batch: each free tied to its traced allocation, in trace order.
 
     An allocation takes the next of alloc_slots; a free of a live allocation of its
     order takes that slot. A free whose pfn has no live allocation (none before the
-    trace or freed already) is kept only when ``untraced`` (the caller gives it a slot).
+    trace, or freed already) becomes an op only when ``untraced``, with slot -1 (the
+    caller gives it one).
 
     :param batch: the batch's number (a free seen in an earlier batch leaves nothing known).
-    :param slot: out, each kept event's slot (-1 for an untraced free).
-    :param keep: out, 1 for an event that becomes an op.
+    :param ops: out, the ops (an OP_DTYPE array as bytes, room for every event).
+    :param sel: out, the event index of each op.
     :param counts: added to, as MATCH_COUNTS.
-    :return: the number of untraced frees.
+    :return: the number of ops.
     """
-    cdef Py_ssize_t n = kind.shape[0], i, a = 0, nu = 0
+    cdef Py_ssize_t n = kind.shape[0], i, a = 0, nops = 0
     cdef PfnEntry *e
+    cdef Op *out = <Op *>&ops[0] if ops.shape[0] else NULL
     cdef int k
+    cdef int64_t s
     with nogil:
         for i in range(n):
             k = kind[i]
-            slot[i] = -1
-            keep[i] = 0
             if k == MM_PAGE_ALLOC:
                 if pfn[i] < 0:
                     counts[0] += 1
@@ -133,25 +151,35 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const int64_t[:]
                     counts[2] += 1      # its free is not in the trace
                 e.state, e.slot, e.order = LIVE, alloc_slots[a], order[i]
                 a += 1
-                slot[i] = e.slot
-                keep[i] = 1
+                s = e.slot
             elif k == MM_PAGE_FREE_BATCHED:
                 counts[1] += 1
+                continue
             elif k == MM_PAGE_FREE:
                 e = table.get(pfn[i])
+                s = -2
                 if e.state == LIVE:
                     if e.order == order[i]:
-                        slot[i] = e.slot
-                        keep[i] = 1
+                        s = e.slot
                     else:
                         counts[5] += 1
                 else:
                     counts[3 if e.batch != batch else 4] += 1
                     if untraced:
-                        keep[i] = 1
-                        nu += 1
+                        s = -1
                 e.state, e.batch = FREED, batch
-    return nu
+                if s == -2:
+                    continue
+            else:
+                continue
+            out[nops].op = op_alloc if k == MM_PAGE_ALLOC else op_free
+            out[nops].order = <uint8_t>order[i]
+            out[nops].cpu = cpu[i]
+            out[nops].gfp = gfp[i]
+            out[nops].slot = s
+            sel[nops] = i
+            nops += 1
+    return nops
 
 
 # ---------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ class _Matcher:
         # slots are loaded from the untraced owner's blocks by the caller).
         self.untraced = untraced
         self.table = _replay.PfnTable()
+        _replay.check_op_dtype(OP_DTYPE)
         self.batches = 0
         self.pool = np.zeros(0, np.int64)        # slots free for reuse
         self.next_slot = 0
@@ -83,32 +84,28 @@ class _Matcher:
         (untraced mode) the positions of the frees of untraced pages in it."""
         kind, pfn = ev["kind"], ev["pfn"]
         alloc_slots = self._take_slots(int(np.count_nonzero((kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED))))
-        slot = np.empty(len(ev), np.int64)
-        keep = np.empty(len(ev), np.uint8)
+        ops = np.empty(len(ev), OP_DTYPE)
+        sel = np.empty(len(ev), np.int64)
         counts = np.zeros(len(_replay.MATCH_COUNTS), np.int64)
-        _replay.match(self.table, self.batches, kind, pfn, ev["order"], alloc_slots, self.untraced, slot, keep,
-                      counts)
+        n = _replay.match(self.table, self.batches, kind, ev["cpu"], pfn, ev["order"], ev["gfp"], alloc_slots,
+                          self.untraced, OP_ALLOC, OP_FREE, ops.view(np.uint8), sel, counts)
         self.batches += 1
+        ops, sel = ops[:n], sel[:n]
         got = dict(zip(_replay.MATCH_COUNTS, counts.tolist()))
         self.missing_frees += got.pop("missing_frees")
         for key in ("free_before_trace", "free_untraced_alloc"):
             (self.untraced_frees if self.untraced else self.skipped)[key] += got.pop(key)
         self.skipped.update(got)
-        sel = np.flatnonzero(keep)
-        is_alloc = kind[sel] == MM_PAGE_ALLOC
-        frees = sel[~is_alloc]
-        matched, untraced = frees[slot[frees] >= 0], frees[slot[frees] < 0]
-        matched = matched[np.argsort(pfn[matched], kind="stable")]
-        by_pfn = untraced[np.argsort(pfn[untraced], kind="stable")]
+        # Freed slots go back in (pfn, trace) order; untraced frees take theirs in that
+        # order after the allocations, and go back after the others.
+        slot = ops["slot"]
+        frees = np.flatnonzero(ops["op"] == OP_FREE)
+        matched, upos = frees[slot[frees] >= 0], frees[slot[frees] < 0]
+        matched = matched[np.argsort(pfn[sel[matched]], kind="stable")]
+        by_pfn = upos[np.argsort(pfn[sel[upos]], kind="stable")]
         slot[by_pfn] = self._take_slots(len(by_pfn))
         self.pool = np.concatenate((self.pool, slot[matched], slot[by_pfn]))
-        ops = np.zeros(len(sel), OP_DTYPE)
-        ops["op"] = np.where(is_alloc, OP_ALLOC, OP_FREE)
-        ops["order"] = ev["order"][sel]
-        ops["cpu"] = ev["cpu"][sel]
-        ops["gfp"] = ev["gfp"][sel]
-        ops["slot"] = slot[sel]
-        return ops, sel, np.searchsorted(sel, untraced)
+        return ops, sel, upos
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -321,7 +318,7 @@ class StartState:
         from the first event, or None for no timer.
     :param after_zoneinfo: the dump taken after the trace, to set the emulator's
         final pcp lists beside.
-    :param pcp_prepass: how many events to read ahead (held, at most ~80 MB, then replayed) to place
+    :param pcp_prepass: how many events to read ahead (held with their ops, at most ~130 MB, then replayed) to place
         each CPU's pcp pages on the lists the trace shows them on.
     """
 
@@ -366,9 +363,11 @@ class _Timer:
         return pos, cpus
 
 
-def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -> tuple[list, PcpLists]:
+def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
+                 prepare: Callable[[np.ndarray], tuple]) -> tuple[list, PcpLists]:
     # The trace's first events tell which pcp lists held the pages when it began; the
-    # batches read for that are handed back, to be replayed without reading them again.
+    # batches read for that are handed back prepared, to be replayed without reading
+    # them again.
     lists = PcpLists(m, start.zoneinfo)
     head, seen = [], 0
     while seen < start.pcp_prepass:
@@ -376,11 +375,11 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -
         if ev is None:
             break
         lists.learn(ev)
-        head.append(ev)
+        head.append((ev, prepare(ev)))
         seen += len(ev)
-    for ev in head:
+    for ev, _ in head:
         lists.add(ev)
-    return head, lists
+    return [prepared for _, prepared in head], lists
 
 
 def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -443,38 +442,41 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     batches = read_event_batches(raw, batch, strict=strict, stats=stats)
     seeded = None
     pool = None
-    timer = None
-    head: list[np.ndarray] = []
+    timer = None if start is None or start.timer is None else _Timer(cpus, start.timer)
+    matcher = _Matcher(untraced=start is not None)
+    kernel = _EventFigures(cpus, _pcp_orders(first))
+    emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
+
+    def prepare(ev: np.ndarray) -> tuple:
+        # What needs no machine; for the read-ahead it runs while the parse thread reads on.
+        ev = _check_batch(ev, cpus, stats, strict)
+        kernel.add(ev)
+        ops, sel, upos = matcher.ops(ev)
+        return ev, ops, sel, upos, None if timer is None else timer.positions(ev)
+
+    head: list[tuple] = []
     try:
         if start is not None:
             known = None
             if start.pcp_prepass:
-                head, known = _pcp_prepass(batches, first, start)
+                head, known = _pcp_prepass(batches, first, start, prepare)
             seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, known and known.lists(),
                                           known and known.exact_lists()) for label, m in machines.items()}
             # Frees of untraced pages go to the list the read-ahead shows their block on.
             pool = known.pool if known is not None else \
                 UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
-            if start.timer is not None:
-                timer = _Timer(cpus, start.timer)
     except BaseException:
         batches.close()             # stops the parse thread before its file closes
         if owned:
             raw.close()
         raise
-    matcher = _Matcher(untraced=pool is not None)
-    kernel = _EventFigures(cpus, _pcp_orders(first))
-    emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     replayed: Counter = Counter()
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev in itertools.chain(head, batches):
-            ev = _check_batch(ev, cpus, stats, strict)
-            kernel.add(ev)
+        for ev, ops, sel, upos, decays in itertools.chain(head, map(prepare, batches)):
             if pool is not None:
                 pool.learn_events(ev)
-            ops, sel, upos = matcher.ops(ev)
             if len(upos):
                 got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[upos]], ops["order"][upos])
                 for m, p in zip(machines.values(), pfns):
@@ -485,8 +487,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 replayed["untraced_free"] += int(np.count_nonzero(got))
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
-            if timer is not None:
-                ops, sel = _with_decays(ops, sel, *timer.positions(ev))
+            if decays is not None:
+                ops, sel = _with_decays(ops, sel, *decays)
             for label, m in machines.items():
                 with m.tracing() as tr:
                     m.run(ops)
