@@ -96,6 +96,12 @@ cdef class PfnTable:
         return &self.entries[j]
 
 
+# Op codes (enum pcpemu_opcode), checked against pcpemu.machine's by check_op_dtype.
+cdef enum:
+    OP_ALLOC = 0
+    OP_FREE = 1
+    OP_DECAY = 4
+
 # One op of an op stream (struct pcpemu_op, pcpemu.machine.OP_DTYPE).
 cdef struct Op:
     uint8_t op
@@ -107,10 +113,12 @@ cdef struct Op:
 _OP_LAYOUT = (("op", 0), ("order", 1), ("cpu", 2), ("gfp", 4), ("slot", 8))
 
 
-def check_op_dtype(dtype):
-    """Refuse an op dtype that is not the C row match() writes."""
+def check_ops(dtype, int op_alloc, int op_free, int op_decay):
+    """Refuse an op dtype or op codes that are not the ones match() writes."""
     if sizeof(Op) != dtype.itemsize or any(dtype.fields[n][1] != o for n, o in _OP_LAYOUT):
         raise TypeError("the C op row does not match OP_DTYPE")
+    if (op_alloc, op_free, op_decay) != (OP_ALLOC, OP_FREE, OP_DECAY):
+        raise TypeError("the op codes of match() are not the core's")
 
 
 # Counters match() adds to, in this order.
@@ -120,27 +128,39 @@ MATCH_COUNTS = ("failed_alloc", "free_batched", "missing_frees", "free_before_tr
 
 def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
           const int8_t[:] order, const uint32_t[:] gfp, const int64_t[::1] alloc_slots, bint untraced,
-          int op_alloc, int op_free, uint8_t[::1] ops, int64_t[::1] sel, int64_t[::1] counts):
+          const int64_t[::1] decay_pos, const int64_t[::1] decay_cpu, uint8_t[::1] ops, int64_t[::1] sel,
+          int64_t[::1] counts):
     """The ops of a batch: each free tied to its traced allocation, in trace order.
 
     An allocation takes the next of alloc_slots; a free of a live allocation of its
     order takes that slot. A free whose pfn has no live allocation (none before the
     trace, or freed already) becomes an op only when ``untraced``, with slot -1 (the
-    caller gives it one).
+    caller gives it one). A vmstat worker run (OP_DECAY) goes in before the first op
+    of an event at or after its position.
 
     :param batch: the batch's number (a free seen in an earlier batch leaves nothing known).
-    :param ops: out, the ops (an OP_DTYPE array as bytes, room for every event).
-    :param sel: out, the event index of each op.
+    :param decay_pos: the event index before which each worker run goes, ascending.
+    :param decay_cpu: the CPU of each.
+    :param ops: out, the ops (an OP_DTYPE array as bytes, room for every event and run).
+    :param sel: out, the event index of each op (of a run: its position).
     :param counts: added to, as MATCH_COUNTS.
     :return: the number of ops.
     """
-    cdef Py_ssize_t n = kind.shape[0], i, a = 0, nops = 0
+    cdef Py_ssize_t n = kind.shape[0], i, a = 0, nops = 0, d = 0, ndecay = decay_pos.shape[0]
     cdef PfnEntry *e
     cdef Op *out = <Op *>&ops[0] if ops.shape[0] else NULL
     cdef int k
     cdef int64_t s
     with nogil:
-        for i in range(n):
+        for i in range(n + 1):
+            while d < ndecay and (i == n or decay_pos[d] <= i):
+                out[nops].op, out[nops].order, out[nops].cpu, out[nops].gfp, out[nops].slot = \
+                    OP_DECAY, 0, decay_cpu[d], 0, 0
+                sel[nops] = decay_pos[d]
+                nops += 1
+                d += 1
+            if i == n:
+                break
             k = kind[i]
             if k == MM_PAGE_ALLOC:
                 if pfn[i] < 0:
@@ -172,7 +192,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                     continue
             else:
                 continue
-            out[nops].op = op_alloc if k == MM_PAGE_ALLOC else op_free
+            out[nops].op = OP_ALLOC if k == MM_PAGE_ALLOC else OP_FREE
             out[nops].order = <uint8_t>order[i]
             out[nops].cpu = cpu[i]
             out[nops].gfp = gfp[i]

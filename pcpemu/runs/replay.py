@@ -57,6 +57,9 @@ Progress = Callable[[int, "float | None"], None]
 # Traced events -> op stream.
 
 
+_NONE = np.zeros(0, np.int64)
+
+
 class _Matcher:
     """Ties each traced free to the slot of its traced allocation, a batch at a time
     (pcpemu._replay.match, in trace order over a pfn table that lives across batches).
@@ -71,7 +74,7 @@ class _Matcher:
         # slots are loaded from the untraced owner's blocks by the caller).
         self.untraced = untraced
         self.table = _replay.PfnTable()
-        _replay.check_op_dtype(OP_DTYPE)
+        _replay.check_ops(OP_DTYPE, OP_ALLOC, OP_FREE, OP_DECAY)
         self.batches = 0
         self.pool = np.zeros(0, np.int64)        # slots free for reuse
         self.next_slot = 0
@@ -79,16 +82,21 @@ class _Matcher:
         self.untraced_frees: Counter = Counter()
         self.missing_frees = 0
 
-    def ops(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def ops(self, ev: np.ndarray, decays: tuple[np.ndarray, np.ndarray] = (_NONE, _NONE),
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The op stream of one batch of events, the batch index of each op, and
-        (untraced mode) the positions of the frees of untraced pages in it."""
+        (untraced mode) the positions of the frees of untraced pages in it.
+
+        :param decays: the vmstat worker runs (OP_DECAY) to put in: the batch index
+            each goes before, and its CPU (_Timer.positions).
+        """
         kind, pfn = ev["kind"], ev["pfn"]
         alloc_slots = self._take_slots(int(np.count_nonzero((kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED))))
-        ops = np.empty(len(ev), OP_DTYPE)
-        sel = np.empty(len(ev), np.int64)
+        ops = np.empty(len(ev) + len(decays[0]), OP_DTYPE)
+        sel = np.empty(len(ops), np.int64)
         counts = np.zeros(len(_replay.MATCH_COUNTS), np.int64)
         n = _replay.match(self.table, self.batches, kind, ev["cpu"], pfn, ev["order"], ev["gfp"], alloc_slots,
-                          self.untraced, OP_ALLOC, OP_FREE, ops.view(np.uint8), sel, counts)
+                          self.untraced, decays[0], decays[1], ops.view(np.uint8), sel, counts)
         self.batches += 1
         ops, sel = ops[:n], sel[:n]
         got = dict(zip(_replay.MATCH_COUNTS, counts.tolist()))
@@ -121,7 +129,6 @@ class _Matcher:
 
 #: The figures compared, kernel against emulator, per CPU and in total.
 FIGURES = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls", "fallbacks", "zone_lock")
-_NO_OPS = np.zeros(0, np.int64)
 
 
 class _EventFigures:
@@ -149,7 +156,7 @@ class _EventFigures:
         """Count a batch; op (emulator) is the stream op each event fired in, a run
         never spans two ops (the kernel's runs are cut by the events between them)."""
         _replay.figures(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"],
-                        _NO_OPS if op is None else op.astype(np.int64, copy=False), self.pcp_orders,
+                        _NONE if op is None else op.astype(np.int64, copy=False), self.pcp_orders,
                         self.blocks, self._counts, self.last_run, self.last_op)
 
     def per_cpu(self) -> list[dict[str, Any]]:
@@ -382,14 +389,6 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
     return [prepared for _, prepared in head], lists
 
 
-def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    decay = np.zeros(len(pos), OP_DTYPE)
-    decay["op"] = OP_DECAY
-    decay["cpu"] = cpus
-    at = np.searchsorted(sel, pos)
-    return np.insert(ops, at, decay), np.insert(sel, at, pos)
-
-
 def _end_state(m: Machine, after: dict) -> list[dict[str, Any]]:
     # The emulator's pcp lists at the end beside the traced kernel's after the trace.
     rows = []
@@ -451,8 +450,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
         ev = _check_batch(ev, cpus, stats, strict)
         kernel.add(ev)
-        ops, sel, upos = matcher.ops(ev)
-        return ev, ops, sel, upos, None if timer is None else timer.positions(ev)
+        decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
+        return (ev, *matcher.ops(ev, decays))
 
     head: list[tuple] = []
     try:
@@ -474,7 +473,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev, ops, sel, upos, decays in itertools.chain(head, map(prepare, batches)):
+        for ev, ops, sel, upos in itertools.chain(head, map(prepare, batches)):
             if pool is not None:
                 pool.learn_events(ev)
             if len(upos):
@@ -487,8 +486,6 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 replayed["untraced_free"] += int(np.count_nonzero(got))
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
-            if decays is not None:
-                ops, sel = _with_decays(ops, sel, *decays)
             for label, m in machines.items():
                 with m.tracing() as tr:
                     m.run(ops)
