@@ -60,12 +60,14 @@ cdef inline bint has(const uint8_t *s, Py_ssize_t i, Py_ssize_t end, const char 
     return i >= 0 and i + n <= end and memcmp(s + i, t, n) == 0
 
 
+# The value of each lower-case hex digit, 99 for any other byte.
+cdef uint8_t HEXVAL[256]
+for _c in range(256):
+    HEXVAL[_c] = _c - 48 if 48 <= _c <= 57 else _c - 87 if 97 <= _c <= 102 else 99
+
+
 cdef inline int hexval(uint8_t c) noexcept nogil:
-    if 48 <= c <= 57:
-        return c - 48
-    if 97 <= c <= 102:
-        return c - 87
-    return 99
+    return HEXVAL[c]
 
 
 cdef inline Py_ssize_t scan(const uint8_t *s, Py_ssize_t i, Py_ssize_t end, int base, int64_t *ret) noexcept nogil:
@@ -148,12 +150,17 @@ cdef struct GfpEntry:
     int64_t value
 
 
-cdef inline uint64_t fnv1a(const uint8_t *s, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t h = 14695981039346656037ULL
-    cdef Py_ssize_t i
-    for i in range(n):
-        h = (h ^ s[i]) * 1099511628211ULL
-    return h
+cdef inline uint64_t text_hash(const uint8_t *s, Py_ssize_t n) noexcept nogil:
+    # The length and the first and last 8 bytes (the table compares the whole text).
+    cdef uint64_t head = 0, tail = 0
+    if n >= 8:
+        memcpy(&head, s, 8)
+        memcpy(&tail, s + n - 8, 8)
+    else:
+        memcpy(&head, s, n)
+    cdef uint64_t h = ((head * 0x9E3779B97F4A7C15ULL) ^ (tail * 0xC2B2AE3D27D4EB4FULL) ^ <uint64_t>n) \
+        * 0x165667B19E3779F9ULL
+    return h ^ (h >> 32)
 
 
 cdef class Parser:
@@ -266,7 +273,7 @@ cdef class Parser:
             if self.pool == NULL:
                 raise MemoryError()
         memcpy(self.pool + self.pool_used, t, n)
-        cdef uint64_t h = fnv1a(t, n)
+        cdef uint64_t h = text_hash(t, n)
         j = h & (self.table_size - 1)
         while self.table[j].off >= 0:
             j = (j + 1) & (self.table_size - 1)
@@ -278,7 +285,7 @@ cdef class Parser:
         self.table_used += 1
 
     cdef GfpEntry *gfp_lookup(self, const uint8_t *t, Py_ssize_t n) noexcept nogil:
-        cdef uint64_t h = fnv1a(t, n)
+        cdef uint64_t h = text_hash(t, n)
         cdef Py_ssize_t j = h & (self.table_size - 1)
         cdef GfpEntry *e
         while self.table[j].off >= 0:
@@ -384,6 +391,7 @@ cdef class Parser:
         cdef int64_t pfn, order, mt, refill, cpu, gfp
         cdef double ts
         cdef bint null
+        cdef int bad, nonzero
         cdef GfpEntry *e
         # The first ": mm_page_" on the line. The fields after it are read up to the
         # end of the line, so a line with a second one (in a task name before it, or
@@ -400,12 +408,13 @@ cdef class Parser:
         kind = kind_of(s, p + 2, end, &f)
         if kind == 0 or f + 23 > end:
             return S_REFUSED
-        null = True
-        for q in range(f, f + 16):
-            if hexval(s[q]) > 15:
-                return S_REFUSED
-            if s[q] != 48:
-                null = False
+        bad = nonzero = 0
+        for q in range(f, f + 16):         # branch-free: this runs on every line
+            bad |= HEXVAL[s[q]] & 0xF0
+            nonzero |= s[q] ^ 48
+        if bad:
+            return S_REFUSED
+        null = nonzero == 0
         if not has(s, f + 16, end, b" pfn=0x", 7):
             return S_REFUSED
         n = scan(s, f + 23, end, 16, &pfn)

@@ -6,9 +6,10 @@ same events as ``trace-cmd report`` and ``perf script`` print them; parses the
 /proc/zoneinfo text of mm/vmstat.c (zoneinfo_show_print).
 
 The reader has two paths. A compiled path (pcpemu._ftrace) reads every line in the kernel's own
-``trace`` format (the common case, and what :func:`write_ftrace` writes); any line it does
-not fully validate goes to a per-line regex path, which reads the other formats, skips
-other events by reason and reports malformed kmem lines with their line numbers.
+``trace`` format (the common case, and what :func:`write_ftrace` writes) without the GIL, in a
+thread of its own beside the caller; any line it does not fully validate goes to a per-line
+regex path, which reads the other formats, skips other events by reason and reports
+malformed kmem lines with their line numbers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import lzma
 import os
 import queue
 import re
-import shutil
-import subprocess
 import threading
 import zlib
 from collections import Counter
@@ -169,15 +168,15 @@ def _quote(line: bytes) -> str:
 # ---------------------------------------------------------------------------------------
 # Input. The parse (pcpemu._ftrace.Parser, in C without the GIL) runs in a thread of its
 # own, a few batches ahead of the caller. A plain file is read(2) by the parser itself;
-# .xz goes through an `xz -dc` process when there is one (decompression on the other
-# core, no GIL between them); otherwise .xz and .gz are decompressed in a thread
-# (liblzma and zlib let go of the GIL) and fed to the parser block by block.
+# .xz and .gz are decompressed in another thread (liblzma and zlib let go of the GIL)
+# and fed to the parser block by block.
 
 _BLOCK = 4 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 #: Batches the parse thread may run ahead of the caller (each batch rows * 37 bytes).
 _AHEAD = 4
+_XZ_INPUT = 1 << 16
 
 
 def _source_name(source: _Source) -> str:
@@ -240,6 +239,36 @@ class _ReadAhead:
         self._thread.join()
 
 
+class _XzBlocks:
+    """The text of an .xz file in blocks as liblzma hands them out (LZMAFile without its
+    buffering, which copies every byte twice more); concatenated streams as LZMAFile
+    reads them (_compression.DecompressReader)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._dec = lzma.LZMADecompressor()
+
+    def read(self, size: int = _BLOCK) -> bytes:
+        while True:
+            if self._dec.eof:
+                data = self._dec.unused_data or self._raw.read(_XZ_INPUT)
+                if not data:
+                    return b""
+                self._dec = lzma.LZMADecompressor()
+            elif self._dec.needs_input:
+                data = self._raw.read(_XZ_INPUT)
+                if not data:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            else:
+                data = b""
+            block = self._dec.decompress(data, size)
+            if block:
+                return block
+
+    def close(self) -> None:
+        pass
+
+
 def _read_block(f: BinaryIO, name: str) -> bytes:
     # A truncated or corrupt .gz/.xz shows up as EOFError, BadGzipFile (an
     # OSError), zlib.error or LZMAError while reading.
@@ -260,7 +289,6 @@ class _Reader:
         self._strict = strict
         self._max_examples = max_examples
         self._owned: list = []          # streams to close, in order
-        self._proc: subprocess.Popen | None = None
         try:
             fd, self._feed = self._open(source)
             self._parser = _ftrace.Parser(fd, batch, EVENT_DTYPE)
@@ -290,14 +318,10 @@ class _Reader:
             raw.seek(pos)  # type: ignore[union-attr]
         else:
             magic = b""
-        xz = shutil.which("xz")
-        if magic.startswith(_XZ_MAGIC) and fd is not None and xz is not None:
-            self._proc = subprocess.Popen([xz, "-dc"], stdin=fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            return self._proc.stdout.fileno(), None  # type: ignore[union-attr]
         if magic.startswith(_GZIP_MAGIC):
             f: BinaryIO = gzip.GzipFile(fileobj=raw)  # type: ignore[arg-type]
         elif magic.startswith(_XZ_MAGIC):
-            f = lzma.LZMAFile(raw)  # type: ignore[arg-type]
+            f = _XzBlocks(raw)  # type: ignore[arg-type,assignment]
         elif fd is not None:
             return fd, None
         else:
@@ -335,8 +359,6 @@ class _Reader:
                 elif why == _ftrace.READ_ERROR:
                     raise TraceFormatError(f"{self._name}: cannot read: {os.strerror(p.error())}")
                 else:                       # FULL or EOF
-                    if why == _ftrace.EOF:
-                        self._check_xz()
                     self._put((p.take_batch(), stats, p.lines - lines))
                     stats, lines = TraceStats(self._max_examples), p.lines
                     if why == _ftrace.EOF:
@@ -344,13 +366,6 @@ class _Reader:
                         return
         except BaseException as err:        # handed to the caller
             self._put(err)
-
-    def _check_xz(self) -> None:
-        if self._proc is None or self._proc.wait() == 0:
-            return
-        msg = self._proc.stderr.read().decode("utf-8", "replace").strip()  # type: ignore[union-attr]
-        why = "truncated" if "Unexpected end of input" in msg else "corrupt or unreadable"
-        raise TraceFormatError(f"{self._name}: {why} compressed data ({msg})")
 
     def _put(self, item: object) -> None:
         while not self._stop.is_set():
@@ -370,18 +385,12 @@ class _Reader:
             yield item
 
     def close(self) -> None:
-        """Stop the parse (and xz), join the thread, close what was opened."""
+        """Stop the parse, join the threads, close what was opened."""
         self._stop.set()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
         self._thread.join()
         self._close_streams()
 
     def _close_streams(self) -> None:
-        if self._proc is not None:
-            self._proc.wait()
-            self._proc.stdout.close()  # type: ignore[union-attr]
-            self._proc.stderr.close()  # type: ignore[union-attr]
         for stream in self._owned:
             stream.close()
 
