@@ -54,7 +54,7 @@ class RefMatcher:
     def ops(self, ev, decay_pos, decay_cpu):
         slots = iter(self.take(sum(1 for e in ev if e["kind"] == MM_PAGE_ALLOC and e["pfn"] >= 0)))
         seen = {}                       # pfn -> ("alloc", slot, order) or ("free",) in this batch
-        out, freed, untraced = [], [], []
+        out, untraced = [], []
         for i, e in enumerate(ev):
             kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
             if kind == MM_PAGE_ALLOC and pfn < 0:
@@ -71,7 +71,6 @@ class RefMatcher:
                     continue
                 if prev[0] == "alloc" and prev[2] == order:
                     out.append([i, OP_FREE, order, int(e["cpu"]), int(e["gfp"]), prev[1]])
-                    freed.append((pfn, i, prev[1]))
                 elif prev[0] == "alloc":
                     self.counts["free_wrong_order"] += 1
                 else:
@@ -85,11 +84,10 @@ class RefMatcher:
                 self.live[pfn] = s[1:]
             else:
                 self.live.pop(pfn, None)
-        untraced.sort(key=lambda u: u[:2])
         self.untraced_ops = [op for _, _, op in untraced]
-        for (_, _, op), s in zip(untraced, self.take(len(untraced))):
+        for op, s in zip(self.untraced_ops, self.take(len(untraced))):
             op[5] = s
-        self.pool += [s for _, _, s in sorted(freed)] + [op[5] for _, _, op in untraced]
+        self.pool += [op[5] for op in out if op[1] == OP_FREE]
         for pos, cpu in reversed(list(zip(decay_pos, decay_cpu))):
             at = next((j for j, op in enumerate(out) if op[0] >= pos), len(out))
             out.insert(at, [pos, OP_DECAY, 0, cpu, 0, 0])

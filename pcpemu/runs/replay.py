@@ -66,7 +66,7 @@ class _Matcher:
 
     A free of a pfn whose last traced event was a free in an earlier batch counts as
     freeing a page allocated before the trace. Allocations take freed slots first;
-    a batch's freed slots go back, in (pfn, trace) order, for the next batch.
+    a batch's freed slots go back for the next batch.
     """
 
     def __init__(self, untraced: bool = False) -> None:
@@ -104,15 +104,13 @@ class _Matcher:
         for key in ("free_before_trace", "free_untraced_alloc"):
             (self.untraced_frees if self.untraced else self.skipped)[key] += got.pop(key)
         self.skipped.update(got)
-        # Freed slots go back in (pfn, trace) order; untraced frees take theirs in that
-        # order after the allocations, and go back after the others.
+        # Untraced frees take their slots after the allocations; every freed slot goes
+        # back for the next batch, in trace order.
         slot = ops["slot"]
         frees = np.flatnonzero(ops["op"] == OP_FREE)
-        matched, upos = frees[slot[frees] >= 0], frees[slot[frees] < 0]
-        matched = matched[np.argsort(pfn[sel[matched]], kind="stable")]
-        by_pfn = upos[np.argsort(pfn[sel[upos]], kind="stable")]
-        slot[by_pfn] = self._take_slots(len(by_pfn))
-        self.pool = np.concatenate((self.pool, slot[matched], slot[by_pfn]))
+        upos = frees[slot[frees] < 0]
+        slot[upos] = self._take_slots(len(upos))
+        self.pool = np.concatenate((self.pool, slot[frees]))
         return ops, sel, upos
 
     def _take_slots(self, n: int) -> np.ndarray:
