@@ -209,3 +209,17 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types):
                               starts, ends, block_mt, 5, 1, pindex, bal, need, exact)
     want = _ref_pcp_lists(batches, starts, ends, block_mt, 5, pindex, shape)
     assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, min_size=30, max_size=80), st.integers(1, 100))
+def test_block_types_are_the_last_shown(rows, end_pfn):
+    ev = _events(rows)
+    got = np.full((100 >> 3) + 1, 1, np.int8)
+    _replay.learn_block_types(ev["kind"], ev["pfn"], ev["migratetype"], got, end_pfn, 3, 1)
+    want = np.full((100 >> 3) + 1, 1, np.int8)
+    for e in ev:
+        if e["kind"] in (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN) and \
+                0 <= e["pfn"] < end_pfn and e["migratetype"] >= 0:
+            want[e["pfn"] >> 3] = e["migratetype"] if e["migratetype"] < 3 else 1
+    assert (got == want).all()

@@ -187,6 +187,8 @@ cdef class Parser:
     cdef uint8_t *pool
     cdef Py_ssize_t pool_cap, pool_used
     cdef object dtype
+    cdef int64_t kinds[8]           # rows of the batch by kind
+    cdef int64_t failed             # failed mm_page_alloc rows of the batch
 
     def __cinit__(self, int fd, Py_ssize_t batch, dtype):
         if sizeof(Event) != dtype.itemsize or any(dtype.fields[n][1] != o for n, o in _LAYOUT):
@@ -217,12 +219,20 @@ cdef class Parser:
         cdef uint8_t[::1] raw = self.batch_array.view(np.uint8)
         self.rows = <Event *>&raw[0]
         self.nrows = 0
+        self.kinds[:] = [0, 0, 0, 0, 0, 0, 0, 0]
+        self.failed = 0
 
     def take_batch(self):
-        """The rows read so far (a full batch, or the last one), and a fresh batch."""
-        rows = self.batch_array[: self.nrows]
+        """The rows read so far (a full batch, or the last one), their number by kind,
+        and how many are failed allocations; the next rows go to a fresh batch."""
+        got = (self.batch_array[: self.nrows], [self.kinds[k] for k in range(8)], self.failed)
         self._new_batch()
-        return rows
+        return got
+
+    cdef inline void _count(self, int kind, int64_t pfn) noexcept nogil:
+        self.kinds[kind & 7] += 1
+        if kind == MM_PAGE_ALLOC and pfn < 0:
+            self.failed += 1
 
     @property
     def lines(self):
@@ -244,6 +254,7 @@ cdef class Parser:
     def put(self, row):
         """Append a row read by the slow path (the batch has room: run() checks first)."""
         self.batch_array[self.nrows] = row
+        self._count(row[0], row[2])
         self.nrows += 1
 
     def learn_gfp(self, bytes text, int64_t value):
@@ -378,6 +389,7 @@ cdef class Parser:
             if got == S_GFP_MISS:
                 return S_GFP_MISS
             self.rows[self.nrows].line = self.line
+            self._count(self.rows[self.nrows].kind, self.rows[self.nrows].pfn)
             self.nrows += 1
             self.line += 1
             self.start = line_end + 1

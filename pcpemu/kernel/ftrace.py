@@ -282,7 +282,8 @@ def _read_block(f: BinaryIO, name: str) -> bytes:
 
 class _Reader:
     """The parse of one trace in a thread of its own: batches of EVENT_DTYPE rows, each
-    with what the parse saw up to it (a TraceStats of its own and the lines read)."""
+    with its rows by kind, its failed allocations, and what else the parse saw up to it
+    (a TraceStats of its own and the lines read)."""
 
     def __init__(self, source: _Source, batch: int, strict: bool, max_examples: int) -> None:
         self._name = _source_name(source)
@@ -359,7 +360,7 @@ class _Reader:
                 elif why == _ftrace.READ_ERROR:
                     raise TraceFormatError(f"{self._name}: cannot read: {os.strerror(p.error())}")
                 else:                       # FULL or EOF
-                    self._put((p.take_batch(), stats, p.lines - lines))
+                    self._put((*p.take_batch(), stats, p.lines - lines))
                     stats, lines = TraceStats(self._max_examples), p.lines
                     if why == _ftrace.EOF:
                         self._put(None)
@@ -375,7 +376,7 @@ class _Reader:
             except queue.Full:
                 continue
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, TraceStats, int]]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[int], int, TraceStats, int]]:
         while True:
             item = self._queue.get()
             if item is None:
@@ -534,21 +535,21 @@ def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = Fa
     stats = TraceStats() if stats is None else stats
     reader = _Reader(source, batch, strict, stats.max_examples)
     try:
-        for rows, seen, lines in reader:
-            _merge(stats, seen, lines, rows)
+        for rows, kinds, failed, seen, lines in reader:
+            _merge(stats, kinds, failed, seen, lines)
             if len(rows):
                 yield rows
     finally:
         reader.close()
 
 
-def _merge(stats: TraceStats, seen: TraceStats, lines: int, rows: np.ndarray) -> None:
+def _merge(stats: TraceStats, kinds: list[int], failed: int, seen: TraceStats, lines: int) -> None:
     # What the parse thread saw up to a batch, into the caller's stats.
     stats.lines += lines
-    kinds = np.bincount(rows["kind"], minlength=len(EVENT_NAMES))
-    for k in np.flatnonzero(kinds):
-        stats.events[EVENT_NAMES[k]] += int(kinds[k])
-    stats.failed_allocs += int(np.count_nonzero((rows["pfn"] == PFN_FAILED) & (rows["kind"] == MM_PAGE_ALLOC)))
+    for k, n in enumerate(kinds):
+        if n:
+            stats.events[EVENT_NAMES[k]] += n
+    stats.failed_allocs += failed
     stats.skipped.update(seen.skipped)
     stats.malformed.update(seen.malformed)
     stats.examples.extend(seen.examples[: max(0, stats.max_examples - len(stats.examples))])

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.gfp import MIGRATETYPE_NAMES
-from .._replay import pcp_lists_add
+from .._replay import learn_block_types, pcp_lists_add
 from ..machine import Machine
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "real_zone_ranges", "seed_machine"]
@@ -282,20 +282,13 @@ class UntracedPool:
         self.exhausted = 0
         self.other_type = 0         # frees that found no block of their type and took another
 
-    def learn(self, pfn: np.ndarray, migratetype: np.ndarray) -> None:
-        """Note the pageblock types the trace shows (events that name a pfn and a type)."""
-        ok = (pfn >= 0) & (migratetype >= 0) & (pfn < self.ends.max())
-        mt = migratetype[ok]
-        # CMA and highatomic pages sit on the Movable pcp lists (free_unref_page).
-        self.block_mt[pfn[ok] >> PAGEBLOCK_ORDER] = np.where(mt < 3, mt, _MOVABLE)
-
     def learn_events(self, ev: np.ndarray) -> None:
-        """learn() from the events of a batch that name a pfn and a list's type."""
-        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN
-
-        kind = ev["kind"]
-        shown = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_ALLOC_ZONE_LOCKED) | (kind == MM_PAGE_PCPU_DRAIN)
-        self.learn(ev["pfn"][shown], ev["migratetype"][shown])
+        """Note the pageblock types a batch shows: the last of its events that name a
+        pfn and a list's type (mm_page_alloc, mm_page_alloc_zone_locked,
+        mm_page_pcpu_drain) in each pageblock (pcpemu._replay.learn_block_types). CMA
+        and highatomic pages sit on the Movable pcp lists (free_unref_page)."""
+        learn_block_types(ev["kind"], ev["pfn"], ev["migratetype"], self.block_mt, int(self.ends.max()),
+                          PAGEBLOCK_ORDER, _MOVABLE)
 
     def zone_of(self, pfn: np.ndarray) -> np.ndarray:
         """Index into names of the zone each real pfn lies in, -1 outside them all."""
