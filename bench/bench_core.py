@@ -24,15 +24,15 @@ def _rss_kib():
 
 
 @pytest.mark.benchmark(group="buddy")
-def test_boot_64g(benchmark):
+def test_boot_64g(benchmark, timing):
     cfg = pcpemu.KernelConfig.preset("v6.10", memory="64G", cpus=4)
     benchmark.pedantic(pcpemu.Machine, args=(cfg,), rounds=3, iterations=1)
-    benchmark.extra_info["boot_s_mean"] = benchmark.stats.stats.mean
-    assert benchmark.stats.stats.mean < 1.0
+    benchmark.extra_info["boot_s_mean"] = timing().mean
+    assert timing().mean < 1.0
 
 
 @pytest.mark.benchmark(group="buddy")
-def test_resident_bytes_per_page(benchmark):
+def test_resident_bytes_per_page(benchmark, timing):
     # Allocate every page of a 16 GiB machine one by one, so that every struct
     # page mirror is written, and count what the machine holds resident.
     cfg = pcpemu.KernelConfig.preset("v6.10", memory="16G", cpus=1)
@@ -48,7 +48,7 @@ def test_resident_bytes_per_page(benchmark):
     assert per_page <= 72
 
 
-def _pairs(machine, ops, benchmark, group_info, between_rounds=None):
+def _pairs(machine, ops, benchmark, timing, group_info, between_rounds=None):
     # between_rounds runs untimed before each round: a baseline measured
     # interleaved with the rounds sees the same host load they do.
     slots = {"n": len(ops) // 2}
@@ -56,7 +56,7 @@ def _pairs(machine, ops, benchmark, group_info, between_rounds=None):
     def run():
         machine.run(ops)
     benchmark.pedantic(run, setup=between_rounds, rounds=5, iterations=1, warmup_rounds=1)
-    ns = benchmark.stats.stats.min / slots["n"] * 1e9
+    ns = timing().min / slots["n"] * 1e9
     benchmark.extra_info.update(group_info, ns_per_pair=ns)
     return ns
 
@@ -81,13 +81,13 @@ class _BareLoop:
 
 @pytest.mark.benchmark(group="pcp-fastpath")
 @pytest.mark.parametrize("live", [64, 4096])
-def test_order0_churn_vs_bare_loop(benchmark, v610, live):
+def test_order0_churn_vs_bare_loop(benchmark, timing, v610, live):
     m = v610()
     warm = wl.order0_churn(0, live=live, seed=1)
     m.run(warm)
     ops = wl.order0_churn(N, live=live, seed=1)[live:]       # the steady-state pairs only
     bare = _BareLoop(wl.order0_churn(N, live=live, seed=1))
-    ns = _pairs(m, ops, benchmark, {"live": live}, between_rounds=bare)
+    ns = _pairs(m, ops, benchmark, timing, {"live": live}, between_rounds=bare)
     benchmark.extra_info["bare_loop_ns_per_pair"] = bare.ns_per_pair()
     benchmark.extra_info["ratio_to_bare_loop"] = ns / bare.ns_per_pair()
     m.check()
@@ -95,9 +95,9 @@ def test_order0_churn_vs_bare_loop(benchmark, v610, live):
 
 @pytest.mark.benchmark(group="pcp-fastpath")
 @pytest.mark.parametrize("order, gfp", [(0, "GFP_KERNEL"), (9, "GFP_TRANSHUGE_LIGHT | __GFP_COMP")])
-def test_alloc_free_pairs(benchmark, v610, order, gfp):
+def test_alloc_free_pairs(benchmark, timing, v610, order, gfp):
     m = v610()
-    _pairs(m, wl.alloc_free_pairs(N, order, gfp), benchmark, {"order": order})
+    _pairs(m, wl.alloc_free_pairs(N, order, gfp), benchmark, timing, {"order": order})
     s = m.stats()
     # _pairs ran the stream six times (a warm-up and five rounds).
     benchmark.extra_info["zone_lock_per_1000_pairs"] = 1000 * s["ZONE_LOCK"] / (6 * N)
@@ -106,14 +106,14 @@ def test_alloc_free_pairs(benchmark, v610, order, gfp):
 
 @pytest.mark.benchmark(group="pcp-fastpath")
 @pytest.mark.parametrize("memory", ["1G", "64G"])
-def test_cost_does_not_grow_with_memory(benchmark, v610, memory):
+def test_cost_does_not_grow_with_memory(benchmark, timing, v610, memory):
     m = v610(memory=memory)
     m.run(wl.order0_churn(0, live=64, seed=2))
-    _pairs(m, wl.order0_churn(N, live=64, seed=2)[64:], benchmark, {"memory": memory})
+    _pairs(m, wl.order0_churn(N, live=64, seed=2)[64:], benchmark, timing, {"memory": memory})
 
 
 @pytest.mark.benchmark(group="python-api")
-def test_python_call_overhead(benchmark, v610):
+def test_python_call_overhead(benchmark, timing, v610):
     m = v610()
 
     def pair():
@@ -121,5 +121,5 @@ def test_python_call_overhead(benchmark, v610):
     benchmark(pair)
     # Best and median of the rounds, as the other figures here: the mean
     # follows the load of a shared host more than the code.
-    benchmark.extra_info["ns_per_python_pair"] = benchmark.stats.stats.min * 1e9
-    benchmark.extra_info["ns_per_python_pair_median"] = benchmark.stats.stats.median * 1e9
+    benchmark.extra_info["ns_per_python_pair"] = timing().min * 1e9
+    benchmark.extra_info["ns_per_python_pair_median"] = timing().median * 1e9

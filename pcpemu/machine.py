@@ -119,8 +119,9 @@ class Machine:
     """One emulated node booted from a KernelConfig.
 
     :param config: the machine and kernel to emulate.
-    :param seed: seeds every random choice the machine makes (workload helpers
-        draw from ``machine.rng``).
+    :param seed: recorded with the machine's results. The core draws no random
+        number: a run depends only on the config and the op stream, whose generators
+        (pcpemu.runs.workloads) take the seed that makes them reproducible.
     """
 
     def __init__(self, config: KernelConfig, seed: int = 0) -> None:
@@ -128,7 +129,6 @@ class Machine:
             raise ConfigError(f"Machine needs a KernelConfig, not {type(config).__name__}")
         self.config = config
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
         self.min_free_kbytes, self.zones = setup_zones(config)
         pindex, pindex_order = pcp_list_table(config)
         self.pindex_order = pindex_order

@@ -244,3 +244,18 @@ def test_cli_sweep_then_report_from_sweep(tmp_path, capsys):
 def test_report_from_a_missing_sweep_file(tmp_path, capsys):
     assert cli.main(["report", "--from-sweep", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "r")]) == 1
     assert "no such sweep result file" in capsys.readouterr().err
+
+
+def test_one_option_style_and_one_default_seed():
+    from pcpemu.runs.workloads import DEFAULT_SEED
+    p = cli.build_parser()
+    a = p.parse_args(["report", "--policies", "single,split", "--policies", "android", "--cpus", "1,2",
+                      "--cpus", "4"])
+    assert cli._list_opt(a.policies, str, "policies") == ["single", "split", "android"]
+    assert cli._list_opt(a.cpus, int, "cpus") == [1, 2, 4]
+    for verb in (["report"], ["bench"], ["repro"], ["replay", "t"]):
+        assert p.parse_args(verb).seed == DEFAULT_SEED, verb
+    b = p.parse_args(["bench", "--policies", "single", "--policies", "split,per-type"])
+    assert cli._list_opt(b.policies, str, "policies") == ["single", "split", "per-type"]
+    r = p.parse_args(["repro", "--policies", "single,split", "--policies", "android"])
+    assert cli._list_opt(r.policies, str, "policies") == ["single", "split", "android"]

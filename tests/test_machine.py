@@ -224,3 +224,15 @@ def test_every_buddy_function_under_zone_lock_asserts_it():
             assert f'lockdep_assert_held(z, "{m.group(1)}")' in body, m.group(1)
     assert {"__free_one_page", "__rmqueue", "__rmqueue_smallest", "__rmqueue_fallback",
             "__move_freepages_block", "__add_to_free_list", "__del_page_from_free_list"} <= set(found)
+
+
+def test_a_run_depends_on_the_op_stream_not_the_machine_seed():
+    # The core draws no random number; the seed makes op streams reproducible.
+    from pcpemu.runs.workloads import mixed
+    cfg = pcpemu.KernelConfig.preset("v6.10", memory="256M", cpus=2)
+    ops = mixed(20_000, cpus=(0, 1), seed=3)
+    a, b = pcpemu.Machine(cfg, seed=0), pcpemu.Machine(cfg, seed=7)
+    a.run(ops)
+    b.run(ops)
+    assert a.stats(per_cpu=True) == b.stats(per_cpu=True)
+    assert not np.array_equal(mixed(20_000, cpus=(0, 1), seed=3), mixed(20_000, cpus=(0, 1), seed=4))

@@ -12,7 +12,7 @@ from pcpemu.errors import ConfigError
 from pcpemu.tools import cli, report, reportruns
 from pcpemu.tools.report import STAGES, ReportOptions, build_report
 from pcpemu.tools.reportrender import SECTIONS
-from pcpemu.tools.stats import mean_ci
+from pcpemu.stats import mean_ci
 from pcpemu.tools.verdict import FORMATS, classify, classify_metric, lookup, render_item
 
 SIZES = dict(warmup=200, lengths=[100, 200], conv_cpus=2, nm_cpus=2, sens_cpus=2, sens_workloads=["thp-nm40"],
@@ -164,21 +164,6 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, args, message, code)
         ReportOptions.make(mode="slow")
 
 
-def test_one_option_style_and_one_default_seed():
-    from pcpemu.runs.workloads import DEFAULT_SEED
-    p = cli.build_parser()
-    a = p.parse_args(["report", "--policies", "single,split", "--policies", "android", "--cpus", "1,2",
-                      "--cpus", "4"])
-    assert cli._list_opt(a.policies, str, "policies") == ["single", "split", "android"]
-    assert cli._list_opt(a.cpus, int, "cpus") == [1, 2, 4]
-    for verb in (["report"], ["bench"], ["repro"], ["replay", "t"]):
-        assert p.parse_args(verb).seed == DEFAULT_SEED, verb
-    b = p.parse_args(["bench", "--policies", "single", "--policies", "split,per-type"])
-    assert cli._list_opt(b.policies, str, "policies") == ["single", "split", "per-type"]
-    r = p.parse_args(["repro", "--policies", "single,split", "--policies", "android"])
-    assert cli._list_opt(r.policies, str, "policies") == ["single", "split", "android"]
-
-
 def test_logs_one_line_per_stage_off_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(report, "MODES", {**report.MODES, "quick": {**report.MODES["quick"], **SIZES}})
     out = tmp_path / "r"
@@ -254,6 +239,20 @@ def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
     lo, hi = ax.get_ylim()
     assert lo <= -reportplots.MIN_SPAN and hi >= reportplots.MIN_SPAN
     assert ax.get_xlabel() == "CPUs" and "%" in ax.get_ylabel()
+
+
+def test_a_one_seed_point_gets_no_band():
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from pcpemu.tools import reportplots
+    ax = Figure().subplots()
+    one, five = mean_ci([0.5]), mean_ci([0.4, 0.5, 0.6, 0.5, 0.5])
+    los, his = reportplots.plot_mean_ci(ax, [(1, one), (2, five)], "o-", "x")
+    assert los == [0.5, five["lo"]] and his == [0.5, five["hi"]]
+    (band,) = ax.collections
+    xs = band.get_paths()[0].vertices[:, 0]
+    assert set(xs.round(6)) == {2.0}          # the band covers only the point with an interval
 
 
 @pytest.mark.skipif(not os.environ.get("PCPEMU_LONG_REPORT") or not shutil.which("chromium"),

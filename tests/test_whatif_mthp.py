@@ -8,6 +8,7 @@ import pytest
 from pcpemu import Machine
 from pcpemu.errors import PcpemuError, SweepSpecError
 from pcpemu.runs import whatif
+from pcpemu.stats import mean_ci
 from pcpemu.tools.sweep import parse_spec, run_sweep
 from pcpemu.tools import whatif_report
 
@@ -50,13 +51,14 @@ def test_lists_for_an_mthp_order_cut_zone_lock():
     assert with_["ops_per_sec"] > without["ops_per_sec"]
 
 
-def test_interval():
-    iv = whatif.interval([1.0, 2.0, 3.0])
-    assert iv["mean"] == 2.0 and iv["n"] == 3
-    assert iv["hi"] - iv["mean"] == pytest.approx(4.303 * 1.0 / 3 ** 0.5)
-    assert whatif.interval([5.0]) == {"mean": 5.0, "lo": 5.0, "hi": 5.0, "n": 1}
-    with pytest.raises(PcpemuError):
-        whatif.interval([])
+def test_one_seed_gives_no_interval_and_no_verdict():
+    # The what-if lab uses the report's one statistic (stats.mean_ci): one seed has
+    # no interval, so no "whole interval above 1" verdict can rest on it.
+    one, three = mean_ci([1.5]), mean_ci([1.4, 1.5, 1.6])
+    assert one["lo"] is None and "no interval" in whatif_report._iv(one)
+    assert not whatif_report._above(one, 1.0) and not whatif_report._below(one, 2.0)
+    assert whatif_report._above(three, 1.0) and whatif_report._below(three, 2.0)
+    assert three["hi"] - three["mean"] == pytest.approx(4.303 * 0.1 / 3 ** 0.5)
 
 
 def test_mthp_report_is_reproducible(tmp_path, monkeypatch):

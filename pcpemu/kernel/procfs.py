@@ -17,6 +17,7 @@ from ..errors import TraceFormatError
 from .config import PAGE_SHIFT, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, SECTION_NR_PAGES
 from .gfp import MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_TYPES, MIGRATETYPE_NAMES
 from .kversion import parse_version
+from .watermark import WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -99,11 +100,11 @@ def zoneinfo(m: "Machine") -> str:
         out.append(f"Node {NODE}, zone {z.name:>8}")
         out.append(f"\n  pages free     {free}"
                    f"\n        boost    {boost}"
-                   f"\n        min      {z.watermark[0] + boost}"
-                   f"\n        low      {z.watermark[1] + boost}"
-                   f"\n        high     {z.watermark[2] + boost}")
+                   f"\n        min      {z.watermark[WMARK_MIN] + boost}"
+                   f"\n        low      {z.watermark[WMARK_LOW] + boost}"
+                   f"\n        high     {z.watermark[WMARK_HIGH] + boost}")
         if promo:
-            out.append(f"\n        promo    {z.watermark[3] + boost}")
+            out.append(f"\n        promo    {z.watermark[WMARK_PROMO] + boost}")
         out.append(f"\n        spanned  {z.spanned}"
                    f"\n        present  {z.present}"
                    f"\n        managed  {z.managed}"

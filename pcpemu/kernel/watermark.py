@@ -109,7 +109,7 @@ def _min_free_kbytes(cfg: KernelConfig, managed: list[int]) -> int:
         return kbytes
     # set_recommended_min_free_kbytes() when khugepaged starts, after the first
     # watermark setup.
-    high = [w[2] for w in zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)]
+    high = [w[WMARK_HIGH] for w in zone_watermarks(managed, kbytes, cfg.watermark_scale_factor, cfg.other_nodes_lowmem)]
     nr_zones = sum(1 for i, m in enumerate(managed) if m and i <= ZONE_NORMAL)
     recommended = PAGEBLOCK_NR_PAGES * nr_zones * 2
     recommended += PAGEBLOCK_NR_PAGES * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES

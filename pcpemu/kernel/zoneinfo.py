@@ -20,7 +20,8 @@ from ..errors import ConfigError
 from .config import PAGEBLOCK_NR_PAGES, PAGE_SHIFT, PRESETS, KernelConfig, ZoneSpan
 from .procfs import read_zoneinfo
 from .gfp import MAX_NR_ZONES, ZONE_MOVABLE, ZONE_NAMES
-from .watermark import empty_upper_zeroed, lowmem_reserves, setup_zones, zone_watermarks
+from .watermark import (WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO, empty_upper_zeroed, lowmem_reserves,
+                        setup_zones, zone_watermarks)
 
 __all__ = ["config_fields", "static_differences"]
 
@@ -271,7 +272,8 @@ def _differences(cfg: KernelConfig, zones: list[dict]) -> list[tuple[str, str, A
     for z in zones:
         e, where = emulated[z["name"]], f"zone {z['name']}"
         values = {"spanned": e.spanned, "present": e.present, "managed": e.managed, "cma": e.cma_pages,
-                  "min": e.watermark[0], "low": e.watermark[1], "high": e.watermark[2], "promo": e.watermark[3]}
+                  "min": e.watermark[WMARK_MIN], "low": e.watermark[WMARK_LOW], "high": e.watermark[WMARK_HIGH],
+                  "promo": e.watermark[WMARK_PROMO]}
         if e.managed:
             values["start_pfn"] = e.start_pfn
         for key, value in values.items():

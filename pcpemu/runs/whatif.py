@@ -8,12 +8,12 @@ pure: the same arguments give the same numbers.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import PcpemuError
+from ..stats import mean_ci
 from ..kernel.config import DEFAULT_PRESET, KernelConfig
 from ..kernel.gfp import parse_gfp
 from ..kernel.layout import MTHP_ORDERS
@@ -37,24 +37,6 @@ MTHP_KINDS = {"movable": (_MOVABLE_COMP,), "unmovable": (_KERNEL_COMP,), "mixed"
 # ---- intervals over seeds ----
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
-
-
-def interval(values: Sequence[float]) -> dict[str, float]:
-    """Mean and 95% t-interval of per-seed values (``lo == hi == mean`` for one value)."""
-    x = np.asarray(values, dtype=float)
-    if not len(x):
-        raise PcpemuError("interval of no values")
-    mean = float(x.mean())
-    if len(x) == 1:
-        return {"mean": mean, "lo": mean, "hi": mean, "n": 1}
-    t = _T975[min(len(x) - 1, len(_T975)) - 1]
-    half = t * float(x.std(ddof=1)) / math.sqrt(len(x))
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": int(len(x))}
-
-
 # ---- mTHP ----
 
 def _check_mthp(orders: Sequence[int], share: float, kind: str) -> None:
@@ -140,8 +122,8 @@ def paired(runs_with: list[dict[str, Any]], runs_without: list[dict[str, Any]]) 
     for name, get in _METRICS.items():
         w = [get(r) for r in runs_with]
         wo = [get(r) for r in runs_without]
-        out[name] = {"with": interval(w), "without": interval(wo),
-                     "ratio": interval([_ratio(a, b) for a, b in zip(w, wo)])}
+        out[name] = {"with": mean_ci(w), "without": mean_ci(wo),
+                     "ratio": mean_ci([_ratio(a, b) for a, b in zip(w, wo)])}
     return out
 
 
@@ -352,9 +334,9 @@ def pcp_buddy_study(cpus: Sequence[int] = (4, 16, 64, 256), seeds: Sequence[int]
         for name, get in _BUDDY_METRICS.items():
             c = [get(r) for r in runs["classic"]]
             b = [get(r) for r in runs["pcp_buddy"]]
-            cell[name] = {"classic": interval(c), "pcp_buddy": interval(b),
-                          "ratio": interval([_ratio(x, y) for x, y in zip(b, c)])}
-        cell["pcpb"] = {k: interval([r["pcpb"][k] for r in runs["pcp_buddy"]])
+            cell[name] = {"classic": mean_ci(c), "pcp_buddy": mean_ci(b),
+                          "ratio": mean_ci([_ratio(x, y) for x, y in zip(b, c)])}
+        cell["pcpb"] = {k: mean_ci([r["pcpb"][k] for r in runs["pcp_buddy"]])
                         for k in runs["pcp_buddy"][0]["pcpb"]}
         cell["free_skipped"] = max(r["free_skipped"] for rs in runs.values() for r in rs)
         cells.append(cell)
@@ -417,7 +399,7 @@ def frag_study(seeds: Sequence[int] = (0, 1, 2), steps: int = 8, ops_per_step: i
     for pol in ("classic", "pcp_buddy"):
         runs = [frag_timeline(pol, s, steps, ops_per_step) for s in seeds]
         out[pol] = [{"step": k, "ops": runs[0]["points"][k]["ops"],
-                     **{key: interval([r["points"][k][key] for r in runs]) for key in keys}}
+                     **{key: mean_ci([r["points"][k][key] for r in runs]) for key in keys}}
                     for k in range(len(runs[0]["points"]))]
         if progress:
             progress(f"pcp-buddy fragmentation {pol}")

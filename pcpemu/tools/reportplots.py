@@ -41,6 +41,21 @@ def merge_identical(series: dict[str, list[tuple[float, dict[str, Any]]]]) -> li
     return out
 
 
+def plot_mean_ci(ax: Any, points: list[tuple[float, dict[str, Any]]], style: str,
+                 label: str) -> tuple[list[float], list[float]]:
+    """Draw the means of stats.mean_ci cells as a line and their 95% intervals as a
+    band; a point of one seed (no interval) gets no band. Returns the y extent drawn
+    (per point: lo or mean, hi or mean)."""
+    xs = [x for x, _ in points]
+    line, = ax.plot(xs, [c["mean"] for _, c in points], style, label=label)
+    known = [(x, c) for x, c in points if c["lo"] is not None]
+    if known:
+        ax.fill_between([x for x, _ in known], [c["lo"] for _, c in known], [c["hi"] for _, c in known],
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+    return ([c["mean"] if c["lo"] is None else c["lo"] for _, c in points],
+            [c["mean"] if c["hi"] is None else c["hi"] for _, c in points])
+
+
 def _change_panel(ax: Any, series: dict[str, list[tuple[float, dict[str, Any]]]], title: str, xlabel: str) -> list[str]:
     merged = []
     lo_all, hi_all = [0.0], [0.0]
@@ -50,12 +65,7 @@ def _change_panel(ax: Any, series: dict[str, list[tuple[float, dict[str, Any]]]]
         if not points:
             continue
         drawn += 1
-        xs = [x for x, _ in points]
-        ms = [c["mean"] for _, c in points]
-        los = [c["lo"] if c["lo"] is not None else c["mean"] for _, c in points]
-        his = [c["hi"] if c["hi"] is not None else c["mean"] for _, c in points]
-        line, = ax.plot(xs, ms, style, label=label)
-        ax.fill_between(xs, los, his, color=line.get_color(), alpha=0.2, linewidth=0)
+        los, his = plot_mean_ci(ax, points, style, label)
         lo_all += los
         hi_all += his
         if "identical" in label:
@@ -130,10 +140,7 @@ def _vs_nonmovable(rep: dict[str, Any], outdir: str) -> dict[str, Any]:
     ax = axes[2]
     for pol, style in (("single", "o-"), ("split", "s--")):
         pts = [(x, r["hit9"][pol]) for x, r in zip(xs, rows) if r["hit9"][pol]["mean"] is not None]
-        line, = ax.plot([x for x, _ in pts], [c["mean"] for _, c in pts], style,
-                        label=f"{pol} ({POLICY_PRESETS[pol]}, {'one list' if pol == 'single' else 'two lists'})")
-        ax.fill_between([x for x, _ in pts], [c["lo"] for _, c in pts], [c["hi"] for _, c in pts],
-                        color=line.get_color(), alpha=0.2, linewidth=0)
+        plot_mean_ci(ax, pts, style, f"{pol} ({POLICY_PRESETS[pol]}, {'one list' if pol == 'single' else 'two lists'})")
     ax.set_ylim(0, 1.02)
     ax.set_xticks(xs, labels)
     ax.set_title("order-9 pcp hit rate", fontsize=10)

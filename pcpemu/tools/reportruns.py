@@ -4,7 +4,7 @@ Each function returns a JSON-able dict and is a pure function of its
 arguments (the seeds included). The split/single comparison of a metric is
 the per-seed percent change 100 * (split / single - 1), the two runs of a
 seed sharing their op streams; its mean and 95% interval are over seeds
-(pcpemu.tools.stats.mean_ci). A change of 0 against 0 is 0; where single
+(pcpemu.stats.mean_ci). A change of 0 against 0 is 0; where single
 is 0 and split is not, the change has no percent and the difference split -
 single (in the metric's units, also kept for every metric) tells instead.
 """
@@ -21,7 +21,7 @@ from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..kernel.layout import ARCHES, compare as layout_compare, layout
 from ..runs import repro, smp
 from ..runs import workloads as wl
-from .stats import mean_ci
+from ..stats import mean_ci
 
 __all__ = ["COMPARED", "NARROW_PCT", "compare_cells", "contention_cells", "convergence", "cost_sensitivity",
            "layout_answer", "seedbug_shares", "wilson"]

@@ -1,7 +1,7 @@
 """A sweep's report (``pcpemu report --from-sweep FILE``): sweep.md, sweep.json and sweep.png.
 
 The same standards as the main report: every metric is a mean over seeds with
-its 95% interval (pcpemu.tools.stats.mean_ci) in the tables, the JSON and the
+its 95% interval (pcpemu.stats.mean_ci) in the tables, the JSON and the
 plots; each panel has labelled axes with units and a legend; lines that
 coincide are drawn once and labelled as identical; y-axes include 0; the plot
 has a caption and alt text.
@@ -16,8 +16,8 @@ import os
 from typing import Any
 
 from .outdir import write_text_atomic
-from .reportplots import _STYLES, merge_identical
-from .stats import mean_ci
+from .reportplots import _STYLES, merge_identical, plot_mean_ci
+from ..stats import mean_ci
 from .sweep import numeric_fields
 
 __all__ = ["SWEEP_AVERAGED", "UNITS", "sweep_plots", "sweep_summary", "sweep_tables", "write_sweep_report"]
@@ -160,10 +160,7 @@ def sweep_plots(records: list[dict[str, Any]], outdir: str) -> dict[str, str] | 
             points = [(px, c) for px, c in points if c["mean"] is not None]
             if not points:
                 continue
-            los = [c["lo"] if c["lo"] is not None else c["mean"] for _, c in points]
-            his = [c["hi"] if c["hi"] is not None else c["mean"] for _, c in points]
-            line, = ax.plot([p for p, _ in points], [c["mean"] for _, c in points], style, label=label)
-            ax.fill_between([p for p, _ in points], los, his, color=line.get_color(), alpha=0.2, linewidth=0)
+            los, his = plot_mean_ci(ax, points, style, label)
             lo_all += los
             hi_all += his
             if label.endswith("(identical)"):

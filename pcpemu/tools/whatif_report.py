@@ -17,6 +17,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..kernel import layout as L
 from ..runs import whatif
+from ..stats import mean_ci
 from .outdir import replace_dir
 
 __all__ = ["MODES", "WHAT_IFS", "build_what_if", "render_markdown", "render_html", "sections", "write_what_if"]
@@ -43,8 +44,19 @@ def fmt(x: Any) -> str:
 
 
 def _iv(d: dict[str, float]) -> str:
-    # "mean [lo, hi]" of an interval.
+    # "mean [lo, hi]" of an interval (stats.mean_ci).
+    if d["lo"] is None:
+        return f"{fmt(d['mean'])} (one seed: no interval)"
     return f"{fmt(d['mean'])} [{fmt(d['lo'])}, {fmt(d['hi'])}]"
+
+
+def _above(d: dict[str, float], x: float) -> bool:
+    # The whole interval above x; never with one seed (no interval).
+    return d["lo"] is not None and d["lo"] > x
+
+
+def _below(d: dict[str, float], x: float) -> bool:
+    return d["hi"] is not None and d["hi"] < x
 
 
 # ---- mTHP (Mel Gorman's question) ----
@@ -69,7 +81,7 @@ def _mthp_verdict(rep: dict[str, Any]) -> dict[str, Any]:
         cells = [c for c in rep["study"]["per_order"] if c["order"] == o]
         # Worth a list when, for every mobility, the whole throughput interval
         # is above 1 and the whole zone->lock interval below 1.
-        ok = all(c["ops_per_sec"]["ratio"]["lo"] > 1.0 and c["zone_lock"]["ratio"]["hi"] < 1.0 for c in cells)
+        ok = all(_above(c["ops_per_sec"]["ratio"], 1.0) and _below(c["zone_lock"]["ratio"], 1.0) for c in cells)
         if ok:
             worth.append(o)
         detail.append({"order": o, "worth_a_list": ok, "cost_split": _order_cost(rows, [o], "split"),
@@ -154,7 +166,8 @@ def _mthp_sections(rep: dict[str, Any]) -> list[Section]:
 
 
 def _scaled(d: dict[str, float]) -> dict[str, float]:
-    return {k: (v / 1e6 if k != "n" else v) for k, v in d.items()}
+    # An interval in millions (the counts stay counts; an unknown bound stays unknown).
+    return {k: (v / 1e6 if k != "n" and v is not None else v) for k, v in d.items()}
 
 
 # ---- the pcp buddy RFC (Johannes Weiner, April 2026) ----
@@ -195,7 +208,7 @@ def _buddy_verdict(rep: dict[str, Any]) -> list[str]:
             continue
         priced = "" if c["page_ns"] else " with no cost per page moved under the lock"
         z, t = c["zone_lock"]["ratio"], c["ops_per_sec"]["ratio"]
-        word = ("fewer" if z["hi"] < 1 else "more" if z["lo"] > 1 else "no clear change in")
+        word = ("fewer" if _below(z, 1) else "more" if _above(z, 1) else "no clear change in")
         out.append(f"{c['pattern']} at {top} CPUs, pcp->high {'auto' if not c['high_fraction'] else '1/' + str(c['high_fraction'])}"
                    f"{priced}: {word} zone->lock acquisitions (x{_iv(z)}), throughput x{_iv(t)}, lock wait "
                    f"x{_iv(c['lock_wait_ns_per_op']['ratio'])}")
@@ -213,7 +226,7 @@ def _buddy_verdict(rep: dict[str, Any]) -> list[str]:
         for pol in ("classic", "pcp_buddy"):
             rows = [r for r in rep["repro"] if r["policy"] == policy and r["pcp_policy"] == pol]
             out.append(f"seed bug, {policy} THP list, {pol}: livelock in {sum(r['livelock'] for r in rows)}/"
-                       f"{len(rows)} seeds, guest THPs in CMA at fault {_iv(whatif.interval([r['guest_thps_in_cma'] for r in rows]))}, "
+                       f"{len(rows)} seeds, guest THPs in CMA at fault {_iv(mean_ci([r['guest_thps_in_cma'] for r in rows]))}, "
                        f"cma_alloc succeeded in {sum(r['cma_alloc_ok'] for r in rows)}/{len(rows)}")
     return out
 
