@@ -183,14 +183,14 @@ def _source_name(source: _Source) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "trace")
 
 
-def _file_fd(raw: object) -> int | None:
-    # The descriptor of a seekable plain file object, which the parser may read(2)
-    # itself from the object's position on (the object is not read through again).
+def _file_fd(raw: object) -> tuple[int, int] | None:
+    # The descriptor of a seekable plain file object, set to the object's position, and
+    # that position: the parser read(2)s it itself (the object is not read through again).
     if type(raw) not in (io.BufferedReader, io.FileIO) or not raw.seekable():  # type: ignore[attr-defined]
         return None
-    fd = raw.fileno()  # type: ignore[attr-defined]
-    os.lseek(fd, raw.tell(), os.SEEK_SET)  # type: ignore[attr-defined]
-    return fd
+    fd, pos = raw.fileno(), raw.tell()  # type: ignore[attr-defined]
+    os.lseek(fd, pos, os.SEEK_SET)
+    return fd, pos
 
 
 class _ReadAhead:
@@ -308,9 +308,10 @@ class _Reader:
         raw = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
         if raw is not source:
             self._owned.append(raw)
-        fd = _file_fd(raw)
-        if fd is not None:
-            magic = os.pread(fd, 6, raw.tell())  # type: ignore[union-attr]
+        at = _file_fd(raw)
+        fd = None if at is None else at[0]
+        if at is not None:
+            magic = os.pread(at[0], 6, at[1])
         elif hasattr(raw, "peek"):
             magic = raw.peek(6)[:6]
         elif raw.seekable():  # type: ignore[union-attr]
