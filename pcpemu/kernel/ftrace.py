@@ -174,8 +174,10 @@ def _quote(line: bytes) -> str:
 _BLOCK = 4 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
-#: Batches the parse thread may run ahead of the caller (each batch rows * 37 bytes).
-_AHEAD = 4
+#: Batches the parse thread may run ahead of the caller (each batch rows * 37 bytes):
+#: enough that decompression and parse go on while the caller lays out a starting
+#: state or replays the pre-pass (16 of 65536 rows: 39 MB; 4 took 15% longer from .xz).
+_AHEAD = 16
 _XZ_INPUT = 1 << 16
 
 
