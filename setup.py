@@ -1,4 +1,5 @@
-"""Build the pcpemu._core extension and the ftrace fast path, pcpemu._ftrace.
+"""Build the pcpemu._core extension, the ftrace fast path pcpemu._ftrace and the
+replay loops pcpemu._replay.
 
 PCPEMU_DEBUG=1 builds with -O0 -g and turns Cython's bounds checks back on.
 Never -march=native by default: gcc moves list pointer pairs through vector
@@ -36,6 +37,13 @@ extensions = [
     Extension(
         "pcpemu._ftrace",
         ["pcpemu/_core/_ftrace.pyx"],
+        include_dirs=[numpy.get_include()],
+        extra_compile_args=extra_compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    ),
+    Extension(
+        "pcpemu._replay",
+        ["pcpemu/_core/_replay.pyx"],
         include_dirs=[numpy.get_include()],
         extra_compile_args=extra_compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -7,6 +7,7 @@ import io
 import lzma
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,23 @@ def test_sources_agree(tmp_path, capture, capture_text):
     with open(CAPTURE, "rb") as f:
         assert (read_all(f) == rows).all()
     assert (read_all(io.StringIO(capture_text.decode())) == rows).all()
+
+
+@needs_capture
+def test_file_read_from_its_position_and_a_stopped_read_leaves_no_thread(tmp_path, capture, capture_text):
+    rows, _ = capture
+    plain = tmp_path / "trace.txt"
+    plain.write_bytes(capture_text)
+    with open(plain, "rb") as f:
+        first = f.readline()                # the file object reads ahead of its position
+        got = read_all(f)
+    assert first.startswith(b"#")           # a comment: the same rows, each a line earlier
+    assert (got["pfn"] == rows["pfn"]).all() and (got["line"] == rows["line"] - 1).all()
+    for source in (plain, CAPTURE):
+        batches = read_event_batches(source, batch=1000)
+        next(batches)
+        batches.close()
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("pcpemu-")]
 
 
 @needs_capture

@@ -6,9 +6,10 @@ same events as ``trace-cmd report`` and ``perf script`` print them; parses the
 /proc/zoneinfo text of mm/vmstat.c (zoneinfo_show_print).
 
 The reader has two paths. A compiled path (pcpemu._ftrace) reads every line in the kernel's own
-``trace`` format (the common case, and what :func:`write_ftrace` writes); any line it does
-not fully validate goes to a per-line regex path, which reads the other formats, skips
-other events by reason and reports malformed kmem lines with their line numbers.
+``trace`` format (the common case, and what :func:`write_ftrace` writes) without the GIL, in a
+thread of its own beside the caller; any line it does not fully validate goes to a per-line
+regex path, which reads the other formats, skips other events by reason and reports
+malformed kmem lines with their line numbers.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import BinaryIO, NamedTuple, TextIO, Union
 
 import numpy as np
 
-from .._ftrace import fast_lines, newlines
-from ..errors import TraceFormatError
+from .. import _ftrace
+from ..errors import TraceFormatError, UnknownGfpError
 from .gfp import parse_gfp, show_gfp_flags
 
 __all__ = [
@@ -165,37 +166,33 @@ def _quote(line: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Input: blocks of whole lines from a path or file, .gz and .xz read directly.
+# Input. The parse (pcpemu._ftrace.Parser, in C without the GIL) runs in a thread of its
+# own, a few batches ahead of the caller. A plain file is read(2) by the parser itself;
+# .xz and .gz are decompressed in another thread (liblzma and zlib let go of the GIL)
+# and fed to the parser block by block.
 
 _BLOCK = 4 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
+#: Batches the parse thread may run ahead of the caller (each batch rows * 37 bytes):
+#: enough that decompression and parse go on while the caller lays out a starting
+#: state or replays the pre-pass (16 of 65536 rows: 39 MB; 4 took 15% longer from .xz).
+_AHEAD = 16
+_XZ_INPUT = 1 << 16
 
 
-def _open_binary(source: _Source) -> tuple[BinaryIO, list]:
-    # Returns a stream of the (decompressed) text and the streams we must close.
-    if isinstance(source, io.TextIOBase):
-        return source, []  # type: ignore[return-value]
-    raw = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
-    owned = [raw] if raw is not source else []
-    if hasattr(raw, "peek"):
-        magic = raw.peek(6)[:6]
-    elif raw.seekable():
-        pos = raw.tell()
-        magic = raw.read(6)
-        raw.seek(pos)
-    else:
-        magic = b""
-    if magic.startswith(_GZIP_MAGIC):
-        f: BinaryIO = gzip.GzipFile(fileobj=raw)
-    elif magic.startswith(_XZ_MAGIC):
-        f = lzma.LZMAFile(raw)
-    else:
-        return raw, owned
-    # Decompression runs in a thread of its own (liblzma and zlib let go of the GIL),
-    # beside the parse and the replay.
-    ahead = _ReadAhead(f)
-    return ahead, [ahead, f, *owned]
+def _source_name(source: _Source) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "trace")
+
+
+def _file_fd(raw: object) -> tuple[int, int] | None:
+    # The descriptor of a seekable plain file object, set to the object's position, and
+    # that position: the parser read(2)s it itself (the object is not read through again).
+    if type(raw) not in (io.BufferedReader, io.FileIO) or not raw.seekable():  # type: ignore[attr-defined]
+        return None
+    fd, pos = raw.fileno(), raw.tell()  # type: ignore[attr-defined]
+    os.lseek(fd, pos, os.SEEK_SET)
+    return fd, pos
 
 
 class _ReadAhead:
@@ -239,55 +236,167 @@ class _ReadAhead:
             self._done = True
         return item
 
-    def tell(self) -> int:
-        return self._f.tell()
-
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
 
 
-def _iter_chunks(source: _Source) -> Iterator[bytes]:
-    # Yields blocks that each end in b"\n" (one is added after a last unterminated line).
-    f, owned = _open_binary(source)
-    try:
-        rest = b""
+class _XzBlocks:
+    """The text of an .xz file in blocks as liblzma hands them out (LZMAFile without its
+    buffering, which copies every byte twice more); concatenated streams as LZMAFile
+    reads them (_compression.DecompressReader)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._dec = lzma.LZMADecompressor()
+
+    def read(self, size: int = _BLOCK) -> bytes:
         while True:
-            block = _read_block(f, source)
-            if isinstance(block, str):
-                block = block.encode("utf-8")
-            if not block:
-                break
-            cut = block.rfind(b"\n")
-            if cut < 0:
-                rest += block
-                continue
-            yield rest + block[: cut + 1]
-            rest = block[cut + 1 :]
-        if rest:
-            yield rest + b"\n"
-    finally:
-        for stream in owned:
-            stream.close()
+            if self._dec.eof:
+                data = self._dec.unused_data or self._raw.read(_XZ_INPUT)
+                if not data:
+                    return b""
+                self._dec = lzma.LZMADecompressor()
+            elif self._dec.needs_input:
+                data = self._raw.read(_XZ_INPUT)
+                if not data:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            else:
+                data = b""
+            block = self._dec.decompress(data, size)
+            if block:
+                return block
+
+    def close(self) -> None:
+        pass
 
 
-def _read_block(f: BinaryIO, source: _Source) -> bytes:
+def _read_block(f: BinaryIO, name: str) -> bytes:
     # A truncated or corrupt .gz/.xz shows up as EOFError, BadGzipFile (an
     # OSError), zlib.error or LZMAError while reading.
     try:
-        return f.read(_BLOCK)
+        block = f.read(_BLOCK)
     except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
-        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "trace")
         why = "truncated" if isinstance(exc, EOFError) else "corrupt or unreadable"
         raise TraceFormatError(f"{name}: {why} compressed data ({type(exc).__name__}: {exc})") from None
+    return block.encode("utf-8") if isinstance(block, str) else block
 
 
-# ---------------------------------------------------------------------------------------
-# The kernel's own `trace` format is read by the fast path in C (_ftrace.pyx), which
-# checks every byte that carries a value and leaves any other line to the slow path.
+class _Reader:
+    """The parse of one trace in a thread of its own: batches of EVENT_DTYPE rows, each
+    with its rows by kind, its failed allocations, and what else the parse saw up to it
+    (a TraceStats of its own and the lines read)."""
 
-# Columns fast_lines() returns, after the line indexes.
-_FAST_FIELDS = ("kind", "cpu", "pfn", "order", "migratetype", "gfp", "timestamp", "percpu_refill")
+    def __init__(self, source: _Source, batch: int, strict: bool, max_examples: int) -> None:
+        self._name = _source_name(source)
+        self._strict = strict
+        self._max_examples = max_examples
+        self._owned: list = []          # streams to close, in order
+        try:
+            fd, self._feed = self._open(source)
+            self._parser = _ftrace.Parser(fd, batch, EVENT_DTYPE)
+        except BaseException:
+            self._close_streams()
+            raise
+        self._queue: queue.Queue = queue.Queue(maxsize=_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pcpemu-parse", daemon=True)
+        self._thread.start()
+
+    def _open(self, source: _Source) -> tuple[int, BinaryIO | None]:
+        # (a descriptor the parser reads, None) or (-1, a stream to feed it from).
+        if isinstance(source, io.TextIOBase):
+            return -1, source  # type: ignore[return-value]
+        raw = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
+        if raw is not source:
+            self._owned.append(raw)
+        at = _file_fd(raw)
+        fd = None if at is None else at[0]
+        if at is not None:
+            magic = os.pread(at[0], 6, at[1])
+        elif hasattr(raw, "peek"):
+            magic = raw.peek(6)[:6]
+        elif raw.seekable():  # type: ignore[union-attr]
+            pos = raw.tell()  # type: ignore[union-attr]
+            magic = raw.read(6)  # type: ignore[union-attr]
+            raw.seek(pos)  # type: ignore[union-attr]
+        else:
+            magic = b""
+        if magic.startswith(_GZIP_MAGIC):
+            f: BinaryIO = gzip.GzipFile(fileobj=raw)  # type: ignore[arg-type]
+        elif magic.startswith(_XZ_MAGIC):
+            f = _XzBlocks(raw)  # type: ignore[arg-type,assignment]
+        elif fd is not None:
+            return fd, None
+        else:
+            return -1, raw  # type: ignore[return-value]
+        ahead = _ReadAhead(f)
+        self._owned[:0] = [ahead, f]
+        return -1, ahead  # type: ignore[return-value]
+
+    def _run(self) -> None:
+        try:
+            p = self._parser
+            stats = TraceStats(self._max_examples)
+            gfp_cache: dict[bytes, int] = {}
+            lines = 0
+            while not self._stop.is_set():
+                why = p.run()
+                if why == _ftrace.REFUSED:
+                    row = _slow_line(p.span(), p.lines + 1, stats, self._strict, gfp_cache)
+                    if row is not None:
+                        p.put(row)
+                    p.next_line()
+                elif why == _ftrace.GFP_MISS:
+                    text = p.span()
+                    try:
+                        value = parse_gfp(text.decode("ascii"))
+                    except (UnknownGfpError, UnicodeDecodeError):
+                        value = -1          # the slow path reports it
+                    p.learn_gfp(text, value)
+                elif why == _ftrace.NEED_INPUT:
+                    block = _read_block(self._feed, self._name)  # type: ignore[arg-type]
+                    if block:
+                        p.feed(block)
+                    else:
+                        p.finish()
+                elif why == _ftrace.READ_ERROR:
+                    raise TraceFormatError(f"{self._name}: cannot read: {os.strerror(p.error())}")
+                else:                       # FULL or EOF
+                    self._put((*p.take_batch(), stats, p.lines - lines))
+                    stats, lines = TraceStats(self._max_examples), p.lines
+                    if why == _ftrace.EOF:
+                        self._put(None)
+                        return
+        except BaseException as err:        # handed to the caller
+            self._put(err)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[int], int, TraceStats, int]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the parse, join the threads, close what was opened."""
+        self._stop.set()
+        self._thread.join()
+        self._close_streams()
+
+    def _close_streams(self) -> None:
+        for stream in self._owned:
+            stream.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -412,36 +521,6 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
 # The public reader.
 
 
-def _parse_chunk(chunk: bytes, first_line: int, stats: TraceStats, strict: bool,
-                 gfp_cache: dict[bytes, int]) -> np.ndarray:
-    nl = newlines(chunk)
-    li, *cols = fast_lines(chunk, nl, gfp_cache)
-    rows = np.empty(len(li), EVENT_DTYPE)
-    for name, col in zip(_FAST_FIELDS, cols):
-        rows[name] = col
-    rows["fallback_order"] = -1
-    rows["fallback_migratetype"] = -1
-    rows["change_ownership"] = -1
-    rows["line"] = li + first_line
-    stats.lines += len(nl)
-    if len(li) == len(nl):
-        return rows
-    done = np.zeros(len(nl), bool)
-    done[li] = True
-    rest = np.flatnonzero(~done)
-    starts = np.concatenate(([0], nl[:-1] + 1))
-    slow = []
-    for i, s, e in zip(rest.tolist(), starts[rest].tolist(), nl[rest].tolist()):
-        row = _slow_line(chunk[s:e], first_line + i, stats, strict, gfp_cache)
-        if row is not None:
-            slow.append(row)
-    if not slow:
-        return rows
-    slow_rows = np.array(slow, EVENT_DTYPE)
-    # Both are in line order: each slow row goes in before the first fast row after it.
-    return np.insert(rows, np.searchsorted(rows["line"], slow_rows["line"]), slow_rows)
-
-
 def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = False,
                        stats: TraceStats | None = None) -> Iterator[np.ndarray]:
     """Read kmem page-allocator events as EVENT_DTYPE arrays of ``batch`` rows (the last
@@ -457,25 +536,27 @@ def read_event_batches(source: _Source, batch: int = 65536, *, strict: bool = Fa
     if batch < 1:
         raise ValueError(f"batch must be >= 1, not {batch}")
     stats = TraceStats() if stats is None else stats
-    gfp_cache: dict[bytes, int] = {}
-    pending: list[np.ndarray] = []
-    npending = 0
-    for chunk in _iter_chunks(source):
-        rows = _parse_chunk(chunk, stats.lines + 1, stats, strict, gfp_cache)
-        kinds = np.bincount(rows["kind"], minlength=len(EVENT_NAMES))
-        for k in np.flatnonzero(kinds):
-            stats.events[EVENT_NAMES[k]] += int(kinds[k])
-        stats.failed_allocs += int(np.count_nonzero((rows["pfn"] == PFN_FAILED) & (rows["kind"] == MM_PAGE_ALLOC)))
-        pending.append(rows)
-        npending += len(rows)
-        if npending >= batch:
-            allrows = np.concatenate(pending)
-            cut = len(allrows) - len(allrows) % batch
-            for i in range(0, cut, batch):
-                yield allrows[i : i + batch]
-            pending, npending = [allrows[cut:]], len(allrows) - cut
-    if npending:
-        yield np.concatenate(pending)
+    reader = _Reader(source, batch, strict, stats.max_examples)
+    try:
+        for rows, kinds, failed, seen, lines in reader:
+            _merge(stats, kinds, failed, seen, lines)
+            if len(rows):
+                yield rows
+    finally:
+        reader.close()
+
+
+def _merge(stats: TraceStats, kinds: list[int], failed: int, seen: TraceStats, lines: int) -> None:
+    # What the parse thread saw up to a batch, into the caller's stats.
+    stats.lines += lines
+    for k, n in enumerate(kinds):
+        if n:
+            stats.events[EVENT_NAMES[k]] += n
+    stats.failed_allocs += failed
+    stats.skipped.update(seen.skipped)
+    stats.malformed.update(seen.malformed)
+    stats.examples.extend(seen.examples[: max(0, stats.max_examples - len(stats.examples))])
+    stats.lost_events += seen.lost_events
 
 
 def for_each_event(source: _Source, *, strict: bool = False,

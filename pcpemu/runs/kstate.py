@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.gfp import MIGRATETYPE_NAMES
+from .._replay import learn_block_types, pcp_lists_add
 from ..machine import Machine
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine"]
@@ -281,20 +282,13 @@ class UntracedPool:
         self.exhausted = 0
         self.other_type = 0         # frees that found no block of their type and took another
 
-    def learn(self, pfn: np.ndarray, migratetype: np.ndarray) -> None:
-        """Note the pageblock types the trace shows (events that name a pfn and a type)."""
-        ok = (pfn >= 0) & (migratetype >= 0) & (pfn < self.ends.max())
-        mt = migratetype[ok]
-        # CMA and highatomic pages sit on the Movable pcp lists (free_unref_page).
-        self.block_mt[pfn[ok] >> PAGEBLOCK_ORDER] = np.where(mt < 3, mt, _MOVABLE)
-
     def learn_events(self, ev: np.ndarray) -> None:
-        """learn() from the events of a batch that name a pfn and a list's type."""
-        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN
-
-        kind = ev["kind"]
-        shown = (kind == MM_PAGE_ALLOC) | (kind == MM_PAGE_ALLOC_ZONE_LOCKED) | (kind == MM_PAGE_PCPU_DRAIN)
-        self.learn(ev["pfn"][shown], ev["migratetype"][shown])
+        """Note the pageblock types a batch shows: the last of its events that name a
+        pfn and a list's type (mm_page_alloc, mm_page_alloc_zone_locked,
+        mm_page_pcpu_drain) in each pageblock (pcpemu._replay.learn_block_types). CMA
+        and highatomic pages sit on the Movable pcp lists (free_unref_page)."""
+        learn_block_types(ev["kind"], ev["pfn"], ev["migratetype"], self.block_mt, int(self.ends.max()),
+                          PAGEBLOCK_ORDER, _MOVABLE)
 
     def zone_of(self, pfn: np.ndarray) -> np.ndarray:
         """Index into names of the zone each real pfn lies in, -1 outside them all."""
@@ -361,62 +355,10 @@ class PcpLists:
         self.pool.learn_events(ev)
 
     def add(self, ev: np.ndarray) -> None:
-        """Take in a batch of events, in trace order."""
-        from ..kernel.ftrace import MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN
-
-        kind, pfn, order = ev["kind"], ev["pfn"], ev["order"].astype(np.int64)
-        zi = self.pool.zone_of(pfn)
-        ok = (zi >= 0) & (order >= 0) & (order <= MAX_PAGE_ORDER)
-        mt = ev["migratetype"].astype(np.int64)
-        free = kind == MM_PAGE_FREE
-        mt = np.where(free, self.pool.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.pool.block_mt) - 1)], mt)
-        mt = np.where((mt < 0) | (mt > 2), _MOVABLE, mt)
-        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
-        delta = np.select([kind == MM_PAGE_ALLOC, free, refill, kind == MM_PAGE_PCPU_DRAIN], [-1, 1, 1, -1], 0)
-        li = self.pindex[mt, np.clip(order, 0, MAX_PAGE_ORDER)]
-        use = np.flatnonzero(ok & (delta != 0) & (li >= 0) & (pfn >= 0))
-        if not len(use):
-            return
-        key = (zi[use] * self.balance.shape[1] + ev["cpu"][use].astype(np.int64)) * self.nr_lists + li[use]
-        emptied = self._emptied(ev, use, key)
-        o = np.argsort(key, kind="stable")
-        k, d, r, e = key[o], delta[use][o], refill[use][o], emptied[o]
-        first = np.ones(len(k), bool)
-        first[1:] = k[1:] != k[:-1]
-        starts = np.flatnonzero(first)
-        flat_bal, flat_need, flat_exact = self.balance.reshape(-1), self.need.reshape(-1), self.exact.reshape(-1)
-        cs = np.cumsum(d)
-        base = np.repeat(cs[starts] - d[starts], np.diff(np.append(starts, len(k))))
-        run = cs - base + np.repeat(flat_bal[k[starts]], np.diff(np.append(starts, len(k))))
-        before = run - d          # the list's balance just before each event
-        # Deepest dip: what it held must cover every allocation and drain.
-        np.maximum.at(flat_need, k, -run)
-        # The first moment a list not known yet was empty: just before a refill, or
-        # just after the drain that emptied it.
-        cand = np.flatnonzero((r | e) & (flat_exact[k] < 0))
-        if len(cand):
-            firsts = cand[np.unique(k[cand], return_index=True)[1]]
-            # A free put on this list by a type the trace showed wrongly can make the
-            # balance say it held less than nothing: it held nothing.
-            flat_exact[k[firsts]] = np.maximum(np.where(r[firsts], -before[firsts], -run[firsts]), 0)
-        last = np.append(starts[1:] - 1, len(k) - 1)
-        flat_bal[k[last]] = run[last]
-
-    @staticmethod
-    def _emptied(ev: np.ndarray, use: np.ndarray, key: np.ndarray) -> np.ndarray:
-        # Among the used events: drains whose run goes on, next on the same CPU, with
-        # a drain from another list (free_pcppages_bulk left this one empty).
-        from ..kernel.ftrace import MM_PAGE_PCPU_DRAIN
-
-        full = np.full(len(ev), -1, np.int64)
-        drain = ev["kind"][use] == MM_PAGE_PCPU_DRAIN
-        full[use[drain]] = key[drain]
-        o = np.argsort(ev["cpu"], kind="stable")        # every event, per CPU in trace order
-        c, fk = ev["cpu"][o], full[o]
-        goes_on = (c[1:] == c[:-1]) & (fk[1:] >= 0) & (fk[:-1] >= 0) & (fk[1:] != fk[:-1])
-        out = np.zeros(len(ev), bool)
-        out[o[:-1][goes_on]] = True
-        return out[use]
+        """Take in a batch of events, in trace order (pcpemu._replay.pcp_lists_add)."""
+        pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
+                      self.pool.starts, self.pool.ends, self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE,
+                      self.pindex, self.balance, self.need, self.exact)
 
     def exact_lists(self) -> dict[tuple[str, int], set[int]]:
         """The lists whose start a refill showed exactly, per (zone, cpu)."""

@@ -23,11 +23,8 @@ from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
     MM_PAGE_ALLOC,
-    MM_PAGE_ALLOC_EXTFRAG,
     MM_PAGE_ALLOC_ZONE_LOCKED,
     MM_PAGE_FREE,
-    MM_PAGE_FREE_BATCHED,
-    MM_PAGE_PCPU_DRAIN,
     PFN_FAILED,
     VMSTAT_UPDATE,
     TraceStats,
@@ -36,6 +33,7 @@ from ..kernel.ftrace import (
 )
 from ..kernel.gfp import parse_gfp
 from ..kernel.zoneinfo import static_differences
+from .. import _replay
 from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
 from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
@@ -61,100 +59,63 @@ Progress = Callable[[int, "float | None"], None]
 # Traced events -> op stream.
 
 
-def _lookup(keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # For each query: is it in the sorted keys, and where (meaningless when absent).
-    if not len(keys):
-        return np.zeros(len(queries), bool), np.zeros(len(queries), np.int64)
-    pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
-    return keys[pos] == queries, pos
+_NONE = np.zeros(0, np.int64)
 
 
 class _Matcher:
-    """Ties each traced free to the slot of its traced allocation, a batch at a time.
+    """Ties each traced free to the slot of its traced allocation, a batch at a time
+    (pcpemu._replay.match, in trace order over a pfn table that lives across batches).
 
-    Within a batch, allocs and frees are sorted by (pfn, time); each event's
-    predecessor is the one before it in its pfn's run, or for the first of a run the
-    allocation still live from earlier batches. Slots freed by a batch are reused by
-    the next one.
+    A free of a pfn whose last traced event was a free in an earlier batch counts as
+    freeing a page allocated before the trace. Allocations take freed slots first;
+    a batch's freed slots go back for the next batch.
     """
 
     def __init__(self, untraced: bool = False) -> None:
         # untraced: frees of pages the trace did not allocate become ops too (their
         # slots are loaded from the untraced owner's blocks by the caller).
         self.untraced = untraced
-        self.live_pfn = np.zeros(0, np.int64)    # sorted pfns of live traced allocations
-        self.live_slot = np.zeros(0, np.int64)
-        self.live_order = np.zeros(0, np.int8)
+        self.table = _replay.PfnTable()
+        _replay.check_ops(OP_DTYPE, OP_ALLOC, OP_FREE, OP_DECAY)
+        self.batches = 0
         self.pool = np.zeros(0, np.int64)        # slots free for reuse
         self.next_slot = 0
         self.skipped: Counter = Counter()
         self.untraced_frees: Counter = Counter()
         self.missing_frees = 0
-        self.prev_free = np.zeros(0, np.int64)
 
-    def ops(self, ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The op stream of one batch of events, the batch index of each op, and
-        (untraced mode) the positions of the frees of untraced pages in it."""
+    def ops(self, ev: np.ndarray, decays: tuple[np.ndarray, np.ndarray] = (_NONE, _NONE),
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The op stream of one batch of events, the batch index of each op,
+        (untraced mode) the positions of the frees of untraced pages in it, and for
+        each of those the batch index of the same pfn's free before it, or -1.
+
+        :param decays: the vmstat worker runs (OP_DECAY) to put in: the batch index
+            each goes before, and its CPU (_Timer.positions).
+        """
         kind, pfn = ev["kind"], ev["pfn"]
-        alloc = (kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED)
-        self.skipped["failed_alloc"] += int(np.count_nonzero(kind == MM_PAGE_ALLOC) - np.count_nonzero(alloc))
-        self.skipped["free_batched"] += int(np.count_nonzero(kind == MM_PAGE_FREE_BATCHED))
-        idx = np.flatnonzero(alloc | (kind == MM_PAGE_FREE))
-        is_alloc = alloc[idx]
-        p, order = pfn[idx], ev["order"][idx]
-        slot = np.full(len(idx), -1, np.int64)
-        nalloc = int(np.count_nonzero(is_alloc))
-        slot[is_alloc] = self._take_slots(nalloc)
-        # Predecessor of each event in its pfn's run: -2 none, -1 a free, else its slot.
-        o = np.argsort(p, kind="stable")
-        sp = p[o]
-        first = np.ones(len(o), bool)
-        first[1:] = sp[1:] != sp[:-1]
-        prev_slot = np.empty(len(o), np.int64)
-        prev_order = np.empty(len(o), np.int8)
-        prev_slot[1:] = np.where(is_alloc[o[:-1]], slot[o[:-1]], -1)
-        prev_order[1:] = order[o[:-1]]
-        f = np.flatnonzero(first)
-        found, pos = _lookup(self.live_pfn, sp[f])
-        prev_slot[f], prev_order[f] = -2, -1
-        prev_slot[f[found]] = self.live_slot[pos[found]]
-        prev_order[f[found]] = self.live_order[pos[found]]
-        sfree = ~is_alloc[o]
-        self.missing_frees += int(np.count_nonzero(~sfree & (prev_slot >= 0)))
-        matched = sfree & (prev_slot >= 0) & (prev_order == order[o])
-        counts = self.untraced_frees if self.untraced else self.skipped
-        counts["free_before_trace"] += int(np.count_nonzero(sfree & (prev_slot == -2)))
-        counts["free_untraced_alloc"] += int(np.count_nonzero(sfree & (prev_slot == -1)))
-        self.skipped["free_wrong_order"] += int(np.count_nonzero(sfree & (prev_slot >= 0) & ~matched))
-        slot[o[matched]] = prev_slot[matched]
-        self._carry(sp, o, first, is_alloc, slot, order)
-        freed = prev_slot[matched]
-        keep = is_alloc.copy()
-        keep[o[matched]] = True
-        untraced = np.zeros(len(idx), bool)
-        prev_free = np.full(len(idx), -1, np.int64)
-        if self.untraced:
-            s_u = np.flatnonzero(sfree & (prev_slot < 0))
-            u = o[s_u]
-            untraced[u] = True
-            # A free whose pfn was last freed earlier in this batch: the event index of that free.
-            again = s_u[prev_slot[s_u] == -1]
-            prev_free[o[again]] = idx[o[again - 1]]
-            slot[u] = self._take_slots(len(u))
-            freed = np.concatenate((freed, slot[u]))
-            keep |= untraced
-        self.pool = np.concatenate((self.pool, freed))
-        sel = idx[keep]
-        ops = np.zeros(len(sel), OP_DTYPE)
-        ops["op"] = np.where(is_alloc[keep], OP_ALLOC, OP_FREE)
-        ops["order"] = order[keep]
-        ops["cpu"] = ev["cpu"][sel]
-        ops["gfp"] = ev["gfp"][sel]
-        ops["slot"] = slot[keep]
-        upos = np.flatnonzero(untraced[keep])
-        #: Per untraced free returned: the batch index of the same pfn's free before it, or -1.
-        self.prev_free = prev_free[keep][upos]
-        return ops, sel, upos
+        alloc_slots = self._take_slots(int(np.count_nonzero((kind == MM_PAGE_ALLOC) & (pfn != PFN_FAILED))))
+        ops = np.empty(len(ev) + len(decays[0]), OP_DTYPE)
+        sel = np.empty(len(ops), np.int64)
+        prev_free = np.full(len(ops), -1, np.int64)
+        counts = np.zeros(len(_replay.MATCH_COUNTS), np.int64)
+        n = _replay.match(self.table, self.batches, kind, ev["cpu"], pfn, ev["order"], ev["gfp"], alloc_slots,
+                          self.untraced, decays[0], decays[1], ops.view(np.uint8), sel, prev_free, counts)
+        self.batches += 1
+        ops, sel = ops[:n], sel[:n]
+        got = dict(zip(_replay.MATCH_COUNTS, counts.tolist()))
+        self.missing_frees += got.pop("missing_frees")
+        for key in ("free_before_trace", "free_untraced_alloc"):
+            (self.untraced_frees if self.untraced else self.skipped)[key] += got.pop(key)
+        self.skipped.update(got)
+        # Untraced frees take their slots after the allocations; every freed slot goes
+        # back for the next batch, in trace order.
+        slot = ops["slot"]
+        frees = np.flatnonzero(ops["op"] == OP_FREE)
+        upos = frees[slot[frees] < 0]
+        slot[upos] = self._take_slots(len(upos))
+        self.pool = np.concatenate((self.pool, slot[frees]))
+        return ops, sel, upos, prev_free[upos]
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -163,20 +124,6 @@ class _Matcher:
         self.next_slot += len(fresh)
         return np.concatenate((reuse, fresh))
 
-    def _carry(self, sp: np.ndarray, o: np.ndarray, first: np.ndarray, is_alloc: np.ndarray,
-               slot: np.ndarray, order: np.ndarray) -> None:
-        # Live after the batch: earlier allocations whose pfn the batch did not touch,
-        # and each run whose last event is an allocation.
-        last = np.ones(len(o), bool)
-        last[:-1] = first[1:]
-        hit, _ = _lookup(sp[first], self.live_pfn)
-        ends = o[last & is_alloc[o]]
-        pfn = np.concatenate((self.live_pfn[~hit], sp[last & is_alloc[o]]))
-        srt = np.argsort(pfn, kind="stable")
-        self.live_pfn = pfn[srt]
-        self.live_slot = np.concatenate((self.live_slot[~hit], slot[ends]))[srt]
-        self.live_order = np.concatenate((self.live_order[~hit], order[ends]))[srt]
-
 
 # ---------------------------------------------------------------------------------------
 # Figures from kmem events, one definition for the kernel's trace and the emulator's
@@ -184,7 +131,6 @@ class _Matcher:
 
 #: The figures compared, kernel against emulator, per CPU and in total.
 FIGURES = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls", "fallbacks", "zone_lock")
-_RUN_REFILL, _RUN_DRAIN = 1, 2
 
 
 class _EventFigures:
@@ -201,51 +147,19 @@ class _EventFigures:
     """
 
     def __init__(self, nr_cpus: int, pcp_orders: np.ndarray) -> None:
-        self.pcp_orders = pcp_orders
+        self.pcp_orders = pcp_orders.astype(np.uint8)
         self.blocks = np.zeros((nr_cpus, NR_PAGE_ORDERS), np.int64)
-        self.acc = {k: np.zeros(nr_cpus, np.int64) for k in
-                    ("refill_calls", "drained_pages", "drain_calls", "fallbacks", "buddy_allocs",
-                     "nonpcp_frees")}
+        self._counts = np.zeros((len(_replay.FIGURE_COUNTS), nr_cpus), np.int64)
+        self.acc = dict(zip(_replay.FIGURE_COUNTS, self._counts))
         self.last_run = np.zeros(nr_cpus, np.int8)     # the run each CPU's last event left open
         self.last_op = np.full(nr_cpus, -1, np.int64)
 
     def add(self, ev: np.ndarray, op: np.ndarray | None = None) -> None:
         """Count a batch; op (emulator) is the stream op each event fired in, a run
         never spans two ops (the kernel's runs are cut by the events between them)."""
-        kind, cpu = ev["kind"], ev["cpu"].astype(np.int64)
-        order = ev["order"].astype(np.int64)
-        locked = kind == MM_PAGE_ALLOC_ZONE_LOCKED
-        refill = locked & (ev["percpu_refill"] == 1)
-        drain = kind == MM_PAGE_PCPU_DRAIN
-        np.add.at(self.blocks, (cpu[refill], order[refill]), 1)
-        n = len(self.last_run)
-        acc = self.acc
-        acc["drained_pages"] += np.bincount(cpu[drain], np.left_shift(1, order[drain]), n).astype(np.int64)
-        frag = kind == MM_PAGE_ALLOC_EXTFRAG
-        acc["fallbacks"] += np.bincount(cpu[frag], minlength=n)
-        acc["buddy_allocs"] += np.bincount(cpu[locked & ~refill], minlength=n)
-        free = (kind == MM_PAGE_FREE) & (order >= 0)
-        bypass = free & ~self.pcp_orders[np.clip(order, 0, NR_PAGE_ORDERS - 1)]
-        acc["nonpcp_frees"] += np.bincount(cpu[bypass], minlength=n)
-        # Runs, per CPU in event order, extfrag events left out.
-        keep = np.flatnonzero(~frag)
-        o = keep[np.argsort(cpu[keep], kind="stable")]
-        c = cpu[o]
-        run = np.where(refill[o], _RUN_REFILL, np.where(drain[o], _RUN_DRAIN, 0)).astype(np.int8)
-        ops = op[o] if op is not None else np.full(len(o), -1, np.int64)
-        first = np.ones(len(o), bool)
-        first[1:] = c[1:] != c[:-1]
-        prev_run = np.empty(len(o), np.int8)
-        prev_op = np.empty(len(o), np.int64)
-        prev_run[1:], prev_op[1:] = run[:-1], ops[:-1]
-        prev_run[first], prev_op[first] = self.last_run[c[first]], self.last_op[c[first]]
-        start = (run > 0) & ((run != prev_run) | (ops != prev_op))
-        acc["refill_calls"] += np.bincount(c[start & (run == _RUN_REFILL)], minlength=n)
-        acc["drain_calls"] += np.bincount(c[start & (run == _RUN_DRAIN)], minlength=n)
-        last = np.ones(len(o), bool)
-        last[:-1] = first[1:]
-        self.last_run[c[last]] = run[last]
-        self.last_op[c[last]] = ops[last]
+        _replay.figures(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"],
+                        _NONE if op is None else op.astype(np.int64, copy=False), self.pcp_orders,
+                        self.blocks, self._counts, self.last_run, self.last_op)
 
     def per_cpu(self) -> list[dict[str, Any]]:
         out = []
@@ -415,7 +329,7 @@ class StartState:
         from the first event, or None for no timer.
     :param after_zoneinfo: the dump taken after the trace, to set the emulator's
         final pcp lists beside.
-    :param pcp_prepass: how many events to read ahead (held, at most ~80 MB, then replayed) to place
+    :param pcp_prepass: how many events to read ahead (held with their ops, at most ~130 MB, then replayed) to place
         each CPU's pcp pages on the lists the trace shows them on.
     """
 
@@ -460,9 +374,11 @@ class _Timer:
         return pos, cpus
 
 
-def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -> tuple[list, PcpLists]:
+def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
+                 prepare: Callable[[np.ndarray], tuple]) -> tuple[list, PcpLists]:
     # The trace's first events tell which pcp lists held the pages when it began; the
-    # batches read for that are handed back, to be replayed without reading them again.
+    # batches read for that are handed back prepared, to be replayed without reading
+    # them again.
     lists = PcpLists(m, start.zoneinfo)
     head, seen = [], 0
     while seen < start.pcp_prepass:
@@ -470,22 +386,21 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState) -
         if ev is None:
             break
         lists.learn(ev)
-        head.append(ev)
+        head.append((ev, prepare(ev)))
         seen += len(ev)
     # The untraced allocations took pages off the lists too (_untraced_alloc_at).
-    matcher = _Matcher(untraced=True)
-    for ev in head:
-        lists.add(_with_untraced_alloc_events(ev, matcher, lists.pool.block_mt))
-    return head, lists
+    for _, prepared in head:
+        lists.add(_with_untraced_alloc_events(prepared, lists.pool.block_mt))
+    return [prepared for _, prepared in head], lists
 
 
-def _with_untraced_alloc_events(ev: np.ndarray, matcher: _Matcher, block_mt: np.ndarray) -> np.ndarray:
+def _with_untraced_alloc_events(prepared: tuple, block_mt: np.ndarray) -> np.ndarray:
     # The batch with the allocations the kernel did not trace (_untraced_alloc_at) put in
     # as mm_page_alloc events from the list that held the page.
-    ops, sel, upos = matcher.ops(ev)
+    ev, ops, sel, upos, prev_free = prepared
     if not len(upos):
         return ev
-    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, block_mt)
+    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, block_mt)
     found = np.flatnonzero(before >= 0)
     if not len(found):
         return ev
@@ -582,14 +497,6 @@ def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine]
     return lambda m: m.grow_zone(zone, nr_pages, params, cpu)
 
 
-def _with_decays(ops: np.ndarray, sel: np.ndarray, pos: np.ndarray, cpus: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    decay = np.zeros(len(pos), OP_DTYPE)
-    decay["op"] = OP_DECAY
-    decay["cpu"] = cpus
-    at = np.searchsorted(sel, pos)
-    return np.insert(ops, at, decay), np.insert(sel, at, pos)
-
-
 def _end_state(m: Machine, after: dict) -> list[dict[str, Any]]:
     # The emulator's pcp lists at the end beside the traced kernel's after the trace.
     rows = []
@@ -642,43 +549,47 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     batches = read_event_batches(raw, batch, strict=strict, stats=stats)
     seeded = None
     pool = None
-    timer = None
     growth = None
-    head: list[np.ndarray] = []
+    timer = None if start is None or start.timer is None else _Timer(cpus, start.timer)
+    matcher = _Matcher(untraced=start is not None)
+    kernel = _EventFigures(cpus, _pcp_orders(first))
+    emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
+
+    def prepare(ev: np.ndarray) -> tuple:
+        # What needs no machine; for the read-ahead it runs while the parse thread reads on.
+        ev = _check_batch(ev, cpus, stats, strict)
+        kernel.add(ev)
+        decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
+        return (ev, *matcher.ops(ev, decays))
+
+    head: list[tuple] = []
     try:
         if start is not None:
             known = None
             if start.pcp_prepass:
-                head, known = _pcp_prepass(batches, first, start)
+                head, known = _pcp_prepass(batches, first, start, prepare)
             seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, known and known.lists(),
                                           known and known.exact_lists()) for label, m in machines.items()}
             # Frees of untraced pages go to the list the read-ahead shows their block on.
             pool = known.pool if known is not None else \
                 UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
-            if start.timer is not None:
-                timer = _Timer(cpus, start.timer)
             growth = ZoneGrowth(start.zoneinfo, first.config, [z.name for z in first.populated_zones])
     except BaseException:
+        batches.close()             # stops the parse thread before its file closes
         if owned:
             raw.close()
         raise
-    matcher = _Matcher(untraced=pool is not None)
-    kernel = _EventFigures(cpus, _pcp_orders(first))
-    emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     replayed: Counter = Counter()
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev in itertools.chain(head, batches):
-            ev = _check_batch(ev, cpus, stats, strict)
-            kernel.add(ev)
+        for ev, ops, sel, upos, prev_free in itertools.chain(head, map(prepare, batches)):
             if pool is not None:
                 pool.learn_events(ev)
-            ops, sel, upos = matcher.ops(ev)
             # Work between ops, each at an event index: (index, side, fn(machine), pages grown).
             between: list[tuple[int, str, Callable[[Machine], None], int]] = []
             if len(upos):
-                before, cpu, mt = _untraced_alloc_at(ev, sel, upos, matcher.prev_free, pool.block_mt)
+                before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, pool.block_mt)
                 bulk = np.flatnonzero(before >= 0)
                 if len(bulk):
                     replayed["untraced_alloc"] += len(bulk)
@@ -686,12 +597,11 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                                                   int(cpu[i])), 0) for i in bulk]
                 keep = np.ones(len(ops), bool)
                 rest = np.delete(upos, bulk)
-                if growth is not None:
-                    gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
-                    keep[rest[gz >= 0]] = False
-                    between += [(at, "right", _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
-                                _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
-                    rest = rest[gz < 0]
+                gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
+                keep[rest[gz >= 0]] = False
+                between += [(at, "right", _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
+                            _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
+                rest = rest[gz < 0]
                 got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[rest]], ops["order"][rest])
                 for m, p in zip(machines.values(), pfns):
                     m.load_slots(ops["slot"][rest[got]], p)
@@ -700,8 +610,6 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 replayed["untraced_free"] += int(np.count_nonzero(got))
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
-            if timer is not None:
-                ops, sel = _with_decays(ops, sel, *timer.positions(ev))
             # The stream in pieces, that work between them.
             cuts = sorted((len(ops) if at < 0 else int(np.searchsorted(sel, at, side=side)), i)
                           for i, (at, side, _, _) in enumerate(between))
@@ -724,6 +632,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if progress is not None:
                 progress(sum(stats.events.values()), raw.tell() / size if size else None)
     finally:
+        batches.close()
         if owned:
             raw.close()
     name = os.fspath(trace) if isinstance(trace, (str, os.PathLike)) else getattr(trace, "name", "<stream>")

@@ -1,0 +1,361 @@
+# The per-event loops of a trace replay (pcpemu.runs.replay, pcpemu.runs.kstate), one
+# pass over a batch of EVENT_DTYPE rows each, in C without the GIL. The Python side
+# keeps the state between batches and the meaning; these loops only count.
+
+from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+
+import numpy as np
+
+# Kinds, as pcpemu.kernel.ftrace numbers them.
+cdef enum:
+    MM_PAGE_ALLOC = 1
+    MM_PAGE_FREE = 2
+    MM_PAGE_FREE_BATCHED = 3
+    MM_PAGE_PCPU_DRAIN = 4
+    MM_PAGE_ALLOC_ZONE_LOCKED = 5
+    MM_PAGE_ALLOC_EXTFRAG = 6
+
+# What a pfn's last traced event left (PfnTable).
+cdef enum:
+    FREED = 0       # a free (in the batch it was seen in; before that: nothing known)
+    LIVE = 1        # an allocation, not freed yet
+
+
+# ---------------------------------------------------------------------------------------
+# Alloc/free matching.
+
+cdef struct PfnEntry:
+    int64_t pfn         # -1: empty
+    int64_t slot
+    int64_t batch       # the batch of the last free (FREED)
+    int64_t free_at     # and its event index in that batch
+    int8_t order
+    int8_t state
+
+
+cdef inline uint64_t pfn_hash(int64_t pfn) noexcept nogil:
+    return (<uint64_t>pfn) * 0x9E3779B97F4A7C15ULL
+
+
+cdef class PfnTable:
+    """pfn -> what its last traced event left: the slot and order of a live traced
+    allocation, or a free (open addressing; as big as the pfns the trace names)."""
+
+    cdef PfnEntry *entries
+    cdef Py_ssize_t size, used
+    cdef int shift
+
+    def __cinit__(self):
+        self.size = 1 << 16
+        self.shift = 64 - 16
+        self.entries = <PfnEntry *>calloc(self.size, sizeof(PfnEntry))
+        if self.entries == NULL:
+            raise MemoryError()
+        for i in range(self.size):
+            self.entries[i].pfn = -1
+
+    def __dealloc__(self):
+        free(self.entries)
+
+    def __len__(self):
+        return self.used
+
+    cdef int grow(self) except -1 nogil:
+        cdef PfnEntry *old = self.entries
+        cdef Py_ssize_t n = self.size, i, j
+        cdef PfnEntry *fresh = <PfnEntry *>calloc(2 * n, sizeof(PfnEntry))
+        if fresh == NULL:
+            with gil:
+                raise MemoryError()
+        for i in range(2 * n):
+            fresh[i].pfn = -1
+        self.entries, self.size, self.shift = fresh, 2 * n, self.shift - 1
+        for i in range(n):
+            if old[i].pfn >= 0:
+                j = pfn_hash(old[i].pfn) >> self.shift
+                while self.entries[j].pfn >= 0:
+                    j = (j + 1) & (self.size - 1)
+                self.entries[j] = old[i]
+        free(old)
+        return 0
+
+    cdef PfnEntry *get(self, int64_t pfn) except NULL nogil:
+        # The pfn's entry, made (FREED in no batch) when it has none.
+        cdef Py_ssize_t j
+        if 2 * (self.used + 1) > self.size:
+            self.grow()
+        j = pfn_hash(pfn) >> self.shift
+        while self.entries[j].pfn >= 0:
+            if self.entries[j].pfn == pfn:
+                return &self.entries[j]
+            j = (j + 1) & (self.size - 1)
+        self.entries[j].pfn = pfn
+        self.entries[j].state = FREED
+        self.entries[j].batch = -1
+        self.used += 1
+        return &self.entries[j]
+
+
+# Op codes (enum pcpemu_opcode), checked against pcpemu.machine's by check_op_dtype.
+cdef enum:
+    OP_ALLOC = 0
+    OP_FREE = 1
+    OP_DECAY = 4
+
+# One op of an op stream (struct pcpemu_op, pcpemu.machine.OP_DTYPE).
+cdef struct Op:
+    uint8_t op
+    uint8_t order
+    uint16_t cpu
+    uint32_t gfp
+    int64_t slot
+
+_OP_LAYOUT = (("op", 0), ("order", 1), ("cpu", 2), ("gfp", 4), ("slot", 8))
+
+
+def check_ops(dtype, int op_alloc, int op_free, int op_decay):
+    """Refuse an op dtype or op codes that are not the ones match() writes."""
+    if sizeof(Op) != dtype.itemsize or any(dtype.fields[n][1] != o for n, o in _OP_LAYOUT):
+        raise TypeError("the C op row does not match OP_DTYPE")
+    if (op_alloc, op_free, op_decay) != (OP_ALLOC, OP_FREE, OP_DECAY):
+        raise TypeError("the op codes of match() are not the core's")
+
+
+# Counters match() adds to, in this order.
+MATCH_COUNTS = ("failed_alloc", "free_batched", "missing_frees", "free_before_trace", "free_untraced_alloc",
+                "free_wrong_order")
+
+
+def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
+          const int8_t[:] order, const uint32_t[:] gfp, const int64_t[::1] alloc_slots, bint untraced,
+          const int64_t[::1] decay_pos, const int64_t[::1] decay_cpu, uint8_t[::1] ops, int64_t[::1] sel,
+          int64_t[::1] prev_free, int64_t[::1] counts):
+    """The ops of a batch: each free tied to its traced allocation, in trace order.
+
+    An allocation takes the next of alloc_slots; a free of a live allocation of its
+    order takes that slot. A free whose pfn has no live allocation (none before the
+    trace, or freed already) becomes an op only when ``untraced``, with slot -1 (the
+    caller gives it one). A vmstat worker run (OP_DECAY) goes in before the first op
+    of an event at or after its position.
+
+    :param batch: the batch's number (a free seen in an earlier batch leaves nothing known).
+    :param decay_pos: the event index before which each worker run goes, ascending.
+    :param decay_cpu: the CPU of each.
+    :param ops: out, the ops (an OP_DTYPE array as bytes, room for every event and run).
+    :param sel: out, the event index of each op (of a run: its position).
+    :param prev_free: out, per op: for a free of an untraced page whose pfn was freed
+        earlier in this batch, the event index of that free; else -1.
+    :param counts: added to, as MATCH_COUNTS.
+    :return: the number of ops.
+    """
+    cdef Py_ssize_t n = kind.shape[0], i, a = 0, nops = 0, d = 0, ndecay = decay_pos.shape[0]
+    cdef PfnEntry *e
+    cdef Op *out = <Op *>&ops[0] if ops.shape[0] else NULL
+    cdef int k
+    cdef int64_t s
+    with nogil:
+        for i in range(n + 1):
+            while d < ndecay and (i == n or decay_pos[d] <= i):
+                out[nops].op, out[nops].order, out[nops].cpu, out[nops].gfp, out[nops].slot = \
+                    OP_DECAY, 0, decay_cpu[d], 0, 0
+                sel[nops] = decay_pos[d]
+                nops += 1
+                d += 1
+            if i == n:
+                break
+            k = kind[i]
+            if k == MM_PAGE_ALLOC:
+                if pfn[i] < 0:
+                    counts[0] += 1
+                    continue
+                e = table.get(pfn[i])
+                if e.state == LIVE:
+                    counts[2] += 1      # its free is not in the trace
+                e.state, e.slot, e.order = LIVE, alloc_slots[a], order[i]
+                a += 1
+                s = e.slot
+            elif k == MM_PAGE_FREE_BATCHED:
+                counts[1] += 1
+                continue
+            elif k == MM_PAGE_FREE:
+                e = table.get(pfn[i])
+                s = -2
+                prev_free[nops] = -1
+                if e.state == LIVE:
+                    if e.order == order[i]:
+                        s = e.slot
+                    else:
+                        counts[5] += 1
+                else:
+                    counts[3 if e.batch != batch else 4] += 1
+                    if untraced:
+                        s = -1
+                        if e.batch == batch:
+                            prev_free[nops] = e.free_at
+                e.state, e.batch, e.free_at = FREED, batch, i
+                if s == -2:
+                    continue
+            else:
+                continue
+            out[nops].op = OP_ALLOC if k == MM_PAGE_ALLOC else OP_FREE
+            out[nops].order = <uint8_t>order[i]
+            out[nops].cpu = cpu[i]
+            out[nops].gfp = gfp[i]
+            out[nops].slot = s
+            sel[nops] = i
+            nops += 1
+    return nops
+
+
+# ---------------------------------------------------------------------------------------
+# Figures from kmem events (pcpemu.runs.replay._EventFigures).
+
+cdef enum:
+    RUN_NONE = 0
+    RUN_REFILL = 1
+    RUN_DRAIN = 2
+
+# Rows of the counts figures() adds to.
+FIGURE_COUNTS = ("refill_calls", "drained_pages", "drain_calls", "fallbacks", "buddy_allocs", "nonpcp_frees")
+
+
+def figures(const uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:] order, const int8_t[:] percpu_refill,
+            const int64_t[:] op, const uint8_t[::1] pcp_orders, int64_t[:, ::1] blocks, int64_t[:, ::1] acc,
+            int8_t[::1] last_run, int64_t[::1] last_op):
+    """Add a batch's events to the per-CPU figures, in event order.
+
+    :param op: per event, the op it fired in (a run never spans two), or empty.
+    :param blocks: refill blocks per (cpu, order).
+    :param acc: the FIGURE_COUNTS rows per cpu.
+    :param last_run: per CPU, the run its last event left open (carried between batches).
+    """
+    cdef Py_ssize_t n = kind.shape[0], i, norders = blocks.shape[1]
+    cdef int k, c, o, run
+    cdef int64_t this_op
+    cdef bint has_op = op.shape[0] > 0
+    for i in range(n):
+        if kind[i] == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1 and not 0 <= order[i] < norders:
+            raise IndexError(f"refill block of order {order[i]}")
+    with nogil:
+        for i in range(n):
+            k, c, o = kind[i], cpu[i], order[i]
+            run = RUN_NONE
+            if k == MM_PAGE_ALLOC_ZONE_LOCKED:
+                if percpu_refill[i] == 1:
+                    blocks[c, o] += 1
+                    run = RUN_REFILL
+                else:
+                    acc[4, c] += 1                  # rmqueue_buddy
+            elif k == MM_PAGE_PCPU_DRAIN:
+                acc[1, c] += (<int64_t>1) << o
+                run = RUN_DRAIN
+            elif k == MM_PAGE_ALLOC_EXTFRAG:
+                acc[3, c] += 1
+                continue                            # inside the same locked section: no cut
+            elif k == MM_PAGE_FREE and o >= 0 and not pcp_orders[min(o, norders - 1)]:
+                acc[5, c] += 1                      # free_one_page
+            this_op = op[i] if has_op else -1
+            if run != RUN_NONE and (run != last_run[c] or this_op != last_op[c]):
+                acc[0 if run == RUN_REFILL else 2, c] += 1
+            last_run[c] = run
+            last_op[c] = this_op
+
+
+# ---------------------------------------------------------------------------------------
+# The trace's own view of the traced kernel (pcpemu.runs.kstate): pageblock types, and
+# what each pcp list held when the trace began.
+
+def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[:] migratetype,
+                      int8_t[::1] block_mt, int64_t end_pfn, int block_shift, int movable):
+    """Set block_mt of each pageblock to the list type (migratetype, above 2: movable)
+    of the last event of the batch that shows one: mm_page_alloc,
+    mm_page_alloc_zone_locked and mm_page_pcpu_drain with a pfn below end_pfn."""
+    cdef Py_ssize_t i, n = kind.shape[0]
+    cdef int k
+    with nogil:
+        for i in range(n):
+            k = kind[i]
+            if (k == MM_PAGE_ALLOC or k == MM_PAGE_ALLOC_ZONE_LOCKED or k == MM_PAGE_PCPU_DRAIN) \
+                    and 0 <= pfn[i] < end_pfn and migratetype[i] >= 0:
+                block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < 3 else movable
+
+
+def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
+                  const int8_t[:] migratetype, const int8_t[:] percpu_refill, const int64_t[::1] zone_start,
+                  const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
+                  const int64_t[:, ::1] pindex, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
+                  int64_t[:, :, ::1] exact):
+    """Take in a batch of events, in trace order: per (zone, cpu, list) the balance of
+    blocks, the deepest dip (need) and, at the list's first moment known empty, what
+    it held at the start (exact; -1 until then).
+
+    An allocation or a drained block takes a block, a free (to the list of its
+    pageblock's type, block_mt) or a refill block adds one. A list is known empty
+    just before a refill, and just after a drain followed on its CPU by a drain
+    from another list (free_pcppages_bulk empties a list before the next).
+    """
+    cdef Py_ssize_t n = kind.shape[0], i, z, c, nz = zone_start.shape[0]
+    cdef Py_ssize_t ncpu = balance.shape[1], nmt = pindex.shape[0], norders = pindex.shape[1]
+    cdef Py_ssize_t nblocks = block_mt.shape[0]
+    cdef int k, d, mt, o
+    cdef int64_t p, li, before, run, b
+    cdef int64_t[::1] key = np.full(n, -1, np.int64)
+    cdef int64_t[::1] prev = np.full(ncpu, -1, np.int64)
+    cdef uint8_t[::1] emptied = np.zeros(n, np.uint8)
+    cdef int8_t[::1] delta = np.zeros(n, np.int8)
+    with nogil:
+        # The list each event moves a block on (key), and its delta.
+        for i in range(n):
+            k, p, o = kind[i], pfn[i], order[i]
+            if p < 0 or o < 0 or o >= norders or cpu[i] >= ncpu:
+                continue
+            if k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN:
+                d = -1
+            elif k == MM_PAGE_FREE or (k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1):
+                d = 1
+            else:
+                continue
+            z = -1
+            for b in range(nz):
+                if zone_start[b] <= p:
+                    z = b
+            if z < 0 or p >= zone_end[z]:
+                continue
+            if k == MM_PAGE_FREE:
+                b = p >> block_shift
+                mt = block_mt[b if b < nblocks else nblocks - 1]
+            else:
+                mt = migratetype[i]
+            if mt < 0 or mt >= nmt:
+                mt = movable
+            li = pindex[mt, o]
+            if li < 0:
+                continue
+            key[i] = (z * ncpu + cpu[i]) * balance.shape[2] + li
+            delta[i] = d
+        # Drains whose next event on their CPU is a drain from another list.
+        for i in range(n):
+            if cpu[i] >= ncpu:
+                continue
+            b = prev[cpu[i]]
+            if b >= 0 and kind[b] == MM_PAGE_PCPU_DRAIN and key[b] >= 0 and kind[i] == MM_PAGE_PCPU_DRAIN \
+                    and key[i] >= 0 and key[i] != key[b]:
+                emptied[b] = 1
+            prev[cpu[i]] = i
+        for i in range(n):
+            if key[i] < 0:
+                continue
+            z = key[i] // (ncpu * balance.shape[2])
+            c = (key[i] // balance.shape[2]) % ncpu
+            li = key[i] % balance.shape[2]
+            before = balance[z, c, li]
+            run = before + delta[i]
+            balance[z, c, li] = run
+            if -run > need[z, c, li]:
+                need[z, c, li] = -run
+            if exact[z, c, li] < 0:
+                if kind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
+                    exact[z, c, li] = max(-before, 0)
+                elif emptied[i]:
+                    exact[z, c, li] = max(-run, 0)

@@ -1,0 +1,225 @@
+"""The C loops of a replay (pcpemu._replay) against small Python references, on random
+event streams cut into random batches: the alloc/free matching with its slots and
+vmstat worker runs, the per-CPU run figures, and what each pcp list held at the start."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pcpemu import _replay
+from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
+                                  MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE)
+from pcpemu.machine import OP_ALLOC, OP_DECAY, OP_FREE
+from pcpemu.runs.replay import _EventFigures, _Matcher
+
+KINDS = [MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC_ZONE_LOCKED,
+         MM_PAGE_ALLOC_EXTFRAG, VMSTAT_UPDATE]
+NCPU = 2
+
+# Mostly allocations and frees of few pfns and orders, so that frees find their allocations.
+event = st.tuples(st.sampled_from(KINDS + [MM_PAGE_ALLOC, MM_PAGE_FREE] * 4), st.integers(0, NCPU - 1),
+                  st.integers(-1, 12), st.integers(0, 1) | st.integers(0, 3), st.integers(-1, 4), st.integers(0, 1))
+
+
+def _events(rows):
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (kind, cpu, pfn, order, mt, refill) in enumerate(rows):
+        failed = kind == MM_PAGE_ALLOC and pfn < 0
+        ev[i] = (kind, cpu, -1 if failed else max(pfn, 0) * 8, order, mt, 0x400 + order, 0.0, i + 1, -1, -1,
+                 refill if kind == MM_PAGE_ALLOC_ZONE_LOCKED else -1, -1)
+    return ev
+
+
+def _batches(rows, cuts):
+    ev = _events(rows)
+    edges = sorted({0, len(ev), *(c % (len(ev) + 1) for c in cuts)})
+    return [ev[a:b] for a, b in zip(edges, edges[1:])]
+
+
+class RefMatcher:
+    """_Matcher in plain Python, event by event."""
+
+    def __init__(self, untraced):
+        self.untraced = untraced
+        self.live = {}                  # pfn -> (slot, order) of a live traced allocation
+        self.pool, self.next = [], 0
+        self.counts = dict.fromkeys(_replay.MATCH_COUNTS, 0)
+
+    def take(self, n):
+        got, self.pool = self.pool[:n], self.pool[n:]
+        fresh = list(range(self.next, self.next + n - len(got)))
+        self.next += len(fresh)
+        return got + fresh
+
+    def ops(self, ev, decay_pos, decay_cpu):
+        slots = iter(self.take(sum(1 for e in ev if e["kind"] == MM_PAGE_ALLOC and e["pfn"] >= 0)))
+        seen = {}                       # pfn -> ("alloc", slot, order) or ("free",) in this batch
+        out, untraced = [], []
+        for i, e in enumerate(ev):
+            kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
+            if kind == MM_PAGE_ALLOC and pfn < 0:
+                self.counts["failed_alloc"] += 1
+            elif kind == MM_PAGE_FREE_BATCHED:
+                self.counts["free_batched"] += 1
+            elif kind in (MM_PAGE_ALLOC, MM_PAGE_FREE):
+                prev = seen.get(pfn) or (("alloc", *self.live[pfn]) if pfn in self.live else ("none",))
+                if kind == MM_PAGE_ALLOC:
+                    self.counts["missing_frees"] += prev[0] == "alloc"
+                    s = next(slots)
+                    seen[pfn] = ("alloc", s, order)
+                    out.append([i, OP_ALLOC, order, int(e["cpu"]), int(e["gfp"]), s])
+                    continue
+                if prev[0] == "alloc" and prev[2] == order:
+                    out.append([i, OP_FREE, order, int(e["cpu"]), int(e["gfp"]), prev[1]])
+                elif prev[0] == "alloc":
+                    self.counts["free_wrong_order"] += 1
+                else:
+                    self.counts["free_before_trace" if prev[0] == "none" else "free_untraced_alloc"] += 1
+                    if self.untraced:
+                        out.append([i, OP_FREE, order, int(e["cpu"]), int(e["gfp"]), None])
+                        untraced.append((pfn, i, out[-1]))
+                seen[pfn] = ("free",)
+        for pfn, s in seen.items():
+            if s[0] == "alloc":
+                self.live[pfn] = s[1:]
+            else:
+                self.live.pop(pfn, None)
+        self.untraced_ops = [op for _, _, op in untraced]
+        for op, s in zip(self.untraced_ops, self.take(len(untraced))):
+            op[5] = s
+        self.pool += [op[5] for op in out if op[1] == OP_FREE]
+        for pos, cpu in reversed(list(zip(decay_pos, decay_cpu))):
+            at = next((j for j, op in enumerate(out) if op[0] >= pos), len(out))
+            out.insert(at, [pos, OP_DECAY, 0, cpu, 0, 0])
+        return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, min_size=30, max_size=80), st.lists(st.integers(0, 200), max_size=4), st.booleans(),
+       st.lists(st.tuples(st.integers(0, 60), st.integers(0, NCPU - 1)), max_size=4))
+def test_matching_gives_the_reference_ops_slots_and_counts(rows, cuts, untraced, decays):
+    ref, got = RefMatcher(untraced), _Matcher(untraced)
+    for ev in _batches(rows, cuts):
+        dec = sorted((p % (len(ev) + 1), c) for p, c in decays)
+        pos, cpus = np.array([d[0] for d in dec], np.int64), np.array([d[1] for d in dec], np.int64)
+        ops, sel, upos = got.ops(ev, (pos, cpus))
+        want = ref.ops(ev, pos.tolist(), cpus.tolist())
+        assert [[int(s), int(o["op"]), int(o["order"]), int(o["cpu"]), int(o["gfp"]), int(o["slot"])]
+                for s, o in zip(sel, ops)] == want
+        assert upos.tolist() == [j for j, op in enumerate(want) if any(op is u for u in ref.untraced_ops)]
+        assert got.pool.tolist() == ref.pool
+    counts = ref.counts
+    assert got.missing_frees == counts["missing_frees"]
+    mine = {**got.skipped, **got.untraced_frees}
+    assert {k: mine.get(k, 0) for k in counts if k != "missing_frees"} == \
+        {k: v for k, v in counts.items() if k != "missing_frees"}
+    assert not (untraced and got.skipped.get("free_before_trace"))
+
+
+def _ref_figures(batches, ops, pcp_orders):
+    # Per CPU, in event order: a run of refills (or drains) is one call; any other
+    # event on the CPU, or another op, ends it; extfrag does not.
+    blocks = np.zeros((NCPU, 11), np.int64)
+    acc = {k: [0] * NCPU for k in _replay.FIGURE_COUNTS}
+    last = {c: (0, -1) for c in range(NCPU)}
+    for ev, op in zip(batches, ops):
+        for i, e in enumerate(ev):
+            kind, c, order = int(e["kind"]), int(e["cpu"]), int(e["order"])
+            if kind == MM_PAGE_ALLOC_EXTFRAG:
+                acc["fallbacks"][c] += 1
+                continue
+            run = 0
+            if kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1:
+                blocks[c, order] += 1
+                run = 1
+            elif kind == MM_PAGE_ALLOC_ZONE_LOCKED:
+                acc["buddy_allocs"][c] += 1
+            elif kind == MM_PAGE_PCPU_DRAIN:
+                acc["drained_pages"][c] += 1 << order
+                run = 2
+            elif kind == MM_PAGE_FREE and not pcp_orders[order]:
+                acc["nonpcp_frees"][c] += 1
+            this = (run, -1 if op is None else int(op[i]))
+            if run and this != last[c]:
+                acc["refill_calls" if run == 1 else "drain_calls"][c] += 1
+            last[c] = this
+    return blocks, acc
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, min_size=30, max_size=80), st.lists(st.integers(0, 200), max_size=4), st.booleans(),
+       st.lists(st.integers(0, 3), min_size=80, max_size=80))
+def test_figures_count_runs_as_the_reference(rows, cuts, with_ops, op_of):
+    pcp_orders = np.array([o <= 3 or o == 9 for o in range(11)])
+    batches = _batches(rows, cuts)
+    ops = [np.cumsum(op_of[: len(ev)]).astype(np.int64) if with_ops else None for ev in batches]
+    fig = _EventFigures(NCPU, pcp_orders)
+    for ev, op in zip(batches, ops):
+        fig.add(ev, op)
+    blocks, acc = _ref_figures(batches, ops, pcp_orders)
+    assert (fig.blocks == blocks).all()
+    assert {k: v.tolist() for k, v in fig.acc.items()} == acc
+
+
+def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape):
+    # PcpLists.add event by event: per (zone, cpu, list) the balance, the deepest dip,
+    # and what it held at the start, known at a refill (just before) or at a drain that
+    # the next event on its CPU, a drain from another list, shows emptied (just after).
+    bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
+    for ev in batches:
+        keys = []
+        for e in ev:
+            kind, pfn, order, cpu = int(e["kind"]), int(e["pfn"]), int(e["order"]), int(e["cpu"])
+            refill = kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1
+            delta = {MM_PAGE_ALLOC: -1, MM_PAGE_FREE: 1, MM_PAGE_PCPU_DRAIN: -1}.get(kind, 1 if refill else 0)
+            zone = [z for z in range(len(starts)) if starts[z] <= pfn < ends[z]]
+            mt = int(block_mt[min(pfn >> shift, len(block_mt) - 1)]) if kind == MM_PAGE_FREE else int(e["migratetype"])
+            mt = mt if 0 <= mt <= 2 else 1
+            li = pindex[mt][order] if 0 <= order < pindex.shape[1] else -1
+            ok = delta and zone and li >= 0 and pfn >= 0
+            keys.append((zone[0], cpu, li, delta, refill) if ok else None)
+        for i, k in enumerate(keys):
+            if k is None:
+                continue
+            z, c, li, delta, refill = k
+            nxt = next((j for j in range(i + 1, len(ev)) if ev[j]["cpu"] == c), None)
+            emptied = (ev[i]["kind"] == MM_PAGE_PCPU_DRAIN and nxt is not None and keys[nxt] is not None
+                       and ev[nxt]["kind"] == MM_PAGE_PCPU_DRAIN and keys[nxt][:3] != k[:3])
+            before = bal[z, c, li]
+            bal[z, c, li] += delta
+            need[z, c, li] = max(need[z, c, li], -bal[z, c, li])
+            if exact[z, c, li] < 0 and (refill or emptied):
+                exact[z, c, li] = max(-before if refill else -bal[z, c, li], 0)
+    return bal, need, exact
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, min_size=30, max_size=80), st.lists(st.integers(0, 200), max_size=4),
+       st.lists(st.integers(-1, 4), min_size=1, max_size=4))
+def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types):
+    starts, ends = np.array([0, 40], np.int64), np.array([40, 90], np.int64)
+    block_mt = np.array(block_types, np.int8)
+    pindex = np.array([[o if o < 4 else -1 for o in range(11)], [4 + o if o < 2 else -1 for o in range(11)],
+                       [6] * 11], np.int64)
+    shape = (2, NCPU, 7)
+    batches = _batches(rows, cuts)
+    bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
+    for ev in batches:
+        _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
+                              starts, ends, block_mt, 5, 1, pindex, bal, need, exact)
+    want = _ref_pcp_lists(batches, starts, ends, block_mt, 5, pindex, shape)
+    assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(event, min_size=30, max_size=80), st.integers(1, 100))
+def test_block_types_are_the_last_shown(rows, end_pfn):
+    ev = _events(rows)
+    got = np.full((100 >> 3) + 1, 1, np.int8)
+    _replay.learn_block_types(ev["kind"], ev["pfn"], ev["migratetype"], got, end_pfn, 3, 1)
+    want = np.full((100 >> 3) + 1, 1, np.int8)
+    for e in ev:
+        if e["kind"] in (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN) and \
+                0 <= e["pfn"] < end_pfn and e["migratetype"] >= 0:
+            want[e["pfn"] >> 3] = e["migratetype"] if e["migratetype"] < 3 else 1
+    assert (got == want).all()
