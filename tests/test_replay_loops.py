@@ -53,7 +53,7 @@ class RefMatcher:
 
     def ops(self, ev, decay_pos, decay_cpu):
         slots = iter(self.take(sum(1 for e in ev if e["kind"] == MM_PAGE_ALLOC and e["pfn"] >= 0)))
-        seen = {}                       # pfn -> ("alloc", slot, order) or ("free",) in this batch
+        seen = {}                       # pfn -> ("alloc", slot, order) or ("free", event index) in this batch
         out, untraced = [], []
         for i, e in enumerate(ev):
             kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
@@ -77,14 +77,15 @@ class RefMatcher:
                     self.counts["free_before_trace" if prev[0] == "none" else "free_untraced_alloc"] += 1
                     if self.untraced:
                         out.append([i, OP_FREE, order, int(e["cpu"]), int(e["gfp"]), None])
-                        untraced.append((pfn, i, out[-1]))
-                seen[pfn] = ("free",)
+                        untraced.append((pfn, prev[1] if prev[0] == "free" else -1, out[-1]))
+                seen[pfn] = ("free", i)
         for pfn, s in seen.items():
             if s[0] == "alloc":
                 self.live[pfn] = s[1:]
             else:
                 self.live.pop(pfn, None)
         self.untraced_ops = [op for _, _, op in untraced]
+        self.prev_free = [at for _, at, _ in untraced]      # the same pfn's free before, in this batch
         for op, s in zip(self.untraced_ops, self.take(len(untraced))):
             op[5] = s
         self.pool += [op[5] for op in out if op[1] == OP_FREE]
@@ -102,8 +103,9 @@ def test_matching_gives_the_reference_ops_slots_and_counts(rows, cuts, untraced,
     for ev in _batches(rows, cuts):
         dec = sorted((p % (len(ev) + 1), c) for p, c in decays)
         pos, cpus = np.array([d[0] for d in dec], np.int64), np.array([d[1] for d in dec], np.int64)
-        ops, sel, upos = got.ops(ev, (pos, cpus))
+        ops, sel, upos, prev_free = got.ops(ev, (pos, cpus))
         want = ref.ops(ev, pos.tolist(), cpus.tolist())
+        assert prev_free.tolist() == ref.prev_free
         assert [[int(s), int(o["op"]), int(o["order"]), int(o["cpu"]), int(o["gfp"]), int(o["slot"])]
                 for s, o in zip(sel, ops)] == want
         assert upos.tolist() == [j for j, op in enumerate(want) if any(op is u for u in ref.untraced_ops)]

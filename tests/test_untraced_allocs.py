@@ -34,10 +34,10 @@ def test_a_page_freed_twice_was_allocated_off_the_first_freeing_cpus_list():
         (MM_PAGE_FREE, 0, 400, 0, -1),               # 7: allocated before the trace: the untraced owner's
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos = m.ops(ev)
+    ops, sel, upos, prev_free = m.ops(ev)
     assert sel[upos].tolist() == [4, 6, 7]
     block_mt = np.zeros(8, np.int8)                  # pfns 100..500 lie in an Unmovable pageblock
-    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, m.prev_free, block_mt)
+    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, block_mt)
     assert before.tolist() == [3, 6, -1] and cpu.tolist()[:2] == [1, 1] and mt.tolist()[:2] == [0, 1]
 
 
