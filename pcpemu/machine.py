@@ -32,7 +32,7 @@ from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
 __all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine",
-           "OP_ALLOC", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
+           "OP_ALLOC", "OP_ALLOC_BULK", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
            "bare_pcp_loop", "pcp_struct_layout"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
@@ -43,6 +43,7 @@ OP_FREE: int = _core.CONSTANTS["OP_FREE"]
 OP_DRAIN: int = _core.CONSTANTS["OP_DRAIN"]
 OP_DRAIN_ALL: int = _core.CONSTANTS["OP_DRAIN_ALL"]
 OP_DECAY: int = _core.CONSTANTS["OP_DECAY"]
+OP_ALLOC_BULK: int = _core.CONSTANTS["OP_ALLOC_BULK"]
 OP_NAMES: tuple[str, ...] = _core.OP_NAMES
 #: Every constant the core shares with Python, by its C name.
 CORE_CONSTANTS: dict[str, int] = dict(_core.CONSTANTS)

@@ -128,3 +128,29 @@ def test_slots_survive_between_runs():
     assert all(m.slot_pfn(100 + i) is None for i in range(16))
     m.drain_all_pages()
     m.check()
+
+
+def test_a_bulk_alloc_op_fills_its_slot_off_the_pcp_list_untraced():
+    # OP_ALLOC_BULK (the replay's alloc_pages_bulk): the page comes off the CPU's pcp
+    # list like Machine.alloc_pages_bulk, with no mm_page_alloc; a free empties the slot.
+    from pcpemu.kernel.ftrace import MM_PAGE_ALLOC
+    from pcpemu.kernel.gfp import parse_gfp
+    from pcpemu.machine import OP_ALLOC_BULK
+    cfg = pcpemu.KernelConfig.preset("v6.18", memory="1G", cpus=2)
+    m, ref = pcpemu.Machine(cfg), pcpemu.Machine(cfg)
+    ops = wl.alloc_free_pairs(1, 0, "GFP_KERNEL", cpu=1)      # CPU 1's list refilled
+    m.run(ops)
+    ref.run(ops)
+    bulk = np.zeros(2, OP_DTYPE)
+    bulk["op"], bulk["cpu"], bulk["slot"] = [OP_ALLOC_BULK, wl.OP_FREE], 1, 3
+    bulk["gfp"][0] = parse_gfp("GFP_KERNEL")
+    with m.tracing() as tr:
+        m.run(bulk[:1])
+    assert m.slot_pfn(3) == ref.alloc_pages_bulk("GFP_KERNEL", cpu=1)
+    assert MM_PAGE_ALLOC not in tr.events["kind"].tolist()
+    m.run(bulk[1:])
+    assert m.slot_pfn(3) is None
+    bad = bulk[:1].copy()
+    bad["order"] = 1
+    with pytest.raises(pcpemu.OpStreamError, match="order"):
+        m.run(bad)

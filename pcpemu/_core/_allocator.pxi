@@ -27,7 +27,7 @@ LOCK_SITE_NAMES = ("rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmque
 assert len(LOCK_SITE_NAMES) == NR_LOCK_SITES
 PCP_OP_NAMES = ("alloc", "free", "drain")
 assert len(PCP_OP_NAMES) == NR_PCP_OPS
-OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay")
+OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay", "alloc_bulk")
 assert len(OP_NAMES) == NR_OPS
 assert len(MIGRATETYPE_NAMES) == MIGRATE_TYPES and len(ZONE_NAMES) == MAX_NR_ZONES
 #: Why contig_range_blockers says an in-use block cannot move.

@@ -278,6 +278,7 @@ enum pcpemu_opcode {
 	OP_DRAIN,
 	OP_DRAIN_ALL,
 	OP_DECAY,
+	OP_ALLOC_BULK,	/* one order-0 page as alloc_pages_bulk takes it (no mm_page_alloc) */
 	NR_OPS
 };
 

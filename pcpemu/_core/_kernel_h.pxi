@@ -49,6 +49,7 @@ cdef extern from "_kernel.h" nogil:
         OP_DRAIN
         OP_DRAIN_ALL
         OP_DECAY
+        OP_ALLOC_BULK
         NR_OPS
 
     enum pcpemu_error:

@@ -2,19 +2,24 @@
 # (With slots disjoint per CPU, any interleaving of per-CPU streams keeps each
 # slot's alloc/free order, so smp validates their concatenation.)
 
+cdef inline bint op_allocates(const pcpemu_op *op) noexcept nogil:
+    # OP_ALLOC and OP_ALLOC_BULK fill their slot; OP_FREE empties it.
+    return op.op == OP_ALLOC or op.op == OP_ALLOC_BULK
+
+
 cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
     # Why validate_ops refused an op: the first rule it breaks, in this order.
     if op.op >= NR_OPS:
         return PE_BAD_OP
     if op.cpu >= nr_cpus:
         return PE_BAD_CPU
-    if op.order > MAX_PAGE_ORDER:
+    if op.order > MAX_PAGE_ORDER or (op.op == OP_ALLOC_BULK and op.order != 0):
         return PE_BAD_ORDER
-    if op.op == OP_ALLOC and check_gfp(op.gfp):
+    if op.op != OP_FREE and check_gfp(op.gfp):
         return PE_BAD_GFP
     if <uint64_t>op.slot >= <uint64_t>nslots:
         return PE_BAD_SLOT
-    if op.op == OP_ALLOC:
+    if op.op != OP_FREE:
         return PE_SLOT_BUSY
     return PE_SLOT_EMPTY if state[op.slot] == 0 else PE_FREE_ORDER
 
@@ -34,11 +39,11 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
         state[s] = 0 if slots[s] < 0 else 1 + pfn_to_page(pgdat, slots[s]).order
     for i in range(n):
         op = &ops[i]
-        if op.op <= OP_FREE:
+        if op.op == OP_FREE or op_allocates(op):
             if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots \
-                    and (op.op == OP_FREE or check_gfp(op.gfp) == PE_OK):
+                    and (op.op == OP_FREE or check_gfp(op.gfp) == PE_OK) and (op.op != OP_ALLOC_BULK or op.order == 0):
                 # An alloc needs an empty slot, a free one holding its order.
-                is_free = op.op
+                is_free = op.op == OP_FREE
                 held = 1 + op.order
                 if state[op.slot] == held * is_free:
                     state[op.slot] = <uint8_t>(held - held * is_free)
@@ -70,7 +75,10 @@ cdef inline int64_t run_alloc(pglist_data *pgdat, const pcpemu_op *op, int64_t *
         pgdat.next_owner += 1
     if ac.zonelist == NULL or op.gfp != ac.gfp:
         prepare_alloc_pages(pgdat, op.gfp, ac)
-    p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
+    if op.op == OP_ALLOC_BULK:
+        p = alloc_pages_bulk_one(cs, pgdat, ac, op.cpu, owner)
+    else:
+        p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
     if p == NULL:
         return -1
     pfn = <int64_t>page_to_pfn(pgdat, p)
@@ -106,7 +114,7 @@ cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slo
                            alloc_context *ac) noexcept nogil:
     # One op of a stream; the pfn it allocated or freed, or -1. ac holds the
     # alloc_context of the last gfp seen (its zonelist NULL before the first).
-    if op.op == OP_ALLOC:
+    if op_allocates(op):
         return run_alloc(pgdat, op, slots, ac)
     if op.op == OP_FREE:
         return run_free(pgdat, op, slots)

@@ -161,7 +161,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
         if pos[cpu] < starts[cpu + 1]:
             e.time = clock[cpu]
             vt_push(heap, &nheap, e)
-        if born != NULL and op.op == OP_ALLOC:
+        if born != NULL and op_allocates(op):
             born[op.slot] = 1
             # Wake the waiters: they resume when this allocation is done.
             for c in range(nwait):
@@ -270,7 +270,7 @@ cdef void run_ops_shared(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n,
         if ops[i].op == OP_FREE:
             smp_wait_born(&born[ops[i].slot])
         results[i] = run_op(pgdat, &ops[i], slots, &ac)
-        if ops[i].op == OP_ALLOC:
+        if op_allocates(&ops[i]):
             smp_set_born(&born[ops[i].slot])
 
 

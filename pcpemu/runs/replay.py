@@ -34,7 +34,7 @@ from ..kernel.ftrace import (
 from ..kernel.gfp import parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
-from ..machine import OP_DECAY, OP_DTYPE, Machine, Trace
+from ..machine import OP_ALLOC_BULK, OP_DECAY, OP_DTYPE, Machine, Trace
 from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -483,13 +483,21 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_f
     return at, cpu, np.clip(mt, 0, 2)
 
 
-def _bulk_alloc(slot: int, gfp: int, cpu: int) -> Callable[[Machine], None]:
-    # An untraced allocation (_untraced_alloc_at) of the page a later free frees: its slot.
-    def run(m: Machine) -> None:
-        pfn = m.alloc_pages_bulk(gfp, cpu)
-        if pfn is not None:
-            m.load_slots(np.array([slot]), np.array([pfn]))
-    return run
+def _bulk_alloc_ops(slots: np.ndarray, cpus: np.ndarray, mts: np.ndarray) -> np.ndarray:
+    # The untraced allocations (_untraced_alloc_at) of the pages later frees free, as
+    # OP_ALLOC_BULK ops into those frees' slots.
+    ops = np.zeros(len(slots), OP_DTYPE)
+    ops["op"], ops["cpu"], ops["gfp"], ops["slot"] = OP_ALLOC_BULK, cpus, _LIST_GFP[mts], slots
+    return ops
+
+
+def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # new[i] goes before the first op of an event at or after at[i], in the order given for equal at.
+    if not len(new):
+        return ops, sel
+    o = np.argsort(at, kind="stable")
+    where = np.searchsorted(sel, at[o])
+    return np.insert(ops, where, new[o]), np.insert(sel, where, at[o])
 
 
 def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine], None]:
@@ -586,43 +594,41 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         for ev, ops, sel, upos, prev_free in itertools.chain(head, map(prepare, batches)):
             if pool is not None:
                 pool.learn_events(ev)
-            # Work between ops, each at an event index: (index, side, fn(machine), pages grown).
-            between: list[tuple[int, str, Callable[[Machine], None], int]] = []
+            # Zone growth between ops, each after an event index: (index, fn(machine), pages).
+            between: list[tuple[int, Callable[[Machine], None], int]] = []
             if len(upos):
                 before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, pool.block_mt)
                 bulk = np.flatnonzero(before >= 0)
-                if len(bulk):
-                    replayed["untraced_alloc"] += len(bulk)
-                between += [(int(before[i]), "left", _bulk_alloc(int(ops["slot"][upos[i]]), int(_LIST_GFP[mt[i]]),
-                                                                  int(cpu[i])), 0) for i in bulk]
                 keep = np.ones(len(ops), bool)
                 rest = np.delete(upos, bulk)
                 gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
                 keep[rest[gz >= 0]] = False
-                between += [(at, "right", _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
+                between += [(at, _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
                             _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
                 rest = rest[gz < 0]
                 got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[rest]], ops["order"][rest])
                 for m, p in zip(machines.values(), pfns):
                     m.load_slots(ops["slot"][rest[got]], p)
                 keep[rest[~got]] = False
-                ops, sel = ops[keep], sel[keep]
+                bulk_ops = _bulk_alloc_ops(ops["slot"][upos[bulk]], cpu[bulk], mt[bulk])
+                ops, sel = _insert_before(ops[keep], sel[keep], bulk_ops, before[bulk])
                 replayed["untraced_free"] += int(np.count_nonzero(got))
+                replayed["untraced_alloc"] += len(bulk)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
-            # The stream in pieces, that work between them.
-            cuts = sorted((len(ops) if at < 0 else int(np.searchsorted(sel, at, side=side)), i)
-                          for i, (at, side, _, _) in enumerate(between))
+            # The stream in pieces, the zone growth between them.
+            cuts = sorted((len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), i)
+                          for i, (at, _, _) in enumerate(between))
             cuts.append((len(ops), -1))
-            if any(g[3] for g in between):
-                replayed["grown_pages"] += sum(g[3] for g in between)
+            if between:
+                replayed["grown_pages"] += sum(g[2] for g in between)
             for label, m in machines.items():
                 done = 0
                 for cut, i in cuts:
                     with m.tracing() as tr:
                         m.run(ops[done:cut])
                         if i >= 0:
-                            between[i][2](m)
+                            between[i][1](m)
                     # Events of the work between ops (op -1) end no run: they count as the op before.
                     op = np.where(tr.op < 0, cut - 1, tr.op + done)
                     emulated[label].add(tr.events, op)

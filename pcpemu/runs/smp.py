@@ -21,7 +21,7 @@ from . import workloads as wl
 from .workloads import cpu_streams   # the per-CPU streams are defined with the workloads
 from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..errors import PcpemuError
-from ..machine import OP_DRAIN_ALL, OP_DTYPE, OP_FREE, OP_ALLOC, Machine
+from ..machine import OP_ALLOC, OP_ALLOC_BULK, OP_DRAIN_ALL, OP_DTYPE, OP_FREE, Machine
 
 __all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "calibrate_costs", "calibration_check", "compare",
            "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "thread_sweep", "verdict"]
@@ -99,7 +99,8 @@ def _check_streams(machine: Machine, streams: list[np.ndarray], shared_slots: bo
         raise PcpemuError(f"{len(streams)} streams for a machine of {machine.config.cpus} CPUs")
     if shared_slots:
         return
-    slot_sets = [set(np.unique(s["slot"][(s["op"] == OP_ALLOC) | (s["op"] == OP_FREE)]).tolist()) for s in streams]
+    slot_sets = [set(np.unique(s["slot"][np.isin(s["op"], (OP_ALLOC, OP_ALLOC_BULK, OP_FREE))]).tolist())
+                 for s in streams]
     for k, a in enumerate(slot_sets):
         for j in range(k):
             if a & slot_sets[j]:
