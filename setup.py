@@ -37,14 +37,14 @@ extensions = [
     Extension(
         "pcpemu._ftrace",
         ["pcpemu/_core/_ftrace.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "pcpemu/_core"],
         extra_compile_args=extra_compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),
     Extension(
         "pcpemu._replay",
         ["pcpemu/_core/_replay.pyx"],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "pcpemu/_core"],
         extra_compile_args=extra_compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     ),

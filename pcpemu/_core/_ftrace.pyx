@@ -13,13 +13,8 @@ from posix.unistd cimport read
 
 import numpy as np
 
-# Kinds, as pcpemu.kernel.ftrace numbers them.
-cdef enum:
-    MM_PAGE_ALLOC = 1
-    MM_PAGE_FREE = 2
-    MM_PAGE_FREE_BATCHED = 3
-    MM_PAGE_PCPU_DRAIN = 4
-    MM_PAGE_ALLOC_ZONE_LOCKED = 5
+# The event kinds of the core (enum pcpemu_event_kind), as pcpemu.kernel.ftrace numbers them.
+include "_kernel_h.pxi"
 
 # What Parser.run stopped at.
 cdef enum:

@@ -7,14 +7,9 @@ from libc.stdlib cimport calloc, free
 
 import numpy as np
 
-# Kinds, as pcpemu.kernel.ftrace numbers them.
-cdef enum:
-    MM_PAGE_ALLOC = 1
-    MM_PAGE_FREE = 2
-    MM_PAGE_FREE_BATCHED = 3
-    MM_PAGE_PCPU_DRAIN = 4
-    MM_PAGE_ALLOC_ZONE_LOCKED = 5
-    MM_PAGE_ALLOC_EXTFRAG = 6
+# The event kinds, op codes and op row of the core (enum pcpemu_event_kind,
+# enum pcpemu_opcode, struct pcpemu_op).
+include "_kernel_h.pxi"
 
 # What a pfn's last traced event left (PfnTable).
 cdef enum:
@@ -97,31 +92,6 @@ cdef class PfnTable:
         return &self.entries[j]
 
 
-# Op codes (enum pcpemu_opcode), checked against pcpemu.machine's by check_op_dtype.
-cdef enum:
-    OP_ALLOC = 0
-    OP_FREE = 1
-    OP_DECAY = 4
-
-# One op of an op stream (struct pcpemu_op, pcpemu.machine.OP_DTYPE).
-cdef struct Op:
-    uint8_t op
-    uint8_t order
-    uint16_t cpu
-    uint32_t gfp
-    int64_t slot
-
-_OP_LAYOUT = (("op", 0), ("order", 1), ("cpu", 2), ("gfp", 4), ("slot", 8))
-
-
-def check_ops(dtype, int op_alloc, int op_free, int op_decay):
-    """Refuse an op dtype or op codes that are not the ones match() writes."""
-    if sizeof(Op) != dtype.itemsize or any(dtype.fields[n][1] != o for n, o in _OP_LAYOUT):
-        raise TypeError("the C op row does not match OP_DTYPE")
-    if (op_alloc, op_free, op_decay) != (OP_ALLOC, OP_FREE, OP_DECAY):
-        raise TypeError("the op codes of match() are not the core's")
-
-
 # Counters match() adds to, in this order.
 MATCH_COUNTS = ("failed_alloc", "free_batched", "missing_frees", "free_before_trace", "free_untraced_alloc",
                 "free_wrong_order")
@@ -151,7 +121,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
     """
     cdef Py_ssize_t n = kind.shape[0], i, a = 0, nops = 0, d = 0, ndecay = decay_pos.shape[0]
     cdef PfnEntry *e
-    cdef Op *out = <Op *>&ops[0] if ops.shape[0] else NULL
+    cdef pcpemu_op *out = <pcpemu_op *>&ops[0] if ops.shape[0] else NULL
     cdef int k
     cdef int64_t s
     with nogil:

@@ -195,6 +195,16 @@ def _file_fd(raw: object) -> tuple[int, int] | None:
     return fd, pos
 
 
+def _put_unless_stopped(q: queue.Queue, stop: threading.Event, item: object) -> None:
+    # A producer thread's put into its bounded queue, given up when the reader is closed.
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
 class _ReadAhead:
     """Blocks of a stream read by a background thread, a few blocks ahead."""
 
@@ -217,12 +227,7 @@ class _ReadAhead:
             self._put(err)
 
     def _put(self, item: object) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        _put_unless_stopped(self._queue, self._stop, item)
 
     def read(self, size: int = -1) -> bytes:
         """The next block (whatever its size), b"" at the end."""
@@ -372,12 +377,7 @@ class _Reader:
             self._put(err)
 
     def _put(self, item: object) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        _put_unless_stopped(self._queue, self._stop, item)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, list[int], int, TraceStats, int]]:
         while True:

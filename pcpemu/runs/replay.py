@@ -34,7 +34,7 @@ from ..kernel.ftrace import (
 from ..kernel.gfp import parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
-from ..machine import OP_ALLOC_BULK, OP_DECAY, OP_DTYPE, Machine, Trace
+from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_machine
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -76,7 +76,6 @@ class _Matcher:
         # slots are loaded from the untraced owner's blocks by the caller).
         self.untraced = untraced
         self.table = _replay.PfnTable()
-        _replay.check_ops(OP_DTYPE, OP_ALLOC, OP_FREE, OP_DECAY)
         self.batches = 0
         self.pool = np.zeros(0, np.int64)        # slots free for reuse
         self.next_slot = 0
