@@ -264,6 +264,32 @@ def test_memory_resized_during_a_capture_is_reported():
     before = {"zones": [{"name": "Normal", "managed": 100}, {"name": "DMA32", "managed": 50}]}
     after = {"zones": [{"name": "Normal", "managed": 164}, {"name": "DMA32", "managed": 50}]}
     assert _resized(before, after) == [
-        "untraced: zone Normal managed pages went from 100 to 164 during the capture (memory resized); its "
-        "watermarks and pcp high limits changed at a moment the trace does not show"]
+        "resized: zone Normal managed pages went from 100 to 164 during the capture; the replay grows the zone "
+        "where the trace shows new memory freed (see the untraced figures); what it does not show (memory taken "
+        "away, growth with no free) is untraced"]
     assert _resized(before, before) == []
+
+
+def test_memory_freed_into_a_zone_during_the_capture_grows_it(tmp_path):
+    # Order-10 frees past Normal's managed pages (the before-zoneinfo's start_pfn +
+    # managed) are new memory: the replay grows the zone there instead of taking
+    # blocks from the untraced owner, and the emulator frees them on the same CPU.
+    import lzma
+    import shutil
+
+    cap = tmp_path / "cap"
+    shutil.copytree(CAP, cap)
+    lines = lzma.open(CAP / "trace.txt.xz", "rt").read().splitlines()[:3000]
+    ts = float(lines[-1].split()[3].rstrip(":"))
+    end = 1048576 + 1703936
+    grown = [f"         python3-1       [001] d..1.  {ts + 1e-6 * (i + 1):.6f}: mm_page_free: "
+             f"page=00000000deadbeef pfn={end + 1024 * i:#x} order=10" for i in range(8)]
+    with lzma.open(cap / "trace.txt.xz", "wt") as f:
+        f.write("\n".join(lines + grown) + "\n")
+    out = io.StringIO()
+    r = replay_capture(cap, emit_trace=out)
+    assert r.untraced["grown_pages"] == 8 * 1024
+    assert r.untraced["frees"]["free_before_trace"] - r.untraced["replayed"] - r.untraced["allocs"] \
+        == 8 + r.untraced["pool_exhausted"]
+    emitted = [ln for ln in out.getvalue().splitlines() if "mm_page_free:" in ln and "order=10" in ln]
+    assert len(emitted) == 8 and all("[001]" in ln for ln in emitted)

@@ -227,3 +227,13 @@ def test_nr_free_pages_blocks_is_what_the_kernel_counts():
         name, counts = line.split()[3], [int(n) for n in line.split()[4:]]
         in_blocks = sum(n << order for order, n in enumerate(counts) if order >= 9)
         assert real[name]["stats"]["nr_free_pages_blocks"] == in_blocks, name
+
+
+def test_a_protection_line_that_is_no_numbers_is_a_trace_format_error():
+    # Found by test_cli_fuzz: a '-' in the protection tuple raised a bare ValueError.
+    from pcpemu.errors import TraceFormatError
+    from pcpemu.kernel.procfs import read_zoneinfo
+
+    text = "Node 0, zone   Normal\n  pages free     5\n        protection: (0, -, 3)\n"
+    with pytest.raises(TraceFormatError, match="line 3: cannot read the protection"):
+        read_zoneinfo(text)

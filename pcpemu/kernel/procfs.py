@@ -190,7 +190,10 @@ def read_zoneinfo(path_or_text: str | os.PathLike[str]) -> dict:
             continue
         m = _PROTECTION.match(line)
         if m:
-            zone["protection"] = tuple(int(v) for v in m.group(1).split(",") if v.strip())
+            values = [v.strip() for v in m.group(1).split(",") if v.strip()]
+            if not all(v.isdigit() for v in values):
+                raise TraceFormatError(f"zoneinfo line {lineno}: cannot read the protection values of {line!r}")
+            zone["protection"] = tuple(int(v) for v in values)
             continue
         m = _CPU.match(line)
         if m:

@@ -74,11 +74,14 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
 
 
 def _resized(before: dict, after: dict) -> list[str]:
-    # Untraced: memory onlined or offlined (ballooning, hotplug) while the trace ran
-    # moves the zone's watermarks and pcp high_min/high_max at a moment no event shows.
+    # Memory onlined or offlined (ballooning, hotplug, on-demand init) while the trace ran
+    # moves the zone's watermarks and pcp high_min/high_max. New memory shows as the
+    # MAX_PAGE_ORDER frees that put it in the buddy, where the replay grows the zone
+    # (kstate.ZoneGrowth); memory taken away shows as nothing.
     was = {z["name"]: z.get("managed") for z in before["zones"]}
-    return [f"untraced: zone {z['name']} managed pages went from {was[z['name']]:,} to {z['managed']:,} during the "
-            "capture (memory resized); its watermarks and pcp high limits changed at a moment the trace does not show"
+    return [f"resized: zone {z['name']} managed pages went from {was[z['name']]:,} to {z['managed']:,} during the "
+            "capture; the replay grows the zone where the trace shows new memory freed (see the untraced figures); "
+            "what it does not show (memory taken away, growth with no free) is untraced"
             for z in after["zones"] if z["name"] in was and z.get("managed") != was[z["name"]]]
 
 
