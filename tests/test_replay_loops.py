@@ -3,6 +3,7 @@ event streams cut into random batches: the alloc/free matching with its slots an
 vmstat worker runs, the per-CPU run figures, and what each pcp list held at the start."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -195,10 +196,29 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape):
     return bal, need, exact
 
 
+# An untraced (bulk) allocation: the event index it goes before (taken modulo the
+# batch's length + 1), cpu, pfn, the list's migratetype.
+bulk_alloc = st.tuples(st.integers(0, 200), st.integers(0, NCPU - 1), st.integers(-1, 12), st.integers(-1, 4))
+
+
+def _bulk(ev, allocs):
+    # The allocations as pcp_lists_add takes them, and the batch with them put in as
+    # mm_page_alloc rows (what the reference reads).
+    at = np.array([a % (len(ev) + 1) for a, *_ in allocs], np.int64)
+    o = np.argsort(at, kind="stable")
+    at = at[o]
+    cpu = np.array([c for _, c, _, _ in allocs], np.uint16)[o]
+    pfn = np.array([max(p, 0) * 8 for _, _, p, _ in allocs], np.int64)[o]
+    mt = np.array([t for *_, t in allocs], np.int8)[o]
+    rows = np.zeros(len(at), EVENT_DTYPE)
+    rows["kind"], rows["cpu"], rows["pfn"], rows["migratetype"] = MM_PAGE_ALLOC, cpu, pfn, mt
+    return (at, cpu, pfn, mt), np.insert(ev, at, rows)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(event, min_size=30, max_size=80), st.lists(st.integers(0, 200), max_size=4),
-       st.lists(st.integers(-1, 4), min_size=1, max_size=4))
-def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types):
+       st.lists(st.integers(-1, 4), min_size=1, max_size=4), st.lists(bulk_alloc, max_size=12))
+def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs):
     starts, ends = np.array([0, 40], np.int64), np.array([40, 90], np.int64)
     block_mt = np.array(block_types, np.int8)
     pindex = np.array([[o if o < 4 else -1 for o in range(11)], [4 + o if o < 2 else -1 for o in range(11)],
@@ -206,11 +226,25 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types):
     shape = (2, NCPU, 7)
     batches = _batches(rows, cuts)
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
-    for ev in batches:
+    merged = []
+    for k, ev in enumerate(batches):
+        bulk, with_bulk = _bulk(ev, allocs[k::len(batches)])
+        merged.append(with_bulk)
         _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
-                              starts, ends, block_mt, 5, 1, pindex, bal, need, exact)
-    want = _ref_pcp_lists(batches, starts, ends, block_mt, 5, pindex, shape)
+                              *bulk, starts, ends, block_mt, 5, 1, pindex, bal, need, exact)
+    want = _ref_pcp_lists(merged, starts, ends, block_mt, 5, pindex, shape)
     assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
+
+
+def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
+    ev = _events([(MM_PAGE_ALLOC, 0, 1, 0, 1, 0)] * 3)
+    args = (np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1, np.int8), 5, 1, np.zeros((3, 11), np.int64),
+            *(np.zeros((1, NCPU, 1), np.int64) for _ in range(3)))
+    cols = (ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"])
+    one = (np.zeros(2, np.uint16), np.zeros(2, np.int64), np.zeros(2, np.int8))
+    for at in ([2, 1], [0, 4]):
+        with pytest.raises(ValueError, match="not ascending"):
+            _replay.pcp_lists_add(*cols, np.array(at, np.int64), *one, *args)
 
 
 @settings(max_examples=60, deadline=None)

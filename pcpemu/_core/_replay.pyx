@@ -251,81 +251,110 @@ def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[
                 block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < 3 else movable
 
 
+cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int refill, const int64_t[::1] zone_start,
+                             const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
+                             const int64_t[:, ::1] pindex, Py_ssize_t ncpu, Py_ssize_t nlists,
+                             int8_t *delta) noexcept nogil:
+    # The (zone, cpu, list) an event moves a block on, -1 for none, and by how much.
+    cdef Py_ssize_t z = -1, b, nblocks = block_mt.shape[0]
+    cdef int64_t li
+    if p < 0 or o < 0 or o >= pindex.shape[1] or c >= ncpu:
+        return -1
+    if k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN:
+        delta[0] = -1
+    elif k == MM_PAGE_FREE or (k == MM_PAGE_ALLOC_ZONE_LOCKED and refill == 1):
+        delta[0] = 1
+    else:
+        return -1
+    for b in range(zone_start.shape[0]):
+        if zone_start[b] <= p:
+            z = b
+    if z < 0 or p >= zone_end[z]:
+        return -1
+    if k == MM_PAGE_FREE:
+        b = p >> block_shift
+        mt = block_mt[b if b < nblocks else nblocks - 1]
+    if mt < 0 or mt >= pindex.shape[0]:
+        mt = movable
+    li = pindex[mt, o]
+    if li < 0:
+        return -1
+    return (z * ncpu + c) * nlists + li
+
+
 def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
-                  const int8_t[:] migratetype, const int8_t[:] percpu_refill, const int64_t[::1] zone_start,
-                  const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
-                  const int64_t[:, ::1] pindex, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
-                  int64_t[:, :, ::1] exact):
-    """Take in a batch of events, in trace order: per (zone, cpu, list) the balance of
-    blocks, the deepest dip (need) and, at the list's first moment known empty, what
-    it held at the start (exact; -1 until then).
+                  const int8_t[:] migratetype, const int8_t[:] percpu_refill, const int64_t[::1] bulk_at,
+                  const uint16_t[::1] bulk_cpu, const int64_t[::1] bulk_pfn, const int8_t[::1] bulk_mt,
+                  const int64_t[::1] zone_start, const int64_t[::1] zone_end, const int8_t[::1] block_mt,
+                  int block_shift, int movable, const int64_t[:, ::1] pindex, int64_t[:, :, ::1] balance,
+                  int64_t[:, :, ::1] need, int64_t[:, :, ::1] exact):
+    """Take in a batch of events, in trace order, with the order-0 allocations the
+    kernel did not trace (alloc_pages_bulk) merged in: per (zone, cpu, list) the
+    balance of blocks, the deepest dip (need) and, at the list's first moment known
+    empty, what it held at the start (exact; -1 until then).
 
     An allocation or a drained block takes a block, a free (to the list of its
     pageblock's type, block_mt) or a refill block adds one. A list is known empty
     just before a refill, and just after a drain followed on its CPU by a drain
     from another list (free_pcppages_bulk empties a list before the next).
+
+    :param bulk_at: the event index each untraced allocation goes before (len(kind):
+        at the end), ascending; equal ones in the order given.
+    :param bulk_cpu: its CPU; bulk_pfn: its page; bulk_mt: the list's migratetype.
     """
-    cdef Py_ssize_t n = kind.shape[0], i, z, c, nz = zone_start.shape[0]
-    cdef Py_ssize_t ncpu = balance.shape[1], nmt = pindex.shape[0], norders = pindex.shape[1]
-    cdef Py_ssize_t nblocks = block_mt.shape[0]
-    cdef int k, d, mt, o
-    cdef int64_t p, li, before, run, b
-    cdef int64_t[::1] key = np.full(n, -1, np.int64)
+    cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c
+    cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2]
+    cdef int64_t li, before, run, b
+    cdef int64_t[::1] key = np.full(n + nbulk, -1, np.int64)
     cdef int64_t[::1] prev = np.full(ncpu, -1, np.int64)
-    cdef uint8_t[::1] emptied = np.zeros(n, np.uint8)
-    cdef int8_t[::1] delta = np.zeros(n, np.int8)
+    cdef uint8_t[::1] mkind = np.zeros(n + nbulk, np.uint8)
+    cdef uint16_t[::1] mcpu = np.zeros(n + nbulk, np.uint16)
+    cdef uint8_t[::1] emptied = np.zeros(n + nbulk, np.uint8)
+    cdef int8_t[::1] delta = np.zeros(n + nbulk, np.int8)
+    if bulk_cpu.shape[0] != nbulk or bulk_pfn.shape[0] != nbulk or bulk_mt.shape[0] != nbulk:
+        raise ValueError("the untraced allocations' arrays differ in length")
+    for s in range(nbulk):
+        if not 0 <= bulk_at[s] <= n or (s and bulk_at[s] < bulk_at[s - 1]):
+            raise ValueError(f"untraced allocation {s} goes before event {bulk_at[s]}: not ascending in 0..{n}")
+    s = 0
     with nogil:
-        # The list each event moves a block on (key), and its delta.
-        for i in range(n):
-            k, p, o = kind[i], pfn[i], order[i]
-            if p < 0 or o < 0 or o >= norders or cpu[i] >= ncpu:
+        # The merged stream: each row's kind and CPU, the list it moves a block on (key)
+        # and its delta.
+        for i in range(n + 1):
+            while s < nbulk and bulk_at[s] <= i:
+                mkind[j], mcpu[j] = MM_PAGE_ALLOC, bulk_cpu[s]
+                key[j] = list_key(MM_PAGE_ALLOC, bulk_cpu[s], bulk_pfn[s], 0, bulk_mt[s], -1, zone_start, zone_end,
+                                  block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
+                s += 1
+                j += 1
+            if i == n:
+                break
+            mkind[j], mcpu[j] = kind[i], cpu[i]
+            key[j] = list_key(kind[i], cpu[i], pfn[i], order[i], migratetype[i], percpu_refill[i], zone_start,
+                              zone_end, block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
+            j += 1
+        # Drains whose next row on their CPU is a drain from another list.
+        for i in range(n + nbulk):
+            if mcpu[i] >= ncpu:
                 continue
-            if k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN:
-                d = -1
-            elif k == MM_PAGE_FREE or (k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1):
-                d = 1
-            else:
-                continue
-            z = -1
-            for b in range(nz):
-                if zone_start[b] <= p:
-                    z = b
-            if z < 0 or p >= zone_end[z]:
-                continue
-            if k == MM_PAGE_FREE:
-                b = p >> block_shift
-                mt = block_mt[b if b < nblocks else nblocks - 1]
-            else:
-                mt = migratetype[i]
-            if mt < 0 or mt >= nmt:
-                mt = movable
-            li = pindex[mt, o]
-            if li < 0:
-                continue
-            key[i] = (z * ncpu + cpu[i]) * balance.shape[2] + li
-            delta[i] = d
-        # Drains whose next event on their CPU is a drain from another list.
-        for i in range(n):
-            if cpu[i] >= ncpu:
-                continue
-            b = prev[cpu[i]]
-            if b >= 0 and kind[b] == MM_PAGE_PCPU_DRAIN and key[b] >= 0 and kind[i] == MM_PAGE_PCPU_DRAIN \
+            b = prev[mcpu[i]]
+            if b >= 0 and mkind[b] == MM_PAGE_PCPU_DRAIN and key[b] >= 0 and mkind[i] == MM_PAGE_PCPU_DRAIN \
                     and key[i] >= 0 and key[i] != key[b]:
                 emptied[b] = 1
-            prev[cpu[i]] = i
-        for i in range(n):
+            prev[mcpu[i]] = i
+        for i in range(n + nbulk):
             if key[i] < 0:
                 continue
-            z = key[i] // (ncpu * balance.shape[2])
-            c = (key[i] // balance.shape[2]) % ncpu
-            li = key[i] % balance.shape[2]
+            z = key[i] // (ncpu * nlists)
+            c = (key[i] // nlists) % ncpu
+            li = key[i] % nlists
             before = balance[z, c, li]
             run = before + delta[i]
             balance[z, c, li] = run
             if -run > need[z, c, li]:
                 need[z, c, li] = -run
             if exact[z, c, li] < 0:
-                if kind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
+                if mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
                     exact[z, c, li] = max(-before, 0)
                 elif emptied[i]:
                     exact[z, c, li] = max(-run, 0)

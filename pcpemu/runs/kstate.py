@@ -33,6 +33,7 @@ PAGEBLOCK_ORDER = 9
 _BLOCK = 1 << PAGEBLOCK_ORDER
 _MOVABLE = MIGRATETYPE_NAMES.index("Movable")
 _SEEDED_TYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic")
+_NO_BULK = (np.zeros(0, np.int64),) * 4
 
 
 @dataclasses.dataclass
@@ -354,9 +355,16 @@ class PcpLists:
         so that a free's list is the one its page shows in the whole read-ahead)."""
         self.pool.learn_events(ev)
 
-    def add(self, ev: np.ndarray) -> None:
-        """Take in a batch of events, in trace order (pcpemu._replay.pcp_lists_add)."""
+    def add(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> None:
+        """Take in a batch of events, in trace order (pcpemu._replay.pcp_lists_add).
+
+        :param bulk: the order-0 allocations the kernel did not trace, merged in:
+            (event index each goes before, ascending; cpu; pfn; the list's migratetype).
+        """
+        at, cpu, pfn, mt = bulk
         pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
+                      np.ascontiguousarray(at, np.int64), np.ascontiguousarray(cpu, np.uint16),
+                      np.ascontiguousarray(pfn, np.int64), np.ascontiguousarray(mt, np.int8),
                       self.pool.starts, self.pool.ends, self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE,
                       self.pindex, self.balance, self.need, self.exact)
 

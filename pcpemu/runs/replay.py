@@ -389,27 +389,20 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
         seen += len(ev)
     # The untraced allocations took pages off the lists too (_untraced_alloc_at).
     for _, prepared in head:
-        lists.add(_with_untraced_alloc_events(prepared, lists.pool.block_mt))
+        lists.add(prepared[0], _untraced_allocs(prepared, lists.pool.block_mt))
     return [prepared for _, prepared in head], lists
 
 
-def _with_untraced_alloc_events(prepared: tuple, block_mt: np.ndarray) -> np.ndarray:
-    # The batch with the allocations the kernel did not trace (_untraced_alloc_at) put in
-    # as mm_page_alloc events from the list that held the page.
+def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray, ...]:
+    # The allocations the kernel did not trace (_untraced_alloc_at) as PcpLists.add
+    # takes them: the event index each goes before (ascending), CPU, pfn and the
+    # migratetype of the list that held the page.
     ev, ops, sel, upos, prev_free = prepared
-    if not len(upos):
-        return ev
     before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, block_mt)
     found = np.flatnonzero(before >= 0)
-    if not len(found):
-        return ev
-    syn = ev[sel[upos[found]]].copy()
-    syn["kind"] = MM_PAGE_ALLOC
-    syn["cpu"] = cpu[found]
-    syn["migratetype"] = mt[found]
-    where = before[found]
-    o = np.argsort(where, kind="stable")
-    return np.insert(ev, where[o], syn[o])
+    o = np.argsort(before[found], kind="stable")
+    found = found[o]
+    return before[found], cpu[found], ev["pfn"][sel[upos[found]]], mt[found]
 
 
 def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.ndarray,
