@@ -25,7 +25,8 @@ from ..kernel.gfp import MIGRATETYPE_NAMES
 from .._replay import learn_block_types, pcp_lists_add
 from ..machine import Machine
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine",
+           "seed_pcp_lists", "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -197,14 +198,19 @@ def _rest_list(m: Machine, exact: set[int]) -> int:
 def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
                  pcp_lists: dict[tuple[str, int], dict[int, int]] | None = None,
                  pcp_exact: dict[tuple[str, int], set[int]] | None = None) -> Seed:
-    """Lay the traced kernel's state on a machine that has run nothing.
+    """Lay the traced kernel's state on a machine that has run nothing: the zones
+    (:func:`seed_zones`), then the pcp lists (:func:`seed_pcp_lists`)."""
+    return seed_pcp_lists(m, zoneinfo, seed_zones(m, zoneinfo, pagetypeinfo), pcp_lists, pcp_exact)
+
+
+def seed_zones(m: Machine, zoneinfo: dict, pagetypeinfo: dict) -> Seed:
+    """Lay the traced kernel's zones on a machine that has run nothing: pageblock types
+    and free blocks, all else the untraced owner's. Needs nothing of the trace (a
+    replay lays them while the trace is read ahead); the pcp lists follow with
+    :func:`seed_pcp_lists`.
 
     :param zoneinfo: what :func:`pcpemu.kernel.procfs.read_zoneinfo` returns.
     :param pagetypeinfo: what :func:`pcpemu.kernel.procfs.read_pagetypeinfo` returns.
-    :param pcp_lists: blocks per pcp list (pindex) per (zone, cpu) that the trace shows
-        were there (:meth:`PcpLists.lists`); each CPU's other pages go on the first list
-        whose start pcp_exact (:meth:`PcpLists.exact_lists`) does not say the trace
-        showed exactly (:func:`_rest_list`).
     :raises ConfigError: when a populated emulated zone is missing from the dumps.
     """
     notes: list[str] = []
@@ -227,8 +233,28 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
         types = np.full((fe - 1) // _BLOCK + 1 - first, _MOVABLE, np.uint8)
         types[b0 - first : b1 - first] = inner
         m.seed_zone(zp.name, types, np.array(pfns, np.int64), np.array(orders, np.int8), UNTRACED)
+        report[zp.name] = {"shown_free_pages": int((free * (1 << np.arange(MAX_PAGE_ORDER + 1))).sum()),
+                           "pageblocks": {t: int(c) for t, c in zip(_SEEDED_TYPES, counts)}}
+    return Seed(report, notes)
+
+
+def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
+                   pcp_lists: dict[tuple[str, int], dict[int, int]] | None = None,
+                   pcp_exact: dict[tuple[str, int], set[int]] | None = None) -> Seed:
+    """Put each CPU's pcp pages and high on the zones :func:`seed_zones` laid, then
+    zero the counters; returns the whole Seed.
+
+    :param zones: what seed_zones returned for this machine.
+    :param pcp_lists: blocks per pcp list (pindex) per (zone, cpu) that the trace shows
+        were there (:meth:`PcpLists.lists`); each CPU's other pages go on the first list
+        whose start pcp_exact (:meth:`PcpLists.exact_lists`) does not say the trace
+        showed exactly (:func:`_rest_list`).
+    """
+    report: dict[str, dict[str, Any]] = {}
+    real = {z["name"]: z for z in zoneinfo["zones"] if z.get("managed")}
+    for zp in m.populated_zones:
         pcp = []
-        for p in z["pagesets"]:
+        for p in real[zp.name]["pagesets"]:
             if p["cpu"] >= m.config.cpus:
                 continue
             high = p.get("high", zp.high_min)
@@ -251,11 +277,9 @@ def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
             pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
                         "lists": {int(i): int(n) for i, n in lists.items() if n}})
         state = m.zone_state(zp.name)
-        report[zp.name] = {"free_pages": int(state["nr_free_pages"]),
-                           "shown_free_pages": int((free * (1 << np.arange(MAX_PAGE_ORDER + 1))).sum()),
-                           "pageblocks": {t: int(c) for t, c in zip(_SEEDED_TYPES, counts)}, "pcp": pcp}
-    notes.append("pcp pages the trace does not place on a list start on Movable order 0 "
-                 "(zoneinfo prints only each CPU's count)")
+        report[zp.name] = {"free_pages": int(state["nr_free_pages"]), **zones.zones[zp.name], "pcp": pcp}
+    notes = zones.notes + ["pcp pages the trace does not place on a list start on Movable order 0 "
+                           "(zoneinfo prints only each CPU's count)"]
     m.reset_stats()
     return Seed(report, notes)
 

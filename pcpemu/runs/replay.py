@@ -35,7 +35,7 @@ from ..kernel.gfp import parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
-from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_machine
+from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -563,13 +563,18 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         return (ev, *matcher.ops(ev, decays))
 
     head: list[tuple] = []
+    events: Iterator[np.ndarray] = batches
     try:
         if start is not None:
+            # The zones need nothing of the trace: they are laid while the parse thread,
+            # started by the first batch, reads ahead.
+            events = itertools.chain(list(itertools.islice(batches, 1)), batches)
+            zones = {label: seed_zones(m, start.zoneinfo, start.pagetypeinfo) for label, m in machines.items()}
             known = None
             if start.pcp_prepass:
-                head, known = _pcp_prepass(batches, first, start, prepare)
-            seeded = {label: seed_machine(m, start.zoneinfo, start.pagetypeinfo, known and known.lists(),
-                                          known and known.exact_lists()) for label, m in machines.items()}
+                head, known = _pcp_prepass(events, first, start, prepare)
+            seeded = {label: seed_pcp_lists(m, start.zoneinfo, zones[label], known and known.lists(),
+                                            known and known.exact_lists()) for label, m in machines.items()}
             # Frees of untraced pages go to the list the read-ahead shows their block on.
             pool = known.pool if known is not None else \
                 UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
@@ -583,7 +588,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev, ops, sel, upos, prev_free in itertools.chain(head, map(prepare, batches)):
+        for ev, ops, sel, upos, prev_free in itertools.chain(head, map(prepare, events)):
             if pool is not None:
                 pool.learn_events(ev)
             # Zone growth between ops, each after an event index: (index, fn(machine), pages).
