@@ -10,7 +10,7 @@ from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE
 from pcpemu.kernel.gfp import parse_gfp
 from pcpemu.kernel.config import KernelConfig
 from pcpemu.machine import Machine
-from pcpemu.runs.replay import _Matcher, _untraced_alloc_at
+from pcpemu.runs.replay import _Matcher, _untraced_alloc_at, _untraced_alloc_mt
 
 
 def _events(rows):
@@ -37,7 +37,8 @@ def test_a_page_freed_twice_was_allocated_off_the_first_freeing_cpus_list():
     ops, sel, upos, prev_free = m.ops(ev)
     assert sel[upos].tolist() == [4, 6, 7]
     block_mt = np.zeros(8, np.int8)                  # pfns 100..500 lie in an Unmovable pageblock
-    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, block_mt)
+    before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
+    mt = _untraced_alloc_mt(ev, ev["pfn"][sel[upos]], src, block_mt)
     assert before.tolist() == [3, 6, -1] and cpu.tolist()[:2] == [1, 1] and mt.tolist()[:2] == [0, 1]
 
 

@@ -397,12 +397,11 @@ def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray,
     # The allocations the kernel did not trace (_untraced_alloc_at) as PcpLists.add
     # takes them: the event index each goes before (ascending), CPU, pfn and the
     # migratetype of the list that held the page.
-    ev, ops, sel, upos, prev_free = prepared
-    before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, block_mt)
+    ev, ops, sel, upos, (before, cpu, src) = prepared
     found = np.flatnonzero(before >= 0)
-    o = np.argsort(before[found], kind="stable")
-    found = found[o]
-    return before[found], cpu[found], ev["pfn"][sel[upos[found]]], mt[found]
+    found = found[np.argsort(before[found], kind="stable")]
+    pfn = ev["pfn"][sel[upos[found]]]
+    return before[found], cpu[found], pfn, _untraced_alloc_mt(ev, pfn, src[found], block_mt)
 
 
 def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.ndarray,
@@ -431,8 +430,8 @@ _LIST_GFP = np.array([parse_gfp("GFP_KERNEL"), parse_gfp("GFP_HIGHUSER_MOVABLE")
                       parse_gfp("GFP_KERNEL|__GFP_RECLAIMABLE")], np.uint32)
 
 
-def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_free: np.ndarray,
-                       block_mt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
+                       prev_free: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # Frees of pages that left a pcp list with no mm_page_alloc: alloc_pages_bulk
     # (vmalloc's vm_area_alloc_pages: thread stacks, freed later by delayed_vfree_work)
     # takes pages straight off the local pcp list (__rmqueue_pcplist) and traces none.
@@ -443,9 +442,13 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_f
     # freed page stays at the list's head until an allocation, vmalloc's in a fork,
     # takes it; the bulk path does not end a run of frees).
     # Returns per untraced free the batch index it goes before (-1: none), the CPU and
-    # the list's migratetype.
+    # the refill that put the page on the list (-1: none; _untraced_alloc_mt). Needs no
+    # machine: the replay's prepare runs it while the trace is read ahead.
     at = prev_free.copy()
     cpu = np.zeros(len(at), np.int64)
+    src = np.full(len(at), -1, np.int64)
+    if not len(at):
+        return at, cpu, src
     anchored = np.flatnonzero(at >= 0)
     if len(anchored):
         allocs = np.flatnonzero(ev["kind"] == MM_PAGE_ALLOC)
@@ -458,7 +461,6 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_f
             nxt[k] = np.where(j < len(mine), mine[np.minimum(j, len(mine) - 1)], at[anchored[k]] + 1)
         at[anchored] = nxt
     pfn = ev["pfn"][sel[upos]]
-    mt = block_mt[np.clip(pfn >> 9, 0, len(block_mt) - 1)].astype(np.int64)
     refill = np.flatnonzero((ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1))
     ask = np.flatnonzero(at < 0)
     if len(refill) and len(ask):
@@ -470,9 +472,19 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray, prev_f
         hit = (i >= 0) & (ev["pfn"][refill[np.maximum(i, 0)]] == pfn[ask])
         at[ask[hit]] = refill[i[hit]] + 1
         cpu[ask[hit]] = ev["cpu"][refill[i[hit]]]
-        mt[ask[hit]] = ev["migratetype"][refill[i[hit]]]
+        src[ask[hit]] = refill[i[hit]]
     at[ev["order"][sel[upos]] != 0] = -1          # the bulk allocator takes order-0 pages only
-    return at, cpu, np.clip(mt, 0, 2)
+    return at, cpu, src
+
+
+def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_mt: np.ndarray) -> np.ndarray:
+    # The migratetype of the list each untraced allocation (_untraced_alloc_at) took its
+    # page from: the refill's that put it there, else its pageblock's as the trace
+    # showed it so far (block_mt).
+    mt = block_mt[np.clip(pfn >> 9, 0, len(block_mt) - 1)].astype(np.int64)
+    shown = src >= 0
+    mt[shown] = ev["migratetype"][src[shown]]
+    return np.clip(mt, 0, 2)
 
 
 def _bulk_alloc_ops(slots: np.ndarray, cpus: np.ndarray, mts: np.ndarray) -> np.ndarray:
@@ -560,7 +572,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         ev = _check_batch(ev, cpus, stats, strict)
         kernel.add(ev)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
-        return (ev, *matcher.ops(ev, decays))
+        ops, sel, upos, prev_free = matcher.ops(ev, decays)
+        return ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free)
 
     head: list[tuple] = []
     events: Iterator[np.ndarray] = batches
@@ -588,13 +601,12 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev, ops, sel, upos, prev_free in itertools.chain(head, map(prepare, events)):
+        for ev, ops, sel, upos, (before, cpu, src) in itertools.chain(head, map(prepare, events)):
             if pool is not None:
                 pool.learn_events(ev)
             # Zone growth between ops, each after an event index: (index, fn(machine), pages).
             between: list[tuple[int, Callable[[Machine], None], int]] = []
             if len(upos):
-                before, cpu, mt = _untraced_alloc_at(ev, sel, upos, prev_free, pool.block_mt)
                 bulk = np.flatnonzero(before >= 0)
                 keep = np.ones(len(ops), bool)
                 rest = np.delete(upos, bulk)
@@ -607,7 +619,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 for m, p in zip(machines.values(), pfns):
                     m.load_slots(ops["slot"][rest[got]], p)
                 keep[rest[~got]] = False
-                bulk_ops = _bulk_alloc_ops(ops["slot"][upos[bulk]], cpu[bulk], mt[bulk])
+                mt = _untraced_alloc_mt(ev, ev["pfn"][sel[upos[bulk]]], src[bulk], pool.block_mt)
+                bulk_ops = _bulk_alloc_ops(ops["slot"][upos[bulk]], cpu[bulk], mt)
                 ops, sel = _insert_before(ops[keep], sel[keep], bulk_ops, before[bulk])
                 replayed["untraced_free"] += int(np.count_nonzero(got))
                 replayed["untraced_alloc"] += len(bulk)
