@@ -330,10 +330,11 @@ class UntracedPool:
         mt = np.where(zi >= 0, self.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.block_mt) - 1)], -1)
         got = np.zeros(len(pfn), bool)
         out = [np.full(len(pfn), -1, np.int64) for _ in machines]
-        keys = np.stack((zi, mt, order.astype(np.int64)), axis=1)
-        for key in np.unique(keys[zi >= 0], axis=0):
-            z, t, o = (int(v) for v in key)
-            want = np.flatnonzero((keys == key).all(axis=1))
+        # One int per (zone, type, order), in the order of those triples; -1 outside the zones.
+        keys = np.where(zi >= 0, zi << 16 | (mt.astype(np.int64) + 128) << 8 | (order.astype(np.int64) + 128), -1)
+        for key in np.unique(keys[zi >= 0]).tolist():
+            z, t, o = key >> 16, (key >> 8 & 255) - 128, (key & 255) - 128
+            want = np.flatnonzero(keys == key)
             for want_mt in (t, -1):         # the shown type first, then any
                 need = want[~got[want]]
                 if not len(need):
