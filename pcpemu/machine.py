@@ -107,12 +107,8 @@ class StatsSnapshot(NamedTuple):
 
 
 def _fill_trace(trace: Trace, raw: np.ndarray) -> None:
-    # raw: the core's events (CORE_EVENT_DTYPE).
-    trace.events = np.zeros(len(raw), EVENT_DTYPE)
-    for name in ("kind", "cpu", "pfn", "order", "migratetype", "gfp", "fallback_order", "fallback_migratetype",
-                 "percpu_refill", "change_ownership"):
-        trace.events[name] = raw[name]
-    trace.events["line"] = -1
+    # raw: the core's events (CORE_EVENT_DTYPE), turned into EVENT_DTYPE rows in C.
+    trace.events = _core.trace_rows(raw, EVENT_DTYPE)
     trace.op = raw["op"].copy()
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pcpemu
+from pcpemu import _core
 from pcpemu.kernel import ftrace
 from pcpemu.runs import workloads as wl
 from pcpemu.kernel.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
@@ -159,3 +160,30 @@ def test_tracing_is_off_outside_its_block_and_does_not_nest():
             with m.tracing():
                 pass
     m.check()
+
+
+def test_the_core_events_become_ftrace_rows_field_by_field():
+    # _core.trace_rows (the C copy Machine.tracing uses) against numpy's copy by name.
+    m = machine(zones="x86_64")
+    m._core.trace_start()
+    m.run(wl.mixed(3000, live=200, cpus=(0, 1), seed=5))
+    m.alloc_pages(KERNEL, 4, cpu=1)
+    while m.alloc_pages("GFP_DMA", 10) is not None:
+        pass
+    raw = m._core.trace_stop()
+    want = np.zeros(len(raw), ftrace.EVENT_DTYPE)
+    for name in raw.dtype.names:
+        if name != "op":
+            want[name] = raw[name]
+    want["line"] = -1
+    for field in ("fallback_order", "percpu_refill", "change_ownership"):
+        assert len(np.unique(want[field])) > 1, field        # the stream shows each field's values
+    assert (want["pfn"] == PFN_FAILED).any() and len(np.unique(want["cpu"])) == 2
+    got = _core.trace_rows(raw, ftrace.EVENT_DTYPE)
+    assert got.dtype == ftrace.EVENT_DTYPE and got.tobytes() == want.tobytes()
+    assert _core.trace_rows(raw[::3], ftrace.EVENT_DTYPE).tobytes() == want[::3].tobytes()
+    assert len(_core.trace_rows(raw[:0], ftrace.EVENT_DTYPE)) == 0
+    with pytest.raises(TypeError, match="CORE_EVENT_DTYPE"):
+        _core.trace_rows(np.concatenate([raw]), ftrace.EVENT_DTYPE)     # numpy packs the dtype anew
+    with pytest.raises(TypeError, match="does not match EVENT_DTYPE"):
+        _core.trace_rows(raw, raw.dtype)

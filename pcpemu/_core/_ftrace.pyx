@@ -26,24 +26,7 @@ cdef enum:
     S_READ_ERROR = 5    # read(2) failed: error() is the errno
 FULL, REFUSED, GFP_MISS, NEED_INPUT, EOF, READ_ERROR = S_FULL, S_REFUSED, S_GFP_MISS, S_NEED_INPUT, S_EOF, S_READ_ERROR
 
-# One row of pcpemu.kernel.ftrace.EVENT_DTYPE (packed, as numpy lays it out).
-cdef packed struct Event:
-    uint8_t kind
-    uint16_t cpu
-    int64_t pfn
-    int8_t order
-    int8_t migratetype
-    uint32_t gfp
-    double timestamp
-    int64_t line
-    int8_t fallback_order
-    int8_t fallback_migratetype
-    int8_t percpu_refill
-    int8_t change_ownership
-
-_LAYOUT = (("kind", 0), ("cpu", 1), ("pfn", 3), ("order", 11), ("migratetype", 12), ("gfp", 13),
-           ("timestamp", 17), ("line", 25), ("fallback_order", 33), ("fallback_migratetype", 34),
-           ("percpu_refill", 35), ("change_ownership", 36))
+include "_event_row.pxi"
 
 # irq-info flag characters (and the padding of %5lu).
 cdef bint FLAG_OK[256]
@@ -186,8 +169,7 @@ cdef class Parser:
     cdef int64_t failed             # failed mm_page_alloc rows of the batch
 
     def __cinit__(self, int fd, Py_ssize_t batch, dtype):
-        if sizeof(Event) != dtype.itemsize or any(dtype.fields[n][1] != o for n, o in _LAYOUT):
-            raise TypeError("the C event row does not match EVENT_DTYPE")
+        check_event_dtype(dtype)
         self.fd = fd
         self.batch = batch
         self.dtype = dtype

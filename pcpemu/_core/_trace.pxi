@@ -94,6 +94,37 @@ def event_dtype():
 CORE_EVENT_DTYPE = event_dtype()
 
 
+def trace_rows(raw, dtype):
+    """The core's events (a CORE_EVENT_DTYPE array, as trace_stop returns them) as rows
+    of dtype, pcpemu.kernel.ftrace.EVENT_DTYPE (the C Event row): timestamp 0, line -1."""
+    check_event_dtype(dtype)
+    if raw.dtype != CORE_EVENT_DTYPE:
+        raise TypeError(f"trace_rows takes CORE_EVENT_DTYPE events, not {raw.dtype}")
+    cdef const uint8_t[::1] src = np.ascontiguousarray(raw).view(np.uint8)
+    cdef Py_ssize_t i, n = len(raw)
+    out = np.empty(n, dtype)
+    if n == 0:
+        return out
+    cdef uint8_t[::1] dst = out.view(np.uint8)
+    cdef const pcpemu_event *ev = <const pcpemu_event *>&src[0]
+    cdef Event *row = <Event *>&dst[0]
+    with nogil:
+        for i in range(n):
+            row[i].kind = ev[i].kind
+            row[i].cpu = ev[i].cpu
+            row[i].pfn = ev[i].pfn
+            row[i].order = ev[i].order
+            row[i].migratetype = ev[i].migratetype
+            row[i].gfp = ev[i].gfp
+            row[i].timestamp = 0
+            row[i].line = -1
+            row[i].fallback_order = ev[i].fallback_order
+            row[i].fallback_migratetype = ev[i].fallback_migratetype
+            row[i].percpu_refill = ev[i].percpu_refill
+            row[i].change_ownership = ev[i].change_ownership
+    return out
+
+
 cdef int trace_start(pglist_data *pgdat) noexcept nogil:
     """Turn the tracepoints on with an empty buffer; 0 or a PE_* code."""
     cdef pcpemu_trace *t
