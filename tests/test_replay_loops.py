@@ -259,3 +259,56 @@ def test_block_types_are_the_last_shown(rows, end_pfn):
                 0 <= e["pfn"] < end_pfn and e["migratetype"] >= 0:
             want[e["pfn"] >> 3] = e["migratetype"] if e["migratetype"] < 3 else 1
     assert (got == want).all()
+
+
+class RefRegions:
+    """kstate's carving of free blocks below a pageblock, in plain Python: loose and
+    tight regions per order, last in first out; a split's last upper half (the free
+    block's buddy) is tight, and only loose regions of the order itself are taken."""
+
+    def __init__(self, starts, block_order):
+        self.block_order = block_order
+        self.loose = [[] for _ in range(block_order + 1)]
+        self.tight = [[] for _ in range(block_order + 1)]
+        self.tight[block_order] = sorted(starts, reverse=True)
+
+    def place(self, order):
+        if self.loose[order]:
+            return self.loose[order].pop()
+        for k in range(order + 1, self.block_order + 1):
+            for pool in (self.loose[k], self.tight[k]):
+                if pool:
+                    pfn = pool.pop()
+                    for j in range(k - 1, order - 1, -1):
+                        (self.tight if j == order else self.loose)[j].append(pfn + (1 << j))
+                    return pfn
+        return None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=6, unique=True), st.lists(st.integers(0, 9), min_size=4, max_size=4))
+def test_carved_free_blocks_are_the_references(blocks, nr_free):
+    block_order = 3
+    starts = np.array(sorted(b << block_order for b in blocks), np.int64)
+    regions, want, missed = RefRegions(starts.tolist(), block_order), [], 0
+    for order in range(block_order - 1, -1, -1):
+        for _ in range(nr_free[order]):
+            pfn = regions.place(order)
+            if pfn is None:
+                missed += 1 << order
+            else:
+                want.append((pfn, order))
+    pfns, orders = np.full(sum(nr_free), -1, np.int64), np.full(sum(nr_free), -1, np.int8)
+    n, lost = _replay.carve_free_blocks(starts, np.array(nr_free, np.int64), block_order, pfns, orders)
+    assert list(zip(pfns[:n].tolist(), orders[:n].tolist())) == want and lost == missed
+    # No two free blocks overlap or are free buddies of one order.
+    got = set(want)
+    assert not any((pfn ^ (1 << o), o) in got for pfn, o in got)
+    pages = [p for pfn, o in got for p in range(pfn, pfn + (1 << o))]
+    assert len(pages) == len(set(pages))
+
+
+def test_carving_refuses_too_little_room():
+    with pytest.raises(ValueError, match="room for 1 blocks, not 2"):
+        _replay.carve_free_blocks(np.zeros(1, np.int64), np.array([2, 0, 0, 0], np.int64), 3,
+                                  np.zeros(1, np.int64), np.zeros(1, np.int8))

@@ -3,7 +3,8 @@
 # keeps the state between batches and the meaning; these loops only count.
 
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, realloc
+from libc.string cimport memset
 
 import numpy as np
 
@@ -358,3 +359,86 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                     exact[z, c, li] = max(-before, 0)
                 elif emptied[i]:
                     exact[z, c, li] = max(-run, 0)
+
+
+# ---------------------------------------------------------------------------------------
+# The starting state's free blocks of orders below a pageblock (pcpemu.runs.kstate._layout).
+
+cdef struct Stack:
+    int64_t *v
+    Py_ssize_t n, cap
+
+
+cdef int push(Stack *s, int64_t pfn) except -1 nogil:
+    cdef int64_t *v
+    if s.n == s.cap:
+        v = <int64_t *>realloc(s.v, max(16, 2 * s.cap) * sizeof(int64_t))
+        if v == NULL:
+            with gil:
+                raise MemoryError()
+        s.v, s.cap = v, max(16, 2 * s.cap)
+    s.v[s.n] = pfn
+    s.n += 1
+    return 0
+
+
+def carve_free_blocks(const int64_t[::1] starts, const int64_t[::1] nr_free, int block_order,
+                      int64_t[::1] pfns, int8_t[::1] orders):
+    """Free blocks of orders block_order - 1 .. 0 carved from one migratetype's partly
+    used pageblocks (starts: their first pfns, ascending), nr_free[order] of each, so that no two
+    free buddies meet: a region split off as the buddy of a free block is tight (it
+    must keep an allocated page) and is split only when no loose one is left; a
+    partly used pageblock starts tight. Regions are taken last in, first out, the
+    pageblocks lowest first.
+
+    :param pfns: out, the blocks' first pfns; orders: out, their orders (room for
+        sum(nr_free)).
+    :return: (blocks placed, pages that found no room).
+    """
+    cdef Stack loose[32]
+    cdef Stack tight[32]
+    cdef Py_ssize_t i, got = 0, missed = 0, nb = starts.shape[0]
+    cdef int order, k, j
+    cdef int64_t pfn, want
+    cdef Stack *pool
+    if not 0 < block_order < 32 or nr_free.shape[0] < block_order:
+        raise ValueError(f"block_order {block_order} with {nr_free.shape[0]} free counts")
+    want = 0
+    for order in range(block_order):
+        want += nr_free[order]
+    if pfns.shape[0] < want or orders.shape[0] < want:
+        raise ValueError(f"room for {min(pfns.shape[0], orders.shape[0])} blocks, not {want}")
+    memset(loose, 0, sizeof(loose))
+    memset(tight, 0, sizeof(tight))
+    try:
+        for i in range(nb - 1, -1, -1):
+            push(&tight[block_order], starts[i])
+        with nogil:
+            for order in range(block_order - 1, -1, -1):
+                for i in range(nr_free[order]):
+                    pool = NULL
+                    if loose[order].n:
+                        pool = &loose[order]
+                    k = order + 1
+                    while pool == NULL and k <= block_order:
+                        if loose[k].n:
+                            pool = &loose[k]
+                        elif tight[k].n:
+                            pool = &tight[k]
+                        k += 1
+                    if pool == NULL:
+                        missed += (<Py_ssize_t>1) << order
+                        continue
+                    pool.n -= 1
+                    pfn = pool.v[pool.n]
+                    # Split down: the upper halves go back, the last one (the free
+                    # block's buddy) tight.
+                    for j in range(k - 2, order - 1, -1):
+                        push(&tight[j] if j == order else &loose[j], pfn + ((<int64_t>1) << j))
+                    pfns[got], orders[got] = pfn, order
+                    got += 1
+    finally:
+        for k in range(32):
+            free(loose[k].v)
+            free(tight[k].v)
+    return got, missed

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.gfp import MIGRATETYPE_NAMES
-from .._replay import learn_block_types, pcp_lists_add
+from .._replay import carve_free_blocks, learn_block_types, pcp_lists_add
 from ..machine import Machine
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine",
@@ -58,32 +58,6 @@ def _block_counts(nblocks: int, shown: dict[str, int], zone: str, notes: list[st
         notes.append(f"zone {zone}: {nblocks} pageblocks emulated, {nblocks - diff} shown; "
                      f"Movable takes the difference")
     return counts
-
-
-class _Regions:
-    """Aligned regions of one migratetype's partly used pageblocks, for carving free
-    blocks so that no two free buddies meet: a region marked tight must keep one
-    allocated page (it is the buddy of a free block)."""
-
-    def __init__(self, starts: list[int]) -> None:
-        self.loose: list[list[int]] = [[] for _ in range(PAGEBLOCK_ORDER + 1)]
-        self.tight: list[list[int]] = [[] for _ in range(PAGEBLOCK_ORDER + 1)]
-        # A partly used pageblock must keep an allocated page: it is tight.
-        self.tight[PAGEBLOCK_ORDER] = sorted(starts, reverse=True)
-
-    def place(self, order: int) -> int | None:
-        if self.loose[order]:
-            return self.loose[order].pop()
-        for k in range(order + 1, PAGEBLOCK_ORDER + 1):
-            for pool in (self.loose[k], self.tight[k]):
-                if pool:
-                    pfn = pool.pop()
-                    # Split down: the upper halves go back, the last one (the free
-                    # block's buddy) tight.
-                    for j in range(k - 1, order - 1, -1):
-                        (self.tight if j == order else self.loose)[j].append(pfn + (1 << j))
-                    return pfn
-        return None
 
 
 def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: str,
@@ -165,15 +139,13 @@ def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: 
     # Free blocks of orders 8..0 carved from the partly used blocks of their type.
     missed = 0
     for mt, starts in regions_start.items():
-        regions = _Regions(starts)
-        for order in range(PAGEBLOCK_ORDER - 1, -1, -1):
-            for _ in range(int(free[mt][order])):
-                pfn = regions.place(order)
-                if pfn is None:
-                    missed += 1 << order
-                    continue
-                pfns.append(pfn)
-                orders.append(order)
+        room = int(free[mt][:PAGEBLOCK_ORDER].sum())
+        got_pfns, got_orders = np.empty(room, np.int64), np.empty(room, np.int8)
+        n, lost = carve_free_blocks(np.array(sorted(starts), np.int64), np.ascontiguousarray(free[mt], np.int64),
+                                    PAGEBLOCK_ORDER, got_pfns, got_orders)
+        pfns += got_pfns[:n].tolist()
+        orders += got_orders[:n].tolist()
+        missed += lost
     if missed:
         notes.append(f"zone {zone}: {missed} free pages of orders 0-8 did not fit their pageblocks "
                      "and stay allocated")
