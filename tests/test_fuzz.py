@@ -21,7 +21,7 @@ from pcpemu.errors import (BadCpuError, BadOrderError, BadOwnerError, BadPfnErro
                            NotAllocatedError, OpStreamError, UnknownGfpError, UnknownMigratetypeError,
                            UnknownZoneError, WrongOrderError)
 from pcpemu.kernel.gfp import MIGRATETYPE_NAMES
-from pcpemu.machine import OP_ALLOC, OP_ALLOC_BULK, OP_DECAY, OP_DRAIN, OP_DTYPE, OP_FREE
+from pcpemu.machine import CORE_CONSTANTS, OP_ALLOC, OP_DECAY, OP_DRAIN, OP_DTYPE, OP_FREE
 
 LONG = os.environ.get("PCPEMU_FUZZ") == "long"
 EXAMPLES, STEPS = (2000, 200) if LONG else (30, 40)
@@ -162,7 +162,7 @@ class Session:
         if fault == "dtype":
             return ops.astype([("op", "u1"), ("order", "u1"), ("cpu", "<u2"), ("gfp", "<u4"), ("slot", "<i4")])
         if fault == "op":
-            ops[i]["op"] = self.draw(st.integers(OP_ALLOC_BULK + 1, 255))   # past the last op code
+            ops[i]["op"] = self.draw(st.integers(CORE_CONSTANTS["NR_OPS"], 255))   # past the last op code
         elif fault == "cpu":
             ops[i]["cpu"] = self.m.config.cpus + self.draw(st.integers(0, 100))
         elif fault == "order":
