@@ -11,13 +11,14 @@ import pytest
 
 from pcpemu.errors import PcpemuError
 from pcpemu.kernel.config import KernelConfig
-from pcpemu.kernel.procfs import read_zoneinfo
+from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from pcpemu.machine import OP_DTYPE, Machine
 from pcpemu.runs.kstate import ZoneGrowth
 from pcpemu.runs.replay import _growth_points
 from pcpemu.runs.workloads import OP_ALLOC, OP_FREE
 
-ZONEINFO = os.path.join(os.path.dirname(__file__), "data", "proc-6.18-fc", "zoneinfo")
+PROC = os.path.join(os.path.dirname(__file__), "data", "proc-6.18-fc")
+ZONEINFO = os.path.join(PROC, "zoneinfo")
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,14 @@ def dump():
     return read_zoneinfo(ZONEINFO)
 
 
-def test_growth_params_follow_managed_pages(dump):
+@pytest.fixture(scope="module")
+def pt():
+    return read_pagetypeinfo(os.path.join(PROC, "pagetypeinfo"))
+
+
+def test_growth_params_follow_managed_pages(dump, pt):
     cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
-    g = ZoneGrowth(dump, cfg, ["DMA", "DMA32", "Normal"])
+    g = ZoneGrowth(dump, pt, cfg, ["DMA", "DMA32", "Normal"])
     normal = cfg.zones["Normal"]["managed"]
     p = g.grow("Normal", 131072)
     assert p.managed == normal + 131072
@@ -36,9 +42,9 @@ def test_growth_params_follow_managed_pages(dump):
     assert g.grow("Normal", 1024).managed == normal + 132096      # growth adds up
 
 
-def test_find_only_max_order_frees_past_the_managed_end(dump):
+def test_find_only_max_order_frees_past_the_online_end(dump, pt):
     cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
-    g = ZoneGrowth(dump, cfg, ["DMA", "DMA32", "Normal"])
+    g = ZoneGrowth(dump, pt, cfg, ["DMA", "DMA32", "Normal"])
     z = next(z for z in dump["zones"] if z["name"] == "Normal")
     end = z["start_pfn"] + z["managed"]
     pfn = np.array([end, end, end - 1024, z["start_pfn"] + z["spanned"]], np.int64)
@@ -46,10 +52,24 @@ def test_find_only_max_order_frees_past_the_managed_end(dump):
     assert g.find(pfn, order).tolist() == [g.names.index("Normal"), -1, -1, -1]
 
 
-def test_grow_zone_frees_new_blocks_and_sets_limits(dump):
+def test_reserved_pages_past_the_managed_count_are_online_memory(dump, pt):
+    # DMA32 manages fewer pages than its pageblocks hold (reserved pages): an order-10
+    # free just past start_pfn + managed is a block allocated before the trace, not
+    # memory coming in; past the last pageblock it would be.
+    cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
+    g = ZoneGrowth(dump, pt, cfg, ["DMA", "DMA32", "Normal"])
+    z = next(z for z in dump["zones"] if z["name"] == "DMA32")
+    online = z["start_pfn"] + (sum(pt["zones"]["DMA32"]["blocks"].values()) << 9)
+    assert z["start_pfn"] + z["managed"] < online < z["start_pfn"] + z["spanned"]
+    pfn = np.array([z["start_pfn"] + z["managed"] + 1, online], np.int64)
+    ten = np.array([10, 10], np.int8)
+    assert g.find(pfn, ten).tolist() == [-1, g.names.index("DMA32")]
+
+
+def test_grow_zone_frees_new_blocks_and_sets_limits(dump, pt):
     cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
     m = Machine(cfg)
-    g = ZoneGrowth(dump, cfg, [z.name for z in m.populated_zones])
+    g = ZoneGrowth(dump, pt, cfg, [z.name for z in m.populated_zones])
     before = m.zone_state("Normal")["nr_free_pages"]
     p = g.grow("Normal", 4096)
     with m.tracing() as tr:

@@ -388,31 +388,37 @@ class ZoneGrowth:
     New memory reaches the buddy through __free_pages_core, which frees it in
     MAX_PAGE_ORDER blocks (online_pages -> generic_online_page, or deferred
     struct-page init growing a zone on demand from get_page_from_freelist): each
-    traces an mm_page_free of order MAX_PAGE_ORDER for a pfn past the zone's
-    managed pages when the trace began, which no allocation could have handed out.
+    traces an mm_page_free of order MAX_PAGE_ORDER for a pfn past the memory the
+    zone had online when the trace began, which no allocation could have handed out.
+    That memory is the zone's pageblocks in before-pagetypeinfo ("Number of blocks
+    type"), or its managed pages when more: managed pages leave out the reserved
+    ones, whose pageblocks are online all the same (e.g. DMA32 here: 1,528 blocks,
+    782,336 pages, 772,915 managed).
     The kernel then recomputes the watermarks and pcp limits from the new size
     (init_per_zone_wmark_min -> setup_per_zone_wmarks -> zone_pcp_update); the
     emulated zone grows by as much (Machine.grow_zone) with the values
     pcpemu.kernel.watermark gives for that size.
     """
 
-    def __init__(self, zoneinfo: dict, config: Any, emulated_zones: list[str]) -> None:
+    def __init__(self, zoneinfo: dict, pagetypeinfo: dict, config: Any, emulated_zones: list[str]) -> None:
         ranges = [r for r in real_zone_ranges(zoneinfo) if r[0] in emulated_zones]
         managed = {z["name"]: z["managed"] for z in zoneinfo["zones"] if z.get("managed")}
+        blocks = {name: sum(z["blocks"].values()) for name, z in pagetypeinfo["zones"].items()}
         self.names = [r[0] for r in ranges]
         self.ends = np.array([r[2] for r in ranges], np.int64)
-        # The real managed pages are taken to start at start_pfn: what lies past
-        # start_pfn + managed was not managed when the trace began.
-        self.managed_ends = np.array([r[1] + managed[r[0]] for r in ranges], np.int64)
+        # The online memory is taken to start at start_pfn: what lies past it was not
+        # online when the trace began.
+        self.online_ends = np.array([r[1] + max(managed[r[0]], blocks.get(r[0], 0) << PAGEBLOCK_ORDER)
+                                     for r in ranges], np.int64)
         self.config = config
         self.grown: dict[str, int] = {}
 
     def find(self, pfn: np.ndarray, order: np.ndarray) -> np.ndarray:
         """Index into names of the zone each free of a never-allocated page grew, -1 for none."""
-        zi = np.searchsorted(self.managed_ends, pfn, side="right") - 1
+        zi = np.searchsorted(self.online_ends, pfn, side="right") - 1
         ok = (zi >= 0) & (order == MAX_PAGE_ORDER)
         zc = np.maximum(zi, 0)
-        ok &= (pfn >= self.managed_ends[zc]) & (pfn < self.ends[zc])
+        ok &= (pfn >= self.online_ends[zc]) & (pfn < self.ends[zc])
         return np.where(ok, zi, -1)
 
     def grow(self, zone: str, nr_pages: int) -> Any:

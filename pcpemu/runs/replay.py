@@ -591,7 +591,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             # Frees of untraced pages go to the list the read-ahead shows their block on.
             pool = known.pool if known is not None else \
                 UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
-            growth = ZoneGrowth(start.zoneinfo, first.config, [z.name for z in first.populated_zones])
+            growth = ZoneGrowth(start.zoneinfo, start.pagetypeinfo, first.config,
+                                [z.name for z in first.populated_zones])
     except BaseException:
         batches.close()             # stops the parse thread before its file closes
         if owned:
