@@ -59,3 +59,15 @@ def test_a_bulk_allocation_leaves_free_count_and_the_trace_alone():
     with m.tracing() as tr:
         m.alloc_pages("GFP_KERNEL", 0, cpu=1)
     assert m.pcp_state("Normal", 1)["free_count"] == fc >> 1 and MM_PAGE_ALLOC in tr.events["kind"].tolist()
+
+
+def test_a_cma_or_highatomic_page_came_off_the_movable_list():
+    # free_unref_page puts pages of a highatomic or CMA pageblock on the Movable list,
+    # so an untraced allocation of one took it from there (not from Reclaimable).
+    from pcpemu.kernel.gfp import MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE
+    from pcpemu.runs.replay import _untraced_alloc_mt
+    ev = _events([(MM_PAGE_FREE, 0, 0, 0, -1)])
+    block_mt = np.array([MIGRATE_CMA, MIGRATE_HIGHATOMIC, MIGRATE_RECLAIMABLE], np.int8)
+    pfn = np.array([0, 512, 1024], np.int64)
+    mt = _untraced_alloc_mt(ev, pfn, np.full(3, -1, np.int64), block_mt)
+    assert mt.tolist() == [MIGRATE_MOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE]

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from ..kernel.config import MAX_PAGE_ORDER, KernelConfig, parse_zones
+from ..kernel.config import MAX_PAGE_ORDER, PAGEBLOCK_ORDER, KernelConfig, parse_zones
 from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
@@ -31,7 +31,7 @@ from ..kernel.ftrace import (
     read_event_batches,
     write_ftrace,
 )
-from ..kernel.gfp import parse_gfp
+from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
@@ -480,11 +480,12 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
 def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_mt: np.ndarray) -> np.ndarray:
     # The migratetype of the list each untraced allocation (_untraced_alloc_at) took its
     # page from: the refill's that put it there, else its pageblock's as the trace
-    # showed it so far (block_mt).
-    mt = block_mt[np.clip(pfn >> 9, 0, len(block_mt) - 1)].astype(np.int64)
+    # showed it so far (block_mt). Highatomic and CMA pages sit on the Movable list
+    # (free_unref_page).
+    mt = block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(block_mt) - 1)].astype(np.int64)
     shown = src >= 0
     mt[shown] = ev["migratetype"][src[shown]]
-    return np.clip(mt, 0, 2)
+    return np.where(mt >= MIGRATE_PCPTYPES, MIGRATE_MOVABLE, mt)
 
 
 def _bulk_alloc_ops(slots: np.ndarray, cpus: np.ndarray, mts: np.ndarray) -> np.ndarray:
