@@ -716,7 +716,7 @@ def _start_text(result: ReplayResult) -> list[str]:
                    "and was freed with no mm_page_alloc) replayed from the list that held the page")
     if u.get("grown_pages"):
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
-                   "the managed pages); the zones grew, watermarks and pcp limits recomputed")
+                   "the memory online when it began); the zones grew, watermarks and pcp limits recomputed")
     if result.timer is not None:
         every = "at the trace's vmstat_update events" if result.timer["every"] == "events" else \
             f"every {result.timer['every']} s per CPU"
