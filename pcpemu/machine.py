@@ -25,7 +25,7 @@ import numpy as np
 from . import _core
 from .kernel import procfs
 from .kernel.config import KernelConfig
-from .errors import BadSlotError, ConfigError, InvariantError
+from .errors import BadSlotError, ConfigError, InvariantError, PcpemuError
 from .kernel.ftrace import EVENT_DTYPE
 from .kernel.gfp import MIGRATE_PCPTYPES, MIGRATETYPE_NAMES, ZONE_NAMES, parse_gfp
 from .kernel.pcplists import pcp_list_table

@@ -236,3 +236,13 @@ def test_a_run_depends_on_the_op_stream_not_the_machine_seed():
     b.run(ops)
     assert a.stats(per_cpu=True) == b.stats(per_cpu=True)
     assert not np.array_equal(mixed(20_000, cpus=(0, 1), seed=3), mixed(20_000, cpus=(0, 1), seed=4))
+
+
+def test_seeding_refuses_a_machine_that_has_run_and_a_bad_pcp_list():
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.18", memory="256M", cpus=1))
+    zone = m.populated_zones[-1].name
+    with pytest.raises(pcpemu.PcpemuError, match="pindex"):
+        m.seed_pcp(zone, 0, 1, 10, 1, pindex=m.nr_pcp_lists)
+    m.alloc_pages("GFP_KERNEL", 0)
+    with pytest.raises(pcpemu.PcpemuError, match="run nothing"):
+        m.seed_zone(zone, np.zeros(1, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int8), 1)

@@ -21,7 +21,7 @@ from . import smp
 from .workloads import OP_ALLOC, OP_DTYPE, OP_FREE
 
 __all__ = ["BUDDY_PRESET", "MTHP_KINDS", "PATTERNS", "PCP_BUDDY_READINGS", "buddy_config", "exit_streams", "frag_study",
-           "frag_timeline", "interval", "mthp_config", "repro_study",
+           "frag_timeline", "mthp_config", "repro_study",
            "mthp_streams", "mthp_study", "paired", "pattern_streams", "pcp_buddy_study", "purger_streams",
            "run_mthp", "run_pattern"]
 
