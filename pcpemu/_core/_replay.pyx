@@ -239,7 +239,7 @@ def figures(const uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:] order,
 
 def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[:] migratetype,
                       int8_t[::1] block_mt, int64_t end_pfn, int block_shift, int movable):
-    """Set block_mt of each pageblock to the list type (migratetype, above 2: movable)
+    """Set block_mt of each pageblock to the list type (a migratetype past the pcp types: movable)
     of the last event of the batch that shows one: mm_page_alloc,
     mm_page_alloc_zone_locked and mm_page_pcpu_drain with a pfn below end_pfn."""
     cdef Py_ssize_t i, n = kind.shape[0]
@@ -249,7 +249,7 @@ def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[
             k = kind[i]
             if (k == MM_PAGE_ALLOC or k == MM_PAGE_ALLOC_ZONE_LOCKED or k == MM_PAGE_PCPU_DRAIN) \
                     and 0 <= pfn[i] < end_pfn and migratetype[i] >= 0:
-                block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < 3 else movable
+                block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < MIGRATE_PCPTYPES else movable
 
 
 cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int refill, const int64_t[::1] zone_start,

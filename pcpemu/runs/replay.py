@@ -488,6 +488,35 @@ def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_m
     return np.where(mt >= MIGRATE_PCPTYPES, MIGRATE_MOVABLE, mt)
 
 
+def _untraced(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, upos: np.ndarray, before: np.ndarray,
+              cpu: np.ndarray, src: np.ndarray, pool: UntracedPool, growth: ZoneGrowth, machines: list[Machine],
+              replayed: Counter) -> tuple[np.ndarray, np.ndarray, list[tuple[int, Callable[[Machine], None], int]]]:
+    # What the frees of pages the trace did not allocate (upos) stand for, in this
+    # order: a page alloc_pages_bulk took (_untraced_alloc_at: an OP_ALLOC_BULK into the
+    # free's slot goes before), memory coming into a zone (ZoneGrowth: the free goes,
+    # the zone grows between ops), else a page of the untraced owner (its slot loaded
+    # from the pool; skipped when the pool has none). Returns the ops, their event
+    # indexes and the zone growth between ops: (event index after which, fn(machine),
+    # pages).
+    bulk = np.flatnonzero(before >= 0)
+    keep = np.ones(len(ops), bool)
+    rest = np.delete(upos, bulk)
+    gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
+    keep[rest[gz >= 0]] = False
+    between = [(at, _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
+               _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
+    rest = rest[gz < 0]
+    got, pfns = pool.take(machines, ev["pfn"][sel[rest]], ops["order"][rest])
+    for m, p in zip(machines, pfns):
+        m.load_slots(ops["slot"][rest[got]], p)
+    keep[rest[~got]] = False
+    mt = _untraced_alloc_mt(ev, ev["pfn"][sel[upos[bulk]]], src[bulk], pool.block_mt)
+    bulk_ops = _bulk_alloc_ops(ops["slot"][upos[bulk]], cpu[bulk], mt)
+    replayed["untraced_free"] += int(np.count_nonzero(got))
+    replayed["untraced_alloc"] += len(bulk)
+    return (*_insert_before(ops[keep], sel[keep], bulk_ops, before[bulk]), between)
+
+
 def _bulk_alloc_ops(slots: np.ndarray, cpus: np.ndarray, mts: np.ndarray) -> np.ndarray:
     # The untraced allocations (_untraced_alloc_at) of the pages later frees free, as
     # OP_ALLOC_BULK ops into those frees' slots.
@@ -577,16 +606,16 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         return ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free)
 
     head: list[tuple] = []
-    events: Iterator[np.ndarray] = batches
+    stream: Iterator[np.ndarray] = batches
     try:
         if start is not None:
             # The zones need nothing of the trace: they are laid while the parse thread,
             # started by the first batch, reads ahead.
-            events = itertools.chain(list(itertools.islice(batches, 1)), batches)
+            stream = itertools.chain(list(itertools.islice(batches, 1)), batches)
             zones = {label: seed_zones(m, start.zoneinfo, start.pagetypeinfo) for label, m in machines.items()}
             known = None
             if start.pcp_prepass:
-                head, known = _pcp_prepass(events, first, start, prepare)
+                head, known = _pcp_prepass(stream, first, start, prepare)
             seeded = {label: seed_pcp_lists(m, start.zoneinfo, zones[label], known and known.lists(),
                                             known and known.exact_lists()) for label, m in machines.items()}
             # Frees of untraced pages go to the list the read-ahead shows their block on.
@@ -603,29 +632,13 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev, ops, sel, upos, (before, cpu, src) in itertools.chain(head, map(prepare, events)):
+        for ev, ops, sel, upos, (before, cpu, src) in itertools.chain(head, map(prepare, stream)):
             if pool is not None:
                 pool.learn_events(ev)
-            # Zone growth between ops, each after an event index: (index, fn(machine), pages).
             between: list[tuple[int, Callable[[Machine], None], int]] = []
             if len(upos):
-                bulk = np.flatnonzero(before >= 0)
-                keep = np.ones(len(ops), bool)
-                rest = np.delete(upos, bulk)
-                gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
-                keep[rest[gz >= 0]] = False
-                between += [(at, _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
-                            _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
-                rest = rest[gz < 0]
-                got, pfns = pool.take(list(machines.values()), ev["pfn"][sel[rest]], ops["order"][rest])
-                for m, p in zip(machines.values(), pfns):
-                    m.load_slots(ops["slot"][rest[got]], p)
-                keep[rest[~got]] = False
-                mt = _untraced_alloc_mt(ev, ev["pfn"][sel[upos[bulk]]], src[bulk], pool.block_mt)
-                bulk_ops = _bulk_alloc_ops(ops["slot"][upos[bulk]], cpu[bulk], mt)
-                ops, sel = _insert_before(ops[keep], sel[keep], bulk_ops, before[bulk])
-                replayed["untraced_free"] += int(np.count_nonzero(got))
-                replayed["untraced_alloc"] += len(bulk)
+                ops, sel, between = _untraced(ev, ops, sel, upos, before, cpu, src, pool, growth,
+                                              list(machines.values()), replayed)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
             # The stream in pieces, the zone growth between them.
