@@ -32,7 +32,8 @@ from .kernel.pcplists import pcp_list_table
 from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
 __all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine",
-           "OP_ALLOC", "OP_ALLOC_BULK", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES", "RunResult", "Trace",
+           "OP_ALLOC", "OP_ALLOC_BULK", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES",
+           "OP_PCP_REVEAL", "PCP_REVEAL_ALL", "RunResult", "Trace", "pcp_reveal_gfp",
            "bare_pcp_loop", "pcp_struct_layout"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
@@ -44,6 +45,9 @@ OP_DRAIN: int = _core.CONSTANTS["OP_DRAIN"]
 OP_DRAIN_ALL: int = _core.CONSTANTS["OP_DRAIN_ALL"]
 OP_DECAY: int = _core.CONSTANTS["OP_DECAY"]
 OP_ALLOC_BULK: int = _core.CONSTANTS["OP_ALLOC_BULK"]
+OP_PCP_REVEAL: int = _core.CONSTANTS["OP_PCP_REVEAL"]
+#: OP_PCP_REVEAL's flag for every page of the list it takes from (pcp_reveal_gfp).
+PCP_REVEAL_ALL: int = _core.CONSTANTS["PCP_REVEAL_ALL"]
 OP_NAMES: tuple[str, ...] = _core.OP_NAMES
 #: Every constant the core shares with Python, by its C name.
 CORE_CONSTANTS: dict[str, int] = dict(_core.CONSTANTS)
@@ -667,6 +671,14 @@ class Machine:
 # gfp strings already parsed: one dict lookup on the alloc_pages fast path,
 # where parse_gfp's checks and cache cost more than the allocation itself.
 _GFP_MASKS: dict[str, int] = {}
+
+
+def pcp_reveal_gfp(zone_idx: Any, from_mt: Any, to_mt: Any, every: Any = False, from_order: Any = 0) -> Any:
+    """The gfp field of OP_PCP_REVEAL ops (PCP_REVEAL_* in _kernel.h): the zone, the
+    list the pages come off (from_mt, from_order), the migratetype of the list they
+    go on (of the op's order); every: all the first list's pages, not one block.
+    Takes ints or numpy arrays."""
+    return zone_idx | from_mt << 4 | to_mt << 8 | from_order << 12 | every * PCP_REVEAL_ALL
 
 
 def _gfp_mask(gfp: str | int) -> int:

@@ -13,7 +13,8 @@ from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTF
                                   MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE, read_event_batches,
                                   write_ftrace)
 from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
-from pcpemu.machine import Machine
+from pcpemu.kernel.gfp import ZONE_NAMES
+from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL, PCP_REVEAL_ALL, Machine, pcp_reveal_gfp
 from pcpemu.runs import kstate
 from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, preset_for_release,
                                         replay_capture)
@@ -190,6 +191,68 @@ def test_pcp_lists_are_read_off_the_trace():
     # CPU 1: never refilled, its Unmovable list dipped by 6; the free between went to
     # Movable order 0 (its block shows Movable: CPU 0 allocated from it as Movable).
     assert got[("Normal", 1)] == {unmovable0: 6}
+
+
+def test_pcp_pages_move_to_the_lists_the_trace_shows_them_on():
+    m = Machine(_tiny())
+    zi = read_zoneinfo(m.zoneinfo())
+    # Past the read-ahead: CPU 0 has 20 pages waiting on Movable order 0, CPU 1 five.
+    movable0 = m.order_to_pindex("Movable", 0)
+    lists = kstate.PcpLists(m, zi)
+    lists.stream_from(kstate.Seed({"Normal": {"pcp": [{"cpu": 0, "rest": {"pindex": movable0, "pages": 20}},
+                                                      {"cpu": 1, "rest": {"pindex": movable0, "pages": 5}}]}}, []))
+    pfn = 0x8000
+    mk = lambda kind, cpu, mt, refill=-1: (kind, cpu, pfn, 0, mt, refill)   # noqa: E731
+    mk1 = lambda kind, cpu, mt: (kind, cpu, 0x9000, 0, mt, -1)               # noqa: E731
+    rows = ([mk(MM_PAGE_ALLOC, 0, 1)] * 5 + [mk(MM_PAGE_ALLOC_ZONE_LOCKED, 0, 1, 1)] * 3   # list held 5, then refilled
+            + [mk1(MM_PAGE_ALLOC, 1, 0)] * 4 + [mk(MM_PAGE_FREE, 1, 0)] + [mk1(MM_PAGE_ALLOC, 1, 0)] * 2)
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (kind, cpu, p, order, mt, refill) in enumerate(rows):
+        ev[i]["kind"], ev[i]["cpu"], ev[i]["pfn"], ev[i]["order"] = kind, cpu, p, order
+        ev[i]["migratetype"], ev[i]["percpu_refill"] = mt, refill
+    ev["migratetype"][ev["kind"] == MM_PAGE_FREE] = -1
+    lists.learn(ev)
+    first, at1, _ = lists.reveals(ev[:6])
+    second, at2, _ = lists.reveals(ev[6:])
+    movable, unmovable, reclaimable = 1, 0, 2
+    from_to = lambda ops: [(int(o["cpu"]), int(o["gfp"]) >> 4 & 15, int(o["gfp"]) >> 8 & 15,   # noqa: E731
+                            bool(o["gfp"] & PCP_REVEAL_ALL)) for o in ops]
+    # CPU 0 waits on Movable order 0, whose five pages the trace used before the refill
+    # (event 5) showed it empty: the other 15 move on to Reclaimable, before the refill.
+    assert from_to(first) == [(0, movable, reclaimable, True)] and at1.tolist() == [5]
+    # CPU 1: its Unmovable list dipped by 6, the free between went to Movable order 0
+    # (its block shows Movable): five reveals, as many as CPU 1 had pages.
+    assert from_to(second) == [(1, movable, unmovable, False)] * 5
+    assert at2.tolist() == [2, 3, 4, 5, 7]
+    assert (second["op"] == OP_PCP_REVEAL).all() and (second["order"] == 0).all()
+    assert lists.left[lists.pool.names.index("Normal")].tolist() == [15, 0]
+
+
+def test_a_reveal_moves_starting_pages_and_keeps_the_pcp_count():
+    m, zi, _ = _seeded()
+    count = m.pcp_state("Normal", 0)["count"]
+    movable0, unmovable0 = m.order_to_pindex("Movable", 0), m.order_to_pindex("Unmovable", 0)
+    thp = m.order_to_pindex("Movable", 9)
+    normal = ZONE_NAMES.index("Normal")
+    ops = np.zeros(3, OP_DTYPE)
+    ops["op"], ops["cpu"] = OP_PCP_REVEAL, 0
+    ops["gfp"][0] = pcp_reveal_gfp(normal, 1, 0)             # one page to Unmovable order 0
+    ops["gfp"][1], ops["order"][1] = pcp_reveal_gfp(normal, 1, 1), 9     # a THP block, paid with 512 pages
+    m.run(ops[:2])
+    assert m.pcp_state("Normal", 0)["count"] == count
+    assert len(m.pcp_list("Normal", 0, unmovable0)) == 1 and len(m.pcp_list("Normal", 0, thp)) == 1
+    assert len(m.pcp_list("Normal", 0, movable0)) == count - 1 - 512
+    m.check()
+    ops["gfp"][2] = pcp_reveal_gfp(normal, 1, 2, True)       # every page left to Reclaimable
+    m.run(ops[2:])
+    assert m.pcp_list("Normal", 0, movable0) == []
+    assert len(m.pcp_list("Normal", 0, m.order_to_pindex("Reclaimable", 0))) == count - 1 - 512
+    assert m.pcp_state("Normal", 0)["count"] == count
+    m.check()
+    bad = ops[:1].copy()
+    bad["gfp"] = pcp_reveal_gfp(normal, 3, 0)
+    with pytest.raises(pcpemu.OpStreamError, match="migratetype"):
+        m.run(bad)
 
 
 def test_check_flags_figures_outside_the_tolerance():

@@ -34,6 +34,8 @@ def _python_counterpart(name):
         return getattr(gfp, name)
     if name == "NR_PAGE_ORDERS":
         return config.MAX_PAGE_ORDER + 1
+    if name == "PCP_REVEAL_ALL":
+        return M.pcp_reveal_gfp(0, 0, 0, True)
     return getattr(config, name)
 
 

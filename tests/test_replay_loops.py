@@ -164,12 +164,16 @@ def test_figures_count_runs_as_the_reference(rows, cuts, with_ops, op_of):
     assert {k: v.tolist() for k, v in fig.acc.items()} == acc
 
 
-def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape):
-    # PcpLists.add event by event: per (zone, cpu, list) the balance, the deepest dip,
-    # and what it held at the start, known at a refill (just before) or at a drain that
-    # the next event on its CPU, a drain from another list, shows emptied (just after).
+def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_pages, chain, left):
+    # PcpLists.reveals event by event: per (zone, cpu, list) the balance, the deepest
+    # dip, and what it held at the start, known at a refill (just before) or at a drain
+    # that the next event on its CPU, a drain from another list, shows emptied (just
+    # after); and the reveals: a new dip on a list other than the waiting one (rest)
+    # while left has a block, and everything on rest once it is known.
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
-    for ev in batches:
+    rest = np.full(shape[:2], chain[0], np.int64)
+    out = []
+    for ev, at in batches:
         keys = []
         for e in ev:
             kind, pfn, order, cpu = int(e["kind"]), int(e["pfn"]), int(e["order"]), int(e["cpu"])
@@ -181,6 +185,7 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape):
             li = pindex[mt][order] if 0 <= order < pindex.shape[1] else -1
             ok = delta and zone and li >= 0 and pfn >= 0
             keys.append((zone[0], cpu, li, delta, refill) if ok else None)
+        rows = []
         for i, k in enumerate(keys):
             if k is None:
                 continue
@@ -190,10 +195,23 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape):
                        and ev[nxt]["kind"] == MM_PAGE_PCPU_DRAIN and keys[nxt][:3] != k[:3])
             before = bal[z, c, li]
             bal[z, c, li] += delta
-            need[z, c, li] = max(need[z, c, li], -bal[z, c, li])
-            if exact[z, c, li] < 0 and (refill or emptied):
-                exact[z, c, li] = max(-before if refill else -bal[z, c, li], 0)
-    return bal, need, exact
+            if exact[z, c, li] < 0 and refill:
+                exact[z, c, li] = max(-before, 0)
+            elif -bal[z, c, li] > need[z, c, li]:
+                need[z, c, li] = -bal[z, c, li]
+                if left[z, c] >= list_pages[li]:
+                    left[z, c] -= list_pages[li]
+                    if li != rest[z, c]:
+                        rows.append((at[i], 2 * i, z, c, rest[z, c], li, 0))
+            if exact[z, c, li] < 0 and emptied:
+                exact[z, c, li] = max(-bal[z, c, li], 0)
+            if li == rest[z, c] and exact[z, c, li] >= 0:
+                nxt_rest = [k for k in chain if exact[z, c, k] < 0]
+                if nxt_rest:
+                    rows.append((at[i], 2 * i, z, c, li, nxt_rest[0], 1))
+                    rest[z, c] = nxt_rest[0]
+        out.append(np.array(rows, np.int64).reshape(-1, 7))
+    return bal, need, exact, out
 
 
 # An untraced (bulk) allocation: the event index it goes before (taken modulo the
@@ -212,34 +230,45 @@ def _bulk(ev, allocs):
     mt = np.array([t for *_, t in allocs], np.int8)[o]
     rows = np.zeros(len(at), EVENT_DTYPE)
     rows["kind"], rows["cpu"], rows["pfn"], rows["migratetype"] = MM_PAGE_ALLOC, cpu, pfn, mt
-    return (at, cpu, pfn, mt), np.insert(ev, at, rows)
+    return (at, cpu, pfn, mt), (np.insert(ev, at, rows), np.insert(np.arange(len(ev)), at, at))
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(event, min_size=30, max_size=80), st.lists(st.integers(0, 200), max_size=4),
-       st.lists(st.integers(-1, 4), min_size=1, max_size=4), st.lists(bulk_alloc, max_size=12))
-def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs):
+       st.lists(st.integers(-1, 4), min_size=1, max_size=4), st.lists(bulk_alloc, max_size=12),
+       st.lists(st.integers(0, 12), min_size=2 * NCPU, max_size=2 * NCPU))
+def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, seeded):
     starts, ends = np.array([0, 40], np.int64), np.array([40, 90], np.int64)
     block_mt = np.array(block_types, np.int8)
     pindex = np.array([[o if o < 4 else -1 for o in range(11)], [4 + o if o < 2 else -1 for o in range(11)],
                        [6] * 11], np.int64)
+    list_pages = np.array([1, 2, 4, 8, 1, 2, 1], np.int64)
+    chain = np.array([4, 6, 0], np.int64)
     shape = (2, NCPU, 7)
     batches = _batches(rows, cuts)
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
-    merged = []
+    left = np.array(seeded, np.int64).reshape(2, NCPU)
+    rest = np.full((2, NCPU), chain[0], np.int64)
+    want_left = left.copy()
+    merged, got = [], []
     for k, ev in enumerate(batches):
         bulk, with_bulk = _bulk(ev, allocs[k::len(batches)])
         merged.append(with_bulk)
-        _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
-                              *bulk, starts, ends, block_mt, 5, 1, pindex, bal, need, exact)
-    want = _ref_pcp_lists(merged, starts, ends, block_mt, 5, pindex, shape)
+        got.append(_replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
+                                         ev["percpu_refill"], *bulk, starts, ends, block_mt, 5, 1, pindex, list_pages,
+                                         chain, bal, need, exact, rest, left))
+    want = _ref_pcp_lists(merged, starts, ends, block_mt, 5, pindex, shape, list_pages, chain, want_left)
     assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
+    assert (left == want_left).all()
+    for g, w in zip(got, want[3]):
+        assert g.tolist() == w.tolist()
 
 
 def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
     ev = _events([(MM_PAGE_ALLOC, 0, 1, 0, 1, 0)] * 3)
     args = (np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1, np.int8), 5, 1, np.zeros((3, 11), np.int64),
-            *(np.zeros((1, NCPU, 1), np.int64) for _ in range(3)))
+            np.ones(1, np.int64), np.zeros(1, np.int64), *(np.zeros((1, NCPU, 1), np.int64) for _ in range(3)),
+            *(np.zeros((1, NCPU), np.int64) for _ in range(2)))
     cols = (ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"])
     one = (np.zeros(2, np.uint16), np.zeros(2, np.int64), np.zeros(2, np.int8))
     for at in ([2, 1], [0, 4]):

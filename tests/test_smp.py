@@ -3,7 +3,7 @@ import pytest
 
 from pcpemu.runs import smp
 from pcpemu.errors import OpStreamError, PcpemuError
-from pcpemu.machine import OP_DTYPE
+from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL
 
 # Hand-priceable costs: no pcp or remote cost, 10 ns outside the lock, 100 ns held.
 FLAT = smp.CostModel(op=10.0, cacheline=0.0, lock=100.0, page=0.0, remote=0.0, zone_lines=0)
@@ -121,6 +121,10 @@ def test_bad_streams_rejected_before_any_op():
     drain_all["op"] = 3
     with pytest.raises(PcpemuError, match="drain_all"):
         smp.run_threads(smp.smp_config("split", 1), [drain_all])
+    reveal = np.zeros(1, dtype=OP_DTYPE)
+    reveal["op"] = OP_PCP_REVEAL
+    with pytest.raises(PcpemuError, match="pcp_reveal"):
+        smp.run_threads(smp.smp_config("split", 1), [reveal])
     double_free = np.zeros(2, dtype=OP_DTYPE)
     double_free["op"] = 1
     with pytest.raises(OpStreamError, match="free of a slot"):

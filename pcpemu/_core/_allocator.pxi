@@ -27,7 +27,7 @@ LOCK_SITE_NAMES = ("rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmque
 assert len(LOCK_SITE_NAMES) == NR_LOCK_SITES
 PCP_OP_NAMES = ("alloc", "free", "drain")
 assert len(PCP_OP_NAMES) == NR_PCP_OPS
-OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay", "alloc_bulk")
+OP_NAMES = ("alloc", "free", "drain", "drain_all", "decay", "alloc_bulk", "pcp_reveal")
 assert len(OP_NAMES) == NR_OPS
 assert len(MIGRATETYPE_NAMES) == MIGRATE_TYPES and len(ZONE_NAMES) == MAX_NR_ZONES
 #: Why contig_range_blockers says an in-use block cannot move.
@@ -336,9 +336,13 @@ cdef class Allocator:
         if code:
             op = ops[bad]
             name = OP_NAMES[op["op"]] if op["op"] < NR_OPS else f"op{int(op['op'])}"
+            gfp = int(op["gfp"])
+            # An OP_PCP_REVEAL's gfp holds a zone and two pcp migratetypes (PCP_REVEAL_*).
+            mt = gfp >> 4 & 15 if gfp >> 4 & 15 >= MIGRATE_PCPTYPES else gfp >> 8 & 15
             self.raise_error(code, f"op {bad} ({name} cpu={int(op['cpu'])} order={int(op['order'])} "
                                    f"slot={int(op['slot'])})", True, cpu=int(op["cpu"]), order=int(op["order"]),
-                             gfp=int(op["gfp"]))
+                             gfp=gfp, zone=gfp & 15, migratetype=mt,
+                             migratetypes=", ".join(MIGRATETYPE_NAMES[:MIGRATE_PCPTYPES]))
         return 0
 
     def run(self, ops, int64_t[::1] slots, int64_t[::1] results):

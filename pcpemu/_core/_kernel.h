@@ -279,8 +279,19 @@ enum pcpemu_opcode {
 	OP_DRAIN_ALL,
 	OP_DECAY,
 	OP_ALLOC_BULK,	/* one order-0 page as alloc_pages_bulk takes it (no mm_page_alloc) */
+	OP_PCP_REVEAL,	/* a replay's, no kernel path: a starting pcp page moved to the
+			 * list the trace shows it on (gfp: PCP_REVEAL_* fields) */
 	NR_OPS
 };
+
+/* OP_PCP_REVEAL's gfp: the zone, the list it takes from (migratetype, order) and
+ * the migratetype of the list (of op.order) it puts on; ALL: every page, not one
+ * block. */
+#define PCP_REVEAL_ZONE(gfp)	((gfp) & 0xf)
+#define PCP_REVEAL_FROM(gfp)	(((gfp) >> 4) & 0xf)
+#define PCP_REVEAL_TO(gfp)	(((gfp) >> 8) & 0xf)
+#define PCP_REVEAL_FROM_ORDER(gfp)	(((gfp) >> 12) & 0xf)
+#define PCP_REVEAL_ALL		(1u << 16)
 
 /*
  * Why the core refused a request. Every check of an argument's meaning
@@ -356,6 +367,8 @@ struct pglist_data {
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */
 	uint64_t next_owner;
 	int threaded;			/* real threads run the op streams: atomic locks */
+	uint64_t untraced_owner;	/* owner of the pages a seeded zone starts with, 0: none */
+	unsigned long untraced_cursor[MAX_NR_ZONES];	/* where OP_PCP_REVEAL looks for its blocks */
 	/* node_zonelists[ZONELIST_FALLBACK] by highest_zoneidx: the populated
 	 * zones from it down, NULL-terminated */
 	struct zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1];

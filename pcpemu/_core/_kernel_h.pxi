@@ -50,6 +50,7 @@ cdef extern from "_kernel.h" nogil:
         OP_DRAIN_ALL
         OP_DECAY
         OP_ALLOC_BULK
+        OP_PCP_REVEAL
         NR_OPS
 
     enum pcpemu_error:
@@ -276,6 +277,8 @@ cdef extern from "_kernel.h" nogil:
         uint8_t pindex_order[MAX_PCP_LISTS]
         uint64_t next_owner
         int threaded                    # real threads run the op streams
+        uint64_t untraced_owner         # owner of a seeded zone's starting pages, 0: none
+        unsigned long untraced_cursor[MAX_NR_ZONES]   # where OP_PCP_REVEAL looks for its blocks
         zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1]   # populated zones from each highest_zoneidx down
         pcpemu_trace *trace             # NULL: tracepoints off
         pcp_buddy *pcpb                 # NULL: the classic pcp
@@ -296,6 +299,12 @@ cdef extern from "_kernel.h" nogil:
         int migratetype
         int alloc_flags
         unsigned int gfp
+
+    unsigned int PCP_REVEAL_ZONE(unsigned int gfp)
+    unsigned int PCP_REVEAL_FROM(unsigned int gfp)
+    unsigned int PCP_REVEAL_TO(unsigned int gfp)
+    unsigned int PCP_REVEAL_FROM_ORDER(unsigned int gfp)
+    unsigned int PCP_REVEAL_ALL
 
     int pcpemu_popcount(uint64_t x)
     unsigned long pcpemu_spin_lock(int *lock)

@@ -283,35 +283,57 @@ cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int ref
     return (z * ncpu + c) * nlists + li
 
 
+cdef inline Py_ssize_t reveal(Py_ssize_t r, int64_t at, int64_t row, Py_ssize_t z, Py_ssize_t c, int64_t src,
+                              int64_t dst, bint every, int64_t[:, ::1] out) noexcept nogil:
+    out[r, 0], out[r, 1], out[r, 2], out[r, 3], out[r, 4], out[r, 5], out[r, 6] = at, 2 * row, z, c, src, dst, every
+    return r + 1
+
+
 def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
                   const int8_t[:] migratetype, const int8_t[:] percpu_refill, const int64_t[::1] bulk_at,
                   const uint16_t[::1] bulk_cpu, const int64_t[::1] bulk_pfn, const int8_t[::1] bulk_mt,
                   const int64_t[::1] zone_start, const int64_t[::1] zone_end, const int8_t[::1] block_mt,
-                  int block_shift, int movable, const int64_t[:, ::1] pindex, int64_t[:, :, ::1] balance,
-                  int64_t[:, :, ::1] need, int64_t[:, :, ::1] exact):
+                  int block_shift, int movable, const int64_t[:, ::1] pindex, const int64_t[::1] list_pages,
+                  const int64_t[::1] chain, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
+                  int64_t[:, :, ::1] exact, int64_t[:, ::1] rest, int64_t[:, ::1] left):
     """Take in a batch of events, in trace order, with the order-0 allocations the
-    kernel did not trace (alloc_pages_bulk) merged in: per (zone, cpu, list) the
-    balance of blocks, the deepest dip (need) and, at the list's first moment known
-    empty, what it held at the start (exact; -1 until then).
+    kernel did not trace (alloc_pages_bulk) merged in, and say where the pages each
+    CPU's pcp held when the trace began show up (pcpemu.runs.kstate.PcpLists).
 
-    An allocation or a drained block takes a block, a free (to the list of its
-    pageblock's type, block_mt) or a refill block adds one. A list is known empty
-    just before a refill, and just after a drain followed on its CPU by a drain
-    from another list (free_pcppages_bulk empties a list before the next).
+    Per (zone, cpu, list): the balance of blocks, the deepest dip (need) and, at the
+    list's first moment known empty, what it held at the start (exact; -1 until
+    then). An allocation or a drained block takes a block, a free (to the list of its
+    pageblock's type, block_mt) or a refill block adds one. A list is known empty just
+    before a refill, and just after a drain followed on its CPU by a drain from another
+    list (free_pcppages_bulk empties a list before the next).
+
+    The starting pages wait on one list per (zone, cpu), rest (its pindex); left is
+    how many of them the trace has not shown yet. A dip below a list's deepest takes
+    a block of them (when left has it) and, on a list other than rest, reveals one: a
+    block moves there. When rest is known empty, every page still on it moves to the
+    first list of chain not yet known, which becomes rest.
 
     :param bulk_at: the event index each untraced allocation goes before (len(kind):
         at the end), ascending; equal ones in the order given.
     :param bulk_cpu: its CPU; bulk_pfn: its page; bulk_mt: the list's migratetype.
+    :param list_pages: pages per block of each pindex.
+    :return: the reveals, one row each: the event index it goes before, its sort key
+        (twice the merged row it precedes; an untraced allocation s is merged row
+        bulk_at[s] + s), zone, cpu, the pindex it takes from and puts on, and 1 when
+        it moves every page.
     """
-    cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c
-    cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2]
+    cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c, r = 0, k
+    cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2], nchain = chain.shape[0]
     cdef int64_t li, before, run, b
     cdef int64_t[::1] key = np.full(n + nbulk, -1, np.int64)
+    cdef int64_t[::1] at = np.zeros(n + nbulk, np.int64)
     cdef int64_t[::1] prev = np.full(ncpu, -1, np.int64)
     cdef uint8_t[::1] mkind = np.zeros(n + nbulk, np.uint8)
     cdef uint16_t[::1] mcpu = np.zeros(n + nbulk, np.uint16)
     cdef uint8_t[::1] emptied = np.zeros(n + nbulk, np.uint8)
     cdef int8_t[::1] delta = np.zeros(n + nbulk, np.int8)
+    out_arr = np.zeros((2 * (n + nbulk), 7), np.int64)
+    cdef int64_t[:, ::1] out = out_arr
     if bulk_cpu.shape[0] != nbulk or bulk_pfn.shape[0] != nbulk or bulk_mt.shape[0] != nbulk:
         raise ValueError("the untraced allocations' arrays differ in length")
     for s in range(nbulk):
@@ -319,18 +341,18 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             raise ValueError(f"untraced allocation {s} goes before event {bulk_at[s]}: not ascending in 0..{n}")
     s = 0
     with nogil:
-        # The merged stream: each row's kind and CPU, the list it moves a block on (key)
-        # and its delta.
+        # The merged stream: each row's kind, CPU and event index, the list it moves a
+        # block on (key) and its delta.
         for i in range(n + 1):
             while s < nbulk and bulk_at[s] <= i:
-                mkind[j], mcpu[j] = MM_PAGE_ALLOC, bulk_cpu[s]
+                mkind[j], mcpu[j], at[j] = MM_PAGE_ALLOC, bulk_cpu[s], bulk_at[s]
                 key[j] = list_key(MM_PAGE_ALLOC, bulk_cpu[s], bulk_pfn[s], 0, bulk_mt[s], -1, zone_start, zone_end,
                                   block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
                 s += 1
                 j += 1
             if i == n:
                 break
-            mkind[j], mcpu[j] = kind[i], cpu[i]
+            mkind[j], mcpu[j], at[j] = kind[i], cpu[i], i
             key[j] = list_key(kind[i], cpu[i], pfn[i], order[i], migratetype[i], percpu_refill[i], zone_start,
                               zone_end, block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
             j += 1
@@ -352,13 +374,24 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             before = balance[z, c, li]
             run = before + delta[i]
             balance[z, c, li] = run
-            if -run > need[z, c, li]:
+            if exact[z, c, li] < 0 and mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
+                exact[z, c, li] = max(-before, 0)
+            elif -run > need[z, c, li]:
                 need[z, c, li] = -run
-            if exact[z, c, li] < 0:
-                if mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
-                    exact[z, c, li] = max(-before, 0)
-                elif emptied[i]:
-                    exact[z, c, li] = max(-run, 0)
+                if left[z, c] >= list_pages[li]:
+                    left[z, c] -= list_pages[li]
+                    if li != rest[z, c]:
+                        r = reveal(r, at[i], i, z, c, rest[z, c], li, False, out)
+            if exact[z, c, li] < 0 and emptied[i]:
+                exact[z, c, li] = max(-run, 0)
+            if li == rest[z, c] and exact[z, c, li] >= 0:
+                # rest is known empty: what is left on it goes to the next unknown list.
+                for k in range(nchain):
+                    if exact[z, c, chain[k]] < 0:
+                        r = reveal(r, at[i], i, z, c, li, chain[k], True, out)
+                        rest[z, c] = chain[k]
+                        break
+    return out_arr[:r]
 
 
 # ---------------------------------------------------------------------------------------

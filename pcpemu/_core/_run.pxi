@@ -7,6 +7,17 @@ cdef inline bint op_allocates(const pcpemu_op *op) noexcept nogil:
     return op.op == OP_ALLOC or op.op == OP_ALLOC_BULK
 
 
+cdef inline int reveal_error(const pcpemu_op *op) noexcept nogil:
+    # An OP_PCP_REVEAL's zone and migratetypes (its gfp is no gfp mask).
+    if PCP_REVEAL_ZONE(op.gfp) >= MAX_NR_ZONES:
+        return PE_BAD_ZONE
+    if PCP_REVEAL_FROM(op.gfp) >= MIGRATE_PCPTYPES or PCP_REVEAL_TO(op.gfp) >= MIGRATE_PCPTYPES:
+        return PE_BAD_MIGRATETYPE
+    if PCP_REVEAL_FROM_ORDER(op.gfp) > MAX_PAGE_ORDER:
+        return PE_BAD_ORDER
+    return PE_BAD_GFP if op.gfp >> 17 else PE_OK
+
+
 cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
     # Why validate_ops refused an op: the first rule it breaks, in this order.
     if op.op >= NR_OPS:
@@ -15,6 +26,8 @@ cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uin
         return PE_BAD_CPU
     if op.order > MAX_PAGE_ORDER or (op.op == OP_ALLOC_BULK and op.order != 0):
         return PE_BAD_ORDER
+    if op.op == OP_PCP_REVEAL:
+        return reveal_error(op)
     if op.op != OP_FREE and check_gfp(op.gfp):
         return PE_BAD_GFP
     if <uint64_t>op.slot >= <uint64_t>nslots:
@@ -48,7 +61,8 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
                 if state[op.slot] == held * is_free:
                     state[op.slot] = <uint8_t>(held - held * is_free)
                     continue
-        elif op.op < NR_OPS and op.cpu < nr_cpus:
+        elif op.op < NR_OPS and op.cpu < nr_cpus \
+                and (op.op != OP_PCP_REVEAL or (op.order <= MAX_PAGE_ORDER and reveal_error(op) == PE_OK)):
             continue
         bad[0] = i
         code = op_error(op, nr_cpus, nslots, state)
@@ -118,6 +132,9 @@ cdef inline int64_t run_op(pglist_data *pgdat, const pcpemu_op *op, int64_t *slo
         return run_alloc(pgdat, op, slots, ac)
     if op.op == OP_FREE:
         return run_free(pgdat, op, slots)
+    if op.op == OP_PCP_REVEAL:
+        pcp_reveal(pgdat, op)
+        return -1
     run_drain(pgdat, op)
     return -1
 

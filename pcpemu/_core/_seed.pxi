@@ -20,6 +20,106 @@ cdef inline void _make_untraced(pglist_data *pgdat, page *p, unsigned long pfn, 
     p.cpu = -1
 
 
+cdef long find_untraced_block(pglist_data *pgdat, zone *z, unsigned long pfn, int order, int mt,
+                              uint64_t owner) noexcept nogil:
+    # The first block of the given order at or after pfn made of the owner's order-0
+    # pages, in a pageblock of type mt (-1: any); -1 when the zone has none.
+    cdef unsigned long size = 1UL << order, i
+    cdef bint whole
+    pfn = (max(pfn, z.managed_start) + size - 1) & ~(size - 1)
+    while pfn + size <= z.managed_end:
+        if mt >= 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
+            pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER if order < PAGEBLOCK_ORDER else pfn + size
+            continue
+        whole = True
+        for i in range(pfn, pfn + size):
+            if not _is_untraced(pfn_to_page(pgdat, i), owner):
+                whole = False
+                break
+        if whole:
+            return pfn
+        pfn += size
+    return -1
+
+
+cdef void pcp_add_untraced(pglist_data *pgdat, per_cpu_pages *pcp, unsigned long pfn, int order, int pindex,
+                           int mt, int cpu) noexcept nogil:
+    # One block of the owner's pages (find_untraced_block) onto the tail of a pcp list.
+    cdef unsigned long i
+    cdef page *p
+    for i in range(pfn, pfn + (1UL << order)):
+        p = pfn_to_page(pgdat, i)
+        p.flags = 0
+        p._refcount = 0
+        p.owner = 0
+    p = pfn_to_page(pgdat, pfn)
+    list_add_tail(&p.lru, &pcp.lists[pindex])
+    p.flags = PG_pcp
+    p.cpu = <int16_t>cpu
+    p.pindex = <uint8_t>pindex
+    p.mt = <uint8_t>(mt if mt >= 0 else get_pageblock_migratetype(pgdat, pfn))
+    pcp.count += 1 << order
+
+
+cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int src, int dst, int mt,
+                         int cpu) noexcept nogil:
+    # One block of dst's order from the src list's tail onto dst's; False when src has
+    # too few pages or the untraced owner no block. Between lists of two orders, the
+    # block is the owner's and src's blocks that pay for it go back to the owner (a
+    # bigger one whole: pcp->count falls by the difference).
+    cdef int order = pgdat.pindex_order[dst], src_order = pgdat.pindex_order[src]
+    cdef unsigned long size = 1UL << order, n = 0, i
+    cdef list_head *head = &pcp.lists[src]
+    cdef list_head *pos = head.prev
+    cdef long pfn
+    cdef page *p
+    if list_empty(head):
+        return False
+    if order == src_order:
+        p = lru_to_page(head.prev)
+        list_move_tail(&p.lru, &pcp.lists[dst])
+        p.pindex = <uint8_t>dst
+        p.mt = <uint8_t>mt
+        return True
+    while n < size and pos != head:
+        n += 1UL << src_order
+        pos = pos.prev
+    if n < size or pgdat.untraced_owner == 0:
+        return False
+    pfn = find_untraced_block(pgdat, z, pgdat.untraced_cursor[z.idx], order, -1, pgdat.untraced_owner)
+    if pfn < 0:
+        return False
+    pgdat.untraced_cursor[z.idx] = pfn + size
+    while n:
+        p = lru_to_page(head.prev)
+        list_del(&p.lru)
+        for i in range(1UL << src_order):
+            _make_untraced(pgdat, &p[i], page_to_pfn(pgdat, p) + i, pgdat.untraced_owner)
+        pcp.count -= 1 << src_order
+        n -= 1UL << src_order
+    pcp_add_untraced(pgdat, pcp, pfn, order, dst, mt, cpu)
+    return True
+
+
+cdef void pcp_reveal(pglist_data *pgdat, const pcpemu_op *op) noexcept nogil:
+    """OP_PCP_REVEAL, a replay's, with no kernel path: a page the traced kernel had on
+    a pcp list when the trace began, which the replay laid on another of the CPU's
+    lists (pcpemu.runs.kstate.PcpLists), goes where the trace shows it: one block
+    onto the list of (op.order, TO), or with PCP_REVEAL_ALL every page of the FROM
+    list. pcp->count stays what /proc showed (pcp_reveal_one)."""
+    cdef unsigned int zi = PCP_REVEAL_ZONE(op.gfp)
+    cdef int mt = PCP_REVEAL_TO(op.gfp), src, dst
+    cdef zone *z
+    if zi >= MAX_NR_ZONES or pgdat.node_zones[zi].per_cpu_pageset == NULL:
+        return
+    z = &pgdat.node_zones[zi]
+    src = pgdat.pindex[PCP_REVEAL_FROM_ORDER(op.gfp)][PCP_REVEAL_FROM(op.gfp)]
+    dst = pgdat.pindex[op.order][mt]
+    if src < 0 or dst < 0 or src == dst:
+        return
+    while pcp_reveal_one(pgdat, z, z.per_cpu_pageset[op.cpu], src, dst, mt, op.cpu) and op.gfp & PCP_REVEAL_ALL:
+        pass
+
 cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:
     """Give every free page of zone zi to owner as order-0 allocations and set the
     pageblock types of its managed pages (block_types[i]: the block i blocks after
@@ -52,6 +152,8 @@ cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block
             pgdat.pageblock_mt[first + b] = block_types[b]
         for pfn in range(z.managed_start, z.managed_end):
             _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
+    pgdat.untraced_owner = owner
+    pgdat.untraced_cursor[zi] = z.managed_start
     return 0
 
 
@@ -89,9 +191,8 @@ cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssi
     cdef per_cpu_pages *pcp
     cdef int order, mt, want, pass_
     cdef Py_ssize_t got = 0
-    cdef unsigned long pfn, i, size, end = z.managed_end
-    cdef bint whole
-    cdef page *p
+    cdef unsigned long pfn, size
+    cdef long found
     if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or not 0 <= pindex < pgdat.nr_pcp_lists:
         raise PcpemuError(f"no pcp list {pindex} of cpu {cpu} in zone {zi}")
     pcp = z.per_cpu_pageset[cpu]
@@ -103,31 +204,16 @@ cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssi
             mt = want
     with nogil:
         for pass_ in range(2):
+            if pass_ == 0 and mt < 0:
+                continue
             pfn = z.managed_start
-            while got < n and pfn + size <= end:
-                if pass_ == 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
-                    pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER
-                    continue
-                whole = True
-                for i in range(pfn, pfn + size):
-                    if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                        whole = False
-                        break
-                if whole:
-                    for i in range(pfn, pfn + size):
-                        p = pfn_to_page(pgdat, i)
-                        p.flags = 0
-                        p._refcount = 0
-                        p.owner = 0
-                    p = pfn_to_page(pgdat, pfn)
-                    list_add_tail(&p.lru, &pcp.lists[pindex])
-                    p.flags = PG_pcp
-                    p.cpu = <int16_t>cpu
-                    p.pindex = <uint8_t>pindex
-                    p.mt = <uint8_t>(mt if mt >= 0 else get_pageblock_migratetype(pgdat, pfn))
-                    pcp.count += 1 << order
-                    got += 1
-                pfn += size
+            while got < n:
+                found = find_untraced_block(pgdat, z, pfn, order, mt if pass_ == 0 else -1, owner)
+                if found < 0:
+                    break
+                pcp_add_untraced(pgdat, pcp, found, order, pindex, mt, cpu)
+                got += 1
+                pfn = found + size
         pcp.high = high
     return got
 
@@ -141,36 +227,30 @@ cdef Py_ssize_t take_untraced(pglist_data *pgdat, int zi, int mt, int order, int
     goes on from (the owner only ever gives pages away, so it never looks behind).
     Fills o with the head pfns; returns how many."""
     cdef zone *z = &pgdat.node_zones[zi]
-    cdef unsigned long size = 1UL << order, pfn, i, end = z.managed_end
+    cdef unsigned long size = 1UL << order, pfn, i
     cdef Py_ssize_t got = 0
     cdef Py_ssize_t n = o.shape[0]
-    cdef bint whole
+    cdef long found
     cdef page *p
     if order > MAX_PAGE_ORDER or z.per_cpu_pageset == NULL:
         raise PcpemuError(f"cannot take order-{order} blocks from zone {zi}")
     with nogil:
-        pfn = max(<unsigned long>cursor[0], z.managed_start)
-        pfn = (pfn + size - 1) & ~(size - 1)
-        while got < n and pfn + size <= end:
-            if mt >= 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
-                pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER if order < PAGEBLOCK_ORDER else pfn + size
-                continue
-            whole = True
-            for i in range(pfn, pfn + size):
-                if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                    whole = False
-                    break
-            if whole:
-                p = pfn_to_page(pgdat, pfn)
-                for i in range(1, size):
-                    p[i].flags = 0
-                    p[i].owner = 0
-                    p[i]._refcount = 0
-                p.order = <uint8_t>order
-                p.owner = owner - 1
-                o[got] = pfn
-                got += 1
-            pfn += size
+        pfn = cursor[0]
+        while got < n:
+            found = find_untraced_block(pgdat, z, pfn, order, mt, owner)
+            if found < 0:
+                pfn = z.managed_end
+                break
+            p = pfn_to_page(pgdat, found)
+            for i in range(1, size):
+                p[i].flags = 0
+                p[i].owner = 0
+                p[i]._refcount = 0
+            p.order = <uint8_t>order
+            p.owner = owner - 1
+            o[got] = found
+            got += 1
+            pfn = found + size
         cursor[0] = pfn
     return got
 

@@ -21,9 +21,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
-from ..kernel.gfp import MIGRATETYPE_NAMES
+from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_lists_add
-from ..machine import Machine
+from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine",
            "seed_pcp_lists", "seed_zones"]
@@ -152,19 +152,18 @@ def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: 
     return types, pfns, orders
 
 
+def _rest_chain(m: Machine) -> list[int]:
+    # Where the pages no list is known to have held wait, best first: order 0 first
+    # (Movable, Reclaimable, Unmovable), then orders 1-3, then the THP lists.
+    return [i for i in dict.fromkeys(m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)
+                                     for t in ("Movable", "Reclaimable", "Unmovable")) if i >= 0]
+
+
 def _rest_list(m: Machine, exact: set[int]) -> int:
-    # Where the pages no list is known to have held go: the first list, order 0
-    # first (Movable, Reclaimable, Unmovable), then orders 1-3, then the THP lists,
-    # whose start the trace did not show exactly; Movable order 0 when it showed all.
-    order = [m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)
-             for t in ("Movable", "Reclaimable", "Unmovable")]
-    seen = set()
-    for i in order:
-        if i >= 0 and i not in seen:
-            seen.add(i)
-            if i not in exact:
-                return i
-    return order[0]
+    # The first list of the chain whose start the trace did not show exactly;
+    # Movable order 0 when it showed all.
+    chain = _rest_chain(m)
+    return next((i for i in chain if i not in exact), chain[0])
 
 
 def seed_machine(m: Machine, zoneinfo: dict, pagetypeinfo: dict,
@@ -240,14 +239,17 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
                     lists[pindex] = m.seed_pcp(zp.name, p["cpu"], n, high, UNTRACED, pindex=pindex)
                     left -= lists[pindex] * size
             rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
+            rest_pages = 0
             movable0 = m.order_to_pindex("Movable", 0)
             for i in (rest, movable0):      # what is left of a bigger list's blocks: order 0
                 n = m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[i]), high, UNTRACED, pindex=i)
                 lists[i] = lists.get(i, 0) + n
                 left -= n << int(m.pindex_order[i])
+                rest_pages += n << int(m.pindex_order[i]) if i == rest else 0
             placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
             pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
-                        "lists": {int(i): int(n) for i, n in lists.items() if n}})
+                        "lists": {int(i): int(n) for i, n in lists.items() if n},
+                        "rest": {"pindex": rest, "pages": int(rest_pages)}})
         state = m.zone_state(zp.name)
         report[zp.name] = {"free_pages": int(state["nr_free_pages"]), **zones.zones[zp.name], "pcp": pcp}
     notes = zones.notes + ["pcp pages the trace does not place on a list start on Movable order 0 "
@@ -334,18 +336,35 @@ class PcpLists:
     free_pcppages_bulk empties a list before it moves to the next, so at a list's
     first refill, or at a drain run that goes on to another list after it, what
     the list held at the start is known exactly; otherwise it held at least
-    enough for its deepest dip.
+    enough for its deepest dip (pcpemu._replay.pcp_lists_add).
+
+    The replay reads a first stretch of the trace (:meth:`add`) and lays the lists
+    from it (:meth:`lists`, :meth:`exact_lists`); the pages it could not place wait
+    on one list per CPU (kstate._rest_list). Past that stretch (:meth:`stream_from`,
+    :meth:`reveals`), a dip below a list's deepest takes a block of the waiting
+    pages there (an OP_PCP_REVEAL op before the event), and when the trace shows the
+    waiting list empty, what is still on it moves on to the next list of the chain
+    (kstate._rest_chain) it has not shown empty.
     """
 
     def __init__(self, m: Machine, zoneinfo: dict) -> None:
         self.pool = UntracedPool(zoneinfo, [z.name for z in m.populated_zones])
-        nz, nl = len(self.pool.names), m.nr_pcp_lists
+        nz, nl, ncpu = len(self.pool.names), m.nr_pcp_lists, m.config.cpus
         self.pindex = np.array([[m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)]
                                 for t in ("Unmovable", "Movable", "Reclaimable")], np.int64)
-        self.nr_lists = nl
-        self.balance = np.zeros((nz, m.config.cpus, nl), np.int64)
-        self.need = np.zeros((nz, m.config.cpus, nl), np.int64)       # lower bound
-        self.exact = np.full((nz, m.config.cpus, nl), -1, np.int64)   # -1: not known yet
+        # Each list's order and (first) migratetype, for the ops.
+        self.list_order = np.asarray(m.pindex_order, np.int64)
+        self.list_mt = np.zeros(nl, np.int64)
+        for mt in range(len(self.pindex) - 1, -1, -1):
+            ok = self.pindex[mt] >= 0
+            self.list_mt[self.pindex[mt][ok]] = mt
+        self.chain = np.array(_rest_chain(m), np.int64)
+        self.zone_idx = np.array([ZONE_NAMES.index(z) for z in self.pool.names], np.int64)
+        self.balance = np.zeros((nz, ncpu, nl), np.int64)
+        self.need = np.zeros((nz, ncpu, nl), np.int64)         # lower bound
+        self.exact = np.full((nz, ncpu, nl), -1, np.int64)     # -1: not known yet
+        self.rest = np.full((nz, ncpu), -1, np.int64)          # the waiting list; -1: none yet
+        self.left = np.zeros((nz, ncpu), np.int64)             # pages on it the trace has not shown
 
     def learn(self, ev: np.ndarray) -> None:
         """Note the pageblock types a batch shows (before :meth:`add` of earlier batches,
@@ -353,17 +372,42 @@ class PcpLists:
         self.pool.learn_events(ev)
 
     def add(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> None:
-        """Take in a batch of events, in trace order (pcpemu._replay.pcp_lists_add).
+        """Take in a batch of events of the first stretch, in trace order.
 
         :param bulk: the order-0 allocations the kernel did not trace, merged in:
             (event index each goes before, ascending; cpu; pfn; the list's migratetype).
         """
+        self.reveals(ev, bulk)
+
+    def stream_from(self, seeded: Seed) -> None:
+        """Past the first stretch: the waiting lists and pages where seed_pcp_lists put
+        them."""
+        for zone, info in seeded.zones.items():
+            for p in info["pcp"]:
+                z = self.pool.names.index(zone)
+                self.rest[z, p["cpu"]], self.left[z, p["cpu"]] = p["rest"]["pindex"], p["rest"]["pages"]
+
+    def reveals(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> tuple[np.ndarray, ...]:
+        """Take in a batch of events past the first stretch, in trace order.
+
+        :param bulk: as for :meth:`add`.
+        :return: the OP_PCP_REVEAL ops the batch calls for, the event index each goes
+            before and its sort key among the untraced allocations (bulk s: 2 *
+            (at[s] + s) + 1).
+        """
         at, cpu, pfn, mt = bulk
-        pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
-                      np.ascontiguousarray(at, np.int64), np.ascontiguousarray(cpu, np.uint16),
-                      np.ascontiguousarray(pfn, np.int64), np.ascontiguousarray(mt, np.int8),
-                      self.pool.starts, self.pool.ends, self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE,
-                      self.pindex, self.balance, self.need, self.exact)
+        out = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
+                            np.ascontiguousarray(at, np.int64), np.ascontiguousarray(cpu, np.uint16),
+                            np.ascontiguousarray(pfn, np.int64), np.ascontiguousarray(mt, np.int8),
+                            self.pool.starts, self.pool.ends, self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE,
+                            self.pindex, 1 << self.list_order, self.chain, self.balance, self.need, self.exact,
+                            self.rest, self.left)
+        ops = np.zeros(len(out), OP_DTYPE)
+        src, dst = out[:, 4], out[:, 5]
+        ops["op"], ops["cpu"], ops["order"] = OP_PCP_REVEAL, out[:, 3], self.list_order[dst]
+        ops["gfp"] = pcp_reveal_gfp(self.zone_idx[out[:, 2]], self.list_mt[src], self.list_mt[dst], out[:, 6],
+                                    self.list_order[src])
+        return ops, out[:, 0], out[:, 1]
 
     def exact_lists(self) -> dict[tuple[str, int], set[int]]:
         """The lists whose start a refill showed exactly, per (zone, cpu)."""

@@ -60,6 +60,7 @@ Progress = Callable[[int, "float | None"], None]
 
 
 _NONE = np.zeros(0, np.int64)
+_NO_REVEALS = (np.zeros(0, OP_DTYPE), _NONE, _NONE)
 
 
 class _Matcher:
@@ -389,19 +390,20 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
         seen += len(ev)
     # The untraced allocations took pages off the lists too (_untraced_alloc_at).
     for _, prepared in head:
-        lists.add(prepared[0], _untraced_allocs(prepared, lists.pool.block_mt))
+        lists.add(prepared[0], _untraced_allocs(prepared, lists.pool.block_mt)[1])
     return [prepared for _, prepared in head], lists
 
 
-def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray, ...]:
-    # The allocations the kernel did not trace (_untraced_alloc_at) as PcpLists.add
-    # takes them: the event index each goes before (ascending), CPU, pfn and the
+def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    # The allocations the kernel did not trace (_untraced_alloc_at) in the order they
+    # go: their indexes into the batch's untraced frees, and as PcpLists.add takes
+    # them: the event index each goes before (ascending), CPU, pfn and the
     # migratetype of the list that held the page.
     ev, ops, sel, upos, (before, cpu, src) = prepared
     found = np.flatnonzero(before >= 0)
     found = found[np.argsort(before[found], kind="stable")]
     pfn = ev["pfn"][sel[upos[found]]]
-    return before[found], cpu[found], pfn, _untraced_alloc_mt(ev, pfn, src[found], block_mt)
+    return found, (before[found], cpu[found], pfn, _untraced_alloc_mt(ev, pfn, src[found], block_mt))
 
 
 def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.ndarray,
@@ -488,17 +490,17 @@ def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_m
     return np.where(mt >= MIGRATE_PCPTYPES, MIGRATE_MOVABLE, mt)
 
 
-def _untraced(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, upos: np.ndarray, before: np.ndarray,
-              cpu: np.ndarray, src: np.ndarray, pool: UntracedPool, growth: ZoneGrowth, machines: list[Machine],
-              replayed: Counter) -> tuple[np.ndarray, np.ndarray, list[tuple[int, Callable[[Machine], None], int]]]:
+def _untraced(prepared: tuple, pool: UntracedPool, growth: ZoneGrowth, machines: list[Machine],
+              replayed: Counter) -> tuple[np.ndarray, np.ndarray, list, tuple[np.ndarray, ...], np.ndarray]:
     # What the frees of pages the trace did not allocate (upos) stand for, in this
     # order: a page alloc_pages_bulk took (_untraced_alloc_at: an OP_ALLOC_BULK into the
     # free's slot goes before), memory coming into a zone (ZoneGrowth: the free goes,
     # the zone grows between ops), else a page of the untraced owner (its slot loaded
-    # from the pool; skipped when the pool has none). Returns the ops, their event
-    # indexes and the zone growth between ops: (event index after which, fn(machine),
-    # pages).
-    bulk = np.flatnonzero(before >= 0)
+    # from the pool; skipped when the pool has none). Returns the ops left, their event
+    # indexes, the zone growth between ops ((event index after which, fn(machine),
+    # pages)), the untraced allocations (_untraced_allocs) and their OP_ALLOC_BULK ops.
+    ev, ops, sel, upos, (before, cpu, src) = prepared
+    bulk, allocs = _untraced_allocs(prepared, pool.block_mt)
     keep = np.ones(len(ops), bool)
     rest = np.delete(upos, bulk)
     gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
@@ -510,11 +512,9 @@ def _untraced(ev: np.ndarray, ops: np.ndarray, sel: np.ndarray, upos: np.ndarray
     for m, p in zip(machines, pfns):
         m.load_slots(ops["slot"][rest[got]], p)
     keep[rest[~got]] = False
-    mt = _untraced_alloc_mt(ev, ev["pfn"][sel[upos[bulk]]], src[bulk], pool.block_mt)
-    bulk_ops = _bulk_alloc_ops(ops["slot"][upos[bulk]], cpu[bulk], mt)
     replayed["untraced_free"] += int(np.count_nonzero(got))
     replayed["untraced_alloc"] += len(bulk)
-    return (*_insert_before(ops[keep], sel[keep], bulk_ops, before[bulk]), between)
+    return ops[keep], sel[keep], between, allocs, _bulk_alloc_ops(ops["slot"][upos[bulk]], allocs[1], allocs[3])
 
 
 def _bulk_alloc_ops(slots: np.ndarray, cpus: np.ndarray, mts: np.ndarray) -> np.ndarray:
@@ -523,6 +523,16 @@ def _bulk_alloc_ops(slots: np.ndarray, cpus: np.ndarray, mts: np.ndarray) -> np.
     ops = np.zeros(len(slots), OP_DTYPE)
     ops["op"], ops["cpu"], ops["gfp"], ops["slot"] = OP_ALLOC_BULK, cpus, _LIST_GFP[mts], slots
     return ops
+
+
+def _insert_untraced(ops: np.ndarray, sel: np.ndarray, bulk_ops: np.ndarray, bulk_at: np.ndarray,
+                     reveals: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    # The untraced allocations (bulk_at ascending) and the pcp reveals (PcpLists.reveals)
+    # into the op stream, each reveal before the row of the merged stream it was found at.
+    reveal_ops, reveal_at, reveal_key = reveals
+    keys = np.concatenate((2 * (bulk_at + np.arange(len(bulk_at))) + 1, reveal_key))
+    o = np.argsort(keys, kind="stable")
+    return _insert_before(ops, sel, np.concatenate((bulk_ops, reveal_ops))[o], np.concatenate((bulk_at, reveal_at))[o])
 
 
 def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -590,7 +600,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     stats = TraceStats()
     batches = read_event_batches(raw, batch, strict=strict, stats=stats)
     seeded = None
-    pool = None
+    lists = None
     growth = None
     timer = None if start is None or start.timer is None else _Timer(cpus, start.timer)
     matcher = _Matcher(untraced=start is not None)
@@ -618,9 +628,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 head, known = _pcp_prepass(stream, first, start, prepare)
             seeded = {label: seed_pcp_lists(m, start.zoneinfo, zones[label], known and known.lists(),
                                             known and known.exact_lists()) for label, m in machines.items()}
-            # Frees of untraced pages go to the list the read-ahead shows their block on.
-            pool = known.pool if known is not None else \
-                UntracedPool(start.zoneinfo, [z.name for z in first.populated_zones])
+            # Past the read-ahead the pcp pages it could not place go where the trace shows them.
+            lists = known or PcpLists(first, start.zoneinfo)
+            lists.stream_from(seeded[next(iter(machines))])
             growth = ZoneGrowth(start.zoneinfo, start.pagetypeinfo, first.config,
                                 [z.name for z in first.populated_zones])
     except BaseException:
@@ -632,13 +642,17 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for ev, ops, sel, upos, (before, cpu, src) in itertools.chain(head, map(prepare, stream)):
-            if pool is not None:
-                pool.learn_events(ev)
+        for k, prepared in enumerate(itertools.chain(head, map(prepare, stream))):
+            ev, ops, sel = prepared[:3]
             between: list[tuple[int, Callable[[Machine], None], int]] = []
-            if len(upos):
-                ops, sel, between = _untraced(ev, ops, sel, upos, before, cpu, src, pool, growth,
-                                              list(machines.values()), replayed)
+            if lists is not None:
+                # Frees of untraced pages go to the list their block shows.
+                lists.learn(ev)
+                ops, sel, between, allocs, bulk_ops = _untraced(prepared, lists.pool, growth,
+                                                                list(machines.values()), replayed)
+                reveals = _NO_REVEALS if k < len(head) else lists.reveals(ev, allocs)
+                replayed["pcp_reveals"] += len(reveals[0])
+                ops, sel = _insert_untraced(ops, sel, bulk_ops, allocs[0], reveals)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
             # The stream in pieces, the zone growth between them.
@@ -679,7 +693,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         label0 = next(iter(machines))
         extra["start"] = {"zones": seeded[label0].zones, "notes": seeded[label0].notes}
         extra["untraced"] = {"frees": dict(matcher.untraced_frees), "replayed": replayed["untraced_free"],
-                             "pool_exhausted": pool.exhausted, "other_type": pool.other_type,
+                             "pool_exhausted": lists.pool.exhausted, "other_type": lists.pool.other_type,
+                             "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
         if start.after_zoneinfo is not None:

@@ -21,7 +21,7 @@ from . import workloads as wl
 from .workloads import cpu_streams   # the per-CPU streams are defined with the workloads
 from ..kernel.config import POLICY_PRESETS, KernelConfig
 from ..errors import PcpemuError
-from ..machine import OP_ALLOC, OP_ALLOC_BULK, OP_DRAIN_ALL, OP_DTYPE, OP_FREE, Machine
+from ..machine import OP_ALLOC, OP_ALLOC_BULK, OP_DRAIN_ALL, OP_DTYPE, OP_FREE, OP_PCP_REVEAL, Machine
 
 __all__ = ["CostModel", "KERNEL_FACTORS", "POLICIES", "calibrate_costs", "calibration_check", "compare",
            "cpu_streams", "run_threads", "run_virtual", "smp_config", "sweep", "thread_sweep", "verdict"]
@@ -198,12 +198,15 @@ def run_threads(config: KernelConfig, streams: list[np.ndarray], seed: int = wl.
     :return: wall-clock ops/s, zone->lock acquisitions and contention (spins),
         pcp trylock failures, and the same counters run_virtual() reports.
     :raises PcpemuError, OpStreamError: for bad streams (a drain_all op among
-        them: real threads own their pcp locks), before any op runs.
+        them: real threads own their pcp locks; a pcp_reveal op), before any op runs.
     """
     m = Machine(config, seed=seed)
     _check_streams(m, streams, shared_slots)
     if any((s["op"] == OP_DRAIN_ALL).any() for s in streams):
         raise PcpemuError("drain_all ops cannot run on real threads: they take other CPUs' pcp locks")
+    if any((s["op"] == OP_PCP_REVEAL).any() for s in streams):
+        raise PcpemuError("pcp_reveal ops cannot run on real threads: they take the untraced owner's pages, "
+                          "which every CPU shares")
     ops, starts, slots = _concat(streams)
     stats, _, wall = m.run_threads(ops, starts, slots, shared_slots)
     m.check()
