@@ -168,20 +168,27 @@ def test_figures_read_off_events_count_runs_and_implied_zone_lock():
     assert emu.per_cpu()[0]["drain_calls"] == 2
 
 
-def test_pcp_lists_are_read_off_the_trace():
-    m = Machine(_tiny())
-    zi = read_zoneinfo(m.zoneinfo())
-    lists = kstate.PcpLists(m, zi)
+def _pcp_list_events():
+    # CPU 0: five allocations off its Movable order-0 list, then a refill; CPU 1: six
+    # off its Unmovable one, and between them a free of a page whose block shows Movable.
     pfn = 0x8000
     mk = lambda kind, cpu, mt, refill=-1: (kind, cpu, pfn, 0, mt, refill)   # noqa: E731
     mk1 = lambda kind, cpu, mt: (kind, cpu, 0x9000, 0, mt, -1)               # noqa: E731
-    rows = ([mk(MM_PAGE_ALLOC, 0, 1)] * 5 + [mk(MM_PAGE_ALLOC_ZONE_LOCKED, 0, 1, 1)] * 3   # list held 5, then refilled
+    rows = ([mk(MM_PAGE_ALLOC, 0, 1)] * 5 + [mk(MM_PAGE_ALLOC_ZONE_LOCKED, 0, 1, 1)] * 3
             + [mk1(MM_PAGE_ALLOC, 1, 0)] * 4 + [mk(MM_PAGE_FREE, 1, 0)] + [mk1(MM_PAGE_ALLOC, 1, 0)] * 2)
     ev = np.zeros(len(rows), EVENT_DTYPE)
     for i, (kind, cpu, p, order, mt, refill) in enumerate(rows):
         ev[i]["kind"], ev[i]["cpu"], ev[i]["pfn"], ev[i]["order"] = kind, cpu, p, order
         ev[i]["migratetype"], ev[i]["percpu_refill"] = mt, refill
     ev["migratetype"][ev["kind"] == MM_PAGE_FREE] = -1
+    return ev
+
+
+def test_pcp_lists_are_read_off_the_trace():
+    m = Machine(_tiny())
+    zi = read_zoneinfo(m.zoneinfo())
+    lists = kstate.PcpLists(m, zi)
+    ev = _pcp_list_events()
     lists.add(ev[:6])
     lists.add(ev[6:])
     got = lists.lists()
@@ -201,16 +208,7 @@ def test_pcp_pages_move_to_the_lists_the_trace_shows_them_on():
     lists = kstate.PcpLists(m, zi)
     lists.stream_from(kstate.Seed({"Normal": {"pcp": [{"cpu": 0, "rest": {"pindex": movable0, "pages": 20}},
                                                       {"cpu": 1, "rest": {"pindex": movable0, "pages": 5}}]}}, []))
-    pfn = 0x8000
-    mk = lambda kind, cpu, mt, refill=-1: (kind, cpu, pfn, 0, mt, refill)   # noqa: E731
-    mk1 = lambda kind, cpu, mt: (kind, cpu, 0x9000, 0, mt, -1)               # noqa: E731
-    rows = ([mk(MM_PAGE_ALLOC, 0, 1)] * 5 + [mk(MM_PAGE_ALLOC_ZONE_LOCKED, 0, 1, 1)] * 3   # list held 5, then refilled
-            + [mk1(MM_PAGE_ALLOC, 1, 0)] * 4 + [mk(MM_PAGE_FREE, 1, 0)] + [mk1(MM_PAGE_ALLOC, 1, 0)] * 2)
-    ev = np.zeros(len(rows), EVENT_DTYPE)
-    for i, (kind, cpu, p, order, mt, refill) in enumerate(rows):
-        ev[i]["kind"], ev[i]["cpu"], ev[i]["pfn"], ev[i]["order"] = kind, cpu, p, order
-        ev[i]["migratetype"], ev[i]["percpu_refill"] = mt, refill
-    ev["migratetype"][ev["kind"] == MM_PAGE_FREE] = -1
+    ev = _pcp_list_events()
     lists.learn(ev)
     first, at1, _ = lists.reveals(ev[:6])
     second, at2, _ = lists.reveals(ev[6:])
