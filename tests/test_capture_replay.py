@@ -18,7 +18,7 @@ from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL, PCP_REVEAL_ALL, Machine, pcp
 from pcpemu.runs import kstate
 from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, preset_for_release,
                                         replay_capture)
-from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay
+from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay, replay_text
 from pcpemu.tools import cli
 
 CAP = pathlib.Path(__file__).parent / "data" / "capture-6.18-small"
@@ -251,6 +251,20 @@ def test_a_reveal_moves_starting_pages_and_keeps_the_pcp_count():
     bad["gfp"] = pcp_reveal_gfp(normal, 3, 0)
     with pytest.raises(pcpemu.OpStreamError, match="migratetype"):
         m.run(bad)
+
+
+def test_pcp_pages_past_a_short_read_ahead_are_revealed_in_the_replay():
+    # The small capture with a read-ahead of 20 k of its events: the lists its later
+    # events show get their starting pages by pcp_reveal ops; the machine stays sound.
+    zi = read_zoneinfo(CAP / "before-zoneinfo")
+    m = Machine(pcpemu.KernelConfig.from_zoneinfo(zi, "v6.18"))
+    start = StartState(zi, read_pagetypeinfo(CAP / "before-pagetypeinfo"), pcp_prepass=20_000)
+    r = replay(CAP / "trace.txt.xz", {"x": m}, start=start)
+    m.check()
+    assert r.untraced["pcp_reveals"] > 0
+    assert f"{r.untraced['pcp_reveals']:,} moves of starting pcp pages" in replay_text(r)
+    normal = [z for z in zi["zones"] if z["name"] == "Normal"][0]
+    assert [p["count"] for p in r.start["zones"]["Normal"]["pcp"]] == [p["count"] for p in normal["pagesets"]]
 
 
 def test_check_flags_figures_outside_the_tolerance():

@@ -742,6 +742,9 @@ def _start_text(result: ReplayResult) -> list[str]:
     if u.get("allocs"):
         out.append(f"  {u['allocs']:,} allocations the kernel did not trace (alloc_pages_bulk: a page left a pcp list "
                    "and was freed with no mm_page_alloc) replayed from the list that held the page")
+    if u.get("pcp_reveals"):
+        out.append(f"  {u['pcp_reveals']:,} moves of starting pcp pages the read-ahead could not place, to the "
+                   "lists the trace showed them on later (pcp_reveal ops; pcp->count unchanged)")
     if u.get("grown_pages"):
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
                    "the memory online when it began); the zones grew, watermarks and pcp limits recomputed")
