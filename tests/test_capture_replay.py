@@ -251,6 +251,13 @@ def test_a_reveal_moves_starting_pages_and_keeps_the_pcp_count():
     bad["gfp"] = pcp_reveal_gfp(normal, 3, 0)
     with pytest.raises(pcpemu.OpStreamError, match="migratetype"):
         m.run(bad)
+    bad["gfp"], bad["order"] = pcp_reveal_gfp(normal, 1, 0), 11
+    with pytest.raises(pcpemu.OpStreamError, match="order"):
+        m.run(bad)
+    bad["gfp"], bad["order"] = pcp_reveal_gfp(normal, 1, 0) | 1 << 20, 0
+    with pytest.raises(pcpemu.OpStreamError):
+        m.run(bad)
+    assert m.pcp_state("Normal", 0)["count"] == count        # refused streams change nothing
 
 
 def test_pcp_pages_past_a_short_read_ahead_are_revealed_in_the_replay():

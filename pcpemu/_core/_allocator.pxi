@@ -337,11 +337,11 @@ cdef class Allocator:
             op = ops[bad]
             name = OP_NAMES[op["op"]] if op["op"] < NR_OPS else f"op{int(op['op'])}"
             gfp = int(op["gfp"])
-            # An OP_PCP_REVEAL's gfp holds a zone and two pcp migratetypes (PCP_REVEAL_*).
-            mt = gfp >> 4 & 15 if gfp >> 4 & 15 >= MIGRATE_PCPTYPES else gfp >> 8 & 15
+            # An OP_PCP_REVEAL's gfp holds a zone and two pcp lists' migratetypes.
+            mt = PCP_REVEAL_FROM(gfp) if PCP_REVEAL_FROM(gfp) >= MIGRATE_PCPTYPES else PCP_REVEAL_TO(gfp)
             self.raise_error(code, f"op {bad} ({name} cpu={int(op['cpu'])} order={int(op['order'])} "
                                    f"slot={int(op['slot'])})", True, cpu=int(op["cpu"]), order=int(op["order"]),
-                             gfp=gfp, zone=gfp & 15, migratetype=mt,
+                             gfp=gfp, zone=PCP_REVEAL_ZONE(gfp), migratetype=mt,
                              migratetypes=", ".join(MIGRATETYPE_NAMES[:MIGRATE_PCPTYPES]))
         return 0
 

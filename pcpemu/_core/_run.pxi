@@ -8,7 +8,9 @@ cdef inline bint op_allocates(const pcpemu_op *op) noexcept nogil:
 
 
 cdef inline int reveal_error(const pcpemu_op *op) noexcept nogil:
-    # An OP_PCP_REVEAL's zone and migratetypes (its gfp is no gfp mask).
+    # An OP_PCP_REVEAL's order, zone and lists (its gfp is no gfp mask).
+    if op.order > MAX_PAGE_ORDER:
+        return PE_BAD_ORDER
     if PCP_REVEAL_ZONE(op.gfp) >= MAX_NR_ZONES:
         return PE_BAD_ZONE
     if PCP_REVEAL_FROM(op.gfp) >= MIGRATE_PCPTYPES or PCP_REVEAL_TO(op.gfp) >= MIGRATE_PCPTYPES:
@@ -62,7 +64,7 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
                     state[op.slot] = <uint8_t>(held - held * is_free)
                     continue
         elif op.op < NR_OPS and op.cpu < nr_cpus \
-                and (op.op != OP_PCP_REVEAL or (op.order <= MAX_PAGE_ORDER and reveal_error(op) == PE_OK)):
+                and (op.op != OP_PCP_REVEAL or reveal_error(op) == PE_OK):
             continue
         bad[0] = i
         code = op_error(op, nr_cpus, nslots, state)
