@@ -329,7 +329,7 @@ class StartState:
         from the first event, or None for no timer.
     :param after_zoneinfo: the dump taken after the trace, to set the emulator's
         final pcp lists beside.
-    :param pcp_prepass: how many events to read ahead (held with their ops, at most ~130 MB, then replayed) to place
+    :param pcp_prepass: how many events to read ahead (held with their ops, at most ~65 MB, then replayed) to place
         each CPU's pcp pages on the lists the trace shows them on.
     """
 
@@ -338,7 +338,7 @@ class StartState:
     timer: str | float | None = "events"
     after_zoneinfo: dict | None = None
     #: Events read ahead to tell which pcp lists held the CPUs' pages (kstate.PcpLists); 0: none.
-    pcp_prepass: int = 2_000_000
+    pcp_prepass: int = 1_000_000
 
 
 class _Timer:
