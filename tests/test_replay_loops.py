@@ -169,7 +169,9 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
     # dip, and what it held at the start, known at a refill (just before) or at a drain
     # that the next event on its CPU, a drain from another list, shows emptied (just
     # after); and the reveals: a new dip on a list other than the waiting one (rest)
-    # while left has a block, and everything on rest once it is known.
+    # while left has a block, and everything on rest once it is known; one found at a
+    # drain goes before the frees (and vmstat runs) on its CPU that led up to the drain
+    # run, from the batch's start at most.
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
     rest = np.full(shape[:2], chain[0], np.int64)
     out = []
@@ -190,6 +192,15 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
             if k is None:
                 continue
             z, c, li, delta, refill = k
+            at_row = i
+            if ev[i]["kind"] == MM_PAGE_PCPU_DRAIN:
+                mine = [j for j in range(i + 1) if ev[j]["cpu"] == c]
+                while len(mine) > 1 and ev[mine[-2]]["kind"] == MM_PAGE_PCPU_DRAIN:
+                    mine.pop()                  # back to the drain run's first row
+                at_row = mine.pop()
+                while mine and ev[mine[-1]]["kind"] in (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, VMSTAT_UPDATE):
+                    at_row = mine.pop()         # and over the frees that led up to it
+                at_row = at_row if mine else 0
             nxt = next((j for j in range(i + 1, len(ev)) if ev[j]["cpu"] == c), None)
             emptied = (ev[i]["kind"] == MM_PAGE_PCPU_DRAIN and nxt is not None and keys[nxt] is not None
                        and ev[nxt]["kind"] == MM_PAGE_PCPU_DRAIN and keys[nxt][:3] != k[:3])
@@ -202,13 +213,13 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
                 if left[z, c] >= list_pages[li]:
                     left[z, c] -= list_pages[li]
                     if li != rest[z, c]:
-                        rows.append((at[i], 2 * i, z, c, rest[z, c], li, 0))
+                        rows.append((at[at_row], 2 * at_row, z, c, rest[z, c], li, 0))
             if exact[z, c, li] < 0 and emptied:
                 exact[z, c, li] = max(-bal[z, c, li], 0)
             if li == rest[z, c] and exact[z, c, li] >= 0:
                 nxt_rest = [k for k in chain if exact[z, c, k] < 0]
                 if nxt_rest:
-                    rows.append((at[i], 2 * i, z, c, li, nxt_rest[0], 1))
+                    rows.append((at[at_row], 2 * at_row, z, c, li, nxt_rest[0], 1))
                     rest[z, c] = nxt_rest[0]
         out.append(np.array(rows, np.int64).reshape(-1, 7))
     return bal, need, exact, out

@@ -12,6 +12,10 @@ import numpy as np
 # enum pcpemu_opcode, struct pcpemu_op).
 include "_kernel_h.pxi"
 
+# pcpemu.kernel.ftrace's kind for a vmstat worker run (not a core tracepoint).
+cdef enum:
+    VMSTAT_UPDATE = 7
+
 # What a pfn's last traced event left (PfnTable).
 cdef enum:
     FREED = 0       # a free (in the batch it was seen in; before that: nothing known)
@@ -311,7 +315,10 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     how many of them the trace has not shown yet. A dip below a list's deepest takes
     a block of them (when left has it) and, on a list other than rest, reveals one: a
     block moves there. When rest is known empty, every page still on it moves to the
-    first list of chain not yet known, which becomes rest.
+    first list of chain not yet known, which becomes rest. A reveal found at a drain
+    goes before what set the drain off: the run of frees (and vmstat worker runs)
+    on its CPU just before it (from the batch's start at most), since a free or a
+    decay_pcp_high drains as it comes, before the drain's events.
 
     :param bulk_at: the event index each untraced allocation goes before (len(kind):
         at the end), ascending; equal ones in the order given.
@@ -328,6 +335,12 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     cdef int64_t[::1] key = np.full(n + nbulk, -1, np.int64)
     cdef int64_t[::1] at = np.zeros(n + nbulk, np.int64)
     cdef int64_t[::1] prev = np.full(ncpu, -1, np.int64)
+    # Per CPU: the first row of the run of frees it is in (-1: none), and the row the
+    # drain under way goes back to.
+    cdef int64_t[::1] frees_from = np.zeros(ncpu, np.int64)
+    cdef int64_t[::1] drain_from = np.zeros(ncpu, np.int64)
+    cdef int64_t[::1] last = np.full(ncpu, -1, np.int64)
+    cdef int64_t at_row
     cdef uint8_t[::1] mkind = np.zeros(n + nbulk, np.uint8)
     cdef uint16_t[::1] mcpu = np.zeros(n + nbulk, np.uint16)
     cdef uint8_t[::1] emptied = np.zeros(n + nbulk, np.uint8)
@@ -366,6 +379,20 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 emptied[b] = 1
             prev[mcpu[i]] = i
         for i in range(n + nbulk):
+            if mcpu[i] < ncpu:
+                c = mcpu[i]
+                if mkind[i] == MM_PAGE_FREE or mkind[i] == MM_PAGE_FREE_BATCHED or mkind[i] == VMSTAT_UPDATE:
+                    if frees_from[c] < 0:
+                        frees_from[c] = i
+                elif mkind[i] == MM_PAGE_PCPU_DRAIN:
+                    if frees_from[c] >= 0:
+                        drain_from[c] = frees_from[c]
+                    elif last[c] < 0 or mkind[last[c]] != MM_PAGE_PCPU_DRAIN:
+                        drain_from[c] = i
+                    frees_from[c] = -1
+                else:
+                    frees_from[c] = -1
+                last[c] = i
             if key[i] < 0:
                 continue
             z = key[i] // (ncpu * nlists)
@@ -381,14 +408,16 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 if left[z, c] >= list_pages[li]:
                     left[z, c] -= list_pages[li]
                     if li != rest[z, c]:
-                        r = reveal(r, at[i], i, z, c, rest[z, c], li, False, out)
+                        at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
+                        r = reveal(r, at[at_row], at_row, z, c, rest[z, c], li, False, out)
             if exact[z, c, li] < 0 and emptied[i]:
                 exact[z, c, li] = max(-run, 0)
             if li == rest[z, c] and exact[z, c, li] >= 0:
                 # rest is known empty: what is left on it goes to the next unknown list.
                 for k in range(nchain):
                     if exact[z, c, chain[k]] < 0:
-                        r = reveal(r, at[i], i, z, c, li, chain[k], True, out)
+                        at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
+                        r = reveal(r, at[at_row], at_row, z, c, li, chain[k], True, out)
                         rest[z, c] = chain[k]
                         break
     return out_arr[:r]

@@ -342,9 +342,10 @@ class PcpLists:
     from it (:meth:`lists`, :meth:`exact_lists`); the pages it could not place wait
     on one list per CPU (kstate._rest_list). Past that stretch (:meth:`stream_from`,
     :meth:`reveals`), a dip below a list's deepest takes a block of the waiting
-    pages there (an OP_PCP_REVEAL op before the event), and when the trace shows the
-    waiting list empty, what is still on it moves on to the next list of the chain
-    (kstate._rest_chain) it has not shown empty.
+    pages there (an OP_PCP_REVEAL op before the event; for a drain, before the frees
+    that set it off), and when the trace shows the waiting list empty, what is still
+    on it moves on to the next list of the chain (kstate._rest_chain) it has not
+    shown empty.
     """
 
     def __init__(self, m: Machine, zoneinfo: dict) -> None:
