@@ -275,6 +275,28 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, s
         assert g.tolist() == w.tolist()
 
 
+def test_a_reveal_at_a_drain_goes_before_the_frees_that_set_it_off():
+    # CPU 0: an allocation, then frees and a vmstat worker run (CPU 1's event between
+    # them is not CPU 0's), then a drain from a list the trace had not shown: its
+    # reveal goes before the first free after the allocation, where the emulator's
+    # own drain may already come.
+    rows = [(MM_PAGE_ALLOC, 0, 1, 0, 1, 0), (MM_PAGE_FREE, 0, 2, 0, 1, 0), (MM_PAGE_ALLOC, 1, 4, 0, 1, 0),
+            (VMSTAT_UPDATE, 0, 0, 0, -1, 0), (MM_PAGE_FREE, 0, 2, 0, 1, 0), (MM_PAGE_PCPU_DRAIN, 0, 3, 0, 0, 0)]
+    ev = _events(rows)
+    starts, ends = np.array([0, 40], np.int64), np.array([40, 90], np.int64)
+    pindex = np.array([[o if o < 4 else -1 for o in range(11)], [4 + o if o < 2 else -1 for o in range(11)],
+                       [6] * 11], np.int64)
+    shape = (2, NCPU, 7)
+    state = [np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64),
+             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64)]
+    none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
+    got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
+                                ev["percpu_refill"], *none, starts, ends, np.array([1], np.int8), 5, 1, pindex,
+                                np.array([1, 2, 4, 8, 1, 2, 1], np.int64), np.array([4, 6, 0], np.int64), *state)
+    # at event 1 (merged row 1), zone 0, CPU 0, from the waiting list 4 to list 0
+    assert got.tolist() == [[1, 2, 0, 0, 4, 0, 0]]
+
+
 def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
     ev = _events([(MM_PAGE_ALLOC, 0, 1, 0, 1, 0)] * 3)
     args = (np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1, np.int8), 5, 1, np.zeros((3, 11), np.int64),

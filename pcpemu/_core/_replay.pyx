@@ -335,8 +335,9 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     cdef int64_t[::1] key = np.full(n + nbulk, -1, np.int64)
     cdef int64_t[::1] at = np.zeros(n + nbulk, np.int64)
     cdef int64_t[::1] prev = np.full(ncpu, -1, np.int64)
-    # Per CPU: the first row of the run of frees it is in (-1: none), and the row the
-    # drain under way goes back to.
+    # Per CPU: the first row of the run of frees it is in (-1: none; 0 at the start,
+    # since the run may have begun in the batch before), and the row the drain under
+    # way goes back to.
     cdef int64_t[::1] frees_from = np.zeros(ncpu, np.int64)
     cdef int64_t[::1] drain_from = np.zeros(ncpu, np.int64)
     cdef int64_t[::1] last = np.full(ncpu, -1, np.int64)
@@ -398,6 +399,7 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             z = key[i] // (ncpu * nlists)
             c = (key[i] // nlists) % ncpu
             li = key[i] % nlists
+            at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
             before = balance[z, c, li]
             run = before + delta[i]
             balance[z, c, li] = run
@@ -408,7 +410,6 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 if left[z, c] >= list_pages[li]:
                     left[z, c] -= list_pages[li]
                     if li != rest[z, c]:
-                        at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
                         r = reveal(r, at[at_row], at_row, z, c, rest[z, c], li, False, out)
             if exact[z, c, li] < 0 and emptied[i]:
                 exact[z, c, li] = max(-run, 0)
@@ -416,7 +417,6 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 # rest is known empty: what is left on it goes to the next unknown list.
                 for k in range(nchain):
                     if exact[z, c, chain[k]] < 0:
-                        at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
                         r = reveal(r, at[at_row], at_row, z, c, li, chain[k], True, out)
                         rest[z, c] = chain[k]
                         break
