@@ -40,6 +40,10 @@ def test_pid_only_capture_writes_a_whole_capture(tmp_path):
     assert doc["kernel_release"] == os.uname().release
     assert doc["cpus"] == os.cpu_count() and len(doc["ring_buffer"]) == doc["cpus"]
     assert doc["events"][:6] == [f"kmem/{e}" for e in cap.KMEM_EVENTS]
+    root = cap._tracefs_root()
+    if root is not None:            # the kernel work the kernel can trace is recorded
+        assert [e for e in doc["events"] if e in cap.KERNEL_WORK_EVENTS] == \
+            [e for e in cap.KERNEL_WORK_EVENTS if os.path.isdir(os.path.join(root, "events", e))]
     assert doc["exit_status"] == 0 and doc["pid_only"] and doc["lost_events"] == 0
     assert doc["start_timestamp"] < doc["end_timestamp"]
     for when in ("before", "after"):

@@ -130,6 +130,29 @@ def test_a_timer_on_the_traces_clock_decays_pcp_high():
     assert r.policies["x"]["total"]["drained_pages"] > plain.policies["x"]["total"]["drained_pages"]
 
 
+def test_kernel_work_the_capture_recorded_is_counted_not_replayed():
+    # Two compaction runs and one kswapd wake between the allocations: reported with
+    # why they matter, and the replay's figures are those of the trace without them.
+    alloc = [_line(0, 1.0 + i * 1e-3, "mm_page_alloc", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
+                   "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(4)]
+    work = [_line(1, 1.0005, "mm_compaction_begin", "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3fe00 "
+                  "zone_end=0x40000, mode=async"),
+            _line(1, 1.0015, "mm_vmscan_kswapd_wake", "nid=0 order=9"),
+            _line(0, 1.0025, "mm_compaction_begin", "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3fe00 "
+                  "zone_end=0x40000, mode=sync")]
+    text = "".join(alloc[:1] + work[:1] + alloc[1:2] + work[1:2] + alloc[2:3] + work[2:] + alloc[3:])
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    why = {"mm_compaction_begin": "drains", "mm_vmscan_kswapd_wake": "reclaim"}
+    r = replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, pcp_prepass=0,
+                                                                                   kernel_work=why))
+    assert r.untraced["kernel_work"] == [{"event": "mm_compaction_begin", "runs": 2, "why": "drains"},
+                                         {"event": "mm_vmscan_kswapd_wake", "runs": 1, "why": "reclaim"}]
+    assert "2 mm_compaction_begin in the trace, not replayed: drains" in replay_text(r)
+    plain = replay(io.BytesIO("".join(alloc).encode()), {"x": Machine(_tiny())},
+                   start=StartState(zi, pti, pcp_prepass=0))
+    assert r.policies["x"]["total"] == plain.policies["x"]["total"] and plain.untraced["kernel_work"] == []
+
+
 def _tiny_zoneinfo():
     m = Machine(_tiny())
     return m.zoneinfo()

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import CaptureError, CaptureLossError
 
-__all__ = ["CAPTURE_FILES", "CAPTURE_SCHEMA", "KMEM_EVENTS", "PROC_SNAPSHOTS", "CaptureInfo",
+__all__ = ["CAPTURE_FILES", "CAPTURE_SCHEMA", "KERNEL_WORK_EVENTS", "KMEM_EVENTS", "PROC_SNAPSHOTS", "CaptureInfo",
            "capture", "is_capture", "load_capture", "tracefs_problem"]
 
 #: Bumped when capture.json changes incompatibly.
@@ -38,6 +38,15 @@ KMEM_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page
 #: The vmstat worker's runs (vmstat_update -> refresh_cpu_vm_stats -> decay_pcp_high).
 TIMER_EVENT = "workqueue/workqueue_execute_start"
 TIMER_FILTER = "function.function == vmstat_update"
+#: Kernel work beside the traced path that changes the pcp lists and that pcpemu does
+#: not model, recorded when the kernel has the tracepoint; a replay reports how often
+#: it ran (it is not replayed).
+KERNEL_WORK_EVENTS = {
+    "compaction/mm_compaction_begin": "compaction drains the CPU's pcp lists as it goes "
+                                      "(compact_zone -> lru_add_drain_cpu_zone -> drain_local_pages)",
+    "vmscan/mm_vmscan_kswapd_wake": "kswapd's reclaim sets ZONE_RECLAIM_ACTIVE, which holds pcp->high "
+                                    "down and drains on every free (nr_pcp_high)",
+}
 PROC_SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
 TRACE_FILE = "trace.txt.xz"
 CAPTURE_FILES = (TRACE_FILE, "capture.json", *(f"{when}-{name}" for when in ("before", "after")
@@ -399,6 +408,13 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
             except CaptureError as err:
                 timer = False
                 notes.append(f"no vmstat_update events ({err}); replay assumes a timer every stat_interval")
+            work = []
+            for event in KERNEL_WORK_EVENTS:
+                try:
+                    inst.enable(event)
+                    work.append(event)
+                except CaptureError as err:
+                    notes.append(f"no {event} events ({err}); a replay cannot tell how often it ran")
             if pid_only:
                 proc = _start_held(command)
                 inst.write("options/event-fork", "1")
@@ -444,7 +460,7 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
         notes.append(f"the ring buffer lost {lost:,} events (--allow-loss)")
     return CaptureInfo(
         kernel_release=platform.release(), cpus=cpus,
-        events=[f"kmem/{e}" for e in KMEM_EVENTS] + ([TIMER_EVENT] if timer else []),
+        events=[f"kmem/{e}" for e in KMEM_EVENTS] + ([TIMER_EVENT] if timer else []) + work,
         timer_events=timer, command=list(command), exit_status=status, pid_only=pid_only,
         buffer_kb=buffer_mb * 1024, trace_clock=clock, stat_interval=_stat_interval(),
         start_timestamp=start_ts, end_timestamp=end_ts, wall_seconds=round(wall, 6),

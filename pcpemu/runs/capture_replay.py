@@ -18,7 +18,7 @@ from ..kernel.config import PRESETS, KernelConfig
 from ..kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from ..kernel.kversion import parse_version
 from ..kernel.zoneinfo import static_differences
-from .capture import TRACE_FILE, load_capture
+from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, Progress, ReplayResult, StartState, replay
 
 __all__ = ["CHECKED", "check", "comparison_text", "fidelity_on_capture", "preset_for_release", "replay_capture"]
@@ -66,9 +66,10 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     configs = {p: base.replace(thp_lists=p, thp=p != "none") for p in dict.fromkeys(policies or [base.thp_lists])}
     start = None
     if not from_boot:
+        work = {e.split("/")[1]: why for e, why in KERNEL_WORK_EVENTS.items() if e in info.events}
         start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo")),
                            timer="events" if info.timer_events else info.stat_interval,
-                           after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")))
+                           after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")), kernel_work=work)
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
                   config_notes=notes, start=start, **kwargs)
 

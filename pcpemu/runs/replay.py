@@ -331,6 +331,9 @@ class StartState:
         final pcp lists beside.
     :param pcp_prepass: how many events to read ahead (held with their ops, at most ~65 MB, then replayed) to place
         each CPU's pcp pages on the lists the trace shows them on.
+    :param kernel_work: tracepoints of kernel work pcpemu does not model that the
+        capture recorded (capture.KERNEL_WORK_EVENTS, by event name), each with why it
+        matters: the replay reports how often each ran.
     """
 
     zoneinfo: dict
@@ -339,6 +342,7 @@ class StartState:
     after_zoneinfo: dict | None = None
     #: Events read ahead to tell which pcp lists held the CPUs' pages (kstate.PcpLists); 0: none.
     pcp_prepass: int = 1_000_000
+    kernel_work: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class _Timer:
@@ -695,7 +699,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         extra["untraced"] = {"frees": dict(matcher.untraced_frees), "replayed": replayed["untraced_free"],
                              "pool_exhausted": lists.pool.exhausted, "other_type": lists.pool.other_type,
                              "pcp_reveals": replayed["pcp_reveals"],
-                             "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"]}
+                             "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
+                             "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
+                                             for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
         if start.after_zoneinfo is not None:
             extra["end_state"] = {label: _end_state(m, start.after_zoneinfo) for label, m in machines.items()}
@@ -748,6 +754,8 @@ def _start_text(result: ReplayResult) -> list[str]:
     if u.get("grown_pages"):
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
                    "the memory online when it began); the zones grew, watermarks and pcp limits recomputed")
+    for w in u.get("kernel_work", ()):
+        out.append(f"  {w['runs']:,} {w['event']} in the trace, not replayed: {w['why']}")
     if result.timer is not None:
         every = "at the trace's vmstat_update events" if result.timer["every"] == "events" else \
             f"every {result.timer['every']} s per CPU"
