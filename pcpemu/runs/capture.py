@@ -44,8 +44,8 @@ TIMER_FILTER = "function.function == vmstat_update"
 KERNEL_WORK_EVENTS = {
     "compaction/mm_compaction_begin": "compaction drains the CPU's pcp lists as it goes "
                                       "(compact_zone -> lru_add_drain_cpu_zone -> drain_local_pages)",
-    "vmscan/mm_vmscan_kswapd_wake": "kswapd's reclaim sets ZONE_RECLAIM_ACTIVE, which holds pcp->high "
-                                    "down and drains on every free (nr_pcp_high)",
+    "vmscan/mm_vmscan_kswapd_wake": "kswapd's reclaim sets ZONE_RECLAIM_ACTIVE, under which a free lowers "
+                                    "pcp->high and drains above 4 * batch (nr_pcp_high)",
 }
 PROC_SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
 TRACE_FILE = "trace.txt.xz"
@@ -409,7 +409,8 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
                 timer = False
                 notes.append(f"no vmstat_update events ({err}); replay assumes a timer every stat_interval")
             work = []
-            for event in KERNEL_WORK_EVENTS:
+            # Whole-system only: kswapd and kcompactd are other tasks, which set_event_pid leaves out.
+            for event in () if pid_only else KERNEL_WORK_EVENTS:
                 try:
                     inst.enable(event)
                     work.append(event)
