@@ -21,6 +21,30 @@ if platform.machine() in ("x86_64", "AMD64"):
     # libgcc for the cachelines-touched count of every fast-path operation.
     extra_compile_args.append("-mpopcnt")
 
+
+
+def _have_liblzma() -> bool:
+    # liblzma's headers (liblzma-dev): the ftrace reader then decodes .xz in C without
+    # the GIL (pcpemu/_core/_xzring.h); without them, in a Python lzma thread.
+    import tempfile
+
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.errors import CompileError, LinkError
+
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "t.c")
+        with open(src, "w") as f:
+            f.write("#include <lzma.h>\nint main(void) { lzma_stream s = LZMA_STREAM_INIT; lzma_end(&s); return 0; }\n")
+        cc = new_compiler()
+        try:
+            cc.link_executable(cc.compile([src], output_dir=d), os.path.join(d, "t"), libraries=["lzma"])
+        except (CompileError, LinkError):
+            return False
+    return True
+
+
+LIBLZMA = _have_liblzma()
+
 extensions = [
     Extension(
         "pcpemu._core",
@@ -39,7 +63,9 @@ extensions = [
         ["pcpemu/_core/_ftrace.pyx"],
         include_dirs=[numpy.get_include(), "pcpemu/_core"],
         extra_compile_args=extra_compile_args,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("PCPEMU_HAVE_LZMA", "1")] if LIBLZMA else []),
+        libraries=["lzma"] if LIBLZMA else [],
     ),
     Extension(
         "pcpemu._replay",

@@ -59,7 +59,7 @@ def test_replay_zoneinfo_missing_binary_or_nul(tmp_path, capsys):
     assert "NUL byte" in _error(capsys, ["replay", str(trace), "--zoneinfo", str(nul)])
 
 
-@pytest.mark.parametrize("kind", ["xz-truncated", "gz-truncated", "gz-corrupt"])
+@pytest.mark.parametrize("kind", ["xz-truncated", "xz-corrupt", "gz-truncated", "gz-corrupt"])
 def test_replay_truncated_or_corrupt_compressed_traces(tmp_path, capsys, kind):
     data = _trace(2000)
     packed = lzma.compress(data) if kind.startswith("xz") else gzip.compress(data)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pcpemu import _ftrace
 from pcpemu.kernel import ftrace
 from pcpemu.errors import TraceFormatError
 from pcpemu.kernel.ftrace import (
@@ -158,16 +159,23 @@ def test_fast_path_agrees_with_slow_path(capture, capture_text):
 
 
 @needs_capture
-def test_sources_agree(tmp_path, capture, capture_text):
+def test_sources_agree(tmp_path, monkeypatch, capture, capture_text):
     rows, _ = capture
     plain = tmp_path / "trace.txt"
     plain.write_bytes(capture_text)
     gz = tmp_path / "trace"  # no suffix: found by magic bytes
     gz.write_bytes(gzip.compress(capture_text, compresslevel=1))
+    cut = capture_text.index(b"\n", len(capture_text) // 2) + 1
+    two = tmp_path / "two.xz"  # two .xz streams one after the other, read as one text
+    two.write_bytes(lzma.compress(capture_text[:cut]) + lzma.compress(capture_text[cut:]))
     assert (read_all(plain) == rows).all()
     assert (read_all(gz) == rows).all()
+    assert (read_all(two) == rows).all()
     with open(CAPTURE, "rb") as f:
         assert (read_all(f) == rows).all()
+    # A build without liblzma's headers decodes .xz with Python's lzma in a thread.
+    monkeypatch.setattr(_ftrace, "XZ_RING", False)
+    assert (read_all(CAPTURE) == rows).all() and (read_all(two) == rows).all()
     assert (read_all(io.StringIO(capture_text.decode())) == rows).all()
 
 

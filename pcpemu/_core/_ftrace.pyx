@@ -24,7 +24,60 @@ cdef enum:
     S_NEED_INPUT = 3    # feed mode: no whole line left, feed() more or finish()
     S_EOF = 4           # every line read
     S_READ_ERROR = 5    # read(2) failed: error() is the errno
-FULL, REFUSED, GFP_MISS, NEED_INPUT, EOF, READ_ERROR = S_FULL, S_REFUSED, S_GFP_MISS, S_NEED_INPUT, S_EOF, S_READ_ERROR
+    S_XZ_ERROR = 6      # the XzRing ended badly: error() is its status
+FULL, REFUSED, GFP_MISS, NEED_INPUT, EOF, READ_ERROR, XZ_ERROR = (S_FULL, S_REFUSED, S_GFP_MISS, S_NEED_INPUT, S_EOF,
+                                                                 S_READ_ERROR, S_XZ_ERROR)
+
+
+cdef extern from "_xzring.h" nogil:
+    cdef struct xz_ring:
+        pass
+    enum: XZ_RING_AVAILABLE, XZ_RING_BLOCK
+    enum: XZ_RING_RUNNING, XZ_RING_END, XZ_RING_TRUNCATED, XZ_RING_CORRUPT, XZ_RING_READ_ERROR, XZ_RING_STOPPED
+    xz_ring *xz_ring_new(int fd)
+    int xz_ring_run(xz_ring *r)
+    size_t xz_ring_take(xz_ring *r, uint8_t *dst)
+    int xz_ring_status(xz_ring *r)
+    int xz_ring_errno(xz_ring *r)
+    void xz_ring_stop(xz_ring *r)
+    void xz_ring_free(xz_ring *r)
+
+#: Whether this build has liblzma (XzRing); without it .xz goes through Python's lzma.
+XZ_RING = bool(XZ_RING_AVAILABLE)
+TRUNCATED, CORRUPT, XZ_READ_ERROR = XZ_RING_TRUNCATED, XZ_RING_CORRUPT, XZ_RING_READ_ERROR
+
+
+cdef class XzRing:
+    """An .xz file's text, decoded by liblzma into a ring of blocks without the GIL:
+    run() decodes (in a thread of its own), a Parser given the ring reads it.
+
+    :param fd: the file, read(2) from its current offset.
+    """
+
+    cdef xz_ring *ring
+
+    def __cinit__(self, int fd):
+        self.ring = xz_ring_new(fd)
+        if self.ring == NULL:
+            raise MemoryError("cannot set up liblzma's decoder")
+
+    def __dealloc__(self):
+        if self.ring != NULL:
+            xz_ring_free(self.ring)
+
+    def run(self):
+        """Decode to the end (or stop()); returns how it ended."""
+        cdef int status
+        with nogil:
+            status = xz_ring_run(self.ring)
+        return status
+
+    def stop(self):
+        """Make run() return soon (the reader gave up)."""
+        xz_ring_stop(self.ring)
+
+    def read_errno(self):
+        return xz_ring_errno(self.ring)
 
 include "_event_row.pxi"
 
@@ -148,9 +201,11 @@ cdef class Parser:
     :param fd: a readable file descriptor, or -1 to be fed with :meth:`feed`.
     :param batch: rows per batch.
     :param dtype: EVENT_DTYPE (checked against the C row).
+    :param xz: with fd -1, the XzRing to read instead of being fed.
     """
 
     cdef int fd
+    cdef XzRing xz
     cdef bint eof
     cdef uint8_t *buf
     cdef Py_ssize_t cap, start, end
@@ -168,9 +223,10 @@ cdef class Parser:
     cdef int64_t kinds[8]           # rows of the batch by kind
     cdef int64_t failed             # failed mm_page_alloc rows of the batch
 
-    def __cinit__(self, int fd, Py_ssize_t batch, dtype):
+    def __cinit__(self, int fd, Py_ssize_t batch, dtype, XzRing xz=None):
         check_event_dtype(dtype)
         self.fd = fd
+        self.xz = xz
         self.batch = batch
         self.dtype = dtype
         self.cap = 8 << 20
@@ -330,9 +386,25 @@ cdef class Parser:
         self.end += got
         return 0
 
+    cdef int _take_block(self) except -1 nogil:
+        # The next block of the XzRing; sets eof at its end, err (its status) when it
+        # ended badly.
+        cdef size_t got
+        cdef int status
+        self._room(XZ_RING_BLOCK)
+        got = xz_ring_take(self.xz.ring, self.buf + self.end)
+        self.end += got
+        if got == 0:
+            status = xz_ring_status(self.xz.ring)
+            if status != XZ_RING_END:
+                self.err = status
+                return 1
+            self.eof = True
+        return 0
+
     def run(self):
         """Read lines until the batch is full or a line needs Python; returns why it
-        stopped (FULL, REFUSED, GFP_MISS, NEED_INPUT, EOF, READ_ERROR)."""
+        stopped (FULL, REFUSED, GFP_MISS, NEED_INPUT, EOF, READ_ERROR, XZ_ERROR)."""
         cdef int why
         with nogil:
             why = self._run()
@@ -350,6 +422,10 @@ cdef class Parser:
                 if self.fd >= 0 and not self.eof:
                     if self._fill():
                         return S_READ_ERROR
+                    continue
+                if self.xz is not None and not self.eof:
+                    if self._take_block():
+                        return S_XZ_ERROR
                     continue
                 if not self.eof:
                     return S_NEED_INPUT

@@ -168,8 +168,11 @@ def _quote(line: bytes) -> str:
 # ---------------------------------------------------------------------------------------
 # Input. The parse (pcpemu._ftrace.Parser, in C without the GIL) runs in a thread of its
 # own, a few batches ahead of the caller. A plain file is read(2) by the parser itself;
-# .xz and .gz are decompressed in another thread (liblzma and zlib let go of the GIL)
-# and fed to the parser block by block.
+# an .xz file is decoded by liblzma in another thread straight into a ring the parser
+# reads, neither holding the GIL (_ftrace.XzRing). When the build had no liblzma
+# headers, and for .gz and streams that are not files, the text is decompressed in a
+# Python thread (liblzma and zlib let go of the GIL while they work) and fed to the
+# parser block by block.
 
 #: Bytes per decompressed block: small enough that liblzma's output, its copy into the
 #: parser and the parse of it stay in a core's L2 cache (parse alone from .xz on the
@@ -249,6 +252,25 @@ class _ReadAhead:
         self._thread.join()
 
 
+class _XzRingThread:
+    """The thread that runs an XzRing; closing it stops the ring and joins the thread
+    (before the file it reads closes)."""
+
+    def __init__(self, ring: _ftrace.XzRing) -> None:
+        self.ring = ring
+        self._thread = threading.Thread(target=ring.run, name="pcpemu-decompress", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.ring.stop()
+        self._thread.join()
+
+
+#: How an XzRing that ended badly is reported (the status Parser.error() gives).
+_XZ_RING_ERRORS = {_ftrace.TRUNCATED: "truncated compressed data (the file ends inside an .xz stream)",
+                   _ftrace.CORRUPT: "corrupt or unreadable compressed data (liblzma refused it)"}
+
+
 class _XzBlocks:
     """The text of an .xz file in blocks as liblzma hands them out (LZMAFile without its
     buffering, which copies every byte twice more); concatenated streams as LZMAFile
@@ -300,9 +322,10 @@ class _Reader:
         self._strict = strict
         self._max_examples = max_examples
         self._owned: list = []          # streams to close, in order
+        self._ring: _ftrace.XzRing | None = None
         try:
             fd, self._feed = self._open(source)
-            self._parser = _ftrace.Parser(fd, batch, EVENT_DTYPE)
+            self._parser = _ftrace.Parser(fd, batch, EVENT_DTYPE, self._ring)
         except BaseException:
             self._close_streams()
             raise
@@ -330,6 +353,10 @@ class _Reader:
             raw.seek(pos)  # type: ignore[union-attr]
         else:
             magic = b""
+        if magic.startswith(_XZ_MAGIC) and at is not None and _ftrace.XZ_RING:
+            self._ring = _ftrace.XzRing(at[0])
+            self._owned.insert(0, _XzRingThread(self._ring))
+            return -1, None
         if magic.startswith(_GZIP_MAGIC):
             f: BinaryIO = gzip.GzipFile(fileobj=raw)  # type: ignore[arg-type]
         elif magic.startswith(_XZ_MAGIC):
@@ -370,6 +397,10 @@ class _Reader:
                         p.finish()
                 elif why == _ftrace.READ_ERROR:
                     raise TraceFormatError(f"{self._name}: cannot read: {os.strerror(p.error())}")
+                elif why == _ftrace.XZ_ERROR:
+                    status = p.error()
+                    raise TraceFormatError(f"{self._name}: " + _XZ_RING_ERRORS.get(
+                        status, f"cannot read: {os.strerror(self._ring.read_errno())}"))  # type: ignore[union-attr]
                 else:                       # FULL or EOF
                     self._put((*p.take_batch(), stats, p.lines - lines))
                     stats, lines = TraceStats(self._max_examples), p.lines
