@@ -22,7 +22,6 @@ if platform.machine() in ("x86_64", "AMD64"):
     extra_compile_args.append("-mpopcnt")
 
 
-
 def _have_liblzma() -> bool:
     # liblzma's headers (liblzma-dev): the ftrace reader then decodes .xz in C without
     # the GIL (pcpemu/_core/_xzring.h); without them, in a Python lzma thread.

@@ -44,7 +44,9 @@ cdef extern from "_xzring.h" nogil:
 
 #: Whether this build has liblzma (XzRing); without it .xz goes through Python's lzma.
 XZ_RING = bool(XZ_RING_AVAILABLE)
-TRUNCATED, CORRUPT, XZ_READ_ERROR = XZ_RING_TRUNCATED, XZ_RING_CORRUPT, XZ_RING_READ_ERROR
+TRUNCATED, CORRUPT = XZ_RING_TRUNCATED, XZ_RING_CORRUPT
+#: Bytes per decompressed block, the ring's and the Python path's alike.
+XZ_BLOCK = XZ_RING_BLOCK
 
 
 cdef class XzRing:

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define XZ_RING_BLOCKS 4
-#define XZ_RING_BLOCK (512 << 10)	/* stays in a core's L2 with the parse */
+#define XZ_RING_BLOCK (512 << 10)	/* stays in a core's L2 with the parse (pcpemu.kernel.ftrace._BLOCK: measured) */
 #define XZ_RING_INPUT (64 << 10)
 
 /* What the producer ended on (xz_ring_status). */

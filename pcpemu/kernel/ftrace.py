@@ -177,7 +177,7 @@ def _quote(line: bytes) -> str:
 #: Bytes per decompressed block: small enough that liblzma's output, its copy into the
 #: parser and the parse of it stay in a core's L2 cache (parse alone from .xz on the
 #: 1.98 M-event mix capture, medians of 6: 512 KiB 0.96 of `xz -dc`'s speed, 4 MiB 0.86).
-_BLOCK = 512 << 10
+_BLOCK = _ftrace.XZ_BLOCK
 _GZIP_MAGIC = b"\x1f\x8b"
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 #: Batches the parse thread may run ahead of the caller (each batch rows * 37 bytes):
@@ -398,9 +398,9 @@ class _Reader:
                 elif why == _ftrace.READ_ERROR:
                     raise TraceFormatError(f"{self._name}: cannot read: {os.strerror(p.error())}")
                 elif why == _ftrace.XZ_ERROR:
-                    status = p.error()
-                    raise TraceFormatError(f"{self._name}: " + _XZ_RING_ERRORS.get(
-                        status, f"cannot read: {os.strerror(self._ring.read_errno())}"))  # type: ignore[union-attr]
+                    text = (_XZ_RING_ERRORS.get(p.error())
+                            or f"cannot read: {os.strerror(self._ring.read_errno())}")  # type: ignore[union-attr]
+                    raise TraceFormatError(f"{self._name}: {text}")
                 else:                       # FULL or EOF
                     self._put((*p.take_batch(), stats, p.lines - lines))
                     stats, lines = TraceStats(self._max_examples), p.lines
