@@ -323,6 +323,51 @@ def test_block_types_are_the_last_shown(rows, end_pfn):
     assert (got == want).all()
 
 
+def test_pcp_count_moves_by_hand():
+    # Zone 0 is pfns [0, 64), zone 1 [64, 128); orders 0-3 and 9 have pcp lists.
+    rows = [(MM_PAGE_ALLOC_ZONE_LOCKED, 0, 1, 0, 1, 1)] * 3 + [   # a refill of 3 blocks: +3
+        (MM_PAGE_ALLOC, 0, 1, 0, 1, 0),                             # from the list: -1
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 2, 1, 1, 0),                 # rmqueue_buddy, order 1 ...
+        (MM_PAGE_ALLOC, 0, 2, 1, 1, 0),                             # ... its allocation: 0
+        (MM_PAGE_FREE, 0, 3, 2, 1, 0),                              # order 2 to the list: +4
+        (MM_PAGE_FREE_BATCHED, 0, 3, 2, 1, 0),                      # the same free again: 0
+        (MM_PAGE_FREE, 0, 4, 4, 1, 0),                              # order 4, no pcp list: 0
+        (MM_PAGE_PCPU_DRAIN, 0, 5, 0, 1, 0),                        # -1
+        (MM_PAGE_ALLOC_EXTFRAG, 0, 5, 0, 1, 0),                     # 0
+        (MM_PAGE_FREE, 1, 9, 0, 1, 0),                              # zone 1, cpu 1: +1
+        (MM_PAGE_PCPU_DRAIN, 1, 20, 3, 1, 0),                       # past both zones: 0
+        (MM_PAGE_ALLOC, 1, -1, 0, 1, 0),                            # failed: 0
+    ]
+    ev = _events(rows)
+    moved = np.zeros((2, NCPU), np.int64)
+    orders = np.array([o <= 3 or o == 9 for o in range(11)], np.uint8)
+    _replay.pcp_count_moves(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], orders,
+                            np.array([0, 64], np.int64), np.array([64, 128], np.int64), moved)
+    assert moved.tolist() == [[3 - 1 + 4 - 1, 0], [0, 1]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(event, min_size=1, max_size=80), st.integers(1, 100))
+def test_pcp_count_moves_is_the_sum_of_each_events_move(rows, split):
+    ev = _events(rows)
+    orders = np.array([o <= 2 for o in range(11)], np.uint8)
+    starts, ends = np.array([0, split], np.int64), np.array([split, 100], np.int64)
+    got = np.zeros((2, NCPU), np.int64)
+    for a, b in ((0, len(ev) // 2), (len(ev) // 2, len(ev))):      # batches add up
+        e = ev[a:b]
+        _replay.pcp_count_moves(e["kind"], e["cpu"], e["pfn"], e["order"], e["percpu_refill"], orders, starts,
+                                ends, got)
+    want = np.zeros((2, NCPU), np.int64)
+    for e in ev:
+        kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
+        if pfn < 0 or pfn >= 100 or order < 0:
+            continue
+        sign = {MM_PAGE_PCPU_DRAIN: -1}.get(kind, 0) if not orders[order] else \
+            {MM_PAGE_FREE: 1, MM_PAGE_ALLOC_ZONE_LOCKED: 1, MM_PAGE_ALLOC: -1, MM_PAGE_PCPU_DRAIN: -1}.get(kind, 0)
+        want[int(pfn >= split), int(e["cpu"])] += sign << order
+    assert (got == want).all()
+
+
 class RefRegions:
     """kstate's carving of free blocks below a pageblock, in plain Python: loose and
     tight regions per order, last in first out; a split's last upper half (the free

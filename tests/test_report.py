@@ -218,6 +218,9 @@ def test_fidelity_on_a_capture_directory(tiny):
     md = render_markdown(rep, [])
     assert "## Fidelity on your capture" in md
     assert f"| all | refill_blocks | {total['kernel']} | {total['emulated']} |" in md
+    end = next(r for r in fid["end_state"] if r["zone"] == "Normal" and r["cpu"] == 1)["count"]
+    assert f"| Normal | 1 | {end['kernel']} | {end['emulated']} | {end['traced']} | " \
+           f"{end['kernel'] - end['traced']:+,} |" in md
     assert "mm_page_alloc events of capture-6.18-small" in [w for w in rep["workloads"]["table"]
                                                            if w["name"] == "capture"][0]["source"]
     without = dict(rep, fidelity=None)

@@ -256,6 +256,40 @@ def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[
                 block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < MIGRATE_PCPTYPES else movable
 
 
+def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
+                    const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, const int64_t[::1] zone_start,
+                    const int64_t[::1] zone_end, int64_t[:, ::1] moved):
+    """Add to moved[zone, cpu] what a batch's events did to that pcp->count, in pages:
+    a refill block (mm_page_alloc_zone_locked percpu_refill=1) or a free of an order
+    with pcp lists adds; an allocation of such an order takes, unless rmqueue_buddy
+    served it (its percpu_refill=0 event gives the page back); a drained block takes.
+    mm_page_free_batched is a second record of an mm_page_free and counts nothing.
+    Events of CPUs or pfns outside moved's zones are left out."""
+    cdef Py_ssize_t i, n = kind.shape[0], z, nz = zone_start.shape[0], norders = pcp_orders.shape[0]
+    cdef Py_ssize_t ncpu = moved.shape[1]
+    cdef int k, o
+    cdef int64_t sign
+    with nogil:
+        for i in range(n):
+            k, o = kind[i], order[i]
+            if o < 0 or o >= norders or pfn[i] < 0 or cpu[i] >= ncpu:
+                continue
+            if k == MM_PAGE_PCPU_DRAIN:
+                sign = -1
+            elif not pcp_orders[o]:
+                continue
+            elif k == MM_PAGE_FREE or k == MM_PAGE_ALLOC_ZONE_LOCKED:
+                sign = 1
+            elif k == MM_PAGE_ALLOC:
+                sign = -1
+            else:
+                continue
+            for z in range(nz):
+                if zone_start[z] <= pfn[i] < zone_end[z]:
+                    moved[z, cpu[i]] += sign << o
+                    break
+
+
 cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int refill, const int64_t[::1] zone_start,
                              const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
                              const int64_t[:, ::1] pindex, Py_ssize_t ncpu, Py_ssize_t nlists,

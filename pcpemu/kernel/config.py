@@ -568,9 +568,8 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
         "of min_free_kbytes; where its reserved pages and holes lie the zoneinfo does not say "
         "(ZoneSpan places them)",
         "the CMA area is released at boot by CPU 0, with every CPU online",
-        "alloc_pages_bulk (vmalloc) has no op: a replay plays the allocations it infers from a capture "
-        "(pages freed with no mm_page_alloc) as ordinary ones, which halve pcp->free_count and check the "
-        "high watermark where the bulk path does neither",
+        "alloc_pages_bulk (OP_ALLOC_BULK) takes one page per op: a replay plays only the bulk allocations "
+        "of pages the trace later frees (the path traces nothing); pages it took and kept are untraced",
         "memory comes into a zone at run time (online_pages, on-demand struct-page init) only through "
         "Machine.grow_zone, which a replay calls where the trace shows the new blocks freed",
     ),

@@ -22,11 +22,11 @@ import numpy as np
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
-from .._replay import carve_free_blocks, learn_block_types, pcp_lists_add
+from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine",
-           "seed_pcp_lists", "seed_zones"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool", "ZoneGrowth",
+           "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -262,6 +262,36 @@ def real_zone_ranges(zoneinfo: dict) -> list[tuple[str, int, int]]:
     """(name, start_pfn, end_pfn) of the traced kernel's populated zones."""
     return [(z["name"], z["start_pfn"], z["start_pfn"] + z["spanned"])
             for z in zoneinfo["zones"] if z.get("managed") and "start_pfn" in z]
+
+
+class TracedPcpCounts:
+    """Each (zone, CPU)'s pcp->count as the kernel's own events move it, from what
+    before-zoneinfo printed (pcpemu._replay.pcp_count_moves). Beside the count
+    after-zoneinfo prints, the difference is what moved the lists with no event:
+    alloc_pages_bulk, or a count that changed between the zoneinfo read and the
+    trace's start. It sets how far the emulated count can follow the kernel's."""
+
+    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray) -> None:
+        ranges = real_zone_ranges(zoneinfo)
+        self.names = [r[0] for r in ranges]
+        self.starts = np.array([r[1] for r in ranges], np.int64)
+        self.ends = np.array([r[2] for r in ranges], np.int64)
+        self.pcp_orders = pcp_orders.astype(np.uint8)
+        self.moved = np.zeros((len(ranges), nr_cpus), np.int64)
+        self.before = {(z["name"], p["cpu"]): p.get("count") for z in zoneinfo["zones"] for p in z.get("pagesets", ())}
+
+    def add(self, ev: np.ndarray) -> None:
+        """Take in a batch of the kernel's events."""
+        pcp_count_moves(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], self.pcp_orders,
+                        self.starts, self.ends, self.moved)
+
+    def count(self, zone: str, cpu: int) -> int | None:
+        """The count before-zoneinfo printed plus what the events so far did to it;
+        None when before-zoneinfo has no count for it."""
+        before = self.before.get((zone, cpu))
+        if before is None or zone not in self.names or cpu >= self.moved.shape[1]:
+            return None
+        return before + int(self.moved[self.names.index(zone), cpu])
 
 
 class UntracedPool:

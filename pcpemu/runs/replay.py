@@ -35,7 +35,7 @@ from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
-from .kstate import PcpLists, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
+from .kstate import PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -553,8 +553,9 @@ def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine]
     return lambda m: m.grow_zone(zone, nr_pages, params, cpu)
 
 
-def _end_state(m: Machine, after: dict) -> list[dict[str, Any]]:
-    # The emulator's pcp lists at the end beside the traced kernel's after the trace.
+def _end_state(m: Machine, after: dict, traced: TracedPcpCounts) -> list[dict[str, Any]]:
+    # The emulator's pcp lists at the end beside the traced kernel's after the trace,
+    # and the count the kernel's events alone lead to.
     rows = []
     for z in after["zones"]:
         if not z.get("managed") or z["name"] not in [p.name for p in m.populated_zones]:
@@ -562,8 +563,10 @@ def _end_state(m: Machine, after: dict) -> list[dict[str, Any]]:
         for p in z["pagesets"]:
             if p["cpu"] < m.config.cpus:
                 e = m.pcp_state(z["name"], p["cpu"])
-                rows.append({"zone": z["name"], "cpu": p["cpu"], "count": {"kernel": p.get("count"),
-                             "emulated": e["count"]}, "high": {"kernel": p.get("high"), "emulated": e["high"]}})
+                rows.append({"zone": z["name"], "cpu": p["cpu"],
+                             "count": {"kernel": p.get("count"), "emulated": e["count"],
+                                       "traced": traced.count(z["name"], p["cpu"])},
+                             "high": {"kernel": p.get("high"), "emulated": e["high"]}})
     return rows
 
 
@@ -591,7 +594,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     """
     if not configs:
         raise ConfigError("replay needs at least one machine config")
-    machines = {label: c if isinstance(c, Machine) else Machine(c, seed=seed) for label, c in configs.items()}
+    # Seeding from the traced kernel's state touches every struct page: huge pages pay.
+    machines = {label: c if isinstance(c, Machine) else Machine(c, seed=seed, hugepages=start is not None)
+                for label, c in configs.items()}
     for label, m in machines.items():
         if m.stats()["ALLOC_CALLS"]:
             raise ConfigError(f"machine {label!r} has run before; a replay needs a fresh machine")
@@ -609,12 +614,15 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     timer = None if start is None or start.timer is None else _Timer(cpus, start.timer)
     matcher = _Matcher(untraced=start is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
+    traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
 
     def prepare(ev: np.ndarray) -> tuple:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
         ev = _check_batch(ev, cpus, stats, strict)
         kernel.add(ev)
+        if traced_counts is not None:
+            traced_counts.add(ev)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free = matcher.ops(ev, decays)
         return ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free)
@@ -704,7 +712,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
         if start.after_zoneinfo is not None:
-            extra["end_state"] = {label: _end_state(m, start.after_zoneinfo) for label, m in machines.items()}
+            extra["end_state"] = {label: _end_state(m, start.after_zoneinfo, traced_counts) for label, m in machines.items()}
     return ReplayResult(
         trace=name, lines=stats.lines, skipped_lines=dict(stats.skipped),
         events_read=sum(events.values()), events=dict(events), replayed=dict(replayed),
@@ -760,12 +768,16 @@ def _start_text(result: ReplayResult) -> list[str]:
         every = "at the trace's vmstat_update events" if result.timer["every"] == "events" else \
             f"every {result.timer['every']} s per CPU"
         out.append(f"  vmstat worker (decay_pcp_high) {every}: runs per CPU {result.timer['runs']}")
-    out.append("  untraced activity: pcp lists at the end, emulated against the kernel's after-zoneinfo:")
+    out.append("  untraced activity: pcp lists at the end, emulated against the kernel's after-zoneinfo, and the "
+               "count before-zoneinfo plus the kernel's events lead to (the rest moved with no event):")
     for label, rows in (result.end_state or {}).items():
         for r in rows:
-            if r["count"]["kernel"] or r["count"]["emulated"]:
-                out.append(f"    {label} {r['zone']} cpu {r['cpu']}: count {r['count']['emulated']:,} against "
-                           f"{r['count']['kernel']:,}, high {r['high']['emulated']:,} against {r['high']['kernel']:,}")
+            c = r["count"]
+            if c["kernel"] or c["emulated"]:
+                moved = "" if c.get("traced") is None or c["kernel"] is None else \
+                    f" (events alone {c['traced']:,}: {c['kernel'] - c['traced']:+,} with no event)"
+                out.append(f"    {label} {r['zone']} cpu {r['cpu']}: count {c['emulated']:,} against {c['kernel']:,}"
+                           f"{moved}, high {r['high']['emulated']:,} against {r['high']['kernel']:,}")
     return out
 
 

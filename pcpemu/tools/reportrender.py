@@ -221,7 +221,25 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
                   "show it and as the emulator's do; the ratio is emulated / kernel ('-': 0 in the kernel). "
                   "How far these agree is how far the contention figures above can be trusted for this mix."),
             ("table", ["CPU", "figure", "kernel", "emulated", "ratio"], rows),
+            *_fidelity_end_state(fid.get("end_state") or []),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
+
+
+def _fidelity_end_state(rows: list[dict[str, Any]]) -> list[Block]:
+    # Each pcp's count at the end: a drain comes when count reaches high, so pages that
+    # came or went with no event shift the kernel's drains against the emulator's.
+    rows = [r for r in rows if r["count"]["kernel"] or r["count"]["emulated"]]
+    if not rows:
+        return []
+    cells = [[r["zone"], r["cpu"], _cell(r["count"]["kernel"]), _cell(r["count"]["emulated"]),
+              _cell(r["count"].get("traced")),
+              "-" if r["count"].get("traced") is None else f"{r['count']['kernel'] - r['count']['traced']:+,}"]
+             for r in rows]
+    return [("p", "pcp->count at the end: the kernel's (after-zoneinfo), the emulator's, and what before-zoneinfo "
+                  "plus the kernel's own events lead to. The last column moved the kernel's lists with no event "
+                  "(alloc_pages_bulk, or the count changing between the zoneinfo read and the trace); a drain "
+                  "comes when count reaches high, so it shifts the kernel's drains against the emulator's."),
+            ("table", ["zone", "CPU", "kernel", "emulated", "events alone", "with no event"], cells)]
 
 
 def _appendix_layout(rep: dict[str, Any]) -> list[Block]:
