@@ -516,6 +516,14 @@ class Machine:
         return self._core.seed_pcp(self._zone_idx(zone, "seed_pcp"), self._int(cpu, "cpu", "seed_pcp"), pindex,
                                    int(count), int(high), owner)
 
+    def pcp_untraced_move(self, zone: str, cpu: int, delta: int) -> int:
+        """Put ``delta`` of the untraced owner's pages on a CPU's pcp lists (or, below
+        zero, give that many of the oldest back): pages that moved the traced kernel's
+        lists with no event. Returns the pages moved, signed (fewer when either side
+        runs out); needs a seeded machine (seed_zone), else moves none."""
+        return self._core.pcp_untraced_move(self._zone_idx(zone, "pcp_untraced_move"),
+                                            self.check_cpu(cpu, "pcp_untraced_move"), int(delta))
+
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
                       cursor: np.ndarray) -> np.ndarray:
         """Up to n blocks of ``owner``'s pages made whole at ``order`` (see _core.take_untraced)."""

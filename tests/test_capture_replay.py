@@ -10,8 +10,8 @@ import pytest
 
 import pcpemu
 from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
-                                  MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE, read_event_batches,
-                                  write_ftrace)
+                                  MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE,
+                                  read_event_batches, write_ftrace)
 from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from pcpemu.kernel.gfp import ZONE_NAMES
 from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL, PCP_REVEAL_ALL, Machine, pcp_reveal_gfp
@@ -127,6 +127,78 @@ def test_huge_pages_under_the_struct_page_array_change_no_result(cap_result):
     m = Machine(pcpemu.KernelConfig.from_zoneinfo(zi, "v6.18"))
     r = replay(CAP / "trace.txt.xz", {"split": m}, start=start)
     assert r.policies == cap_result.policies and r.end_state == cap_result.end_state
+
+
+def test_pages_move_between_the_untraced_owner_and_a_pcp():
+    m, zi, _ = _seeded()
+    count = m.pcp_state("Normal", 1)["count"]
+    owned = len(m.allocated_blocks())
+    assert m.pcp_untraced_move("Normal", 1, 5) == 5
+    assert m.pcp_state("Normal", 1)["count"] == count + 5 and len(m.allocated_blocks()) == owned - 5
+    assert m.pcp_untraced_move("Normal", 1, -7) == -7
+    assert m.pcp_state("Normal", 1)["count"] == count - 2 and len(m.allocated_blocks()) == owned + 2
+    assert m.pcp_untraced_move("Normal", 1, -10 ** 9) == -(count - 2)      # the lists run out
+    m.check()
+    with pytest.raises(pcpemu.PcpemuError):
+        m.pcp_untraced_move("Normal", 7, 1)
+    assert Machine(_tiny()).pcp_untraced_move("Normal", 0, 3) == 0       # no untraced owner
+
+
+def test_first_drains_are_found_at_the_free_that_set_them_off():
+    F, B, D, A = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC
+    zi = read_zoneinfo(CAP / "before-zoneinfo")
+    normal = next(z for z in zi["zones"] if z["name"] == "Normal")["start_pfn"]
+    rows = [(A, 0, 0, 1), (F, 0, 0, 2), (F, 0, 0, 3), (F, 0, 1, 4),    # batched: three prepares (one of order 1) ...
+            (F, 1, 0, 9), (B, 0, 0, 2), (B, 0, 0, 3), (D, 0, 0, 7),     # ... the second one's commit drains
+            (B, 0, 1, 4), (D, 0, 0, 7),
+            (VMSTAT_UPDATE, 1, -1, -1), (D, 1, 0, 8),                   # the vmstat worker's drain: not a free's
+            (F, 1, 2, 5), (D, 1, 0, 8)]                                 # set off by an order-2 free: no count known
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (kind, cpu, order, page) in enumerate(rows):
+        ev[i]["kind"], ev[i]["cpu"], ev[i]["order"] = kind, cpu, order
+        ev[i]["pfn"] = -1 if page < 0 else normal + 16 * page
+    first = kstate.FirstDrains(zi, 2, np.array([o <= 3 or o == 9 for o in range(11)]))
+    zone = first.names.index("Normal")
+    # CPU 0: the run of frees starts at event 1; one page went on the list before page 3's.
+    assert first.find(ev) == [(1, zone, 0, 1)]
+    assert first.find(ev) == []                                         # once per (zone, CPU)
+    ev[-2]["order"] = 0
+    assert first.find(ev) == [(12, zone, 1, 0)]
+
+
+def test_the_emulated_count_is_set_at_the_kernels_first_drain():
+    # CPU 0 allocates 6000 pages and frees them. The emulator alone drains at the free
+    # that brings its count up to high; a kernel drain after another free says the
+    # kernel's lists held that many pages more or fewer than its events show.
+    def trace(drain_after=None):
+        out = [_line(0, 1.0 + i * 1e-5, "mm_page_alloc", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0 "
+                     "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(6000)]
+        for i in range(6000):
+            out.append(_line(0, 2.0 + i * 1e-5, "mm_page_free", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0"))
+            if i == drain_after:
+                out.append(_line(0, 2.0 + i * 1e-5, "mm_page_pcpu_drain",
+                                 f"page=00000000deadbeef pfn={0x1000:#x} order=0 migratetype=1"))
+        return "".join(out).encode()
+
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+
+    def first_drain(drain_after):
+        out = io.StringIO()
+        r = replay(io.BytesIO(trace(drain_after)), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None),
+                   emit_trace=out)
+        ts = next(float(ln.split()[3].rstrip(":")) for ln in out.getvalue().splitlines() if "pcpu_drain" in ln)
+        return round((ts - 2.0) * 1e5), r.untraced["first_drains"], replay_text(r)
+
+    own, found, _ = first_drain(None)
+    assert found == []
+    at, found, text = first_drain(own - 300)
+    assert at == own - 300 and found == [{"zone": "Normal", "cpu": 0, "timestamp": 2.0, "pages": {"x": 300},
+                                          "moved": {"x": 300}}]
+    assert "x Normal cpu 0: the kernel's first drain set off by a free shows +300 pcp pages" in text
+    # Past a whole drain (batch << 5 = 480 here) the emulated high is what differs: left alone.
+    at, found, text = first_drain(own - 1000)
+    assert at == own and found[0]["pages"] == {"x": 1000} and found[0]["moved"] == {"x": 0}
+    assert "+1,000 pcp pages" in text and "+0 moved (past a whole drain" in text
 
 
 def _tiny():

@@ -227,6 +227,14 @@ def test_fidelity_on_a_capture_directory(tiny):
     assert "## Fidelity on your capture" not in render_markdown(without, [])
 
 
+def test_fidelity_says_where_the_emulated_count_was_set():
+    from pcpemu.tools.reportrender import _fidelity_first_drains
+    rows = [{"zone": "Normal", "cpu": 1, "timestamp": 3.5, "pages": {"split": -297}, "moved": {"split": -297}}]
+    (kind, text), = _fidelity_first_drains(rows, "split")
+    assert kind == "p" and "Normal CPU 1 -297 (moved -297)" in text
+    assert _fidelity_first_drains(rows, "single") == [] and _fidelity_first_drains([], "split") == []
+
+
 def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure

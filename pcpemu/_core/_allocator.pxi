@@ -560,6 +560,11 @@ cdef class Allocator:
     def seed_pcp(self, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
         return seed_pcp(&self.pgdat, zi, cpu, pindex, n, high, owner)
 
+    def pcp_untraced_move(self, int zi, int cpu, long delta):
+        self.check_zone_arg(zi, "pcp_untraced_move")
+        self.check_cpu_arg(cpu, "pcp_untraced_move")
+        return pcp_untraced_move(&self.pgdat, zi, cpu, delta)
+
     def take_untraced(self, int zi, int mt, int order, Py_ssize_t n, uint64_t owner, int64_t[::1] cursor):
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]

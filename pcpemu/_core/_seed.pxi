@@ -120,6 +120,40 @@ cdef void pcp_reveal(pglist_data *pgdat, const pcpemu_op *op) noexcept nogil:
     while pcp_reveal_one(pgdat, z, z.per_cpu_pageset[op.cpu], src, dst, mt, op.cpu) and op.gfp & PCP_REVEAL_ALL:
         pass
 
+cdef long pcp_untraced_move(pglist_data *pgdat, int zi, int cpu, long delta) noexcept nogil:
+    """Pages that came onto a CPU's pcp lists (delta > 0) or left them (delta < 0)
+    with no event, as the kernel's own drains show (pcpemu.runs.kstate.FirstDrains):
+    the untraced owner's order-0 pages onto the Movable order-0 list's tail, or the
+    oldest order-0 pages (lists' tails, Movable first) back to the owner. Returns the
+    pages moved, signed; fewer when the owner or the lists run out."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef per_cpu_pages *pcp
+    cdef long moved = 0, pfn
+    cdef int i, pindex
+    cdef int order0_lists[3]
+    cdef page *p
+    order0_lists[:] = [MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE]
+    if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or pgdat.untraced_owner == 0:
+        return 0
+    pcp = z.per_cpu_pageset[cpu]
+    while moved < delta:
+        pfn = find_untraced_block(pgdat, z, pgdat.untraced_cursor[zi], 0, -1, pgdat.untraced_owner)
+        if pfn < 0:
+            break
+        pgdat.untraced_cursor[zi] = pfn + 1
+        pcp_add_untraced(pgdat, pcp, pfn, 0, pgdat.pindex[0][<int>MIGRATE_MOVABLE], -1, cpu)
+        moved += 1
+    for i in range(3):
+        pindex = pgdat.pindex[0][order0_lists[i]]
+        while moved > delta and pindex >= 0 and not list_empty(&pcp.lists[pindex]):
+            p = lru_to_page(pcp.lists[pindex].prev)
+            list_del(&p.lru)
+            _make_untraced(pgdat, p, page_to_pfn(pgdat, p), pgdat.untraced_owner)
+            pcp.count -= 1
+            moved -= 1
+    return moved
+
+
 cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:
     """Give every free page of zone zi to owner as order-0 allocations and set the
     pageblock types of its managed pages (block_types[i]: the block i blocks after

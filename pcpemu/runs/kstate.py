@@ -21,11 +21,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
+from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
 from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool", "ZoneGrowth",
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool", "ZoneGrowth",
            "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
@@ -35,6 +36,9 @@ _BLOCK = 1 << PAGEBLOCK_ORDER
 _MOVABLE = MIGRATETYPE_NAMES.index("Movable")
 _SEEDED_TYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic")
 _NO_BULK = (np.zeros(0, np.int64),) * 4
+#: Folios free_unref_folios takes at once (PAGEVEC_SIZE): it traces each one's
+#: mm_page_free, then commits them one by one, each with an mm_page_free_batched.
+_FOLIO_BATCH = 31
 
 
 @dataclasses.dataclass
@@ -292,6 +296,65 @@ class TracedPcpCounts:
         if before is None or zone not in self.names or cpu >= self.moved.shape[1]:
             return None
         return before + int(self.moved[self.names.index(zone), cpu])
+
+
+class FirstDrains:
+    """Where the traced kernel's pcp->count stood, once per (zone, CPU): at its first
+    drain set off by an order-0 free, that free brought count up to high
+    (free_frozen_page_commit: count >= nr_pcp_high). Pages that moved the lists with
+    no event before it (alloc_pages_bulk, a count that changed between the zoneinfo
+    read and the trace's start; TracedPcpCounts) shift that drain, and every one after.
+    The replay puts them right there: before the run of frees that led up to the
+    drain, the emulated count is set so that the same free reaches the emulated high
+    (Machine.pcp_untraced_move). Later drains are the emulator's own.
+    """
+
+    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray) -> None:
+        ranges = real_zone_ranges(zoneinfo)
+        self.names = [r[0] for r in ranges]
+        self.starts = np.array([r[1] for r in ranges], np.int64)
+        self.ends = np.array([r[2] for r in ranges], np.int64)
+        self.pcp_orders = pcp_orders
+        self.done = np.zeros((len(ranges), nr_cpus), bool)
+        self.found: list[dict[str, Any]] = []
+
+    def _zone(self, pfn: int) -> int:
+        z = int(np.searchsorted(self.starts, pfn, side="right")) - 1
+        return z if z >= 0 and pfn < self.ends[z] else -1
+
+    def find(self, ev: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """The first such drains in a batch of the kernel's events, each as (event
+        index its run of frees starts at (the batch's start at most), zone index, cpu,
+        pages freed to that pcp from there up to the free that set it off)."""
+        if self.done.all():
+            return []
+        kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
+        out = []
+        for c in np.flatnonzero(~self.done.all(axis=0)).tolist():
+            ic = np.flatnonzero(cpus == c)
+            kc = kind[ic]
+            frees = (kc == MM_PAGE_FREE) | (kc == MM_PAGE_FREE_BATCHED)
+            for q in np.flatnonzero((kc == MM_PAGE_PCPU_DRAIN) & np.r_[False, frees[:-1]]).tolist():
+                z = self._zone(int(pfn[ic[q]]))
+                if z < 0 or self.done[z, c]:
+                    continue
+                x = q - 1
+                if kc[x] == MM_PAGE_FREE_BATCHED:          # committed after the frees of its batch
+                    x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
+                              if kc[j] == MM_PAGE_FREE and pfn[ic[j]] == pfn[ic[q - 1]]), -1)
+                if x < 0 or order[ic[x]] != 0:
+                    continue
+                r = x
+                while r > 0 and frees[r - 1]:
+                    r -= 1
+                run = ic[r:x]
+                mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
+                    & (order[run] >= 0)
+                freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
+                self.done[z, c] = True
+                out.append((int(ic[r]) if r > 0 else 0, z, c, freed))
+                break
+        return out
 
 
 class UntracedPool:

@@ -35,7 +35,7 @@ from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
-from .kstate import PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
+from .kstate import FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -548,6 +548,27 @@ def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.nda
     return np.insert(ops, where, new[o]), np.insert(sel, where, at[o])
 
 
+def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: str, cpu: int, freed: int,
+                      at: float) -> Callable[[Machine], None]:
+    # The emulated count set before the run of frees that led up to the kernel's first
+    # drain on (zone, cpu) (kstate.FirstDrains): the free that set it off, freed pages
+    # on, reaches the emulated high. An offset past a whole drain (batch <<
+    # CONFIG_PCP_BATCH_SCALE_MAX) is the emulated high differing, and is only reported.
+    row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "pages": {}, "moved": {}}
+    first.found.append(row)
+
+    def sync(m: Machine) -> None:
+        label = next(label for label, mm in machines.items() if mm is m)
+        if zone not in [z.name for z in m.populated_zones]:
+            return
+        st = m.pcp_state(zone, cpu)
+        pages = st["high"] - 1 - st["count"] - freed
+        row["pages"][label] = pages
+        row["moved"][label] = m.pcp_untraced_move(zone, cpu, pages) \
+            if abs(pages) <= st["batch"] << m.config.pcp_batch_scale_max else 0
+    return sync
+
+
 def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine], None]:
     # Memory coming into a zone (kstate.ZoneGrowth), freed by cpu.
     return lambda m: m.grow_zone(zone, nr_pages, params, cpu)
@@ -615,6 +636,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     matcher = _Matcher(untraced=start is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
+    first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first))
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
 
     def prepare(ev: np.ndarray) -> tuple:
@@ -667,19 +689,24 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 ops, sel = _insert_untraced(ops, sel, bulk_ops, allocs[0], reveals)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
             replayed["free"] += int(np.count_nonzero(ops["op"] == OP_FREE))
-            # The stream in pieces, the zone growth between them.
-            cuts = sorted((len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), i)
-                          for i, (at, _, _) in enumerate(between))
-            cuts.append((len(ops), -1))
+            # The stream in pieces, the zone growth and the count set at first drains between them.
+            work = [(len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), fn) for at, fn, _ in between]
+            if first_drains is not None:
+                work += [(int(np.searchsorted(sel, r, side="left")),
+                          _first_drain_sync(first_drains, machines, first_drains.names[z], c, freed,
+                                            float(ev["timestamp"][r])))
+                         for r, z, c, freed in first_drains.find(ev)]
+            work.sort(key=lambda w: w[0])
+            work.append((len(ops), None))
             if between:
                 replayed["grown_pages"] += sum(g[2] for g in between)
             for label, m in machines.items():
                 done = 0
-                for cut, i in cuts:
+                for cut, fn in work:
                     with m.tracing() as tr:
                         m.run(ops[done:cut])
-                        if i >= 0:
-                            between[i][1](m)
+                        if fn is not None:
+                            fn(m)
                     # Events of the work between ops (op -1) end no run: they count as the op before.
                     op = np.where(tr.op < 0, cut - 1, tr.op + done)
                     emulated[label].add(tr.events, op)
@@ -708,6 +735,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pool_exhausted": lists.pool.exhausted, "other_type": lists.pool.other_type,
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
+                             "first_drains": first_drains.found,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
@@ -762,6 +790,14 @@ def _start_text(result: ReplayResult) -> list[str]:
     if u.get("grown_pages"):
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
                    "the memory online when it began); the zones grew, watermarks and pcp limits recomputed")
+    for f in u.get("first_drains", ()):
+        for label, pages in f["pages"].items():
+            moved = f["moved"][label]
+            how = "set there" if moved == pages else \
+                f"{moved:+,} moved ({'past a whole drain: the emulated high differs' if not moved else 'lists or untraced owner ran out'})"
+            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by a free shows "
+                       f"{pages:+,} pcp pages against the emulated count (before the frees from {f['timestamp']:.6f}): "
+                       f"{how}")
     for w in u.get("kernel_work", ()):
         out.append(f"  {w['runs']:,} {w['event']} in the trace, not replayed: {w['why']}")
     if result.timer is not None:

@@ -222,7 +222,19 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
                   "How far these agree is how far the contention figures above can be trusted for this mix."),
             ("table", ["CPU", "figure", "kernel", "emulated", "ratio"], rows),
             *_fidelity_end_state(fid.get("end_state") or []),
+            *_fidelity_first_drains((fid.get("untraced") or {}).get("first_drains") or [], fid["policy"]),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
+
+
+def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Block]:
+    # The emulated count set where the kernel's first drain set off by a free shows its count.
+    cells = [f"{r['zone']} CPU {r['cpu']} {r['pages'][policy]:+,} (moved {r['moved'][policy]:+,})"
+             for r in rows if policy in r["pages"]]
+    if not cells:
+        return []
+    return [("p", "At the kernel's first drain set off by a free on each pcp, its count stood at its high; the "
+                  "emulated count was set there, before the run of frees that led up to it (later drains are the "
+                  "emulator's own): " + "; ".join(cells) + ".")]
 
 
 def _fidelity_end_state(rows: list[dict[str, Any]]) -> list[Block]:
