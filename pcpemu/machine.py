@@ -123,12 +123,9 @@ class Machine:
     :param seed: recorded with the machine's results. The core draws no random
         number: a run depends only on the config and the op stream, whose generators
         (pcpemu.runs.workloads) take the seed that makes them reproducible.
-    :param hugepages: back the struct page array with transparent huge pages, for a
-        machine whose every page will be touched (a replay from a traced kernel's
-        state): fewer TLB misses, but boot zeroes the whole array.
     """
 
-    def __init__(self, config: KernelConfig, seed: int = 0, *, hugepages: bool = False) -> None:
+    def __init__(self, config: KernelConfig, seed: int = 0) -> None:
         if not isinstance(config, KernelConfig):
             raise ConfigError(f"Machine needs a KernelConfig, not {type(config).__name__}")
         self.config = config
@@ -140,7 +137,7 @@ class Machine:
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
             self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
-            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None), self._rules(), hugepages)
+            next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None), self._rules())
         if config.pcp_policy == "pcp_buddy":
             self._core.pcpb_enable()
         self._slots = np.full(1024, -1, dtype=np.int64)

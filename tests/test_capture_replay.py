@@ -119,16 +119,6 @@ def test_the_count_the_kernels_events_alone_lead_to_stands_beside_the_after_coun
     assert f"(events alone {r['traced']:,}: {r['kernel'] - r['traced']:+,} with no event)" in capsys.readouterr().out
 
 
-def test_huge_pages_under_the_struct_page_array_change_no_result(cap_result):
-    # replay_capture's machines get huge pages; machines handed in keep 4 KiB pages.
-    zi = read_zoneinfo(CAP / "before-zoneinfo")
-    start = StartState(zi, read_pagetypeinfo(CAP / "before-pagetypeinfo"),
-                       after_zoneinfo=read_zoneinfo(CAP / "after-zoneinfo"))
-    m = Machine(pcpemu.KernelConfig.from_zoneinfo(zi, "v6.18"))
-    r = replay(CAP / "trace.txt.xz", {"split": m}, start=start)
-    assert r.policies == cap_result.policies and r.end_state == cap_result.end_state
-
-
 def test_pages_move_between_the_untraced_owner_and_a_pcp():
     m, zi, _ = _seeded()
     count = m.pcp_state("Normal", 1)["count"]

@@ -173,12 +173,12 @@ cdef class Allocator:
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
                  int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
-                 bint reclaim_progress, boot_pageset, int rules=0, bint hugepages=False):
+                 bint reclaim_progress, boot_pageset, int rules=0):
         cdef pglist_data *pgdat = &self.pgdat
         cdef int i, order, mt, nr_lists = len(pindex_order)
         if nr_lists > MAX_PCP_LISTS:
             self.raise_error(PE_TOO_MANY_LISTS, "boot", nr_lists=nr_lists, max_lists=MAX_PCP_LISTS)
-        if alloc_node_mem_map(pgdat, nr_pages, nr_cpus, hugepages):
+        if alloc_node_mem_map(pgdat, nr_pages, nr_cpus):
             self.raise_error(PE_NOMEM, f"boot: {nr_pages} struct page mirrors")
         pgdat.nr_pcp_lists = nr_lists
         pgdat.cacheline_shift = (<unsigned long>cacheline).bit_length() - 1

@@ -15,7 +15,7 @@ cdef size_t pcp_alloc_size(int nr_lists, int cacheline) noexcept:
     return (size + cacheline - 1) // cacheline * cacheline
 
 
-cdef int alloc_node_mem_map(pglist_data *pgdat, unsigned long nr_pages, int nr_cpus, bint hugepages) noexcept:
+cdef int alloc_node_mem_map(pglist_data *pgdat, unsigned long nr_pages, int nr_cpus) noexcept:
     """The struct page array, pageblock and zone maps, zones and CPU counters
     (alloc_node_mem_map and the boot allocations around it); 0 or PE_NOMEM.
     What was allocated before a failure is freed by free_node_mem_map."""
@@ -23,16 +23,13 @@ cdef int alloc_node_mem_map(pglist_data *pgdat, unsigned long nr_pages, int nr_c
     cdef unsigned long nblocks = (nr_pages >> MAX_PAGE_ORDER) + 1
     cdef void *zones = NULL
     # The page array is mmap'd: untouched pages cost nothing until used.
-    # MADV_HUGEPAGE only when asked: boot touches one struct page in 1024,
-    # and huge pages make it zero the whole array (measured 2.5 s vs 0.3 s
-    # for 64 GiB); a machine that will touch every page anyway (a replay
-    # from a traced kernel's state) gains fewer TLB misses.
+    # No MADV_HUGEPAGE: boot touches one struct page in 1024, and huge
+    # pages would make it zero the whole array (measured 2.5 s vs 0.3 s
+    # for 64 GiB).
     pgdat.mem_map = <page *>mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
     if <void *>pgdat.mem_map == MAP_FAILED:
         pgdat.mem_map = NULL
         return PE_NOMEM
-    if hugepages:
-        madvise(<void *>pgdat.mem_map, mem_bytes, MADV_HUGEPAGE)
     pgdat.node_spanned_pages = nr_pages
     pgdat.pageblock_mt = <uint8_t *>malloc((nr_pages >> PAGEBLOCK_ORDER) + 1)
     pgdat.block_zone = <uint8_t *>malloc(nblocks)

@@ -290,6 +290,35 @@ def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
                     break
 
 
+def free_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
+                const int64_t[::1] zone_start, const int64_t[::1] zone_end, const uint8_t[:, ::1] done):
+    """The drain runs of a batch that a free set off (the CPU's event before the run's
+    first is an mm_page_free or mm_page_free_batched) on a (zone, cpu) not done yet:
+    their event indexes, in trace order. A CPU's last event before the batch is not
+    known, so a run at its first event is left out."""
+    cdef Py_ssize_t i, n = kind.shape[0], z, nz = zone_start.shape[0], ncpu = done.shape[1], r = 0
+    cdef int64_t[::1] last = np.full(ncpu, -1, np.int64)
+    out_arr = np.empty(n, np.int64)
+    cdef int64_t[::1] out = out_arr
+    cdef int c, k
+    with nogil:
+        for i in range(n):
+            c = cpu[i]
+            if c >= ncpu:
+                continue
+            k = kind[i]
+            if k == MM_PAGE_PCPU_DRAIN and last[c] >= 0 and (kind[last[c]] == MM_PAGE_FREE
+                                                             or kind[last[c]] == MM_PAGE_FREE_BATCHED):
+                for z in range(nz):
+                    if zone_start[z] <= pfn[i] < zone_end[z]:
+                        if not done[z, c]:
+                            out[r] = i
+                            r += 1
+                        break
+            last[c] = i
+    return out_arr[:r]
+
+
 cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int refill, const int64_t[::1] zone_start,
                              const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
                              const int64_t[:, ::1] pindex, Py_ssize_t ncpu, Py_ssize_t nlists,

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
 from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
 from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
-from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add
+from .._replay import carve_free_blocks, free_drains, learn_block_types, pcp_count_moves, pcp_lists_add
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool", "ZoneGrowth",
@@ -318,42 +318,34 @@ class FirstDrains:
         self.done = np.zeros((len(ranges), nr_cpus), bool)
         self.found: list[dict[str, Any]] = []
 
-    def _zone(self, pfn: int) -> int:
-        z = int(np.searchsorted(self.starts, pfn, side="right")) - 1
-        return z if z >= 0 and pfn < self.ends[z] else -1
-
     def find(self, ev: np.ndarray) -> list[tuple[int, int, int, int]]:
         """The first such drains in a batch of the kernel's events, each as (event
         index its run of frees starts at (the batch's start at most), zone index, cpu,
         pages freed to that pcp from there up to the free that set it off)."""
-        if self.done.all():
-            return []
         kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
         out = []
-        for c in np.flatnonzero(~self.done.all(axis=0)).tolist():
-            ic = np.flatnonzero(cpus == c)
+        for d in free_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
+            c = int(cpus[d])
+            z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
+            if self.done[z, c]:
+                continue
+            ic = np.flatnonzero(cpus[:d] == c)          # the CPU's events before the drain
             kc = kind[ic]
-            frees = (kc == MM_PAGE_FREE) | (kc == MM_PAGE_FREE_BATCHED)
-            for q in np.flatnonzero((kc == MM_PAGE_PCPU_DRAIN) & np.r_[False, frees[:-1]]).tolist():
-                z = self._zone(int(pfn[ic[q]]))
-                if z < 0 or self.done[z, c]:
-                    continue
-                x = q - 1
-                if kc[x] == MM_PAGE_FREE_BATCHED:          # committed after the frees of its batch
-                    x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
-                              if kc[j] == MM_PAGE_FREE and pfn[ic[j]] == pfn[ic[q - 1]]), -1)
-                if x < 0 or order[ic[x]] != 0:
-                    continue
-                r = x
-                while r > 0 and frees[r - 1]:
-                    r -= 1
-                run = ic[r:x]
-                mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
-                    & (order[run] >= 0)
-                freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
-                self.done[z, c] = True
-                out.append((int(ic[r]) if r > 0 else 0, z, c, freed))
-                break
+            x = len(ic) - 1
+            if kc[x] == MM_PAGE_FREE_BATCHED:              # committed after the frees of its batch
+                x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
+                          if kc[j] == MM_PAGE_FREE and pfn[ic[j]] == pfn[ic[x]]), -1)
+            if x < 0 or order[ic[x]] != 0:
+                continue
+            frees = (kc[:x] == MM_PAGE_FREE) | (kc[:x] == MM_PAGE_FREE_BATCHED)
+            before = np.flatnonzero(~frees)                 # the run of frees starts after the last other event
+            r = int(before[-1]) + 1 if len(before) else 0
+            run = ic[r:x]
+            mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
+                & (order[run] >= 0)
+            freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
+            self.done[z, c] = True
+            out.append((int(ic[r]) if r > 0 else 0, z, c, freed))
         return out
 
 

@@ -615,9 +615,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     """
     if not configs:
         raise ConfigError("replay needs at least one machine config")
-    # Seeding from the traced kernel's state touches every struct page: huge pages pay.
-    machines = {label: c if isinstance(c, Machine) else Machine(c, seed=seed, hugepages=start is not None)
-                for label, c in configs.items()}
+    machines = {label: c if isinstance(c, Machine) else Machine(c, seed=seed) for label, c in configs.items()}
     for label, m in machines.items():
         if m.stats()["ALLOC_CALLS"]:
             raise ConfigError(f"machine {label!r} has run before; a replay needs a fresh machine")
