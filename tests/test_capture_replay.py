@@ -134,26 +134,32 @@ def test_pages_move_between_the_untraced_owner_and_a_pcp():
     assert Machine(_tiny()).pcp_untraced_move("Normal", 0, 3) == 0       # no untraced owner
 
 
-def test_first_drains_are_found_at_the_free_that_set_them_off():
-    F, B, D, A = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC
+def test_first_drains_are_found_where_they_pin_the_count():
+    F, B, D, A, V = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC, VMSTAT_UPDATE
     zi = read_zoneinfo(CAP / "before-zoneinfo")
     normal = next(z for z in zi["zones"] if z["name"] == "Normal")["start_pfn"]
+
+    def find(rows, first=None):
+        ev = np.zeros(len(rows), EVENT_DTYPE)
+        for i, (kind, cpu, order, page) in enumerate(rows):
+            ev[i]["kind"], ev[i]["cpu"], ev[i]["order"] = kind, cpu, order
+            ev[i]["pfn"] = -1 if page < 0 else normal + 16 * page
+        first = first or kstate.FirstDrains(zi, 2, np.array([o <= 3 or o == 9 for o in range(11)]), 5)
+        return first.find(ev), first
+
+    zone = kstate.FirstDrains(zi, 2, np.zeros(11, bool), 5).names.index("Normal")
     rows = [(A, 0, 0, 1), (F, 0, 0, 2), (F, 0, 0, 3), (F, 0, 1, 4),    # batched: three prepares (one of order 1) ...
             (F, 1, 0, 9), (B, 0, 0, 2), (B, 0, 0, 3), (D, 0, 0, 7),     # ... the second one's commit drains
             (B, 0, 1, 4), (D, 0, 0, 7),
-            (VMSTAT_UPDATE, 1, -1, -1), (D, 1, 0, 8),                   # the vmstat worker's drain: not a free's
-            (F, 1, 2, 5), (D, 1, 0, 8)]                                 # set off by an order-2 free: no count known
-    ev = np.zeros(len(rows), EVENT_DTYPE)
-    for i, (kind, cpu, order, page) in enumerate(rows):
-        ev[i]["kind"], ev[i]["cpu"], ev[i]["order"] = kind, cpu, order
-        ev[i]["pfn"] = -1 if page < 0 else normal + 16 * page
-    first = kstate.FirstDrains(zi, 2, np.array([o <= 3 or o == 9 for o in range(11)]))
-    zone = first.names.index("Normal")
+            (V, 1, -1, -1), (D, 1, 0, 8), (D, 1, 1, 8), (A, 1, 0, 9)]   # the worker drains 3 pages
     # CPU 0: the run of frees starts at event 1; one page went on the list before page 3's.
-    assert first.find(ev) == [(1, zone, 0, 1)]
-    assert first.find(ev) == []                                         # once per (zone, CPU)
-    ev[-2]["order"] = 0
-    assert first.find(ev) == [(12, zone, 1, 0)]
+    got, first = find(rows)
+    assert got == [(1, zone, 0, "free", 1), (10, zone, 1, "vmstat_update", 3)]
+    assert find(rows, first)[0] == []                                   # once per (zone, CPU)
+    # What pins nothing: a drain set off by an order-2 free, a worker drain of a whole
+    # batch << 5 (63 << 5 here: it may have been capped), one the batch may cut short.
+    full = [(D, 1, 0, 8)] * (63 << 5)
+    assert find([(F, 1, 2, 5), (D, 1, 0, 8), (V, 1, -1, -1), *full, (A, 1, 0, 9), (V, 1, -1, -1), (D, 1, 0, 8)])[0] == []
 
 
 def test_the_emulated_count_is_set_at_the_kernels_first_drain():
@@ -182,13 +188,44 @@ def test_the_emulated_count_is_set_at_the_kernels_first_drain():
     own, found, _ = first_drain(None)
     assert found == []
     at, found, text = first_drain(own - 300)
-    assert at == own - 300 and found == [{"zone": "Normal", "cpu": 0, "timestamp": 2.0, "pages": {"x": 300},
-                                          "moved": {"x": 300}}]
+    assert at == own - 300 and found == [{"zone": "Normal", "cpu": 0, "timestamp": 2.0, "set_off_by": "free",
+                                          "pages": {"x": 300}, "moved": {"x": 300}}]
     assert "x Normal cpu 0: the kernel's first drain set off by a free shows +300 pcp pages" in text
     # Past a whole drain (batch << 5 = 480 here) the emulated high is what differs: left alone.
     at, found, text = first_drain(own - 1000)
     assert at == own and found[0]["pages"] == {"x": 1000} and found[0]["moved"] == {"x": 0}
     assert "+1,000 pcp pages" in text and "+0 moved (past a whole drain" in text
+
+
+def test_the_emulated_count_is_set_at_the_kernels_first_worker_drain():
+    # CPU 0 allocates 3000 pages and frees them; at 3 s the vmstat worker drains pages
+    # in the kernel. decay_pcp_high drained count minus the decayed high: the emulated
+    # count is set so that its worker drains as many.
+    def trace(drained):
+        out = [_line(0, 1.0 + i * 1e-5, "mm_page_alloc", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0 "
+                     "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(3000)]
+        out += [_line(0, 2.0 + i * 1e-5, "mm_page_free", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0")
+                for i in range(3000)]
+        out.append(_line(0, 3.0, "workqueue_execute_start", "work struct 00000000deadbeef: function vmstat_update"))
+        out += [_line(0, 3.0, "mm_page_pcpu_drain", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0 migratetype=1")
+                for i in range(drained)]
+        out.append(_line(0, 3.5, "mm_page_alloc", "page=00000000deadbeef pfn=0x9000 order=0 migratetype=1 "
+                         "gfp_flags=GFP_HIGHUSER_MOVABLE"))
+        return "".join(out).encode()
+
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    for drained, applied in ((0, None), (100, True), (300, False)):
+        out = io.StringIO()
+        r = replay(io.BytesIO(trace(drained)), {"x": Machine(_tiny())}, start=StartState(zi, pti), emit_trace=out)
+        emulated = sum("pcpu_drain" in ln for ln in out.getvalue().splitlines())
+        found = r.untraced["first_drains"]
+        if applied is None:                 # the kernel's worker drained nothing: nothing pinned
+            assert found == [] and emulated == 0
+        elif applied:
+            assert emulated == drained and found[0]["set_off_by"] == "vmstat_update" \
+                and found[0]["moved"] == found[0]["pages"] and found[0]["pages"]["x"] > 0
+        else:                               # past a whole drain (15 << 5 = 480 pages here): only reported
+            assert emulated == 0 and found[0]["pages"]["x"] > 480 and found[0]["moved"] == {"x": 0}
 
 
 def _tiny():

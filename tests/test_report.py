@@ -229,9 +229,10 @@ def test_fidelity_on_a_capture_directory(tiny):
 
 def test_fidelity_says_where_the_emulated_count_was_set():
     from pcpemu.tools.reportrender import _fidelity_first_drains
-    rows = [{"zone": "Normal", "cpu": 1, "timestamp": 3.5, "pages": {"split": -297}, "moved": {"split": -297}}]
+    rows = [{"zone": "Normal", "cpu": 1, "timestamp": 3.5, "set_off_by": "vmstat_update", "pages": {"split": -297},
+             "moved": {"split": -297}}]
     (kind, text), = _fidelity_first_drains(rows, "split")
-    assert kind == "p" and "Normal CPU 1 -297 (moved -297)" in text
+    assert kind == "p" and "Normal CPU 1 -297 (moved -297; set off by the vmstat worker)" in text
     assert _fidelity_first_drains(rows, "single") == [] and _fidelity_first_drains([], "split") == []
 
 

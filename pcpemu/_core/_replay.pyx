@@ -290,25 +290,27 @@ def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
                     break
 
 
-def free_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
-                const int64_t[::1] zone_start, const int64_t[::1] zone_end, const uint8_t[:, ::1] done):
-    """The drain runs of a batch that a free set off (the CPU's event before the run's
-    first is an mm_page_free or mm_page_free_batched) on a (zone, cpu) not done yet:
-    their event indexes, in trace order. A CPU's last event before the batch is not
-    known, so a run at its first event is left out."""
+def set_off_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
+                   const int64_t[::1] zone_start, const int64_t[::1] zone_end, const uint8_t[:, ::1] done):
+    """The drain runs of a batch that a free or a vmstat worker run set off (the CPU's
+    event before the run's first is an mm_page_free, mm_page_free_batched or
+    vmstat_update) on a (zone, cpu) not done yet: their first events' indexes, in
+    trace order. A CPU's last event before the batch is not known, so a run at its
+    first event is left out."""
     cdef Py_ssize_t i, n = kind.shape[0], z, nz = zone_start.shape[0], ncpu = done.shape[1], r = 0
     cdef int64_t[::1] last = np.full(ncpu, -1, np.int64)
     out_arr = np.empty(n, np.int64)
     cdef int64_t[::1] out = out_arr
-    cdef int c, k
+    cdef int c, k, before
     with nogil:
         for i in range(n):
             c = cpu[i]
             if c >= ncpu:
                 continue
             k = kind[i]
-            if k == MM_PAGE_PCPU_DRAIN and last[c] >= 0 and (kind[last[c]] == MM_PAGE_FREE
-                                                             or kind[last[c]] == MM_PAGE_FREE_BATCHED):
+            before = kind[last[c]] if last[c] >= 0 else 0
+            if k == MM_PAGE_PCPU_DRAIN and (before == MM_PAGE_FREE or before == MM_PAGE_FREE_BATCHED
+                                            or before == VMSTAT_UPDATE):
                 for z in range(nz):
                     if zone_start[z] <= pfn[i] < zone_end[z]:
                         if not done[z, c]:

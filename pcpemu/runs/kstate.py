@@ -21,9 +21,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
-from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
+from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE
 from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
-from .._replay import carve_free_blocks, free_drains, learn_block_types, pcp_count_moves, pcp_lists_add
+from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool", "ZoneGrowth",
@@ -299,54 +299,79 @@ class TracedPcpCounts:
 
 
 class FirstDrains:
-    """Where the traced kernel's pcp->count stood, once per (zone, CPU): at its first
-    drain set off by an order-0 free, that free brought count up to high
-    (free_frozen_page_commit: count >= nr_pcp_high). Pages that moved the lists with
-    no event before it (alloc_pages_bulk, a count that changed between the zoneinfo
-    read and the trace's start; TracedPcpCounts) shift that drain, and every one after.
-    The replay puts them right there: before the run of frees that led up to the
-    drain, the emulated count is set so that the same free reaches the emulated high
-    (Machine.pcp_untraced_move). Later drains are the emulator's own.
+    """Where the traced kernel's pcp->count stood, once per (zone, CPU), at the first
+    drain that pins it down. A drain a free set off (free_frozen_page_commit): the
+    order-0 free brought count up to high (count >= nr_pcp_high). A drain the vmstat
+    worker set off (decay_pcp_high) of fewer than batch << CONFIG_PCP_BATCH_SCALE_MAX
+    pages: high fell by an eighth (not below high_min; or stayed at high_min) and
+    count was that high plus the pages drained. Pages that moved the lists with no
+    event before it (alloc_pages_bulk, a count that changed between the zoneinfo read
+    and the trace's start; TracedPcpCounts) shift that drain, and every one after. The
+    replay puts them right there (Machine.pcp_untraced_move): before the run of frees
+    that led up to the drain, or before the worker run, the emulated count is set so
+    that the emulated pcp drains there as the kernel's did. Later drains are the
+    emulator's own.
     """
 
-    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray) -> None:
+    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
         ranges = real_zone_ranges(zoneinfo)
         self.names = [r[0] for r in ranges]
         self.starts = np.array([r[1] for r in ranges], np.int64)
         self.ends = np.array([r[2] for r in ranges], np.int64)
         self.pcp_orders = pcp_orders
+        # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
+        self.full_drain = {(z["name"], p["cpu"]): p["batch"] << batch_scale_max
+                           for z in zoneinfo["zones"] for p in z.get("pagesets", ()) if p.get("batch")}
         self.done = np.zeros((len(ranges), nr_cpus), bool)
         self.found: list[dict[str, Any]] = []
 
-    def find(self, ev: np.ndarray) -> list[tuple[int, int, int, int]]:
+    def find(self, ev: np.ndarray) -> list[tuple[int, int, int, str, int]]:
         """The first such drains in a batch of the kernel's events, each as (event
-        index its run of frees starts at (the batch's start at most), zone index, cpu,
-        pages freed to that pcp from there up to the free that set it off)."""
+        index the sync goes before, zone index, cpu, what set it off: "free" or
+        "vmstat_update", pages). For a free: before its run of frees (the batch's start
+        at most), pages the run freed to that pcp up to the free that set it off. For
+        the worker: before its run, pages drained from that pcp."""
         kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
         out = []
-        for d in free_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
+        for d in set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
             if self.done[z, c]:
                 continue
-            ic = np.flatnonzero(cpus[:d] == c)          # the CPU's events before the drain
-            kc = kind[ic]
-            x = len(ic) - 1
-            if kc[x] == MM_PAGE_FREE_BATCHED:              # committed after the frees of its batch
-                x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
-                          if kc[j] == MM_PAGE_FREE and pfn[ic[j]] == pfn[ic[x]]), -1)
-            if x < 0 or order[ic[x]] != 0:
-                continue
-            frees = (kc[:x] == MM_PAGE_FREE) | (kc[:x] == MM_PAGE_FREE_BATCHED)
-            before = np.flatnonzero(~frees)                 # the run of frees starts after the last other event
-            r = int(before[-1]) + 1 if len(before) else 0
-            run = ic[r:x]
-            mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
-                & (order[run] >= 0)
-            freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
-            self.done[z, c] = True
-            out.append((int(ic[r]) if r > 0 else 0, z, c, freed))
+            ic = np.flatnonzero(cpus == c)
+            x = int(np.searchsorted(ic, d)) - 1             # the CPU's event before the drain
+            found = self._by_worker(ev, ic, x, z, c) if kind[ic[x]] == VMSTAT_UPDATE else self._by_free(ev, ic, x, z)
+            if found is not None:
+                self.done[z, c] = True
+                out.append((found[0], z, c, "vmstat_update" if kind[ic[x]] == VMSTAT_UPDATE else "free", found[1]))
         return out
+
+    def _by_free(self, ev: np.ndarray, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
+        kind, pfn, order = ev["kind"][ic], ev["pfn"][ic], ev["order"][ic]
+        if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
+            x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
+                      if kind[j] == MM_PAGE_FREE and pfn[j] == pfn[x]), -1)
+        if x < 0 or order[x] != 0:
+            return None
+        others = np.flatnonzero((kind[:x] != MM_PAGE_FREE) & (kind[:x] != MM_PAGE_FREE_BATCHED))
+        r = int(others[-1]) + 1 if len(others) else 0      # the run of frees starts after the last other event
+        run = slice(r, x)
+        mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
+            & (order[run] >= 0)
+        freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
+        return (int(ic[r]) if r > 0 else 0), freed
+
+    def _by_worker(self, ev: np.ndarray, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int] | None:
+        kind, pfn, order = ev["kind"][ic], ev["pfn"][ic], ev["order"][ic]
+        end = x + 1
+        while end < len(ic) and kind[end] == MM_PAGE_PCPU_DRAIN:
+            end += 1
+        run = slice(x + 1, end)
+        mine = (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z])
+        drained = int((1 << order[run][mine].astype(np.int64)).sum())
+        if end == len(ic) or drained >= self.full_drain.get((self.names[z], c), 0):
+            return None         # the run may go on in the next batch, or was capped
+        return int(ic[x]), drained
 
 
 class UntracedPool:

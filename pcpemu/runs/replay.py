@@ -548,13 +548,15 @@ def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.nda
     return np.insert(ops, where, new[o]), np.insert(sel, where, at[o])
 
 
-def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: str, cpu: int, freed: int,
-                      at: float) -> Callable[[Machine], None]:
-    # The emulated count set before the run of frees that led up to the kernel's first
-    # drain on (zone, cpu) (kstate.FirstDrains): the free that set it off, freed pages
-    # on, reaches the emulated high. An offset past a whole drain (batch <<
-    # CONFIG_PCP_BATCH_SCALE_MAX) is the emulated high differing, and is only reported.
-    row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "pages": {}, "moved": {}}
+def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: str, cpu: int, how: str,
+                      pages: int, at: float) -> Callable[[Machine], None]:
+    # The emulated count set where the kernel's first drain on (zone, cpu) pins its
+    # count (kstate.FirstDrains): before the run of frees that led up to it, so that
+    # the free that set it off, ``pages`` freed on, reaches the emulated high; or before
+    # the vmstat worker run, so that decay_pcp_high drains ``pages``. An offset past a
+    # whole drain (batch << CONFIG_PCP_BATCH_SCALE_MAX) is the emulated high differing,
+    # and is only reported.
+    row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {}}
     first.found.append(row)
 
     def sync(m: Machine) -> None:
@@ -562,10 +564,15 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
         if zone not in [z.name for z in m.populated_zones]:
             return
         st = m.pcp_state(zone, cpu)
-        pages = st["high"] - 1 - st["count"] - freed
-        row["pages"][label] = pages
-        row["moved"][label] = m.pcp_untraced_move(zone, cpu, pages) \
-            if abs(pages) <= st["batch"] << m.config.pcp_batch_scale_max else 0
+        high, high_min = st["high"], st["high_min"]
+        if how == "free":
+            target = high - 1 - pages
+        else:
+            target = (max(high - (high >> 3), high_min) if high > high_min else high) + pages
+        offset = target - st["count"]
+        row["pages"][label] = offset
+        row["moved"][label] = m.pcp_untraced_move(zone, cpu, offset) \
+            if abs(offset) <= st["batch"] << m.config.pcp_batch_scale_max else 0
     return sync
 
 
@@ -634,7 +641,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     matcher = _Matcher(untraced=start is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
-    first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first))
+    first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
+                                                          first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
 
     def prepare(ev: np.ndarray) -> tuple:
@@ -691,9 +699,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             work = [(len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), fn) for at, fn, _ in between]
             if first_drains is not None:
                 work += [(int(np.searchsorted(sel, r, side="left")),
-                          _first_drain_sync(first_drains, machines, first_drains.names[z], c, freed,
+                          _first_drain_sync(first_drains, machines, first_drains.names[z], c, how, pages,
                                             float(ev["timestamp"][r])))
-                         for r, z, c, freed in first_drains.find(ev)]
+                         for r, z, c, how, pages in first_drains.find(ev)]
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:
@@ -793,9 +801,9 @@ def _start_text(result: ReplayResult) -> list[str]:
             moved = f["moved"][label]
             how = "set there" if moved == pages else \
                 f"{moved:+,} moved ({'past a whole drain: the emulated high differs' if not moved else 'lists or untraced owner ran out'})"
-            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by a free shows "
-                       f"{pages:+,} pcp pages against the emulated count (before the frees from {f['timestamp']:.6f}): "
-                       f"{how}")
+            what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
+            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
+                       f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")
     for w in u.get("kernel_work", ()):
         out.append(f"  {w['runs']:,} {w['event']} in the trace, not replayed: {w['why']}")
     if result.timer is not None:

@@ -227,14 +227,15 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
 
 
 def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Block]:
-    # The emulated count set where the kernel's first drain set off by a free shows its count.
-    cells = [f"{r['zone']} CPU {r['cpu']} {r['pages'][policy]:+,} (moved {r['moved'][policy]:+,})"
+    # The emulated count set where the kernel's first drain pins its count.
+    cells = [f"{r['zone']} CPU {r['cpu']} {r['pages'][policy]:+,} (moved {r['moved'][policy]:+,}; set off by "
+             f"{'a free' if r['set_off_by'] == 'free' else 'the vmstat worker'})"
              for r in rows if policy in r["pages"]]
     if not cells:
         return []
-    return [("p", "At the kernel's first drain set off by a free on each pcp, its count stood at its high; the "
-                  "emulated count was set there, before the run of frees that led up to it (later drains are the "
-                  "emulator's own): " + "; ".join(cells) + ".")]
+    return [("p", "Where the kernel's first drain on each pcp pins its count (set off by a free: count stood at "
+                  "high; by the vmstat worker: at the decayed high plus the pages drained), the emulated count was "
+                  "set to match, just before (later drains are the emulator's own): " + "; ".join(cells) + ".")]
 
 
 def _fidelity_end_state(rows: list[dict[str, Any]]) -> list[Block]:
