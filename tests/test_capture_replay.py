@@ -159,7 +159,8 @@ def test_first_drains_are_found_where_they_pin_the_count():
     # What pins nothing: a drain set off by an order-2 free, a worker drain of a whole
     # batch << 5 (63 << 5 here: it may have been capped), one the batch may cut short.
     full = [(D, 1, 0, 8)] * (63 << 5)
-    assert find([(F, 1, 2, 5), (D, 1, 0, 8), (V, 1, -1, -1), *full, (A, 1, 0, 9), (V, 1, -1, -1), (D, 1, 0, 8)])[0] == []
+    rows = [(F, 1, 2, 5), (D, 1, 0, 8), (V, 1, -1, -1), *full, (A, 1, 0, 9), (V, 1, -1, -1), (D, 1, 0, 8)]
+    assert find(rows)[0] == []
 
 
 def test_the_emulated_count_is_set_at_the_kernels_first_drain():

@@ -26,8 +26,8 @@ from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool", "ZoneGrowth",
-           "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool",
+           "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -268,6 +268,12 @@ def real_zone_ranges(zoneinfo: dict) -> list[tuple[str, int, int]]:
             for z in zoneinfo["zones"] if z.get("managed") and "start_pfn" in z]
 
 
+def _zone_table(ranges: list[tuple[str, int, int]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    # real_zone_ranges as names and the start and end pfns the per-event loops take.
+    return ([r[0] for r in ranges], np.array([r[1] for r in ranges], np.int64),
+            np.array([r[2] for r in ranges], np.int64))
+
+
 class TracedPcpCounts:
     """Each (zone, CPU)'s pcp->count as the kernel's own events move it, from what
     before-zoneinfo printed (pcpemu._replay.pcp_count_moves). Beside the count
@@ -276,12 +282,9 @@ class TracedPcpCounts:
     trace's start. It sets how far the emulated count can follow the kernel's."""
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray) -> None:
-        ranges = real_zone_ranges(zoneinfo)
-        self.names = [r[0] for r in ranges]
-        self.starts = np.array([r[1] for r in ranges], np.int64)
-        self.ends = np.array([r[2] for r in ranges], np.int64)
+        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders.astype(np.uint8)
-        self.moved = np.zeros((len(ranges), nr_cpus), np.int64)
+        self.moved = np.zeros((len(self.names), nr_cpus), np.int64)
         self.before = {(z["name"], p["cpu"]): p.get("count") for z in zoneinfo["zones"] for p in z.get("pagesets", ())}
 
     def add(self, ev: np.ndarray) -> None:
@@ -314,15 +317,12 @@ class FirstDrains:
     """
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
-        ranges = real_zone_ranges(zoneinfo)
-        self.names = [r[0] for r in ranges]
-        self.starts = np.array([r[1] for r in ranges], np.int64)
-        self.ends = np.array([r[2] for r in ranges], np.int64)
+        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders
         # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
         self.full_drain = {(z["name"], p["cpu"]): p["batch"] << batch_scale_max
                            for z in zoneinfo["zones"] for p in z.get("pagesets", ()) if p.get("batch")}
-        self.done = np.zeros((len(ranges), nr_cpus), bool)
+        self.done = np.zeros((len(self.names), nr_cpus), bool)
         self.found: list[dict[str, Any]] = []
 
     def find(self, ev: np.ndarray) -> list[tuple[int, int, int, str, int]]:
@@ -383,9 +383,7 @@ class UntracedPool:
         ranges = [r for r in real_zone_ranges(zoneinfo) if r[0] in emulated_zones]
         if not ranges:
             raise ConfigError("the capture's zoneinfo shares no populated zone with the emulated machine")
-        self.names = [r[0] for r in ranges]
-        self.starts = np.array([r[1] for r in ranges], np.int64)
-        self.ends = np.array([r[2] for r in ranges], np.int64)
+        self.names, self.starts, self.ends = _zone_table(ranges)
         self.block_mt = np.full(int(self.ends.max() >> PAGEBLOCK_ORDER) + 1, _MOVABLE, np.int8)
         self.cursors: dict[tuple[int, int, int], np.ndarray] = {}
         self.exhausted = 0

@@ -746,7 +746,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
         if start.after_zoneinfo is not None:
-            extra["end_state"] = {label: _end_state(m, start.after_zoneinfo, traced_counts) for label, m in machines.items()}
+            extra["end_state"] = {label: _end_state(m, start.after_zoneinfo, traced_counts)
+                                  for label, m in machines.items()}
     return ReplayResult(
         trace=name, lines=stats.lines, skipped_lines=dict(stats.skipped),
         events_read=sum(events.values()), events=dict(events), replayed=dict(replayed),
@@ -799,8 +800,8 @@ def _start_text(result: ReplayResult) -> list[str]:
     for f in u.get("first_drains", ()):
         for label, pages in f["pages"].items():
             moved = f["moved"][label]
-            how = "set there" if moved == pages else \
-                f"{moved:+,} moved ({'past a whole drain: the emulated high differs' if not moved else 'lists or untraced owner ran out'})"
+            why = "past a whole drain: the emulated high differs" if not moved else "lists or untraced owner ran out"
+            how = "set there" if moved == pages else f"{moved:+,} moved ({why})"
             what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
                        f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")
