@@ -256,6 +256,16 @@ def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[
                 block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < MIGRATE_PCPTYPES else movable
 
 
+cdef inline Py_ssize_t zone_of(int64_t pfn, const int64_t[::1] zone_start, const int64_t[::1] zone_end) noexcept nogil:
+    # The zone (index into zone_start, ascending) whose span holds pfn: the last that
+    # starts at or below it, as kstate.UntracedPool.zone_of; -1 for none.
+    cdef Py_ssize_t b, z = -1
+    for b in range(zone_start.shape[0]):
+        if zone_start[b] <= pfn:
+            z = b
+    return z if z >= 0 and pfn < zone_end[z] else -1
+
+
 def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
                     const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, const int64_t[::1] zone_start,
                     const int64_t[::1] zone_end, int64_t[:, ::1] moved):
@@ -265,7 +275,7 @@ def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
     served it (its percpu_refill=0 event gives the page back); a drained block takes.
     mm_page_free_batched is a second record of an mm_page_free and counts nothing.
     Events of CPUs or pfns outside moved's zones are left out."""
-    cdef Py_ssize_t i, n = kind.shape[0], z, nz = zone_start.shape[0], norders = pcp_orders.shape[0]
+    cdef Py_ssize_t i, n = kind.shape[0], z, norders = pcp_orders.shape[0]
     cdef Py_ssize_t ncpu = moved.shape[1]
     cdef int k, o
     cdef int64_t sign
@@ -284,10 +294,9 @@ def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
                 sign = -1
             else:
                 continue
-            for z in range(nz):
-                if zone_start[z] <= pfn[i] < zone_end[z]:
-                    moved[z, cpu[i]] += sign << o
-                    break
+            z = zone_of(pfn[i], zone_start, zone_end)
+            if z >= 0:
+                moved[z, cpu[i]] += sign << o
 
 
 def set_off_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
@@ -297,7 +306,7 @@ def set_off_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:
     vmstat_update) on a (zone, cpu) not done yet: their first events' indexes, in
     trace order. A CPU's last event before the batch is not known, so a run at its
     first event is left out."""
-    cdef Py_ssize_t i, n = kind.shape[0], z, nz = zone_start.shape[0], ncpu = done.shape[1], r = 0
+    cdef Py_ssize_t i, n = kind.shape[0], z, ncpu = done.shape[1], r = 0
     cdef int64_t[::1] last = np.full(ncpu, -1, np.int64)
     out_arr = np.empty(n, np.int64)
     cdef int64_t[::1] out = out_arr
@@ -311,12 +320,10 @@ def set_off_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:
             before = kind[last[c]] if last[c] >= 0 else 0
             if k == MM_PAGE_PCPU_DRAIN and (before == MM_PAGE_FREE or before == MM_PAGE_FREE_BATCHED
                                             or before == VMSTAT_UPDATE):
-                for z in range(nz):
-                    if zone_start[z] <= pfn[i] < zone_end[z]:
-                        if not done[z, c]:
-                            out[r] = i
-                            r += 1
-                        break
+                z = zone_of(pfn[i], zone_start, zone_end)
+                if z >= 0 and not done[z, c]:
+                    out[r] = i
+                    r += 1
             last[c] = i
     return out_arr[:r]
 
@@ -326,7 +333,7 @@ cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int ref
                              const int64_t[:, ::1] pindex, Py_ssize_t ncpu, Py_ssize_t nlists,
                              int8_t *delta) noexcept nogil:
     # The (zone, cpu, list) an event moves a block on, -1 for none, and by how much.
-    cdef Py_ssize_t z = -1, b, nblocks = block_mt.shape[0]
+    cdef Py_ssize_t z, b, nblocks = block_mt.shape[0]
     cdef int64_t li
     if p < 0 or o < 0 or o >= pindex.shape[1] or c >= ncpu:
         return -1
@@ -336,10 +343,8 @@ cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int ref
         delta[0] = 1
     else:
         return -1
-    for b in range(zone_start.shape[0]):
-        if zone_start[b] <= p:
-            z = b
-    if z < 0 or p >= zone_end[z]:
+    z = zone_of(p, zone_start, zone_end)
+    if z < 0:
         return -1
     if k == MM_PAGE_FREE:
         b = p >> block_shift

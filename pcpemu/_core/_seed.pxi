@@ -61,6 +61,25 @@ cdef void pcp_add_untraced(pglist_data *pgdat, per_cpu_pages *pcp, unsigned long
     pcp.count += 1 << order
 
 
+cdef long next_untraced_block(pglist_data *pgdat, zone *z, int order) noexcept nogil:
+    # The untraced owner's next whole block of the order from the zone's cursor on,
+    # the cursor moved past it; -1 when the zone has none.
+    cdef long pfn = find_untraced_block(pgdat, z, pgdat.untraced_cursor[z.idx], order, -1, pgdat.untraced_owner)
+    if pfn >= 0:
+        pgdat.untraced_cursor[z.idx] = pfn + (1UL << order)
+    return pfn
+
+
+cdef void pcp_give_back_oldest(pglist_data *pgdat, per_cpu_pages *pcp, int pindex) noexcept nogil:
+    # The oldest block of a pcp list (its tail) back to the untraced owner, page by page.
+    cdef page *p = lru_to_page(pcp.lists[pindex].prev)
+    cdef unsigned long pfn = page_to_pfn(pgdat, p), i, nr_pages = 1UL << pgdat.pindex_order[pindex]
+    list_del(&p.lru)
+    for i in range(nr_pages):
+        _make_untraced(pgdat, &p[i], pfn + i, pgdat.untraced_owner)
+    pcp.count -= nr_pages
+
+
 cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int src, int dst, int mt,
                          int cpu) noexcept nogil:
     # One block of dst's order from the src list's tail onto dst's; False when src has
@@ -68,7 +87,7 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
     # block is the owner's and src's blocks that pay for it go back to the owner (a
     # bigger one whole: pcp->count falls by the difference).
     cdef int order = pgdat.pindex_order[dst], src_order = pgdat.pindex_order[src]
-    cdef unsigned long size = 1UL << order, n = 0, i
+    cdef unsigned long size = 1UL << order, n = 0
     cdef list_head *head = &pcp.lists[src]
     cdef list_head *pos = head.prev
     cdef long pfn
@@ -86,16 +105,11 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
         pos = pos.prev
     if n < size or pgdat.untraced_owner == 0:
         return False
-    pfn = find_untraced_block(pgdat, z, pgdat.untraced_cursor[z.idx], order, -1, pgdat.untraced_owner)
+    pfn = next_untraced_block(pgdat, z, order)
     if pfn < 0:
         return False
-    pgdat.untraced_cursor[z.idx] = pfn + size
     while n:
-        p = lru_to_page(head.prev)
-        list_del(&p.lru)
-        for i in range(1UL << src_order):
-            _make_untraced(pgdat, &p[i], page_to_pfn(pgdat, p) + i, pgdat.untraced_owner)
-        pcp.count -= 1 << src_order
+        pcp_give_back_oldest(pgdat, pcp, src)
         n -= 1UL << src_order
     pcp_add_untraced(pgdat, pcp, pfn, order, dst, mt, cpu)
     return True
@@ -120,6 +134,7 @@ cdef void pcp_reveal(pglist_data *pgdat, const pcpemu_op *op) noexcept nogil:
     while pcp_reveal_one(pgdat, z, z.per_cpu_pageset[op.cpu], src, dst, mt, op.cpu) and op.gfp & PCP_REVEAL_ALL:
         pass
 
+
 cdef long pcp_untraced_move(pglist_data *pgdat, int zi, int cpu, long delta) noexcept nogil:
     """Pages that came onto a CPU's pcp lists (delta > 0) or left them (delta < 0)
     with no event, as the kernel's own drains show (pcpemu.runs.kstate.FirstDrains):
@@ -131,25 +146,20 @@ cdef long pcp_untraced_move(pglist_data *pgdat, int zi, int cpu, long delta) noe
     cdef long moved = 0, pfn
     cdef int i, pindex
     cdef int order0_lists[3]
-    cdef page *p
     order0_lists[:] = [MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE]
     if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or pgdat.untraced_owner == 0:
         return 0
     pcp = z.per_cpu_pageset[cpu]
     while moved < delta:
-        pfn = find_untraced_block(pgdat, z, pgdat.untraced_cursor[zi], 0, -1, pgdat.untraced_owner)
+        pfn = next_untraced_block(pgdat, z, 0)
         if pfn < 0:
             break
-        pgdat.untraced_cursor[zi] = pfn + 1
         pcp_add_untraced(pgdat, pcp, pfn, 0, pgdat.pindex[0][<int>MIGRATE_MOVABLE], -1, cpu)
         moved += 1
     for i in range(3):
         pindex = pgdat.pindex[0][order0_lists[i]]
         while moved > delta and pindex >= 0 and not list_empty(&pcp.lists[pindex]):
-            p = lru_to_page(pcp.lists[pindex].prev)
-            list_del(&p.lru)
-            _make_untraced(pgdat, p, page_to_pfn(pgdat, p), pgdat.untraced_owner)
-            pcp.count -= 1
+            pcp_give_back_oldest(pgdat, pcp, pindex)
             moved -= 1
     return moved
 
