@@ -521,6 +521,18 @@ class Machine:
         return self._core.pcp_untraced_move(self._zone_idx(zone, "pcp_untraced_move"),
                                             self.check_cpu(cpu, "pcp_untraced_move"), int(delta))
 
+    def pcp_untraced_take(self, zone: str, cpu: int, migratetype: str, order: int, nr_blocks: int) -> int:
+        """Give up to ``nr_blocks`` blocks off the head of a CPU's pcp list of
+        (migratetype, order) back to the untraced owner: pages the traced kernel's list
+        lost to an allocation it did not trace. Returns the blocks taken (fewer when the
+        list runs out, none for an order with no pcp list); needs a seeded machine
+        (seed_zone), else takes none."""
+        pindex = self.order_to_pindex(migratetype, order)
+        if pindex < 0:
+            return 0
+        return self._core.pcp_untraced_take(self._zone_idx(zone, "pcp_untraced_take"),
+                                            self.check_cpu(cpu, "pcp_untraced_take"), pindex, int(nr_blocks))
+
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
                       cursor: np.ndarray) -> np.ndarray:
         """Up to n blocks of ``owner``'s pages made whole at ``order`` (see _core.take_untraced)."""

@@ -134,6 +134,47 @@ def test_pages_move_between_the_untraced_owner_and_a_pcp():
     assert Machine(_tiny()).pcp_untraced_move("Normal", 0, 3) == 0       # no untraced owner
 
 
+def test_blocks_leave_a_pcp_list_from_its_head_for_the_untraced_owner():
+    m, zi, _ = _seeded()
+    pindex = m.order_to_pindex("Movable", 0)
+    cpu = next(c for c in range(m.config.cpus) if len(m.pcp_list("Normal", c, pindex)) > 10)
+    before, count, owned = m.pcp_list("Normal", cpu, pindex), m.pcp_state("Normal", cpu)["count"], len(m.allocated_blocks())
+    assert m.pcp_untraced_take("Normal", cpu, "Movable", 0, 3) == 3
+    assert m.pcp_list("Normal", cpu, pindex) == before[3:]           # the newest, as an allocation takes them
+    assert m.pcp_state("Normal", cpu)["count"] == count - 3 and len(m.allocated_blocks()) == owned + 3
+    assert m.pcp_untraced_take("Normal", cpu, "Movable", 0, 10 ** 9) == len(before) - 3   # the list runs out
+    assert m.pcp_list("Normal", cpu, pindex) == []
+    assert m.pcp_untraced_take("Normal", cpu, "Movable", 5, 1) == 0     # no pcp list of that order
+    m.check()
+    with pytest.raises(pcpemu.PcpemuError):
+        m.pcp_untraced_take("Normal", 7, "Movable", 0, 1)
+    assert Machine(_tiny()).pcp_untraced_take("Normal", 0, "Movable", 0, 3) == 0     # no untraced owner
+
+
+def test_a_refill_of_a_list_the_kernel_still_held_pages_on_takes_them_off():
+    # CPU 0 refills its Movable list with 63 pages and allocates 2 of them; the rest
+    # leave with no event (alloc_pages_bulk, never freed). The kernel's next refill of
+    # that list shows it empty: the emulated list loses as many, so the emulator too
+    # refills there. Without that, it would still hold pages and not refill.
+    def refill(ts, base):
+        return [_line(0, ts, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                      "migratetype=1 percpu_refill=1") for i in range(63)]
+
+    def alloc(ts, pfn):
+        return [_line(0, ts, "mm_page_alloc", f"page=00000000deadbeef pfn={pfn:#x} order=0 migratetype=1 "
+                      "gfp_flags=GFP_HIGHUSER_MOVABLE")]
+
+    text = refill(1.0, 0x1000) + alloc(1.0, 0x1000) + alloc(1.1, 0x1001) + refill(2.0, 0x2000) + alloc(2.0, 0x2000)
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None))
+    takes = r.untraced["pcp_takes"]
+    assert (takes["refills"], takes["blocks"], takes["pages"], takes["fewer_than_none"]) == (1, 61, 61, 0)
+    assert 0 < takes["taken"]["x"] <= 61
+    cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
+    assert cpu0["refill_calls"]["kernel"] == cpu0["refill_calls"]["emulated"] == 2
+    assert "1 refills of pcp lists the kernel's events still held 61 pages on" in replay_text(r)
+
+
 def test_first_drains_are_found_where_they_pin_the_count():
     F, B, D, A, V = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC, VMSTAT_UPDATE
     zi = read_zoneinfo(CAP / "before-zoneinfo")
@@ -368,8 +409,8 @@ def test_pcp_pages_move_to_the_lists_the_trace_shows_them_on():
                                                       {"cpu": 1, "rest": {"pindex": movable0, "pages": 5}}]}}, []))
     ev = _pcp_list_events()
     lists.learn(ev)
-    first, at1, _ = lists.reveals(ev[:6])
-    second, at2, _ = lists.reveals(ev[6:])
+    first, at1, _, _ = lists.reveals(ev[:6])
+    second, at2, _, _ = lists.reveals(ev[6:])
     movable, unmovable, reclaimable = 1, 0, 2
     from_to = lambda ops: [(int(o["cpu"]), int(o["gfp"]) >> 4 & 15, int(o["gfp"]) >> 8 & 15,   # noqa: E731
                             bool(o["gfp"] & PCP_REVEAL_ALL)) for o in ops]

@@ -171,11 +171,15 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
     # after); and the reveals: a new dip on a list other than the waiting one (rest)
     # while left has a block, and everything on rest once it is known; one found at a
     # drain goes before the frees (and vmstat runs) on its CPU that led up to the drain
-    # run, from the batch's start at most.
+    # run, from the batch's start at most. And the untraced takes: at the first block
+    # of a refill (a fallback's extfrag event and an untraced allocation inside a
+    # refill run do not end it, across batches too) of a list whose start is known,
+    # what the balance says it held, which then starts from empty.
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
     rest = np.full(shape[:2], chain[0], np.int64)
-    out = []
-    for ev, at in batches:
+    refilling = {}
+    out, takes = [], []
+    for ev, at, untraced in batches:
         keys = []
         for e in ev:
             kind, pfn, order, cpu = int(e["kind"]), int(e["pfn"]), int(e["order"]), int(e["cpu"])
@@ -187,8 +191,10 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
             li = pindex[mt][order] if 0 <= order < pindex.shape[1] else -1
             ok = delta and zone and li >= 0 and pfn >= 0
             keys.append((zone[0], cpu, li, delta, refill) if ok else None)
-        rows = []
+        rows, taken = [], []
         for i, k in enumerate(keys):
+            if not untraced[i] and ev[i]["kind"] not in (MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG):
+                refilling.pop(int(ev[i]["cpu"]), None)
             if k is None:
                 continue
             z, c, li, delta, refill = k
@@ -205,6 +211,11 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
             emptied = (ev[i]["kind"] == MM_PAGE_PCPU_DRAIN and nxt is not None and keys[nxt] is not None
                        and ev[nxt]["kind"] == MM_PAGE_PCPU_DRAIN and keys[nxt][:3] != k[:3])
             before = bal[z, c, li]
+            if refill and refilling.get(c) != (z, li):
+                refilling[c] = (z, li)
+                if exact[z, c, li] >= 0 and exact[z, c, li] + before:
+                    taken.append((at[i], z, c, li, exact[z, c, li] + before))
+                    before = bal[z, c, li] = -exact[z, c, li]
             bal[z, c, li] += delta
             if exact[z, c, li] < 0 and refill:
                 exact[z, c, li] = max(-before, 0)
@@ -222,7 +233,8 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
                     rows.append((at[at_row], 2 * at_row, z, c, li, nxt_rest[0], 1))
                     rest[z, c] = nxt_rest[0]
         out.append(np.array(rows, np.int64).reshape(-1, 7))
-    return bal, need, exact, out
+        takes.append(np.array(taken, np.int64).reshape(-1, 5))
+    return bal, need, exact, out, takes
 
 
 # An untraced (bulk) allocation: the event index it goes before (taken modulo the
@@ -241,7 +253,8 @@ def _bulk(ev, allocs):
     mt = np.array([t for *_, t in allocs], np.int8)[o]
     rows = np.zeros(len(at), EVENT_DTYPE)
     rows["kind"], rows["cpu"], rows["pfn"], rows["migratetype"] = MM_PAGE_ALLOC, cpu, pfn, mt
-    return (at, cpu, pfn, mt), (np.insert(ev, at, rows), np.insert(np.arange(len(ev)), at, at))
+    return (at, cpu, pfn, mt), (np.insert(ev, at, rows), np.insert(np.arange(len(ev)), at, at),
+                                np.insert(np.zeros(len(ev), bool), at, True))
 
 
 @settings(max_examples=60, deadline=None)
@@ -260,6 +273,7 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, s
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
     left = np.array(seeded, np.int64).reshape(2, NCPU)
     rest = np.full((2, NCPU), chain[0], np.int64)
+    refilling = np.full(NCPU, -1, np.int64)
     want_left = left.copy()
     merged, got = [], []
     for k, ev in enumerate(batches):
@@ -267,12 +281,13 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, s
         merged.append(with_bulk)
         got.append(_replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                          ev["percpu_refill"], *bulk, starts, ends, block_mt, 5, 1, pindex, list_pages,
-                                         chain, bal, need, exact, rest, left))
+                                         chain, bal, need, exact, rest, left, refilling))
     want = _ref_pcp_lists(merged, starts, ends, block_mt, 5, pindex, shape, list_pages, chain, want_left)
     assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
     assert (left == want_left).all()
-    for g, w in zip(got, want[3]):
-        assert g.tolist() == w.tolist()
+    for (reveals, taken), want_reveals, want_taken in zip(got, want[3], want[4]):
+        assert reveals.tolist() == want_reveals.tolist()
+        assert taken.tolist() == want_taken.tolist()
 
 
 def test_a_reveal_at_a_drain_goes_before_the_frees_that_set_it_off():
@@ -288,20 +303,54 @@ def test_a_reveal_at_a_drain_goes_before_the_frees_that_set_it_off():
                        [6] * 11], np.int64)
     shape = (2, NCPU, 7)
     state = [np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64),
-             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64)]
+             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64), np.full(NCPU, -1, np.int64)]
     none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
     got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                 ev["percpu_refill"], *none, starts, ends, np.array([1], np.int8), 5, 1, pindex,
                                 np.array([1, 2, 4, 8, 1, 2, 1], np.int64), np.array([4, 6, 0], np.int64), *state)
     # at event 1 (merged row 1), zone 0, CPU 0, from the waiting list 4 to list 0
-    assert got.tolist() == [[1, 2, 0, 0, 4, 0, 0]]
+    assert got[0].tolist() == [[1, 2, 0, 0, 4, 0, 0]]
+
+
+def _lists_state():
+    return [np.zeros((1, NCPU, 7), np.int64), np.zeros((1, NCPU, 7), np.int64), np.full((1, NCPU, 7), -1, np.int64),
+            np.full((1, NCPU), 4, np.int64), np.zeros((1, NCPU), np.int64), np.full(NCPU, -1, np.int64)]
+
+
+def test_a_refill_of_a_list_the_trace_still_holds_pages_on_is_an_untraced_take():
+    # CPU 0's Movable order-0 list (pindex 0 here, pfns in zone 0, block type Movable):
+    # a refill tells its start (empty), two frees put pages on it, one allocation takes
+    # one; the next refill shows it empty, so one page left with no event. A refill run
+    # goes on through a fallback's extfrag event, an untraced allocation placed inside
+    # it, and a batch boundary, and a refill of another CPU or list starts no run here.
+    R, A, F, X = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_ALLOC_EXTFRAG
+    rows = [(R, 0, 1, 0, 1, 1), (A, 0, 1, 0, 1, 0),                      # 0-1: refill, allocation
+            (F, 0, 2, 0, 1, 0), (F, 0, 3, 0, 1, 0), (A, 0, 2, 0, 1, 0),  # 2-4: one page stays
+            (R, 1, 4, 0, 1, 1),                                          # 5: CPU 1
+            (R, 0, 5, 0, 1, 1), (X, 0, 5, 0, 1, 0), (R, 0, 6, 0, 1, 1),  # 6-8: held 1; the run goes on
+            (R, 0, 7, 0, 1, 1), (A, 0, 5, 0, 1, 0)]                      # 9 (next batch), 10
+    ev = _events(rows)
+    pindex = np.array([[-1] * 11, [0] + [-1] * 10, [-1] * 11], np.int64)
+    state = _lists_state()
+    bulk = (np.array([9], np.int64), np.zeros(1, np.uint16), np.array([8], np.int64), np.ones(1, np.int8))
+    none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
+    args = (np.array([0], np.int64), np.array([90], np.int64), np.array([1], np.int8), 5, 1, pindex,
+            np.ones(7, np.int64), np.array([4, 6, 0], np.int64))
+    taken = []
+    for part, untraced in ((ev[:9], bulk), (ev[9:], none)):
+        cols = (part["kind"], part["cpu"], part["pfn"], part["order"], part["migratetype"], part["percpu_refill"])
+        taken.append(_replay.pcp_lists_add(*cols, *untraced, *args, *state)[1].tolist())
+    # event 6, zone 0, CPU 0, pindex 0: one block; nothing in the second batch
+    assert taken == [[[6, 0, 0, 0, 1]], []]
+    # four blocks refilled and two freed, four allocated (one untraced) and one taken: one left
+    assert state[0][0, 0, 0] == 1 and state[2][0, 0, 0] == 0
 
 
 def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
     ev = _events([(MM_PAGE_ALLOC, 0, 1, 0, 1, 0)] * 3)
     args = (np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1, np.int8), 5, 1, np.zeros((3, 11), np.int64),
             np.ones(1, np.int64), np.zeros(1, np.int64), *(np.zeros((1, NCPU, 1), np.int64) for _ in range(3)),
-            *(np.zeros((1, NCPU), np.int64) for _ in range(2)))
+            *(np.zeros((1, NCPU), np.int64) for _ in range(2)), np.full(NCPU, -1, np.int64))
     cols = (ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"])
     one = (np.zeros(2, np.uint16), np.zeros(2, np.int64), np.zeros(2, np.int8))
     for at in ([2, 1], [0, 4]):

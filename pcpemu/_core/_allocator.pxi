@@ -565,6 +565,13 @@ cdef class Allocator:
         self.check_cpu_arg(cpu, "pcp_untraced_move")
         return pcp_untraced_move(&self.pgdat, zi, cpu, delta)
 
+    def pcp_untraced_take(self, int zi, int cpu, int pindex, long nr_blocks):
+        self.check_zone_arg(zi, "pcp_untraced_take")
+        self.check_cpu_arg(cpu, "pcp_untraced_take")
+        if not 0 <= pindex < self.pgdat.nr_pcp_lists:
+            self.raise_error(PE_BAD_PINDEX, "pcp_untraced_take", pindex=pindex)
+        return pcp_untraced_take(&self.pgdat, zi, cpu, pindex, nr_blocks)
+
     def take_untraced(self, int zi, int mt, int order, Py_ssize_t n, uint64_t owner, int64_t[::1] cursor):
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]

@@ -369,7 +369,7 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                   const int64_t[::1] zone_start, const int64_t[::1] zone_end, const int8_t[::1] block_mt,
                   int block_shift, int movable, const int64_t[:, ::1] pindex, const int64_t[::1] list_pages,
                   const int64_t[::1] chain, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
-                  int64_t[:, :, ::1] exact, int64_t[:, ::1] rest, int64_t[:, ::1] left):
+                  int64_t[:, :, ::1] exact, int64_t[:, ::1] rest, int64_t[:, ::1] left, int64_t[::1] refilling):
     """Take in a batch of events, in trace order, with the order-0 allocations the
     kernel did not trace (alloc_pages_bulk) merged in, and say where the pages each
     CPU's pcp held when the trace began show up (pcpemu.runs.kstate.PcpLists).
@@ -390,14 +390,23 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     on its CPU just before it (from the batch's start at most), since a free or a
     decay_pcp_high drains as it comes, before the drain's events.
 
+    A list known empty that the trace still holds blocks on (at a refill after the
+    one that told its start: rmqueue_bulk refills only an empty list) lost them to an
+    allocation the kernel did not trace (alloc_pages_bulk, whose pages the trace
+    never frees): its balance starts again from empty there.
+
     :param bulk_at: the event index each untraced allocation goes before (len(kind):
         at the end), ascending; equal ones in the order given.
     :param bulk_cpu: its CPU; bulk_pfn: its page; bulk_mt: the list's migratetype.
     :param list_pages: pages per block of each pindex.
+    :param refilling: per CPU, the key of the list a refill under way fills (-1:
+        none), from batch to batch.
     :return: the reveals, one row each: the event index it goes before, its sort key
         (twice the merged row it precedes; an untraced allocation s is merged row
         bulk_at[s] + s), zone, cpu, the pindex it takes from and puts on, and 1 when
-        it moves every page.
+        it moves every page; and the untraced takes, one row each: the refill's event
+        index, zone, cpu, pindex and the blocks the trace held there (below zero: it
+        held fewer than none, a page it put on another list).
     """
     cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c, r = 0, k
     cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2], nchain = chain.shape[0]
@@ -415,9 +424,14 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     cdef uint8_t[::1] mkind = np.zeros(n + nbulk, np.uint8)
     cdef uint16_t[::1] mcpu = np.zeros(n + nbulk, np.uint16)
     cdef uint8_t[::1] emptied = np.zeros(n + nbulk, np.uint8)
+    cdef uint8_t[::1] untraced = np.zeros(n + nbulk, np.uint8)
     cdef int8_t[::1] delta = np.zeros(n + nbulk, np.int8)
     out_arr = np.zeros((2 * (n + nbulk), 7), np.int64)
     cdef int64_t[:, ::1] out = out_arr
+    taken_arr = np.zeros((n, 5), np.int64)
+    cdef int64_t[:, ::1] taken = taken_arr
+    cdef Py_ssize_t t = 0
+    cdef int64_t held
     if bulk_cpu.shape[0] != nbulk or bulk_pfn.shape[0] != nbulk or bulk_mt.shape[0] != nbulk:
         raise ValueError("the untraced allocations' arrays differ in length")
     for s in range(nbulk):
@@ -429,7 +443,7 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
         # block on (key) and its delta.
         for i in range(n + 1):
             while s < nbulk and bulk_at[s] <= i:
-                mkind[j], mcpu[j], at[j] = MM_PAGE_ALLOC, bulk_cpu[s], bulk_at[s]
+                mkind[j], mcpu[j], at[j], untraced[j] = MM_PAGE_ALLOC, bulk_cpu[s], bulk_at[s], 1
                 key[j] = list_key(MM_PAGE_ALLOC, bulk_cpu[s], bulk_pfn[s], 0, bulk_mt[s], -1, zone_start, zone_end,
                                   block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
                 s += 1
@@ -450,6 +464,11 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 emptied[b] = 1
             prev[mcpu[i]] = i
         for i in range(n + nbulk):
+            if mcpu[i] < ncpu and not untraced[i] and mkind[i] != MM_PAGE_ALLOC_ZONE_LOCKED \
+                    and mkind[i] != MM_PAGE_ALLOC_EXTFRAG:
+                # A fallback's extfrag event is inside the refill; an untraced
+                # allocation placed among its blocks comes after it.
+                refilling[mcpu[i]] = -1
             if mcpu[i] < ncpu:
                 c = mcpu[i]
                 if mkind[i] == MM_PAGE_FREE or mkind[i] == MM_PAGE_FREE_BATCHED or mkind[i] == VMSTAT_UPDATE:
@@ -471,6 +490,14 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             li = key[i] % nlists
             at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
             before = balance[z, c, li]
+            if mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED and refilling[c] != key[i]:
+                refilling[c] = key[i]
+                if exact[z, c, li] >= 0:
+                    held = exact[z, c, li] + before
+                    if held != 0:
+                        taken[t, 0], taken[t, 1], taken[t, 2], taken[t, 3], taken[t, 4] = at[i], z, c, li, held
+                        t += 1
+                        before -= held
             run = before + delta[i]
             balance[z, c, li] = run
             if exact[z, c, li] < 0 and mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
@@ -490,7 +517,7 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                         r = reveal(r, at[at_row], at_row, z, c, li, chain[k], True, out)
                         rest[z, c] = chain[k]
                         break
-    return out_arr[:r]
+    return out_arr[:r], taken_arr[:t]
 
 
 # ---------------------------------------------------------------------------------------

@@ -70,9 +70,11 @@ cdef long next_untraced_block(pglist_data *pgdat, zone *z, int order) noexcept n
     return pfn
 
 
-cdef void pcp_give_back_oldest(pglist_data *pgdat, per_cpu_pages *pcp, int pindex) noexcept nogil:
-    # The oldest block of a pcp list (its tail) back to the untraced owner, page by page.
-    cdef page *p = lru_to_page(pcp.lists[pindex].prev)
+cdef void pcp_give_back(pglist_data *pgdat, per_cpu_pages *pcp, int pindex, bint newest) noexcept nogil:
+    # A block of a pcp list back to the untraced owner, page by page: the oldest (the
+    # list's tail, where a drain takes from) or the newest (its head, where an
+    # allocation takes from).
+    cdef page *p = lru_to_page(pcp.lists[pindex].next if newest else pcp.lists[pindex].prev)
     cdef unsigned long pfn = page_to_pfn(pgdat, p), i, nr_pages = 1UL << pgdat.pindex_order[pindex]
     list_del(&p.lru)
     for i in range(nr_pages):
@@ -109,7 +111,7 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
     if pfn < 0:
         return False
     while n:
-        pcp_give_back_oldest(pgdat, pcp, src)
+        pcp_give_back(pgdat, pcp, src, False)
         n -= 1UL << src_order
     pcp_add_untraced(pgdat, pcp, pfn, order, dst, mt, cpu)
     return True
@@ -159,9 +161,28 @@ cdef long pcp_untraced_move(pglist_data *pgdat, int zi, int cpu, long delta) noe
     for i in range(3):
         pindex = pgdat.pindex[0][order0_lists[i]]
         while moved > delta and pindex >= 0 and not list_empty(&pcp.lists[pindex]):
-            pcp_give_back_oldest(pgdat, pcp, pindex)
+            pcp_give_back(pgdat, pcp, pindex, False)
             moved -= 1
     return moved
+
+
+cdef long pcp_untraced_take(pglist_data *pgdat, int zi, int cpu, int pindex, long nr_blocks) noexcept nogil:
+    """Up to nr_blocks blocks off the head of one of a CPU's pcp lists, back to the
+    untraced owner: pages an allocation the kernel did not trace took (alloc_pages_bulk
+    -> __rmqueue_pcplist takes a list's first entries), as a later refill of that list
+    shows (pcpemu.runs.kstate.PcpLists). Returns the blocks taken; fewer when the list
+    runs out."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef per_cpu_pages *pcp
+    cdef long taken = 0
+    if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or pgdat.untraced_owner == 0 \
+            or not 0 <= pindex < pgdat.nr_pcp_lists:
+        return 0
+    pcp = z.per_cpu_pageset[cpu]
+    while taken < nr_blocks and not list_empty(&pcp.lists[pindex]):
+        pcp_give_back(pgdat, pcp, pindex, True)
+        taken += 1
+    return taken
 
 
 cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:

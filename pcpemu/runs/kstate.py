@@ -474,19 +474,21 @@ class PcpLists:
         self.exact = np.full((nz, ncpu, nl), -1, np.int64)     # -1: not known yet
         self.rest = np.full((nz, ncpu), -1, np.int64)          # the waiting list; -1: none yet
         self.left = np.zeros((nz, ncpu), np.int64)             # pages on it the trace has not shown
+        self.refilling = np.full(ncpu, -1, np.int64)            # the list a refill under way fills
 
     def learn(self, ev: np.ndarray) -> None:
         """Note the pageblock types a batch shows (before :meth:`add` of earlier batches,
         so that a free's list is the one its page shows in the whole read-ahead)."""
         self.pool.learn_events(ev)
 
-    def add(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> None:
+    def add(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> list[tuple]:
         """Take in a batch of events of the first stretch, in trace order.
 
         :param bulk: the order-0 allocations the kernel did not trace, merged in:
             (event index each goes before, ascending; cpu; pfn; the list's migratetype).
+        :return: the untraced takes the batch shows (see :meth:`reveals`).
         """
-        self.reveals(ev, bulk)
+        return self.reveals(ev, bulk)[3]
 
     def stream_from(self, seeded: Seed) -> None:
         """Past the first stretch: the waiting lists and pages where seed_pcp_lists put
@@ -502,21 +504,26 @@ class PcpLists:
         :param bulk: as for :meth:`add`.
         :return: the OP_PCP_REVEAL ops the batch calls for, the event index each goes
             before and its sort key among the untraced allocations (bulk s: 2 *
-            (at[s] + s) + 1).
+            (at[s] + s) + 1); and the untraced takes: per refill of a list the trace
+            still held blocks on (rmqueue_bulk refills only an empty list), (event
+            index, zone, cpu, migratetype, order, blocks), blocks below zero where the
+            trace held fewer than none (a page it put on another list).
         """
         at, cpu, pfn, mt = bulk
-        out = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
+        out, taken = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
                             np.ascontiguousarray(at, np.int64), np.ascontiguousarray(cpu, np.uint16),
                             np.ascontiguousarray(pfn, np.int64), np.ascontiguousarray(mt, np.int8),
                             self.pool.starts, self.pool.ends, self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE,
                             self.pindex, 1 << self.list_order, self.chain, self.balance, self.need, self.exact,
-                            self.rest, self.left)
+                            self.rest, self.left, self.refilling)
         ops = np.zeros(len(out), OP_DTYPE)
         src, dst = out[:, 4], out[:, 5]
         ops["op"], ops["cpu"], ops["order"] = OP_PCP_REVEAL, out[:, 3], self.list_order[dst]
         ops["gfp"] = pcp_reveal_gfp(self.zone_idx[out[:, 2]], self.list_mt[src], self.list_mt[dst], out[:, 6],
                                     self.list_order[src])
-        return ops, out[:, 0], out[:, 1]
+        takes = [(at, self.pool.names[z], c, MIGRATETYPE_NAMES[self.list_mt[li]], int(self.list_order[li]), n)
+                 for at, z, c, li, n in taken.tolist()]
+        return ops, out[:, 0], out[:, 1], takes
 
     def exact_lists(self) -> dict[tuple[str, int], set[int]]:
         """The lists whose start a refill showed exactly, per (zone, cpu)."""

@@ -379,7 +379,7 @@ class _Timer:
 
 
 def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
-                 prepare: Callable[[np.ndarray], tuple]) -> tuple[list, PcpLists]:
+                 prepare: Callable[[np.ndarray], tuple]) -> tuple[list, PcpLists, list[list[tuple]]]:
     # The trace's first events tell which pcp lists held the pages when it began; the
     # batches read for that are handed back prepared, to be replayed without reading
     # them again.
@@ -393,9 +393,9 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
         head.append((ev, prepare(ev)))
         seen += len(ev)
     # The untraced allocations took pages off the lists too (_untraced_alloc_at).
-    for _, prepared in head:
-        lists.add(prepared[0], _untraced_allocs(prepared, lists.pool.block_mt)[1])
-    return [prepared for _, prepared in head], lists
+    # Its untraced takes (PcpLists.reveals) wait for the replay of each batch.
+    takes = [lists.add(prepared[0], _untraced_allocs(prepared, lists.pool.block_mt)[1]) for _, prepared in head]
+    return [prepared for _, prepared in head], lists, takes
 
 
 def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
@@ -576,6 +576,26 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
     return sync
 
 
+def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
+                   blocks: int) -> Callable[[Machine], None]:
+    # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): an
+    # allocation the kernel did not trace took them, and takes as many off the
+    # emulated list. Fewer than none held is only counted.
+    if blocks < 0:
+        found["fewer_than_none"] += 1
+        return lambda m: None
+    found["refills"] += 1
+    found["blocks"] += blocks
+    found["pages"] += blocks << order
+
+    def take(m: Machine) -> None:
+        label = next(label for label, mm in machines.items() if mm is m)
+        if zone in [z.name for z in m.populated_zones]:
+            found["taken"][label] = found["taken"].get(label, 0) + (m.pcp_untraced_take(zone, cpu, mt, order, blocks)
+                                                                    << order)
+    return take
+
+
 def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine], None]:
     # Memory coming into a zone (kstate.ZoneGrowth), freed by cpu.
     return lambda m: m.grow_zone(zone, nr_pages, params, cpu)
@@ -641,6 +661,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     matcher = _Matcher(untraced=start is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
+    untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0}
     first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
@@ -656,6 +677,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         return ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free)
 
     head: list[tuple] = []
+    head_takes: list[list[tuple]] = []
     stream: Iterator[np.ndarray] = batches
     try:
         if start is not None:
@@ -665,7 +687,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             zones = {label: seed_zones(m, start.zoneinfo, start.pagetypeinfo) for label, m in machines.items()}
             known = None
             if start.pcp_prepass:
-                head, known = _pcp_prepass(stream, first, start, prepare)
+                head, known, head_takes = _pcp_prepass(stream, first, start, prepare)
             seeded = {label: seed_pcp_lists(m, start.zoneinfo, zones[label], known and known.lists(),
                                             known and known.exact_lists()) for label, m in machines.items()}
             # Past the read-ahead the pcp pages it could not place go where the trace shows them.
@@ -690,7 +712,10 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 lists.learn(ev)
                 ops, sel, between, allocs, bulk_ops = _untraced(prepared, lists.pool, growth,
                                                                 list(machines.values()), replayed)
-                reveals = _NO_REVEALS if k < len(head) else lists.reveals(ev, allocs)
+                if k < len(head):
+                    reveals, takes = _NO_REVEALS, head_takes[k]
+                else:
+                    *reveals, takes = lists.reveals(ev, allocs)
                 replayed["pcp_reveals"] += len(reveals[0])
                 ops, sel = _insert_untraced(ops, sel, bulk_ops, allocs[0], reveals)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
@@ -702,6 +727,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                           _first_drain_sync(first_drains, machines, first_drains.names[z], c, how, pages,
                                             float(ev["timestamp"][r])))
                          for r, z, c, how, pages in first_drains.find(ev)]
+            if lists is not None:
+                work += [(int(np.searchsorted(sel, at, side="left")), _untraced_take(untraced_takes, machines, *take))
+                         for at, *take in takes]
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:
@@ -741,7 +769,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pool_exhausted": lists.pool.exhausted, "other_type": lists.pool.other_type,
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
-                             "first_drains": first_drains.found,
+                             "first_drains": first_drains.found, "pcp_takes": untraced_takes,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
@@ -805,6 +833,13 @@ def _start_text(result: ReplayResult) -> list[str]:
             what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
                        f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")
+    takes = u.get("pcp_takes")
+    if takes and (takes["refills"] or takes["fewer_than_none"]):
+        taken = ", ".join(f"{label} {n:,}" for label, n in takes["taken"].items())
+        out.append(f"  {takes['refills']:,} refills of pcp lists the kernel's events still held {takes['pages']:,} "
+                   f"pages on (alloc_pages_bulk took them with no event): taken off the emulated lists, pages "
+                   f"{taken or 'none'}; {takes['fewer_than_none']:,} refills of lists the events held fewer than "
+                   "none on (a page put on another list) only started the count again")
     for w in u.get("kernel_work", ()):
         out.append(f"  {w['runs']:,} {w['event']} in the trace, not replayed: {w['why']}")
     if result.timer is not None:

@@ -223,6 +223,7 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
             ("table", ["CPU", "figure", "kernel", "emulated", "ratio"], rows),
             *_fidelity_end_state(fid.get("end_state") or []),
             *_fidelity_first_drains((fid.get("untraced") or {}).get("first_drains") or [], fid["policy"]),
+            *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
 
 
@@ -236,6 +237,18 @@ def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Bloc
     return [("p", "Where the kernel's first drain on each pcp pins its count (set off by a free: count stood at "
                   "high; by the vmstat worker: at the decayed high plus the pages drained), the emulated count was "
                   "set to match, just before (later drains are the emulator's own): " + "; ".join(cells) + ".")]
+
+
+def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block]:
+    # Pages a refill showed gone from a pcp list with no event.
+    if not takes or not takes["refills"]:
+        return []
+    return [("p", f"At {takes['refills']:,} refills the kernel refilled a pcp list its own events still showed "
+                  f"{takes['pages']:,} pages on in all (rmqueue_bulk refills only an empty list): allocations it "
+                  "did not trace (alloc_pages_bulk) had taken them. As many came off the emulated lists where they "
+                  f"still were: {takes['taken'].get(policy, 0):,} pages."
+                  + (f" At {takes['fewer_than_none']:,} more the events showed fewer than none (a page they put on "
+                     "another list); those only started the count again." if takes["fewer_than_none"] else ""))]
 
 
 def _fidelity_end_state(rows: list[dict[str, Any]]) -> list[Block]:
