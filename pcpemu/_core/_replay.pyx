@@ -426,9 +426,9 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     cdef uint8_t[::1] emptied = np.zeros(n + nbulk, np.uint8)
     cdef uint8_t[::1] untraced = np.zeros(n + nbulk, np.uint8)
     cdef int8_t[::1] delta = np.zeros(n + nbulk, np.int8)
-    out_arr = np.zeros((2 * (n + nbulk), 7), np.int64)
+    out_arr = np.empty((2 * (n + nbulk), 7), np.int64)   # rows written as found
     cdef int64_t[:, ::1] out = out_arr
-    taken_arr = np.zeros((n, 5), np.int64)
+    taken_arr = np.empty((n, 5), np.int64)
     cdef int64_t[:, ::1] taken = taken_arr
     cdef Py_ssize_t t = 0
     cdef int64_t held
