@@ -547,13 +547,16 @@ class Machine:
             self._slots = grown
         self._slots[slots] = pfns
 
-    def grow_zone(self, zone: str, nr_pages: int, params: ZoneParams, cpu: int = 0) -> None:
+    def grow_zone(self, zone: str, nr_pages: int, params: ZoneParams, cpu: int = 0, on_demand: bool = False) -> None:
         """Bring ``nr_pages`` more pages into a zone, below its managed range, free
         (memory onlined, or deferred struct-page init growing the zone), and set the
         watermarks, lowmem reserves and pcp batch/high_min/high_max of ``params``
-        (its ZoneParams for the new size). ``cpu`` frees the new blocks (mm_page_free)."""
+        (its ZoneParams for the new size). ``cpu`` frees the new blocks (mm_page_free).
+        ``on_demand``: an allocation on ``cpu`` grew the zone (deferred struct-page
+        init from get_page_from_freelist), after the zone failed its high-watermark
+        check, which sets ZONE_BELOW_HIGH."""
         self._core.grow_zone(self._zone_idx(zone, "grow_zone"), int(nr_pages), params,
-                             self.check_cpu(cpu, "grow_zone"))
+                             self.check_cpu(cpu, "grow_zone"), bool(on_demand))
 
     def reset_stats(self) -> None:
         """Zero every counter (the state stays)."""

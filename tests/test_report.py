@@ -234,6 +234,9 @@ def test_fidelity_says_where_the_emulated_count_was_set():
     (kind, text), = _fidelity_first_drains(rows, "split")
     assert kind == "p" and "Normal CPU 1 -297 (moved -297; set off by the vmstat worker)" in text
     assert _fidelity_first_drains(rows, "single") == [] and _fidelity_first_drains([], "split") == []
+    flagged = [{**rows[0], "pages": {}, "moved": {}, "zone_flagged": ["split"]}]
+    (kind, text), = _fidelity_first_drains(flagged, "split")
+    assert "Normal CPU 1 none (the emulated zone was below high" in text
 
 
 def test_fidelity_says_what_refills_showed_gone_from_the_pcp_lists():

@@ -12,9 +12,10 @@ import pytest
 from pcpemu.errors import PcpemuError
 from pcpemu.kernel.config import KernelConfig
 from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
-from pcpemu.machine import OP_DTYPE, Machine
-from pcpemu.runs.kstate import ZoneGrowth
-from pcpemu.runs.replay import _growth_points
+from pcpemu.kernel.gfp import parse_gfp
+from pcpemu.machine import CORE_CONSTANTS, OP_DTYPE, Machine
+from pcpemu.runs.kstate import FirstDrains, ZoneGrowth
+from pcpemu.runs.replay import _first_drain_sync, _growth_points
 from pcpemu.runs.workloads import OP_ALLOC, OP_FREE
 
 PROC = os.path.join(os.path.dirname(__file__), "data", "proc-6.18-fc")
@@ -87,6 +88,28 @@ def test_grow_zone_frees_new_blocks_and_sets_limits(dump, pt):
     assert m.page_zone(pfn) == "Normal"
     with pytest.raises(PcpemuError):
         m.grow_zone("Normal", 1000, p)       # not whole MAX_PAGE_ORDER blocks
+    assert not st["flags"] & CORE_CONSTANTS["ZONE_BELOW_HIGH"]
+
+
+def test_a_zone_grown_on_demand_is_below_high(dump, pt):
+    # Deferred struct-page init grows a zone from get_page_from_freelist, after the zone
+    # failed its check against the high watermark, which set ZONE_BELOW_HIGH: the next
+    # refill leaves pcp->high where it was (nr_pcp_alloc), where it otherwise grows by
+    # the refill's batch.
+    cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
+    highs = {}
+    for on_demand in (False, True):
+        m = Machine(cfg)
+        p = ZoneGrowth(dump, pt, cfg, [z.name for z in m.populated_zones]).grow("Normal", 1024)
+        m.grow_zone("Normal", 1024, p, cpu=1, on_demand=on_demand)
+        assert bool(m.zone_state("Normal")["flags"] & CORE_CONSTANTS["ZONE_BELOW_HIGH"]) == on_demand
+        assert m.stats(per_cpu=True)["per_cpu"][1]["ZONE_BELOW_HIGH_SET"] == on_demand
+        ops = _ops([(OP_ALLOC, 0, 0)])
+        ops["gfp"] = parse_gfp("GFP_HIGHUSER_MOVABLE")
+        m.run(ops)
+        pcp = m.pcp_state("Normal", 0)
+        highs[on_demand] = pcp["high"] - pcp["high_min"]      # a fresh pcp's high is clamped up to high_min first
+    assert highs == {False: pcp["batch"], True: 0}
 
 
 def _ops(rows):
@@ -105,3 +128,18 @@ def test_growth_follows_the_next_allocation_on_its_cpu():
     got = _growth_points(ops, sel, keep, np.array([1, 2, 5]), ["Normal"] * 3)
     assert got == [(14, "Normal", 2048, 1), (-1, "Normal", 1024, 0)]
 
+
+def test_a_first_drain_pins_nothing_in_a_zone_below_high(dump, pt):
+    # Under ZONE_BELOW_HIGH a free drains at any count from high_min up (nr_pcp_high):
+    # the kernel's first drain then says nothing of where count stood against high.
+    cfg = KernelConfig.from_zoneinfo(dump, "v6.18")
+    rows = {}
+    for on_demand in (False, True):
+        m = Machine(cfg)
+        m.grow_zone("Normal", 1024, ZoneGrowth(dump, pt, cfg, [z.name for z in m.populated_zones]).grow("Normal", 1024),
+                    cpu=1, on_demand=on_demand)
+        first = FirstDrains(dump, cfg.cpus, np.ones(11, bool), 5)
+        _first_drain_sync(first, {"x": m}, "Normal", 0, "free", 10, 1.0)(m)
+        rows[on_demand] = first.found[0]
+    assert rows[False]["zone_flagged"] == [] and "x" in rows[False]["pages"]
+    assert rows[True]["zone_flagged"] == ["x"] and rows[True]["pages"] == {} and rows[True]["moved"] == {}

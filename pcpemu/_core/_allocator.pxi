@@ -576,8 +576,8 @@ cdef class Allocator:
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]
 
-    def grow_zone(self, int zi, unsigned long nr_pages, zp, int cpu):
-        grow_zone(&self.pgdat, zi, nr_pages, zp, cpu)
+    def grow_zone(self, int zi, unsigned long nr_pages, zp, int cpu, bint on_demand):
+        grow_zone(&self.pgdat, zi, nr_pages, zp, cpu, on_demand)
 
     def reset_stats(self):
         reset_stats(&self.pgdat)

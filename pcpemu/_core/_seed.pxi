@@ -330,14 +330,17 @@ cdef void reset_stats(pglist_data *pgdat) noexcept nogil:
         pgdat.cpu[cpu].owner_seq = seq
 
 
-cdef int grow_zone(pglist_data *pgdat, int zi, unsigned long nr_pages, zp, int cpu) except -1:
+cdef int grow_zone(pglist_data *pgdat, int zi, unsigned long nr_pages, zp, int cpu, bint on_demand) except -1:
     """Memory the traced kernel brought into a zone while the trace ran (online_pages,
     or deferred struct-page init growing the zone on demand): nr_pages more managed
     pages below the managed range, freed as MAX_PAGE_ORDER blocks to the tails of the
     Movable lists (__free_pages_core -> __free_pages_ok(FPI_TO_TAIL)), then the
     watermarks and pcp limits recomputed from the new size (init_per_zone_wmark_min ->
     setup_per_zone_wmarks -> zone_pcp_update; pcp->high is left to the next clamp).
-    zp: the zone's ZoneParams for its new size; cpu: the CPU that frees the blocks."""
+    zp: the zone's ZoneParams for its new size; cpu: the CPU that frees the blocks.
+    on_demand: grown by an allocation on cpu (get_page_from_freelist ->
+    _deferred_grow_zone), which gets there only after the zone failed its check
+    against the high watermark, which set ZONE_BELOW_HIGH."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef unsigned long pfn, start, size = 1UL << MAX_PAGE_ORDER
     cdef int i
@@ -367,4 +370,7 @@ cdef int grow_zone(pglist_data *pgdat, int zi, unsigned long nr_pages, zp, int c
     for i in range(MAX_NR_ZONES):
         z.lowmem_reserve[i] = zp.lowmem_reserve[i]
     pageset_update_zone(pgdat, z, zp.batch, zp.high_min, zp.high_max)
+    if on_demand and not (z.flags & ZONE_BELOW_HIGH):
+        z.flags |= ZONE_BELOW_HIGH
+        pgdat.cpu[cpu].item[<int>ZONE_BELOW_HIGH_SET] += 1
     return 0

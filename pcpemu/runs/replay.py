@@ -34,7 +34,7 @@ from ..kernel.ftrace import (
 from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
-from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
+from ..machine import CORE_CONSTANTS, OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -430,6 +430,9 @@ def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.
     return sorted(out, key=lambda g: (g[0] < 0, g[0]))
 
 
+#: Zone flags under which a free drains a pcp below its high (nr_pcp_high).
+_DRAINS_BELOW_HIGH = CORE_CONSTANTS["ZONE_BELOW_HIGH"] | CORE_CONSTANTS["ZONE_RECLAIM_ACTIVE"]
+
 #: The gfp of an untraced allocation from the pcp list of each migratetype (Unmovable,
 #: Movable, Reclaimable).
 _LIST_GFP = np.array([parse_gfp("GFP_KERNEL"), parse_gfp("GFP_HIGHUSER_MOVABLE"),
@@ -555,13 +558,18 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
     # the free that set it off, ``pages`` freed on, reaches the emulated high; or before
     # the vmstat worker run, so that decay_pcp_high drains ``pages``. An offset past a
     # whole drain (batch << CONFIG_PCP_BATCH_SCALE_MAX) is the emulated high differing,
-    # and is only reported.
-    row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {}}
+    # and is only reported. With ZONE_BELOW_HIGH or ZONE_RECLAIM_ACTIVE set on the
+    # emulated zone a free drains below high (nr_pcp_high): the drain pins nothing.
+    row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {},
+                           "zone_flagged": []}
     first.found.append(row)
 
     def sync(m: Machine) -> None:
         label = next(label for label, mm in machines.items() if mm is m)
         if zone not in [z.name for z in m.populated_zones]:
+            return
+        if m.zone_state(zone)["flags"] & _DRAINS_BELOW_HIGH:
+            row["zone_flagged"].append(label)
             return
         st = m.pcp_state(zone, cpu)
         high, high_min = st["high"], st["high_min"]
@@ -598,7 +606,7 @@ def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: st
 
 def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine], None]:
     # Memory coming into a zone (kstate.ZoneGrowth), freed by cpu.
-    return lambda m: m.grow_zone(zone, nr_pages, params, cpu)
+    return lambda m: m.grow_zone(zone, nr_pages, params, cpu, on_demand=True)
 
 
 def _end_state(m: Machine, after: dict, traced: TracedPcpCounts) -> list[dict[str, Any]]:
@@ -826,6 +834,10 @@ def _start_text(result: ReplayResult) -> list[str]:
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
                    "the memory online when it began); the zones grew, watermarks and pcp limits recomputed")
     for f in u.get("first_drains", ()):
+        for label in f.get("zone_flagged", ()):
+            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain (at {f['timestamp']:.6f}) "
+                       "pins nothing: the emulated zone has ZONE_BELOW_HIGH or ZONE_RECLAIM_ACTIVE set, under which "
+                       "a free drains below high")
         for label, pages in f["pages"].items():
             moved = f["moved"][label]
             why = "past a whole drain: the emulated high differs" if not moved else "lists or untraced owner ran out"

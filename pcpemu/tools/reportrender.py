@@ -231,7 +231,9 @@ def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Bloc
     # The emulated count set where the kernel's first drain pins its count.
     cells = [f"{r['zone']} CPU {r['cpu']} {r['pages'][policy]:+,} (moved {r['moved'][policy]:+,}; set off by "
              f"{'a free' if r['set_off_by'] == 'free' else 'the vmstat worker'})"
-             for r in rows if policy in r["pages"]]
+             if policy in r["pages"] else
+             f"{r['zone']} CPU {r['cpu']} none (the emulated zone was below high, where a free drains below high)"
+             for r in rows if policy in r["pages"] or policy in r.get("zone_flagged", ())]
     if not cells:
         return []
     return [("p", "Where the kernel's first drain on each pcp pins its count (set off by a free: count stood at "
