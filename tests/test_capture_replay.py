@@ -231,7 +231,7 @@ def test_the_emulated_count_is_set_at_the_kernels_first_drain():
     assert found == []
     at, found, text = first_drain(own - 300)
     assert at == own - 300 and found == [{"zone": "Normal", "cpu": 0, "timestamp": 2.0, "set_off_by": "free",
-                                          "pages": {"x": 300}, "moved": {"x": 300}}]
+                                          "pages": {"x": 300}, "moved": {"x": 300}, "zone_flagged": []}]
     assert "x Normal cpu 0: the kernel's first drain set off by a free shows +300 pcp pages" in text
     # Past a whole drain (batch << 5 = 480 here) the emulated high is what differs: left alone.
     at, found, text = first_drain(own - 1000)

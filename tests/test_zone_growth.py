@@ -12,8 +12,8 @@ import pytest
 from pcpemu.errors import PcpemuError
 from pcpemu.kernel.config import KernelConfig
 from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
-from pcpemu.kernel.gfp import parse_gfp
-from pcpemu.machine import CORE_CONSTANTS, OP_DTYPE, Machine
+from pcpemu.kernel.gfp import ZONE_BELOW_HIGH, parse_gfp
+from pcpemu.machine import OP_DTYPE, Machine
 from pcpemu.runs.kstate import FirstDrains, ZoneGrowth
 from pcpemu.runs.replay import _first_drain_sync, _growth_points
 from pcpemu.runs.workloads import OP_ALLOC, OP_FREE
@@ -88,7 +88,7 @@ def test_grow_zone_frees_new_blocks_and_sets_limits(dump, pt):
     assert m.page_zone(pfn) == "Normal"
     with pytest.raises(PcpemuError):
         m.grow_zone("Normal", 1000, p)       # not whole MAX_PAGE_ORDER blocks
-    assert not st["flags"] & CORE_CONSTANTS["ZONE_BELOW_HIGH"]
+    assert not st["flags"] & ZONE_BELOW_HIGH
 
 
 def test_a_zone_grown_on_demand_is_below_high(dump, pt):
@@ -102,7 +102,7 @@ def test_a_zone_grown_on_demand_is_below_high(dump, pt):
         m = Machine(cfg)
         p = ZoneGrowth(dump, pt, cfg, [z.name for z in m.populated_zones]).grow("Normal", 1024)
         m.grow_zone("Normal", 1024, p, cpu=1, on_demand=on_demand)
-        assert bool(m.zone_state("Normal")["flags"] & CORE_CONSTANTS["ZONE_BELOW_HIGH"]) == on_demand
+        assert bool(m.zone_state("Normal")["flags"] & ZONE_BELOW_HIGH) == on_demand
         assert m.stats(per_cpu=True)["per_cpu"][1]["ZONE_BELOW_HIGH_SET"] == on_demand
         ops = _ops([(OP_ALLOC, 0, 0)])
         ops["gfp"] = parse_gfp("GFP_HIGHUSER_MOVABLE")

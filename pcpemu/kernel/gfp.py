@@ -32,6 +32,8 @@ MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA",
 ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE = 0, 1, 2, 3, 4
 ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
 MAX_NR_ZONES = 5
+# zone->flags bits (enum zone_flags), as masks.
+ZONE_BOOSTED_WATERMARK, ZONE_RECLAIM_ACTIVE, ZONE_BELOW_HIGH = 1 << 0, 1 << 1, 1 << 2
 
 _BITS = {
     "__GFP_DMA": 0x1,

@@ -31,10 +31,10 @@ from ..kernel.ftrace import (
     read_event_batches,
     write_ftrace,
 )
-from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, parse_gfp
+from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, parse_gfp
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
-from ..machine import CORE_CONSTANTS, OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
+from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -431,7 +431,7 @@ def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.
 
 
 #: Zone flags under which a free drains a pcp below its high (nr_pcp_high).
-_DRAINS_BELOW_HIGH = CORE_CONSTANTS["ZONE_BELOW_HIGH"] | CORE_CONSTANTS["ZONE_RECLAIM_ACTIVE"]
+_DRAINS_BELOW_HIGH = ZONE_BELOW_HIGH | ZONE_RECLAIM_ACTIVE
 
 #: The gfp of an untraced allocation from the pcp list of each migratetype (Unmovable,
 #: Movable, Reclaimable).
