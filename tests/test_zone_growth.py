@@ -120,13 +120,16 @@ def _ops(rows):
 
 
 def test_growth_follows_the_next_allocation_on_its_cpu():
-    # Frees 1-2 grew the zone on CPU 1; CPU 0's allocation (3) does not end it, CPU 1's (4) does.
+    # Frees 1-2 grew the zone on CPU 1; CPU 0's allocation (3) does not end it, CPU 1's
+    # (4) does: grown on demand. Free 5 grew it on CPU 0 with nothing after it in the
+    # batch: on demand too, as far as the batch tells. Free 6 grew it on CPU 1, whose
+    # next op is a free (7): memory onlined by other work, not on demand.
     ops = _ops([(OP_ALLOC, 1, 0), (OP_FREE, 1, 10), (OP_FREE, 1, 10), (OP_ALLOC, 0, 0), (OP_ALLOC, 1, 9),
-                (OP_FREE, 0, 10)])
-    sel = np.arange(10, 16)
-    keep = np.array([True, False, False, True, True, False])
-    got = _growth_points(ops, sel, keep, np.array([1, 2, 5]), ["Normal"] * 3)
-    assert got == [(14, "Normal", 2048, 1), (-1, "Normal", 1024, 0)]
+                (OP_FREE, 0, 10), (OP_FREE, 1, 10), (OP_FREE, 1, 9), (OP_ALLOC, 1, 0)])
+    sel = np.arange(10, 19)
+    keep = np.array([True, False, False, True, True, False, False, True, True])
+    got = _growth_points(ops, sel, keep, np.array([1, 2, 5, 6]), ["Normal"] * 4)
+    assert got == [(14, "Normal", 2048, 1, True), (18, "Normal", 1024, 1, False), (-1, "Normal", 1024, 0, True)]
 
 
 def test_a_first_drain_pins_nothing_in_a_zone_below_high(dump, pt):

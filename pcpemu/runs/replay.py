@@ -411,22 +411,26 @@ def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray,
 
 
 def _growth_points(ops: np.ndarray, sel: np.ndarray, keep: np.ndarray, gpos: np.ndarray,
-                   zones: list[str]) -> list[tuple[int, str, int, int]]:
+                   zones: list[str]) -> list[tuple[int, str, int, int, bool]]:
     # Where each run of frees that grew a zone takes effect: when the zone grows on
     # demand from get_page_from_freelist (after its watermark check failed), its frees
     # are traced inside the allocation, before that allocation's mm_page_alloc; so the
     # growth follows the next allocation on the same CPU, else the end of the batch.
-    # (event index after which it goes or -1, zone, pages, cpu).
-    out: list[tuple[int, str, int, int]] = []
+    # On demand unless the CPU's next op is not that allocation (memory onlined by
+    # other work). (event index after which it goes or -1, zone, pages, cpu, on demand).
+    out: list[tuple[int, str, int, int, bool]] = []
     alloc = np.flatnonzero(keep & (ops["op"] == OP_ALLOC))
+    kept = np.flatnonzero(keep)
     for q, zone in zip(gpos.tolist(), zones):
-        nxt = alloc[(alloc > q) & (ops["cpu"][alloc] == ops["cpu"][q])]
-        at = int(sel[nxt[0]]) if len(nxt) else -1
         pages, cpu = 1 << int(ops["order"][q]), int(ops["cpu"][q])
+        nxt = alloc[(alloc > q) & (ops["cpu"][alloc] == cpu)]
+        at = int(sel[nxt[0]]) if len(nxt) else -1
+        after = kept[(kept > q) & (ops["cpu"][kept] == cpu)]
+        on_demand = not len(after) or ops["op"][after[0]] == OP_ALLOC
         if out and out[-1][0] == at and out[-1][1] == zone and out[-1][3] == cpu:
-            out[-1] = (at, zone, out[-1][2] + pages, cpu)
+            out[-1] = (at, zone, out[-1][2] + pages, cpu, on_demand)
         else:
-            out.append((at, zone, pages, cpu))
+            out.append((at, zone, pages, cpu, on_demand))
     return sorted(out, key=lambda g: (g[0] < 0, g[0]))
 
 
@@ -512,7 +516,7 @@ def _untraced(prepared: tuple, pool: UntracedPool, growth: ZoneGrowth, machines:
     rest = np.delete(upos, bulk)
     gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
     keep[rest[gz >= 0]] = False
-    between = [(at, _grow(zone, n, growth.grow(zone, n), c), n) for at, zone, n, c in
+    between = [(at, _grow(zone, n, growth.grow(zone, n), c, on_demand), n) for at, zone, n, c, on_demand in
                _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
     rest = rest[gz < 0]
     got, pfns = pool.take(machines, ev["pfn"][sel[rest]], ops["order"][rest])
@@ -604,9 +608,9 @@ def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: st
     return take
 
 
-def _grow(zone: str, nr_pages: int, params: Any, cpu: int) -> Callable[[Machine], None]:
+def _grow(zone: str, nr_pages: int, params: Any, cpu: int, on_demand: bool) -> Callable[[Machine], None]:
     # Memory coming into a zone (kstate.ZoneGrowth), freed by cpu.
-    return lambda m: m.grow_zone(zone, nr_pages, params, cpu, on_demand=True)
+    return lambda m: m.grow_zone(zone, nr_pages, params, cpu, on_demand=on_demand)
 
 
 def _end_state(m: Machine, after: dict, traced: TracedPcpCounts) -> list[dict[str, Any]]:
