@@ -570,6 +570,9 @@ def test_memory_freed_into_a_zone_during_the_capture_grows_it(tmp_path):
     out = io.StringIO()
     r = replay_capture(cap, emit_trace=out)
     assert r.untraced["grown_pages"] == 8 * 1024
+    # Nothing allocates on CPU 1 after them in this trace: not shown otherwise, on demand.
+    assert r.untraced["grown_on_demand"] == 8 * 1024
+    assert "8,192 of them inside an allocation" in replay_text(r)
     assert r.untraced["frees"]["free_before_trace"] - r.untraced["replayed"] - r.untraced["allocs"] \
         == 8 + r.untraced["pool_exhausted"]
     emitted = [ln for ln in out.getvalue().splitlines() if "mm_page_free:" in ln and "order=10" in ln]

@@ -516,8 +516,9 @@ def _untraced(prepared: tuple, pool: UntracedPool, growth: ZoneGrowth, machines:
     rest = np.delete(upos, bulk)
     gz = growth.find(ev["pfn"][sel[rest]], ops["order"][rest])
     keep[rest[gz >= 0]] = False
-    between = [(at, _grow(zone, n, growth.grow(zone, n), c, on_demand), n) for at, zone, n, c, on_demand in
-               _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])]
+    points = _growth_points(ops, sel, keep, rest[gz >= 0], [growth.names[z] for z in gz[gz >= 0]])
+    between = [(at, _grow(zone, n, growth.grow(zone, n), c, on_demand), n) for at, zone, n, c, on_demand in points]
+    replayed["grown_on_demand"] += sum(n for *_, n, _, on_demand in points if on_demand)
     rest = rest[gz < 0]
     got, pfns = pool.take(machines, ev["pfn"][sel[rest]], ops["order"][rest])
     for m, p in zip(machines, pfns):
@@ -781,6 +782,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pool_exhausted": lists.pool.exhausted, "other_type": lists.pool.other_type,
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
+                             "grown_on_demand": replayed["grown_on_demand"],
                              "first_drains": first_drains.found, "pcp_takes": untraced_takes,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
@@ -836,7 +838,9 @@ def _start_text(result: ReplayResult) -> list[str]:
                    "lists the trace showed them on later (pcp_reveal ops; pcp->count unchanged)")
     if u.get("grown_pages"):
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
-                   "the memory online when it began); the zones grew, watermarks and pcp limits recomputed")
+                   "the memory online when it began); the zones grew, watermarks and pcp limits recomputed; "
+                   f"{u.get('grown_on_demand', 0):,} of them inside an allocation (deferred struct-page init, "
+                   "after the zone failed its high-watermark check: ZONE_BELOW_HIGH set)")
     for f in u.get("first_drains", ()):
         for label in f.get("zone_flagged", ()):
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain (at {f['timestamp']:.6f}) "
