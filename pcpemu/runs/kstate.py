@@ -510,12 +510,13 @@ class PcpLists:
             trace held fewer than none (a page it put on another list).
         """
         at, cpu, pfn, mt = bulk
-        out, taken = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"],
-                            np.ascontiguousarray(at, np.int64), np.ascontiguousarray(cpu, np.uint16),
-                            np.ascontiguousarray(pfn, np.int64), np.ascontiguousarray(mt, np.int8),
-                            self.pool.starts, self.pool.ends, self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE,
-                            self.pindex, 1 << self.list_order, self.chain, self.balance, self.need, self.exact,
-                            self.rest, self.left, self.refilling)
+        out, taken = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
+                                   ev["percpu_refill"], np.ascontiguousarray(at, np.int64),
+                                   np.ascontiguousarray(cpu, np.uint16), np.ascontiguousarray(pfn, np.int64),
+                                   np.ascontiguousarray(mt, np.int8), self.pool.starts, self.pool.ends,
+                                   self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE, self.pindex, 1 << self.list_order,
+                                   self.chain, self.balance, self.need, self.exact, self.rest, self.left,
+                                   self.refilling)
         ops = np.zeros(len(out), OP_DTYPE)
         src, dst = out[:, 4], out[:, 5]
         ops["op"], ops["cpu"], ops["order"] = OP_PCP_REVEAL, out[:, 3], self.list_order[dst]
