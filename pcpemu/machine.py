@@ -273,11 +273,11 @@ class Machine:
     def _slot_table(self, ops: np.ndarray) -> np.ndarray:
         # The slot table the stream needs: checked before anything is
         # allocated, grown into a copy the caller keeps only if the stream
-        # runs. Only allocs and frees use their slot.
+        # runs. Only allocations (OP_ALLOC_BULK's too) and frees use their slot.
         slot = ops["slot"]
         if not len(ops) or (slot.min() >= 0 and slot.max() < len(self._slots)):
             return self._slots                      # the common case: two passes, no copy
-        uses = ops["op"] <= OP_FREE
+        uses = (ops["op"] <= OP_FREE) | (ops["op"] == OP_ALLOC_BULK)
         bad = np.flatnonzero(uses & ((slot < 0) | (slot >= self.max_slots)))
         if len(bad):
             op = ops[bad[0]]
@@ -532,6 +532,17 @@ class Machine:
             return 0
         return self._core.pcp_untraced_take(self._zone_idx(zone, "pcp_untraced_take"),
                                             self.check_cpu(cpu, "pcp_untraced_take"), pindex, int(nr_blocks))
+
+    def pcp_set_alloc_factor(self, zone: str, cpu: int, alloc_factor: int) -> int:
+        """Set a CPU's pcp->alloc_factor (the doublings of its next order-0 refill,
+        0..pcp_batch_scale_max), which /proc does not print: where the traced kernel's
+        refill shows it. Returns the value it had."""
+        zi, cpu = self._zone_idx(zone, "pcp_set_alloc_factor"), self.check_cpu(cpu, "pcp_set_alloc_factor")
+        if not isinstance(alloc_factor, (int, np.integer)) or isinstance(alloc_factor, bool) \
+                or not 0 <= alloc_factor <= self.config.pcp_batch_scale_max:
+            raise ConfigError(f"pcp_set_alloc_factor: alloc_factor {alloc_factor!r} is outside "
+                              f"0..{self.config.pcp_batch_scale_max} (CONFIG_PCP_BATCH_SCALE_MAX)")
+        return self._core.pcp_set_alloc_factor(zi, cpu, int(alloc_factor))
 
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
                       cursor: np.ndarray) -> np.ndarray:

@@ -204,6 +204,63 @@ def test_first_drains_are_found_where_they_pin_the_count():
     assert find(rows)[0] == []
 
 
+def test_first_refills_show_alloc_factor():
+    R, X, A = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC
+    zi = read_zoneinfo(_tiny_zoneinfo())              # Normal from pfn 0, batch 15 on both CPUs
+
+    def events(rows):
+        ev = np.zeros(len(rows), EVENT_DTYPE)
+        for i, (kind, cpu, n) in enumerate(rows):
+            ev[i]["kind"], ev[i]["cpu"], ev[i]["pfn"], ev[i]["order"] = kind, cpu, 16 * i, 0
+            ev[i]["percpu_refill"] = 1 if kind == R else -1
+        return ev
+
+    first = kstate.FirstRefills(zi, 2, 5)
+    # CPU 0: 15 << 2 blocks with a fallback's extfrag event inside; CPU 1: 100 blocks
+    # (capped: not batch << k); CPU 0's second refill shows nothing more.
+    rows = [(A, 0, 0)] + [(R, 0, 0)] * 30 + [(X, 0, 0)] + [(R, 0, 0)] * 30 + [(A, 0, 0)] + [(R, 1, 0)] * 100 \
+        + [(A, 1, 0)] + [(R, 0, 0)] * 15 + [(A, 0, 0)]
+    got = first.find(events(rows))
+    assert [(at, row["cpu"], row["alloc_factor"]) for at, row in got] == [(1, 0, 2)]
+    assert [(r["cpu"], r["blocks"], r["alloc_factor"]) for r in first.found] == [(0, 60, 2), (1, 100, None)]
+    # A run the batch ends is finished in the next one, its setting before that batch's first op.
+    first = kstate.FirstRefills(zi, 2, 5)
+    assert first.find(events([(A, 1, 0)] + [(R, 1, 0)] * 40)) == []
+    got = first.find(events([(R, 1, 0)] * 80 + [(A, 1, 0)]))
+    assert [(at, row["blocks"], row["alloc_factor"]) for at, row in got] == [(0, 120, 3)]
+
+
+def test_the_emulated_alloc_factor_is_set_at_the_kernels_first_refill():
+    # The kernel's first refill on CPU 0 takes 15 << 3 blocks: its alloc_factor was 3.
+    # The emulator, started at 0, refills as much there.
+    base = 0x1000
+    text = [_line(0, 1.0, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                  "migratetype=1 percpu_refill=1") for i in range(120)]
+    text += [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                   "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(120)]
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    out = io.StringIO()
+    r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None),
+               emit_trace=out)
+    assert r.untraced["first_refills"] == [{"zone": "Normal", "cpu": 0, "blocks": 120, "alloc_factor": 3,
+                                            "was": {"x": 0}}]
+    cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
+    assert cpu0["refill_blocks"]["emulated"] == cpu0["refill_blocks"]["kernel"] == 120
+    assert cpu0["refill_calls"]["emulated"] == 1
+    assert "x Normal cpu 0: the kernel's first order-0 refill (120 blocks) shows alloc_factor 3" in replay_text(r)
+
+
+def test_alloc_factor_is_set_within_its_range():
+    m = Machine(_tiny())
+    assert m.pcp_set_alloc_factor("Normal", 1, 4) == 0 and m.pcp_state("Normal", 1)["alloc_factor"] == 4
+    for bad in (6, -1, True, 2.0):
+        with pytest.raises(pcpemu.errors.ConfigError, match="alloc_factor"):
+            m.pcp_set_alloc_factor("Normal", 1, bad)
+    assert m.pcp_state("Normal", 1)["alloc_factor"] == 4
+    with pytest.raises(pcpemu.PcpemuError):
+        m.pcp_set_alloc_factor("Normal", 7, 1)
+
+
 def test_the_emulated_count_is_set_at_the_kernels_first_drain():
     # CPU 0 allocates 6000 pages and frees them. The emulator alone drains at the free
     # that brings its count up to high; a kernel drain after another free says the

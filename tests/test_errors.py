@@ -13,7 +13,7 @@ from pcpemu.errors import (BadCpuError, BadOwnerError, BadSlotError, ConfigError
                            StreamGfpError, TraceFormatError, UnknownGfpError, UnknownMigratetypeError,
                            UnknownZoneError)
 from pcpemu.kernel.procfs import read_zoneinfo
-from pcpemu.machine import OP_ALLOC, OP_DRAIN, OP_DTYPE, OP_FREE
+from pcpemu.machine import OP_ALLOC, OP_ALLOC_BULK, OP_DRAIN, OP_DTYPE, OP_FREE
 
 from conftest import small
 
@@ -140,6 +140,13 @@ def test_ops_that_use_no_slot_ignore_it(machine):
     ops = _ops(3, op=[OP_DRAIN, OP_DRAIN + 1, OP_DRAIN + 2], slot=[2**62, -5, 2**40])
     machine.run(ops)
     assert machine.nr_slots == 1024
+
+
+def test_an_untraced_bulk_allocation_grows_the_slot_table(machine):
+    # OP_ALLOC_BULK fills its slot like OP_ALLOC: a slot past the table grows it.
+    ops = _ops(1, op=OP_ALLOC_BULK, gfp=0xcc0, slot=5000)
+    pfn = machine.run(ops).results[0]
+    assert pfn >= 0 and machine.slot_pfn(5000) == pfn and machine.nr_slots > 5000
 
 
 def test_max_slots_bounds_the_table_and_can_be_raised(machine):

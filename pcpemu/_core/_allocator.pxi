@@ -572,6 +572,15 @@ cdef class Allocator:
             self.raise_error(PE_BAD_PINDEX, "pcp_untraced_take", pindex=pindex)
         return pcp_untraced_take(&self.pgdat, zi, cpu, pindex, nr_blocks)
 
+    def pcp_set_alloc_factor(self, int zi, int cpu, int alloc_factor):
+        cdef per_cpu_pages *pcp
+        self.check_zone_arg(zi, "pcp_set_alloc_factor")
+        self.check_cpu_arg(cpu, "pcp_set_alloc_factor")
+        pcp = self.pgdat.node_zones[zi].per_cpu_pageset[cpu]
+        before = pcp.alloc_factor
+        pcp.alloc_factor = <uint8_t>alloc_factor
+        return before
+
     def take_untraced(self, int zi, int mt, int order, Py_ssize_t n, uint64_t owner, int64_t[::1] cursor):
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]

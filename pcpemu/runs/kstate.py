@@ -21,12 +21,13 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
-from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE
+from ..kernel.ftrace import (MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+                             MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE)
 from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool",
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "FirstRefills", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool",
            "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
@@ -372,6 +373,76 @@ class FirstDrains:
         if end == len(ic) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
         return int(ic[x]), drained
+
+
+class FirstRefills:
+    """pcp->alloc_factor where the traced kernel's first order-0 refill on each (zone,
+    CPU) shows it. /proc prints no alloc_factor, so a machine started from the traced
+    kernel's state would start it at 0. nr_pcp_alloc refills batch << alloc_factor
+    order-0 blocks unless high - count - batch caps it, so a first refill of
+    batch << k blocks says alloc_factor was k there; one of another size was capped
+    and tells nothing. The replay sets the emulated alloc_factor to k just before that
+    allocation (Machine.pcp_set_alloc_factor); later refills are the emulator's own.
+    """
+
+    def __init__(self, zoneinfo: dict, nr_cpus: int, batch_scale_max: int) -> None:
+        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
+        self.batch = {(z["name"], p["cpu"]): p["batch"] for z in zoneinfo["zones"]
+                      for p in z.get("pagesets", ()) if p.get("batch")}
+        self.scale_max = batch_scale_max
+        self.done = np.zeros((len(self.names), nr_cpus), bool)
+        self.cut: dict[int, tuple[int, int]] = {}        # per CPU: (zone, blocks) of a run the batch ended
+        self.found: list[dict[str, Any]] = []
+
+    def find(self, ev: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
+        """The first order-0 refills in a batch of the kernel's events that show
+        alloc_factor, each as (event index the setting goes before, its row in found:
+        zone, cpu, blocks, alloc_factor, and the emulated one it replaced, by machine).
+        A refill run goes on through a fallback's extfrag event; one the batch ends is
+        finished in the next batch, and its setting goes before that batch's first op."""
+        kind, cpus = ev["kind"], ev["cpu"]
+        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1) & (ev["order"] == 0)
+        zone = np.searchsorted(self.starts, ev["pfn"], side="right") - 1
+        zone = np.where((zone >= 0) & (ev["pfn"] < self.ends[np.maximum(zone, 0)]), zone, -1)
+        out = []
+        for c in range(self.done.shape[1]):
+            if self.done[:, c].all():
+                continue
+            ic = np.flatnonzero((cpus == c) & (kind != MM_PAGE_ALLOC_EXTFRAG))
+            ref, zc = refill[ic], zone[ic]
+            start = 0
+            if c in self.cut:
+                z, blocks = self.cut.pop(c)
+                start = _run_length(ref, zc, 0, z)
+                self._close(out, 0, z, c, blocks + start, start == len(ic))
+            for z in np.flatnonzero(~self.done[:, c]).tolist():
+                first = np.flatnonzero(ref[start:] & (zc[start:] == z))
+                if not len(first):
+                    continue
+                i = start + int(first[0])
+                n = _run_length(ref, zc, i, z)
+                self._close(out, int(ic[i]), z, c, n, i + n == len(ic))
+        return out
+
+    def _close(self, out: list, at: int, z: int, c: int, blocks: int, cut: bool) -> None:
+        # A refill run of blocks order-0 blocks, the first on (z, c): the alloc_factor it
+        # shows, or, cut by the batch's end, held for the next batch.
+        if cut:
+            self.cut[c] = (z, blocks)
+            return
+        self.done[z, c] = True
+        batch = self.batch.get((self.names[z], c), 0)
+        k = (blocks // batch).bit_length() - 1 if batch and blocks % batch == 0 else -1
+        shown = k if 0 <= k <= self.scale_max and batch << k == blocks else None
+        self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": shown, "was": {}})
+        if shown is not None:
+            out.append((at, self.found[-1]))
+
+
+def _run_length(ref: np.ndarray, zone: np.ndarray, i: int, z: int) -> int:
+    # How many refill blocks of zone z run on from index i.
+    stop = np.flatnonzero(~(ref[i:] & (zone[i:] == z)))
+    return int(stop[0]) if len(stop) else len(ref) - i
 
 
 class UntracedPool:

@@ -35,7 +35,8 @@ from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_BELOW_HIGH, ZON
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
-from .kstate import FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists, seed_zones
+from .kstate import (FirstDrains, FirstRefills, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists,
+                     seed_zones)
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -589,6 +590,16 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
     return sync
 
 
+def _first_refill_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
+    # The emulated alloc_factor set where the kernel's first order-0 refill on a
+    # (zone, cpu) shows its own (kstate.FirstRefills).
+    def sync(m: Machine) -> None:
+        label = next(label for label, mm in machines.items() if mm is m)
+        if row["zone"] in [z.name for z in m.populated_zones]:
+            row["was"][label] = m.pcp_set_alloc_factor(row["zone"], row["cpu"], row["alloc_factor"])
+    return sync
+
+
 def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
                    blocks: int) -> Callable[[Machine], None]:
     # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): an
@@ -675,6 +686,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     kernel = _EventFigures(cpus, _pcp_orders(first))
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0}
+    first_refills = None if start is None else FirstRefills(start.zoneinfo, cpus, first.config.pcp_batch_scale_max)
     first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
@@ -743,6 +755,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if lists is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _untraced_take(untraced_takes, machines, *take))
                          for at, *take in takes]
+            if first_refills is not None:
+                work += [(int(np.searchsorted(sel, at, side="left")), _first_refill_sync(row, machines))
+                         for at, row in first_refills.find(ev)]
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:
@@ -783,7 +798,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
                              "grown_on_demand": replayed["grown_on_demand"],
-                             "first_drains": first_drains.found, "pcp_takes": untraced_takes,
+                             "first_drains": first_drains.found, "first_refills": first_refills.found,
+                             "pcp_takes": untraced_takes,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}
@@ -853,6 +869,13 @@ def _start_text(result: ReplayResult) -> list[str]:
             what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
                        f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")
+    for f in u.get("first_refills", ()):
+        if f["alloc_factor"] is None:
+            out.append(f"  {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill ({f['blocks']:,} blocks) was "
+                       "capped by high - count: alloc_factor not shown, the emulated one left")
+        for label, was in f["was"].items():
+            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill ({f['blocks']:,} "
+                       f"blocks) shows alloc_factor {f['alloc_factor']}; the emulated one, {was}, set to it")
     takes = u.get("pcp_takes")
     if takes and (takes["refills"] or takes["fewer_than_none"]):
         taken = ", ".join(f"{label} {n:,}" for label, n in takes["taken"].items())
