@@ -249,6 +249,15 @@ def test_fidelity_says_what_refills_showed_gone_from_the_pcp_lists():
     assert _fidelity_pcp_takes(None, "split") == [] and _fidelity_pcp_takes({**takes, "refills": 0}, "split") == []
 
 
+def test_fidelity_says_where_alloc_factor_was_set():
+    from pcpemu.tools.reportrender import _fidelity_first_refills
+    rows = [{"zone": "Normal", "cpu": 1, "blocks": 2016, "alloc_factor": 5, "was": {"split": 0}},
+            {"zone": "Normal", "cpu": 0, "blocks": 100, "alloc_factor": None, "was": {}}]
+    (kind, text), = _fidelity_first_refills(rows, "split")
+    assert kind == "p" and text.endswith("Normal CPU 1 5 (emulated 0).")
+    assert _fidelity_first_refills(rows, "single") == [] and _fidelity_first_refills([], "split") == []
+
+
 def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure

@@ -224,6 +224,7 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
             *_fidelity_end_state(fid.get("end_state") or []),
             *_fidelity_first_drains((fid.get("untraced") or {}).get("first_drains") or [], fid["policy"]),
             *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
+            *_fidelity_first_refills((fid.get("untraced") or {}).get("first_refills") or [], fid["policy"]),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
 
 
@@ -239,6 +240,17 @@ def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Bloc
     return [("p", "Where the kernel's first drain on each pcp pins its count (set off by a free: count stood at "
                   "high; by the vmstat worker: at the decayed high plus the pages drained), the emulated count was "
                   "set to match, just before (later drains are the emulator's own): " + "; ".join(cells) + ".")]
+
+
+def _fidelity_first_refills(rows: list[dict[str, Any]], policy: str) -> list[Block]:
+    # alloc_factor, which /proc does not print, set where the kernel's first refill shows it.
+    cells = [f"{r['zone']} CPU {r['cpu']} {r['alloc_factor']} (emulated {r['was'][policy]})"
+             for r in rows if policy in r["was"]]
+    if not cells:
+        return []
+    return [("p", "pcp->alloc_factor, the doublings of the next order-0 refill, which /proc does not print, was "
+                  "set where the kernel's first order-0 refill on each pcp shows it (batch << alloc_factor blocks; a "
+                  "capped refill shows nothing): " + "; ".join(cells) + ".")]
 
 
 def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block]:
