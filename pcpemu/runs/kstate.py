@@ -275,6 +275,13 @@ def _zone_table(ranges: list[tuple[str, int, int]]) -> tuple[list[str], np.ndarr
             np.array([r[2] for r in ranges], np.int64))
 
 
+def _zone_index(starts: np.ndarray, ends: np.ndarray, pfn: np.ndarray) -> np.ndarray:
+    # Index of the zone (of a _zone_table) each pfn lies in: the last that starts at or
+    # below it, -1 when it lies past that zone's end or below them all.
+    zi = np.searchsorted(starts, pfn, side="right") - 1
+    return np.where((zi >= 0) & (pfn < ends[np.maximum(zi, 0)]), zi, -1)
+
+
 class TracedPcpCounts:
     """Each (zone, CPU)'s pcp->count as the kernel's own events move it, from what
     before-zoneinfo printed (pcpemu._replay.pcp_count_moves). Beside the count
@@ -402,12 +409,15 @@ class FirstRefills:
         finished in the next batch, and its setting goes before that batch's first op."""
         kind, cpus = ev["kind"], ev["cpu"]
         refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1) & (ev["order"] == 0)
-        zone = np.searchsorted(self.starts, ev["pfn"], side="right") - 1
-        zone = np.where((zone >= 0) & (ev["pfn"] < self.ends[np.maximum(zone, 0)]), zone, -1)
-        out = []
-        for c in range(self.done.shape[1]):
-            if self.done[:, c].all():
-                continue
+        ri = np.flatnonzero(refill)
+        zr = _zone_index(self.starts, self.ends, ev["pfn"][ri])
+        todo = set(self.cut) | set(cpus[ri][(zr >= 0) & ~self.done[zr, cpus[ri]]].tolist())
+        if not todo:
+            return []                   # the common case once each pcp's first refill is found
+        zone = np.full(len(ev), -1, np.int64)
+        zone[ri] = zr
+        out: list[tuple[int, dict[str, Any]]] = []
+        for c in sorted(todo):
             ic = np.flatnonzero((cpus == c) & (kind != MM_PAGE_ALLOC_EXTFRAG))
             ref, zc = refill[ic], zone[ic]
             start = 0
@@ -470,9 +480,7 @@ class UntracedPool:
 
     def zone_of(self, pfn: np.ndarray) -> np.ndarray:
         """Index into names of the zone each real pfn lies in, -1 outside them all."""
-        zi = np.searchsorted(self.starts, pfn, side="right") - 1
-        inside = (zi >= 0) & (pfn < self.ends[np.maximum(zi, 0)])
-        return np.where(inside, zi, -1)
+        return _zone_index(self.starts, self.ends, pfn)
 
     def take(self, machines: list[Machine], pfn: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, list]:
         """Blocks for frees of the real (pfn, order) pairs on every machine.
