@@ -571,8 +571,8 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
     first.found.append(row)
 
     def sync(m: Machine) -> None:
-        label = next(label for label, mm in machines.items() if mm is m)
-        if zone not in [z.name for z in m.populated_zones]:
+        label = _label_with_zone(machines, m, zone)
+        if label is None:
             return
         if m.zone_state(zone)["flags"] & _DRAINS_BELOW_HIGH:
             row["zone_flagged"].append(label)
@@ -594,8 +594,8 @@ def _first_refill_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Cal
     # The emulated alloc_factor set where the kernel's first order-0 refill on a
     # (zone, cpu) shows its own (kstate.FirstRefills).
     def sync(m: Machine) -> None:
-        label = next(label for label, mm in machines.items() if mm is m)
-        if row["zone"] in [z.name for z in m.populated_zones]:
+        label = _label_with_zone(machines, m, row["zone"])
+        if label is not None:
             row["was"][label] = m.pcp_set_alloc_factor(row["zone"], row["cpu"], row["alloc_factor"])
     return sync
 
@@ -613,11 +613,18 @@ def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: st
     found["pages"] += blocks << order
 
     def take(m: Machine) -> None:
-        label = next(label for label, mm in machines.items() if mm is m)
-        if zone in [z.name for z in m.populated_zones]:
+        label = _label_with_zone(machines, m, zone)
+        if label is not None:
             found["taken"][label] = found["taken"].get(label, 0) + (m.pcp_untraced_take(zone, cpu, mt, order, blocks)
                                                                     << order)
     return take
+
+
+def _label_with_zone(machines: dict[str, Machine], m: Machine, zone: str) -> str | None:
+    # The label of machine m, for the work between ops done on a zone of the traced
+    # kernel; None when m has no such populated zone.
+    return next(label for label, mm in machines.items() if mm is m) \
+        if zone in [z.name for z in m.populated_zones] else None
 
 
 def _grow(zone: str, nr_pages: int, params: Any, cpu: int, on_demand: bool) -> Callable[[Machine], None]:
