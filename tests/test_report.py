@@ -254,7 +254,7 @@ def test_fidelity_says_where_alloc_factor_was_set():
     rows = [{"zone": "Normal", "cpu": 1, "blocks": 2016, "alloc_factor": 5, "was": {"split": 0}},
             {"zone": "Normal", "cpu": 0, "blocks": 100, "alloc_factor": None, "was": {}}]
     (kind, text), = _fidelity_first_refills(rows, "split")
-    assert kind == "p" and text.endswith("Normal CPU 1 5 (emulated 0).")
+    assert kind == "p" and text.endswith("Normal CPU 1: 5 (the emulator's was 0).")
     assert _fidelity_first_refills(rows, "single") == [] and _fidelity_first_refills([], "split") == []
 
 

@@ -244,7 +244,7 @@ def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Bloc
 
 def _fidelity_first_refills(rows: list[dict[str, Any]], policy: str) -> list[Block]:
     # alloc_factor, which /proc does not print, set where the kernel's first refill shows it.
-    cells = [f"{r['zone']} CPU {r['cpu']} {r['alloc_factor']} (emulated {r['was'][policy]})"
+    cells = [f"{r['zone']} CPU {r['cpu']}: {r['alloc_factor']} (the emulator's was {r['was'][policy]})"
              for r in rows if policy in r["was"]]
     if not cells:
         return []
