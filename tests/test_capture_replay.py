@@ -138,7 +138,8 @@ def test_blocks_leave_a_pcp_list_from_its_head_for_the_untraced_owner():
     m, zi, _ = _seeded()
     pindex = m.order_to_pindex("Movable", 0)
     cpu = next(c for c in range(m.config.cpus) if len(m.pcp_list("Normal", c, pindex)) > 10)
-    before, count, owned = m.pcp_list("Normal", cpu, pindex), m.pcp_state("Normal", cpu)["count"], len(m.allocated_blocks())
+    before, count = m.pcp_list("Normal", cpu, pindex), m.pcp_state("Normal", cpu)["count"]
+    owned = len(m.allocated_blocks())
     assert m.pcp_untraced_take("Normal", cpu, "Movable", 0, 3) == 3
     assert m.pcp_list("Normal", cpu, pindex) == before[3:]           # the newest, as an allocation takes them
     assert m.pcp_state("Normal", cpu)["count"] == count - 3 and len(m.allocated_blocks()) == owned + 3

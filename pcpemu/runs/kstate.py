@@ -27,8 +27,8 @@ from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "FirstRefills", "PcpLists", "Seed", "TracedPcpCounts", "UntracedPool",
-           "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "FirstRefills", "PcpLists", "Seed", "TracedPcpCounts",
+           "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
