@@ -876,13 +876,21 @@ def _start_text(result: ReplayResult) -> list[str]:
             what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
                        f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")
-    for f in u.get("first_refills", ()):
+    refills = u.get("first_refills", ())
+    if refills:
+        same = sum(was == f["alloc_factor"] for f in refills for was in f["was"].values())
+        out.append(f"  pcp->alloc_factor at each pcp's first order-0 refill (batch << alloc_factor blocks): "
+                   f"{sum(f['alloc_factor'] is not None for f in refills)} of {len(refills)} shown; "
+                   f"{same} emulated ones already matched")
+    for f in refills:
         if f["alloc_factor"] is None:
             out.append(f"  {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill ({f['blocks']:,} blocks) was "
                        "capped by high - count: alloc_factor not shown, the emulated one left")
         for label, was in f["was"].items():
-            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill ({f['blocks']:,} "
-                       f"blocks) shows alloc_factor {f['alloc_factor']}; the emulated one, {was}, set to it")
+            if was != f["alloc_factor"]:
+                out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill "
+                           f"({f['blocks']:,} blocks) shows alloc_factor {f['alloc_factor']}; the emulated one, {was}, "
+                           "set to it")
     takes = u.get("pcp_takes")
     if takes and (takes["refills"] or takes["fewer_than_none"]):
         taken = ", ".join(f"{label} {n:,}" for label, n in takes["taken"].items())
