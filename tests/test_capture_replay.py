@@ -205,6 +205,22 @@ def test_first_drains_are_found_where_they_pin_the_count():
     assert find(rows)[0] == []
 
 
+def test_a_page_freed_again_on_another_cpu_replays():
+    # A page freed on CPU 1, then freed again on CPU 0 before CPU 1 allocates: the
+    # untraced allocation that took it off CPU 1's list goes before the second free.
+    def alloc(cpu, ts, pfn):
+        return _line(cpu, ts, "mm_page_alloc", f"page=00000000deadbeef pfn={pfn:#x} order=0 migratetype=0 "
+                     "gfp_flags=GFP_KERNEL")
+
+    def free(cpu, ts, pfn):
+        return _line(cpu, ts, "mm_page_free", f"page=00000000deadbeef pfn={pfn:#x} order=0")
+
+    text = alloc(0, 1.0, 0x1000) + free(1, 1.1, 0x1000) + free(0, 1.2, 0x1000) + alloc(1, 1.3, 0x2000)
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    r = replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None))
+    assert r.untraced["allocs"] == 1 and r.replayed["free"] == 2
+
+
 def test_first_refills_show_alloc_factor():
     R, X, A = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC
     zi = read_zoneinfo(_tiny_zoneinfo())              # Normal from pfn 0, batch 15 on both CPUs

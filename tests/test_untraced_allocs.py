@@ -42,6 +42,22 @@ def test_a_page_freed_twice_was_allocated_off_the_first_freeing_cpus_list():
     assert before.tolist() == [3, 6, -1] and cpu.tolist()[:2] == [1, 1] and mt.tolist()[:2] == [0, 1]
 
 
+def test_an_untraced_allocation_goes_before_its_free():
+    # Freed on CPU 1, freed again on CPU 0 before CPU 1 allocates anything: the untraced
+    # allocation off CPU 1's list goes before the second free, not after it (a free of
+    # a slot nothing had filled yet would be refused).
+    ev = _events([
+        (MM_PAGE_ALLOC, 0, 100, 0, 0),               # 0
+        (MM_PAGE_FREE, 1, 100, 0, -1),               # 1: onto CPU 1's list
+        (MM_PAGE_FREE, 0, 100, 0, -1),               # 2: freed again
+        (MM_PAGE_ALLOC, 1, 500, 0, 0),               # 3: CPU 1's next allocation comes after
+    ])
+    m = _Matcher(untraced=True)
+    ops, sel, upos, prev_free = m.ops(ev)
+    before, cpu, _ = _untraced_alloc_at(ev, sel, upos, prev_free)
+    assert sel[upos].tolist() == [2] and before.tolist() == [2] and cpu.tolist() == [1]
+
+
 def test_a_bulk_allocation_leaves_free_count_and_the_trace_alone():
     # alloc_pages_bulk takes pages off the pcp list (__rmqueue_pcplist) without
     # rmqueue_pcplist's free_count halving and without mm_page_alloc.

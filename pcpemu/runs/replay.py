@@ -454,7 +454,8 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
     # the allocation comes off that CPU's list of the page's type: right after a refill
     # (made for that allocation), and after a free where that CPU next allocates (a
     # freed page stays at the list's head until an allocation, vmalloc's in a fork,
-    # takes it; the bulk path does not end a run of frees).
+    # takes it; the bulk path does not end a run of frees), and before the free itself
+    # when that CPU allocates nothing in between.
     # Returns per untraced free the batch index it goes before (-1: none), the CPU and
     # the refill that put the page on the list (-1: none; _untraced_alloc_mt). Needs no
     # machine: the replay's prepare runs it while the trace is read ahead.
@@ -473,7 +474,7 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
             k = np.flatnonzero(cpu[anchored] == c)
             j = np.searchsorted(mine, at[anchored[k]], side="right")
             nxt[k] = np.where(j < len(mine), mine[np.minimum(j, len(mine) - 1)], at[anchored[k]] + 1)
-        at[anchored] = nxt
+        at[anchored] = np.minimum(nxt, sel[upos[anchored]])
     pfn = ev["pfn"][sel[upos]]
     refill = np.flatnonzero((ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1))
     ask = np.flatnonzero(at < 0)
