@@ -464,13 +464,12 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 emptied[b] = 1
             prev[mcpu[i]] = i
         for i in range(n + nbulk):
-            if mcpu[i] < ncpu and not untraced[i] and mkind[i] != MM_PAGE_ALLOC_ZONE_LOCKED \
-                    and mkind[i] != MM_PAGE_ALLOC_EXTFRAG:
-                # A fallback's extfrag event is inside the refill; an untraced
-                # allocation placed among its blocks comes after it.
-                refilling[mcpu[i]] = -1
             if mcpu[i] < ncpu:
                 c = mcpu[i]
+                if not untraced[i] and mkind[i] != MM_PAGE_ALLOC_ZONE_LOCKED and mkind[i] != MM_PAGE_ALLOC_EXTFRAG:
+                    # A fallback's extfrag event is inside the refill; an untraced
+                    # allocation placed among its blocks comes after it.
+                    refilling[c] = -1
                 if mkind[i] == MM_PAGE_FREE or mkind[i] == MM_PAGE_FREE_BATCHED or mkind[i] == VMSTAT_UPDATE:
                     if frees_from[c] < 0:
                         frees_from[c] = i

@@ -275,6 +275,12 @@ def _zone_table(ranges: list[tuple[str, int, int]]) -> tuple[list[str], np.ndarr
             np.array([r[2] for r in ranges], np.int64))
 
 
+def _pcp_batches(zoneinfo: dict) -> dict[tuple[str, int], int]:
+    # pcp->batch per (zone, cpu), as a zoneinfo dump prints it.
+    return {(z["name"], p["cpu"]): p["batch"] for z in zoneinfo["zones"] for p in z.get("pagesets", ())
+            if p.get("batch")}
+
+
 def _zone_index(starts: np.ndarray, ends: np.ndarray, pfn: np.ndarray) -> np.ndarray:
     # Index of the zone (of a _zone_table) each pfn lies in: the last that starts at or
     # below it, -1 when it lies past that zone's end or below them all.
@@ -328,8 +334,7 @@ class FirstDrains:
         self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders
         # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
-        self.full_drain = {(z["name"], p["cpu"]): p["batch"] << batch_scale_max
-                           for z in zoneinfo["zones"] for p in z.get("pagesets", ()) if p.get("batch")}
+        self.full_drain = {pcp: batch << batch_scale_max for pcp, batch in _pcp_batches(zoneinfo).items()}
         self.done = np.zeros((len(self.names), nr_cpus), bool)
         self.found: list[dict[str, Any]] = []
 
@@ -394,8 +399,7 @@ class FirstRefills:
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, batch_scale_max: int) -> None:
         self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
-        self.batch = {(z["name"], p["cpu"]): p["batch"] for z in zoneinfo["zones"]
-                      for p in z.get("pagesets", ()) if p.get("batch")}
+        self.batch = _pcp_batches(zoneinfo)
         self.scale_max = batch_scale_max
         self.done = np.zeros((len(self.names), nr_cpus), bool)
         self.cut: dict[int, tuple[int, int]] = {}        # per CPU: (zone, blocks) of a run the batch ended

@@ -602,13 +602,13 @@ def _first_refill_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Cal
 
 
 def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
-                   blocks: int) -> Callable[[Machine], None]:
+                   blocks: int) -> Callable[[Machine], None] | None:
     # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): an
     # allocation the kernel did not trace took them, and takes as many off the
-    # emulated list. Fewer than none held is only counted.
+    # emulated list. Fewer than none held is only counted (None: nothing to do).
     if blocks < 0:
         found["fewer_than_none"] += 1
-        return lambda m: None
+        return None
     found["refills"] += 1
     found["blocks"] += blocks
     found["pages"] += blocks << order
@@ -761,8 +761,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                             float(ev["timestamp"][r])))
                          for r, z, c, how, pages in first_drains.find(ev)]
             if lists is not None:
-                work += [(int(np.searchsorted(sel, at, side="left")), _untraced_take(untraced_takes, machines, *take))
-                         for at, *take in takes]
+                work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
+                         if (fn := _untraced_take(untraced_takes, machines, *take)) is not None]
             if first_refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _first_refill_sync(row, machines))
                          for at, row in first_refills.find(ev)]
