@@ -7,6 +7,8 @@ import io
 import lzma
 import os
 import re
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -177,6 +179,29 @@ def test_sources_agree(tmp_path, monkeypatch, capture, capture_text):
     monkeypatch.setattr(_ftrace, "XZ_RING", False)
     assert (read_all(CAPTURE) == rows).all() and (read_all(two) == rows).all()
     assert (read_all(io.StringIO(capture_text.decode())) == rows).all()
+
+
+@needs_capture
+@pytest.mark.skipif(shutil.which("xz") is None, reason="no xz binary to write a multi-block file")
+def test_multi_block_xz_decodes_in_threads_and_its_damage_is_an_error(tmp_path, capture, capture_text):
+    # pcpemu capture writes with xz -T0: many blocks, which the ring decodes a block
+    # per thread (lzma_stream_decoder_mt); the rows must be the same, and a cut or
+    # damaged multi-block file must still fail by name.
+    rows, _ = capture
+    packed = subprocess.run(["xz", "-1", "-T2", "--block-size=256KiB", "-c"], input=capture_text,
+                            capture_output=True, check=True).stdout
+    whole = tmp_path / "blocks.xz"
+    whole.write_bytes(packed)
+    assert (read_all(whole) == rows).all()
+    cut = tmp_path / "cut.xz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(TraceFormatError, match="truncated compressed data"):
+        read_all(cut)
+    bad = tmp_path / "bad.xz"
+    mid = len(packed) // 2
+    bad.write_bytes(packed[:mid] + bytes(b ^ 0x5A for b in packed[mid:mid + 64]) + packed[mid + 64:])
+    with pytest.raises(TraceFormatError, match="corrupt or unreadable compressed data"):
+        read_all(bad)
 
 
 @needs_capture

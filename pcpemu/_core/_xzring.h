@@ -3,6 +3,9 @@
  * neither holding the GIL: liblzma writes straight into the ring, the parser copies
  * each block out (pcpemu._ftrace.XzRing). One producer, one consumer; each side naps
  * briefly when the ring is full or empty (no locks: the ring's counters are atomic).
+ * The producer's liblzma decodes the blocks of a multi-block file (xz -T0, as
+ * pcpemu capture writes) on a thread per CPU, so decompression is not held to the
+ * one core `xz -dc` (5.4) uses while the parse and the replay want the others.
  *
  * Built without liblzma's headers (PCPEMU_HAVE_LZMA unset), xz_ring_new returns
  * NULL and pcpemu.kernel.ftrace decompresses in a Python thread instead.
@@ -57,6 +60,24 @@ static inline void xz_ring_nap(void)
 	nanosleep(&t, NULL);
 }
 
+/* A decoder with a thread per CPU (a one-block file decodes in one); liblzma before
+ * 5.4 has none, and decodes in the producer alone. */
+static inline lzma_ret xz_ring_decoder(lzma_stream *strm)
+{
+#if LZMA_VERSION >= 50040002
+	lzma_mt mt = {0};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	mt.flags = LZMA_CONCATENATED;
+	mt.threads = cpus > 1 ? (uint32_t)cpus : 1;
+	mt.memlimit_threading = lzma_physmem() / 4;
+	mt.memlimit_stop = UINT64_MAX;
+	return lzma_stream_decoder_mt(strm, &mt);
+#else
+	return lzma_stream_decoder(strm, UINT64_MAX, LZMA_CONCATENATED);
+#endif
+}
+
 static inline struct xz_ring *xz_ring_new(int fd)
 {
 	struct xz_ring *r = calloc(1, sizeof(*r));
@@ -69,7 +90,7 @@ static inline struct xz_ring *xz_ring_new(int fd)
 	for (i = 0; i < XZ_RING_BLOCKS; i++)
 		if (!(r->block[i] = malloc(XZ_RING_BLOCK)))
 			goto fail;
-	if (lzma_stream_decoder(&r->strm, UINT64_MAX, LZMA_CONCATENATED) != LZMA_OK)
+	if (xz_ring_decoder(&r->strm) != LZMA_OK)
 		goto fail;
 	return r;
 fail:
