@@ -633,7 +633,9 @@ class Machine:
         return self._core.zone_state(self._zone_idx(zone, "zone_state"))
 
     def pcp_state(self, zone: str, cpu: int) -> dict[str, Any]:
-        """The fields of one CPU's struct per_cpu_pages for a zone."""
+        """The fields of one CPU's struct per_cpu_pages for a zone, and ``decayed_high``:
+        the high the vmstat worker's next decay_pcp_high leaves unless the count holds
+        it up (count - batch << CONFIG_PCP_BATCH_SCALE_MAX)."""
         return self._core.pcp_state(self._zone_idx(zone, "pcp_state"), self._int(cpu, "cpu", "pcp_state"))
 
     def pcp_list(self, zone: str, cpu: int, pindex: int) -> list[int]:

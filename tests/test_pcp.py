@@ -205,3 +205,21 @@ def test_mthp_orders_get_lists_of_their_own():
     assert p in m.pcp_list("Normal", 0, 13)
     assert m.pcp_alloc_size == 320         # 32 + 17 * 16 = 304, rounded to a cacheline
     m.check()
+
+
+def test_decayed_high_is_the_high_decay_pcp_high_leaves():
+    # pcp_state's decayed_high: an eighth off high, floored at high_min, when the count
+    # does not hold high up; a high at high_min stays where it is.
+    m = machine()
+    for _ in range(5):
+        m.alloc_pages(KERNEL, 0, cpu=0)             # a refill raises high above high_min
+    pcp = m.pcp_state("Normal", 0)
+    assert pcp["high"] > pcp["high_min"] and pcp["count"] < pcp["batch"]
+    assert pcp["decayed_high"] == max(pcp["high"] - (pcp["high"] >> 3), pcp["high_min"])
+    while m.pcp_state("Normal", 0)["high"] > m.pcp_state("Normal", 0)["high_min"]:
+        expect = m.pcp_state("Normal", 0)["decayed_high"]
+        m.decay_pcp_high(0)
+        assert m.pcp_state("Normal", 0)["high"] == expect
+    pcp = m.pcp_state("Normal", 0)
+    assert pcp["decayed_high"] == pcp["high"] == pcp["high_min"]
+    m.check()

@@ -704,7 +704,7 @@ cdef class Allocator:
         return {"count": pcp.count, "high": pcp.high, "high_min": pcp.high_min, "high_max": pcp.high_max,
                 "batch": pcp.batch, "flags": pcp.flags, "alloc_factor": pcp.alloc_factor,
                 "free_count": pcp.free_count, "locked": pcp.lock.locked,
-                "address": <size_t>pcp}
+                "decayed_high": decayed_pcp_high(pcp), "address": <size_t>pcp}
 
     def pcp_list_pfns(self, int zi, int cpu, int pindex):
         """The pfns on one pcp list, head (next to be allocated) first."""

@@ -329,13 +329,20 @@ cdef void drain_all_pages(cpu_state *cs, pglist_data *pgdat, int zone_idx) noexc
                 drain_pages_zone(cs, pgdat, cpu, z)
 
 
+cdef inline int decayed_pcp_high(per_cpu_pages *pcp) noexcept nogil:
+    """The high decay_pcp_high leaves when the count is not what holds it up: an
+    eighth off, down to high_min (a high at or below high_min stays)."""
+    if pcp.high > pcp.high_min:
+        return max(pcp.high - (pcp.high >> 3), pcp.high_min)
+    return pcp.high
+
+
 cdef void decay_pcp_high(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp) noexcept nogil:
     """The vmstat worker's once-a-second decay of pcp->high (decay_pcp_high)."""
-    cdef int high_min = pcp.high_min, batch = pcp.batch, to_drain
+    cdef int to_drain
     cs.item[<int>PCP_DECAY] += 1
-    if pcp.high > high_min:
-        set_pcp_high(cs, pcp, max(max(pcp.count - (batch << pgdat.pcp_batch_scale_max),
-                                      pcp.high - (pcp.high >> 3)), high_min))
+    if pcp.high > pcp.high_min:
+        set_pcp_high(cs, pcp, max(pcp.count - (pcp.batch << pgdat.pcp_batch_scale_max), decayed_pcp_high(pcp)))
     to_drain = pcp.count - pcp.high
     if to_drain > 0:
         pcp.lock.locked = 1

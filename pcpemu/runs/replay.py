@@ -579,11 +579,7 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
             row["zone_flagged"].append(label)
             return
         st = m.pcp_state(zone, cpu)
-        high, high_min = st["high"], st["high_min"]
-        if how == "free":
-            target = high - 1 - pages
-        else:
-            target = (max(high - (high >> 3), high_min) if high > high_min else high) + pages
+        target = st["high"] - 1 - pages if how == "free" else st["decayed_high"] + pages
         offset = target - st["count"]
         row["pages"][label] = offset
         row["moved"][label] = m.pcp_untraced_move(zone, cpu, offset) \
