@@ -20,6 +20,10 @@ cdef inline int reveal_error(const pcpemu_op *op) noexcept nogil:
     return PE_BAD_GFP if op.gfp >> 17 else PE_OK
 
 
+cdef enum:
+    SLOT_UNREAD = 0xFF      # validate_ops: a slot the stream has not named yet
+
+
 cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
     # Why validate_ops refused an op: the first rule it breaks, in this order.
     if op.op >= NR_OPS:
@@ -42,22 +46,25 @@ cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uin
 cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, const int64_t *slots,
                       Py_ssize_t nslots, Py_ssize_t *bad) noexcept nogil:
     # Replays slot occupancy: each slot alternates alloc and free, orders
-    # match. state[slot] is 0 for an empty slot, else 1 + the block's order.
+    # match. state[slot] is 0 for an empty slot, else 1 + the block's order;
+    # SLOT_UNREAD until the stream first names the slot (most slots of a long
+    # replay are not in a given stream, and reading their pages costs a miss each).
     cdef uint8_t *state = <uint8_t *>malloc(nslots if nslots else 1)
     cdef int nr_cpus = pgdat.nr_cpus, held, is_free, code
-    cdef Py_ssize_t i, s
+    cdef Py_ssize_t i
     cdef const pcpemu_op *op
     if state == NULL:
         bad[0] = 0
         return PE_NOMEM
-    for s in range(nslots):
-        state[s] = 0 if slots[s] < 0 else 1 + pfn_to_page(pgdat, slots[s]).order
+    memset(state, SLOT_UNREAD, nslots)
     for i in range(n):
         op = &ops[i]
         if op.op == OP_FREE or op_allocates(op):
             if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots \
                     and (op.op == OP_FREE or check_gfp(op.gfp) == PE_OK) and (op.op != OP_ALLOC_BULK or op.order == 0):
                 # An alloc needs an empty slot, a free one holding its order.
+                if state[op.slot] == SLOT_UNREAD:
+                    state[op.slot] = 0 if slots[op.slot] < 0 else 1 + pfn_to_page(pgdat, slots[op.slot]).order
                 is_free = op.op == OP_FREE
                 held = 1 + op.order
                 if state[op.slot] == held * is_free:
