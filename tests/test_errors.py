@@ -231,3 +231,20 @@ def test_read_zoneinfo_of_a_binary_file(tmp_path):
 def test_every_error_class_is_exported():
     for name in pcpemu.errors.__all__:
         assert issubclass(getattr(pcpemu, name), PcpemuError)
+
+
+def test_slots_filled_by_an_earlier_run_are_checked_in_the_next(machine):
+    # validate_ops reads what a slot holds from the page of its block, on the stream's
+    # first use of the slot: a later stream must still see each slot's state and order.
+    machine.run(_ops(2, op=OP_ALLOC, gfp=0xcc0, order=[0, 2], slot=[3, 9]))
+    before = _state(machine)
+    for ops, why in [(_ops(1, op=OP_ALLOC, gfp=0xcc0, slot=9), "alloc into a slot that holds a live allocation"),
+                     (_ops(1, op=OP_FREE, order=0, slot=9), "free order differs from the order the slot was"),
+                     (_ops(1, op=OP_FREE, order=0, slot=4), "free of a slot that holds no allocation"),
+                     (_ops(3, op=[OP_FREE, OP_ALLOC, OP_FREE], gfp=0xcc0, order=[0, 1, 2], slot=[3, 3, 3]),
+                      "free order differs from the order the slot was")]:
+        with pytest.raises(OpStreamError, match=why):
+            machine.run(ops)
+        assert _state(machine) == before
+    machine.run(_ops(2, op=OP_FREE, order=[0, 2], slot=[3, 9]))
+    assert machine.slot_pfn(3) is None and machine.slot_pfn(9) is None

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -202,6 +203,36 @@ def test_multi_block_xz_decodes_in_threads_and_its_damage_is_an_error(tmp_path, 
     bad.write_bytes(packed[:mid] + bytes(b ^ 0x5A for b in packed[mid:mid + 64]) + packed[mid + 64:])
     with pytest.raises(TraceFormatError, match="corrupt or unreadable compressed data"):
         read_all(bad)
+
+
+def _task_nices():
+    # {tid: nice} of this process's threads (field 19 of /proc/<pid>/task/<tid>/stat).
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            out[int(tid)] = int(f.read().rsplit(")", 1)[1].split()[16])
+    return out
+
+
+@needs_capture
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_decompress_and_parse_threads_run_below_the_caller(tmp_path, capture_text):
+    # Their consumer, the replay on the caller's thread, must not wait for a core while
+    # they read ahead: every thread a read starts (liblzma's decoders too) runs at
+    # the caller's nice + _HELPER_NICE.
+    packed = tmp_path / "blocks.xz"
+    packed.write_bytes(lzma.compress(capture_text))
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    for source in (packed, tmp_path / "plain"):
+        if source.name == "plain":
+            source.write_bytes(capture_text)
+        before = _task_nices()
+        batches = read_event_batches(source, batch=1000)
+        next(batches)
+        started = {t: n for t, n in _task_nices().items() if t not in before}
+        batches.close()
+        assert started and set(started.values()) == {min(own + ftrace._HELPER_NICE, 19)}, started
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own
 
 
 @needs_capture
