@@ -34,8 +34,12 @@ cdef struct PfnEntry:
     int8_t state
 
 
-cdef inline uint64_t pfn_hash(int64_t pfn) noexcept nogil:
-    return (<uint64_t>pfn) * 0x9E3779B97F4A7C15ULL
+cdef inline uint64_t pfn_slot(int64_t pfn, int shift) noexcept nogil:
+    # The home entry of a pfn in a table of 1 << (64 - shift) entries: runs of 64 pfns
+    # hashed as one, the pfns of a run side by side, so that the neighbours a refill
+    # or a drain names share cachelines (the mix capture's matching: 0.11 -> 0.09 s;
+    # 1 M pfns spread at random: 0.30 -> 0.33 s).
+    return ((((<uint64_t>pfn >> 6) * 0x9E3779B97F4A7C15ULL) >> (shift + 6)) << 6) | (<uint64_t>pfn & 63)
 
 
 cdef class PfnTable:
@@ -73,7 +77,7 @@ cdef class PfnTable:
         self.entries, self.size, self.shift = fresh, 2 * n, self.shift - 1
         for i in range(n):
             if old[i].pfn >= 0:
-                j = pfn_hash(old[i].pfn) >> self.shift
+                j = pfn_slot(old[i].pfn, self.shift)
                 while self.entries[j].pfn >= 0:
                     j = (j + 1) & (self.size - 1)
                 self.entries[j] = old[i]
@@ -85,7 +89,7 @@ cdef class PfnTable:
         cdef Py_ssize_t j
         if 2 * (self.used + 1) > self.size:
             self.grow()
-        j = pfn_hash(pfn) >> self.shift
+        j = pfn_slot(pfn, self.shift)
         while self.entries[j].pfn >= 0:
             if self.entries[j].pfn == pfn:
                 return &self.entries[j]
