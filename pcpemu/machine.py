@@ -513,13 +513,17 @@ class Machine:
         return self._core.seed_pcp(self._zone_idx(zone, "seed_pcp"), self._int(cpu, "cpu", "seed_pcp"), pindex,
                                    int(count), int(high), owner)
 
-    def pcp_untraced_move(self, zone: str, cpu: int, delta: int) -> int:
-        """Put ``delta`` of the untraced owner's pages on a CPU's pcp lists (or, below
-        zero, give that many of the oldest back): pages that moved the traced kernel's
-        lists with no event. Returns the pages moved, signed (fewer when either side
-        runs out); needs a seeded machine (seed_zone), else moves none."""
+    def pcp_untraced_move(self, zone: str, cpu: int, delta: int, pindex: int | None = None) -> int:
+        """Put ``delta`` pages of the untraced owner's on a CPU's pcp list ``pindex``
+        (default Movable order 0), in blocks of its order at its tail, or, below zero,
+        give that many of the oldest back (list ``pindex`` first, then the order-0
+        lists): pages that moved the traced kernel's lists with no event. Returns the
+        pages moved, signed (fewer when either side runs out); needs a seeded machine
+        (seed_zone), else moves none."""
+        pindex = self.order_to_pindex("Movable", 0) if pindex is None else pindex
         return self._core.pcp_untraced_move(self._zone_idx(zone, "pcp_untraced_move"),
-                                            self.check_cpu(cpu, "pcp_untraced_move"), int(delta))
+                                            self.check_cpu(cpu, "pcp_untraced_move"), int(delta),
+                                            self._int(pindex, "pindex", "pcp_untraced_move"))
 
     def pcp_untraced_take(self, zone: str, cpu: int, migratetype: str, order: int, nr_blocks: int) -> int:
         """Give up to ``nr_blocks`` blocks off the head of a CPU's pcp list of

@@ -134,6 +134,47 @@ def test_pages_move_between_the_untraced_owner_and_a_pcp():
     assert Machine(_tiny()).pcp_untraced_move("Normal", 0, 3) == 0       # no untraced owner
 
 
+def test_pages_move_onto_and_off_the_list_named():
+    # Onto the named list's tail in blocks of its order; back from that list's oldest first.
+    m, zi, _ = _seeded()
+    reclaimable = m.order_to_pindex("Reclaimable", 0)
+    before = m.pcp_list("Normal", 1, reclaimable)
+    assert m.pcp_untraced_move("Normal", 1, 4, reclaimable) == 4
+    after = m.pcp_list("Normal", 1, reclaimable)
+    assert after[:len(before)] == before and len(after) == len(before) + 4
+    order1 = m.order_to_pindex("Movable", 1)
+    count = m.pcp_state("Normal", 1)["count"]
+    assert m.pcp_untraced_move("Normal", 1, 5, order1) == 4          # two order-1 blocks; a third would be 6
+    assert len(m.pcp_list("Normal", 1, order1)) == 2 and m.pcp_state("Normal", 1)["count"] == count + 4
+    assert m.pcp_untraced_move("Normal", 1, -4, reclaimable) == -4
+    assert m.pcp_list("Normal", 1, reclaimable) == before
+    m.check()
+    with pytest.raises(pcpemu.PcpemuError, match="pindex"):
+        m.pcp_untraced_move("Normal", 1, 1, m.nr_pcp_lists)
+
+
+def test_a_first_drain_pin_waits_with_the_pages_the_trace_has_not_placed():
+    # The pages a first drain's pin adds join the CPU's waiting pages (PcpLists.rest),
+    # so that they move on with them when the trace shows that list empty.
+    from pcpemu.runs.replay import _first_drain_sync
+    m, zi, seed = _seeded()
+    lists = kstate.PcpLists(m, zi)
+    lists.stream_from(seed)
+    z = lists.pool.names.index("Normal")
+    lists.rest[z, 1] = rest = m.order_to_pindex("Reclaimable", 0)
+    left, before = int(lists.left[z, 1]), m.pcp_list("Normal", 1, rest)
+    st = m.pcp_state("Normal", 1)
+    first = kstate.FirstDrains(zi, m.config.cpus, np.ones(11, bool), m.config.pcp_batch_scale_max)
+    _first_drain_sync(first, lists, {"x": m}, "Normal", 1, "free", st["high"] - 1 - st["count"] - 12, 1.0)(m)
+    assert first.found[0]["moved"] == {"x": 12} and m.pcp_state("Normal", 1)["count"] == st["count"] + 12
+    after = m.pcp_list("Normal", 1, rest)
+    assert after[:len(before)] == before and len(after) == len(before) + 12
+    assert lists.left[z, 1] == left + 12
+    lists.wait_more("Normal", 1, -(left + 100))
+    assert lists.left[z, 1] == 0                                      # never below none
+    m.check()
+
+
 def test_blocks_leave_a_pcp_list_from_its_head_for_the_untraced_owner():
     m, zi, _ = _seeded()
     pindex = m.order_to_pindex("Movable", 0)

@@ -560,10 +560,12 @@ cdef class Allocator:
     def seed_pcp(self, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
         return seed_pcp(&self.pgdat, zi, cpu, pindex, n, high, owner)
 
-    def pcp_untraced_move(self, int zi, int cpu, long delta):
+    def pcp_untraced_move(self, int zi, int cpu, long delta, int pindex):
         self.check_zone_arg(zi, "pcp_untraced_move")
         self.check_cpu_arg(cpu, "pcp_untraced_move")
-        return pcp_untraced_move(&self.pgdat, zi, cpu, delta)
+        if not 0 <= pindex < self.pgdat.nr_pcp_lists:
+            self.raise_error(PE_BAD_PINDEX, "pcp_untraced_move", pindex=pindex)
+        return pcp_untraced_move(&self.pgdat, zi, cpu, delta, pindex)
 
     def pcp_untraced_take(self, int zi, int cpu, int pindex, long nr_blocks):
         self.check_zone_arg(zi, "pcp_untraced_take")

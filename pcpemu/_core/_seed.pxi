@@ -137,31 +137,36 @@ cdef void pcp_reveal(pglist_data *pgdat, const pcpemu_op *op) noexcept nogil:
         pass
 
 
-cdef long pcp_untraced_move(pglist_data *pgdat, int zi, int cpu, long delta) noexcept nogil:
+cdef long pcp_untraced_move(pglist_data *pgdat, int zi, int cpu, long delta, int pindex) noexcept nogil:
     """Pages that came onto a CPU's pcp lists (delta > 0) or left them (delta < 0)
     with no event, as the kernel's own drains show (pcpemu.runs.kstate.FirstDrains):
-    the untraced owner's order-0 pages onto the Movable order-0 list's tail, or the
-    oldest order-0 pages (lists' tails, Movable first) back to the owner. Returns the
-    pages moved, signed; fewer when the owner or the lists run out."""
+    the untraced owner's blocks onto the tail of list pindex (where the pages the
+    trace has not placed wait), or the oldest blocks back to the owner, from that
+    list first, then from the order-0 lists (Movable first). Returns the pages moved,
+    signed; fewer when the owner or the lists run out."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef per_cpu_pages *pcp
     cdef long moved = 0, pfn
-    cdef int i, pindex
+    cdef long size = 1L << pgdat.pindex_order[pindex]
+    cdef int i, li
     cdef int order0_lists[3]
     order0_lists[:] = [MIGRATE_MOVABLE, MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE]
     if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or pgdat.untraced_owner == 0:
         return 0
     pcp = z.per_cpu_pageset[cpu]
-    while moved < delta:
-        pfn = next_untraced_block(pgdat, z, 0)
+    while moved + size <= delta:
+        pfn = next_untraced_block(pgdat, z, pgdat.pindex_order[pindex])
         if pfn < 0:
             break
-        pcp_add_untraced(pgdat, pcp, pfn, 0, pgdat.pindex[0][<int>MIGRATE_MOVABLE], -1, cpu)
-        moved += 1
+        pcp_add_untraced(pgdat, pcp, pfn, pgdat.pindex_order[pindex], pindex, -1, cpu)
+        moved += size
+    while moved - size >= delta and not list_empty(&pcp.lists[pindex]):
+        pcp_give_back(pgdat, pcp, pindex, False)
+        moved -= size
     for i in range(3):
-        pindex = pgdat.pindex[0][order0_lists[i]]
-        while moved > delta and pindex >= 0 and not list_empty(&pcp.lists[pindex]):
-            pcp_give_back(pgdat, pcp, pindex, False)
+        li = pgdat.pindex[0][order0_lists[i]]
+        while moved > delta and li >= 0 and not list_empty(&pcp.lists[li]):
+            pcp_give_back(pgdat, pcp, li, False)
             moved -= 1
     return moved
 

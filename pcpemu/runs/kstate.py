@@ -326,8 +326,9 @@ class FirstDrains:
     and the trace's start; TracedPcpCounts) shift that drain, and every one after. The
     replay puts them right there (Machine.pcp_untraced_move): before the run of frees
     that led up to the drain, or before the worker run, the emulated count is set so
-    that the emulated pcp drains there as the kernel's did. Later drains are the
-    emulator's own.
+    that the emulated pcp drains there as the kernel's did. The pages it adds are
+    ones the trace has not shown, and wait with them (PcpLists.wait_more). Later
+    drains are the emulator's own.
     """
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
@@ -580,6 +581,18 @@ class PcpLists:
             for p in info["pcp"]:
                 z = self.pool.names.index(zone)
                 self.rest[z, p["cpu"]], self.left[z, p["cpu"]] = p["rest"]["pindex"], p["rest"]["pages"]
+
+    def waiting_list(self, zone: str, cpu: int) -> int | None:
+        """The pindex where a CPU's pages the trace has not placed wait now (None
+        before :meth:`stream_from`)."""
+        rest = int(self.rest[self.pool.names.index(zone), cpu])
+        return rest if rest >= 0 else None
+
+    def wait_more(self, zone: str, cpu: int, pages: int) -> None:
+        """Pages that joined the waiting ones (or, below zero, left them) with no
+        event: the first drain's count pin (replay._first_drain_sync)."""
+        z = self.pool.names.index(zone)
+        self.left[z, cpu] = max(self.left[z, cpu] + pages, 0)
 
     def reveals(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> tuple[np.ndarray, ...]:
         """Take in a batch of events past the first stretch, in trace order.

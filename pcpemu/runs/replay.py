@@ -558,8 +558,8 @@ def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.nda
     return np.insert(ops, where, new[o]), np.insert(sel, where, at[o])
 
 
-def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: str, cpu: int, how: str,
-                      pages: int, at: float) -> Callable[[Machine], None]:
+def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, Machine], zone: str, cpu: int,
+                      how: str, pages: int, at: float) -> Callable[[Machine], None]:
     # The emulated count set where the kernel's first drain on (zone, cpu) pins its
     # count (kstate.FirstDrains): before the run of frees that led up to it, so that
     # the free that set it off, ``pages`` freed on, reaches the emulated high; or before
@@ -567,6 +567,10 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
     # whole drain (batch << CONFIG_PCP_BATCH_SCALE_MAX) is the emulated high differing,
     # and is only reported. With ZONE_BELOW_HIGH or ZONE_RECLAIM_ACTIVE set on the
     # emulated zone a free drains below high (nr_pcp_high): the drain pins nothing.
+    # The pages the pin adds are pages the trace has not shown: they wait where the
+    # starting pages the trace has not placed wait (PcpLists.wait_more), so that they
+    # move on with them when the trace shows that list empty, rather than stay under
+    # the allocations of a list the kernel was refilling.
     row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {},
                            "zone_flagged": []}
     first.found.append(row)
@@ -582,8 +586,12 @@ def _first_drain_sync(first: FirstDrains, machines: dict[str, Machine], zone: st
         target = st["high"] - 1 - pages if how == "free" else st["decayed_high"] + pages
         offset = target - st["count"]
         row["pages"][label] = offset
-        row["moved"][label] = m.pcp_untraced_move(zone, cpu, offset) \
-            if abs(offset) <= st["batch"] << m.config.pcp_batch_scale_max else 0
+        if abs(offset) > st["batch"] << m.config.pcp_batch_scale_max:
+            row["moved"][label] = 0
+            return
+        row["moved"][label] = moved = m.pcp_untraced_move(zone, cpu, offset, lists.waiting_list(zone, cpu))
+        if m is next(iter(machines.values())):
+            lists.wait_more(zone, cpu, moved)
     return sync
 
 
@@ -753,7 +761,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             work = [(len(ops) if at < 0 else int(np.searchsorted(sel, at, side="right")), fn) for at, fn, _ in between]
             if first_drains is not None:
                 work += [(int(np.searchsorted(sel, r, side="left")),
-                          _first_drain_sync(first_drains, machines, first_drains.names[z], c, how, pages,
+                          _first_drain_sync(first_drains, lists, machines, first_drains.names[z], c, how, pages,
                                             float(ev["timestamp"][r])))
                          for r, z, c, how, pages in first_drains.find(ev)]
             if lists is not None:
