@@ -220,8 +220,9 @@ def test_decompress_and_parse_threads_run_below_the_caller(tmp_path, capture_tex
     # Their consumer, the replay on the caller's thread, must not wait for a core while
     # they read ahead: every thread a read starts (liblzma's decoders too) runs at
     # the caller's nice + _HELPER_NICE.
-    packed = tmp_path / "blocks.xz"
-    packed.write_bytes(lzma.compress(capture_text))
+    packed = tmp_path / "trace.xz"          # many blocks where xz can write them: liblzma starts decoders
+    packed.write_bytes(lzma.compress(capture_text) if shutil.which("xz") is None else subprocess.run(
+        ["xz", "-1", "-T2", "--block-size=256KiB", "-c"], input=capture_text, capture_output=True, check=True).stdout)
     own = os.getpriority(os.PRIO_PROCESS, 0)
     for source in (packed, tmp_path / "plain"):
         if source.name == "plain":
