@@ -345,23 +345,29 @@ class FirstDrains:
         "vmstat_update", pages). For a free: before its run of frees (the batch's start
         at most), pages the run freed to that pcp up to the free that set it off. For
         the worker: before its run, pages drained from that pcp."""
-        kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
+        kind, cpus, pfn = ev["kind"], ev["cpu"], ev["pfn"]
         out = []
+        mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}    # per CPU: its events' indexes and rows
         for d in set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
             if self.done[z, c]:
                 continue
-            ic = np.flatnonzero(cpus == c)
+            if c not in mine:
+                ic = np.flatnonzero(cpus == c)
+                mine[c] = ic, ev[ic]
+            ic, evc = mine[c]
             x = int(np.searchsorted(ic, d)) - 1             # the CPU's event before the drain
-            found = self._by_worker(ev, ic, x, z, c) if kind[ic[x]] == VMSTAT_UPDATE else self._by_free(ev, ic, x, z)
+            by_worker = evc["kind"][x] == VMSTAT_UPDATE
+            found = self._by_worker(evc, ic, x, z, c) if by_worker else self._by_free(evc, ic, x, z)
             if found is not None:
                 self.done[z, c] = True
-                out.append((found[0], z, c, "vmstat_update" if kind[ic[x]] == VMSTAT_UPDATE else "free", found[1]))
+                out.append((found[0], z, c, "vmstat_update" if by_worker else "free", found[1]))
         return out
 
-    def _by_free(self, ev: np.ndarray, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
-        kind, pfn, order = ev["kind"][ic], ev["pfn"][ic], ev["order"][ic]
+    def _by_free(self, evc: np.ndarray, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
+        # evc: one CPU's events, ic: their indexes in the batch.
+        kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
             x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
                       if kind[j] == MM_PAGE_FREE and pfn[j] == pfn[x]), -1)
@@ -375,15 +381,15 @@ class FirstDrains:
         freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
         return (int(ic[r]) if r > 0 else 0), freed
 
-    def _by_worker(self, ev: np.ndarray, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int] | None:
-        kind, pfn, order = ev["kind"][ic], ev["pfn"][ic], ev["order"][ic]
+    def _by_worker(self, evc: np.ndarray, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int] | None:
+        kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         end = x + 1
-        while end < len(ic) and kind[end] == MM_PAGE_PCPU_DRAIN:
+        while end < len(evc) and kind[end] == MM_PAGE_PCPU_DRAIN:
             end += 1
         run = slice(x + 1, end)
         mine = (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z])
         drained = int((1 << order[run][mine].astype(np.int64)).sum())
-        if end == len(ic) or drained >= self.full_drain.get((self.names[z], c), 0):
+        if end == len(evc) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
         return int(ic[x]), drained
 
