@@ -288,6 +288,63 @@ def test_first_refills_show_alloc_factor():
     assert [(at, row["blocks"], row["alloc_factor"]) for at, row in got] == [(0, 120, 3)]
 
 
+def test_alloc_factor_falls_are_found_where_no_free_explains_them():
+    R, X, A, F = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC, MM_PAGE_FREE
+    zi = read_zoneinfo(_tiny_zoneinfo())              # Normal from pfn 0, batch 15 on both CPUs
+
+    def events(rows):
+        ev = np.zeros(len(rows), EVENT_DTYPE)
+        for i, (kind, cpu) in enumerate(rows):
+            ev[i]["kind"], ev[i]["cpu"], ev[i]["pfn"], ev[i]["order"] = kind, cpu, 16 * i, 0
+            ev[i]["percpu_refill"] = 1 if kind == R else -1
+        return ev
+
+    def run(n, cpu=0):                                # a refill of n blocks and the allocation in it
+        return [(R, cpu)] * n + [(A, cpu)]
+
+    falls = kstate.AllocFactorFalls(zi, 2, np.ones(11, bool), 5)
+    # 15 << 2 leaves alloc_factor 3; a refill of 15 with no free between fell to 0 (an
+    # extfrag event inside the first run does not end it). Then 30 is what 0 leaves:
+    # nothing. After 30 (leaves 2) one free halves it to 1: 15 shows 0, a fall; two
+    # frees leave 0: 15 shows nothing. 100 blocks was capped: shows nothing, and the
+    # refill after it has nothing to go by.
+    rows = run(30)[:-1] + [(X, 0)] + run(30) + run(15) + run(30) + [(F, 0)] + run(15) + run(30) + [(F, 0)] * 2 \
+        + run(15) + run(100) + run(15)
+    got = falls.find(events(rows))
+    assert [(at, row["alloc_factor"], row["expected"]) for at, row in got] == [(62, 0, 3), (110, 0, 1)]
+    assert [(r["cpu"], r["blocks"]) for r in falls.found] == [(0, 15), (0, 15)]
+    # Another CPU's frees and refills are its own; a run the batch ends is closed in the next.
+    falls = kstate.AllocFactorFalls(zi, 2, np.ones(11, bool), 5)
+    assert falls.find(events(run(60) + [(F, 1)] + [(R, 0)] * 10)) == []
+    got = falls.find(events([(R, 0)] * 5 + [(A, 0)]))
+    assert [(at, row["alloc_factor"], row["blocks"]) for at, row in got] == [(0, 0, 15)]
+    # Frees of orders with no pcp list do not touch alloc_factor.
+    falls = kstate.AllocFactorFalls(zi, 2, np.zeros(11, bool), 5)
+    assert [row["expected"] for _, row in falls.find(events(run(30) + [(F, 0)] + run(15)))] == [2]
+
+
+def test_the_emulated_alloc_factor_falls_where_the_kernels_refills_show_it():
+    # The kernel's CPU 0 refills 15, 30, 60 blocks, then 15 and 30 with no free
+    # anywhere: its alloc_factor fell to 0 with no event. The emulator's rules would
+    # refill 120 there; the replay sets its alloc_factor at the fall and refills as
+    # the kernel did.
+    base, text, t = 0x1000, [], 1.0
+    for n in (15, 30, 60, 15, 30):
+        text += [_line(0, t, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                       "migratetype=1 percpu_refill=1") for i in range(n)]
+        text += [_line(0, t + (i + 1) * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                       "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(n)]
+        base, t = base + n, t + 0.01
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None))
+    assert r.untraced["alloc_factor_falls"] == [{"zone": "Normal", "cpu": 0, "blocks": 15, "alloc_factor": 0,
+                                                 "expected": 3, "was": {"x": 3}}]
+    cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
+    assert cpu0["refill_blocks"]["emulated"] == cpu0["refill_blocks"]["kernel"] == 150
+    assert cpu0["refill_calls"]["emulated"] == 5
+    assert "x: pcp->alloc_factor fell with no event at 1 of the kernel's order-0 refills" in replay_text(r)
+
+
 def test_the_emulated_alloc_factor_is_set_at_the_kernels_first_refill():
     # The kernel's first refill on CPU 0 takes 15 << 3 blocks: its alloc_factor was 3.
     # The emulator, started at 0, refills as much there.

@@ -258,6 +258,15 @@ def test_fidelity_says_where_alloc_factor_was_set():
     assert _fidelity_first_refills(rows, "single") == [] and _fidelity_first_refills([], "split") == []
 
 
+def test_fidelity_says_where_alloc_factor_fell():
+    from pcpemu.tools.reportrender import _fidelity_alloc_factor_falls
+    rows = [{"zone": "Normal", "cpu": 0, "blocks": 63, "alloc_factor": 0, "expected": 5, "was": {"split": 5}},
+            {"zone": "Normal", "cpu": 1, "blocks": 63, "alloc_factor": 0, "expected": 2, "was": {"split": 0}}]
+    (kind, text), = _fidelity_alloc_factor_falls(rows, "split")
+    assert kind == "p" and text.startswith("At 2 of the kernel's order-0 refills") and "higher at 1 of them" in text
+    assert _fidelity_alloc_factor_falls(rows, "single") == [] and _fidelity_alloc_factor_falls([], "split") == []
+
+
 def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure

@@ -27,8 +27,9 @@ from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "FirstDrains", "FirstRefills", "PcpLists", "Seed", "TracedPcpCounts",
-           "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists", "seed_zones"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorFalls", "FirstDrains", "FirstRefills", "PcpLists", "Seed",
+           "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists",
+           "seed_zones"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -458,6 +459,89 @@ class FirstRefills:
         self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": shown, "was": {}})
         if shown is not None:
             out.append((at, self.found[-1]))
+
+
+class AllocFactorFalls:
+    """Where the traced kernel's pcp->alloc_factor fell with no event. After an
+    order-0 refill of batch << k blocks, nr_pcp_alloc leaves alloc_factor at k + 1
+    (not past CONFIG_PCP_BATCH_SCALE_MAX), and only a free to that pcp lowers it
+    (free_frozen_page_commit halves it). A later refill of batch << j blocks with j
+    below what the frees in between leave shows a fall no event accounts for: in
+    the 6.18 captures a refill of one batch right after a bigger one with no free
+    between, then 2 * batch, is common (compile, pyobjects), and the emulator's
+    rules cannot make it. The replay sets the emulated alloc_factor to j just before
+    that allocation (Machine.pcp_set_alloc_factor) and reports it. A refill of
+    another size was capped by high - count and shows nothing; a capped refill of
+    exactly one batch cannot be told from a fall to 0 (a fall is what the refill
+    after it shows in all but 1 of 31 such places).
+    """
+
+    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
+        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
+        self.batch = _pcp_batches(zoneinfo)
+        self.pcp_orders = pcp_orders
+        self.scale_max = batch_scale_max
+        nz = len(self.names)
+        self.left = np.full((nz, nr_cpus), -1, np.int64)     # alloc_factor the last refill left (-1: not shown)
+        self.frees = np.zeros((nz, nr_cpus), np.int64)       # pcp frees since that refill
+        self.cut: dict[int, tuple[int, int]] = {}            # per CPU: (zone, blocks) of a run the batch ended
+        self.found: list[dict[str, Any]] = []
+
+    def find(self, ev: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
+        """The falls in a batch of the kernel's events, each as (event index the setting
+        goes before, its row in found: zone, cpu, blocks, alloc_factor, the one the
+        events leave, and the emulated one it replaced, by machine)."""
+        kind, cpus, order = ev["kind"], ev["cpu"], ev["order"]
+        zone = _zone_index(self.starts, self.ends, ev["pfn"])
+        free = (kind == MM_PAGE_FREE) & (zone >= 0) & (order >= 0) \
+            & self.pcp_orders[np.clip(order, 0, len(self.pcp_orders) - 1)]
+        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1) & (order == 0) & (zone >= 0)
+        out: list[tuple[int, dict[str, Any]]] = []
+        with_refills = set(cpus[refill].tolist()) | set(self.cut)
+        for c in range(self.left.shape[1]):
+            if c not in with_refills:
+                np.add.at(self.frees[:, c], zone[free & (cpus == c)], 1)
+                continue
+            ic = np.flatnonzero((cpus == c) & (kind != MM_PAGE_ALLOC_EXTFRAG))
+            self._cpu(out, c, ic, refill[ic], free[ic], zone[ic])
+        return out
+
+    def _cpu(self, out: list, c: int, ic: np.ndarray, ref: np.ndarray, free: np.ndarray, zc: np.ndarray) -> None:
+        # One CPU's events of a batch (ic), in order: its refill runs, the frees between.
+        i = 0
+        if c in self.cut:
+            z, blocks = self.cut.pop(c)
+            i = _run_length(ref, zc, 0, z)
+            if i == len(ic):
+                self.cut[c] = (z, blocks + i)
+                return
+            self._close(out, 0, z, c, blocks + i)
+        for r in (np.flatnonzero(ref[i:]) + i).tolist():
+            if r < i:                               # inside the run before
+                continue
+            z = int(zc[r])
+            np.add.at(self.frees[:, c], zc[i:r][free[i:r]], 1)
+            n = _run_length(ref, zc, r, z)
+            i = r + n
+            if i == len(ic):
+                self.cut[c] = (z, n)
+                return
+            self._close(out, int(ic[r]), z, c, n)
+        np.add.at(self.frees[:, c], zc[i:][free[i:]], 1)
+
+    def _close(self, out: list, at: int, z: int, c: int, blocks: int) -> None:
+        # A whole refill run: a fall it shows, and what it leaves.
+        batch = self.batch.get((self.names[z], c), 0)
+        k = (blocks // batch).bit_length() - 1 if batch and blocks % batch == 0 else -1
+        shown = 0 <= k <= self.scale_max and batch << k == blocks
+        if shown and self.left[z, c] >= 0:
+            expected = int(self.left[z, c]) >> min(int(self.frees[z, c]), 8)
+            if k < expected:
+                self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": k,
+                                   "expected": expected, "was": {}})
+                out.append((at, self.found[-1]))
+        self.left[z, c] = min(k + 1, self.scale_max) if shown else -1
+        self.frees[z, c] = 0
 
 
 def _run_length(ref: np.ndarray, zone: np.ndarray, i: int, z: int) -> int:

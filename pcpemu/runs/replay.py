@@ -35,8 +35,8 @@ from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_BELOW_HIGH, ZON
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
-from .kstate import (FirstDrains, FirstRefills, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth, seed_pcp_lists,
-                     seed_zones)
+from .kstate import (AllocFactorFalls, FirstDrains, FirstRefills, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
+                     seed_pcp_lists, seed_zones)
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay", "replay_text"]
@@ -595,9 +595,10 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
     return sync
 
 
-def _first_refill_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
-    # The emulated alloc_factor set where the kernel's first order-0 refill on a
-    # (zone, cpu) shows its own (kstate.FirstRefills).
+def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
+    # The emulated alloc_factor set where a kernel's order-0 refill on a (zone, cpu)
+    # shows its own: the first (kstate.FirstRefills), or one that fell with no event
+    # (kstate.AllocFactorFalls).
     def sync(m: Machine) -> None:
         label = _label_with_zone(machines, m, row["zone"])
         if label is not None:
@@ -699,6 +700,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0}
     first_refills = None if start is None else FirstRefills(start.zoneinfo, cpus, first.config.pcp_batch_scale_max)
+    falls = None if start is None else AllocFactorFalls(start.zoneinfo, cpus, _pcp_orders(first),
+                                                        first.config.pcp_batch_scale_max)
     first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
@@ -768,8 +771,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
                          if (fn := _untraced_take(untraced_takes, machines, *take)) is not None]
             if first_refills is not None:
-                work += [(int(np.searchsorted(sel, at, side="left")), _first_refill_sync(row, machines))
-                         for at, row in first_refills.find(ev)]
+                work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
+                         for at, row in first_refills.find(ev) + falls.find(ev)]
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:
@@ -811,6 +814,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
                              "grown_on_demand": replayed["grown_on_demand"],
                              "first_drains": first_drains.found, "first_refills": first_refills.found,
+                             "alloc_factor_falls": falls.found,
                              "pcp_takes": untraced_takes,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
@@ -896,6 +900,13 @@ def _start_text(result: ReplayResult) -> list[str]:
                 out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill "
                            f"({f['blocks']:,} blocks) shows alloc_factor {f['alloc_factor']}; the emulated one, {was}, "
                            "set to it")
+    falls = u.get("alloc_factor_falls", ())
+    if falls:
+        for label in sorted({label for f in falls for label in f["was"]}):
+            lower = sum(f["was"][label] > f["alloc_factor"] for f in falls if label in f["was"])
+            out.append(f"  {label}: pcp->alloc_factor fell with no event at {len(falls):,} of the kernel's order-0 "
+                       "refills (batch << alloc_factor blocks below what the frees since the refill before leave): "
+                       f"set there; the emulated one was higher at {lower:,}")
     takes = u.get("pcp_takes")
     if takes and (takes["refills"] or takes["fewer_than_none"]):
         taken = ", ".join(f"{label} {n:,}" for label, n in takes["taken"].items())

@@ -225,6 +225,7 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
             *_fidelity_first_drains((fid.get("untraced") or {}).get("first_drains") or [], fid["policy"]),
             *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
             *_fidelity_first_refills((fid.get("untraced") or {}).get("first_refills") or [], fid["policy"]),
+            *_fidelity_alloc_factor_falls((fid.get("untraced") or {}).get("alloc_factor_falls") or [], fid["policy"]),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
 
 
@@ -251,6 +252,18 @@ def _fidelity_first_refills(rows: list[dict[str, Any]], policy: str) -> list[Blo
     return [("p", "pcp->alloc_factor, the doublings of the next order-0 refill, which /proc does not print, was "
                   "set where the kernel's first order-0 refill on each pcp shows it (batch << alloc_factor blocks; a "
                   "capped refill shows nothing): " + "; ".join(cells) + ".")]
+
+
+def _fidelity_alloc_factor_falls(rows: list[dict[str, Any]], policy: str) -> list[Block]:
+    # alloc_factor set where a kernel's refill shows it fell with no event.
+    mine = [r for r in rows if policy in r["was"]]
+    if not mine:
+        return []
+    higher = sum(r["was"][policy] > r["alloc_factor"] for r in mine)
+    return [("p", f"At {len(mine):,} of the kernel's order-0 refills its alloc_factor had fallen with no event "
+                  "(a refill of batch << alloc_factor blocks below what the frees since the refill before leave; "
+                  "only a free lowers it in the emulator's rules): the emulated one was set there, and was higher "
+                  f"at {higher:,} of them.")]
 
 
 def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block]:
