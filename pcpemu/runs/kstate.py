@@ -453,9 +453,7 @@ class FirstRefills:
             self.cut[c] = (z, blocks)
             return
         self.done[z, c] = True
-        batch = self.batch.get((self.names[z], c), 0)
-        k = (blocks // batch).bit_length() - 1 if batch and blocks % batch == 0 else -1
-        shown = k if 0 <= k <= self.scale_max and batch << k == blocks else None
+        shown = _alloc_factor_shown(blocks, self.batch.get((self.names[z], c), 0), self.scale_max)
         self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": shown, "was": {}})
         if shown is not None:
             out.append((at, self.found[-1]))
@@ -531,17 +529,22 @@ class AllocFactorFalls:
 
     def _close(self, out: list, at: int, z: int, c: int, blocks: int) -> None:
         # A whole refill run: a fall it shows, and what it leaves.
-        batch = self.batch.get((self.names[z], c), 0)
-        k = (blocks // batch).bit_length() - 1 if batch and blocks % batch == 0 else -1
-        shown = 0 <= k <= self.scale_max and batch << k == blocks
-        if shown and self.left[z, c] >= 0:
+        k = _alloc_factor_shown(blocks, self.batch.get((self.names[z], c), 0), self.scale_max)
+        if k is not None and self.left[z, c] >= 0:
             expected = int(self.left[z, c]) >> min(int(self.frees[z, c]), 8)
             if k < expected:
                 self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": k,
                                    "expected": expected, "was": {}})
                 out.append((at, self.found[-1]))
-        self.left[z, c] = min(k + 1, self.scale_max) if shown else -1
+        self.left[z, c] = -1 if k is None else min(k + 1, self.scale_max)
         self.frees[z, c] = 0
+
+
+def _alloc_factor_shown(blocks: int, batch: int, scale_max: int) -> int | None:
+    # The k of an order-0 refill of batch << k blocks (nr_pcp_alloc); None for another
+    # size, which high - count capped.
+    k = (blocks // batch).bit_length() - 1 if batch and blocks % batch == 0 else -1
+    return k if 0 <= k <= scale_max and batch << k == blocks else None
 
 
 def _run_length(ref: np.ndarray, zone: np.ndarray, i: int, z: int) -> int:
