@@ -273,16 +273,17 @@ def test_first_refills_show_alloc_factor():
             ev[i]["percpu_refill"] = 1 if kind == R else -1
         return ev
 
-    first = kstate.FirstRefills(zi, 2, 5)
+    first = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
     # CPU 0: 15 << 2 blocks with a fallback's extfrag event inside; CPU 1: 100 blocks
-    # (capped: not batch << k); CPU 0's second refill shows nothing more.
+    # (capped: not batch << k); CPU 0's second refill is no first one (it is a fall).
     rows = [(A, 0, 0)] + [(R, 0, 0)] * 30 + [(X, 0, 0)] + [(R, 0, 0)] * 30 + [(A, 0, 0)] + [(R, 1, 0)] * 100 \
         + [(A, 1, 0)] + [(R, 0, 0)] * 15 + [(A, 0, 0)]
     got = first.find(events(rows))
-    assert [(at, row["cpu"], row["alloc_factor"]) for at, row in got] == [(1, 0, 2)]
-    assert [(r["cpu"], r["blocks"], r["alloc_factor"]) for r in first.found] == [(0, 60, 2), (1, 100, None)]
+    assert [(at, row["cpu"], row["alloc_factor"]) for at, row in got] == [(1, 0, 2), (164, 0, 0)]
+    assert [(r["cpu"], r["blocks"], r["alloc_factor"]) for r in first.first] == [(0, 60, 2), (1, 100, None)]
+    assert [(r["cpu"], r["blocks"]) for r in first.falls] == [(0, 15)]
     # A run the batch ends is finished in the next one, its setting before that batch's first op.
-    first = kstate.FirstRefills(zi, 2, 5)
+    first = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
     assert first.find(events([(A, 1, 0)] + [(R, 1, 0)] * 40)) == []
     got = first.find(events([(R, 1, 0)] * 80 + [(A, 1, 0)]))
     assert [(at, row["blocks"], row["alloc_factor"]) for at, row in got] == [(0, 120, 3)]
@@ -302,7 +303,7 @@ def test_alloc_factor_falls_are_found_where_no_free_explains_them():
     def run(n, cpu=0):                                # a refill of n blocks and the allocation in it
         return [(R, cpu)] * n + [(A, cpu)]
 
-    falls = kstate.AllocFactorFalls(zi, 2, np.ones(11, bool), 5)
+    falls = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
     # 15 << 2 leaves alloc_factor 3; a refill of 15 with no free between fell to 0 (an
     # extfrag event inside the first run does not end it). Then 30 is what 0 leaves:
     # nothing. After 30 (leaves 2) one free halves it to 1: 15 shows 0, a fall; two
@@ -311,16 +312,18 @@ def test_alloc_factor_falls_are_found_where_no_free_explains_them():
     rows = run(30)[:-1] + [(X, 0)] + run(30) + run(15) + run(30) + [(F, 0)] + run(15) + run(30) + [(F, 0)] * 2 \
         + run(15) + run(100) + run(15)
     got = falls.find(events(rows))
-    assert [(at, row["alloc_factor"], row["expected"]) for at, row in got] == [(62, 0, 3), (110, 0, 1)]
-    assert [(r["cpu"], r["blocks"]) for r in falls.found] == [(0, 15), (0, 15)]
+    assert [(at, row["alloc_factor"], row.get("expected")) for at, row in got] == [(0, 2, None), (62, 0, 3),
+                                                                                   (110, 0, 1)]
+    assert [(r["cpu"], r["blocks"]) for r in falls.falls] == [(0, 15), (0, 15)]
     # Another CPU's frees and refills are its own; a run the batch ends is closed in the next.
-    falls = kstate.AllocFactorFalls(zi, 2, np.ones(11, bool), 5)
-    assert falls.find(events(run(60) + [(F, 1)] + [(R, 0)] * 10)) == []
+    falls = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
+    assert [(at, row["alloc_factor"]) for at, row in falls.find(events(run(60) + [(F, 1)] + [(R, 0)] * 10))] \
+        == [(0, 2)]
     got = falls.find(events([(R, 0)] * 5 + [(A, 0)]))
     assert [(at, row["alloc_factor"], row["blocks"]) for at, row in got] == [(0, 0, 15)]
     # Frees of orders with no pcp list do not touch alloc_factor.
-    falls = kstate.AllocFactorFalls(zi, 2, np.zeros(11, bool), 5)
-    assert [row["expected"] for _, row in falls.find(events(run(30) + [(F, 0)] + run(15)))] == [2]
+    falls = kstate.AllocFactorRefills(zi, 2, np.zeros(11, bool), 5)
+    assert [row.get("expected") for _, row in falls.find(events(run(30) + [(F, 0)] + run(15)))] == [None, 2]
 
 
 def test_the_emulated_alloc_factor_falls_where_the_kernels_refills_show_it():

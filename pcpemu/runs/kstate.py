@@ -27,7 +27,7 @@ from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
 from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorFalls", "FirstDrains", "FirstRefills", "PcpLists", "Seed",
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
            "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists",
            "seed_zones"]
 
@@ -395,83 +395,28 @@ class FirstDrains:
         return int(ic[x]), drained
 
 
-class FirstRefills:
-    """pcp->alloc_factor where the traced kernel's first order-0 refill on each (zone,
-    CPU) shows it. /proc prints no alloc_factor, so a machine started from the traced
-    kernel's state would start it at 0. nr_pcp_alloc refills batch << alloc_factor
-    order-0 blocks unless high - count - batch caps it, so a first refill of
-    batch << k blocks says alloc_factor was k there; one of another size was capped
-    and tells nothing. The replay sets the emulated alloc_factor to k just before that
-    allocation (Machine.pcp_set_alloc_factor); later refills are the emulator's own.
-    """
+class AllocFactorRefills:
+    """What the traced kernel's order-0 refills show of pcp->alloc_factor, which /proc
+    does not print. nr_pcp_alloc refills batch << alloc_factor order-0 blocks unless
+    high - count - batch caps it, so a refill of batch << k blocks says alloc_factor
+    was k there; one of another size was capped and tells nothing. Two things follow
+    from that, and the replay sets the emulated alloc_factor to k just before such an
+    allocation (Machine.pcp_set_alloc_factor):
 
-    def __init__(self, zoneinfo: dict, nr_cpus: int, batch_scale_max: int) -> None:
-        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
-        self.batch = _pcp_batches(zoneinfo)
-        self.scale_max = batch_scale_max
-        self.done = np.zeros((len(self.names), nr_cpus), bool)
-        self.cut: dict[int, tuple[int, int]] = {}        # per CPU: (zone, blocks) of a run the batch ended
-        self.found: list[dict[str, Any]] = []
+    - the first refill on each (zone, CPU) (``first``): a machine started from the
+      traced kernel's state would start alloc_factor at 0;
+    - a fall no event accounts for (``falls``). After a refill of batch << k blocks
+      nr_pcp_alloc leaves alloc_factor at k + 1 (not past CONFIG_PCP_BATCH_SCALE_MAX),
+      and only a free to that pcp lowers it (free_frozen_page_commit halves it). Yet
+      in the 6.18 captures a refill of one batch right after a bigger one with no free
+      between, then 2 * batch, is common (compile, pyobjects), and the emulator's
+      rules cannot make it. A capped refill of exactly one batch cannot be told from a
+      fall to 0 (a fall is what the refill after it shows in all but 1 of 31 such
+      places).
 
-    def find(self, ev: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
-        """The first order-0 refills in a batch of the kernel's events that show
-        alloc_factor, each as (event index the setting goes before, its row in found:
-        zone, cpu, blocks, alloc_factor, and the emulated one it replaced, by machine).
-        A refill run goes on through a fallback's extfrag event; one the batch ends is
-        finished in the next batch, and its setting goes before that batch's first op."""
-        kind, cpus = ev["kind"], ev["cpu"]
-        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1) & (ev["order"] == 0)
-        ri = np.flatnonzero(refill)
-        zr = _zone_index(self.starts, self.ends, ev["pfn"][ri])
-        todo = set(self.cut) | set(cpus[ri][(zr >= 0) & ~self.done[zr, cpus[ri]]].tolist())
-        if not todo:
-            return []                   # the common case once each pcp's first refill is found
-        zone = np.full(len(ev), -1, np.int64)
-        zone[ri] = zr
-        out: list[tuple[int, dict[str, Any]]] = []
-        for c in sorted(todo):
-            ic = np.flatnonzero((cpus == c) & (kind != MM_PAGE_ALLOC_EXTFRAG))
-            ref, zc = refill[ic], zone[ic]
-            start = 0
-            if c in self.cut:
-                z, blocks = self.cut.pop(c)
-                start = _run_length(ref, zc, 0, z)
-                self._close(out, 0, z, c, blocks + start, start == len(ic))
-            for z in np.flatnonzero(~self.done[:, c]).tolist():
-                first = np.flatnonzero(ref[start:] & (zc[start:] == z))
-                if not len(first):
-                    continue
-                i = start + int(first[0])
-                n = _run_length(ref, zc, i, z)
-                self._close(out, int(ic[i]), z, c, n, i + n == len(ic))
-        return out
-
-    def _close(self, out: list, at: int, z: int, c: int, blocks: int, cut: bool) -> None:
-        # A refill run of blocks order-0 blocks, the first on (z, c): the alloc_factor it
-        # shows, or, cut by the batch's end, held for the next batch.
-        if cut:
-            self.cut[c] = (z, blocks)
-            return
-        self.done[z, c] = True
-        shown = _alloc_factor_shown(blocks, self.batch.get((self.names[z], c), 0), self.scale_max)
-        self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": shown, "was": {}})
-        if shown is not None:
-            out.append((at, self.found[-1]))
-
-
-class AllocFactorFalls:
-    """Where the traced kernel's pcp->alloc_factor fell with no event. After an
-    order-0 refill of batch << k blocks, nr_pcp_alloc leaves alloc_factor at k + 1
-    (not past CONFIG_PCP_BATCH_SCALE_MAX), and only a free to that pcp lowers it
-    (free_frozen_page_commit halves it). A later refill of batch << j blocks with j
-    below what the frees in between leave shows a fall no event accounts for: in
-    the 6.18 captures a refill of one batch right after a bigger one with no free
-    between, then 2 * batch, is common (compile, pyobjects), and the emulator's
-    rules cannot make it. The replay sets the emulated alloc_factor to j just before
-    that allocation (Machine.pcp_set_alloc_factor) and reports it. A refill of
-    another size was capped by high - count and shows nothing; a capped refill of
-    exactly one batch cannot be told from a fall to 0 (a fall is what the refill
-    after it shows in all but 1 of 31 such places).
+    A refill run goes on through a fallback's extfrag event; one a batch of events
+    ends is finished in the next batch, and its setting goes before that batch's
+    first op.
     """
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
@@ -482,13 +427,15 @@ class AllocFactorFalls:
         nz = len(self.names)
         self.left = np.full((nz, nr_cpus), -1, np.int64)     # alloc_factor the last refill left (-1: not shown)
         self.frees = np.zeros((nz, nr_cpus), np.int64)       # pcp frees since that refill
+        self.seen = np.zeros((nz, nr_cpus), bool)            # the first refill has run
         self.cut: dict[int, tuple[int, int]] = {}            # per CPU: (zone, blocks) of a run the batch ended
-        self.found: list[dict[str, Any]] = []
+        self.first: list[dict[str, Any]] = []
+        self.falls: list[dict[str, Any]] = []
 
     def find(self, ev: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
-        """The falls in a batch of the kernel's events, each as (event index the setting
-        goes before, its row in found: zone, cpu, blocks, alloc_factor, the one the
-        events leave, and the emulated one it replaced, by machine)."""
+        """The settings a batch of the kernel's events calls for, each as (event index it
+        goes before, its row in first or falls: zone, cpu, blocks, alloc_factor, for a
+        fall the one the events leave, and the emulated one it replaced, by machine)."""
         kind, cpus, order = ev["kind"], ev["cpu"], ev["order"]
         zone = _zone_index(self.starts, self.ends, ev["pfn"])
         free = (kind == MM_PAGE_FREE) & (zone >= 0) & (order >= 0) \
@@ -528,14 +475,19 @@ class AllocFactorFalls:
         np.add.at(self.frees[:, c], zc[i:][free[i:]], 1)
 
     def _close(self, out: list, at: int, z: int, c: int, blocks: int) -> None:
-        # A whole refill run: a fall it shows, and what it leaves.
+        # A whole refill run: the first one's alloc_factor or a fall it shows, and what it leaves.
         k = _alloc_factor_shown(blocks, self.batch.get((self.names[z], c), 0), self.scale_max)
-        if k is not None and self.left[z, c] >= 0:
+        row = {"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": k}
+        if not self.seen[z, c]:
+            self.seen[z, c] = True
+            self.first.append({**row, "was": {}})
+            if k is not None:
+                out.append((at, self.first[-1]))
+        elif k is not None and self.left[z, c] >= 0:
             expected = int(self.left[z, c]) >> min(int(self.frees[z, c]), 8)
             if k < expected:
-                self.found.append({"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": k,
-                                   "expected": expected, "was": {}})
-                out.append((at, self.found[-1]))
+                self.falls.append({**row, "expected": expected, "was": {}})
+                out.append((at, self.falls[-1]))
         self.left[z, c] = -1 if k is None else min(k + 1, self.scale_max)
         self.frees[z, c] = 0
 

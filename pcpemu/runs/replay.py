@@ -35,7 +35,7 @@ from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_BELOW_HIGH, ZON
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
-from .kstate import (AllocFactorFalls, FirstDrains, FirstRefills, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
+from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
                      seed_pcp_lists, seed_zones)
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -597,8 +597,7 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
 
 def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
     # The emulated alloc_factor set where a kernel's order-0 refill on a (zone, cpu)
-    # shows its own: the first (kstate.FirstRefills), or one that fell with no event
-    # (kstate.AllocFactorFalls).
+    # shows its own: the first, or one that fell with no event (kstate.AllocFactorRefills).
     def sync(m: Machine) -> None:
         label = _label_with_zone(machines, m, row["zone"])
         if label is not None:
@@ -699,9 +698,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     kernel = _EventFigures(cpus, _pcp_orders(first))
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0}
-    first_refills = None if start is None else FirstRefills(start.zoneinfo, cpus, first.config.pcp_batch_scale_max)
-    falls = None if start is None else AllocFactorFalls(start.zoneinfo, cpus, _pcp_orders(first),
-                                                        first.config.pcp_batch_scale_max)
+    refills = None if start is None else AllocFactorRefills(start.zoneinfo, cpus, _pcp_orders(first),
+                                                            first.config.pcp_batch_scale_max)
     first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
@@ -770,9 +768,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if lists is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
                          if (fn := _untraced_take(untraced_takes, machines, *take)) is not None]
-            if first_refills is not None:
+            if refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
-                         for at, row in first_refills.find(ev) + falls.find(ev)]
+                         for at, row in refills.find(ev)]
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:
@@ -813,8 +811,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
                              "grown_on_demand": replayed["grown_on_demand"],
-                             "first_drains": first_drains.found, "first_refills": first_refills.found,
-                             "alloc_factor_falls": falls.found,
+                             "first_drains": first_drains.found, "first_refills": refills.first,
+                             "alloc_factor_falls": refills.falls,
                              "pcp_takes": untraced_takes,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
