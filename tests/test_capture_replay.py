@@ -16,8 +16,8 @@ from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from pcpemu.kernel.gfp import ZONE_NAMES
 from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL, PCP_REVEAL_ALL, Machine, pcp_reveal_gfp
 from pcpemu.runs import kstate
-from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, preset_for_release,
-                                        replay_capture)
+from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, pin_spread, preset_for_release,
+                                        replay_capture, spread_text)
 from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay, replay_text
 from pcpemu.tools import cli
 
@@ -397,10 +397,10 @@ def test_the_emulated_count_is_set_at_the_kernels_first_drain():
 
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
 
-    def first_drain(drain_after):
+    def first_drain(drain_after, shift=0):
         out = io.StringIO()
-        r = replay(io.BytesIO(trace(drain_after)), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None),
-                   emit_trace=out)
+        r = replay(io.BytesIO(trace(drain_after)), {"x": Machine(_tiny())},
+                   start=StartState(zi, pti, timer=None, pin_offset=shift), emit_trace=out)
         ts = next(float(ln.split()[3].rstrip(":")) for ln in out.getvalue().splitlines() if "pcpu_drain" in ln)
         return round((ts - 2.0) * 1e5), r.untraced["first_drains"], replay_text(r)
 
@@ -414,6 +414,12 @@ def test_the_emulated_count_is_set_at_the_kernels_first_drain():
     at, found, text = first_drain(own - 1000)
     assert at == own and found[0]["pages"] == {"x": 1000} and found[0]["moved"] == {"x": 0}
     assert "+1,000 pcp pages" in text and "+0 moved (past a whole drain" in text
+    # A pin moved by 5 pages (StartState.pin_offset) drains 5 frees earlier; the kernel's
+    # offset is still reported as it was measured.
+    at, found, text = first_drain(own - 300, shift=5)
+    assert at == own - 305 and found[0]["pages"] == {"x": 300} and found[0]["moved"] == {"x": 305}
+    assert "each first-drain pin set +5 pages off" in text and "shows +300 pcp pages" in text
+    assert "set there" in text
 
 
 def test_the_emulated_count_is_set_at_the_kernels_first_worker_drain():
@@ -677,6 +683,52 @@ def test_cli_replays_a_capture_directory_and_checks(capsys, cap_result):
     assert doc["start"]["zones"]["Normal"]["pcp"]
     assert cli.main(["replay", str(CAP), "--cpus", "4"]) == 1
     assert "a capture directory gives the machine; drop --cpus" in capsys.readouterr().err
+
+
+def test_check_says_whether_the_kernels_figure_lies_in_the_pin_spread():
+    cell = {"kernel": 100, "emulated": 120, "ratio": 1.2}
+    row = {f: dict(cell) for f in FIGURES}
+    comp = {"per_cpu": [{"cpu": 0, **row}], "total": dict(row)}
+    comp["per_cpu"][0]["refill_blocks"] = comp["total"]["refill_blocks"] = {"kernel": 5000, "emulated": 5000,
+                                                                             "ratio": 1.0}
+    rng = {f: {"low": 110, "high": 130} for f in FIGURES}
+    spread = {"per_cpu": [{"cpu": 0, **rng}], "total": {**rng, "drain_calls": {"low": 95, "high": 125}}}
+    lines = check(comp, 0.10, 0.05, spread=spread)
+    assert len(lines) == 6 and all("110-130 with the pins moved: the kernel's outside" in ln
+                                   for ln in lines if not ln.startswith("total: drain_calls"))
+    assert [ln for ln in lines if ln.startswith("total: drain_calls")] == [
+        "total: drain_calls emulated 120 against the kernel's 100 (1.200, tolerance 5%); 95-125 with the pins "
+        "moved: the kernel's inside"]
+    assert check(comp, 0.10, 0.05) == [ln.split(";")[0] for ln in lines]
+    assert "drain_calls 95-125 (kernel 100)" in spread_text(spread, 2, comp)
+
+
+def test_pin_spread_replays_around_the_measured_pin(cap_result):
+    # The small capture's kernel never drained: no pin, so no figure moves.
+    spread = pin_spread(CAP, 1, measured=cap_result)
+    assert spread["offsets"] == [-1, 0, 1] and list(spread["policies"]) == list(cap_result.policies)
+    comp = cap_result.comparison()
+    s = spread["policies"]["split"]
+    for f in FIGURES:
+        assert s["total"][f] == {"low": comp["total"][f]["emulated"], "high": comp["total"][f]["emulated"]}
+        assert [r[f]["low"] for r in s["per_cpu"]] == [r[f]["emulated"] for r in comp["per_cpu"]]
+    for bad in (0, 65):
+        with pytest.raises(pcpemu.ConfigError, match="1 to 64 pages"):
+            pin_spread(CAP, bad)
+    with pytest.raises(pcpemu.ConfigError, match="no pin"):
+        pin_spread(CAP, 1, from_boot=True)
+    with pytest.raises(pcpemu.ConfigError, match="no pin"):
+        replay_capture(CAP, from_boot=True, pin_offset=2)
+
+
+def test_cli_pin_spread(capsys, cap_result):
+    assert cli.main(["replay", str(CAP), "--json", "--pin-spread", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["pin_spread"]["offsets"] == [-1, 0, 1] and doc["untraced"]["pin_offset"] == 0
+    assert cli.main(["replay", str(CAP), "--pin-spread", "1"]) == 0
+    assert "with each first-drain pin moved by up to 1 pages (policy split):" in capsys.readouterr().out
+    assert cli.main(["replay", str(CAP), "--from-boot", "--pin-spread", "1"]) == 1
+    assert "give a capture directory, without --from-boot" in capsys.readouterr().err
 
 
 def test_fidelity_on_capture_gives_the_comparison(cap_result):

@@ -21,7 +21,8 @@ from ..kernel.zoneinfo import static_differences
 from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, Progress, ReplayResult, StartState, replay
 
-__all__ = ["CHECKED", "check", "comparison_text", "fidelity_on_capture", "preset_for_release", "replay_capture"]
+__all__ = ["CHECKED", "check", "comparison_text", "fidelity_on_capture", "pin_spread", "preset_for_release",
+           "replay_capture", "spread_text"]
 
 #: The figures --check holds to the tolerance (the fidelity targets).
 CHECKED = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls")
@@ -44,14 +45,19 @@ def preset_for_release(release: str) -> str:
 
 def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
                    policies: list[str] | None = None, seed: int = 0, from_boot: bool = False,
-                   strict: bool = False, progress: Progress | None = None, **kwargs: Any) -> ReplayResult:
+                   strict: bool = False, progress: Progress | None = None, pin_offset: int = 0,
+                   **kwargs: Any) -> ReplayResult:
     """Replay a capture directory from the traced kernel's state.
 
     :param preset: the rules (default: the preset of the traced kernel's release).
     :param policies: THP-list policies to run side by side (default: the preset's).
     :param from_boot: start from a freshly booted machine instead (no state, no timer).
+    :param pin_offset: pages added to the count each first-drain pin sets (StartState.pin_offset).
     :raises CaptureError: when path is not a complete capture.
+    :raises ConfigError: for a pin_offset with from_boot (a machine from boot pins nothing).
     """
+    if from_boot and pin_offset:
+        raise ConfigError("a replay from boot sets no pcp count at the kernel's first drains: no pin to offset")
     path = os.fspath(path)
     info = load_capture(path)
     preset = preset or preset_for_release(info.kernel_release)
@@ -69,7 +75,8 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
         work = {e.split("/")[1]: why for e, why in KERNEL_WORK_EVENTS.items() if e in info.events}
         start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo")),
                            timer="events" if info.timer_events else info.stat_interval,
-                           after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")), kernel_work=work)
+                           after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")), kernel_work=work,
+                           pin_offset=pin_offset)
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
                   config_notes=notes, start=start, **kwargs)
 
@@ -87,24 +94,85 @@ def _resized(before: dict, after: dict) -> list[str]:
 
 
 def check(comparison: dict[str, Any], per_cpu: float, total: float | None = None,
-          min_blocks: int = 1000) -> list[str]:
+          min_blocks: int = 1000, spread: dict[str, Any] | None = None) -> list[str]:
     """Where the emulator's figures leave the tolerance: each CPU that logged at least
     min_blocks refill blocks within ``per_cpu`` (0.10 = 10%), and the totals within
     ``total`` (default: per_cpu) when the whole trace logged min_blocks, for CHECKED.
-    Returns one line per figure outside."""
+    Returns one line per figure outside; with ``spread`` (one policy's
+    :func:`pin_spread` ranges) each says whether the kernel's figure lies in the range."""
     total = per_cpu if total is None else total
     bad = []
-    rows = [(f"cpu {r['cpu']}", r, per_cpu) for r in comparison["per_cpu"]]
-    rows.append(("total", comparison["total"], total))
-    for label, row, tol in rows:
+    rows = [(f"cpu {r['cpu']}", r, per_cpu, _spread_row(spread, r["cpu"])) for r in comparison["per_cpu"]]
+    rows.append(("total", comparison["total"], total, _spread_row(spread, None)))
+    for label, row, tol, rng in rows:
         if row["refill_blocks"]["kernel"] < min_blocks:
             continue            # too few refills for a ratio to mean anything
         for f in CHECKED:
             k, e, ratio = row[f]["kernel"], row[f]["emulated"], row[f]["ratio"]
             if (ratio is None and e) or (ratio is not None and abs(ratio - 1) > tol):
-                bad.append(f"{label}: {f} emulated {e:,} against the kernel's {k:,} "
-                           f"({'-' if ratio is None else f'{ratio:.3f}'}, tolerance {tol:.0%})")
+                line = (f"{label}: {f} emulated {e:,} against the kernel's {k:,} "
+                        f"({'-' if ratio is None else f'{ratio:.3f}'}, tolerance {tol:.0%})")
+                if rng is not None:
+                    lo, hi = rng[f]["low"], rng[f]["high"]
+                    line += (f"; {lo:,}-{hi:,} with the pins moved: the kernel's "
+                             f"{'inside' if lo <= k <= hi else 'outside'}")
+                bad.append(line)
     return bad
+
+
+def _spread_row(spread: dict[str, Any] | None, cpu: int | None) -> dict[str, Any] | None:
+    # One row (a CPU's, or the total for None) of a policy's pin_spread ranges.
+    if spread is None:
+        return None
+    return spread["total"] if cpu is None else next(r for r in spread["per_cpu"] if r["cpu"] == cpu)
+
+
+def pin_spread(path: str | os.PathLike[str], pages: int, measured: ReplayResult | None = None,
+               **kwargs: Any) -> dict[str, Any]:
+    """How much a capture's figures hang on a page of count: the range of each figure
+    over replays with each first-drain pin moved by -pages..pages
+    (StartState.pin_offset; 0 is the measured pin). A drain frees free_count pages,
+    the frees since the last allocation (nr_pcp_free), so the free that brings count
+    to high decides the drain's size, and the next drain comes that many net frees
+    later.
+
+    :param measured: the replay at the measured pin, if already run (with the same kwargs).
+    :param kwargs: as for :func:`replay_capture` (not from_boot, pin_offset or emit_trace).
+    :return: ``{"pages", "offsets", "policies": {label: {"per_cpu": [{"cpu", figure:
+        {"low", "high"}}], "total": {figure: {"low", "high"}}}}}`` over FIGURES.
+    :raises ConfigError: for pages outside 1..64, or from_boot.
+    """
+    if not 1 <= pages <= 64:
+        raise ConfigError(f"a pin spread moves the pins by 1 to 64 pages, not {pages}")
+    if kwargs.get("from_boot"):
+        raise ConfigError("a replay from boot sets no pcp count at the kernel's first drains: no pin to move")
+    offsets = list(range(-pages, pages + 1))
+    runs = [measured if d == 0 and measured is not None else replay_capture(path, pin_offset=d, **kwargs)
+            for d in offsets]
+    out: dict[str, Any] = {}
+    for label in runs[0].policies:
+        tables = [r.comparison(label) for r in runs]
+        out[label] = {"per_cpu": [{"cpu": row["cpu"], **_ranges([t["per_cpu"][i] for t in tables])}
+                                  for i, row in enumerate(tables[0]["per_cpu"])],
+                      "total": _ranges([t["total"] for t in tables])}
+    return {"pages": pages, "offsets": offsets, "policies": out}
+
+
+def _ranges(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    # The lowest and highest emulated value of each figure over one row of several comparisons.
+    return {f: {"low": min(r[f]["emulated"] for r in rows), "high": max(r[f]["emulated"] for r in rows)}
+            for f in FIGURES}
+
+
+def spread_text(spread: dict[str, Any], pages: int, comparison: dict[str, Any], label: str = "") -> str:
+    """The emulated range of each checked figure over one policy's :func:`pin_spread`
+    pins, beside the kernel's figure."""
+    out = [f"with each first-drain pin moved by up to {pages} pages{f' (policy {label})' if label else ''}:"]
+    for name, row, rng in [*((f"cpu {r['cpu']}", r, _spread_row(spread, r["cpu"])) for r in comparison["per_cpu"]),
+                           ("total", comparison["total"], spread["total"])]:
+        out.append(f"  {name}: " + ", ".join(f"{f} {rng[f]['low']:,}-{rng[f]['high']:,} (kernel {row[f]['kernel']:,})"
+                                             for f in CHECKED))
+    return "\n".join(out) + "\n"
 
 
 def comparison_text(comparison: dict[str, Any], label: str = "") -> str:

@@ -335,6 +335,7 @@ class StartState:
     :param kernel_work: tracepoints of kernel work pcpemu does not model that the
         capture recorded (capture.KERNEL_WORK_EVENTS, by event name), each with why it
         matters: the replay reports how often each ran.
+    :param pin_offset: pages added to the count each first-drain pin sets.
     """
 
     zoneinfo: dict
@@ -344,6 +345,10 @@ class StartState:
     #: Events read ahead to tell which pcp lists held the CPUs' pages (kstate.PcpLists); 0: none.
     pcp_prepass: int = 1_000_000
     kernel_work: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Pages added to the count each first-drain pin sets (0: the count the kernel's
+    #: drain shows). An experiment in how much the figures hang on a page of count
+    #: (capture_replay.pin_spread), not a setting.
+    pin_offset: int = 0
 
 
 class _Timer:
@@ -559,7 +564,7 @@ def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.nda
 
 
 def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, Machine], zone: str, cpu: int,
-                      how: str, pages: int, at: float) -> Callable[[Machine], None]:
+                      how: str, pages: int, at: float, shift: int = 0) -> Callable[[Machine], None]:
     # The emulated count set where the kernel's first drain on (zone, cpu) pins its
     # count (kstate.FirstDrains): before the run of frees that led up to it, so that
     # the free that set it off, ``pages`` freed on, reaches the emulated high; or before
@@ -570,7 +575,8 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
     # The pages the pin adds are pages the trace has not shown: they wait where the
     # starting pages the trace has not placed wait (PcpLists.wait_more), so that they
     # move on with them when the trace shows that list empty, rather than stay under
-    # the allocations of a list the kernel was refilling.
+    # the allocations of a list the kernel was refilling. ``shift`` pages more are set
+    # (StartState.pin_offset).
     row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {},
                            "zone_flagged": []}
     first.found.append(row)
@@ -589,7 +595,7 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
         if abs(offset) > st["batch"] << m.config.pcp_batch_scale_max:
             row["moved"][label] = 0
             return
-        row["moved"][label] = moved = m.pcp_untraced_move(zone, cpu, offset, lists.waiting_list(zone, cpu))
+        row["moved"][label] = moved = m.pcp_untraced_move(zone, cpu, offset + shift, lists.waiting_list(zone, cpu))
         if m is next(iter(machines.values())):
             lists.wait_more(zone, cpu, moved)
     return sync
@@ -763,7 +769,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if first_drains is not None:
                 work += [(int(np.searchsorted(sel, r, side="left")),
                           _first_drain_sync(first_drains, lists, machines, first_drains.names[z], c, how, pages,
-                                            float(ev["timestamp"][r])))
+                                            float(ev["timestamp"][r]), start.pin_offset))
                          for r, z, c, how, pages in first_drains.find(ev)]
             if lists is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
@@ -811,7 +817,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
                              "grown_on_demand": replayed["grown_on_demand"],
-                             "first_drains": first_drains.found, "first_refills": refills.first,
+                             "first_drains": first_drains.found, "pin_offset": start.pin_offset,
+                             "first_refills": refills.first,
                              "alloc_factor_falls": refills.falls,
                              "pcp_takes": untraced_takes,
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
@@ -871,6 +878,10 @@ def _start_text(result: ReplayResult) -> list[str]:
                    "the memory online when it began); the zones grew, watermarks and pcp limits recomputed; "
                    f"{u.get('grown_on_demand', 0):,} of them inside an allocation (deferred struct-page init, "
                    "after the zone failed its high-watermark check: ZONE_BELOW_HIGH set)")
+    shift = u.get("pin_offset", 0)
+    if shift:
+        out.append(f"  each first-drain pin set {shift:+,} pages off the count the kernel's drain shows (pin_offset: "
+                   "how much the figures hang on a page of count)")
     for f in u.get("first_drains", ()):
         for label in f.get("zone_flagged", ()):
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain (at {f['timestamp']:.6f}) "
@@ -879,7 +890,7 @@ def _start_text(result: ReplayResult) -> list[str]:
         for label, pages in f["pages"].items():
             moved = f["moved"][label]
             why = "past a whole drain: the emulated high differs" if not moved else "lists or untraced owner ran out"
-            how = "set there" if moved == pages else f"{moved:+,} moved ({why})"
+            how = "set there" if moved == pages + shift else f"{moved:+,} moved ({why})"
             what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
                        f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")

@@ -94,6 +94,9 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--check-min-blocks", type=int, default=1000, metavar="N",
                    help="--check holds a CPU, and the totals, to it when the kernel logged at least N "
                    "refill blocks there (default 1000)")
+    p.add_argument("--pin-spread", type=int, default=None, metavar="N",
+                   help="DIR: replay again with each first-drain pin moved by -N..N pages, and give each figure's "
+                   "range beside the kernel's (2N more replays): how much the figures hang on a page of count")
     p.add_argument("--policies", "--policy", action="append", metavar="A,B", type=_names(THP_LIST_POLICIES),
                    help="THP-list policies to compare on the same stream, comma-separated, repeatable "
                    "(default: the preset's): " + ", ".join(THP_LIST_POLICIES))
@@ -118,7 +121,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     from ..errors import ConfigError
     from ..kernel.config import DEFAULT_PRESET, THP_LIST_POLICIES
-    from ..runs.capture_replay import check, comparison_text, replay_capture
+    from ..runs.capture_replay import check, comparison_text, pin_spread, replay_capture, spread_text
     from ..runs.replay import replay, replay_configs, replay_text
 
     if args.check is not None and not 0 < args.check < 1000:
@@ -129,6 +132,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"--policies: {p!r} is not one of {', '.join(THP_LIST_POLICIES)}")
     show = sys.stderr.isatty() if args.progress is None else args.progress
     emit = None
+    spread = None
+    if args.pin_spread is not None and (not os.path.isdir(args.trace) or args.from_boot):
+        raise ConfigError("--pin-spread moves the count a capture's replay sets at the kernel's first drains: "
+                          "give a capture directory, without --from-boot")
     if os.path.isdir(args.trace):
         given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--node", args.node), ("--cpus", args.cpus),
                                 ("--zones", args.zones), ("--cma", args.cma)) if v is not None]
@@ -144,6 +151,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         finally:
             if emit is not None:
                 emit.close()
+        if args.pin_spread is not None:
+            spread = pin_spread(args.trace, args.pin_spread, measured=result, preset=args.preset, policies=policies,
+                                seed=args.seed, strict=args.strict)
     else:
         configs, notes = replay_configs(args.preset or DEFAULT_PRESET, policies, zoneinfo=args.zoneinfo,
                                         node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
@@ -162,9 +172,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         total = args.check if args.check_total is None else args.check_total
         for label in result.policies:
             failures += [f"policy {label}: {line}" for line in
-                         check(result.comparison(label), args.check / 100, total / 100, args.check_min_blocks)]
+                         check(result.comparison(label), args.check / 100, total / 100, args.check_min_blocks,
+                               spread and spread["policies"][label])]
     if args.json:
         doc = result.to_dict()
+        if spread is not None:
+            doc["pin_spread"] = spread
         if args.check is not None:
             doc["check"] = {"per_cpu_pct": args.check, "total_pct": total, "min_blocks": args.check_min_blocks,
                             "failures": failures}
@@ -173,6 +186,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         sys.stdout.write(replay_text(result))
         for label in result.policies:
             sys.stdout.write("\n" + comparison_text(result.comparison(label), f"policy {label}"))
+            if spread is not None:
+                sys.stdout.write(spread_text(spread["policies"][label], spread["pages"], result.comparison(label),
+                                             label))
         for line in failures:
             print(f"check: {line}", file=sys.stderr)
     return EXIT_INVARIANT if failures else EXIT_OK
