@@ -735,6 +735,8 @@ def test_fidelity_on_capture_gives_the_comparison(cap_result):
     d = fidelity_on_capture(CAP)
     assert d["preset"] == "v6.18" and d["figures"] == list(FIGURES)
     assert d["comparison"] == cap_result.comparison()
+    assert d["pin_spread"] == pin_spread(CAP, 2, measured=cap_result)["policies"]["split"]
+    assert fidelity_on_capture(CAP, pin_pages=0)["pin_spread"] is None
     assert [r["cpu"] for r in d["comparison"]["per_cpu"]] == [0, 1]
 
 

@@ -217,7 +217,12 @@ def test_fidelity_on_a_capture_directory(tiny):
     total = fid["comparison"]["total"]["refill_blocks"]
     md = render_markdown(rep, [])
     assert "## Fidelity on your capture" in md
-    assert f"| all | refill_blocks | {total['kernel']} | {total['emulated']} |" in md
+    # The bundled capture's kernel never drained: no pin, so moving it moves nothing.
+    assert fid["pin_pages"] == 2 and fid["pin_spread"]["total"]["refill_blocks"] == {"low": total["emulated"],
+                                                                                      "high": total["emulated"]}
+    assert f"| all | refill_blocks | {total['kernel']} | {total['emulated']} | 1.000 | " \
+           f"{total['emulated']}-{total['emulated']} |" in md
+    assert "emulated, pins ±2" in md and "moved by up to 2 pages" in md
     end = next(r for r in fid["end_state"] if r["zone"] == "Normal" and r["cpu"] == 1)["count"]
     assert f"| Normal | 1 | {end['kernel']} | {end['emulated']} | {end['traced']} | " \
            f"{end['kernel'] - end['traced']:+,} |" in md

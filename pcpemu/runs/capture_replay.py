@@ -22,7 +22,7 @@ from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, Progress, ReplayResult, StartState, replay
 
 __all__ = ["CHECKED", "check", "comparison_text", "fidelity_on_capture", "pin_spread", "preset_for_release",
-           "replay_capture", "spread_text"]
+           "replay_capture", "spread_row", "spread_text"]
 
 #: The figures --check holds to the tolerance (the fidelity targets).
 CHECKED = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls")
@@ -102,8 +102,8 @@ def check(comparison: dict[str, Any], per_cpu: float, total: float | None = None
     :func:`pin_spread` ranges) each says whether the kernel's figure lies in the range."""
     total = per_cpu if total is None else total
     bad = []
-    rows = [(f"cpu {r['cpu']}", r, per_cpu, _spread_row(spread, r["cpu"])) for r in comparison["per_cpu"]]
-    rows.append(("total", comparison["total"], total, _spread_row(spread, None)))
+    rows = [(f"cpu {r['cpu']}", r, per_cpu, spread_row(spread, r["cpu"])) for r in comparison["per_cpu"]]
+    rows.append(("total", comparison["total"], total, spread_row(spread, None)))
     for label, row, tol, rng in rows:
         if row["refill_blocks"]["kernel"] < min_blocks:
             continue            # too few refills for a ratio to mean anything
@@ -120,8 +120,9 @@ def check(comparison: dict[str, Any], per_cpu: float, total: float | None = None
     return bad
 
 
-def _spread_row(spread: dict[str, Any] | None, cpu: int | None) -> dict[str, Any] | None:
-    # One row (a CPU's, or the total for None) of a policy's pin_spread ranges.
+def spread_row(spread: dict[str, Any] | None, cpu: int | None) -> dict[str, Any] | None:
+    """One row (a CPU's, or the totals for None) of one policy's :func:`pin_spread`
+    ranges; None without a spread."""
     if spread is None:
         return None
     return spread["total"] if cpu is None else next(r for r in spread["per_cpu"] if r["cpu"] == cpu)
@@ -168,7 +169,7 @@ def spread_text(spread: dict[str, Any], pages: int, comparison: dict[str, Any], 
     """The emulated range of each checked figure over one policy's :func:`pin_spread`
     pins, beside the kernel's figure."""
     out = [f"with each first-drain pin moved by up to {pages} pages{f' (policy {label})' if label else ''}:"]
-    for name, row, rng in [*((f"cpu {r['cpu']}", r, _spread_row(spread, r["cpu"])) for r in comparison["per_cpu"]),
+    for name, row, rng in [*((f"cpu {r['cpu']}", r, spread_row(spread, r["cpu"])) for r in comparison["per_cpu"]),
                            ("total", comparison["total"], spread["total"])]:
         out.append(f"  {name}: " + ", ".join(f"{f} {rng[f]['low']:,}-{rng[f]['high']:,} (kernel {row[f]['kernel']:,})"
                                              for f in CHECKED))
@@ -189,19 +190,25 @@ def comparison_text(comparison: dict[str, Any], label: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None, seed: int = 0) -> dict[str, Any]:
+def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None, seed: int = 0,
+                        pin_pages: int = 2) -> dict[str, Any]:
     """For the report's "fidelity on your capture" section: the comparison of a replay
     of the capture (first policy), with what framed it.
 
+    :param pin_pages: the figures' range over first-drain pins moved by up to this
+        many pages (:func:`pin_spread`); 0 for none.
     :return: ``{"capture", "preset", "kernel_release", "comparison": {"per_cpu": [...],
-        "total": {...}}, "figures", "notes", "end_state", "untraced", "timer"}``; each
-        figure cell is ``{"kernel", "emulated", "ratio"}``.
+        "total": {...}}, "figures", "notes", "end_state", "untraced", "timer",
+        "pin_pages", "pin_spread"}``; each figure cell is ``{"kernel", "emulated",
+        "ratio"}``, pin_spread one policy's ranges (or None).
     """
     result = replay_capture(path, preset=preset, seed=seed)
     info = load_capture(path)
     label = next(iter(result.policies))
+    spread = pin_spread(path, pin_pages, measured=result, preset=preset, seed=seed) if pin_pages else None
     return {"capture": os.fspath(path), "kernel_release": info.kernel_release,
             "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
             "comparison": result.comparison(label), "notes": result.config_notes,
             "end_state": (result.end_state or {}).get(label), "untraced": result.untraced,
-            "timer": result.timer}
+            "timer": result.timer, "pin_pages": pin_pages,
+            "pin_spread": None if spread is None else spread["policies"][label]}

@@ -14,6 +14,7 @@ import html
 from typing import Any, Callable
 
 from ..kernel.config import POLICY_PRESETS
+from ..runs.capture_replay import spread_row
 from ..runs.workloads import NONMOVABLE_SHARES
 from .reportruns import COMPARED, NARROW_PCT
 from .verdict import FORMATS, classify, classify_metric, render_item
@@ -211,22 +212,38 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
     fid = rep.get("fidelity")
     if not fid:
         return None
-    cmp = fid["comparison"]
-    rows = [[label, f, _cell(row[f]["kernel"]), _cell(row[f]["emulated"]),
-             "-" if row[f]["ratio"] is None else f"{row[f]['ratio']:.3f}"]
-            for label, row in [("all", cmp["total"]), *((f"cpu {r['cpu']}", r) for r in cmp["per_cpu"])]
-            for f in fid["figures"]]
+    spread = fid.get("pin_spread")
+    pins = ("" if spread is None else
+            f" The last column is each emulated figure's range over replays with the count set at the kernel's first "
+            f"drains moved by up to {fid['pin_pages']} pages: where a drain falls decides its size (free_count, the "
+            "frees since the last allocation), and a page of count is more than the trace can show. A kernel "
+            "figure outside that range is not explained by it.")
     return [("p", f"The capture {fid['capture']} (kernel {fid['kernel_release']}) replayed on preset {fid['preset']} "
                   f"({fid['policy']} policy) from the traced kernel's state: each figure as the kernel's kmem events "
                   "show it and as the emulator's do; the ratio is emulated / kernel ('-': 0 in the kernel). "
-                  "How far these agree is how far the contention figures above can be trusted for this mix."),
-            ("table", ["CPU", "figure", "kernel", "emulated", "ratio"], rows),
+                  "How far these agree is how far the contention figures above can be trusted for this mix." + pins),
+            ("table", ["CPU", "figure", "kernel", "emulated", "ratio",
+                       *([] if spread is None else [f"emulated, pins ±{fid['pin_pages']}"])],
+             _fidelity_rows(fid["comparison"], fid["figures"], spread)),
             *_fidelity_end_state(fid.get("end_state") or []),
             *_fidelity_first_drains((fid.get("untraced") or {}).get("first_drains") or [], fid["policy"]),
             *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
             *_fidelity_first_refills((fid.get("untraced") or {}).get("first_refills") or [], fid["policy"]),
             *_fidelity_alloc_factor_falls((fid.get("untraced") or {}).get("alloc_factor_falls") or [], fid["policy"]),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
+
+
+def _fidelity_rows(cmp: dict[str, Any], figures: list[str], spread: dict[str, Any] | None) -> list[list[str]]:
+    # The totals, then each CPU: per figure the kernel's, the emulator's, their ratio and,
+    # with a pin spread, the emulated range over it.
+    rows = []
+    for label, row, cpu in [("all", cmp["total"], None), *((f"cpu {r['cpu']}", r, r["cpu"]) for r in cmp["per_cpu"])]:
+        rng = spread_row(spread, cpu)
+        rows += [[label, f, _cell(row[f]["kernel"]), _cell(row[f]["emulated"]),
+                  "-" if row[f]["ratio"] is None else f"{row[f]['ratio']:.3f}",
+                  *([] if rng is None else [f"{_cell(rng[f]['low'])}-{_cell(rng[f]['high'])}"])]
+                 for f in figures]
+    return rows
 
 
 def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Block]:
