@@ -498,14 +498,17 @@ def test_kernel_work_the_capture_recorded_is_counted_not_replayed():
                   "zone_end=0x40000, mode=async"),
             _line(1, 1.0015, "mm_vmscan_kswapd_wake", "nid=0 order=9"),
             _line(0, 1.0025, "mm_compaction_begin", "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3fe00 "
-                  "zone_end=0x40000, mode=sync")]
+                  "zone_end=0x40000, mode=sync"),
+            _line(1, 1.0026, "alloc_vmap_area", "va_start: 18446683600665329664 size=20480 align=16384 "
+                  "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0")]
     text = "".join(alloc[:1] + work[:1] + alloc[1:2] + work[1:2] + alloc[2:3] + work[2:] + alloc[3:])
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
-    why = {"mm_compaction_begin": "drains", "mm_vmscan_kswapd_wake": "reclaim"}
+    why = {"mm_compaction_begin": "drains", "mm_vmscan_kswapd_wake": "reclaim", "alloc_vmap_area": "stacks"}
     r = replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, pcp_prepass=0,
                                                                                    kernel_work=why))
     assert r.untraced["kernel_work"] == [{"event": "mm_compaction_begin", "runs": 2, "why": "drains"},
-                                         {"event": "mm_vmscan_kswapd_wake", "runs": 1, "why": "reclaim"}]
+                                         {"event": "mm_vmscan_kswapd_wake", "runs": 1, "why": "reclaim"},
+                                         {"event": "alloc_vmap_area", "runs": 1, "why": "stacks"}]
     assert "2 mm_compaction_begin in the trace, not replayed: drains" in replay_text(r)
     plain = replay(io.BytesIO("".join(alloc).encode()), {"x": Machine(_tiny())},
                    start=StartState(zi, pti, pcp_prepass=0))

@@ -46,6 +46,9 @@ KERNEL_WORK_EVENTS = {
                                       "(compact_zone -> lru_add_drain_cpu_zone -> drain_local_pages)",
     "vmscan/mm_vmscan_kswapd_wake": "kswapd's reclaim sets ZONE_RECLAIM_ACTIVE, under which a free lowers "
                                     "pcp->high and drains above 4 * batch (nr_pcp_high)",
+    "vmalloc/alloc_vmap_area": "a vmalloc area (a kernel stack: 16 KiB) takes its pages off the CPU's pcp list "
+                               "through alloc_pages_bulk with no kmem event (vm_area_alloc_pages), and they are "
+                               "freed only when the area is",
 }
 PROC_SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
 TRACE_FILE = "trace.txt.xz"
