@@ -722,6 +722,8 @@ def test_pin_spread_replays_around_the_measured_pin(cap_result):
         pin_spread(CAP, 1, from_boot=True)
     with pytest.raises(pcpemu.ConfigError, match="no pin"):
         replay_capture(CAP, from_boot=True, pin_offset=2)
+    with pytest.raises(pcpemu.ConfigError, match="drop emit_trace, pin_offset"):
+        pin_spread(CAP, 1, pin_offset=1, emit_trace=io.StringIO())
 
 
 def test_cli_pin_spread(capsys, cap_result):

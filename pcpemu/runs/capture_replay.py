@@ -141,12 +141,15 @@ def pin_spread(path: str | os.PathLike[str], pages: int, measured: ReplayResult 
     :param kwargs: as for :func:`replay_capture` (not from_boot, pin_offset or emit_trace).
     :return: ``{"pages", "offsets", "policies": {label: {"per_cpu": [{"cpu", figure:
         {"low", "high"}}], "total": {figure: {"low", "high"}}}}}`` over FIGURES.
-    :raises ConfigError: for pages outside 1..64, or from_boot.
+    :raises ConfigError: for pages outside 1..64, from_boot, pin_offset or emit_trace.
     """
     if not 1 <= pages <= 64:
         raise ConfigError(f"a pin spread moves the pins by 1 to 64 pages, not {pages}")
     if kwargs.get("from_boot"):
         raise ConfigError("a replay from boot sets no pcp count at the kernel's first drains: no pin to move")
+    given = sorted(k for k in ("pin_offset", "emit_trace") if k in kwargs)
+    if given:
+        raise ConfigError(f"a pin spread sets the pins itself and writes no trace: drop {', '.join(given)}")
     offsets = list(range(-pages, pages + 1))
     runs = [measured if d == 0 and measured is not None else replay_capture(path, pin_offset=d, **kwargs)
             for d in offsets]
