@@ -18,7 +18,8 @@ from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL, PCP_REVEAL_ALL, Machine, pcp
 from pcpemu.runs import kstate
 from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, pin_spread, preset_for_release,
                                         replay_capture, spread_text)
-from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay, replay_text
+from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay
+from pcpemu.runs.replaytext import replay_text
 from pcpemu.tools import cli
 
 CAP = pathlib.Path(__file__).parent / "data" / "capture-6.18-small"

@@ -9,7 +9,8 @@ from pcpemu.kernel.ftrace import (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_P
                             read_event_batches)
 from pcpemu.machine import Machine
 from pcpemu.kernel.zoneinfo import static_differences
-from pcpemu.runs.replay import replay, replay_text
+from pcpemu.runs.replay import replay
+from pcpemu.runs.replaytext import replay_text
 
 CAPTURE = pathlib.Path(__file__).parent / "data" / "kmem-6.18-small.txt.xz"
 DATA = pathlib.Path(__file__).parent / "data"

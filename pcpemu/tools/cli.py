@@ -122,7 +122,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..kernel.config import DEFAULT_PRESET, THP_LIST_POLICIES
     from ..runs.capture_replay import check, comparison_text, pin_spread, replay_capture, spread_text
-    from ..runs.replay import replay, replay_configs, replay_text
+    from ..runs.replay import replay, replay_configs
+    from ..runs.replaytext import replay_text
 
     if args.check is not None and not 0 < args.check < 1000:
         raise ConfigError(f"--check takes a percentage above 0, not {args.check}")
