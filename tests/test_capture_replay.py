@@ -735,6 +735,10 @@ def test_cli_pin_spread(capsys, cap_result):
     assert "with each first-drain pin moved by up to 1 pages (policy split):" in capsys.readouterr().out
     assert cli.main(["replay", str(CAP), "--from-boot", "--pin-spread", "1"]) == 1
     assert "give a capture directory, without --from-boot" in capsys.readouterr().err
+    # A bad N fails before any replay runs: no progress, no output.
+    assert cli.main(["replay", str(CAP), "--pin-spread", "0", "--progress"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "pcpemu replay: error: a pin spread moves the pins by 1 to 64 pages, not 0\n"
 
 
 def test_fidelity_on_capture_gives_the_comparison(cap_result):

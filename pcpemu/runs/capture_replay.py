@@ -21,8 +21,8 @@ from ..kernel.zoneinfo import static_differences
 from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, Progress, ReplayResult, StartState, replay
 
-__all__ = ["CHECKED", "check", "comparison_text", "fidelity_on_capture", "pin_spread", "preset_for_release",
-           "replay_capture", "spread_row", "spread_text"]
+__all__ = ["CHECKED", "check", "check_pin_pages", "comparison_text", "fidelity_on_capture", "pin_spread",
+           "preset_for_release", "replay_capture", "spread_row", "spread_text"]
 
 #: The figures --check holds to the tolerance (the fidelity targets).
 CHECKED = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls")
@@ -143,8 +143,7 @@ def pin_spread(path: str | os.PathLike[str], pages: int, measured: ReplayResult 
         {"low", "high"}}], "total": {figure: {"low", "high"}}}}}`` over FIGURES.
     :raises ConfigError: for pages outside 1..64, from_boot, pin_offset or emit_trace.
     """
-    if not 1 <= pages <= 64:
-        raise ConfigError(f"a pin spread moves the pins by 1 to 64 pages, not {pages}")
+    check_pin_pages(pages)
     if kwargs.get("from_boot"):
         raise ConfigError("a replay from boot sets no pcp count at the kernel's first drains: no pin to move")
     given = sorted(k for k in ("pin_offset", "emit_trace") if k in kwargs)
@@ -160,6 +159,15 @@ def pin_spread(path: str | os.PathLike[str], pages: int, measured: ReplayResult 
                                   for i, row in enumerate(tables[0]["per_cpu"])],
                       "total": _ranges([t["total"] for t in tables])}
     return {"pages": pages, "offsets": offsets, "policies": out}
+
+
+def check_pin_pages(pages: int) -> None:
+    """Refuse a pin spread outside 1..64 pages (before any replay runs).
+
+    :raises ConfigError: for pages outside 1..64.
+    """
+    if not 1 <= pages <= 64:
+        raise ConfigError(f"a pin spread moves the pins by 1 to 64 pages, not {pages}")
 
 
 def _ranges(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     from ..errors import ConfigError
     from ..kernel.config import DEFAULT_PRESET, THP_LIST_POLICIES
-    from ..runs.capture_replay import check, comparison_text, pin_spread, replay_capture, spread_text
+    from ..runs.capture_replay import check, check_pin_pages, comparison_text, pin_spread, replay_capture, spread_text
     from ..runs.replay import replay, replay_configs
     from ..runs.replaytext import replay_text
 
@@ -137,6 +137,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.pin_spread is not None and (not os.path.isdir(args.trace) or args.from_boot):
         raise ConfigError("--pin-spread moves the count a capture's replay sets at the kernel's first drains: "
                           "give a capture directory, without --from-boot")
+    if args.pin_spread is not None:
+        check_pin_pages(args.pin_spread)
     if os.path.isdir(args.trace):
         given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--node", args.node), ("--cpus", args.cpus),
                                 ("--zones", args.zones), ("--cma", args.cma)) if v is not None]
