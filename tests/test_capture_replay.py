@@ -16,8 +16,8 @@ from pcpemu.kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from pcpemu.kernel.gfp import ZONE_NAMES
 from pcpemu.machine import OP_DTYPE, OP_PCP_REVEAL, PCP_REVEAL_ALL, Machine, pcp_reveal_gfp
 from pcpemu.runs import kstate
-from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, pin_spread, preset_for_release,
-                                        replay_capture, spread_text)
+from pcpemu.runs.capture_replay import (check, comparison_text, fidelity_on_capture, pin_spread, replay_capture,
+                                        spread_text)
 from pcpemu.runs.replay import FIGURES, StartState, _EventFigures, replay
 from pcpemu.runs.replaytext import replay_text
 from pcpemu.tools import cli
@@ -750,11 +750,27 @@ def test_fidelity_on_capture_gives_the_comparison(cap_result):
     assert [r["cpu"] for r in d["comparison"]["per_cpu"]] == [0, 1]
 
 
-def test_preset_for_release():
-    assert preset_for_release("6.18.44-fc-v669") == "v6.18"
-    assert preset_for_release("6.12.3") == "v6.10"
-    with pytest.raises(pcpemu.ConfigError):
-        preset_for_release("4.1.0")
+def test_a_capture_replays_with_the_rules_of_its_kernels_release(tmp_path, cap_result):
+    # The same capture as if a 6.12.3 kernel had made it: the v6.18 preset at kernel
+    # v6.12.3, without the rule changes of v6.13 on; named, and said.
+    d = tmp_path / "cap"
+    d.mkdir()
+    for f in CAP.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    info = json.loads((d / "capture.json").read_text())
+    (d / "capture.json").write_text(json.dumps({**info, "kernel_release": "6.12.3-arch1"}))
+    r = replay_capture(d)
+    assert r.config["kernel"] == "v6.12.3" and r.config["thp_lists"] == "split"
+    assert cap_result.config["kernel"] == "v6.18"
+    assert "rules: preset v6.18 (traced kernel 6.12.3-arch1)" in r.config_notes
+    assert "rules: the v6.18 preset at kernel v6.12.3: the rule changes after v6.12.3 are left out" in r.config_notes
+    assert not [n for n in cap_result.config_notes if "at kernel" in n]
+    named = replay_capture(d, preset="v6.10")       # a preset named is taken as it is
+    assert named.config["kernel"] == "v6.10" and not [n for n in named.config_notes if "at kernel" in n]
+    info["kernel_release"] = "4.19.0"
+    (d / "capture.json").write_text(json.dumps(info))
+    with pytest.raises(pcpemu.ConfigError, match="oldest is v5.14: give --preset"):
+        replay_capture(d)
 
 
 def test_pagetypeinfo_reads_capped_counts():

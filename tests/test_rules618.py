@@ -6,8 +6,8 @@ that has it, so that only that change can explain the difference.
 
 import pytest
 
-from pcpemu import KernelConfig, Machine
-from pcpemu.kernel.config import PRESETS, RULE_CHANGES
+from pcpemu import ConfigError, KernelConfig, Machine
+from pcpemu.kernel.config import PRESETS, RULE_CHANGES, release_rules
 
 MOVABLE = "GFP_HIGHUSER_MOVABLE"
 
@@ -23,6 +23,45 @@ def test_rule_changes_cite_commits_and_the_v6_18_preset_has_them_all():
     assert PRESETS["v6.18"]["kernel"] == "v6.18"
     for r in RULE_CHANGES:
         assert r.since.startswith("v6.") and r.commit and r.change
+
+
+def _release_config(release):
+    rules = release_rules(release)
+    return rules, KernelConfig.preset(rules.preset, **rules.overrides)
+
+
+@pytest.mark.parametrize("release, preset, kernel, thp_lists, flags", [
+    ("6.18.44-fc-v669", "v6.18", "v6.18", "split",
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min"}),
+    ("6.12.3", "v6.18", "v6.12.3", "split", {"free_highatomic", "highatomic_non_block"}),
+    ("6.15.0-rc2", "v6.18", "v6.15", "split", {"free_highatomic", "highatomic_non_block", "claim_steal"}),
+    ("6.11.11", "v6.18", "v6.11.11", "split", {"highatomic_non_block"}),     # a stable backport
+    ("6.11.10", "v6.18", "v6.11.10", "split", set()),
+    ("6.10.14", "v6.18", "v6.10.14", "split", set()),
+    ("6.9.3", "v6.9", "v6.9", "single", set()),
+    ("6.9.8", "v6.9", "v6.9", "split", set()),                  # bf14ed81f571 backported
+    ("6.6.36", "v6.6", "v6.6", "single", set()),
+    ("6.6.37-lts", "v6.6", "v6.6", "split", set()),
+    ("6.1.50", "v6.6", "v6.1.50", "single", set()),             # one THP list since v6.0
+    ("5.15.0-91-generic", "v5.14", "v5.15", "per-type", set()),
+    ("6.19.1", "v6.18", "v6.18", "split",
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min"}),
+])
+def test_release_rules_follow_the_traced_release(release, preset, kernel, thp_lists, flags):
+    rules, cfg = _release_config(release)
+    assert (rules.preset, cfg.kernel, cfg.thp_lists) == (preset, kernel, thp_lists)
+    assert {r.flag for r in cfg.rule_changes if r.flag} == flags
+    assert bool(rules.note) == (bool(rules.overrides) or release.startswith("6.19"))   # a choice is said
+
+
+def test_release_rules_say_what_they_leave_out():
+    assert release_rules("6.12.3").note == "the v6.18 preset at kernel v6.12.3: the rule changes after v6.12.3 are left out"
+    assert "newer than v6.18" in release_rules("7.0.0").note
+    assert "v6.1.50's differences from v6.6 are not modelled" in release_rules("6.1.50").note
+    assert "carries bf14ed81f571" in release_rules("6.6.40").note
+    for bad, match in (("4.19.0", "the oldest is v5.14"), ("linux", "cannot read the kernel version")):
+        with pytest.raises(ConfigError, match=match):
+            release_rules(bad)
 
 
 def _fragment(m, keep_free):

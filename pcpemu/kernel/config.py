@@ -12,11 +12,12 @@ import re
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from .gfp import MAX_NR_ZONES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
-from .kversion import KernelVersion, parse_version
+from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
+from .kversion import NEWEST_VERSION, KernelVersion, default_thp_lists, parse_version
 
 __all__ = ["BUDDY_RULES", "DEFAULT_PRESET", "KernelConfig", "NOT_MODELLED", "PCP_POLICIES", "PRESETS",
-           "RECLAIM_OUTCOMES", "RULE_CHANGES", "THP_LIST_POLICIES", "ZoneSpan", "parse_size"]
+           "RECLAIM_OUTCOMES", "RULE_CHANGES", "THP_LIST_POLICIES", "ReleaseRules", "ZoneSpan", "parse_size",
+           "release_rules"]
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -407,8 +408,9 @@ class KernelConfig:
 
     @property
     def rule_changes(self) -> list["RuleChange"]:
-        """The RULE_CHANGES this config's kernel has."""
-        return [r for r in RULE_CHANGES if self.version >= parse_version(r.since)]
+        """The RULE_CHANGES this config's kernel has (a stable release: with the ones
+        backported to its series by then)."""
+        return [r for r in RULE_CHANGES if r.in_kernel(self.version)]
 
     @classmethod
     def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, node: int | None = None,
@@ -488,6 +490,12 @@ class RuleChange:
     change: str
     modelled: str    # how pcpemu follows it; "" when it does not
     flag: str = ""   # the name of the core's rule flag that switches it on (see pcpemu.machine)
+    backports: tuple[str, ...] = ()    # the first stable release of each older series that has it
+
+    def in_kernel(self, v: KernelVersion) -> bool:
+        """Whether kernel v has the change: from ``since`` on, or from a backport in v's series."""
+        return v >= parse_version(self.since) or any(
+            b.major_minor == v.major_minor and v >= b for b in map(parse_version, self.backports))
 
 
 #: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the
@@ -504,7 +512,7 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                "free_highatomic"),
     RuleChange("v6.12", "281dd25c1a01", "rmqueue_buddy lets atomic (ALLOC_NON_BLOCK) requests take a "
                "highatomic block when all else failed, as it let ALLOC_OOM ones (also in 6.11.11)",
-               "rmqueue_buddy", "highatomic_non_block"),
+               "rmqueue_buddy", "highatomic_non_block", backports=("6.11.11",)),
     RuleChange("v6.13", "mm: add pcp high_min high_max to proc zoneinfo",
                "zoneinfo pagesets print count/high/batch/high_min/high_max, names padded to one width",
                "procfs.zoneinfo"),
@@ -600,3 +608,58 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
     ),
     "nothp": (),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseRules:
+    """The rules pcpemu follows for a traced kernel's release (:func:`release_rules`)."""
+
+    preset: str
+    overrides: dict[str, Any]     # fields set on the preset's config
+    note: str                     # what the choice leaves out; "" when nothing
+
+
+_RELEASE_NUMBER = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def release_rules(release: str) -> ReleaseRules:
+    """The preset, and the fields set on it, that follow a kernel release as
+    ``uname -r`` prints it (an -rc reads as its release):
+
+    - v6.10 and later: the v6.18 preset with ``kernel`` set to the release, so
+      that only the RULE_CHANGES the release has apply; past v6.18, the v6.18 rules;
+    - v6.0..v6.9: the v6.9 or v6.6 preset (v6.0..v6.5 take v6.6's, the nearest),
+      with two THP lists where a stable release carries bf14ed81f571
+      (kversion.SPLIT_THP_BACKPORTS);
+    - v5.14..v5.19: the v5.14 preset.
+
+    :raises ConfigError: for a release it cannot read, or older than v5.14.
+    """
+    m = _RELEASE_NUMBER.match(release)
+    if m is None:
+        raise ConfigError(f"cannot read the kernel version of release {release!r}; give --preset")
+    major, minor, sub = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    if (major, minor) > parse_version(NEWEST_VERSION).major_minor:
+        return ReleaseRules(NEWEST_VERSION, {}, f"kernel {release} is newer than {NEWEST_VERSION}, the newest "
+                                                "whose rules pcpemu models: its later changes are not modelled")
+    if (major, minor) < (5, 14):
+        raise ConfigError(f"no preset for kernel {release}; the oldest is v5.14: give --preset")
+    v = parse_version(f"{major}.{minor}" + (f".{sub}" if sub else ""))
+    if v.major_minor >= (6, 10):
+        return _rules_at(NEWEST_VERSION, v, f"the rule changes after {v} are left out")
+    if v.major_minor < (6, 0):
+        return _rules_at("v5.14", v, f"{v}'s differences from v5.14 are not modelled")
+    rules = _rules_at("v6.9" if v.major_minor >= (6, 9) else "v6.6", v,
+                      f"the nearest; {v}'s differences from v6.6 are not modelled")
+    if default_thp_lists(v, MIGRATE_PCPTYPES) != 2:
+        return rules
+    return ReleaseRules(rules.preset, {**rules.overrides, "thp_lists": "split"}, "; ".join(
+        filter(None, (rules.note, f"two THP lists: {v} carries bf14ed81f571 (a stable backport)"))))
+
+
+def _rules_at(preset: str, v: KernelVersion, left_out: str) -> ReleaseRules:
+    # The preset's rules as of kernel v: its ``kernel`` set to v outside the preset's
+    # own series, where left_out says what that leaves out.
+    if v.major_minor == parse_version(preset).major_minor:
+        return ReleaseRules(preset, {}, "")
+    return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}: {left_out}")

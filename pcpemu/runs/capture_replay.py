@@ -10,37 +10,20 @@ definition (replay.FIGURES) and set side by side per CPU and in total.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from ..errors import ConfigError
-from ..kernel.config import PRESETS, KernelConfig
+from ..kernel.config import KernelConfig, ReleaseRules, release_rules
 from ..kernel.procfs import read_pagetypeinfo, read_zoneinfo
-from ..kernel.kversion import parse_version
 from ..kernel.zoneinfo import static_differences
 from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, Progress, ReplayResult, StartState, replay
 
 __all__ = ["CHECKED", "check", "check_pin_pages", "comparison_text", "fidelity_on_capture", "pin_spread",
-           "preset_for_release", "replay_capture", "spread_row", "spread_text"]
+           "replay_capture", "spread_row", "spread_text"]
 
 #: The figures --check holds to the tolerance (the fidelity targets).
 CHECKED = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls")
-
-
-def preset_for_release(release: str) -> str:
-    """The preset of a kernel release ("6.18.44-fc" -> "v6.18"): the newest preset
-    whose version is not above it."""
-    m = re.match(r"(\d+)\.(\d+)", release)
-    if m is None:
-        raise ConfigError(f"cannot read the kernel version of release {release!r}; give --preset")
-    v = (int(m.group(1)), int(m.group(2)))
-    # By full version, so that a release comes after its -rc presets.
-    known = sorted((parse_version(p).key, p) for p in PRESETS if p.startswith("v"))
-    older = [p for key, p in known if key[:2] <= v]
-    if not older:
-        raise ConfigError(f"no preset for kernel {release}; oldest is {known[0][1]}")
-    return older[-1]
 
 
 def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
@@ -49,7 +32,8 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
                    **kwargs: Any) -> ReplayResult:
     """Replay a capture directory from the traced kernel's state.
 
-    :param preset: the rules (default: the preset of the traced kernel's release).
+    :param preset: the rules (default: those of the traced kernel's release,
+        pcpemu.kernel.config.release_rules).
     :param policies: THP-list policies to run side by side (default: the preset's).
     :param from_boot: start from a freshly booted machine instead (no state, no timer).
     :param pin_offset: pages added to the count each first-drain pin sets (StartState.pin_offset).
@@ -60,10 +44,11 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
         raise ConfigError("a replay from boot sets no pcp count at the kernel's first drains: no pin to offset")
     path = os.fspath(path)
     info = load_capture(path)
-    preset = preset or preset_for_release(info.kernel_release)
+    rules = ReleaseRules(preset, {}, "") if preset else release_rules(info.kernel_release)
     before = read_zoneinfo(os.path.join(path, "before-zoneinfo"))
-    base = KernelConfig.from_zoneinfo(before, preset)
-    notes = [f"rules: preset {preset} (traced kernel {info.kernel_release})", *static_differences(base, before)]
+    base = KernelConfig.from_zoneinfo(before, rules.preset, **rules.overrides)
+    notes = [f"rules: preset {rules.preset} (traced kernel {info.kernel_release})",
+             *([f"rules: {rules.note}"] if rules.note else []), *static_differences(base, before)]
     notes += [f"capture: {n}" for n in info.notes]
     notes += _resized(before, read_zoneinfo(os.path.join(path, "after-zoneinfo")))
     if info.pid_only:

@@ -83,7 +83,8 @@ def _add_replay(sub: Any) -> None:
                    help="without --zoneinfo: x86_64, normal, or managed pages as DMA=N,DMA32=N,Normal=N")
     p.add_argument("--cma", type=_size, default=None, help="CMA size (default: the --zoneinfo dump's, else none)")
     p.add_argument("--preset", default=None, choices=list(PRESETS),
-                   help=f"the kernel rules and /proc formats (default: a capture's kernel version, else {DEFAULT_PRESET})")
+                   help=f"the kernel rules and /proc formats (default: those of a capture's kernel release, else "
+                        f"{DEFAULT_PRESET})")
     p.add_argument("--from-boot", action="store_true",
                    help="DIR: start from a freshly booted machine, not from the traced kernel's state")
     p.add_argument("--check", type=float, default=None, metavar="PCT",
