@@ -834,3 +834,71 @@ def test_memory_freed_into_a_zone_during_the_capture_grows_it(tmp_path):
         == 8 + r.untraced["pool_exhausted"]
     emitted = [ln for ln in out.getvalue().splitlines() if "mm_page_free:" in ln and "order=10" in ln]
     assert len(emitted) == 8 and all("[001]" in ln for ln in emitted)
+
+
+_NODE1 = 1 << 23        # node 1's pfns start above all of node 0's
+
+
+@pytest.fixture(scope="module")
+def two_node_capture(tmp_path_factory):
+    # The bundled capture as a machine of two like nodes: node 1 a copy of node 0
+    # _NODE1 pfns up, each kmem event followed by its copy on node 1.
+    import lzma
+    import re
+    d = tmp_path_factory.mktemp("two-node")
+    for f in CAP.iterdir():
+        if f.name == "trace.txt.xz":
+            continue
+        text = f.read_text()
+        if f.name.endswith("zoneinfo"):
+            node1 = re.sub(r"start_pfn:(\s+)(\d+)", lambda m: f"start_pfn:{m.group(1)}{int(m.group(2)) + _NODE1}",
+                           text.replace("Node 0,", "Node 1,"))
+            text += node1
+        elif f.name.endswith(("pagetypeinfo", "buddyinfo")):
+            text = "".join(line + (re.sub(r"^Node(\s+)0,", r"Node\g<1>1,", line) if re.match(r"Node\s+0,", line)
+                                   else "") for line in text.splitlines(True))
+        (d / f.name).write_text(text)
+    shift = lambda m: f"pfn={int(m.group(1), 16) + _NODE1:#x}"    # noqa: E731
+    with open(d / "trace.txt.xz", "w") as out:        # plain text: the reader goes by magic bytes
+        for line in lzma.open(CAP / "trace.txt.xz", "rt"):
+            out.write(line)
+            if " mm_page_" in line:
+                out.write(re.sub(r"pfn=0x([0-9a-f]+)", shift, line))
+    return d
+
+
+def test_a_node_of_a_several_node_capture_replays_from_its_state_with_its_events(two_node_capture, cap_result):
+    with pytest.raises(pcpemu.ConfigError, match="nodes 0, 1"):
+        replay_capture(two_node_capture)
+    with pytest.raises(pcpemu.ConfigError, match="no node 2"):
+        replay_capture(two_node_capture, node=2)
+    r0, r1 = (replay_capture(two_node_capture, node=n) for n in (0, 1))
+    # Node 0's events are the capture's own: the kernel's figures are the same.
+    for r in (r0, r1):
+        c, o = r.comparison(), cap_result.comparison()
+        for f in FIGURES:
+            assert [row[f]["kernel"] for row in c["per_cpu"]] == [row[f]["kernel"] for row in o["per_cpu"]]
+            assert c["total"][f]["kernel"] == o["total"][f]["kernel"]
+        assert r.skipped_lines["kmem event on another node"] == sum(cap_result.events.values()) - \
+            cap_result.events.get("vmstat_update", 0)
+        assert r.events == cap_result.events
+        assert any(n.startswith(f"node {int(r is r1)}: the events on its pages") for n in r.config_notes)
+    # Two like nodes replay alike, each from its own zones' state.
+    assert r0.comparison() == r1.comparison()
+    assert r0.start == r1.start and r0.start["zones"].keys() == cap_result.start["zones"].keys()
+
+
+def test_cli_replays_a_node_of_a_several_node_capture(capsys, two_node_capture):
+    assert cli.main(["replay", str(two_node_capture), "--node", "1", "--pin-spread", "1", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert any(n.startswith("node 1: the events on its pages, pfns 0x800001-") for n in doc["config_notes"])
+    assert doc["pin_spread"]["pages"] == 1
+    assert cli.main(["replay", str(two_node_capture)]) == 1
+    assert "nodes 0, 1; pcpemu emulates one NUMA node" in capsys.readouterr().err
+
+
+def test_fidelity_on_a_several_node_capture_replays_its_first_node(two_node_capture):
+    d = fidelity_on_capture(two_node_capture, pin_pages=1)
+    assert d["node"] == 0 and d["comparison"] == replay_capture(two_node_capture, node=0).comparison()
+    assert f"node 0 of nodes 0, 1: `pcpemu replay {two_node_capture} --node N` replays another" in d["notes"]
+    assert fidelity_on_capture(CAP, pin_pages=0)["node"] is None

@@ -240,14 +240,16 @@ _PTI_BLOCKS_HEAD = re.compile(r"Number of blocks type((?:\s+\S+)+)\s*$")
 _PTI_BLOCKS = re.compile(r"Node (\d+), zone\s+(\S+)((?:\s+\d+)+)\s*$")
 
 
-def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
+def read_pagetypeinfo(path_or_text: str | os.PathLike[str], node: int | None = None) -> dict:
     """Parse a /proc/pagetypeinfo dump (pagetypeinfo_showfree and
     pagetypeinfo_showblockcount in mm/vmstat.c).
 
     :param path_or_text: the text itself (anything with a newline) or a path to it.
+    :param node: the node to read of a several-node dump.
     :return: ``{"pageblock_order": int, "zones": {name: {"free": {migratetype: [count by
         order]}, "blocks": {migratetype: count}}}}`` with the kernel's migratetype names.
-    :raises TraceFormatError: for a dump without free counts or block counts.
+    :raises TraceFormatError: for a dump without free counts or block counts (of the
+        node), or of several nodes when none is named.
     """
     text = os.fspath(path_or_text)
     if "\n" not in text:
@@ -255,10 +257,16 @@ def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
     zones: dict[str, dict] = {}
     block_types: list[str] | None = None
     order = None
+    nodes: set[int] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         if line.startswith("Page block order:"):
             order = int(line.split(":")[1])
             continue
+        m = _PTI_FREE.match(line) or _PTI_BLOCKS.match(line)
+        if m:
+            nodes.add(int(m.group(1)))
+            if node is not None and int(m.group(1)) != node:
+                continue
         m = _PTI_FREE.match(line)
         if m:
             zone = zones.setdefault(m.group(2), {"free": {}, "blocks": {}})
@@ -275,6 +283,9 @@ def read_pagetypeinfo(path_or_text: str | os.PathLike[str]) -> dict:
                 raise TraceFormatError(f"pagetypeinfo line {lineno}: {len(counts)} block counts for "
                                        f"{len(block_types)} types")
             zones.setdefault(m.group(2), {"free": {}, "blocks": {}})["blocks"] = dict(zip(block_types, counts))
+    if node is None and len(nodes) > 1:
+        raise TraceFormatError(f"pagetypeinfo: nodes {', '.join(map(str, sorted(nodes)))}; name the node to read")
     if not zones or block_types is None:
-        raise TraceFormatError("pagetypeinfo: no free counts or no 'Number of blocks type' table")
+        raise TraceFormatError("pagetypeinfo: no free counts or no 'Number of blocks type' table"
+                               + (f" of node {node}" if node is not None else ""))
     return {"pageblock_order": order, "zones": zones}

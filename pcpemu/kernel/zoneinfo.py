@@ -23,7 +23,7 @@ from .gfp import MAX_NR_ZONES, ZONE_MOVABLE, ZONE_NAMES
 from .watermark import (WMARK_HIGH, WMARK_LOW, WMARK_MIN, WMARK_PROMO, empty_upper_zeroed, lowmem_reserves,
                         setup_zones, zone_watermarks)
 
-__all__ = ["config_fields", "static_differences"]
+__all__ = ["config_fields", "node_zoneinfo", "static_differences"]
 
 _MAX_WATERMARK_SCALE_FACTOR = 3000
 
@@ -37,19 +37,26 @@ def _read(zoneinfo: Any) -> dict:
     return read_zoneinfo(zoneinfo)
 
 
-def _zones(info: dict, node: int | None) -> list[dict]:
-    # The node's zones in file order, checked to be a 64-bit node pcpemu can build.
-    zones = info["zones"]
-    if not zones:
-        raise ConfigError("zoneinfo: no 'Node N, zone' line")
-    nodes = sorted({z["node"] for z in zones})
+def node_zoneinfo(info: dict, node: int | None) -> dict:
+    """What read_zoneinfo returned, with only the zones of one node (None: the dump
+    must have one node).
+
+    :raises ConfigError: for a node the dump does not have, or none named of several.
+    """
+    nodes = sorted({z["node"] for z in info["zones"]})
     if node is None and len(nodes) > 1:
         raise ConfigError(f"zoneinfo: nodes {', '.join(map(str, nodes))}; pcpemu emulates one NUMA node "
                           "(name it: node=N, --node N)")
     if node is not None and node not in nodes:
         raise ConfigError(f"zoneinfo: no node {node}; the dump has nodes {', '.join(map(str, nodes))}")
-    if node is not None:
-        zones = [z for z in zones if z["node"] == node]
+    return info if node is None else {**info, "zones": [z for z in info["zones"] if z["node"] == node]}
+
+
+def _zones(info: dict, node: int | None) -> list[dict]:
+    # The node's zones in file order, checked to be a 64-bit node pcpemu can build.
+    if not info["zones"]:
+        raise ConfigError("zoneinfo: no 'Node N, zone' line")
+    zones = node_zoneinfo(info, node)["zones"]
     for z in zones:
         if z["name"] not in ZONE_NAMES:
             raise ConfigError(f"zoneinfo: zone {z['name']} is not one of {', '.join(ZONE_NAMES)} "

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..kernel.config import KernelConfig, ReleaseRules, release_rules
 from ..kernel.procfs import read_pagetypeinfo, read_zoneinfo
-from ..kernel.zoneinfo import static_differences
+from ..kernel.zoneinfo import node_zoneinfo, static_differences
 from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, Progress, ReplayResult, StartState, replay
 
@@ -29,7 +29,7 @@ CHECKED = ("refill_blocks", "refill_calls", "drained_pages", "drain_calls")
 def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
                    policies: list[str] | None = None, seed: int = 0, from_boot: bool = False,
                    strict: bool = False, progress: Progress | None = None, pin_offset: int = 0,
-                   **kwargs: Any) -> ReplayResult:
+                   node: int | None = None, **kwargs: Any) -> ReplayResult:
     """Replay a capture directory from the traced kernel's state.
 
     :param preset: the rules (default: those of the traced kernel's release,
@@ -37,20 +37,28 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     :param policies: THP-list policies to run side by side (default: the preset's).
     :param from_boot: start from a freshly booted machine instead (no state, no timer).
     :param pin_offset: pages added to the count each first-drain pin sets (StartState.pin_offset).
+    :param node: the node to replay of a capture from a several-node machine: its
+        zones, from their state, and the events on its pages.
     :raises CaptureError: when path is not a complete capture.
-    :raises ConfigError: for a pin_offset with from_boot (a machine from boot pins nothing).
+    :raises ConfigError: for a pin_offset with from_boot (a machine from boot pins
+        nothing); for a several-node capture without node, or a node it does not have.
     """
     if from_boot and pin_offset:
         raise ConfigError("a replay from boot sets no pcp count at the kernel's first drains: no pin to offset")
     path = os.fspath(path)
     info = load_capture(path)
     rules = ReleaseRules(preset, {}, "") if preset else release_rules(info.kernel_release)
-    before = read_zoneinfo(os.path.join(path, "before-zoneinfo"))
-    base = KernelConfig.from_zoneinfo(before, rules.preset, **rules.overrides)
+    dump = read_zoneinfo(os.path.join(path, "before-zoneinfo"))
+    before = node_zoneinfo(dump, node)
+    after = node_zoneinfo(read_zoneinfo(os.path.join(path, "after-zoneinfo")), node)
+    base = KernelConfig.from_zoneinfo(dump, rules.preset, node, **rules.overrides)
     notes = [f"rules: preset {rules.preset} (traced kernel {info.kernel_release})",
-             *([f"rules: {rules.note}"] if rules.note else []), *static_differences(base, before)]
+             *([f"rules: {rules.note}"] if rules.note else []), *static_differences(base, dump, node)]
     notes += [f"capture: {n}" for n in info.notes]
-    notes += _resized(before, read_zoneinfo(os.path.join(path, "after-zoneinfo")))
+    notes += _resized(before, after)
+    ranges = _node_pfns(dump, node)
+    if ranges is not None:
+        notes.append(f"node {node}: the events on its pages, pfns {ranges[0][0]:#x}-{ranges[0][1]:#x}")
     if info.pid_only:
         notes.append("capture: --pid-only: the other tasks' allocations and frees, which share the pcp "
                      "lists, are not in the trace")
@@ -58,12 +66,27 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     start = None
     if not from_boot:
         work = {e.split("/")[1]: why for e, why in KERNEL_WORK_EVENTS.items() if e in info.events}
-        start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo")),
+        start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo"), node),
                            timer="events" if info.timer_events else info.stat_interval,
-                           after_zoneinfo=read_zoneinfo(os.path.join(path, "after-zoneinfo")), kernel_work=work,
-                           pin_offset=pin_offset)
+                           after_zoneinfo=after, kernel_work=work, pin_offset=pin_offset)
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
-                  config_notes=notes, start=start, **kwargs)
+                  config_notes=notes, start=start, pfn_ranges=ranges, **kwargs)
+
+
+def _node_pfns(dump: dict, node: int | None) -> list[tuple[int, int]] | None:
+    # A node's pages in a several-node dump: from its first zone's start to the next
+    # node's, so that memory the node gains past its zones' spans during the capture
+    # stays in (None: a one-node dump, every page).
+    if node is None or len({z["node"] for z in dump["zones"]}) < 2:
+        return None
+    starts: dict[int, int] = {}
+    for z in dump["zones"]:
+        if z.get("spanned") and "start_pfn" in z:
+            starts[z["node"]] = min(starts.get(z["node"], z["start_pfn"]), z["start_pfn"])
+    if node not in starts:
+        raise ConfigError(f"zoneinfo: node {node} spans no memory")
+    after = [s for s in starts.values() if s > starts[node]]
+    return [(starts[node], min(after, default=1 << 62))]
 
 
 def _resized(before: dict, after: dict) -> list[str]:
@@ -189,22 +212,28 @@ def comparison_text(comparison: dict[str, Any], label: str = "") -> str:
 def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None, seed: int = 0,
                         pin_pages: int = 2) -> dict[str, Any]:
     """For the report's "fidelity on your capture" section: the comparison of a replay
-    of the capture (first policy), with what framed it.
+    of the capture (first policy; of a several-node capture, its first node), with
+    what framed it.
 
     :param pin_pages: the figures' range over first-drain pins moved by up to this
         many pages (:func:`pin_spread`); 0 for none.
-    :return: ``{"capture", "preset", "kernel_release", "comparison": {"per_cpu": [...],
-        "total": {...}}, "figures", "notes", "end_state", "untraced", "timer",
+    :return: ``{"capture", "preset", "kernel_release", "node", "comparison": {"per_cpu":
+        [...], "total": {...}}, "figures", "notes", "end_state", "untraced", "timer",
         "pin_pages", "pin_spread"}``; each figure cell is ``{"kernel", "emulated",
-        "ratio"}``, pin_spread one policy's ranges (or None).
+        "ratio"}``, pin_spread one policy's ranges (or None), node None for a one-node
+        capture.
     """
-    result = replay_capture(path, preset=preset, seed=seed)
+    nodes = sorted({z["node"] for z in read_zoneinfo(os.path.join(os.fspath(path), "before-zoneinfo"))["zones"]})
+    node = nodes[0] if len(nodes) > 1 else None
+    result = replay_capture(path, preset=preset, seed=seed, node=node)
     info = load_capture(path)
     label = next(iter(result.policies))
-    spread = pin_spread(path, pin_pages, measured=result, preset=preset, seed=seed) if pin_pages else None
-    return {"capture": os.fspath(path), "kernel_release": info.kernel_release,
+    spread = pin_spread(path, pin_pages, measured=result, preset=preset, seed=seed, node=node) if pin_pages else None
+    notes = result.config_notes + ([f"node {node} of nodes {', '.join(map(str, nodes))}: `pcpemu replay "
+                                    f"{os.fspath(path)} --node N` replays another"] if node is not None else [])
+    return {"capture": os.fspath(path), "kernel_release": info.kernel_release, "node": node,
             "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
-            "comparison": result.comparison(label), "notes": result.config_notes,
+            "comparison": result.comparison(label), "notes": notes,
             "end_state": (result.end_state or {}).get(label), "untraced": result.untraced,
             "timer": result.timer, "pin_pages": pin_pages,
             "pin_spread": None if spread is None else spread["policies"][label]}

@@ -310,6 +310,21 @@ def _check_batch(ev: np.ndarray, nr_cpus: int, stats: TraceStats, strict: bool) 
     return ev[~bad] if bad.any() else ev
 
 
+def _on_node(ev: np.ndarray, pfn_ranges: list[tuple[int, int]], stats: TraceStats) -> np.ndarray:
+    # One node of a several-node capture: the events on its pages, the vmstat worker's
+    # runs and failed allocations (no page); the others are counted as skipped.
+    keep = (ev["kind"] == VMSTAT_UPDATE) | (ev["pfn"] < 0)
+    for lo, hi in pfn_ranges:
+        keep |= (ev["pfn"] >= lo) & (ev["pfn"] < hi)
+    if keep.all():
+        return ev
+    kinds, counts = np.unique(ev["kind"][~keep], return_counts=True)
+    for kind, n in zip(kinds.tolist(), counts.tolist()):
+        stats.events[EVENT_NAMES[kind]] -= n
+    stats.skipped["kmem event on another node"] += int(counts.sum())
+    return ev[keep]
+
+
 def _emitted_rows(ev: np.ndarray, sel: np.ndarray, trace: Trace) -> np.ndarray:
     # The emulator's tracepoints, each at the time of the trace event its op replays.
     # Events of no op (a zone grown between ops) take the time of the op before.
@@ -663,7 +678,8 @@ def _end_state(m: Machine, after: dict, traced: TracedPcpCounts) -> list[dict[st
 def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig | Machine], *,
            seed: int = 0, batch: int = 65536, strict: bool = False,
            emit_trace: TextIO | None = None, progress: Progress | None = None,
-           config_notes: list[str] | None = None, start: StartState | None = None) -> ReplayResult:
+           config_notes: list[str] | None = None, start: StartState | None = None,
+           pfn_ranges: list[tuple[int, int]] | None = None) -> ReplayResult:
     """Replay the allocations and frees of an ftrace kmem capture on emulated machines.
 
     :param trace: a path (plain, .gz or .xz) or an open binary file.
@@ -679,6 +695,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     :param start: start every machine from the traced kernel's state, replay the frees
         of pages allocated before the trace from its untraced owner, and run the
         vmstat worker on the trace's clock (see :class:`StartState`).
+    :param pfn_ranges: [start, end) pfns: replay only the events on pages in them
+        (one node of a several-node capture); the others are counted as skipped.
     :raises TraceFormatError: for an unreadable trace, a malformed line with ``strict``,
         or an event on a CPU the machines do not have.
     """
@@ -713,6 +731,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     def prepare(ev: np.ndarray) -> tuple:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
         ev = _check_batch(ev, cpus, stats, strict)
+        if pfn_ranges is not None:
+            ev = _on_node(ev, pfn_ranges, stats)
         kernel.add(ev)
         if traced_counts is not None:
             traced_counts.add(ev)

@@ -75,7 +75,9 @@ def _add_replay(sub: Any) -> None:
                    ".gz and .xz are read directly")
     p.add_argument("--zoneinfo", metavar="FILE",
                    help="/proc/zoneinfo of the traced machine: zones, managed pages and CPUs")
-    p.add_argument("--node", type=int, default=None, help="with --zoneinfo of several NUMA nodes: the node to emulate")
+    p.add_argument("--node", type=int, default=None,
+                   help="with --zoneinfo or a capture directory of several NUMA nodes: the node to emulate (of a "
+                        "capture: from its zones' state, with the events on its pages)")
     p.add_argument("--memory", type=_size, default=None, help="without --zoneinfo: RAM (default 8G, or the sum "
                    "of --zones)")
     p.add_argument("--cpus", type=int, default=None, help="without --zoneinfo: CPUs (default 4)")
@@ -141,7 +143,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.pin_spread is not None:
         check_pin_pages(args.pin_spread)
     if os.path.isdir(args.trace):
-        given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--node", args.node), ("--cpus", args.cpus),
+        given = [o for o, v in (("--zoneinfo", args.zoneinfo), ("--cpus", args.cpus),
                                 ("--zones", args.zones), ("--cma", args.cma)) if v is not None]
         if given:
             raise ConfigError(f"a capture directory gives the machine; drop {', '.join(given)}")
@@ -150,14 +152,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         emit = _open_output(args.emit_trace, "--emit-trace") if args.emit_trace else None
         try:
             result = replay_capture(args.trace, preset=args.preset, policies=policies, seed=args.seed,
-                                    from_boot=args.from_boot, strict=args.strict, emit_trace=emit,
+                                    from_boot=args.from_boot, strict=args.strict, emit_trace=emit, node=args.node,
                                     progress=_progress_bar if show else None)
         finally:
             if emit is not None:
                 emit.close()
         if args.pin_spread is not None:
             spread = pin_spread(args.trace, args.pin_spread, measured=result, preset=args.preset, policies=policies,
-                                seed=args.seed, strict=args.strict)
+                                seed=args.seed, strict=args.strict, node=args.node)
     else:
         configs, notes = replay_configs(args.preset or DEFAULT_PRESET, policies, zoneinfo=args.zoneinfo,
                                         node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
