@@ -43,6 +43,7 @@ class RefMatcher:
     def __init__(self, untraced):
         self.untraced = untraced
         self.live = {}                  # pfn -> (slot, order) of a live traced allocation
+        self.on_pcp = {}                # pfn -> the CPU of its last free or refill, since its last alloc or drain
         self.pool, self.next = [], 0
         self.counts = dict.fromkeys(_replay.MATCH_COUNTS, 0)
 
@@ -56,8 +57,14 @@ class RefMatcher:
         slots = iter(self.take(sum(1 for e in ev if e["kind"] == MM_PAGE_ALLOC and e["pfn"] >= 0)))
         seen = {}                       # pfn -> ("alloc", slot, order) or ("free", event index) in this batch
         out, untraced = [], []
+        self.pcp_owner = []
         for i, e in enumerate(ev):
             kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
+            self.pcp_owner.append(self.on_pcp.pop(pfn, -1) if kind == MM_PAGE_PCPU_DRAIN else -1)
+            if kind == MM_PAGE_FREE or (kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1):
+                self.on_pcp[pfn] = int(e["cpu"])
+            elif kind == MM_PAGE_ALLOC and pfn >= 0:
+                self.on_pcp.pop(pfn, None)
             if kind == MM_PAGE_ALLOC and pfn < 0:
                 self.counts["failed_alloc"] += 1
             elif kind == MM_PAGE_FREE_BATCHED:
@@ -104,9 +111,10 @@ def test_matching_gives_the_reference_ops_slots_and_counts(rows, cuts, untraced,
     for ev in _batches(rows, cuts):
         dec = sorted((p % (len(ev) + 1), c) for p, c in decays)
         pos, cpus = np.array([d[0] for d in dec], np.int64), np.array([d[1] for d in dec], np.int64)
-        ops, sel, upos, prev_free = got.ops(ev, (pos, cpus))
+        ops, sel, upos, prev_free, pcp_owner = got.ops(ev, (pos, cpus))
         want = ref.ops(ev, pos.tolist(), cpus.tolist())
         assert prev_free.tolist() == ref.prev_free
+        assert pcp_owner.tolist() == ref.pcp_owner
         assert [[int(s), int(o["op"]), int(o["order"]), int(o["cpu"]), int(o["gfp"]), int(o["slot"])]
                 for s, o in zip(sel, ops)] == want
         assert upos.tolist() == [j for j, op in enumerate(want) if any(op is u for u in ref.untraced_ops)]

@@ -34,7 +34,7 @@ def test_a_page_freed_twice_was_allocated_off_the_first_freeing_cpus_list():
         (MM_PAGE_FREE, 0, 400, 0, -1),               # 7: allocated before the trace: the untraced owner's
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos, prev_free = m.ops(ev)
+    ops, sel, upos, prev_free, _ = m.ops(ev)
     assert sel[upos].tolist() == [4, 6, 7]
     block_mt = np.zeros(8, np.int8)                  # pfns 100..500 lie in an Unmovable pageblock
     before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
@@ -53,7 +53,7 @@ def test_an_untraced_allocation_goes_before_its_free():
         (MM_PAGE_ALLOC, 1, 500, 0, 0),               # 3: CPU 1's next allocation comes after
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos, prev_free = m.ops(ev)
+    ops, sel, upos, prev_free, _ = m.ops(ev)
     before, cpu, _ = _untraced_alloc_at(ev, sel, upos, prev_free)
     assert sel[upos].tolist() == [2] and before.tolist() == [2] and cpu.tolist() == [1]
 

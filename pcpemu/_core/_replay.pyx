@@ -2,7 +2,7 @@
 # pass over a batch of EVENT_DTYPE rows each, in C without the GIL. The Python side
 # keeps the state between batches and the meaning; these loops only count.
 
-from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
 
@@ -32,6 +32,7 @@ cdef struct PfnEntry:
     int64_t free_at     # and its event index in that batch
     int8_t order
     int8_t state
+    int16_t pcp_cpu     # the CPU whose pcp list its last free or refill put it on; -1: none known
 
 
 cdef inline uint64_t pfn_slot(int64_t pfn, int shift) noexcept nogil:
@@ -97,6 +98,7 @@ cdef class PfnTable:
         self.entries[j].pfn = pfn
         self.entries[j].state = FREED
         self.entries[j].batch = -1
+        self.entries[j].pcp_cpu = -1
         self.used += 1
         return &self.entries[j]
 
@@ -107,9 +109,10 @@ MATCH_COUNTS = ("failed_alloc", "free_batched", "missing_frees", "free_before_tr
 
 
 def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn,
-          const int8_t[:] order, const uint32_t[:] gfp, const int64_t[::1] alloc_slots, bint untraced,
-          const int64_t[::1] decay_pos, const int64_t[::1] decay_cpu, uint8_t[::1] ops, int64_t[::1] sel,
-          int64_t[::1] prev_free, int64_t[::1] counts):
+          const int8_t[:] order, const uint32_t[:] gfp, const int8_t[:] percpu_refill,
+          const int64_t[::1] alloc_slots, bint untraced, const int64_t[::1] decay_pos,
+          const int64_t[::1] decay_cpu, uint8_t[::1] ops, int64_t[::1] sel, int64_t[::1] prev_free,
+          int16_t[::1] pcp_owner, int64_t[::1] counts):
     """The ops of a batch: each free tied to its traced allocation, in trace order.
 
     An allocation takes the next of alloc_slots; a free of a live allocation of its
@@ -118,6 +121,10 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
     caller gives it one). A vmstat worker run (OP_DECAY) goes in before the first op
     of an event at or after its position.
 
+    Each drained page's pcp owner comes out too: the CPU of its last free or refill
+    since it was last allocated or drained. A drain traced on another CPU is a remote
+    one (drain_all_pages drains every CPU's lists from the caller, drain_pages_zone).
+
     :param batch: the batch's number (a free seen in an earlier batch leaves nothing known).
     :param decay_pos: the event index before which each worker run goes, ascending.
     :param decay_cpu: the CPU of each.
@@ -125,6 +132,8 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
     :param sel: out, the event index of each op (of a run: its position).
     :param prev_free: out, per op: for a free of an untraced page whose pfn was freed
         earlier in this batch, the event index of that free; else -1.
+    :param pcp_owner: out, per event: of a drain, its page's pcp owner (-1: not known);
+        of any other event, -1.
     :param counts: added to, as MATCH_COUNTS.
     :return: the number of ops.
     """
@@ -144,6 +153,14 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
             if i == n:
                 break
             k = kind[i]
+            pcp_owner[i] = -1
+            if pfn[i] >= 0 and (k == MM_PAGE_PCPU_DRAIN or (k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1)):
+                e = table.get(pfn[i])
+                if k == MM_PAGE_PCPU_DRAIN:
+                    pcp_owner[i], e.pcp_cpu = e.pcp_cpu, -1
+                else:
+                    e.pcp_cpu = cpu[i]
+                continue
             if k == MM_PAGE_ALLOC:
                 if pfn[i] < 0:
                     counts[0] += 1
@@ -151,7 +168,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                 e = table.get(pfn[i])
                 if e.state == LIVE:
                     counts[2] += 1      # its free is not in the trace
-                e.state, e.slot, e.order = LIVE, alloc_slots[a], order[i]
+                e.state, e.slot, e.order, e.pcp_cpu = LIVE, alloc_slots[a], order[i], -1
                 a += 1
                 s = e.slot
             elif k == MM_PAGE_FREE_BATCHED:
@@ -172,7 +189,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                         s = -1
                         if e.batch == batch:
                             prev_free[nops] = e.free_at
-                e.state, e.batch, e.free_at = FREED, batch, i
+                e.state, e.batch, e.free_at, e.pcp_cpu = FREED, batch, i, cpu[i]
                 if s == -2:
                     continue
             else:

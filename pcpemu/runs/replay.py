@@ -14,7 +14,7 @@ import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, NamedTuple, TextIO
 
 import numpy as np
 
@@ -36,7 +36,8 @@ from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
-                     seed_pcp_lists, seed_zones)
+                     real_zone_ranges, seed_pcp_lists, seed_zones)
+from .drainall import DrainAll, find_drain_all
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay"]
@@ -86,10 +87,12 @@ class _Matcher:
         self.missing_frees = 0
 
     def ops(self, ev: np.ndarray, decays: tuple[np.ndarray, np.ndarray] = (_NONE, _NONE),
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The op stream of one batch of events, the batch index of each op,
-        (untraced mode) the positions of the frees of untraced pages in it, and for
-        each of those the batch index of the same pfn's free before it, or -1.
+        (untraced mode) the positions of the frees of untraced pages in it, for
+        each of those the batch index of the same pfn's free before it, or -1, and
+        per event the pcp owner of a drained page (-1: not a drain, or not known;
+        _replay.match).
 
         :param decays: the vmstat worker runs (OP_DECAY) to put in: the batch index
             each goes before, and its CPU (_Timer.positions).
@@ -99,9 +102,11 @@ class _Matcher:
         ops = np.empty(len(ev) + len(decays[0]), OP_DTYPE)
         sel = np.empty(len(ops), np.int64)
         prev_free = np.full(len(ops), -1, np.int64)
+        pcp_owner = np.empty(len(ev), np.int16)
         counts = np.zeros(len(_replay.MATCH_COUNTS), np.int64)
-        n = _replay.match(self.table, self.batches, kind, ev["cpu"], pfn, ev["order"], ev["gfp"], alloc_slots,
-                          self.untraced, decays[0], decays[1], ops.view(np.uint8), sel, prev_free, counts)
+        n = _replay.match(self.table, self.batches, kind, ev["cpu"], pfn, ev["order"], ev["gfp"],
+                          ev["percpu_refill"], alloc_slots, self.untraced, decays[0], decays[1], ops.view(np.uint8),
+                          sel, prev_free, pcp_owner, counts)
         self.batches += 1
         ops, sel = ops[:n], sel[:n]
         got = dict(zip(_replay.MATCH_COUNTS, counts.tolist()))
@@ -116,7 +121,7 @@ class _Matcher:
         upos = frees[slot[frees] < 0]
         slot[upos] = self._take_slots(len(upos))
         self.pool = np.concatenate((self.pool, slot[frees]))
-        return ops, sel, upos, prev_free[upos]
+        return ops, sel, upos, prev_free[upos], pcp_owner
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -124,6 +129,27 @@ class _Matcher:
         fresh = np.arange(self.next_slot, self.next_slot + n - len(reuse), dtype=np.int64)
         self.next_slot += len(fresh)
         return np.concatenate((reuse, fresh))
+
+
+class _Prepared(NamedTuple):
+    """A batch made ready to replay (replay's prepare): what needs no machine."""
+
+    ev: np.ndarray
+    ops: np.ndarray
+    sel: np.ndarray
+    upos: np.ndarray            # the untraced frees among the ops (_Matcher.ops)
+    alloc_at: tuple             # where their untraced allocations go (_untraced_alloc_at)
+    drain_all: DrainAll | None
+
+    @property
+    def by_owner(self) -> np.ndarray:
+        """The events as each CPU's pcp lists saw them (DrainAll.by_owner)."""
+        return self.ev if self.drain_all is None else self.drain_all.by_owner
+
+    @property
+    def set_off(self) -> np.ndarray:
+        """by_owner without the drain_all_pages runs (DrainAll.hidden)."""
+        return self.ev if self.drain_all is None else self.drain_all.hidden
 
 
 # ---------------------------------------------------------------------------------------
@@ -415,16 +441,17 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
         seen += len(ev)
     # The untraced allocations took pages off the lists too (_untraced_alloc_at).
     # Its untraced takes (PcpLists.reveals) wait for the replay of each batch.
-    takes = [lists.add(prepared[0], _untraced_allocs(prepared, lists.pool.block_mt)[1]) for _, prepared in head]
+    takes = [lists.add(prepared.by_owner, _untraced_allocs(prepared, lists.pool.block_mt)[1])
+             for _, prepared in head]
     return [prepared for _, prepared in head], lists, takes
 
 
-def _untraced_allocs(prepared: tuple, block_mt: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+def _untraced_allocs(prepared: _Prepared, block_mt: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     # The allocations the kernel did not trace (_untraced_alloc_at) in the order they
     # go: their indexes into the batch's untraced frees, and as PcpLists.add takes
     # them: the event index each goes before (ascending), CPU, pfn and the
     # migratetype of the list that held the page.
-    ev, ops, sel, upos, (before, cpu, src) = prepared
+    ev, ops, sel, upos, (before, cpu, src) = prepared[:5]
     found = np.flatnonzero(before >= 0)
     found = found[np.argsort(before[found], kind="stable")]
     pfn = ev["pfn"][sel[upos[found]]]
@@ -523,7 +550,7 @@ def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_m
     return np.where(mt >= MIGRATE_PCPTYPES, MIGRATE_MOVABLE, mt)
 
 
-def _untraced(prepared: tuple, pool: UntracedPool, growth: ZoneGrowth, machines: list[Machine],
+def _untraced(prepared: _Prepared, pool: UntracedPool, growth: ZoneGrowth, machines: list[Machine],
               replayed: Counter) -> tuple[np.ndarray, np.ndarray, list, tuple[np.ndarray, ...], np.ndarray]:
     # What the frees of pages the trace did not allocate (upos) stand for, in this
     # order: a page alloc_pages_bulk took (_untraced_alloc_at: an OP_ALLOC_BULK into the
@@ -532,7 +559,7 @@ def _untraced(prepared: tuple, pool: UntracedPool, growth: ZoneGrowth, machines:
     # from the pool; skipped when the pool has none). Returns the ops left, their event
     # indexes, the zone growth between ops ((event index after which, fn(machine),
     # pages)), the untraced allocations (_untraced_allocs) and their OP_ALLOC_BULK ops.
-    ev, ops, sel, upos, (before, cpu, src) = prepared
+    ev, ops, sel, upos, (before, cpu, src) = prepared[:5]
     bulk, allocs = _untraced_allocs(prepared, pool.block_mt)
     keep = np.ones(len(ops), bool)
     rest = np.delete(upos, bulk)
@@ -614,6 +641,21 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
         if m is next(iter(machines.values())):
             lists.wait_more(zone, cpu, moved)
     return sync
+
+
+def _drain_all_sync(run: DrainAll.Run) -> Callable[[Machine], None]:
+    # The kernel's drain_all_pages, on the emulated machine where its run of drains
+    # begins, from the same CPU (drainall).
+    def sync(m: Machine) -> None:
+        if run.zone is None or any(z.name == run.zone for z in m.populated_zones):
+            m.drain_all_pages(run.zone, run.cpu)
+    return sync
+
+
+def _zone_starts(zoneinfo: dict) -> tuple[list[str], np.ndarray]:
+    # The traced kernel's zones, by first pfn.
+    ranges = sorted(real_zone_ranges(zoneinfo), key=lambda r: r[1])
+    return [r[0] for r in ranges], np.array([r[1] for r in ranges], np.int64)
 
 
 def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
@@ -727,18 +769,21 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
+    zone_table = None if start is None else _zone_starts(start.zoneinfo)
 
-    def prepare(ev: np.ndarray) -> tuple:
+    def prepare(ev: np.ndarray) -> _Prepared:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
         ev = _check_batch(ev, cpus, stats, strict)
         if pfn_ranges is not None:
             ev = _on_node(ev, pfn_ranges, stats)
         kernel.add(ev)
-        if traced_counts is not None:
-            traced_counts.add(ev)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
-        ops, sel, upos, prev_free = matcher.ops(ev, decays)
-        return ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free)
+        ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
+        p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
+                      find_drain_all(ev, pcp_owner, zone_table))
+        if traced_counts is not None:
+            traced_counts.add(p.by_owner)
+        return p
 
     head: list[tuple] = []
     head_takes: list[list[tuple]] = []
@@ -779,7 +824,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 if k < len(head):
                     reveals, takes = _NO_REVEALS, head_takes[k]
                 else:
-                    *reveals, takes = lists.reveals(ev, allocs)
+                    *reveals, takes = lists.reveals(prepared.by_owner, allocs)
                 replayed["pcp_reveals"] += len(reveals[0])
                 ops, sel = _insert_untraced(ops, sel, bulk_ops, allocs[0], reveals)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))
@@ -790,13 +835,17 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 work += [(int(np.searchsorted(sel, r, side="left")),
                           _first_drain_sync(first_drains, lists, machines, first_drains.names[z], c, how, pages,
                                             float(ev["timestamp"][r]), start.pin_offset))
-                         for r, z, c, how, pages in first_drains.find(ev)]
+                         for r, z, c, how, pages in first_drains.find(prepared.set_off)]
             if lists is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
                          if (fn := _untraced_take(untraced_takes, machines, *take)) is not None]
             if refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
-                         for at, row in refills.find(ev)]
+                         for at, row in refills.find(prepared.by_owner)]
+            if prepared.drain_all is not None:
+                work += [(int(np.searchsorted(sel, run.at, side="left")), _drain_all_sync(run))
+                         for run in prepared.drain_all.runs]
+                replayed["drain_all"] += len(prepared.drain_all.runs)
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:

@@ -123,6 +123,9 @@ def replay_text(result: ReplayResult) -> str:
     out.append(f"replayed {result.replayed.get('alloc', 0):,} allocations and "
                f"{result.replayed.get('free', 0):,} frees; skipped {nskip:,}:")
     out += [f"  {n:>10,}  {SKIP_REASONS[k]}" for k, n in result.skipped.items() if n]
+    if result.replayed.get("drain_all"):
+        out.append(f"{result.replayed['drain_all']:,} drain_all_pages in the trace (a CPU drained other CPUs' pcp "
+                   "lists: direct reclaim, isolation, offlining), replayed as drain_all_pages where each began")
     if result.missing_frees:
         out.append(f"{result.missing_frees:,} allocations of a pfn the trace still held allocated "
                    "(its free is not in the trace; the emulated block stays allocated)")

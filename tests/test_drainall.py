@@ -1,0 +1,77 @@
+"""drain_all_pages in a traced kernel's events (pcpemu.runs.drainall): remote drains
+found from each drained page's pcp owner, and replayed where the kernel ran them."""
+
+import io
+
+import numpy as np
+
+import pcpemu
+from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, TraceEvent,
+                                  write_ftrace)
+from pcpemu.runs.drainall import find_drain_all
+from pcpemu.runs.replay import _Matcher, replay
+from pcpemu.runs.replaytext import replay_text
+
+
+def _batch(rows):
+    ev = np.zeros(len(rows), EVENT_DTYPE)
+    for i, (kind, cpu, pfn) in enumerate(rows):
+        ev[i] = (kind, cpu, pfn, 0, 1 if kind != MM_PAGE_FREE else -1, 0, i * 1e-6, i + 1, -1, -1, -1, -1)
+    return ev
+
+
+def test_a_drain_of_another_cpus_pages_is_a_drain_all_pages_run():
+    ev = _batch([
+        (MM_PAGE_FREE, 1, 0x1000),          # 0: on CPU 1's list
+        (MM_PAGE_FREE, 1, 0x1001),          # 1
+        (MM_PAGE_FREE, 0, 0x2000),          # 2: on CPU 0's list
+        (MM_PAGE_PCPU_DRAIN, 0, 0x2000),    # 3: CPU 0 drains its own page,
+        (MM_PAGE_PCPU_DRAIN, 0, 0x1000),    # 4: then CPU 1's,
+        (MM_PAGE_PCPU_DRAIN, 0, 0x3000),    # 5: one on a list since before the trace,
+        (MM_PAGE_PCPU_DRAIN, 0, 0x1001),    # 6: and CPU 1's again: one run
+        (MM_PAGE_FREE, 0, 0x4000),          # 7: ends it
+        (MM_PAGE_FREE, 0, 0x4001),          # 8
+        (MM_PAGE_PCPU_DRAIN, 0, 0x4000),    # 9: a drain of CPU 0's own pages only
+    ])
+    *_, owner = _Matcher().ops(ev)
+    assert owner.tolist() == [-1, -1, -1, 0, 1, -1, 1, -1, -1, 0]
+    found = find_drain_all(ev, owner, (["DMA32", "Normal"], np.array([0x1000, 0x3000])))
+    assert [tuple(r) for r in found.runs] == [(3, 0, None)]           # pages of two zones
+    assert found.by_owner["cpu"].tolist() == [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]
+    assert (found.by_owner[["kind", "pfn"]] == ev[["kind", "pfn"]]).all()
+    assert found.hidden["kind"].tolist() == [MM_PAGE_FREE] * 3 + [0] * 4 + [MM_PAGE_FREE] * 2 + [MM_PAGE_PCPU_DRAIN]
+    assert find_drain_all(ev[7:], owner[7:]) is None                  # local drains only
+    one_zone = find_drain_all(ev, owner, (["DMA32", "Normal"], np.array([0x1000, 0x10000])))
+    assert [tuple(r) for r in one_zone.runs] == [(3, 0, "DMA32")]
+
+
+def _trace(remote_drain):
+    # CPU 1 allocates and frees 40 pages, which stay on its pcp list; then, in the
+    # kernel's trace, CPU 0 drains them (drain_all_pages), or not.
+    events = [TraceEvent(MM_PAGE_ALLOC, 1, 0x10000 + i, 0, 1, pcpemu.kernel.gfp.parse_gfp("GFP_HIGHUSER_MOVABLE"),
+                         timestamp=1.0 + i * 1e-6) for i in range(40)]
+    events += [TraceEvent(MM_PAGE_FREE, 1, 0x10000 + i, 0, timestamp=1.001 + i * 1e-6) for i in range(40)]
+    if remote_drain:
+        events += [TraceEvent(MM_PAGE_PCPU_DRAIN, 0, 0x10000 + i, 0, 1, timestamp=1.002) for i in range(40)]
+    events.append(TraceEvent(MM_PAGE_ALLOC, 0, 0x20000, 0, 1, pcpemu.kernel.gfp.parse_gfp("GFP_HIGHUSER_MOVABLE"),
+                             timestamp=1.003))
+    out = io.StringIO()
+    write_ftrace(events, out)
+    return io.BytesIO(out.getvalue().encode())
+
+
+def test_the_kernels_drain_all_pages_is_replayed_where_it_ran():
+    cfg = pcpemu.KernelConfig.preset("v6.18", memory="8G", cpus=2)
+    runs = {}
+    for remote in (False, True):
+        m = pcpemu.Machine(cfg)
+        runs[remote] = (replay(_trace(remote), {"split": m}), m)
+    (kept, m_kept), (drained, m_drained) = runs[False], runs[True]
+    assert m_kept.pcp_state("Normal", 1)["count"] >= 40
+    assert m_drained.pcp_state("Normal", 1)["count"] == 0
+    assert drained.replayed["drain_all"] == 1 and "drain_all" not in kept.replayed
+    cpu0 = drained.comparison()["per_cpu"][0]
+    # Traced on the CPU that drained, as the kernel's are: at least CPU 1's 40 pages.
+    assert cpu0["drained_pages"]["kernel"] == 40 and cpu0["drained_pages"]["emulated"] >= 40
+    assert cpu0["drain_calls"] == {"kernel": 1, "emulated": 1, "ratio": 1.0}
+    assert "1 drain_all_pages in the trace" in replay_text(drained)
