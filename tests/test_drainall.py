@@ -75,3 +75,24 @@ def test_the_kernels_drain_all_pages_is_replayed_where_it_ran():
     assert cpu0["drained_pages"]["kernel"] == 40 and cpu0["drained_pages"]["emulated"] >= 40
     assert cpu0["drain_calls"] == {"kernel": 1, "emulated": 1, "ratio": 1.0}
     assert "1 drain_all_pages in the trace" in replay_text(drained)
+
+
+def test_frees_of_allocations_that_failed_on_the_emulated_machine_are_skipped_in_later_batches():
+    # The kernel allocated 4,000 order-3 blocks and freed them; the emulated zone holds
+    # fewer. The frees come in later op-stream chunks than their failed allocations.
+    gfp = pcpemu.kernel.gfp.parse_gfp("GFP_KERNEL")
+    events = [TraceEvent(MM_PAGE_ALLOC, 0, 0x100000 + 8 * i, 3, 0, gfp, timestamp=1.0) for i in range(4000)]
+    events += [TraceEvent(MM_PAGE_FREE, 0, 0x100000 + 8 * i, 3, timestamp=2.0) for i in range(4000)]
+    out = io.StringIO()
+    write_ftrace(events, out)
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.18", zones={"Normal": 16384}, cpus=1))
+
+    def free_pages():
+        return m.zone_state("Normal")["nr_free_pages"] + m.pcp_state("Normal", 0)["count"]
+    before = free_pages()
+    r = replay(io.BytesIO(out.getvalue().encode()), {"split": m}, batch=1000)
+    total = r.policies["split"]["total"]
+    assert 0 < total["alloc_failed"] == total["free_skipped"] < 4000
+    assert free_pages() == before                # every block that was allocated came back
+    m.check()
+    assert f"warning: {total['alloc_failed']:,} allocations the kernel made failed" in replay_text(r)

@@ -116,6 +116,19 @@ def test_failed_alloc_makes_its_free_a_counted_skip():
     m.check()
 
 
+def test_a_failed_allocs_free_in_a_later_run_is_a_counted_skip():
+    m = small()
+    allocs = np.concatenate([wl.alloc_free_pairs(1, 10, "GFP_DMA", slot=s)[:1] for s in range(8)])
+    frees = np.concatenate([wl.alloc_free_pairs(1, 10, "GFP_DMA", slot=s)[1:] for s in range(8)])
+    failed = int((m.run(allocs).results < 0).sum())
+    assert failed > 0 and all(m.slot_pfn(s) is None for s in range(8 - failed, 8))
+    assert m.run(frees).stats["FREE_SKIPPED"] == failed
+    with pytest.raises(pcpemu.OpStreamError, match="free of a slot that holds no allocation"):
+        m.run(frees[:1])                        # the slot is empty now, failed or not
+    assert (m.run(allocs[-1:]).results >= 0).all()   # and takes an allocation again
+    m.check()
+
+
 def test_slots_survive_between_runs():
     m = small()
     ops = wl.order0_churn(0, live=16, slot_base=100)

@@ -21,7 +21,11 @@ cdef inline int reveal_error(const pcpemu_op *op) noexcept nogil:
 
 
 cdef enum:
-    SLOT_UNREAD = 0xFF      # validate_ops: a slot the stream has not named yet
+    SLOT_UNREAD = 0xFF          # validate_ops: a slot the stream has not named yet
+    SLOT_FAILED_STATE = 0xFE    # validate_ops: a slot whose allocation failed in an earlier run
+    # A slot's pfn after its allocation failed: its free is skipped (FREE_SKIPPED),
+    # in this stream or a later one, and it can take a new allocation.
+    SLOT_FAILED = -2
 
 
 cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
@@ -62,12 +66,14 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
         if op.op == OP_FREE or op_allocates(op):
             if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots \
                     and (op.op == OP_FREE or check_gfp(op.gfp) == PE_OK) and (op.op != OP_ALLOC_BULK or op.order == 0):
-                # An alloc needs an empty slot, a free one holding its order.
+                # An alloc needs an empty slot, a free one holding its order; a slot
+                # whose allocation failed takes either.
                 if state[op.slot] == SLOT_UNREAD:
-                    state[op.slot] = 0 if slots[op.slot] < 0 else 1 + pfn_to_page(pgdat, slots[op.slot]).order
+                    state[op.slot] = SLOT_FAILED_STATE if slots[op.slot] == SLOT_FAILED else \
+                        0 if slots[op.slot] < 0 else 1 + pfn_to_page(pgdat, slots[op.slot]).order
                 is_free = op.op == OP_FREE
                 held = 1 + op.order
-                if state[op.slot] == held * is_free:
+                if state[op.slot] == held * is_free or state[op.slot] == SLOT_FAILED_STATE:
                     state[op.slot] = <uint8_t>(held - held * is_free)
                     continue
         elif op.op < NR_OPS and op.cpu < nr_cpus \
@@ -103,6 +109,7 @@ cdef inline int64_t run_alloc(pglist_data *pgdat, const pcpemu_op *op, int64_t *
     else:
         p = __alloc_pages(cs, pgdat, ac, op.order, op.cpu, owner)
     if p == NULL:
+        slots[op.slot] = SLOT_FAILED
         return -1
     pfn = <int64_t>page_to_pfn(pgdat, p)
     slots[op.slot] = pfn
@@ -114,6 +121,7 @@ cdef inline int64_t run_free(pglist_data *pgdat, const pcpemu_op *op, int64_t *s
     cdef int64_t pfn = slots[op.slot]
     if pfn < 0:
         cs.item[<int>FREE_SKIPPED] += 1
+        slots[op.slot] = -1
         return -1
     __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
     slots[op.slot] = -1

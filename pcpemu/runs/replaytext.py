@@ -151,4 +151,8 @@ def replay_text(result: ReplayResult) -> str:
                    f"{'ratio':>6} {'emulated':>10} {'emu':>5} {'trace':>5}")
         out += [_cpu_row(str(e["cpu"]), e, orders) for e in pol["per_cpu"]]
         out.append(_cpu_row("all", pol["total"], orders))
+        if pol["total"]["alloc_failed"]:
+            out.append(f"warning: {pol['total']['alloc_failed']:,} allocations the kernel made failed on the "
+                       f"emulated machine (it reclaims and compacts nothing); {pol['total']['free_skipped']:,} "
+                       "frees of them were skipped")
     return "\n".join(out) + "\n"
