@@ -580,6 +580,9 @@ NOT_MODELLED: dict[str, tuple[str, ...]] = {
         "of pages the trace later frees (the path traces nothing); pages it took and kept are untraced",
         "memory comes into a zone at run time (online_pages, on-demand struct-page init) only through "
         "Machine.grow_zone, which a replay calls where the trace shows the new blocks freed",
+        "memory leaving a zone (offline_pages, which also runs the zone's pcps at high 0, batch 1: "
+        "zone_pcp_disable) and CPU hotplug (zone_pcp_update recomputes every pcp's high_min and high_max "
+        "for the CPUs online) are not modelled",
     ),
     "v5.14": _PRE_V6_7 + _PRE_V6_10 + (
         "buddy rules are v6.9's, not checked against v5.14's own source (its cross-pageblock "
