@@ -252,6 +252,12 @@ class Machine:
         zi = -1 if zone is None else self._zone_idx(zone, "drain_all_pages")
         self._core.drain_all_pages(zi, self._int(cpu, "cpu", "drain_all_pages"))
 
+    def set_reclaim_active(self, active: bool) -> None:
+        """Set or clear ZONE_RECLAIM_ACTIVE on every managed zone, as kswapd's
+        balance_pgdat does while it runs: a free then lowers pcp->high and drains
+        above 4 * batch (nr_pcp_high)."""
+        self._core.set_reclaim_active(bool(active))
+
     def decay_pcp_high(self, cpu: int) -> None:
         """One tick of the vmstat worker on a CPU: decay pcp->high and trim (decay_pcp_high)."""
         self._core.decay_pcp_high(self._int(cpu, "cpu", "decay_pcp_high"))

@@ -491,29 +491,49 @@ def test_a_timer_on_the_traces_clock_decays_pcp_high():
 
 
 def test_kernel_work_the_capture_recorded_is_counted_not_replayed():
-    # Two compaction runs and one kswapd wake between the allocations: reported with
+    # Two compaction runs and a vmalloc area between the allocations: reported with
     # why they matter, and the replay's figures are those of the trace without them.
     alloc = [_line(0, 1.0 + i * 1e-3, "mm_page_alloc", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
                    "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(4)]
     work = [_line(1, 1.0005, "mm_compaction_begin", "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3fe00 "
                   "zone_end=0x40000, mode=async"),
-            _line(1, 1.0015, "mm_vmscan_kswapd_wake", "nid=0 order=9"),
             _line(0, 1.0025, "mm_compaction_begin", "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3fe00 "
                   "zone_end=0x40000, mode=sync"),
             _line(1, 1.0026, "alloc_vmap_area", "va_start: 18446683600665329664 size=20480 align=16384 "
                   "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0")]
-    text = "".join(alloc[:1] + work[:1] + alloc[1:2] + work[1:2] + alloc[2:3] + work[2:] + alloc[3:])
+    text = "".join(alloc[:1] + work[:1] + alloc[1:3] + work[1:] + alloc[3:])
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
-    why = {"mm_compaction_begin": "drains", "mm_vmscan_kswapd_wake": "reclaim", "alloc_vmap_area": "stacks"}
+    why = {"mm_compaction_begin": "drains", "alloc_vmap_area": "stacks"}
     r = replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, pcp_prepass=0,
                                                                                    kernel_work=why))
     assert r.untraced["kernel_work"] == [{"event": "mm_compaction_begin", "runs": 2, "why": "drains"},
-                                         {"event": "mm_vmscan_kswapd_wake", "runs": 1, "why": "reclaim"},
                                          {"event": "alloc_vmap_area", "runs": 1, "why": "stacks"}]
     assert "2 mm_compaction_begin in the trace, not replayed: drains" in replay_text(r)
     plain = replay(io.BytesIO("".join(alloc).encode()), {"x": Machine(_tiny())},
                    start=StartState(zi, pti, pcp_prepass=0))
     assert r.policies["x"]["total"] == plain.policies["x"]["total"] and plain.untraced["kernel_work"] == []
+
+
+def test_kswapd_runs_hold_zone_reclaim_active_from_wake_to_sleep():
+    # CPU 0 frees 600 pages in three bursts: before kswapd wakes, while it runs, after
+    # it sleeps. While it runs (balance_pgdat), a free drains above 4 * batch
+    # (nr_pcp_high under ZONE_RECLAIM_ACTIVE), so the emulator drains in that burst only.
+    gfp = "GFP_HIGHUSER_MOVABLE"
+    lines = [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
+                   f"migratetype=1 gfp_flags={gfp}") for i in range(600)]
+    burst = [[_line(0, t + i * 1e-6, "mm_page_free", f"page=00000000deadbeef pfn={0x10000 + 200 * b + i:#x} order=0")
+              for i in range(200)] for b, t in enumerate((2.0, 3.0, 4.0))]
+    wake = _line(1, 2.5, "mm_vmscan_kswapd_wake", "nid=0 order=0")
+    sleep = _line(1, 3.5, "mm_vmscan_kswapd_sleep", "nid=0")
+    text = "".join(lines + burst[0] + [wake] + burst[1] + [sleep] + burst[2])
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    off, on = (replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())},
+                      start=StartState(zi, pti, pcp_prepass=0, kswapd=kswapd)) for kswapd in (False, True))
+    assert on.untraced["kswapd"] == {"wakes": 1, "sleeps": 1, "replayed": True}
+    assert off.untraced["kswapd"]["replayed"] is False
+    assert on.policies["x"]["total"]["drains"] > off.policies["x"]["total"]["drains"]
+    assert "kswapd ran balance_pgdat 1 times (1 sleeps): ZONE_RECLAIM_ACTIVE set" in replay_text(on)
+    assert "not replayed: the capture has no mm_vmscan_kswapd_sleep" in replay_text(off)
 
 
 def _tiny_zoneinfo():

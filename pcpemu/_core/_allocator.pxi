@@ -306,6 +306,17 @@ cdef class Allocator:
         self.check_cpu_arg(by_cpu, "drain_all_pages")
         drain_all_pages(&self.pgdat.cpu[by_cpu], &self.pgdat, zi)
 
+    def set_reclaim_active(self, bint active):
+        """Set or clear ZONE_RECLAIM_ACTIVE on every managed zone, as kswapd's
+        balance_pgdat does while it runs (set_reclaim_active, clear_reclaim_active)."""
+        cdef int zi
+        for zi in range(MAX_NR_ZONES):
+            if self.pgdat.node_zones[zi].managed_pages:
+                if active:
+                    self.pgdat.node_zones[zi].flags |= ZONE_RECLAIM_ACTIVE
+                else:
+                    self.pgdat.node_zones[zi].flags &= ~ZONE_RECLAIM_ACTIVE
+
     def decay_pcp_high(self, int cpu):
         """One vmstat tick on a CPU: decay_pcp_high of each populated zone's pcp."""
         cdef int zi

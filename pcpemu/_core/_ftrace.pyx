@@ -8,7 +8,7 @@
 from libc.errno cimport EINTR, errno
 from libc.stdint cimport int8_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memchr, memcmp, memcpy, memmove
+from libc.string cimport memchr, memcmp, memcpy, memmove, memset
 from posix.unistd cimport read
 
 import numpy as np
@@ -222,7 +222,7 @@ cdef class Parser:
     cdef uint8_t *pool
     cdef Py_ssize_t pool_cap, pool_used
     cdef object dtype
-    cdef int64_t kinds[8]           # rows of the batch by kind
+    cdef int64_t kinds[16]          # rows of the batch by kind
     cdef int64_t failed             # failed mm_page_alloc rows of the batch
 
     def __cinit__(self, int fd, Py_ssize_t batch, dtype, XzRing xz=None):
@@ -254,18 +254,18 @@ cdef class Parser:
         cdef uint8_t[::1] raw = self.batch_array.view(np.uint8)
         self.rows = <Event *>&raw[0]
         self.nrows = 0
-        self.kinds[:] = [0, 0, 0, 0, 0, 0, 0, 0]
+        memset(self.kinds, 0, sizeof(self.kinds))
         self.failed = 0
 
     def take_batch(self):
         """The rows read so far (a full batch, or the last one), their number by kind,
         and how many are failed allocations; the next rows go to a fresh batch."""
-        got = (self.batch_array[: self.nrows], [self.kinds[k] for k in range(8)], self.failed)
+        got = (self.batch_array[: self.nrows], [self.kinds[k] for k in range(16)], self.failed)
         self._new_batch()
         return got
 
     cdef inline void _count(self, int kind, int64_t pfn) noexcept nogil:
-        self.kinds[kind & 7] += 1
+        self.kinds[kind & 15] += 1
         if kind == MM_PAGE_ALLOC and pfn < 0:
             self.failed += 1
 

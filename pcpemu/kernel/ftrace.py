@@ -37,6 +37,8 @@ from .gfp import parse_gfp, show_gfp_flags
 __all__ = [
     "EVENT_DTYPE",
     "EVENT_NAMES",
+    "KSWAPD_SLEEP",
+    "KSWAPD_WAKE",
     "MM_PAGE_ALLOC",
     "MM_PAGE_ALLOC_EXTFRAG",
     "MM_PAGE_ALLOC_ZONE_LOCKED",
@@ -63,6 +65,11 @@ MM_PAGE_ALLOC_EXTFRAG = 6
 #: A run of the vmstat worker on its CPU (workqueue_execute_start of vmstat_update,
 #: which pcpemu capture records): refresh_cpu_vm_stats -> decay_pcp_high.
 VMSTAT_UPDATE = 7
+#: kswapd starting a run of balance_pgdat (vmscan:mm_vmscan_kswapd_wake), which sets
+#: ZONE_RECLAIM_ACTIVE, and going to sleep after it (mm_vmscan_kswapd_sleep); pfn
+#: holds the node.
+KSWAPD_WAKE = 8
+KSWAPD_SLEEP = 9
 
 #: Tracepoint name of each kind, indexed by kind.
 EVENT_NAMES = (
@@ -74,9 +81,12 @@ EVENT_NAMES = (
     "mm_page_alloc_zone_locked",
     "mm_page_alloc_extfrag",
     "vmstat_update",
+    "mm_vmscan_kswapd_wake",
+    "mm_vmscan_kswapd_sleep",
 )
 _KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
 _WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")
+_KSWAPD = {"mm_vmscan_kswapd_wake": KSWAPD_WAKE, "mm_vmscan_kswapd_sleep": KSWAPD_SLEEP}
 
 #: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
 PFN_FAILED = -1
@@ -526,6 +536,14 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
     if event == "workqueue_execute_start" and _WORK_VMSTAT.fullmatch(m.group("fields")):
         cpu = int(m.group("cpu"))
         return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
+    kswapd = _KSWAPD.get(event)
+    if kswapd is not None and m.group("sys") in (None, b"vmscan"):
+        nid = re.match(rb"nid=(\d+)", m.group("fields"))
+        if nid is None:
+            stats._malformed(lineno, f"{event}: no nid=", line, strict)
+            return None
+        return (kswapd, int(m.group("cpu")), int(nid.group(1)), -1, -1, 0, float(m.group("ts")), lineno,
+                -1, -1, -1, -1)
     if kind is None or m.group("sys") not in (None, b"kmem"):
         stats.skipped[f"event {event}"] += 1
         return None
@@ -671,6 +689,10 @@ def _format_fields(ev: TraceEvent) -> str:
     kind = ev.kind
     if kind == VMSTAT_UPDATE:
         return f"work struct {_hash_ptr(ev.cpu):016x}: function vmstat_update"
+    if kind == KSWAPD_WAKE:
+        return f"nid={ev.pfn} order={max(ev.order, 0)}"
+    if kind == KSWAPD_SLEEP:
+        return f"nid={ev.pfn}"
     if ev.pfn == PFN_FAILED:
         if kind != MM_PAGE_ALLOC:
             raise ValueError(f"only mm_page_alloc can fail, not {EVENT_NAMES[kind]}")

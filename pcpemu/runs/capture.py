@@ -28,8 +28,8 @@ from typing import Any
 
 from ..errors import CaptureError, CaptureLossError
 
-__all__ = ["CAPTURE_FILES", "CAPTURE_SCHEMA", "KERNEL_WORK_EVENTS", "KMEM_EVENTS", "PROC_SNAPSHOTS", "CaptureInfo",
-           "capture", "is_capture", "load_capture", "tracefs_problem"]
+__all__ = ["CAPTURE_FILES", "CAPTURE_SCHEMA", "KERNEL_WORK_EVENTS", "KMEM_EVENTS", "KSWAPD_EVENTS", "PROC_SNAPSHOTS",
+           "CaptureInfo", "capture", "is_capture", "load_capture", "tracefs_problem"]
 
 #: Bumped when capture.json changes incompatibly.
 CAPTURE_SCHEMA = 1
@@ -44,12 +44,14 @@ TIMER_FILTER = "function.function == vmstat_update"
 KERNEL_WORK_EVENTS = {
     "compaction/mm_compaction_begin": "compaction drains the CPU's pcp lists as it goes "
                                       "(compact_zone -> lru_add_drain_cpu_zone -> drain_local_pages)",
-    "vmscan/mm_vmscan_kswapd_wake": "kswapd's reclaim sets ZONE_RECLAIM_ACTIVE, under which a free lowers "
-                                    "pcp->high and drains above 4 * batch (nr_pcp_high)",
     "vmalloc/alloc_vmap_area": "a vmalloc area (a kernel stack: 16 KiB) takes its pages off the CPU's pcp list "
                                "through alloc_pages_bulk with no kmem event (vm_area_alloc_pages), and they are "
                                "freed only when the area is",
 }
+#: kswapd's runs of balance_pgdat, which holds ZONE_RECLAIM_ACTIVE on the node's zones
+#: while it runs (a free then lowers pcp->high and drains above 4 * batch,
+#: nr_pcp_high): a replay sets the flag from each wake to the sleep after it.
+KSWAPD_EVENTS = ("vmscan/mm_vmscan_kswapd_wake", "vmscan/mm_vmscan_kswapd_sleep")
 PROC_SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
 TRACE_FILE = "trace.txt.xz"
 CAPTURE_FILES = (TRACE_FILE, "capture.json", *(f"{when}-{name}" for when in ("before", "after")
@@ -413,7 +415,7 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
                 notes.append(f"no vmstat_update events ({err}); replay assumes a timer every stat_interval")
             work = []
             # Whole-system only: kswapd and kcompactd are other tasks, which set_event_pid leaves out.
-            for event in () if pid_only else KERNEL_WORK_EVENTS:
+            for event in () if pid_only else (*KSWAPD_EVENTS, *KERNEL_WORK_EVENTS):
                 try:
                     inst.enable(event)
                     work.append(event)

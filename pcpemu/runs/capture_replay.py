@@ -16,8 +16,8 @@ from ..errors import ConfigError
 from ..kernel.config import KernelConfig, ReleaseRules, release_rules
 from ..kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from ..kernel.zoneinfo import node_zoneinfo, static_differences
-from .capture import KERNEL_WORK_EVENTS, TRACE_FILE, load_capture
-from .replay import FIGURES, Progress, ReplayResult, StartState, replay
+from .capture import KERNEL_WORK_EVENTS, KSWAPD_EVENTS, TRACE_FILE, load_capture
+from .replay import FIGURES, OneNode, Progress, ReplayResult, StartState, replay
 
 __all__ = ["CHECKED", "check", "check_pin_pages", "comparison_text", "fidelity_on_capture", "pin_spread",
            "replay_capture", "spread_row", "spread_text"]
@@ -68,9 +68,10 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
         work = {e.split("/")[1]: why for e, why in KERNEL_WORK_EVENTS.items() if e in info.events}
         start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo"), node),
                            timer="events" if info.timer_events else info.stat_interval,
-                           after_zoneinfo=after, kernel_work=work, pin_offset=pin_offset)
+                           after_zoneinfo=after, kernel_work=work, pin_offset=pin_offset,
+                           kswapd=all(e in info.events for e in KSWAPD_EVENTS))
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
-                  config_notes=notes, start=start, pfn_ranges=ranges, **kwargs)
+                  config_notes=notes, start=start, node=None if ranges is None else OneNode(node, ranges), **kwargs)
 
 
 def _node_pfns(dump: dict, node: int | None) -> list[tuple[int, int]] | None:

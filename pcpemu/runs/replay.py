@@ -27,6 +27,8 @@ from ..kernel.ftrace import (
     MM_PAGE_FREE,
     PFN_FAILED,
     VMSTAT_UPDATE,
+    KSWAPD_SLEEP,
+    KSWAPD_WAKE,
     TraceStats,
     read_event_batches,
     write_ftrace,
@@ -40,7 +42,7 @@ from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts,
 from .drainall import DrainAll, find_drain_all
 from .workloads import OP_ALLOC, OP_FREE
 
-__all__ = ["FIGURES", "ReplayResult", "SKIP_REASONS", "StartState", "replay"]
+__all__ = ["FIGURES", "OneNode", "ReplayResult", "SKIP_REASONS", "StartState", "replay"]
 
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 
@@ -336,12 +338,21 @@ def _check_batch(ev: np.ndarray, nr_cpus: int, stats: TraceStats, strict: bool) 
     return ev[~bad] if bad.any() else ev
 
 
-def _on_node(ev: np.ndarray, pfn_ranges: list[tuple[int, int]], stats: TraceStats) -> np.ndarray:
-    # One node of a several-node capture: the events on its pages, the vmstat worker's
-    # runs and failed allocations (no page); the others are counted as skipped.
-    keep = (ev["kind"] == VMSTAT_UPDATE) | (ev["pfn"] < 0)
-    for lo, hi in pfn_ranges:
-        keep |= (ev["pfn"] >= lo) & (ev["pfn"] < hi)
+class OneNode(NamedTuple):
+    """One node of a several-node capture (replay's ``node``)."""
+
+    nid: int
+    pfns: list[tuple[int, int]]     # [start, end) of its pages
+
+
+def _on_node(ev: np.ndarray, node: OneNode, stats: TraceStats) -> np.ndarray:
+    # One node of a several-node capture: the events on its pages, its kswapd's, the
+    # vmstat worker's runs and failed allocations (no page); the others are counted
+    # as skipped.
+    kswapd = (ev["kind"] == KSWAPD_WAKE) | (ev["kind"] == KSWAPD_SLEEP)
+    keep = (ev["kind"] == VMSTAT_UPDATE) | (ev["pfn"] < 0) | (kswapd & (ev["pfn"] == node.nid))
+    for lo, hi in node.pfns:
+        keep |= ~kswapd & (ev["pfn"] >= lo) & (ev["pfn"] < hi)
     if keep.all():
         return ev
     kinds, counts = np.unique(ev["kind"][~keep], return_counts=True)
@@ -377,6 +388,8 @@ class StartState:
         capture recorded (capture.KERNEL_WORK_EVENTS, by event name), each with why it
         matters: the replay reports how often each ran.
     :param pin_offset: pages added to the count each first-drain pin sets.
+    :param kswapd: the trace has kswapd's wakes and sleeps, whose ZONE_RECLAIM_ACTIVE
+        the replay then sets and clears.
     """
 
     zoneinfo: dict
@@ -390,6 +403,9 @@ class StartState:
     #: drain shows). An experiment in how much the figures hang on a page of count
     #: (capture_replay.pin_spread), not a setting.
     pin_offset: int = 0
+    #: The capture recorded kswapd's wakes and sleeps (capture.KSWAPD_EVENTS):
+    #: ZONE_RECLAIM_ACTIVE is set from each wake to the sleep after it (balance_pgdat).
+    kswapd: bool = False
 
 
 class _Timer:
@@ -652,6 +668,19 @@ def _drain_all_sync(run: DrainAll.Run) -> Callable[[Machine], None]:
     return sync
 
 
+def _kswapd_events(ev: np.ndarray) -> tuple[list[int], list[int]]:
+    # Event indexes and kinds of kswapd's wakes and sleeps.
+    at = np.flatnonzero((ev["kind"] == KSWAPD_WAKE) | (ev["kind"] == KSWAPD_SLEEP))
+    return at.tolist(), ev["kind"][at].tolist()
+
+
+def _reclaim_active_sync(active: bool) -> Callable[[Machine], None]:
+    # kswapd's balance_pgdat starting (the wake) or done (the sleep after it).
+    def sync(m: Machine) -> None:
+        m.set_reclaim_active(active)
+    return sync
+
+
 def _zone_starts(zoneinfo: dict) -> tuple[list[str], np.ndarray]:
     # The traced kernel's zones, by first pfn.
     ranges = sorted(real_zone_ranges(zoneinfo), key=lambda r: r[1])
@@ -721,7 +750,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
            seed: int = 0, batch: int = 65536, strict: bool = False,
            emit_trace: TextIO | None = None, progress: Progress | None = None,
            config_notes: list[str] | None = None, start: StartState | None = None,
-           pfn_ranges: list[tuple[int, int]] | None = None) -> ReplayResult:
+           node: OneNode | None = None) -> ReplayResult:
     """Replay the allocations and frees of an ftrace kmem capture on emulated machines.
 
     :param trace: a path (plain, .gz or .xz) or an open binary file.
@@ -737,8 +766,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     :param start: start every machine from the traced kernel's state, replay the frees
         of pages allocated before the trace from its untraced owner, and run the
         vmstat worker on the trace's clock (see :class:`StartState`).
-    :param pfn_ranges: [start, end) pfns: replay only the events on pages in them
-        (one node of a several-node capture); the others are counted as skipped.
+    :param node: replay only the events of one node of a several-node capture (on
+        its pages, of its kswapd); the others are counted as skipped.
     :raises TraceFormatError: for an unreadable trace, a malformed line with ``strict``,
         or an event on a CPU the machines do not have.
     """
@@ -774,8 +803,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     def prepare(ev: np.ndarray) -> _Prepared:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
         ev = _check_batch(ev, cpus, stats, strict)
-        if pfn_ranges is not None:
-            ev = _on_node(ev, pfn_ranges, stats)
+        if node is not None:
+            ev = _on_node(ev, node, stats)
         kernel.add(ev)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
@@ -842,6 +871,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
                          for at, row in refills.find(prepared.by_owner)]
+            if start is not None and start.kswapd:
+                work += [(int(np.searchsorted(sel, i, side="left")), _reclaim_active_sync(bool(k == KSWAPD_WAKE)))
+                         for i, k in zip(*_kswapd_events(ev))]
             if prepared.drain_all is not None:
                 work += [(int(np.searchsorted(sel, run.at, side="left")), _drain_all_sync(run))
                          for run in prepared.drain_all.runs]
@@ -890,6 +922,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "first_refills": refills.first,
                              "alloc_factor_falls": refills.falls,
                              "pcp_takes": untraced_takes,
+                             "kswapd": {"wakes": stats.events["mm_vmscan_kswapd_wake"],
+                                        "sleeps": stats.events["mm_vmscan_kswapd_sleep"],
+                                        "replayed": start.kswapd},
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}

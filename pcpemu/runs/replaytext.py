@@ -94,6 +94,11 @@ def _start_text(result: ReplayResult) -> list[str]:
                    f"pages on (alloc_pages_bulk took them with no event): taken off the emulated lists, pages "
                    f"{taken or 'none'}; {takes['fewer_than_none']:,} refills of lists the events held fewer than "
                    "none on (a page put on another list) only started the count again")
+    kswapd = u.get("kswapd")
+    if kswapd and kswapd["wakes"]:
+        how = ("ZONE_RECLAIM_ACTIVE set from each wake to the sleep after it" if kswapd["replayed"] else
+               "its ZONE_RECLAIM_ACTIVE not replayed: the capture has no mm_vmscan_kswapd_sleep to end each run")
+        out.append(f"  kswapd ran balance_pgdat {kswapd['wakes']:,} times ({kswapd['sleeps']:,} sleeps): {how}")
     for w in u.get("kernel_work", ()):
         out.append(f"  {w['runs']:,} {w['event']} in the trace, not replayed: {w['why']}")
     if result.timer is not None:
