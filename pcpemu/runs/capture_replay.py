@@ -218,11 +218,12 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
 
     :param pin_pages: the figures' range over first-drain pins moved by up to this
         many pages (:func:`pin_spread`); 0 for none.
-    :return: ``{"capture", "preset", "kernel_release", "node", "comparison": {"per_cpu":
-        [...], "total": {...}}, "figures", "notes", "end_state", "untraced", "timer",
-        "pin_pages", "pin_spread"}``; each figure cell is ``{"kernel", "emulated",
-        "ratio"}``, pin_spread one policy's ranges (or None), node None for a one-node
-        capture.
+    :return: ``{"capture", "preset", "kernel_release", "node", "drain_all",
+        "comparison": {"per_cpu": [...], "total": {...}}, "figures", "notes",
+        "end_state", "untraced", "timer", "pin_pages", "pin_spread"}``; each figure
+        cell is ``{"kernel", "emulated", "ratio"}``, pin_spread one policy's ranges
+        (or None), node None for a one-node capture, drain_all the kernel's
+        drain_all_pages runs the replay ran.
     """
     nodes = sorted({z["node"] for z in read_zoneinfo(os.path.join(os.fspath(path), "before-zoneinfo"))["zones"]})
     node = nodes[0] if len(nodes) > 1 else None
@@ -233,6 +234,7 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
     notes = result.config_notes + ([f"node {node} of nodes {', '.join(map(str, nodes))}: `pcpemu replay "
                                     f"{os.fspath(path)} --node N` replays another"] if node is not None else [])
     return {"capture": os.fspath(path), "kernel_release": info.kernel_release, "node": node,
+            "drain_all": result.replayed.get("drain_all", 0),
             "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
             "comparison": result.comparison(label), "notes": notes,
             "end_state": (result.end_state or {}).get(label), "untraced": result.untraced,
