@@ -817,6 +817,23 @@ def test_vmstat_update_lines_read_and_write_back():
     assert back["kind"].tolist() == [VMSTAT_UPDATE] and back["timestamp"].tolist() == [631.107444]
 
 
+def test_kswapd_lines_read_and_write_back():
+    from pcpemu.kernel.ftrace import KSWAPD_SLEEP, KSWAPD_WAKE, TraceStats
+    text = ("         kswapd0-45      [000] ..... 51533.662650: mm_vmscan_kswapd_wake: nid=1 order=9\n"
+            "         kswapd0-45      [001] ..... 51533.700000: mm_vmscan_kswapd_sleep: nid=1\n"
+            "         kswapd0-45      [001] ..... 51533.800000: mm_vmscan_kswapd_sleep: node=1\n")
+    stats = TraceStats()
+    ev = np.concatenate(list(read_event_batches(io.BytesIO(text.encode()), stats=stats)))
+    assert ev[["kind", "cpu", "pfn", "order"]].tolist() == [(KSWAPD_WAKE, 0, 1, 9), (KSWAPD_SLEEP, 1, 1, -1)]
+    assert stats.events == {"mm_vmscan_kswapd_wake": 1, "mm_vmscan_kswapd_sleep": 1}
+    assert sum(stats.malformed.values()) == 1                # the line without nid=
+    out = io.StringIO()
+    write_ftrace(ev, out, header=False)
+    back = np.concatenate(list(read_event_batches(io.BytesIO(out.getvalue().encode()), strict=True)))
+    assert back[["kind", "cpu", "pfn", "order", "timestamp"]].tolist() == \
+        ev[["kind", "cpu", "pfn", "order", "timestamp"]].tolist()
+
+
 def test_memory_resized_during_a_capture_is_reported():
     from pcpemu.runs.capture_replay import _resized
     before = {"zones": [{"name": "Normal", "managed": 100}, {"name": "DMA32", "managed": 50}]}

@@ -87,6 +87,7 @@ EVENT_NAMES = (
 _KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
 _WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")
 _KSWAPD = {"mm_vmscan_kswapd_wake": KSWAPD_WAKE, "mm_vmscan_kswapd_sleep": KSWAPD_SLEEP}
+_KSWAPD_FIELDS = re.compile(rb"nid=(\d+)(?: order=(\d+))?\s*")
 
 #: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
 PFN_FAILED = -1
@@ -538,11 +539,12 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
         return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
     kswapd = _KSWAPD.get(event)
     if kswapd is not None and m.group("sys") in (None, b"vmscan"):
-        nid = re.match(rb"nid=(\d+)", m.group("fields"))
-        if nid is None:
-            stats._malformed(lineno, f"{event}: no nid=", line, strict)
+        f = _KSWAPD_FIELDS.fullmatch(m.group("fields"))
+        if f is None:
+            stats._malformed(lineno, f"{event}: cannot read nid= (order=)", line, strict)
             return None
-        return (kswapd, int(m.group("cpu")), int(nid.group(1)), -1, -1, 0, float(m.group("ts")), lineno,
+        order = min(int(f.group(2)), 63) if f.group(2) else -1
+        return (kswapd, int(m.group("cpu")), int(f.group(1)), order, -1, 0, float(m.group("ts")), lineno,
                 -1, -1, -1, -1)
     if kind is None or m.group("sys") not in (None, b"kmem"):
         stats.skipped[f"event {event}"] += 1
@@ -690,7 +692,7 @@ def _format_fields(ev: TraceEvent) -> str:
     if kind == VMSTAT_UPDATE:
         return f"work struct {_hash_ptr(ev.cpu):016x}: function vmstat_update"
     if kind == KSWAPD_WAKE:
-        return f"nid={ev.pfn} order={max(ev.order, 0)}"
+        return f"nid={ev.pfn} order={max(ev.order, 0)}"     # the order kswapd was woken for
     if kind == KSWAPD_SLEEP:
         return f"nid={ev.pfn}"
     if ev.pfn == PFN_FAILED:

@@ -22,13 +22,13 @@ from ..kernel.config import MAX_PAGE_ORDER, PAGEBLOCK_ORDER, KernelConfig, parse
 from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
+    KSWAPD_SLEEP,
+    KSWAPD_WAKE,
     MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_ZONE_LOCKED,
     MM_PAGE_FREE,
     PFN_FAILED,
     VMSTAT_UPDATE,
-    KSWAPD_SLEEP,
-    KSWAPD_WAKE,
     TraceStats,
     read_event_batches,
     write_ftrace,
@@ -814,7 +814,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             traced_counts.add(p.by_owner)
         return p
 
-    head: list[tuple] = []
+    head: list[_Prepared] = []
     head_takes: list[list[tuple]] = []
     stream: Iterator[np.ndarray] = batches
     try:
