@@ -939,3 +939,21 @@ def test_fidelity_on_a_several_node_capture_replays_its_first_node(two_node_capt
     assert d["node"] == 0 and d["comparison"] == replay_capture(two_node_capture, node=0).comparison()
     assert f"node 0 of nodes 0, 1: `pcpemu replay {two_node_capture} --node N` replays another" in d["notes"]
     assert fidelity_on_capture(CAP, pin_pages=0)["node"] is None
+
+
+def test_a_cpu_that_came_online_during_the_capture_is_replayed(tmp_path):
+    # before-zoneinfo lists only CPU 0's pagesets (CPU 1 was offline), after-zoneinfo both.
+    import re
+    d = tmp_path / "cap"
+    d.mkdir()
+    for f in CAP.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+    text = (d / "before-zoneinfo").read_text()
+    (d / "before-zoneinfo").write_text(re.sub(r"    cpu: 1\n(?:\s+(?:count|high|batch|high_min|high_max):.*\n)+"
+                                              r"  vm stats threshold: \d+\n", "", text))
+    assert read_zoneinfo(d / "before-zoneinfo")["nr_cpus"] == 1
+    r = replay_capture(d)
+    assert r.config["cpus"] == 2 and [c["cpu"] for c in r.comparison()["per_cpu"]] == [0, 1]
+    assert any(n.startswith("CPUs came online during the capture (1 in before-zoneinfo, 2 after)")
+               for n in r.config_notes)
+    assert r.comparison()["per_cpu"][1]["refill_blocks"]["kernel"] > 0

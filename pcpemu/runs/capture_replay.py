@@ -48,12 +48,18 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     path = os.fspath(path)
     info = load_capture(path)
     rules = ReleaseRules(preset, {}, "") if preset else release_rules(info.kernel_release)
-    dump = read_zoneinfo(os.path.join(path, "before-zoneinfo"))
-    before = node_zoneinfo(dump, node)
-    after = node_zoneinfo(read_zoneinfo(os.path.join(path, "after-zoneinfo")), node)
-    base = KernelConfig.from_zoneinfo(dump, rules.preset, node, **rules.overrides)
+    dump, after_dump = (read_zoneinfo(os.path.join(path, f"{when}-zoneinfo")) for when in ("before", "after"))
+    before, after = node_zoneinfo(dump, node), node_zoneinfo(after_dump, node)
+    # A CPU that came online during the capture is in after-zoneinfo only.
+    cpus = {"cpus": after_dump["nr_cpus"]} if after_dump["nr_cpus"] > dump["nr_cpus"] else {}
+    base = KernelConfig.from_zoneinfo(dump, rules.preset, node, **rules.overrides, **cpus)
     notes = [f"rules: preset {rules.preset} (traced kernel {info.kernel_release})",
              *([f"rules: {rules.note}"] if rules.note else []), *static_differences(base, dump, node)]
+    if cpus:
+        notes.append(f"CPUs came online during the capture ({dump['nr_cpus']} in before-zoneinfo, "
+                     f"{after_dump['nr_cpus']} after): the machine has {after_dump['nr_cpus']}, theirs start with "
+                     "empty pcp lists, and the pcp limits kept are those of the CPUs online at the start "
+                     "(zone_pcp_update is not modelled)")
     notes += [f"capture: {n}" for n in info.notes]
     notes += _resized(before, after)
     ranges = _node_pfns(dump, node)

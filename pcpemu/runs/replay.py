@@ -324,7 +324,8 @@ def _check_batch(ev: np.ndarray, nr_cpus: int, stats: TraceStats, strict: bool) 
     if len(bad):
         e = ev[bad[0]]
         raise TraceFormatError(f"line {e['line']}: {EVENT_NAMES[e['kind']]} on CPU {e['cpu']}, but the "
-                               f"emulated machine has {nr_cpus} CPUs (use --cpus or --zoneinfo)")
+                               f"emulated machine has {nr_cpus} CPUs (a bare trace: use --cpus or --zoneinfo; a "
+                               "capture's CPUs are those its zoneinfo dumps list)")
     mem = (ev["kind"] == MM_PAGE_ALLOC) | (ev["kind"] == MM_PAGE_FREE)
     bad = mem & (ev["order"] > MAX_PAGE_ORDER)
     for e in ev[bad]:
