@@ -247,6 +247,12 @@ class Machine:
         cpu = self._int(cpu, "cpu", "drain_pages")
         self._core.drain_pages(cpu, cpu)
 
+    def drain_local_pages(self, zone: str, cpu: int) -> None:
+        """Empty one CPU's pcp lists of one zone, on that CPU (drain_local_pages(zone),
+        as compaction's lru_add_drain_cpu_zone does)."""
+        self._core.drain_pages_zone(self._zone_idx(zone, "drain_local_pages"),
+                                    self._int(cpu, "cpu", "drain_local_pages"))
+
     def drain_all_pages(self, zone: str | None = None, cpu: int = 0) -> None:
         """Empty every CPU's pcp lists, of one zone or all (drain_all_pages), counted on ``cpu``."""
         zi = -1 if zone is None else self._zone_idx(zone, "drain_all_pages")

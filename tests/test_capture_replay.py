@@ -491,8 +491,8 @@ def test_a_timer_on_the_traces_clock_decays_pcp_high():
 
 
 def test_kernel_work_the_capture_recorded_is_counted_not_replayed():
-    # Two compaction runs and a vmalloc area between the allocations: reported with
-    # why they matter, and the replay's figures are those of the trace without them.
+    # A vmalloc area and two compaction runs with no ends recorded between the
+    # allocations: reported, and the replay's figures are those of the trace without them.
     alloc = [_line(0, 1.0 + i * 1e-3, "mm_page_alloc", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
                    "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(4)]
     work = [_line(1, 1.0005, "mm_compaction_begin", "zone_start=0x1000 migrate_pfn=0x1000 free_pfn=0x3fe00 "
@@ -503,15 +503,48 @@ def test_kernel_work_the_capture_recorded_is_counted_not_replayed():
                   "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0")]
     text = "".join(alloc[:1] + work[:1] + alloc[1:3] + work[1:] + alloc[3:])
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
-    why = {"mm_compaction_begin": "drains", "alloc_vmap_area": "stacks"}
+    why = {"alloc_vmap_area": "stacks"}
     r = replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, pcp_prepass=0,
                                                                                    kernel_work=why))
-    assert r.untraced["kernel_work"] == [{"event": "mm_compaction_begin", "runs": 2, "why": "drains"},
-                                         {"event": "alloc_vmap_area", "runs": 1, "why": "stacks"}]
-    assert "2 mm_compaction_begin in the trace, not replayed: drains" in replay_text(r)
+    assert r.untraced["kernel_work"] == [{"event": "alloc_vmap_area", "runs": 1, "why": "stacks"}]
+    assert r.untraced["compaction"] == {"runs": 2, "drains": 0, "replayed": False}
+    text_out = replay_text(r)
+    assert "1 alloc_vmap_area in the trace, not replayed: stacks" in text_out
+    assert "compact_zone ran 2 times: its drains of the CPU's pcp not replayed" in text_out
     plain = replay(io.BytesIO("".join(alloc).encode()), {"x": Machine(_tiny())},
                    start=StartState(zi, pti, pcp_prepass=0))
     assert r.policies["x"]["total"] == plain.policies["x"]["total"] and plain.untraced["kernel_work"] == []
+
+
+def test_compactions_drains_of_the_cpus_pcp_are_replayed():
+    # CPU 0 frees 100 pages (they stay on its pcp), then compacts: a migrated page's
+    # free and the kernel's drain of the whole pcp (lru_add_drain_cpu_zone), then the end.
+    gfp = "GFP_HIGHUSER_MOVABLE"
+    lines = [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
+                   f"migratetype=1 gfp_flags={gfp}") for i in range(101)]
+    lines += [_line(0, 2.0 + i * 1e-6, "mm_page_free", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0")
+              for i in range(100)]
+    lines += [_line(0, 3.0, "mm_compaction_begin", "zone_start=0x1 migrate_pfn=0x1 free_pfn=0x3fe00 "
+                    "zone_end=0x40000, mode=sync"),
+              _line(0, 3.1, "mm_page_free", "page=00000000deadbeef pfn=0x10064 order=0")]
+    lines += [_line(0, 3.2, "mm_page_pcpu_drain", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
+                    "migratetype=1") for i in range(101)]
+    lines += [_line(0, 3.3, "mm_compaction_end", "zone_start=0x1 migrate_pfn=0x1 free_pfn=0x3fe00 "
+                    "zone_end=0x40000, mode=sync status=complete")]
+    text = "".join(lines)
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    runs = {}
+    for compaction in (False, True):
+        m = Machine(_tiny())
+        runs[compaction] = replay(io.BytesIO(text.encode()), {"x": m},
+                                  start=StartState(zi, pti, pcp_prepass=0, compaction=compaction)), m
+    (off, m_off), (on, m_on) = runs[False], runs[True]
+    zone = m_on.populated_zones[-1].name
+    assert m_on.pcp_state(zone, 0)["count"] == 0 < m_off.pcp_state(zone, 0)["count"]
+    assert on.untraced["compaction"] == {"runs": 1, "drains": 1, "replayed": True}
+    cpu0 = on.comparison()["per_cpu"][0]
+    assert cpu0["drain_calls"]["emulated"] == 1 and cpu0["drained_pages"]["emulated"] >= 101
+    assert "1 drains of a CPU's own pcp inside compact_zone" in replay_text(on)
 
 
 def test_kswapd_runs_hold_zone_reclaim_active_from_wake_to_sleep():

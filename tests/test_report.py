@@ -274,12 +274,13 @@ def test_fidelity_says_where_alloc_factor_fell():
 
 def test_fidelity_says_what_memory_pressure_made_the_kernel_do():
     from pcpemu.tools.reportrender import _fidelity_reclaim
-    (kind, text), = _fidelity_reclaim(318, {"wakes": 3, "sleeps": 2, "replayed": True})
+    (kind, text), = _fidelity_reclaim(318, 12, {"wakes": 3, "sleeps": 2, "replayed": True})
     assert kind == "p" and "drain_all_pages 318 times" in text and "kswapd ran balance_pgdat 3 times" in text
-    assert "from each wake to the sleep after it" in text
-    assert "not replayed: the capture has no kswapd sleeps" in _fidelity_reclaim(0, {"wakes": 1, "sleeps": 0,
-                                                                                      "replayed": False})[0][1]
-    assert _fidelity_reclaim(0, {"wakes": 0, "sleeps": 0, "replayed": True}) == [] and _fidelity_reclaim(0, None) == []
+    assert "from each wake to the sleep after it" in text and "emptied a CPU's pcp 12 times" in text
+    assert "not replayed: the capture has no kswapd sleeps" in _fidelity_reclaim(0, 0, {"wakes": 1, "sleeps": 0,
+                                                                                         "replayed": False})[0][1]
+    assert _fidelity_reclaim(0, 0, {"wakes": 0, "sleeps": 0, "replayed": True}) == []
+    assert _fidelity_reclaim(0, 0, None) == []
 
 
 def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():

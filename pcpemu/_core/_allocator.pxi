@@ -299,6 +299,12 @@ cdef class Allocator:
         self.check_cpu_arg(by_cpu, "drain_pages")
         drain_pages(&self.pgdat.cpu[by_cpu], &self.pgdat, cpu)
 
+    def drain_pages_zone(self, int zi, int cpu):
+        """Empty one CPU's pcp lists of one zone, on that CPU (drain_local_pages(zone))."""
+        self.check_zone_arg(zi, "drain_pages_zone")
+        self.check_cpu_arg(cpu, "drain_pages_zone")
+        drain_pages_zone(&self.pgdat.cpu[cpu], &self.pgdat, cpu, &self.pgdat.node_zones[zi])
+
     def drain_all_pages(self, int zi, int by_cpu):
         """Empty every CPU's pcp lists of one zone, or all with zi -1 (drain_all_pages)."""
         if zi != -1:

@@ -36,6 +36,8 @@ from .gfp import parse_gfp, show_gfp_flags
 
 __all__ = [
     "EVENT_DTYPE",
+    "COMPACTION_BEGIN",
+    "COMPACTION_END",
     "EVENT_NAMES",
     "KSWAPD_SLEEP",
     "KSWAPD_WAKE",
@@ -70,6 +72,11 @@ VMSTAT_UPDATE = 7
 #: holds the node.
 KSWAPD_WAKE = 8
 KSWAPD_SLEEP = 9
+#: compact_zone's start and end (compaction:mm_compaction_begin, _end), between which
+#: it empties the CPU's pcp of the zone (lru_add_drain_cpu_zone); pfn holds the
+#: zone's first pfn.
+COMPACTION_BEGIN = 10
+COMPACTION_END = 11
 
 #: Tracepoint name of each kind, indexed by kind.
 EVENT_NAMES = (
@@ -83,11 +90,15 @@ EVENT_NAMES = (
     "vmstat_update",
     "mm_vmscan_kswapd_wake",
     "mm_vmscan_kswapd_sleep",
+    "mm_compaction_begin",
+    "mm_compaction_end",
 )
 _KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
 _WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")
 _KSWAPD = {"mm_vmscan_kswapd_wake": KSWAPD_WAKE, "mm_vmscan_kswapd_sleep": KSWAPD_SLEEP}
 _KSWAPD_FIELDS = re.compile(rb"nid=(\d+)(?: order=(\d+))?\s*")
+_COMPACTION = {"mm_compaction_begin": COMPACTION_BEGIN, "mm_compaction_end": COMPACTION_END}
+_ZONE_START = re.compile(rb"zone_start=0x([0-9a-f]+) ")
 
 #: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
 PFN_FAILED = -1
@@ -537,6 +548,14 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
     if event == "workqueue_execute_start" and _WORK_VMSTAT.fullmatch(m.group("fields")):
         cpu = int(m.group("cpu"))
         return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
+    compaction = _COMPACTION.get(event)
+    if compaction is not None and m.group("sys") in (None, b"compaction"):
+        f = _ZONE_START.match(m.group("fields"))
+        if f is None:
+            stats._malformed(lineno, f"{event}: cannot read zone_start=", line, strict)
+            return None
+        return (compaction, int(m.group("cpu")), int(f.group(1), 16), -1, -1, 0, float(m.group("ts")), lineno,
+                -1, -1, -1, -1)
     kswapd = _KSWAPD.get(event)
     if kswapd is not None and m.group("sys") in (None, b"vmscan"):
         f = _KSWAPD_FIELDS.fullmatch(m.group("fields"))
@@ -695,6 +714,10 @@ def _format_fields(ev: TraceEvent) -> str:
         return f"nid={ev.pfn} order={max(ev.order, 0)}"     # the order kswapd was woken for
     if kind == KSWAPD_SLEEP:
         return f"nid={ev.pfn}"
+    if kind in (COMPACTION_BEGIN, COMPACTION_END):
+        # Only the zone's start is kept; the scanners' pfns print as it.
+        return (f"zone_start={ev.pfn:#x} migrate_pfn={ev.pfn:#x} free_pfn={ev.pfn:#x} zone_end={ev.pfn:#x}, "
+                "mode=async" + (" status=complete" if kind == COMPACTION_END else ""))
     if ev.pfn == PFN_FAILED:
         if kind != MM_PAGE_ALLOC:
             raise ValueError(f"only mm_page_alloc can fail, not {EVENT_NAMES[kind]}")

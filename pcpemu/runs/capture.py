@@ -28,8 +28,9 @@ from typing import Any
 
 from ..errors import CaptureError, CaptureLossError
 
-__all__ = ["CAPTURE_FILES", "CAPTURE_SCHEMA", "KERNEL_WORK_EVENTS", "KMEM_EVENTS", "KSWAPD_EVENTS", "PROC_SNAPSHOTS",
-           "CaptureInfo", "capture", "is_capture", "load_capture", "tracefs_problem"]
+__all__ = ["CAPTURE_FILES", "CAPTURE_SCHEMA", "COMPACTION_EVENTS", "KERNEL_WORK_EVENTS", "KMEM_EVENTS",
+           "KSWAPD_EVENTS", "PROC_SNAPSHOTS", "CaptureInfo", "capture", "is_capture", "load_capture",
+           "tracefs_problem"]
 
 #: Bumped when capture.json changes incompatibly.
 CAPTURE_SCHEMA = 1
@@ -42,8 +43,6 @@ TIMER_FILTER = "function.function == vmstat_update"
 #: not model, recorded when the kernel has the tracepoint; a replay reports how often
 #: it ran (it is not replayed).
 KERNEL_WORK_EVENTS = {
-    "compaction/mm_compaction_begin": "compaction drains the CPU's pcp lists as it goes "
-                                      "(compact_zone -> lru_add_drain_cpu_zone -> drain_local_pages)",
     "vmalloc/alloc_vmap_area": "a vmalloc area (a kernel stack: 16 KiB) takes its pages off the CPU's pcp list "
                                "through alloc_pages_bulk with no kmem event (vm_area_alloc_pages), and they are "
                                "freed only when the area is",
@@ -52,6 +51,9 @@ KERNEL_WORK_EVENTS = {
 #: while it runs (a free then lowers pcp->high and drains above 4 * batch,
 #: nr_pcp_high): a replay sets the flag from each wake to the sleep after it.
 KSWAPD_EVENTS = ("vmscan/mm_vmscan_kswapd_wake", "vmscan/mm_vmscan_kswapd_sleep")
+#: compact_zone's runs, inside which it empties the CPU's pcp of the zone
+#: (lru_add_drain_cpu_zone): a replay drains the emulated pcp at those drains.
+COMPACTION_EVENTS = ("compaction/mm_compaction_begin", "compaction/mm_compaction_end")
 PROC_SNAPSHOTS = ("zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat")
 TRACE_FILE = "trace.txt.xz"
 CAPTURE_FILES = (TRACE_FILE, "capture.json", *(f"{when}-{name}" for when in ("before", "after")
@@ -415,7 +417,7 @@ def _traced_run(out: str, command: Sequence[str], pid_only: bool, buffer_mb: int
                 notes.append(f"no vmstat_update events ({err}); replay assumes a timer every stat_interval")
             work = []
             # Whole-system only: kswapd and kcompactd are other tasks, which set_event_pid leaves out.
-            for event in () if pid_only else (*KSWAPD_EVENTS, *KERNEL_WORK_EVENTS):
+            for event in () if pid_only else (*KSWAPD_EVENTS, *COMPACTION_EVENTS, *KERNEL_WORK_EVENTS):
                 try:
                     inst.enable(event)
                     work.append(event)

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..kernel.config import KernelConfig, ReleaseRules, release_rules
 from ..kernel.procfs import read_pagetypeinfo, read_zoneinfo
 from ..kernel.zoneinfo import node_zoneinfo, static_differences
-from .capture import KERNEL_WORK_EVENTS, KSWAPD_EVENTS, TRACE_FILE, load_capture
+from .capture import COMPACTION_EVENTS, KERNEL_WORK_EVENTS, KSWAPD_EVENTS, TRACE_FILE, load_capture
 from .replay import FIGURES, OneNode, Progress, ReplayResult, StartState, replay
 
 __all__ = ["CHECKED", "check", "check_pin_pages", "comparison_text", "fidelity_on_capture", "pin_spread",
@@ -75,7 +75,8 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
         start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo"), node),
                            timer="events" if info.timer_events else info.stat_interval,
                            after_zoneinfo=after, kernel_work=work, pin_offset=pin_offset,
-                           kswapd=all(e in info.events for e in KSWAPD_EVENTS))
+                           kswapd=all(e in info.events for e in KSWAPD_EVENTS),
+                           compaction=all(e in info.events for e in COMPACTION_EVENTS))
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
                   config_notes=notes, start=start, node=None if ranges is None else OneNode(node, ranges), **kwargs)
 
@@ -225,11 +226,11 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
     :param pin_pages: the figures' range over first-drain pins moved by up to this
         many pages (:func:`pin_spread`); 0 for none.
     :return: ``{"capture", "preset", "kernel_release", "node", "drain_all",
-        "comparison": {"per_cpu": [...], "total": {...}}, "figures", "notes",
+        "compaction_drains", "comparison": {"per_cpu": [...], "total": {...}}, "figures", "notes",
         "end_state", "untraced", "timer", "pin_pages", "pin_spread"}``; each figure
         cell is ``{"kernel", "emulated", "ratio"}``, pin_spread one policy's ranges
-        (or None), node None for a one-node capture, drain_all the kernel's
-        drain_all_pages runs the replay ran.
+        (or None), node None for a one-node capture, drain_all and
+        compaction_drains the kernel's explicit drains the replay ran (runs.drains).
     """
     nodes = sorted({z["node"] for z in read_zoneinfo(os.path.join(os.fspath(path), "before-zoneinfo"))["zones"]})
     node = nodes[0] if len(nodes) > 1 else None
@@ -241,6 +242,7 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
                                     f"{os.fspath(path)} --node N` replays another"] if node is not None else [])
     return {"capture": os.fspath(path), "kernel_release": info.kernel_release, "node": node,
             "drain_all": result.replayed.get("drain_all", 0),
+            "compaction_drains": result.replayed.get("compaction_drain", 0),
             "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
             "comparison": result.comparison(label), "notes": notes,
             "end_state": (result.end_state or {}).get(label), "untraced": result.untraced,

@@ -39,7 +39,7 @@ from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
                      real_zone_ranges, seed_pcp_lists, seed_zones)
-from .drainall import DrainAll, find_drain_all
+from .drains import ExplicitDrains, find_explicit_drains
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "OneNode", "ReplayResult", "SKIP_REASONS", "StartState", "replay"]
@@ -141,17 +141,17 @@ class _Prepared(NamedTuple):
     sel: np.ndarray
     upos: np.ndarray            # the untraced frees among the ops (_Matcher.ops)
     alloc_at: tuple             # where their untraced allocations go (_untraced_alloc_at)
-    drain_all: DrainAll | None
+    explicit: ExplicitDrains | None
 
     @property
     def by_owner(self) -> np.ndarray:
-        """The events as each CPU's pcp lists saw them (DrainAll.by_owner)."""
-        return self.ev if self.drain_all is None else self.drain_all.by_owner
+        """The events as each CPU's pcp lists saw them (ExplicitDrains.by_owner)."""
+        return self.ev if self.explicit is None else self.explicit.by_owner
 
     @property
     def set_off(self) -> np.ndarray:
-        """by_owner without the drain_all_pages runs (DrainAll.hidden)."""
-        return self.ev if self.drain_all is None else self.drain_all.hidden
+        """by_owner without the explicit drains (ExplicitDrains.hidden)."""
+        return self.ev if self.explicit is None else self.explicit.hidden
 
 
 # ---------------------------------------------------------------------------------------
@@ -391,6 +391,8 @@ class StartState:
     :param pin_offset: pages added to the count each first-drain pin sets.
     :param kswapd: the trace has kswapd's wakes and sleeps, whose ZONE_RECLAIM_ACTIVE
         the replay then sets and clears.
+    :param compaction: the trace has compaction's begins and ends, between which a
+        CPU's drains are the replay's drain_local_pages.
     """
 
     zoneinfo: dict
@@ -407,6 +409,9 @@ class StartState:
     #: The capture recorded kswapd's wakes and sleeps (capture.KSWAPD_EVENTS):
     #: ZONE_RECLAIM_ACTIVE is set from each wake to the sleep after it (balance_pgdat).
     kswapd: bool = False
+    #: The capture recorded compact_zone's begins and ends (capture.COMPACTION_EVENTS):
+    #: a CPU's drains between them are compaction's drain_local_pages (runs.drains).
+    compaction: bool = False
 
 
 class _Timer:
@@ -660,12 +665,16 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
     return sync
 
 
-def _drain_all_sync(run: DrainAll.Run) -> Callable[[Machine], None]:
-    # The kernel's drain_all_pages, on the emulated machine where its run of drains
-    # begins, from the same CPU (drainall).
+def _explicit_drain_sync(run: ExplicitDrains.Run) -> Callable[[Machine], None]:
+    # The kernel's drain_all_pages or compaction's drain_local_pages, on the emulated
+    # machine where its run of drains begins, from the same CPU (runs.drains).
     def sync(m: Machine) -> None:
-        if run.zone is None or any(z.name == run.zone for z in m.populated_zones):
+        if run.zone is not None and all(z.name != run.zone for z in m.populated_zones):
+            return
+        if run.every_cpu:
             m.drain_all_pages(run.zone, run.cpu)
+        else:
+            m.drain_local_pages(run.zone, run.cpu)
     return sync
 
 
@@ -800,6 +809,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     zone_table = None if start is None else _zone_starts(start.zoneinfo)
+    compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
 
     def prepare(ev: np.ndarray) -> _Prepared:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
@@ -810,7 +820,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
         p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
-                      find_drain_all(ev, pcp_owner, zone_table))
+                      find_explicit_drains(ev, pcp_owner, zone_table, compacting))
         if traced_counts is not None:
             traced_counts.add(p.by_owner)
         return p
@@ -875,10 +885,11 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if start is not None and start.kswapd:
                 work += [(int(np.searchsorted(sel, i, side="left")), _reclaim_active_sync(bool(k == KSWAPD_WAKE)))
                          for i, k in zip(*_kswapd_events(ev))]
-            if prepared.drain_all is not None:
-                work += [(int(np.searchsorted(sel, run.at, side="left")), _drain_all_sync(run))
-                         for run in prepared.drain_all.runs]
-                replayed["drain_all"] += len(prepared.drain_all.runs)
+            if prepared.explicit is not None:
+                work += [(int(np.searchsorted(sel, run.at, side="left")), _explicit_drain_sync(run))
+                         for run in prepared.explicit.runs]
+                for run in prepared.explicit.runs:
+                    replayed["drain_all" if run.every_cpu else "compaction_drain"] += 1
             work.sort(key=lambda w: w[0])
             work.append((len(ops), None))
             if between:
@@ -926,6 +937,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "kswapd": {"wakes": stats.events["mm_vmscan_kswapd_wake"],
                                         "sleeps": stats.events["mm_vmscan_kswapd_sleep"],
                                         "replayed": start.kswapd},
+                             "compaction": {"runs": stats.events["mm_compaction_begin"],
+                                            "drains": replayed["compaction_drain"],
+                                            "replayed": start.compaction},
                              "kernel_work": [{"event": e, "runs": stats.skipped[f"event {e}"], "why": why}
                                              for e, why in start.kernel_work.items()]}
         extra["timer"] = None if timer is None else {"every": timer.every, "runs": timer.runs.tolist()}

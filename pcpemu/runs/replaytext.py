@@ -99,6 +99,10 @@ def _start_text(result: ReplayResult) -> list[str]:
         how = ("ZONE_RECLAIM_ACTIVE set from each wake to the sleep after it" if kswapd["replayed"] else
                "its ZONE_RECLAIM_ACTIVE not replayed: the capture has no mm_vmscan_kswapd_sleep to end each run")
         out.append(f"  kswapd ran balance_pgdat {kswapd['wakes']:,} times ({kswapd['sleeps']:,} sleeps): {how}")
+    compaction = u.get("compaction")
+    if compaction and compaction["runs"] and not compaction["replayed"]:
+        out.append(f"  compact_zone ran {compaction['runs']:,} times: its drains of the CPU's pcp not replayed, the "
+                   "capture has no mm_compaction_end to end each run")
     for w in u.get("kernel_work", ()):
         out.append(f"  {w['runs']:,} {w['event']} in the trace, not replayed: {w['why']}")
     if result.timer is not None:
@@ -131,6 +135,9 @@ def replay_text(result: ReplayResult) -> str:
     if result.replayed.get("drain_all"):
         out.append(f"{result.replayed['drain_all']:,} drain_all_pages in the trace (a CPU drained other CPUs' pcp "
                    "lists: direct reclaim, isolation, offlining), replayed as drain_all_pages where each began")
+    if result.replayed.get("compaction_drain"):
+        out.append(f"{result.replayed['compaction_drain']:,} drains of a CPU's own pcp inside compact_zone "
+                   "(lru_add_drain_cpu_zone), replayed as drain_local_pages where each began")
     if result.missing_frees:
         out.append(f"{result.missing_frees:,} allocations of a pfn the trace still held allocated "
                    "(its free is not in the trace; the emulated block stays allocated)")

@@ -230,16 +230,20 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
             *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
             *_fidelity_first_refills((fid.get("untraced") or {}).get("first_refills") or [], fid["policy"]),
             *_fidelity_alloc_factor_falls((fid.get("untraced") or {}).get("alloc_factor_falls") or [], fid["policy"]),
-            *_fidelity_reclaim(fid.get("drain_all", 0), (fid.get("untraced") or {}).get("kswapd")),
+            *_fidelity_reclaim(fid.get("drain_all", 0), fid.get("compaction_drains", 0),
+                               (fid.get("untraced") or {}).get("kswapd")),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
 
 
-def _fidelity_reclaim(drain_all: int, kswapd: dict[str, Any] | None) -> list[Block]:
-    # What memory pressure made the kernel do to every pcp, and how the replay followed it.
+def _fidelity_reclaim(drain_all: int, compaction_drains: int, kswapd: dict[str, Any] | None) -> list[Block]:
+    # What memory pressure made the kernel do to the pcps, and how the replay followed it.
     said = []
     if drain_all:
         said.append(f"the kernel ran drain_all_pages {drain_all:,} times (a CPU drained every CPU's pcp lists: "
                     "direct reclaim, isolation); the replay ran it where each began")
+    if compaction_drains:
+        said.append(f"compaction emptied a CPU's pcp {compaction_drains:,} times (lru_add_drain_cpu_zone); the "
+                    "replay did where each began")
     if kswapd and kswapd["wakes"]:
         said.append(f"kswapd ran balance_pgdat {kswapd['wakes']:,} times, which holds ZONE_RECLAIM_ACTIVE (a free "
                     "then drains above 4 * batch); " + ("the replay set it from each wake to the sleep after it"

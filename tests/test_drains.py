@@ -1,14 +1,15 @@
-"""drain_all_pages in a traced kernel's events (pcpemu.runs.drainall): remote drains
-found from each drained page's pcp owner, and replayed where the kernel ran them."""
+"""Drains the traced kernel ran on purpose (pcpemu.runs.drains): drain_all_pages,
+found from each drained page's pcp owner, and compaction's drain_local_pages, found
+between compact_zone's begin and end; both replayed where the kernel ran them."""
 
 import io
 
 import numpy as np
 
 import pcpemu
-from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, TraceEvent,
-                                  write_ftrace)
-from pcpemu.runs.drainall import find_drain_all
+from pcpemu.kernel.ftrace import (COMPACTION_BEGIN, COMPACTION_END, EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_FREE,
+                                  MM_PAGE_PCPU_DRAIN, TraceEvent, write_ftrace)
+from pcpemu.runs.drains import find_explicit_drains
 from pcpemu.runs.replay import _Matcher, replay
 from pcpemu.runs.replaytext import replay_text
 
@@ -35,14 +36,41 @@ def test_a_drain_of_another_cpus_pages_is_a_drain_all_pages_run():
     ])
     *_, owner = _Matcher().ops(ev)
     assert owner.tolist() == [-1, -1, -1, 0, 1, -1, 1, -1, -1, 0]
-    found = find_drain_all(ev, owner, (["DMA32", "Normal"], np.array([0x1000, 0x3000])))
-    assert [tuple(r) for r in found.runs] == [(3, 0, None)]           # pages of two zones
+    found = find_explicit_drains(ev, owner, (["DMA32", "Normal"], np.array([0x1000, 0x3000])))
+    assert [tuple(r) for r in found.runs] == [(3, 0, None, True)]     # pages of two zones
     assert found.by_owner["cpu"].tolist() == [1, 1, 0, 0, 1, 1, 1, 0, 0, 0]
     assert (found.by_owner[["kind", "pfn"]] == ev[["kind", "pfn"]]).all()
     assert found.hidden["kind"].tolist() == [MM_PAGE_FREE] * 3 + [0] * 4 + [MM_PAGE_FREE] * 2 + [MM_PAGE_PCPU_DRAIN]
-    assert find_drain_all(ev[7:], owner[7:]) is None                  # local drains only
-    one_zone = find_drain_all(ev, owner, (["DMA32", "Normal"], np.array([0x1000, 0x10000])))
-    assert [tuple(r) for r in one_zone.runs] == [(3, 0, "DMA32")]
+    assert find_explicit_drains(ev[7:], owner[7:]) is None            # local drains only
+    one_zone = find_explicit_drains(ev, owner, (["DMA32", "Normal"], np.array([0x1000, 0x10000])))
+    assert [tuple(r) for r in one_zone.runs] == [(3, 0, "DMA32", True)]
+
+
+def test_a_cpus_drain_inside_compact_zone_is_compactions_drain_local_pages():
+    ev = _batch([
+        (MM_PAGE_FREE, 0, 0x2000),          # 0
+        (COMPACTION_BEGIN, 0, 0x1000),      # 1: compact_zone of the zone at 0x1000 on CPU 0
+        (MM_PAGE_FREE, 0, 0x2001),          # 2: a migrated page freed
+        (MM_PAGE_PCPU_DRAIN, 0, 0x2000),    # 3: lru_add_drain_cpu_zone
+        (MM_PAGE_PCPU_DRAIN, 0, 0x2001),    # 4
+        (MM_PAGE_FREE, 1, 0x3000),          # 5
+        (MM_PAGE_PCPU_DRAIN, 1, 0x3000),    # 6: CPU 1 is not compacting
+        (COMPACTION_END, 0, 0x1000),        # 7
+        (MM_PAGE_FREE, 0, 0x2002),          # 8
+        (MM_PAGE_PCPU_DRAIN, 0, 0x2002),    # 9: after the end: the pcp rules' own
+        (COMPACTION_BEGIN, 1, 0x1000),      # 10: CPU 1 compacts into the next batch
+    ])
+    *_, owner = _Matcher().ops(ev)
+    zones = (["Normal"], np.array([0x1000]))
+    compacting = np.zeros(2, bool)
+    found = find_explicit_drains(ev, owner, zones, compacting)
+    assert [tuple(r) for r in found.runs] == [(3, 0, "Normal", False)]
+    assert found.hidden["kind"][3:5].tolist() == [0, 0] and found.hidden["kind"][9] == MM_PAGE_PCPU_DRAIN
+    assert compacting.tolist() == [False, True]
+    nxt = _batch([(MM_PAGE_FREE, 1, 0x3001), (MM_PAGE_PCPU_DRAIN, 1, 0x3001)])
+    *_, owner = _Matcher().ops(nxt)
+    assert [tuple(r) for r in find_explicit_drains(nxt, owner, zones, compacting).runs] == [(1, 1, "Normal", False)]
+    assert find_explicit_drains(ev, _Matcher().ops(ev)[-1], zones) is None     # no ends recorded: none taken
 
 
 def _trace(remote_drain):
