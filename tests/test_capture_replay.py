@@ -990,3 +990,31 @@ def test_a_cpu_that_came_online_during_the_capture_is_replayed(tmp_path):
     assert any(n.startswith("CPUs came online during the capture (1 in before-zoneinfo, 2 after)")
                for n in r.config_notes)
     assert r.comparison()["per_cpu"][1]["refill_blocks"]["kernel"] > 0
+
+
+def test_a_capture_replays_alike_on_a_machine_of_more_cpus(tmp_path, cap_result):
+    # The bundled capture as if taken on four CPUs with CPUs 1 and 2 idle: CPU 1's
+    # pagesets and events become CPU 3's. Each CPU's figures are the capture's own.
+    import lzma
+    import re
+    d = tmp_path / "cap"
+    d.mkdir()
+    for f in CAP.iterdir():
+        (d / f.name).write_bytes(f.read_bytes())
+
+    def four_cpus(block):
+        cpu = {c: re.search(rf"    cpu: {c}\n.*?vm stats threshold: \d+\n", block, re.S).group(0) for c in (0, 1)}
+        idle = [re.sub(r"count:\s+\d+", "count:    0", cpu[0].replace("cpu: 0", f"cpu: {n}")) for n in (1, 2)]
+        return block.replace(cpu[1], "".join(idle) + cpu[1].replace("cpu: 1", "cpu: 3"))
+    for f in ("before-zoneinfo", "after-zoneinfo"):
+        text = (d / f).read_text()
+        (d / f).write_text(re.sub(r"  pagesets\n.*?(?=  node_unreclaimable)", lambda m: four_cpus(m.group(0)),
+                                  text, flags=re.S))
+    info = json.loads((d / "capture.json").read_text())
+    (d / "capture.json").write_text(json.dumps({**info, "cpus": 4}))
+    (d / "trace.txt.xz").write_text(lzma.open(CAP / "trace.txt.xz", "rt").read().replace("[001]", "[003]"))
+    r = replay_capture(d)
+    assert r.config["cpus"] == 4
+    got, want = r.comparison()["per_cpu"], cap_result.comparison()["per_cpu"]
+    assert [got[c] for c in (0, 3)] == [{**want[c], "cpu": n} for c, n in ((0, 0), (1, 3))]
+    assert all(got[c][f]["kernel"] == got[c][f]["emulated"] == 0 for c in (1, 2) for f in FIGURES)
