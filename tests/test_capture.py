@@ -160,3 +160,23 @@ def test_lost_markers_are_counted(tmp_path):
 def test_load_capture_refuses_a_plain_directory(tmp_path):
     with pytest.raises(CaptureError, match="not a pcpemu capture"):
         cap.load_capture(tmp_path)
+
+
+def test_a_capture_json_that_is_not_a_captures_is_refused_by_name(tmp_path):
+    src = os.path.join(os.path.dirname(__file__), "data", "capture-6.18-small")
+    d = tmp_path / "cap"
+    d.mkdir()
+    for name in os.listdir(src):
+        (d / name).write_bytes(open(os.path.join(src, name), "rb").read())
+    doc = json.loads((d / "capture.json").read_text())
+    assert cap.load_capture(d).cpus == doc["cpus"]
+    del doc["cpus"]
+    (d / "capture.json").write_text(json.dumps({**doc, "colour": "blue"}))
+    with pytest.raises(CaptureError, match=r"capture.json is not a capture's: no cpus; unknown colour$"):
+        cap.load_capture(d)
+    (d / "capture.json").write_text("[1, 2]")
+    with pytest.raises(CaptureError, match="no allow_loss, buffer_kb, command"):
+        cap.load_capture(d)
+    (d / "capture.json").write_text("{")
+    with pytest.raises(CaptureError, match="cannot be read"):
+        cap.load_capture(d)

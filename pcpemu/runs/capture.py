@@ -23,7 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from ..errors import CaptureError, CaptureLossError
@@ -262,9 +262,16 @@ def load_capture(path: str | os.PathLike[str]) -> CaptureInfo:
     try:
         with open(os.path.join(path, "capture.json"), encoding="utf-8") as f:
             doc = json.load(f)
-        info = CaptureInfo(**doc)
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError) as err:
         raise CaptureError(f"{path}/capture.json cannot be read: {err}") from None
+    known = {f.name for f in fields(CaptureInfo)}
+    required = {f.name for f in fields(CaptureInfo) if f.default is MISSING and f.default_factory is MISSING}
+    keys = set(doc) if isinstance(doc, dict) else set()
+    if not isinstance(doc, dict) or required - keys or keys - known:
+        raise CaptureError(f"{path}/capture.json is not a capture's: " + "; ".join(filter(None, (
+            f"no {', '.join(sorted(required - keys))}" if required - keys else "",
+            f"unknown {', '.join(sorted(keys - known))}" if keys - known else ""))))
+    info = CaptureInfo(**doc)
     if info.schema > CAPTURE_SCHEMA:
         raise CaptureError(f"{path} is a capture of schema {info.schema}; this pcpemu reads {CAPTURE_SCHEMA}")
     missing = [n for n in CAPTURE_FILES if not os.path.exists(os.path.join(path, n))]
