@@ -95,10 +95,15 @@ EVENT_NAMES = (
 )
 _KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
 _WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")
-_KSWAPD = {"mm_vmscan_kswapd_wake": KSWAPD_WAKE, "mm_vmscan_kswapd_sleep": KSWAPD_SLEEP}
-_KSWAPD_FIELDS = re.compile(rb"nid=(\d+)(?: order=(\d+))?\s*")
-_COMPACTION = {"mm_compaction_begin": COMPACTION_BEGIN, "mm_compaction_end": COMPACTION_END}
-_ZONE_START = re.compile(rb"zone_start=0x([0-9a-f]+) ")
+_ZONE_START = re.compile(rb"zone_start=(?P<pfn>0x[0-9a-f]+) .*")
+#: The events beside the kmem ones that a replay reads: kind, subsystem, and the
+#: fields (pfn: what the row's pfn holds).
+_WORK_FIELDS = {
+    "mm_vmscan_kswapd_wake": (KSWAPD_WAKE, b"vmscan", re.compile(rb"nid=(?P<pfn>\d+) order=(?P<order>\d+)\s*")),
+    "mm_vmscan_kswapd_sleep": (KSWAPD_SLEEP, b"vmscan", re.compile(rb"nid=(?P<pfn>\d+)\s*")),
+    "mm_compaction_begin": (COMPACTION_BEGIN, b"compaction", _ZONE_START),
+    "mm_compaction_end": (COMPACTION_END, b"compaction", _ZONE_START),
+}
 
 #: The pfn of a failed mm_page_alloc (the kernel records -1UL and prints ``pfn=0x0``).
 PFN_FAILED = -1
@@ -548,22 +553,14 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
     if event == "workqueue_execute_start" and _WORK_VMSTAT.fullmatch(m.group("fields")):
         cpu = int(m.group("cpu"))
         return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
-    compaction = _COMPACTION.get(event)
-    if compaction is not None and m.group("sys") in (None, b"compaction"):
-        f = _ZONE_START.match(m.group("fields"))
+    work = _WORK_FIELDS.get(event)
+    if work is not None and m.group("sys") in (None, work[1]):
+        f = work[2].fullmatch(m.group("fields"))
         if f is None:
-            stats._malformed(lineno, f"{event}: cannot read zone_start=", line, strict)
+            stats._malformed(lineno, f"{event}: cannot read its fields", line, strict)
             return None
-        return (compaction, int(m.group("cpu")), int(f.group(1), 16), -1, -1, 0, float(m.group("ts")), lineno,
-                -1, -1, -1, -1)
-    kswapd = _KSWAPD.get(event)
-    if kswapd is not None and m.group("sys") in (None, b"vmscan"):
-        f = _KSWAPD_FIELDS.fullmatch(m.group("fields"))
-        if f is None:
-            stats._malformed(lineno, f"{event}: cannot read nid= (order=)", line, strict)
-            return None
-        order = min(int(f.group(2)), 63) if f.group(2) else -1
-        return (kswapd, int(m.group("cpu")), int(f.group(1)), order, -1, 0, float(m.group("ts")), lineno,
+        order = min(int(f.group("order")), 63) if "order" in f.re.groupindex else -1
+        return (work[0], int(m.group("cpu")), int(f.group("pfn"), 0), order, -1, 0, float(m.group("ts")), lineno,
                 -1, -1, -1, -1)
     if kind is None or m.group("sys") not in (None, b"kmem"):
         stats.skipped[f"event {event}"] += 1
