@@ -3,6 +3,9 @@ found from each drained page's pcp owner, and compaction's drain_local_pages, fo
 between compact_zone's begin and end; both replayed where the kernel ran them."""
 
 import io
+import json
+import pathlib
+import shutil
 
 import numpy as np
 
@@ -10,6 +13,7 @@ import pcpemu
 from pcpemu.kernel.ftrace import (COMPACTION_BEGIN, COMPACTION_END, EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_FREE,
                                   MM_PAGE_PCPU_DRAIN, TraceEvent, write_ftrace)
 from pcpemu.runs.drains import find_explicit_drains
+from pcpemu.runs.capture_replay import replay_capture
 from pcpemu.runs.replay import _Matcher, replay
 from pcpemu.runs.replaytext import replay_text
 
@@ -124,3 +128,53 @@ def test_frees_of_allocations_that_failed_on_the_emulated_machine_are_skipped_in
     assert free_pages() == before                # every block that was allocated came back
     m.check()
     assert f"warning: {total['alloc_failed']:,} allocations the kernel made failed" in replay_text(r)
+
+
+PRESSURE = pathlib.Path(__file__).parent / "data" / "capture-6.18-pressure"
+
+
+def _remote_drain_runs(trace):
+    # Reference: runs of a CPU's drains (back to back on it) holding a page whose last
+    # free or refill was on another CPU, read line by line.
+    import lzma
+    import re
+    pat = re.compile(r"\[(\d+)\] \S+ +[\d.]+: (mm_page_\w+): page=\S+ pfn=0x([0-9a-f]+) order=\d+(.*)$")
+    owner, runs, in_run = {}, 0, {}
+    for line in lzma.open(trace, "rt"):
+        m = pat.search(line)
+        if m is None:
+            continue
+        cpu, name, pfn = int(m.group(1)), m.group(2), int(m.group(3), 16)
+        if name != "mm_page_pcpu_drain":
+            in_run[cpu] = None
+        if name == "mm_page_free" or (name == "mm_page_alloc_zone_locked" and "percpu_refill=1" in m.group(4)):
+            owner[pfn] = cpu
+        elif name == "mm_page_alloc":
+            owner.pop(pfn, None)
+        elif name == "mm_page_pcpu_drain":
+            o = owner.pop(pfn, None)
+            if in_run.get(cpu) is None:
+                in_run[cpu] = False
+            if o is not None and o != cpu and not in_run[cpu]:
+                in_run[cpu] = True
+                runs += 1
+    return runs
+
+
+def test_a_real_pressure_capture_replays_what_the_kernel_did_to_the_pcp_lists(tmp_path):
+    r = replay_capture(PRESSURE)
+    assert r.replayed["drain_all"] == _remote_drain_runs(PRESSURE / "trace.txt.xz") > 0
+    assert r.untraced["kswapd"]["replayed"] and r.untraced["kswapd"]["wakes"] > 0
+    assert r.untraced["compaction"]["replayed"] and r.untraced["compaction"]["drains"] > 0
+    # The same capture as if kswapd's sleeps and compaction's ends were not recorded.
+    off = tmp_path / "cap"
+    shutil.copytree(PRESSURE, off)
+    info = json.loads((off / "capture.json").read_text())
+    info["events"] = [e for e in info["events"] if e not in ("vmscan/mm_vmscan_kswapd_sleep",
+                                                             "compaction/mm_compaction_end")]
+    (off / "capture.json").write_text(json.dumps(info))
+    r_off = replay_capture(off)
+    assert not r_off.untraced["kswapd"]["replayed"] and not r_off.untraced["compaction"]["replayed"]
+    on_total, off_total = r.comparison()["total"], r_off.comparison()["total"]
+    for f in ("refill_blocks", "refill_calls", "drained_pages", "drain_calls"):
+        assert abs(np.log(on_total[f]["ratio"])) < min(abs(np.log(off_total[f]["ratio"])), np.log(1.1)), f
