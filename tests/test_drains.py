@@ -107,6 +107,17 @@ def test_the_kernels_drain_all_pages_is_replayed_where_it_ran():
     assert cpu0["drained_pages"]["kernel"] == 40 and cpu0["drained_pages"]["emulated"] >= 40
     assert cpu0["drain_calls"] == {"kernel": 1, "emulated": 1, "ratio": 1.0}
     assert "1 drain_all_pages in the trace" in replay_text(drained)
+    assert "note: the trace has" not in replay_text(drained)
+
+
+def test_a_bare_trace_says_its_kswapd_and_compaction_events_are_replayed_from_a_capture():
+    events = [TraceEvent(MM_PAGE_ALLOC, 0, 0x10000, 0, 1, pcpemu.kernel.gfp.parse_gfp("GFP_KERNEL"), timestamp=1.0),
+              TraceEvent(COMPACTION_BEGIN, 0, 0x1000, -1, timestamp=1.1)]
+    out = io.StringIO()
+    write_ftrace(events, out)
+    r = replay(io.BytesIO(out.getvalue().encode()), {"split": pcpemu.KernelConfig.preset("v6.18", memory="8G")})
+    assert "note: the trace has mm_compaction_begin events; what they do to the pcp lists is replayed from a " \
+           "capture directory" in replay_text(r)
 
 
 def test_frees_of_allocations_that_failed_on_the_emulated_machine_are_skipped_in_later_batches():

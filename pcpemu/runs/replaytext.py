@@ -28,7 +28,9 @@ def _cpu_row(label: str, e: dict[str, Any], orders: list[int]) -> str:
 def _start_text(result: ReplayResult) -> list[str]:
     # What a replay from the traced kernel's state set up, and what it could not see.
     if result.start is None:
-        return []
+        shown = [e for e in ("mm_vmscan_kswapd_wake", "mm_compaction_begin") if result.events.get(e)]
+        return [f"note: the trace has {' and '.join(shown)} events; what they do to the pcp lists is replayed "
+                "from a capture directory (pcpemu replay DIR), not from a bare trace"] if shown else []
     out = ["started from the traced kernel's state:"]
     for zone, z in result.start["zones"].items():
         pcp = ", ".join(f"cpu {p['cpu']} {p['count']:,}/{p['shown_count']:,} pages high {p['high']:,}"
