@@ -788,6 +788,11 @@ def test_cli_pin_spread(capsys, cap_result):
     assert "with each first-drain pin moved by up to 1 pages (policy split):" in capsys.readouterr().out
     assert cli.main(["replay", str(CAP), "--from-boot", "--pin-spread", "1"]) == 1
     assert "give a capture directory, without --from-boot" in capsys.readouterr().err
+    # The 2N replays of a spread show their progress too: three replays, three bars run to 100%.
+    assert cli.main(["replay", str(CAP), "--progress"]) == 0
+    one = capsys.readouterr().err.count("100% ")
+    assert cli.main(["replay", str(CAP), "--pin-spread", "1", "--progress"]) == 0
+    assert one > 0 and capsys.readouterr().err.count("100% ") == 3 * one
     # A bad N fails before any replay runs: no progress, no output.
     assert cli.main(["replay", str(CAP), "--pin-spread", "0", "--progress"]) == 1
     out, err = capsys.readouterr()

@@ -159,7 +159,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 emit.close()
         if args.pin_spread is not None:
             spread = pin_spread(args.trace, args.pin_spread, measured=result, preset=args.preset, policies=policies,
-                                seed=args.seed, strict=args.strict, node=args.node)
+                                seed=args.seed, strict=args.strict, node=args.node,
+                                progress=_progress_bar if show else None)    # each of its 2N replays
     else:
         configs, notes = replay_configs(args.preset or DEFAULT_PRESET, policies, zoneinfo=args.zoneinfo,
                                         node=args.node, memory=args.memory, cpus=args.cpus, zones=args.zones,
