@@ -14,6 +14,7 @@ BLOCK_DTYPE: np.dtype
 CORE_EVENT_DTYPE: np.dtype
 CONSTANTS: dict[str, int]
 ERROR_CODES: dict[str, int]
+RECLAIM: dict[str, int]
 ERRORS: dict[int, tuple[type, str]]
 BLOCK_UNMOVABLE: int
 BLOCK_PINNED: int

@@ -136,7 +136,7 @@ class Machine:
         self._core = _core.Allocator(
             config.memory, self.zones, config.cma_base or 0, config.cma, config.cpus, pindex, pindex_order,
             config.cacheline, config.watermark_boost_factor, config.pcp_batch_scale_max, config.pcp_cma,
-            self._free_high_batch(), config.buddy_rules == "v6.10", config.reclaim == "progress",
+            self._free_high_batch(), config.buddy_rules == "v6.10", _core.RECLAIM[config.reclaim],
             next((boot_pageset(config, z) for z in self.zones if z.cma_pages), None), self._rules())
         if config.pcp_policy == "pcp_buddy":
             self._core.pcpb_enable()

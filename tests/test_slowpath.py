@@ -145,6 +145,17 @@ def test_no_force_unreserve_for_requests_that_stop_early(gfp):
     assert m.zone_state("Normal")["nr_reserved_highatomic"] == before
 
 
+def test_reclaim_traced_adds_nothing_of_its_own():
+    # A capture replay's reclaim: the kernel's drains and frees come from its trace, so
+    # a failed request neither drains the pcp lists nor gives back highatomic blocks.
+    m, n = pcp_held_on_cpu1("traced")
+    assert m.stats()["SLOWPATH_DRAIN"] == 0 and m.pcp_state("Normal", 1)["count"] > 300
+    m, atomic = atomic_reserve_then_pressure("traced")
+    assert m.alloc_pages("GFP_KERNEL", 0) is None
+    assert m.zone_state("Normal")["nr_reserved_highatomic"] == 512 and m.stats()["SLOWPATH_DRAIN"] == 0
+    m.check()
+
+
 def test_reclaim_is_checked():
-    with pytest.raises(pcpemu.ConfigError, match="reclaim: 'some' is not one of progress, none"):
+    with pytest.raises(pcpemu.ConfigError, match="reclaim: 'some' is not one of progress, none, traced"):
         pcpemu.KernelConfig(reclaim="some")

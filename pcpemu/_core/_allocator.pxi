@@ -173,7 +173,7 @@ cdef class Allocator:
     def __init__(self, unsigned long nr_pages, zones, unsigned long cma_base, unsigned long cma_pages,
                  int nr_cpus, pindex, pindex_order, int cacheline, long boost_factor,
                  int batch_scale_max, bint pcp_cma, bint free_high_batch, bint freelist_hygiene,
-                 bint reclaim_progress, boot_pageset, int rules=0):
+                 int reclaim, boot_pageset, int rules=0):
         cdef pglist_data *pgdat = &self.pgdat
         cdef int i, order, mt, nr_lists = len(pindex_order)
         if nr_lists > MAX_PCP_LISTS:
@@ -186,7 +186,7 @@ cdef class Allocator:
         pgdat.watermark_boost_factor = boost_factor
         pgdat.pcp_cma = pcp_cma
         pgdat.freelist_hygiene = freelist_hygiene
-        pgdat.reclaim_progress = reclaim_progress
+        pgdat.reclaim = reclaim
         pgdat.rules = rules
         pgdat.next_owner = 1ULL << 62      # tokens pcpemu makes; callers' own are below
         for order in range(NR_PAGE_ORDERS):

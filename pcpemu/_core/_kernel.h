@@ -344,6 +344,13 @@ struct pcp_buddy {
 	int last_route;		/* owner CPU of the last routed free (the virtual-time scheduler reads it) */
 };
 
+/* What reclaim achieves (KernelConfig.reclaim). */
+enum reclaim_outcome {
+	RECLAIM_NONE,		/* nothing: the slow path loops, then unreserves highatomic */
+	RECLAIM_PROGRESS,	/* progress: a failed retry drains every pcp and retries once */
+	RECLAIM_TRACED,		/* the traced kernel's: the slow path drains nothing of its own */
+};
+
 struct pglist_data {
 	struct zone *node_zones;	/* [MAX_NR_ZONES] */
 	struct page *mem_map;
@@ -360,8 +367,8 @@ struct pglist_data {
 	int rules;			/* RULE_* */
 	int freelist_hygiene;		/* buddy rules of v6.10-rc1's freelist migratetype
 					 * hygiene series; 0: the rules before it (v6.9) */
-	int reclaim_progress;		/* direct reclaim makes progress (page cache to
-					 * reclaim); 0: it never does */
+	int reclaim;			/* enum reclaim_outcome: what direct reclaim and
+					 * kswapd achieve */
 	int kswapd_failures;		/* kswapd runs that reclaimed nothing */
 	int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES];	/* order_to_pindex, -1: no pcp */
 	uint8_t pindex_order[MAX_PCP_LISTS];		/* pindex_to_order */

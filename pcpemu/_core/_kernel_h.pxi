@@ -228,6 +228,11 @@ cdef extern from "_kernel.h" nogil:
         uint64_t cl_hist[NR_PCP_OPS][CL_HIST]   # ops by the number of lines they touched
         uint64_t owner_seq              # threaded mode: this CPU's owner tokens
 
+    enum reclaim_outcome:
+        RECLAIM_NONE
+        RECLAIM_PROGRESS
+        RECLAIM_TRACED
+
     enum pcpemu_event_kind:
         MM_PAGE_ALLOC
         MM_PAGE_FREE
@@ -271,7 +276,7 @@ cdef extern from "_kernel.h" nogil:
         int pcp_cma
         int rules
         int freelist_hygiene            # v6.10 buddy rules; 0: v6.9's
-        int reclaim_progress            # direct reclaim makes progress
+        int reclaim                     # enum reclaim_outcome
         int kswapd_failures             # kswapd runs that reclaimed nothing
         int8_t pindex[NR_PAGE_ORDERS][MIGRATE_TYPES]
         uint8_t pindex_order[MAX_PCP_LISTS]

@@ -160,7 +160,7 @@ cdef void wakeup_kswapd(pglist_data *pgdat, int order, int highest_zoneidx) noex
         return
     for i in range(highest_zoneidx + 1):
         pgdat.node_zones[i].watermark_boost = 0
-    if pgdat.reclaim_progress:
+    if pgdat.reclaim != RECLAIM_NONE:
         return
     pgdat.kswapd_failures += 1
     while pgdat.kswapd_failures < MAX_RECLAIM_RETRIES and not pgdat_balanced(pgdat, order, highest_zoneidx):
@@ -314,9 +314,10 @@ cdef page *__alloc_pages_direct_reclaim(cpu_state *cs, pglist_data *pgdat, const
                                         int alloc_flags, int cpu, zone **zone_ret) noexcept nogil:
     # Reclaim itself frees nothing pcpemu can see; with progress, a failed
     # attempt gives back highatomic reserves, drains every pcp list and
-    # tries once more (__alloc_pages_direct_reclaim).
+    # tries once more (__alloc_pages_direct_reclaim). Traced: what reclaim
+    # freed and drained is in the trace, which a replay plays; nothing here.
     cdef page *p
-    if not pgdat.reclaim_progress:
+    if pgdat.reclaim != RECLAIM_PROGRESS:
         return NULL
     p = get_page_from_freelist(cs, pgdat, order, alloc_flags, ac, cpu, zone_ret)
     if p == NULL:
@@ -360,7 +361,7 @@ cdef page *__alloc_pages_slowpath(cpu_state *cs, pglist_data *pgdat, const alloc
             break
         if order > PAGE_ALLOC_COSTLY_ORDER and not (gfp & GFP_RETRY_MAYFAIL):
             break
-        if pgdat.reclaim_progress:
+        if pgdat.reclaim != RECLAIM_NONE:
             break
         if not should_reclaim_retry(cs, pgdat, ac, order, alloc_flags, &no_progress_loops):
             break

@@ -61,6 +61,8 @@ BUDDY_RULES = {
 RECLAIM_OUTCOMES = {
     "progress": "a failed retry after reclaim unreserves highatomic blocks, drains all pcp lists, retries once",
     "none": "no drain; should_reclaim_retry loops, then force-unreserves the highatomic reserve",
+    "traced": "the traced kernel's, played from its trace (frees, drain_all_pages): the slow path fails after "
+              "its retry at the min mark with no drain or unreserve of its own (capture replays)",
 }
 
 #: pcp policies: how the pcp lists get and give back their pages.

@@ -52,7 +52,9 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
     before, after = node_zoneinfo(dump, node), node_zoneinfo(after_dump, node)
     # A CPU that came online during the capture is in after-zoneinfo only.
     cpus = {"cpus": after_dump["nr_cpus"]} if after_dump["nr_cpus"] > dump["nr_cpus"] else {}
-    base = KernelConfig.from_zoneinfo(dump, rules.preset, node, **rules.overrides, **cpus)
+    # The kernel's reclaim and compaction show in its trace (frees, drain_all_pages,
+    # kswapd, compaction's drains); the emulated slow path adds nothing of its own.
+    base = KernelConfig.from_zoneinfo(dump, rules.preset, node, **rules.overrides, **cpus, reclaim="traced")
     notes = [f"rules: preset {rules.preset} (traced kernel {info.kernel_release})",
              *([f"rules: {rules.note}"] if rules.note else []), *static_differences(base, dump, node)]
     if cpus:
