@@ -242,8 +242,8 @@ def _fidelity_reclaim(drain_all: int, compaction_drains: int, kswapd: dict[str, 
         said.append(f"the kernel ran drain_all_pages {drain_all:,} times (a CPU drained every CPU's pcp lists: "
                     "direct reclaim, isolation); the replay ran it where each began")
     if compaction_drains:
-        said.append(f"compaction emptied a CPU's pcp {compaction_drains:,} times (lru_add_drain_cpu_zone); the "
-                    "replay did where each began")
+        said.append(f"compaction emptied a CPU's pcp {compaction_drains:,} times (lru_add_drain_cpu_zone), and the "
+                    "replay emptied the emulated one at the same points")
     if kswapd and kswapd["wakes"]:
         said.append(f"kswapd ran balance_pgdat {kswapd['wakes']:,} times, which holds ZONE_RECLAIM_ACTIVE (a free "
                     "then drains above 4 * batch); " + ("the replay set it from each wake to the sleep after it"
