@@ -29,7 +29,7 @@ from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
            "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists",
-           "seed_zones"]
+           "seed_zones", "zone_table"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -270,8 +270,8 @@ def real_zone_ranges(zoneinfo: dict) -> list[tuple[str, int, int]]:
             for z in zoneinfo["zones"] if z.get("managed") and "start_pfn" in z]
 
 
-def _zone_table(ranges: list[tuple[str, int, int]]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    # real_zone_ranges as names and the start and end pfns the per-event loops take.
+def zone_table(ranges: list[tuple[str, int, int]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """real_zone_ranges as names and the start and end pfns the per-event loops take."""
     return ([r[0] for r in ranges], np.array([r[1] for r in ranges], np.int64),
             np.array([r[2] for r in ranges], np.int64))
 
@@ -283,7 +283,7 @@ def _pcp_batches(zoneinfo: dict) -> dict[tuple[str, int], int]:
 
 
 def _zone_index(starts: np.ndarray, ends: np.ndarray, pfn: np.ndarray) -> np.ndarray:
-    # Index of the zone (of a _zone_table) each pfn lies in: the last that starts at or
+    # Index of the zone (of a zone_table) each pfn lies in: the last that starts at or
     # below it, -1 when it lies past that zone's end or below them all.
     zi = np.searchsorted(starts, pfn, side="right") - 1
     return np.where((zi >= 0) & (pfn < ends[np.maximum(zi, 0)]), zi, -1)
@@ -297,7 +297,7 @@ class TracedPcpCounts:
     trace's start. It sets how far the emulated count can follow the kernel's."""
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray) -> None:
-        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
+        self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders.astype(np.uint8)
         self.moved = np.zeros((len(self.names), nr_cpus), np.int64)
         self.before = {(z["name"], p["cpu"]): p.get("count") for z in zoneinfo["zones"] for p in z.get("pagesets", ())}
@@ -333,7 +333,7 @@ class FirstDrains:
     """
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
-        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
+        self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders
         # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
         self.full_drain = {pcp: batch << batch_scale_max for pcp, batch in _pcp_batches(zoneinfo).items()}
@@ -420,7 +420,7 @@ class AllocFactorRefills:
     """
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
-        self.names, self.starts, self.ends = _zone_table(real_zone_ranges(zoneinfo))
+        self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.batch = _pcp_batches(zoneinfo)
         self.pcp_orders = pcp_orders
         self.scale_max = batch_scale_max
@@ -514,7 +514,7 @@ class UntracedPool:
         ranges = [r for r in real_zone_ranges(zoneinfo) if r[0] in emulated_zones]
         if not ranges:
             raise ConfigError("the capture's zoneinfo shares no populated zone with the emulated machine")
-        self.names, self.starts, self.ends = _zone_table(ranges)
+        self.names, self.starts, self.ends = zone_table(ranges)
         self.block_mt = np.full(int(self.ends.max() >> PAGEBLOCK_ORDER) + 1, _MOVABLE, np.int8)
         self.cursors: dict[tuple[int, int, int], np.ndarray] = {}
         self.exhausted = 0

@@ -38,7 +38,7 @@ from ..kernel.zoneinfo import static_differences
 from .. import _replay
 from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
-                     real_zone_ranges, seed_pcp_lists, seed_zones)
+                     real_zone_ranges, seed_pcp_lists, seed_zones, zone_table)
 from .drains import ExplicitDrains, find_explicit_drains
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -691,12 +691,6 @@ def _reclaim_active_sync(active: bool) -> Callable[[Machine], None]:
     return sync
 
 
-def _zone_starts(zoneinfo: dict) -> tuple[list[str], np.ndarray]:
-    # The traced kernel's zones, by first pfn.
-    ranges = sorted(real_zone_ranges(zoneinfo), key=lambda r: r[1])
-    return [r[0] for r in ranges], np.array([r[1] for r in ranges], np.int64)
-
-
 def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
     # The emulated alloc_factor set where a kernel's order-0 refill on a (zone, cpu)
     # shows its own: the first, or one that fell with no event (kstate.AllocFactorRefills).
@@ -808,7 +802,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
                                                           first.config.pcp_batch_scale_max)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
-    zone_table = None if start is None else _zone_starts(start.zoneinfo)
+    zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
     compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
 
     def prepare(ev: np.ndarray) -> _Prepared:
@@ -820,7 +814,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
         p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
-                      find_explicit_drains(ev, pcp_owner, zone_table, compacting))
+                      find_explicit_drains(ev, pcp_owner, zone_starts, compacting))
         if traced_counts is not None:
             traced_counts.add(p.by_owner)
         return p
