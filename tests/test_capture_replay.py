@@ -547,26 +547,41 @@ def test_compactions_drains_of_the_cpus_pcp_are_replayed():
     assert "1 drains of a CPU's own pcp inside compact_zone" in replay_text(on)
 
 
-def test_kswapd_runs_hold_zone_reclaim_active_from_wake_to_sleep():
-    # CPU 0 frees 600 pages in three bursts: before kswapd wakes, while it runs, after
-    # it sleeps. While it runs (balance_pgdat), a free drains above 4 * batch
-    # (nr_pcp_high under ZONE_RECLAIM_ACTIVE), so the emulator drains in that burst only.
+def test_kswapd_runs_hold_zone_reclaim_active_from_the_wake_to_kswapds_last_event():
+    # CPU 0 frees 800 pages in four bursts of 200: (a) before kswapd wakes; (b) while
+    # balance_pgdat runs (kswapd0 frees pages of its own on CPU 1 before and after it);
+    # (c) after kswapd's last event, while it naps before its sleep; (d) after a wake
+    # that found the node balanced at once (no event of kswapd's before the next
+    # wake). Under ZONE_RECLAIM_ACTIVE a free drains above 4 * batch (nr_pcp_high), so
+    # the emulator drains in burst (b) only.
     gfp = "GFP_HIGHUSER_MOVABLE"
+
+    def kswapd(ts, event, fields):
+        return f"         kswapd0-45      [001] .....  {ts:.6f}: {event}: {fields}\n"
+
     lines = [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={0x10000 + i:#x} order=0 "
-                   f"migratetype=1 gfp_flags={gfp}") for i in range(600)]
+                   f"migratetype=1 gfp_flags={gfp}") for i in range(810)]
     burst = [[_line(0, t + i * 1e-6, "mm_page_free", f"page=00000000deadbeef pfn={0x10000 + 200 * b + i:#x} order=0")
-              for i in range(200)] for b, t in enumerate((2.0, 3.0, 4.0))]
-    wake = _line(1, 2.5, "mm_vmscan_kswapd_wake", "nid=0 order=0")
-    sleep = _line(1, 3.5, "mm_vmscan_kswapd_sleep", "nid=0")
-    text = "".join(lines + burst[0] + [wake] + burst[1] + [sleep] + burst[2])
+              for i in range(200)] for b, t in enumerate((2.0, 3.0, 4.0, 6.0))]
+    reclaim = [kswapd(t, "mm_page_free", f"page=00000000deadbeef pfn={0x10000 + 800 + i:#x} order=0")
+               for i, t in enumerate((2.9, 3.9))]
+    text = "".join(lines + burst[0] + [kswapd(2.5, "mm_vmscan_kswapd_wake", "nid=0 order=0"), reclaim[0]]
+                   + burst[1] + [reclaim[1]] + burst[2] + [kswapd(4.5, "mm_vmscan_kswapd_sleep", "nid=0"),
+                                                           kswapd(5.0, "mm_vmscan_kswapd_wake", "nid=0 order=0")]
+                   + burst[3] + [kswapd(7.0, "mm_vmscan_kswapd_sleep", "nid=0")])
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
-    off, on = (replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())},
-                      start=StartState(zi, pti, pcp_prepass=0, kswapd=kswapd)) for kswapd in (False, True))
-    assert on.untraced["kswapd"] == {"wakes": 1, "sleeps": 1, "replayed": True}
-    assert off.untraced["kswapd"]["replayed"] is False
-    assert on.policies["x"]["total"]["drains"] > off.policies["x"]["total"]["drains"]
-    assert "kswapd ran balance_pgdat 1 times (1 sleeps): ZONE_RECLAIM_ACTIVE set" in replay_text(on)
-    assert "not replayed: the capture has no mm_vmscan_kswapd_sleep" in replay_text(off)
+    drains = {}
+    for on in (False, True):
+        out = io.StringIO()
+        r = replay(io.BytesIO(text.encode()), {"x": Machine(_tiny())}, emit_trace=out,
+                   start=StartState(zi, pti, pcp_prepass=0, kswapd=on))
+        drains[on] = [float(line.split()[3].rstrip(":")) for line in out.getvalue().splitlines()
+                      if "mm_page_pcpu_drain" in line]
+    assert r.untraced["kswapd"] == {"wakes": 2, "sleeps": 2, "replayed": True, "held": 1, "balanced": 1}
+    assert drains[False] == [] and drains[True] and all(3.0 <= t < 3.9 for t in drains[True])
+    assert "kswapd ran balance_pgdat 2 times (2 sleeps): ZONE_RECLAIM_ACTIVE set for 1 runs, each from its " \
+           "wake to kswapd's last event before the next wake or sleep; 1 found the node balanced at once" \
+        in replay_text(r)
 
 
 def _tiny_zoneinfo():

@@ -320,6 +320,27 @@ def test_prefix_formats(prefix):
     assert stats.events == {"mm_page_alloc": 1}
 
 
+@pytest.mark.parametrize("prefix", [
+    "         kswapd0-45      [001] .....  1459.279645: mm_page_alloc: ",  # trace (the fast path)
+    "         kswapd1-46    (     46) [001] .....  1459.279645: mm_page_alloc: ",
+    "         kswapd0-45  [001]  1459.279645: mm_page_alloc:        ",     # trace-cmd
+    "         kswapd0    45 [001]  1459.279645: kmem:mm_page_alloc: ",     # perf script
+])
+def test_an_event_of_kswapds_task_is_marked(prefix):
+    # The replay ends each balance_pgdat run at kswapd's last event (runs.reclaim).
+    assert events_of(prefix + ALLOC_FIELDS + "\n", strict=True) == [EXPECT._replace(kswapd=1)]
+    # Another task whose name has kswapd in it, not first, is not kswapd.
+    other = prefix.replace("kswapd", "xkswapd", 1)
+    assert events_of(other + ALLOC_FIELDS + "\n", strict=True) == [EXPECT]
+    # The kswapd's own wake line (the slow path) and a write-back keep the mark.
+    wake = prefix.split(": ")[0] + ": mm_vmscan_kswapd_wake: nid=0 order=9\n"
+    ev = np.concatenate(list(read_event_batches(io.BytesIO((prefix + ALLOC_FIELDS + "\n" + wake).encode()))))
+    assert ev["kswapd"].tolist() == [1, 1]
+    out = io.StringIO()
+    write_ftrace(ev, out, header=False)
+    assert [e.kswapd for e in events_of(out.getvalue(), strict=True)] == [1, 1]
+
+
 def test_field_variants():
     p = "  kworker/u8:2-77      [000] ..... 12345.000001: "
     text = "".join([

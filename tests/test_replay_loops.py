@@ -27,7 +27,7 @@ def _events(rows):
     for i, (kind, cpu, pfn, order, mt, refill) in enumerate(rows):
         failed = kind == MM_PAGE_ALLOC and pfn < 0
         ev[i] = (kind, cpu, -1 if failed else max(pfn, 0) * 8, order, mt, 0x400 + order, 0.0, i + 1, -1, -1,
-                 refill if kind == MM_PAGE_ALLOC_ZONE_LOCKED else -1, -1)
+                 refill if kind == MM_PAGE_ALLOC_ZONE_LOCKED else -1, -1, 0)
     return ev
 
 

@@ -274,12 +274,14 @@ def test_fidelity_says_where_alloc_factor_fell():
 
 def test_fidelity_says_what_memory_pressure_made_the_kernel_do():
     from pcpemu.tools.reportrender import _fidelity_reclaim
-    (kind, text), = _fidelity_reclaim(318, 12, {"wakes": 3, "sleeps": 2, "replayed": True})
+    (kind, text), = _fidelity_reclaim(318, 12, {"wakes": 3, "sleeps": 2, "replayed": True, "held": 2,
+                                                "balanced": 1})
     assert kind == "p" and "drain_all_pages 318 times" in text and "kswapd ran balance_pgdat 3 times" in text
-    assert "from each wake to the sleep after it" in text and "emptied a CPU's pcp 12 times" in text
-    assert "not replayed: the capture has no kswapd sleeps" in _fidelity_reclaim(0, 0, {"wakes": 1, "sleeps": 0,
-                                                                                         "replayed": False})[0][1]
-    assert _fidelity_reclaim(0, 0, {"wakes": 0, "sleeps": 0, "replayed": True}) == []
+    assert "for the 2 runs kswapd reclaimed in, from the wake to kswapd's last event" in text
+    assert "emptied a CPU's pcp 12 times" in text
+    assert "; not replayed." in _fidelity_reclaim(0, 0, {"wakes": 1, "sleeps": 0, "replayed": False, "held": 0,
+                                                         "balanced": 0})[0][1]
+    assert _fidelity_reclaim(0, 0, {"wakes": 0, "sleeps": 0, "replayed": True, "held": 0, "balanced": 0}) == []
     assert _fidelity_reclaim(0, 0, None) == []
 
 

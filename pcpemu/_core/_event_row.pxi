@@ -15,10 +15,11 @@ cdef packed struct Event:
     int8_t fallback_migratetype
     int8_t percpu_refill
     int8_t change_ownership
+    int8_t kswapd
 
 _LAYOUT = (("kind", 0), ("cpu", 1), ("pfn", 3), ("order", 11), ("migratetype", 12), ("gfp", 13),
            ("timestamp", 17), ("line", 25), ("fallback_order", 33), ("fallback_migratetype", 34),
-           ("percpu_refill", 35), ("change_ownership", 36))
+           ("percpu_refill", 35), ("change_ownership", 36), ("kswapd", 37))
 
 
 def check_event_dtype(dtype):

@@ -139,6 +139,13 @@ cdef int kind_of(const uint8_t *s, Py_ssize_t p, Py_ssize_t end, Py_ssize_t *fie
     return 0
 
 
+cdef inline int8_t by_kswapd(const uint8_t *s, Py_ssize_t start, Py_ssize_t p) noexcept nogil:
+    # The line's task (first on the line) is a kswapd thread, comm kswapd<nid>.
+    while start < p and s[start] == 32:
+        start += 1
+    return has(s, start, p, b"kswapd", 6)
+
+
 cdef bint prefix(const uint8_t *s, Py_ssize_t start, Py_ssize_t p, int64_t *cpu, double *ts) noexcept nogil:
     # " [%03d] <flags> %5lu.%06lu" ending just before the ": " at p.
     cdef int64_t secs, usec
@@ -540,4 +547,5 @@ cdef class Parser:
         row.fallback_migratetype = -1
         row.percpu_refill = <int8_t>refill
         row.change_ownership = -1
+        row.kswapd = by_kswapd(s, start, p)
         return S_FULL

@@ -122,6 +122,7 @@ def trace_rows(raw, dtype):
             row[i].fallback_migratetype = ev[i].fallback_migratetype
             row[i].percpu_refill = ev[i].percpu_refill
             row[i].change_ownership = ev[i].change_ownership
+            row[i].kswapd = 0
     return out
 
 

@@ -68,8 +68,8 @@ MM_PAGE_ALLOC_EXTFRAG = 6
 #: which pcpemu capture records): refresh_cpu_vm_stats -> decay_pcp_high.
 VMSTAT_UPDATE = 7
 #: kswapd starting a run of balance_pgdat (vmscan:mm_vmscan_kswapd_wake), which sets
-#: ZONE_RECLAIM_ACTIVE, and going to sleep after it (mm_vmscan_kswapd_sleep); pfn
-#: holds the node.
+#: ZONE_RECLAIM_ACTIVE until it returns, and going to sleep (mm_vmscan_kswapd_sleep);
+#: pfn holds the node.
 KSWAPD_WAKE = 8
 KSWAPD_SLEEP = 9
 #: compact_zone's start and end (compaction:mm_compaction_begin, _end), between which
@@ -122,6 +122,7 @@ EVENT_DTYPE = np.dtype([
     ("fallback_migratetype", "i1"),  # extfrag only
     ("percpu_refill", "i1"),         # zone_locked only
     ("change_ownership", "i1"),      # extfrag only, -1 when the line does not print it
+    ("kswapd", "i1"),                # 1: the line's task is kswapd (comm kswapd<nid>), else 0
 ])
 
 _Source = Union[str, "os.PathLike[str]", BinaryIO, TextIO]
@@ -142,6 +143,7 @@ class TraceEvent(NamedTuple):
     fallback_migratetype: int = -1
     percpu_refill: int = -1
     change_ownership: int = -1
+    kswapd: int = 0
 
     @property
     def name(self) -> str:
@@ -552,7 +554,7 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
     kind = _KIND.get(event)
     if event == "workqueue_execute_start" and _WORK_VMSTAT.fullmatch(m.group("fields")):
         cpu = int(m.group("cpu"))
-        return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1)
+        return (VMSTAT_UPDATE, cpu, 0, -1, -1, 0, float(m.group("ts")), lineno, -1, -1, -1, -1, 0)
     work = _WORK_FIELDS.get(event)
     if work is not None and m.group("sys") in (None, work[1]):
         f = work[2].fullmatch(m.group("fields"))
@@ -561,7 +563,7 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
             return None
         order = min(int(f.group("order")), 63) if "order" in f.re.groupindex else -1
         return (work[0], int(m.group("cpu")), int(f.group("pfn"), 0), order, -1, 0, float(m.group("ts")), lineno,
-                -1, -1, -1, -1)
+                -1, -1, -1, -1, _by_kswapd(m))
     if kind is None or m.group("sys") not in (None, b"kmem"):
         stats.skipped[f"event {event}"] += 1
         return None
@@ -610,7 +612,13 @@ def _slow_line(line: bytes, lineno: int, stats: TraceStats, strict: bool,
         stats._malformed(lineno, f"{event}: {err}", line, strict)
         return None
     return (kind, cpu, pfn, order, mt, gfp, float(m.group("ts")), lineno, fb_order, fb_mt,
-            refill, owner)
+            refill, owner, _by_kswapd(m))
+
+
+def _by_kswapd(m: re.Match) -> int:
+    # The line's task is a kswapd thread (comm kswapd<nid>): the replay follows
+    # balance_pgdat by kswapd's own events.
+    return int(m.group("task").startswith(b"kswapd"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -753,7 +761,8 @@ def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
 
     :param events: :class:`TraceEvent` records or an EVENT_DTYPE array.
     :param file: a text file open for writing.
-    :param comm: the task name printed on every line (at most 15 characters).
+    :param comm: the task name printed on every line (at most 15 characters) but those
+        of events read off kswapd's lines, which print ``kswapd0``.
     :param pid: the pid printed on every line.
     :param header: start with the kernel's ``# tracer: nop`` header.
     :return: the number of events written.
@@ -761,13 +770,14 @@ def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
     if header:
         file.write(_HEADER)
     prefix = f"{comm[:15]:>16}-{pid:<7d} "
+    kswapd = f"{'kswapd0':>16}-{pid:<7d} "     # the task of a row read off kswapd's line
     rows = events.tolist() if isinstance(events, np.ndarray) else events
     n = 0
     for row in rows:
         ev = row if isinstance(row, TraceEvent) else TraceEvent(*row)
         usecs = round(ev.timestamp * 1e6)
         name = "workqueue_execute_start" if ev.kind == VMSTAT_UPDATE else EVENT_NAMES[ev.kind]
-        file.write(f"{prefix}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
+        file.write(f"{kswapd if ev.kswapd else prefix}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
                    f"{name}: {_format_fields(ev)}\n")
         n += 1
     return n

@@ -49,7 +49,8 @@ KERNEL_WORK_EVENTS = {
 }
 #: kswapd's runs of balance_pgdat, which holds ZONE_RECLAIM_ACTIVE on the node's zones
 #: while it runs (a free then lowers pcp->high and drains above 4 * batch,
-#: nr_pcp_high): a replay sets the flag from each wake to the sleep after it.
+#: nr_pcp_high): a replay sets the flag from each wake to kswapd's last event of the
+#: run (runs.reclaim); the sleeps are reported.
 KSWAPD_EVENTS = ("vmscan/mm_vmscan_kswapd_wake", "vmscan/mm_vmscan_kswapd_sleep")
 #: compact_zone's runs, inside which it empties the CPU's pcp of the zone
 #: (lru_add_drain_cpu_zone): a replay drains the emulated pcp at those drains.

@@ -77,7 +77,7 @@ def replay_capture(path: str | os.PathLike[str], *, preset: str | None = None,
         start = StartState(before, read_pagetypeinfo(os.path.join(path, "before-pagetypeinfo"), node),
                            timer="events" if info.timer_events else info.stat_interval,
                            after_zoneinfo=after, kernel_work=work, pin_offset=pin_offset,
-                           kswapd=all(e in info.events for e in KSWAPD_EVENTS),
+                           kswapd=KSWAPD_EVENTS[0] in info.events,
                            compaction=all(e in info.events for e in COMPACTION_EVENTS))
     return replay(os.path.join(path, TRACE_FILE), configs, seed=seed, strict=strict, progress=progress,
                   config_notes=notes, start=start, node=None if ranges is None else OneNode(node, ranges), **kwargs)

@@ -40,6 +40,7 @@ from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
                      real_zone_ranges, seed_pcp_lists, seed_zones, zone_table)
 from .drains import ExplicitDrains, find_explicit_drains
+from .reclaim import BalancePgdatRuns
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "OneNode", "ReplayResult", "SKIP_REASONS", "StartState", "replay"]
@@ -389,8 +390,8 @@ class StartState:
         capture recorded (capture.KERNEL_WORK_EVENTS, by event name), each with why it
         matters: the replay reports how often each ran.
     :param pin_offset: pages added to the count each first-drain pin sets.
-    :param kswapd: the trace has kswapd's wakes and sleeps, whose ZONE_RECLAIM_ACTIVE
-        the replay then sets and clears.
+    :param kswapd: the trace has kswapd's wakes, whose balance_pgdat runs set
+        ZONE_RECLAIM_ACTIVE (reclaim.BalancePgdatRuns).
     :param compaction: the trace has compaction's begins and ends, between which a
         CPU's drains are the replay's drain_local_pages.
     """
@@ -406,8 +407,8 @@ class StartState:
     #: drain shows). An experiment in how much the figures hang on a page of count
     #: (capture_replay.pin_spread), not a setting.
     pin_offset: int = 0
-    #: The capture recorded kswapd's wakes and sleeps (capture.KSWAPD_EVENTS):
-    #: ZONE_RECLAIM_ACTIVE is set from each wake to the sleep after it (balance_pgdat).
+    #: The capture recorded kswapd's wakes (capture.KSWAPD_EVENTS): ZONE_RECLAIM_ACTIVE
+    #: is set from each wake to kswapd's last event of its balance_pgdat run.
     kswapd: bool = False
     #: The capture recorded compact_zone's begins and ends (capture.COMPACTION_EVENTS):
     #: a CPU's drains between them are compaction's drain_local_pages (runs.drains).
@@ -678,14 +679,18 @@ def _explicit_drain_sync(run: ExplicitDrains.Run) -> Callable[[Machine], None]:
     return sync
 
 
-def _kswapd_events(ev: np.ndarray) -> tuple[list[int], list[int]]:
-    # Event indexes and kinds of kswapd's wakes and sleeps.
-    at = np.flatnonzero((ev["kind"] == KSWAPD_WAKE) | (ev["kind"] == KSWAPD_SLEEP))
-    return at.tolist(), ev["kind"][at].tolist()
+def _with_next(items: Iterator[_Prepared]) -> Iterator[tuple[_Prepared, _Prepared | None]]:
+    # Each item and the one after it (None after the last).
+    prev = next(items, None)
+    for item in items:
+        yield prev, item
+        prev = item
+    if prev is not None:
+        yield prev, None
 
 
 def _reclaim_active_sync(active: bool) -> Callable[[Machine], None]:
-    # kswapd's balance_pgdat starting (the wake) or done (the sleep after it).
+    # kswapd's balance_pgdat starting or done (reclaim.BalancePgdatRuns).
     def sync(m: Machine) -> None:
         m.set_reclaim_active(active)
     return sync
@@ -804,6 +809,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
     compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
+    kswapd = BalancePgdatRuns() if start is not None and start.kswapd else None
 
     def prepare(ev: np.ndarray) -> _Prepared:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
@@ -847,7 +853,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     if emit_trace is not None:
         write_ftrace([], emit_trace)
     try:
-        for k, prepared in enumerate(itertools.chain(head, map(prepare, stream))):
+        # Each batch with the next, prepared a batch ahead: a kswapd run the batch's end cuts ends in it.
+        for k, (prepared, after) in enumerate(_with_next(itertools.chain(head, map(prepare, stream)))):
             ev, ops, sel = prepared[:3]
             between: list[tuple[int, Callable[[Machine], None], int]] = []
             if lists is not None:
@@ -876,9 +883,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
                          for at, row in refills.find(prepared.by_owner)]
-            if start is not None and start.kswapd:
-                work += [(int(np.searchsorted(sel, i, side="left")), _reclaim_active_sync(bool(k == KSWAPD_WAKE)))
-                         for i, k in zip(*_kswapd_events(ev))]
+            if kswapd is not None:
+                work += [(int(np.searchsorted(sel, i, side="left")), _reclaim_active_sync(on))
+                         for i, on in kswapd.changes(ev, after and after.ev)]
             if prepared.explicit is not None:
                 work += [(int(np.searchsorted(sel, run.at, side="left")), _explicit_drain_sync(run))
                          for run in prepared.explicit.runs]
@@ -930,7 +937,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "pcp_takes": untraced_takes,
                              "kswapd": {"wakes": stats.events["mm_vmscan_kswapd_wake"],
                                         "sleeps": stats.events["mm_vmscan_kswapd_sleep"],
-                                        "replayed": start.kswapd},
+                                        "replayed": start.kswapd,
+                                        "held": kswapd.held if kswapd else 0,
+                                        "balanced": kswapd.balanced if kswapd else 0},
                              "compaction": {"runs": stats.events["mm_compaction_begin"],
                                             "drains": replayed["compaction_drain"],
                                             "replayed": start.compaction},

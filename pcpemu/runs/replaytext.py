@@ -98,8 +98,9 @@ def _start_text(result: ReplayResult) -> list[str]:
                    "none on (a page put on another list) only started the count again")
     kswapd = u.get("kswapd")
     if kswapd and kswapd["wakes"]:
-        how = ("ZONE_RECLAIM_ACTIVE set from each wake to the sleep after it" if kswapd["replayed"] else
-               "its ZONE_RECLAIM_ACTIVE not replayed: the capture has no mm_vmscan_kswapd_sleep to end each run")
+        how = (f"ZONE_RECLAIM_ACTIVE set for {kswapd['held']:,} runs, each from its wake to kswapd's last event "
+               f"before the next wake or sleep; {kswapd['balanced']:,} found the node balanced at once"
+               if kswapd["replayed"] else "its ZONE_RECLAIM_ACTIVE not replayed")
         out.append(f"  kswapd ran balance_pgdat {kswapd['wakes']:,} times ({kswapd['sleeps']:,} sleeps): {how}")
     compaction = u.get("compaction")
     if compaction and compaction["runs"] and not compaction["replayed"]:

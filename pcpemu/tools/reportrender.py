@@ -246,9 +246,10 @@ def _fidelity_reclaim(drain_all: int, compaction_drains: int, kswapd: dict[str, 
                     "replay emptied the emulated one at the same points")
     if kswapd and kswapd["wakes"]:
         said.append(f"kswapd ran balance_pgdat {kswapd['wakes']:,} times, which holds ZONE_RECLAIM_ACTIVE (a free "
-                    "then drains above 4 * batch); " + ("the replay set it from each wake to the sleep after it"
-                                                         if kswapd["replayed"] else
-                                                         "not replayed: the capture has no kswapd sleeps"))
+                    "then drains above 4 * batch); " + (f"the replay set it for the {kswapd['held']:,} runs "
+                                                         "kswapd reclaimed in, from the wake to kswapd's last event "
+                                                         "of the run (balance_pgdat's return has no tracepoint)"
+                                                         if kswapd["replayed"] else "not replayed"))
     return [("p", "Under memory pressure: " + "; ".join(said) + ".")] if said else []
 
 
