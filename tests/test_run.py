@@ -167,3 +167,31 @@ def test_a_bulk_alloc_op_fills_its_slot_off_the_pcp_list_untraced():
     bad["order"] = 1
     with pytest.raises(pcpemu.OpStreamError, match="order"):
         m.run(bad)
+
+
+def test_an_alloc_starts_its_zonelist_walk_at_the_traced_zone():
+    # OP_GFP_ZONE: a replay's hint of the zone the traced kernel took the block from.
+    from pcpemu.kernel.gfp import ZONE_NAMES
+    from pcpemu.machine import OP_GFP_ZONE_SHIFT
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.10", memory="8G", cpus=2))
+    ops = np.concatenate([wl.alloc_free_pairs(1, 0, "GFP_HIGHUSER_MOVABLE", slot=s)[:1] for s in range(3)])
+    normal, dma32, dma = (ZONE_NAMES.index(z) + 1 for z in ("Normal", "DMA32", "DMA"))
+    ops["gfp"] |= np.array([normal, dma32, dma], np.uint32) << OP_GFP_ZONE_SHIFT
+    pfns = m.run(ops).results
+    assert [m.page_zone(int(p)) for p in pfns] == ["Normal", "DMA32", "DMA"]
+    # A zone the gfp's zonelist does not reach leaves the whole list; a zone past
+    # MAX_NR_ZONES is refused, as on any op but an OP_ALLOC.
+    dma_only = wl.alloc_free_pairs(1, 0, "GFP_DMA", slot=3)[:1]
+    dma_only["gfp"] |= np.uint32(normal) << OP_GFP_ZONE_SHIFT
+    assert m.page_zone(int(m.run(dma_only).results[0])) == "DMA"
+    before = m.stats()
+    for bad in (dma_only.copy(), wl.alloc_free_pairs(1, 0, "GFP_KERNEL", slot=4)[:1]):
+        bad["slot"] = 5
+        bad["gfp"] |= np.uint32(7) << OP_GFP_ZONE_SHIFT
+        with pytest.raises(pcpemu.OpStreamError, match="gfp"):
+            m.run(bad)
+    bulk = wl.alloc_free_pairs(1, 0, "GFP_KERNEL", slot=6)[:1]
+    bulk["op"], bulk["gfp"] = pcpemu.machine.OP_ALLOC_BULK, bulk["gfp"] | np.uint32(dma32) << OP_GFP_ZONE_SHIFT
+    with pytest.raises(pcpemu.OpStreamError, match="gfp"):
+        m.run(bulk)
+    assert m.stats() == before

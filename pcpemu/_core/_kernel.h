@@ -293,6 +293,13 @@ enum pcpemu_opcode {
 #define PCP_REVEAL_FROM_ORDER(gfp)	(((gfp) >> 12) & 0xf)
 #define PCP_REVEAL_ALL		(1u << 16)
 
+/* A replay's, in an OP_ALLOC's gfp above its gfp bits: the zone the traced kernel
+ * took the block from, plus 1 (0: none). The zonelist walk starts at that zone, as
+ * the kernel's went on to it when the zones before failed their watermarks. */
+#define OP_GFP_ZONE_SHIFT	28
+#define OP_GFP_ZONE_MASK	(0x7u << OP_GFP_ZONE_SHIFT)
+#define OP_GFP_ZONE(gfp)	(((gfp) & OP_GFP_ZONE_MASK) >> OP_GFP_ZONE_SHIFT)
+
 /*
  * Why the core refused a request. Every check of an argument's meaning
  * returns one of these; the binding's one table turns a code into its
@@ -395,6 +402,7 @@ struct alloc_context {
 	int migratetype;
 	int alloc_flags;		/* the fast path's: low watermark, CMA, kswapd, nofragment */
 	unsigned int gfp;
+	unsigned int op_gfp;		/* an op stream's: gfp with its OP_GFP_ZONE */
 };
 
 /* The lines a pcp fast-path operation touched: bits set in cpu_state.touched. */

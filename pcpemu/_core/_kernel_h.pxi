@@ -304,12 +304,16 @@ cdef extern from "_kernel.h" nogil:
         int migratetype
         int alloc_flags
         unsigned int gfp
+        unsigned int op_gfp
 
     unsigned int PCP_REVEAL_ZONE(unsigned int gfp)
     unsigned int PCP_REVEAL_FROM(unsigned int gfp)
     unsigned int PCP_REVEAL_TO(unsigned int gfp)
     unsigned int PCP_REVEAL_FROM_ORDER(unsigned int gfp)
     unsigned int PCP_REVEAL_ALL
+    unsigned int OP_GFP_ZONE_SHIFT
+    unsigned int OP_GFP_ZONE_MASK
+    unsigned int OP_GFP_ZONE(unsigned int gfp)
 
     int pcpemu_popcount(uint64_t x)
     unsigned long pcpemu_spin_lock(int *lock)

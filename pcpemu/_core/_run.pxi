@@ -28,6 +28,13 @@ cdef enum:
     SLOT_FAILED = -2
 
 
+cdef inline int op_gfp_error(const pcpemu_op *op) noexcept nogil:
+    # An allocation's gfp: the gfp bits, and for OP_ALLOC a traced zone (OP_GFP_ZONE).
+    if op.op == OP_ALLOC and OP_GFP_ZONE(op.gfp) <= MAX_NR_ZONES:
+        return check_gfp(op.gfp & ~OP_GFP_ZONE_MASK)
+    return check_gfp(op.gfp)
+
+
 cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uint8_t *state) noexcept nogil:
     # Why validate_ops refused an op: the first rule it breaks, in this order.
     if op.op >= NR_OPS:
@@ -38,7 +45,7 @@ cdef int op_error(const pcpemu_op *op, int nr_cpus, Py_ssize_t nslots, const uin
         return PE_BAD_ORDER
     if op.op == OP_PCP_REVEAL:
         return reveal_error(op)
-    if op.op != OP_FREE and check_gfp(op.gfp):
+    if op.op != OP_FREE and op_gfp_error(op):
         return PE_BAD_GFP
     if <uint64_t>op.slot >= <uint64_t>nslots:
         return PE_BAD_SLOT
@@ -65,7 +72,7 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
         op = &ops[i]
         if op.op == OP_FREE or op_allocates(op):
             if op.cpu < nr_cpus and op.order <= MAX_PAGE_ORDER and <uint64_t>op.slot < <uint64_t>nslots \
-                    and (op.op == OP_FREE or check_gfp(op.gfp) == PE_OK) and (op.op != OP_ALLOC_BULK or op.order == 0):
+                    and (op.op == OP_FREE or op_gfp_error(op) == PE_OK) and (op.op != OP_ALLOC_BULK or op.order == 0):
                 # An alloc needs an empty slot, a free one holding its order; a slot
                 # whose allocation failed takes either.
                 if state[op.slot] == SLOT_UNREAD:
@@ -87,6 +94,22 @@ cdef int validate_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, co
     return 0
 
 
+cdef inline void prepare_op_alloc(pglist_data *pgdat, unsigned int op_gfp, alloc_context *ac) noexcept nogil:
+    # prepare_alloc_pages for an op's gfp; with a traced zone (OP_GFP_ZONE) the
+    # zonelist walk starts there, the preferred zone (and so ALLOC_NOFRAGMENT) the
+    # gfp's own. A zone not in the zonelist leaves the whole list.
+    cdef zone **zref
+    cdef unsigned int want = OP_GFP_ZONE(op_gfp)
+    prepare_alloc_pages(pgdat, op_gfp & ~OP_GFP_ZONE_MASK, ac)
+    ac.op_gfp = op_gfp
+    if want:
+        zref = ac.zonelist
+        while zref[0] != NULL and zref[0].idx != <int>want - 1:
+            zref += 1
+        if zref[0] != NULL:
+            ac.zonelist = zref
+
+
 cdef inline int64_t run_alloc(pglist_data *pgdat, const pcpemu_op *op, int64_t *slots,
                               alloc_context *ac) noexcept nogil:
     cdef cpu_state *cs = &pgdat.cpu[op.cpu]
@@ -102,8 +125,8 @@ cdef inline int64_t run_alloc(pglist_data *pgdat, const pcpemu_op *op, int64_t *
     else:
         owner = pgdat.next_owner
         pgdat.next_owner += 1
-    if ac.zonelist == NULL or op.gfp != ac.gfp:
-        prepare_alloc_pages(pgdat, op.gfp, ac)
+    if ac.zonelist == NULL or op.gfp != ac.op_gfp:
+        prepare_op_alloc(pgdat, op.gfp, ac)
     if op.op == OP_ALLOC_BULK:
         p = alloc_pages_bulk_one(cs, pgdat, ac, op.cpu, owner)
     else:
@@ -161,7 +184,7 @@ cdef void run_ops(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n, int64_
     cdef Py_ssize_t i
     cdef alloc_context ac
     ac.zonelist = NULL          # prepared at the first allocation
-    ac.gfp = 0
+    ac.op_gfp = 0
     for i in range(n):
         if pgdat.trace != NULL:
             pgdat.trace.op = i      # the op the tracepoints it fires name

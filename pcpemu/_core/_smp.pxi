@@ -110,7 +110,7 @@ cdef void vt_run(pglist_data *pgdat, const pcpemu_op *ops, const int64_t *starts
     cdef int64_t i
     cdef alloc_context ac
     ac.zonelist = NULL          # prepared at the first allocation
-    ac.gfp = 0
+    ac.op_gfp = 0
     for cpu in range(nr_streams):
         pos[cpu] = starts[cpu]
         if starts[cpu] < starts[cpu + 1]:
@@ -265,7 +265,7 @@ cdef void run_ops_shared(pglist_data *pgdat, const pcpemu_op *ops, Py_ssize_t n,
     cdef Py_ssize_t i
     cdef alloc_context ac
     ac.zonelist = NULL
-    ac.gfp = 0
+    ac.op_gfp = 0
     for i in range(n):
         if ops[i].op == OP_FREE:
             smp_wait_born(&born[ops[i].slot])

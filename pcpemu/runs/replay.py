@@ -33,10 +33,11 @@ from ..kernel.ftrace import (
     read_event_batches,
     write_ftrace,
 )
-from ..kernel.gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_BELOW_HIGH, ZONE_RECLAIM_ACTIVE, parse_gfp
+from ..kernel.gfp import (MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_BELOW_HIGH, ZONE_NAMES, ZONE_RECLAIM_ACTIVE,
+                          parse_gfp)
 from ..kernel.zoneinfo import static_differences
 from .. import _replay
-from ..machine import OP_ALLOC_BULK, OP_DTYPE, Machine, Trace
+from ..machine import OP_ALLOC_BULK, OP_DTYPE, OP_GFP_ZONE_SHIFT, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
                      real_zone_ranges, seed_pcp_lists, seed_zones, zone_table)
 from .drains import ExplicitDrains, find_explicit_drains
@@ -132,6 +133,19 @@ class _Matcher:
         fresh = np.arange(self.next_slot, self.next_slot + n - len(reuse), dtype=np.int64)
         self.next_slot += len(fresh)
         return np.concatenate((reuse, fresh))
+
+
+def _from_traced_zones(ops: np.ndarray, sel: np.ndarray, ev: np.ndarray, zones: tuple[list[str], np.ndarray]) -> None:
+    # Each allocation's zonelist walk starts at the zone the kernel took its block
+    # from (OP_GFP_ZONE): under pressure the kernel goes past zones below their
+    # watermarks, and the emulated zones' free pages follow the kernel's.
+    names, starts = zones
+    at = np.flatnonzero(ops["op"] == OP_ALLOC)
+    pfn = ev["pfn"][sel[at]]
+    z = np.searchsorted(starts, pfn, side="right") - 1
+    ok = (pfn >= 0) & (z >= 0)
+    zone = np.array([ZONE_NAMES.index(n) + 1 for n in names], np.uint32)
+    ops["gfp"][at[ok]] |= zone[z[ok]] << OP_GFP_ZONE_SHIFT
 
 
 class _Prepared(NamedTuple):
@@ -258,6 +272,8 @@ class ReplayResult:
     untraced: dict[str, Any] | None = None
     timer: dict[str, Any] | None = None
     end_state: dict[str, Any] | None = None
+    #: Per policy, each zone's free pages at the end beside after-zoneinfo's.
+    end_free: dict[str, Any] | None = None
 
     def comparison(self, policy: str | None = None) -> dict[str, Any]:
         """Kernel against emulator, per CPU and in total, for one policy (default: the first)."""
@@ -755,6 +771,14 @@ def _end_state(m: Machine, after: dict, traced: TracedPcpCounts) -> list[dict[st
     return rows
 
 
+def _end_free(m: Machine, after: dict) -> list[dict[str, Any]]:
+    # Each zone's free pages at the end, emulated beside the traced kernel's: what the
+    # trace does not show (compaction's migration targets, pcp pages lost with no
+    # event) shows here.
+    return [{"zone": z["name"], "kernel": z.get("pages_free"), "emulated": m.zone_state(z["name"])["nr_free_pages"]}
+            for z in after["zones"] if z.get("managed") and z["name"] in [p.name for p in m.populated_zones]]
+
+
 def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig | Machine], *,
            seed: int = 0, batch: int = 65536, strict: bool = False,
            emit_trace: TextIO | None = None, progress: Progress | None = None,
@@ -819,6 +843,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         kernel.add(ev)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
+        if zone_starts is not None:
+            _from_traced_zones(ops, sel, ev, zone_starts)
         p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
                       find_explicit_drains(ev, pcp_owner, zone_starts, compacting))
         if traced_counts is not None:
@@ -949,6 +975,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         if start.after_zoneinfo is not None:
             extra["end_state"] = {label: _end_state(m, start.after_zoneinfo, traced_counts)
                                   for label, m in machines.items()}
+            extra["end_free"] = {label: _end_free(m, start.after_zoneinfo) for label, m in machines.items()}
     return ReplayResult(
         trace=name, lines=stats.lines, skipped_lines=dict(stats.skipped),
         events_read=sum(events.values()), events=dict(events), replayed=dict(replayed),

@@ -122,6 +122,9 @@ def _start_text(result: ReplayResult) -> list[str]:
                     f" (events alone {c['traced']:,}: {c['kernel'] - c['traced']:+,} with no event)"
                 out.append(f"    {label} {r['zone']} cpu {r['cpu']}: count {c['emulated']:,} against {c['kernel']:,}"
                            f"{moved}, high {r['high']['emulated']:,} against {r['high']['kernel']:,}")
+    for label, zones in (result.end_free or {}).items():
+        out.append(f"    {label} free pages at the end: " + ", ".join(
+            f"{z['zone']} {z['emulated']:,} against {z['kernel']:,}" for z in zones if z["kernel"] is not None))
     return out
 
 
