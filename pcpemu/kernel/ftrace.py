@@ -777,7 +777,8 @@ def write_ftrace(events: Iterable[TraceEvent] | np.ndarray, file: TextIO, *,
         ev = row if isinstance(row, TraceEvent) else TraceEvent(*row)
         usecs = round(ev.timestamp * 1e6)
         name = "workqueue_execute_start" if ev.kind == VMSTAT_UPDATE else EVENT_NAMES[ev.kind]
-        file.write(f"{kswapd if ev.kswapd else prefix}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
+        head = kswapd if ev.kswapd else prefix
+        file.write(f"{head}[{ev.cpu:03d}] ..... {usecs // 1000000:5d}.{usecs % 1000000:06d}: "
                    f"{name}: {_format_fields(ev)}\n")
         n += 1
     return n
