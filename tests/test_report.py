@@ -272,6 +272,14 @@ def test_fidelity_says_where_alloc_factor_fell():
     assert _fidelity_alloc_factor_falls(rows, "single") == [] and _fidelity_alloc_factor_falls([], "split") == []
 
 
+def test_fidelity_gives_each_zones_free_pages_at_the_end():
+    from pcpemu.tools.reportrender import _fidelity_end_free
+    (kind, text), = _fidelity_end_free([{"zone": "DMA32", "kernel": 25395, "emulated": 25907},
+                                        {"zone": "Normal", "kernel": None, "emulated": 10}])
+    assert kind == "p" and "DMA32 25,907 against the kernel's 25,395" in text and "Normal" not in text
+    assert _fidelity_end_free([]) == []
+
+
 def test_fidelity_says_what_memory_pressure_made_the_kernel_do():
     from pcpemu.tools.reportrender import _fidelity_reclaim
     (kind, text), = _fidelity_reclaim(318, 12, {"wakes": 3, "sleeps": 2, "replayed": True, "held": 2,

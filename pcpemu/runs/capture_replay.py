@@ -229,7 +229,7 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
         many pages (:func:`pin_spread`); 0 for none.
     :return: ``{"capture", "preset", "kernel_release", "node", "drain_all",
         "compaction_drains", "comparison": {"per_cpu": [...], "total": {...}}, "figures", "notes",
-        "end_state", "untraced", "timer", "pin_pages", "pin_spread"}``; each figure
+        "end_state", "end_free", "untraced", "timer", "pin_pages", "pin_spread"}``; each figure
         cell is ``{"kernel", "emulated", "ratio"}``, pin_spread one policy's ranges
         (or None), node None for a one-node capture, drain_all and
         compaction_drains the kernel's explicit drains the replay ran (runs.drains).
@@ -247,6 +247,7 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
             "compaction_drains": result.replayed.get("compaction_drain", 0),
             "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
             "comparison": result.comparison(label), "notes": notes,
-            "end_state": (result.end_state or {}).get(label), "untraced": result.untraced,
+            "end_state": (result.end_state or {}).get(label), "end_free": (result.end_free or {}).get(label),
+            "untraced": result.untraced,
             "timer": result.timer, "pin_pages": pin_pages,
             "pin_spread": None if spread is None else spread["policies"][label]}

@@ -226,6 +226,7 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
                        *([] if spread is None else [f"emulated, pins ±{fid['pin_pages']}"])],
              _fidelity_rows(fid["comparison"], fid["figures"], spread)),
             *_fidelity_end_state(fid.get("end_state") or []),
+            *_fidelity_end_free(fid.get("end_free") or []),
             *_fidelity_first_drains((fid.get("untraced") or {}).get("first_drains") or [], fid["policy"]),
             *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
             *_fidelity_first_refills((fid.get("untraced") or {}).get("first_refills") or [], fid["policy"]),
@@ -330,6 +331,17 @@ def _fidelity_end_state(rows: list[dict[str, Any]]) -> list[Block]:
                   "(alloc_pages_bulk, or the count changing between the zoneinfo read and the trace); a drain "
                   "comes when count reaches high, so it shifts the kernel's drains against the emulator's."),
             ("table", ["zone", "CPU", "kernel", "emulated", "events alone", "with no event"], cells)]
+
+
+def _fidelity_end_free(zones: list[dict[str, Any]]) -> list[Block]:
+    # Each zone's free pages at the end: pages the kernel took or gave with no event
+    # (compaction's migration targets, memory resized) show here.
+    said = [f"{z['zone']} {z['emulated']:,} against the kernel's {z['kernel']:,}" for z in zones
+            if z["kernel"] is not None]
+    return [("p", "Free pages at the end, emulated against after-zoneinfo's: " + "; ".join(said) + ". Each "
+                  "allocation came from the zone the kernel took it from; the rest moved with no event: "
+                  "compaction's migration targets (a zone it ran in keeps more free pages than the kernel's), "
+                  "or free blocks the starting state could not place (the notes say where).")] if said else []
 
 
 def _appendix_layout(rep: dict[str, Any]) -> list[Block]:
