@@ -50,6 +50,31 @@ def test_a_drain_of_another_cpus_pages_is_a_drain_all_pages_run():
     assert [tuple(r) for r in one_zone.runs] == [(3, 0, "DMA32", True)]
 
 
+def test_a_few_pages_of_another_cpu_in_a_cpus_own_drain_do_not_make_a_drain_all_pages():
+    # A page whose free the trace shows on CPU 1 can sit on CPU 0's list (the task
+    # moved between free_pages_prepare and the pcp commit): one such page in a run of
+    # CPU 0's own drains is not drain_all_pages; as many as CPU 0's own, or a batch, are.
+    def run(foreign, own):
+        rows = [(MM_PAGE_FREE, 1, 0x1000 + i) for i in range(foreign)]
+        rows += [(MM_PAGE_FREE, 0, 0x2000 + i) for i in range(own)]
+        rows += [(MM_PAGE_PCPU_DRAIN, 0, 0x2000 + i) for i in range(own // 2)]
+        rows += [(MM_PAGE_PCPU_DRAIN, 0, 0x1000 + i) for i in range(foreign)]
+        rows += [(MM_PAGE_PCPU_DRAIN, 0, 0x2000 + i) for i in range(own // 2, own)]
+        ev = _batch(rows)
+        return find_explicit_drains(ev, _Matcher().ops(ev)[-1])
+    assert run(1, 62) is None and run(28, 100) is None
+    assert [r.every_cpu for r in run(30, 30).runs] == [True]
+    assert [r.every_cpu for r in run(63, 500).runs] == [True]
+
+
+def test_a_batched_free_puts_its_page_on_the_pcp_of_the_cpu_that_commits_it():
+    # free_unref_folios traces mm_page_free in free_pages_prepare and commits each folio
+    # (mm_page_free_batched) on the CPU it runs on then.
+    from pcpemu.kernel.ftrace import MM_PAGE_FREE_BATCHED
+    ev = _batch([(MM_PAGE_FREE, 0, 0x1000), (MM_PAGE_FREE_BATCHED, 1, 0x1000), (MM_PAGE_PCPU_DRAIN, 1, 0x1000)])
+    assert _Matcher().ops(ev)[-1].tolist() == [-1, -1, 1]
+
+
 def test_a_cpus_drain_inside_compact_zone_is_compactions_drain_local_pages():
     ev = _batch([
         (MM_PAGE_FREE, 0, 0x2000),          # 0
@@ -145,30 +170,38 @@ PRESSURE = pathlib.Path(__file__).parent / "data" / "capture-6.18-pressure"
 
 
 def _remote_drain_runs(trace):
-    # Reference: runs of a CPU's drains (back to back on it) holding a page whose last
-    # free or refill was on another CPU, read line by line.
+    # Reference: runs of a CPU's drains (back to back on it) whose pages another CPU's
+    # free (its commit, mm_page_free_batched, where there is one) or refill put on its
+    # list are at least as many as the CPU's own known ones, or a batch (63), read
+    # line by line.
     import lzma
     import re
-    pat = re.compile(r"\[(\d+)\] \S+ +[\d.]+: (mm_page_\w+): page=\S+ pfn=0x([0-9a-f]+) order=\d+(.*)$")
-    owner, runs, in_run = {}, 0, {}
+    pat = re.compile(r"\[(\d+)\] \S+ +[\d.]+: (mm_page_\w+): page=\S+ pfn=0x([0-9a-f]+) order=(\d+)(.*)$")
+    owner, runs, pages = {}, 0, {}
+
+    def close(cpu):
+        nonlocal runs
+        foreign, own = pages.pop(cpu, (0, 0))
+        runs += foreign >= 63 or 0 < foreign >= own
+
     for line in lzma.open(trace, "rt"):
         m = pat.search(line)
         if m is None:
             continue
-        cpu, name, pfn = int(m.group(1)), m.group(2), int(m.group(3), 16)
+        cpu, name, pfn, order = int(m.group(1)), m.group(2), int(m.group(3), 16), int(m.group(4))
         if name != "mm_page_pcpu_drain":
-            in_run[cpu] = None
-        if name == "mm_page_free" or (name == "mm_page_alloc_zone_locked" and "percpu_refill=1" in m.group(4)):
+            close(cpu)
+        if name in ("mm_page_free", "mm_page_free_batched") or (name == "mm_page_alloc_zone_locked"
+                                                                and "percpu_refill=1" in m.group(5)):
             owner[pfn] = cpu
         elif name == "mm_page_alloc":
             owner.pop(pfn, None)
         elif name == "mm_page_pcpu_drain":
             o = owner.pop(pfn, None)
-            if in_run.get(cpu) is None:
-                in_run[cpu] = False
-            if o is not None and o != cpu and not in_run[cpu]:
-                in_run[cpu] = True
-                runs += 1
+            foreign, own = pages.get(cpu, (0, 0))
+            pages[cpu] = (foreign + (o is not None and o != cpu) * (1 << order), own + (o == cpu) * (1 << order))
+    for cpu in list(pages):
+        close(cpu)
     return runs
 
 

@@ -173,6 +173,12 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                 s = e.slot
             elif k == MM_PAGE_FREE_BATCHED:
                 counts[1] += 1
+                if pfn[i] >= 0:
+                    # free_unref_folios puts the page on the pcp of the CPU it commits
+                    # on, which is not its mm_page_free's when the task moved between.
+                    e = table.get(pfn[i])
+                    if e.state == FREED:
+                        e.pcp_cpu = cpu[i]
                 continue
             elif k == MM_PAGE_FREE:
                 e = table.get(pfn[i])
