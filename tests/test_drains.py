@@ -172,8 +172,8 @@ PRESSURE = pathlib.Path(__file__).parent / "data" / "capture-6.18-pressure"
 def _remote_drain_runs(trace):
     # Reference: runs of a CPU's drains (back to back on it) whose pages another CPU's
     # free (its commit, mm_page_free_batched, where there is one) or refill put on its
-    # list are at least as many as the CPU's own known ones, or a batch (63), read
-    # line by line.
+    # list are at least as many as the rest (its own, and those of no known owner), or
+    # a batch (63), read line by line.
     import lzma
     import re
     pat = re.compile(r"\[(\d+)\] \S+ +[\d.]+: (mm_page_\w+): page=\S+ pfn=0x([0-9a-f]+) order=(\d+)(.*)$")
@@ -199,7 +199,8 @@ def _remote_drain_runs(trace):
         elif name == "mm_page_pcpu_drain":
             o = owner.pop(pfn, None)
             foreign, own = pages.get(cpu, (0, 0))
-            pages[cpu] = (foreign + (o is not None and o != cpu) * (1 << order), own + (o == cpu) * (1 << order))
+            remote = o is not None and o != cpu
+            pages[cpu] = (foreign + remote * (1 << order), own + (not remote) * (1 << order))
     for cpu in list(pages):
         close(cpu)
     return runs

@@ -10,8 +10,8 @@ lists need around them.
   cma_alloc) and memory offlining call it. A drain of a page whose last free or
   refill was on another CPU (_replay.match's pcp owner) is such a remote drain; the
   caller drains every CPU's lists, its own too, in one run of drain events. A run
-  is taken as one when other CPUs' pages are at least as many as the caller's known
-  ones, or a batch (_WHOLE_PCP).
+  is taken as one when other CPUs' pages are at least as many as the rest (the
+  caller's, and those of no known owner), or a batch (_WHOLE_PCP).
 - compaction's drain_local_pages. compact_zone, for a request of order > 0, empties
   the CPU's pcp of the zone it compacts (lru_add_drain_cpu_zone) when its migration
   scanner has migrated pages and moved on to the next block, so that the freed pages
@@ -30,7 +30,7 @@ from ..kernel.ftrace import COMPACTION_BEGIN, COMPACTION_END, MM_PAGE_PCPU_DRAIN
 __all__ = ["ExplicitDrains", "find_explicit_drains"]
 
 #: Pages of another CPU's that make a run of drains drain_all_pages even when the
-#: caller's own pages outnumber them: a batch (pcp->batch is at most 63 with 4 KiB
+#: rest of the run outnumbers them: a batch (pcp->batch is at most 63 with 4 KiB
 #: pages, zone_batchsize). A page whose free the trace shows on one CPU can sit on
 #: another's list (its task moved between free_pages_prepare and the pcp commit), and
 #: a run of the pcp rules' own drains then holds one or a few such pages (p12-hold: 1
@@ -87,7 +87,7 @@ def find_explicit_drains(ev: np.ndarray, pcp_owner: np.ndarray, zones: tuple[lis
         ends = np.r_[firsts[1:], len(at)]
         pages = (1 << ev["order"][mine][at].astype(np.int64))
         foreign = np.add.reduceat(pages * remote[mine][at], firsts)
-        own = np.add.reduceat(pages * (pcp_owner[mine][at] == c), firsts)
+        own = np.add.reduceat(pages * ~remote[mine][at], firsts)     # the caller's, or of no known owner
         is_remote = (foreign >= own) & (foreign > 0) | (foreign >= _WHOLE_PCP)
         for k in np.flatnonzero(is_remote | inside[at[firsts]]).tolist():
             members = mine[at[firsts[k]:ends[k]]]
