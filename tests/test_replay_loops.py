@@ -43,7 +43,8 @@ class RefMatcher:
     def __init__(self, untraced):
         self.untraced = untraced
         self.live = {}                  # pfn -> (slot, order) of a live traced allocation
-        self.on_pcp = {}                # pfn -> the CPU of its last free or refill, since its last alloc or drain
+        self.on_pcp = {}                # pfn -> the CPU of its last free (commit) or refill, since its last alloc or drain
+        self.allocated = set()          # pfns whose last alloc or free was an alloc
         self.pool, self.next = [], 0
         self.counts = dict.fromkeys(_replay.MATCH_COUNTS, 0)
 
@@ -61,10 +62,15 @@ class RefMatcher:
         for i, e in enumerate(ev):
             kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
             self.pcp_owner.append(self.on_pcp.pop(pfn, -1) if kind == MM_PAGE_PCPU_DRAIN else -1)
-            if kind == MM_PAGE_FREE or (kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1):
+            if kind == MM_PAGE_FREE or (kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1) \
+                    or (kind == MM_PAGE_FREE_BATCHED and pfn >= 0 and pfn not in self.allocated):
                 self.on_pcp[pfn] = int(e["cpu"])
             elif kind == MM_PAGE_ALLOC and pfn >= 0:
                 self.on_pcp.pop(pfn, None)
+            if kind == MM_PAGE_ALLOC and pfn >= 0:
+                self.allocated.add(pfn)
+            elif kind == MM_PAGE_FREE:
+                self.allocated.discard(pfn)
             if kind == MM_PAGE_ALLOC and pfn < 0:
                 self.counts["failed_alloc"] += 1
             elif kind == MM_PAGE_FREE_BATCHED:
