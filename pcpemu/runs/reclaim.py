@@ -18,7 +18,7 @@ import numpy as np
 
 from ..kernel.ftrace import KSWAPD_SLEEP, KSWAPD_WAKE
 
-__all__ = ["BalancePgdatRuns"]
+__all__ = ["BalancePgdatRuns", "wakes_and_sleeps"]
 
 
 class BalancePgdatRuns:
@@ -63,14 +63,19 @@ class BalancePgdatRuns:
         return out
 
 
+def wakes_and_sleeps(ev: np.ndarray) -> np.ndarray:
+    """Per event: a kswapd wake or sleep (pfn holds the node)."""
+    return (ev["kind"] == KSWAPD_WAKE) | (ev["kind"] == KSWAPD_SLEEP)
+
+
 def _marks(ev: np.ndarray) -> np.ndarray:
     # kswapd's wakes and sleeps.
-    return np.flatnonzero((ev["kind"] == KSWAPD_WAKE) | (ev["kind"] == KSWAPD_SLEEP))
+    return np.flatnonzero(wakes_and_sleeps(ev))
 
 
 def _own(ev: np.ndarray) -> np.ndarray:
     # kswapd's kmem events: its reclaim at work.
-    return np.flatnonzero((ev["kswapd"] == 1) & (ev["kind"] != KSWAPD_WAKE) & (ev["kind"] != KSWAPD_SLEEP))
+    return np.flatnonzero((ev["kswapd"] == 1) & ~wakes_and_sleeps(ev))
 
 
 def _runs_on(after: np.ndarray) -> bool:

@@ -22,8 +22,6 @@ from ..kernel.config import MAX_PAGE_ORDER, PAGEBLOCK_ORDER, KernelConfig, parse
 from ..errors import ConfigError, TraceFormatError
 from ..kernel.ftrace import (
     EVENT_NAMES,
-    KSWAPD_SLEEP,
-    KSWAPD_WAKE,
     MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_ZONE_LOCKED,
     MM_PAGE_FREE,
@@ -41,7 +39,7 @@ from ..machine import OP_ALLOC_BULK, OP_DTYPE, OP_GFP_ZONE_SHIFT, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
                      real_zone_ranges, seed_pcp_lists, seed_zones, zone_table)
 from .drains import ExplicitDrains, find_explicit_drains
-from .reclaim import BalancePgdatRuns
+from .reclaim import BalancePgdatRuns, wakes_and_sleeps
 from .workloads import OP_ALLOC, OP_FREE
 
 __all__ = ["FIGURES", "OneNode", "ReplayResult", "SKIP_REASONS", "StartState", "replay"]
@@ -367,7 +365,7 @@ def _on_node(ev: np.ndarray, node: OneNode, stats: TraceStats) -> np.ndarray:
     # One node of a several-node capture: the events on its pages, its kswapd's, the
     # vmstat worker's runs and failed allocations (no page); the others are counted
     # as skipped.
-    kswapd = (ev["kind"] == KSWAPD_WAKE) | (ev["kind"] == KSWAPD_SLEEP)
+    kswapd = wakes_and_sleeps(ev)
     keep = (ev["kind"] == VMSTAT_UPDATE) | (ev["pfn"] < 0) | (kswapd & (ev["pfn"] == node.nid))
     for lo, hi in node.pfns:
         keep |= ~kswapd & (ev["pfn"] >= lo) & (ev["pfn"] < hi)
