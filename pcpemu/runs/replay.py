@@ -752,13 +752,17 @@ def _grow(zone: str, nr_pages: int, params: Any, cpu: int, on_demand: bool) -> C
     return lambda m: m.grow_zone(zone, nr_pages, params, cpu, on_demand=on_demand)
 
 
+def _emulated_zones(m: Machine, after: dict) -> list[dict]:
+    # The after-zoneinfo zones the emulated machine has too.
+    names = {p.name for p in m.populated_zones}
+    return [z for z in after["zones"] if z.get("managed") and z["name"] in names]
+
+
 def _end_state(m: Machine, after: dict, traced: TracedPcpCounts) -> list[dict[str, Any]]:
     # The emulator's pcp lists at the end beside the traced kernel's after the trace,
     # and the count the kernel's events alone lead to.
     rows = []
-    for z in after["zones"]:
-        if not z.get("managed") or z["name"] not in [p.name for p in m.populated_zones]:
-            continue
+    for z in _emulated_zones(m, after):
         for p in z["pagesets"]:
             if p["cpu"] < m.config.cpus:
                 e = m.pcp_state(z["name"], p["cpu"])
@@ -774,7 +778,7 @@ def _end_free(m: Machine, after: dict) -> list[dict[str, Any]]:
     # trace does not show (compaction's migration targets, pcp pages lost with no
     # event) shows here.
     return [{"zone": z["name"], "kernel": z.get("pages_free"), "emulated": m.zone_state(z["name"])["nr_free_pages"]}
-            for z in after["zones"] if z.get("managed") and z["name"] in [p.name for p in m.populated_zones]]
+            for z in _emulated_zones(m, after)]
 
 
 def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, KernelConfig | Machine], *,
