@@ -262,27 +262,26 @@ def read_pagetypeinfo(path_or_text: str | os.PathLike[str], node: int | None = N
         if line.startswith("Page block order:"):
             order = int(line.split(":")[1])
             continue
-        m = _PTI_FREE.match(line) or _PTI_BLOCKS.match(line)
+        free, blocks = _PTI_FREE.match(line), _PTI_BLOCKS.match(line)
+        m = free or blocks
         if m:
             nodes.add(int(m.group(1)))
             if node is not None and int(m.group(1)) != node:
                 continue
-        m = _PTI_FREE.match(line)
-        if m:
-            zone = zones.setdefault(m.group(2), {"free": {}, "blocks": {}})
-            zone["free"][m.group(3)] = [int(v.lstrip(">")) for v in m.group(4).split()]
+        if free:
+            zone = zones.setdefault(free.group(2), {"free": {}, "blocks": {}})
+            zone["free"][free.group(3)] = [int(v.lstrip(">")) for v in free.group(4).split()]
             continue
         m = _PTI_BLOCKS_HEAD.match(line)
         if m:
             block_types = m.group(1).split()
             continue
-        m = _PTI_BLOCKS.match(line)
-        if m and block_types is not None:
-            counts = [int(v) for v in m.group(3).split()]
+        if blocks and block_types is not None:
+            counts = [int(v) for v in blocks.group(3).split()]
             if len(counts) != len(block_types):
                 raise TraceFormatError(f"pagetypeinfo line {lineno}: {len(counts)} block counts for "
                                        f"{len(block_types)} types")
-            zones.setdefault(m.group(2), {"free": {}, "blocks": {}})["blocks"] = dict(zip(block_types, counts))
+            zones.setdefault(blocks.group(2), {"free": {}, "blocks": {}})["blocks"] = dict(zip(block_types, counts))
     if node is None and len(nodes) > 1:
         raise TraceFormatError(f"pagetypeinfo: nodes {', '.join(map(str, sorted(nodes)))}; name the node to read")
     if not zones or block_types is None:
