@@ -182,7 +182,8 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
     # PcpLists.reveals event by event: per (zone, cpu, list) the balance, the deepest
     # dip, and what it held at the start, known at a refill (just before) or at a drain
     # that the next event on its CPU, a drain from another list, shows emptied (just
-    # after); and the reveals: a new dip on a list other than the waiting one (rest)
+    # after), as it shows every list of the zone it passed over to a higher pindex; and
+    # the reveals: a new dip on a list other than the waiting one (rest)
     # while left has a block, and everything on rest once it is known; one found at a
     # drain goes before the frees (and vmstat runs) on its CPU that led up to the drain
     # run, from the batch's start at most. And the untraced takes: at the first block
@@ -224,6 +225,13 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
             nxt = next((j for j in range(i + 1, len(ev)) if ev[j]["cpu"] == c), None)
             emptied = (ev[i]["kind"] == MM_PAGE_PCPU_DRAIN and nxt is not None and keys[nxt] is not None
                        and ev[nxt]["kind"] == MM_PAGE_PCPU_DRAIN and keys[nxt][:3] != k[:3])
+            prv = next((j for j in range(i - 1, -1, -1) if ev[j]["cpu"] == c), None)
+            if ev[i]["kind"] == MM_PAGE_PCPU_DRAIN and prv is not None and keys[prv] is not None \
+                    and ev[prv]["kind"] == MM_PAGE_PCPU_DRAIN and keys[prv][:2] == (z, c) and keys[prv][2] < li:
+                for skip in range(keys[prv][2] + 1, li):
+                    if exact[z, c, skip] < 0:
+                        exact[z, c, skip] = max(-bal[z, c, skip], 0)
+                        _ref_move_rest(rows, at[at_row], at_row, z, c, skip, chain, exact, rest)
             before = bal[z, c, li]
             if refill and refilling.get(c) != (z, li):
                 refilling[c] = (z, li)
@@ -241,14 +249,19 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
                         rows.append((at[at_row], 2 * at_row, z, c, rest[z, c], li, 0))
             if exact[z, c, li] < 0 and emptied:
                 exact[z, c, li] = max(-bal[z, c, li], 0)
-            if li == rest[z, c] and exact[z, c, li] >= 0:
-                nxt_rest = [k for k in chain if exact[z, c, k] < 0]
-                if nxt_rest:
-                    rows.append((at[at_row], 2 * at_row, z, c, li, nxt_rest[0], 1))
-                    rest[z, c] = nxt_rest[0]
+            _ref_move_rest(rows, at[at_row], at_row, z, c, li, chain, exact, rest)
         out.append(np.array(rows, np.int64).reshape(-1, 7))
         takes.append(np.array(taken, np.int64).reshape(-1, 5))
     return bal, need, exact, out, takes
+
+
+def _ref_move_rest(rows, at, row, z, c, li, chain, exact, rest):
+    # rest known empty: what is left on it moves to the first list of chain not known.
+    if li == rest[z, c] and exact[z, c, li] >= 0:
+        nxt_rest = [k for k in chain if exact[z, c, k] < 0]
+        if nxt_rest:
+            rows.append((at, 2 * row, z, c, li, nxt_rest[0], 1))
+            rest[z, c] = nxt_rest[0]
 
 
 # An untraced (bulk) allocation: the event index it goes before (taken modulo the
@@ -324,6 +337,27 @@ def test_a_reveal_at_a_drain_goes_before_the_frees_that_set_it_off():
                                 np.array([1, 2, 4, 8, 1, 2, 1], np.int64), np.array([4, 6, 0], np.int64), *state)
     # at event 1 (merged row 1), zone 0, CPU 0, from the waiting list 4 to list 0
     assert got[0].tolist() == [[1, 2, 0, 0, 4, 0, 0]]
+
+
+def test_a_drain_shows_the_lists_it_passed_over_empty():
+    # free_pcppages_bulk takes the lists in pindex order, round robin, skipping empty
+    # ones: a drain from list 2 then from list 5 (of one zone and CPU) shows 2 emptied
+    # and 3 and 4 empty; 4 is the waiting list, so its pages move on to the chain's
+    # next unknown list, 6.
+    D = MM_PAGE_PCPU_DRAIN
+    ev = _events([(D, 0, 1, 2, 0, 0), (D, 0, 2, 1, 1, 0)])
+    pindex = np.array([[o if o < 4 else -1 for o in range(11)], [4 + o if o < 2 else -1 for o in range(11)],
+                       [6] * 11], np.int64)
+    state = [np.zeros((2, NCPU, 7), np.int64), np.zeros((2, NCPU, 7), np.int64), np.full((2, NCPU, 7), -1, np.int64),
+             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64), np.full(NCPU, -1, np.int64)]
+    none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
+    got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
+                                ev["percpu_refill"], *none, np.array([0, 40], np.int64), np.array([40, 90], np.int64),
+                                np.array([1], np.int8), 5, 1, pindex, np.array([1, 2, 4, 8, 1, 2, 1], np.int64),
+                                np.array([4, 6, 0], np.int64), *state)
+    # list 2's block revealed from the waiting list, then the waiting list moved on
+    assert got[0].tolist() == [[0, 0, 0, 0, 4, 2, 0], [0, 0, 0, 0, 4, 6, 1]]
+    assert state[2][0, 0].tolist() == [-1, -1, 1, 0, 0, -1, -1] and state[3][0, 0] == 6
 
 
 def _lists_state():

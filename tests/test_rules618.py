@@ -8,6 +8,7 @@ import pytest
 
 from pcpemu import ConfigError, KernelConfig, Machine
 from pcpemu.kernel.config import PRESETS, RULE_CHANGES, release_rules
+from pcpemu.runs.kstate import batched_to_drain
 
 MOVABLE = "GFP_HIGHUSER_MOVABLE"
 
@@ -16,9 +17,11 @@ def machine(kernel, pages=262144, **kw):
     return Machine(KernelConfig(zones={"Normal": pages}, cpus=1, kernel=kernel, **kw))
 
 
-def test_rule_changes_cite_commits_and_the_v6_18_preset_has_them_all():
+def test_rule_changes_cite_commits_and_the_v6_18_preset_has_those_up_to_it():
+    # v6.18.0 has every change up to v6.18; 6.18.y from 6.18.7 the v6.19 one it got too.
     cfg = KernelConfig.preset("v6.18")
-    assert cfg.rule_changes == list(RULE_CHANGES)
+    assert cfg.rule_changes == [r for r in RULE_CHANGES if r.since != "v6.19"]
+    assert KernelConfig.preset("v6.18", kernel="6.18.7").rule_changes == list(RULE_CHANGES)
     assert KernelConfig.preset("v6.10").rule_changes == []
     assert PRESETS["v6.18"]["kernel"] == "v6.18"
     for r in RULE_CHANGES:
@@ -31,8 +34,9 @@ def _release_config(release):
 
 
 @pytest.mark.parametrize("release, preset, kernel, thp_lists, flags", [
-    ("6.18.44-fc-v669", "v6.18", "v6.18", "split",
-     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min"}),
+    ("6.18.44-fc-v669", "v6.18", "v6.18.44", "split",                 # with a stable backport
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched"}),
+    ("6.18.6", "v6.18", "v6.18", "split", {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min"}),
     ("6.12.3", "v6.18", "v6.12.3", "split", {"free_highatomic", "highatomic_non_block"}),
     ("6.15.0-rc2", "v6.18", "v6.15", "split", {"free_highatomic", "highatomic_non_block", "claim_steal"}),
     ("6.11.11", "v6.18", "v6.11.11", "split", {"highatomic_non_block"}),     # a stable backport
@@ -142,6 +146,40 @@ def test_free_high_needs_a_longer_run_of_frees_from_v6_16(kernel):
     assert before["count"] + 4 < m.pcp_state("Normal", 0)["high"] or before["count"] + 4 < pcp["high_min"]
     assert before["free_count"] >= threshold > before["free_count"] - 4   # the first free that reached it
     assert i == -(-threshold // 4)
+    m.check()
+
+
+@pytest.mark.parametrize("kernel", ["v6.18", "v6.18.7"])
+def test_decay_drains_in_calls_of_a_batch_from_6_18_7(kernel):
+    # fc4b909c368f (v6.19; 6.18.7): decay_pcp_high drains count - high in
+    # free_pcppages_bulk calls of pcp->batch pages, each from the first list, so a
+    # call that reaches the THP list frees a whole block for its share. Before, one
+    # call ended at most a block past count - high. 4 CPUs keep high_min below the
+    # count: 20 order-0 pages and six THP blocks.
+    m = Machine(KernelConfig(zones={"Normal": 262144}, cpus=4, kernel=kernel))
+    for p in [m.alloc_pages(MOVABLE) for _ in range(6000)]:      # refills raise high to high_max
+        assert p is not None
+    m.drain_local_pages("Normal", 0)
+    thps, small = [m.alloc_pages(MOVABLE, order=9) for _ in range(6)], [m.alloc_pages(MOVABLE) for _ in range(20)]
+    m.drain_local_pages("Normal", 0)
+    for p in thps:
+        m.free_pages(p, order=9)
+    for p in small:
+        m.free_pages(p)
+    while True:
+        before = m.pcp_state("Normal", 0)
+        with m.tracing() as trace:
+            m.decay_pcp_high(0)
+        if len(trace.events):
+            break
+    to_drain = before["count"] - m.pcp_state("Normal", 0)["high"]
+    blocks = (1 << trace.events["order"].astype(int)).tolist()
+    assert blocks[:20] == [1] * 20 and set(blocks[20:]) == {512}
+    if kernel == "v6.18":
+        assert len(blocks) == 21 and sum(blocks) - 512 < to_drain      # ends in the first THP block
+    else:
+        assert len(blocks) == 20 + -(-to_drain // 63)           # each call ends in a THP block
+        assert to_drain <= batched_to_drain(blocks, before["batch"]) < to_drain + before["batch"]
     m.check()
 
 

@@ -69,6 +69,7 @@ enum zone_watermarks {
 #define RULE_CLAIM_STEAL	(1 << 1)	/* v6.15 c2f6ea38fc, 90abee6d7895 */
 #define RULE_FREE_HIGH_MIN	(1 << 2)	/* v6.16 c544a952ba61 */
 #define RULE_HIGHATOMIC_NON_BLOCK	(1 << 3)	/* v6.12 281dd25c1a01 */
+#define RULE_DECAY_BATCHED	(1 << 4)	/* v6.19 fc4b909c368f; 6.18.7 */
 
 struct list_head {
 	struct list_head *next, *prev;
@@ -236,6 +237,9 @@ struct cpu_state {
 	uint64_t lock_site_pages[NR_LOCK_SITES];
 	uint64_t cl_hist[NR_PCP_OPS][CL_HIST];
 	uint64_t owner_seq;	/* threaded mode: this CPU's owner tokens */
+	/* replay: pages pcp_reveal_one put on a list out of a bigger list's
+	 * block, not yet paid back with a whole block of it, per zone */
+	uint64_t reveal_debt[MAX_NR_ZONES];
 } __attribute__((aligned(SMP_CACHE_BYTES)));
 
 /* kmem tracepoints (include/trace/events/kmem.h), as pcpemu.ftrace numbers them */

@@ -93,6 +93,7 @@ cdef extern from "_kernel.h" nogil:
     int RULE_CLAIM_STEAL
     int RULE_FREE_HIGH_MIN
     int RULE_HIGHATOMIC_NON_BLOCK
+    int RULE_DECAY_BATCHED
 
     unsigned long PG_buddy
     unsigned long PG_pcp
@@ -227,6 +228,7 @@ cdef extern from "_kernel.h" nogil:
         uint64_t lock_site_pages[NR_LOCK_SITES]
         uint64_t cl_hist[NR_PCP_OPS][CL_HIST]   # ops by the number of lines they touched
         uint64_t owner_seq              # threaded mode: this CPU's owner tokens
+        uint64_t reveal_debt[MAX_NR_ZONES]   # replay: see pcp_reveal_one
 
     enum reclaim_outcome:
         RECLAIM_NONE

@@ -338,13 +338,18 @@ cdef inline int decayed_pcp_high(per_cpu_pages *pcp) noexcept nogil:
 
 
 cdef void decay_pcp_high(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp) noexcept nogil:
-    """The vmstat worker's once-a-second decay of pcp->high (decay_pcp_high)."""
-    cdef int to_drain
+    """The vmstat worker's once-a-second decay of pcp->high (decay_pcp_high).
+    From v6.19 (6.18.7) the drain goes in calls of pcp->batch pages; each call
+    starts at the first list and ends past its count by at most a block, so a
+    drain that reaches high-order lists frees more than count - high."""
+    cdef int to_drain, chunk
     cs.item[<int>PCP_DECAY] += 1
     if pcp.high > pcp.high_min:
         set_pcp_high(cs, pcp, max(pcp.count - (pcp.batch << pgdat.pcp_batch_scale_max), decayed_pcp_high(pcp)))
     to_drain = pcp.count - pcp.high
-    if to_drain > 0:
+    while to_drain > 0:
+        chunk = min(to_drain, pcp.batch) if pgdat.rules & RULE_DECAY_BATCHED else to_drain
         pcp.lock.locked = 1
-        free_pcppages_bulk(cs, pgdat, z, to_drain, pcp, 0)
+        free_pcppages_bulk(cs, pgdat, z, chunk, pcp, 0)
         pcp_spin_unlock(pcp)
+        to_drain -= chunk

@@ -406,7 +406,10 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     then). An allocation or a drained block takes a block, a free (to the list of its
     pageblock's type, block_mt) or a refill block adds one. A list is known empty just
     before a refill, and just after a drain followed on its CPU by a drain from another
-    list (free_pcppages_bulk empties a list before the next).
+    list (free_pcppages_bulk empties a list before the next); so is every list of the
+    zone it passed over, when the second list's pindex is the higher (its round robin
+    skips only empty lists; a wrap is not read, since a drained page whose pageblock
+    changed type names a list it was not on, and a wrong wrap would pass over them all).
 
     The starting pages wait on one list per (zone, cpu), rest (its pindex); left is
     how many of them the trace has not shown yet. A dip below a list's deepest takes
@@ -435,8 +438,8 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
         index, zone, cpu, pindex and the blocks the trace held there (below zero: it
         held fewer than none, a page it put on another list).
     """
-    cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c, r = 0, k
-    cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2], nchain = chain.shape[0]
+    cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c, r = 0
+    cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2]
     cdef int64_t li, before, run, b
     cdef int64_t[::1] key = np.full(n + nbulk, -1, np.int64)
     cdef int64_t[::1] at = np.zeros(n + nbulk, np.int64)
@@ -451,9 +454,12 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     cdef uint8_t[::1] mkind = np.zeros(n + nbulk, np.uint8)
     cdef uint16_t[::1] mcpu = np.zeros(n + nbulk, np.uint16)
     cdef uint8_t[::1] emptied = np.zeros(n + nbulk, np.uint8)
+    cdef int64_t[::1] passed_from = np.full(n + nbulk, -1, np.int64)   # a drain's list before it, same zone
+    cdef int64_t skip
     cdef uint8_t[::1] untraced = np.zeros(n + nbulk, np.uint8)
     cdef int8_t[::1] delta = np.zeros(n + nbulk, np.int8)
-    out_arr = np.empty((2 * (n + nbulk), 7), np.int64)   # rows written as found
+    # Rows written as found: a reveal per row at most, and a move of rest per list become known.
+    out_arr = np.empty((2 * (n + nbulk) + exact.shape[0] * ncpu * nlists, 7), np.int64)
     cdef int64_t[:, ::1] out = out_arr
     taken_arr = np.empty((n, 5), np.int64)
     cdef int64_t[:, ::1] taken = taken_arr
@@ -489,6 +495,8 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             if b >= 0 and mkind[b] == MM_PAGE_PCPU_DRAIN and key[b] >= 0 and mkind[i] == MM_PAGE_PCPU_DRAIN \
                     and key[i] >= 0 and key[i] != key[b]:
                 emptied[b] = 1
+                if key[i] // nlists == key[b] // nlists and key[i] > key[b]:
+                    passed_from[i] = key[b] % nlists
             prev[mcpu[i]] = i
         for i in range(n + nbulk):
             if mcpu[i] < ncpu:
@@ -515,6 +523,11 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             c = (key[i] // nlists) % ncpu
             li = key[i] % nlists
             at_row = drain_from[c] if mkind[i] == MM_PAGE_PCPU_DRAIN else i
+            if passed_from[i] >= 0:
+                for skip in range(passed_from[i] + 1, li):
+                    if exact[z, c, skip] < 0:
+                        exact[z, c, skip] = max(-balance[z, c, skip], 0)
+                        r = move_rest_on(r, at[at_row], at_row, z, c, skip, chain, exact, rest, out)
             before = balance[z, c, li]
             if mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED and refilling[c] != key[i]:
                 refilling[c] = key[i]
@@ -536,14 +549,23 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                         r = reveal(r, at[at_row], at_row, z, c, rest[z, c], li, False, out)
             if exact[z, c, li] < 0 and emptied[i]:
                 exact[z, c, li] = max(-run, 0)
-            if li == rest[z, c] and exact[z, c, li] >= 0:
-                # rest is known empty: what is left on it goes to the next unknown list.
-                for k in range(nchain):
-                    if exact[z, c, chain[k]] < 0:
-                        r = reveal(r, at[at_row], at_row, z, c, li, chain[k], True, out)
-                        rest[z, c] = chain[k]
-                        break
+            r = move_rest_on(r, at[at_row], at_row, z, c, li, chain, exact, rest, out)
     return out_arr[:r], taken_arr[:t]
+
+
+cdef inline Py_ssize_t move_rest_on(Py_ssize_t r, int64_t at, int64_t row, Py_ssize_t z, Py_ssize_t c, int64_t li,
+                                    const int64_t[::1] chain, const int64_t[:, :, ::1] exact,
+                                    int64_t[:, ::1] rest, int64_t[:, ::1] out) noexcept nogil:
+    # When list li is the waiting list (rest) and known empty, what is left on it goes
+    # to the first list of chain not known yet, which becomes rest.
+    cdef Py_ssize_t k
+    if li != rest[z, c] or exact[z, c, li] < 0:
+        return r
+    for k in range(chain.shape[0]):
+        if exact[z, c, chain[k]] < 0:
+            rest[z, c] = chain[k]
+            return reveal(r, at, row, z, c, li, chain[k], True, out)
+    return r
 
 
 # ---------------------------------------------------------------------------------------

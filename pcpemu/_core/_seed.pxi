@@ -86,10 +86,12 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
                          int cpu) noexcept nogil:
     # One block of dst's order from the src list's tail onto dst's; False when src has
     # too few pages or the untraced owner no block. Between lists of two orders, the
-    # block is the owner's and src's blocks that pay for it go back to the owner (a
-    # bigger one whole: pcp->count falls by the difference).
+    # block is the owner's and src's blocks that pay for it go back to the owner; a
+    # bigger one only once the blocks it paid for add up to it (reveal_debt), so
+    # that pcp->count stays what /proc showed.
     cdef int order = pgdat.pindex_order[dst], src_order = pgdat.pindex_order[src]
     cdef unsigned long size = 1UL << order, n = 0
+    cdef uint64_t *debt = &pgdat.cpu[cpu].reveal_debt[z.idx]
     cdef list_head *head = &pcp.lists[src]
     cdef list_head *pos = head.prev
     cdef long pfn
@@ -102,10 +104,10 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
         p.pindex = <uint8_t>dst
         p.mt = <uint8_t>mt
         return True
-    while n < size and pos != head:
+    while src_order < order and n < size and pos != head:
         n += 1UL << src_order
         pos = pos.prev
-    if n < size or pgdat.untraced_owner == 0:
+    if (src_order < order and n < size) or pgdat.untraced_owner == 0:
         return False
     pfn = next_untraced_block(pgdat, z, order)
     if pfn < 0:
@@ -113,6 +115,11 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
     while n:
         pcp_give_back(pgdat, pcp, src, False)
         n -= 1UL << src_order
+    if src_order > order:
+        debt[0] += size
+        if debt[0] >= 1UL << src_order and not list_empty(head):
+            pcp_give_back(pgdat, pcp, src, False)
+            debt[0] -= 1UL << src_order
     pcp_add_untraced(pgdat, pcp, pfn, order, dst, mt, cpu)
     return True
 

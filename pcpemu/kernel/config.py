@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .gfp import MAX_NR_ZONES, MIGRATE_PCPTYPES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
-from .kversion import NEWEST_VERSION, KernelVersion, default_thp_lists, parse_version
+from .kversion import NEWEST_VERSION, KernelVersion, default_thp_lists, parse_version, parse_version_key
 
 __all__ = ["BUDDY_RULES", "DEFAULT_PRESET", "KernelConfig", "NOT_MODELLED", "PCP_POLICIES", "PRESETS",
            "RECLAIM_OUTCOMES", "RULE_CHANGES", "THP_LIST_POLICIES", "ReleaseRules", "ZoneSpan", "parse_size",
@@ -495,15 +495,17 @@ class RuleChange:
     backports: tuple[str, ...] = ()    # the first stable release of each older series that has it
 
     def in_kernel(self, v: KernelVersion) -> bool:
-        """Whether kernel v has the change: from ``since`` on, or from a backport in v's series."""
-        return v >= parse_version(self.since) or any(
+        """Whether kernel v has the change: from ``since`` on (which may be past the
+        newest version pcpemu models), or from a backport in v's series."""
+        return v.key >= parse_version_key(self.since) or any(
             b.major_minor == v.major_minor and v >= b for b in map(parse_version, self.backports))
 
 
-#: The kernel changes between v6.10 and v6.18 to the buddy, the pcp lists, the
-#: watermarks, lowmem_reserve and the /proc formats. A config follows each whose
-#: ``since`` is at or below its ``kernel``; the core's rule flags are named in
-#: pcpemu.machine.
+#: The kernel changes after v6.10 to the buddy, the pcp lists, the watermarks,
+#: lowmem_reserve and the /proc formats: those up to v6.18, and later ones that
+#: 6.18.y carries. A config follows each whose ``since`` is at or below its
+#: ``kernel``, or that its stable series got by then (``backports``); the core's
+#: rule flags are named in pcpemu.machine.
 RULE_CHANGES: tuple[RuleChange, ...] = (
     RuleChange("v6.11", "66eca1021a42", "drain_pages_zone re-reads pcp->count under the lock before each "
                "chunk of batch << CONFIG_PCP_BATCH_SCALE_MAX (the chunks came in v6.10, 55f77df7d715; "
@@ -534,6 +536,11 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                ""),
     RuleChange("v6.16", "c544a952ba61", "free_high needs free_count >= batch + high_min / 2 (was batch)",
                "free_frozen_page_commit", "free_high_min"),
+    RuleChange("v6.19", "fc4b909c368f", "decay_pcp_high drains count - high in free_pcppages_bulk calls of "
+               "pcp->batch pages each; every call starts at the first list and may end a block past its "
+               "share, so a drain reaching the high-order lists frees more pages than count - high "
+               "(in 6.18.y from 6.18.7, with 0acc67c4030c, as a dependency of 038a102535eb)",
+               "decay_pcp_high", "decay_batched", backports=("6.18.7",)),
 )
 
 #: Kernel-version presets: each sets the THP lists and the buddy rules of the
@@ -664,7 +671,14 @@ def release_rules(release: str) -> ReleaseRules:
 
 def _rules_at(preset: str, v: KernelVersion, left_out: str) -> ReleaseRules:
     # The preset's rules as of kernel v: its ``kernel`` set to v outside the preset's
-    # own series, where left_out says what that leaves out.
-    if v.major_minor == parse_version(preset).major_minor:
+    # own series, where left_out says what that leaves out, and within it where v is
+    # a stable release carrying backported RULE_CHANGES.
+    own = parse_version(PRESETS[preset]["kernel"])
+    if v.major_minor != own.major_minor:
+        return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}: {left_out}")
+    backported = [r.commit for r in RULE_CHANGES if r.in_kernel(v) and not r.in_kernel(own)]
+    if not backported:
         return ReleaseRules(preset, {}, "")
-    return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}: {left_out}")
+    return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}, with the stable "
+                        f"backports pcpemu models ({', '.join(backported)}); its other stable changes are "
+                        "not modelled")

@@ -322,8 +322,9 @@ class FirstDrains:
     order-0 free brought count up to high (count >= nr_pcp_high). A drain the vmstat
     worker set off (decay_pcp_high) of fewer than batch << CONFIG_PCP_BATCH_SCALE_MAX
     pages: high fell by an eighth (not below high_min; or stayed at high_min) and
-    count was that high plus the pages drained. Pages that moved the lists with no
-    event before it (alloc_pages_bulk, a count that changed between the zoneinfo read
+    count was that high plus the pages drained (with decay_batched, plus what the
+    drain's calls of pcp->batch pages asked for: :func:`batched_to_drain`). Pages
+    that moved the lists with no event before it (alloc_pages_bulk, a count that changed between the zoneinfo read
     and the trace's start; TracedPcpCounts) shift that drain, and every one after. The
     replay puts them right there (Machine.pcp_untraced_move): before the run of frees
     that led up to the drain, or before the worker run, the emulated count is set so
@@ -332,9 +333,11 @@ class FirstDrains:
     drains are the emulator's own.
     """
 
-    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
+    def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int,
+                 decay_batched: bool = False) -> None:
         self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders
+        self.batches = _pcp_batches(zoneinfo) if decay_batched else {}
         # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
         self.full_drain = {pcp: batch << batch_scale_max for pcp, batch in _pcp_batches(zoneinfo).items()}
         self.done = np.zeros((len(self.names), nr_cpus), bool)
@@ -389,10 +392,26 @@ class FirstDrains:
             end += 1
         run = slice(x + 1, end)
         mine = (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z])
-        drained = int((1 << order[run][mine].astype(np.int64)).sum())
+        blocks = 1 << order[run][mine].astype(np.int64)
+        batch = self.batches.get((self.names[z], c))
+        drained = batched_to_drain(blocks.tolist(), batch) if batch else int(blocks.sum())
         if end == len(evc) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
         return int(ic[x]), drained
+
+
+def batched_to_drain(blocks: list[int], batch: int) -> int:
+    """count - high of a decay_pcp_high that drains in free_pcppages_bulk calls of
+    batch pages (decay_batched), from the pages of each block it drained, in order:
+    a call ends at the first block that brings it to its share, so every call but
+    the last asked for batch pages; the last asked for what it drained, batch at most
+    (exact unless it ended on a block larger than what was left of its share)."""
+    calls, last = 1, 0
+    for pages in blocks:
+        if last >= batch:
+            calls, last = calls + 1, 0
+        last += pages
+    return batch * (calls - 1) + min(last, batch)
 
 
 class AllocFactorRefills:

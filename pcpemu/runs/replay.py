@@ -830,8 +830,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0}
     refills = None if start is None else AllocFactorRefills(start.zoneinfo, cpus, _pcp_orders(first),
                                                             first.config.pcp_batch_scale_max)
-    first_drains = None if start is None else FirstDrains(start.zoneinfo, cpus, _pcp_orders(first),
-                                                          first.config.pcp_batch_scale_max)
+    first_drains = None if start is None else FirstDrains(
+        start.zoneinfo, cpus, _pcp_orders(first), first.config.pcp_batch_scale_max,
+        any(r.flag == "decay_batched" for r in first.config.rule_changes))
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
     compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
