@@ -323,9 +323,10 @@ class FirstDrains:
     worker set off (decay_pcp_high) of fewer than batch << CONFIG_PCP_BATCH_SCALE_MAX
     pages: high fell by an eighth (not below high_min; or stayed at high_min) and
     count was that high plus the pages drained (with decay_batched, plus what the
-    drain's calls of pcp->batch pages asked for: :func:`batched_to_drain`). Pages
-    that moved the lists with no event before it (alloc_pages_bulk, a count that changed between the zoneinfo read
-    and the trace's start; TracedPcpCounts) shift that drain, and every one after. The
+    drain's calls of pcp->batch pages asked for, :func:`batched_to_drain`, which
+    may be fewer). Pages that moved the lists with no event before it
+    (alloc_pages_bulk, a count that changed between the zoneinfo read and the
+    trace's start; TracedPcpCounts) shift that drain, and every one after. The
     replay puts them right there (Machine.pcp_untraced_move): before the run of frees
     that led up to the drain, or before the worker run, the emulated count is set so
     that the emulated pcp drains there as the kernel's did. The pages it adds are
