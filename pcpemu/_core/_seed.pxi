@@ -333,13 +333,17 @@ cdef Py_ssize_t take_untraced(pglist_data *pgdat, int zi, int mt, int order, int
 
 
 cdef void reset_stats(pglist_data *pgdat) noexcept nogil:
-    """Zero every counter (after seeding, so the counters show the replay alone)."""
+    """Zero every counter (after seeding, so the counters show the replay alone);
+    owner_seq and reveal_debt are state, not counters, and stay."""
     cdef uint64_t seq
+    cdef uint64_t debt[MAX_NR_ZONES]
     cdef int cpu
     for cpu in range(pgdat.nr_cpus):
         seq = pgdat.cpu[cpu].owner_seq
+        memcpy(debt, pgdat.cpu[cpu].reveal_debt, sizeof(debt))
         memset(&pgdat.cpu[cpu], 0, sizeof(cpu_state))
         pgdat.cpu[cpu].owner_seq = seq
+        memcpy(pgdat.cpu[cpu].reveal_debt, debt, sizeof(debt))
 
 
 cdef int grow_zone(pglist_data *pgdat, int zi, unsigned long nr_pages, zp, int cpu, bint on_demand) except -1:
