@@ -552,6 +552,21 @@ class Machine:
         return self._core.pcp_untraced_take(self._zone_idx(zone, "pcp_untraced_take"),
                                             self.check_cpu(cpu, "pcp_untraced_take"), pindex, int(nr_blocks))
 
+    def pcp_untraced_relist(self, zone: str, cpu: int, migratetype: str, order: int, nr_blocks: int,
+                            to: str = "Unmovable") -> int:
+        """Move up to ``nr_blocks`` of the oldest blocks of a CPU's pcp list of
+        (migratetype, order) onto the list of (``to``, order): pages the replay put on
+        a list the traced kernel did not (their pageblock's type never shown), as a
+        refill of that list shows. pcp->count stays. Returns the blocks moved (fewer
+        when the list runs out, none for an order with no pcp list); needs a seeded
+        machine (seed_zone), else moves none."""
+        pindex = self.order_to_pindex(migratetype, order)
+        if pindex < 0:
+            return 0
+        return self._core.pcp_untraced_relist(self._zone_idx(zone, "pcp_untraced_relist"),
+                                              self.check_cpu(cpu, "pcp_untraced_relist"), pindex,
+                                              MIGRATETYPE_NAMES.index(to), int(nr_blocks))
+
     def pcp_set_alloc_factor(self, zone: str, cpu: int, alloc_factor: int) -> int:
         """Set a CPU's pcp->alloc_factor (the doublings of its next order-0 refill,
         0..pcp_batch_scale_max), which /proc does not print: where the traced kernel's

@@ -212,6 +212,7 @@ def test_a_refill_of_a_list_the_kernel_still_held_pages_on_takes_them_off():
     r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None))
     takes = r.untraced["pcp_takes"]
     assert (takes["refills"], takes["blocks"], takes["pages"], takes["fewer_than_none"]) == (1, 61, 61, 0)
+    assert takes["relisted_pages"] == 0           # every page it freed was of a pageblock the trace showed
     assert 0 < takes["taken"]["x"] <= 61
     cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
     assert cpu0["refill_calls"]["kernel"] == cpu0["refill_calls"]["emulated"] == 2
@@ -733,6 +734,22 @@ def test_reveals_out_of_a_bigger_list_pay_a_whole_block_once_they_add_up_to_it()
     assert len(m.pcp_list("Normal", 0, thp)) == 1 and len(m.pcp_list("Normal", 0, order3)) == 64
     assert m.pcp_state("Normal", 0)["count"] == count
     m.check()
+
+
+def test_relisting_moves_the_oldest_blocks_and_keeps_the_count():
+    # Machine.pcp_untraced_relist: pages a refill shows were never on the list the
+    # replay put them on move, oldest first, to the Unmovable list of the order.
+    m, zi, _ = _seeded()
+    count = m.pcp_state("Normal", 0)["count"]
+    movable0, unmovable0 = m.order_to_pindex("Movable", 0), m.order_to_pindex("Unmovable", 0)
+    oldest = m.pcp_list("Normal", 0, movable0)[-3:]
+    assert m.pcp_untraced_relist("Normal", 0, "Movable", 0, 3) == 3
+    assert m.pcp_list("Normal", 0, unmovable0) == oldest[::-1]          # each to the tail, oldest first
+    assert m.pcp_state("Normal", 0)["count"] == count
+    assert m.pcp_untraced_relist("Normal", 0, "Movable", 9, 1) == 0         # an empty list: none
+    m.check()
+    with pytest.raises(pcpemu.PcpemuError):
+        m._core.pcp_untraced_relist(ZONE_NAMES.index("Normal"), 0, movable0, 5, 1)
 
 
 def test_pcp_pages_past_a_short_read_ahead_are_revealed_in_the_replay():

@@ -189,10 +189,13 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
     # run, from the batch's start at most. And the untraced takes: at the first block
     # of a refill (a fallback's extfrag event and an untraced allocation inside a
     # refill run do not end it, across batches too) of a list whose start is known,
-    # what the balance says it held, which then starts from empty.
+    # what the balance says it held, which then starts from empty; of that, up to the
+    # frees of pageblocks of no type shown (block_mt -1) since the refill before move
+    # to the Unmovable list of the order.
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
     rest = np.full(shape[:2], chain[0], np.int64)
     refilling = {}
+    guessed = np.zeros(shape, np.int64)
     out, takes = [], []
     for ev, at, untraced in batches:
         keys = []
@@ -202,17 +205,18 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
             delta = {MM_PAGE_ALLOC: -1, MM_PAGE_FREE: 1, MM_PAGE_PCPU_DRAIN: -1}.get(kind, 1 if refill else 0)
             zone = [z for z in range(len(starts)) if starts[z] <= pfn < ends[z]]
             mt = int(block_mt[min(pfn >> shift, len(block_mt) - 1)]) if kind == MM_PAGE_FREE else int(e["migratetype"])
+            guess = kind == MM_PAGE_FREE and mt < 0
             mt = mt if 0 <= mt <= 2 else 1
             li = pindex[mt][order] if 0 <= order < pindex.shape[1] else -1
             ok = delta and zone and li >= 0 and pfn >= 0
-            keys.append((zone[0], cpu, li, delta, refill) if ok else None)
+            keys.append((zone[0], cpu, li, delta, refill, guess) if ok else None)
         rows, taken = [], []
         for i, k in enumerate(keys):
             if not untraced[i] and ev[i]["kind"] not in (MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG):
                 refilling.pop(int(ev[i]["cpu"]), None)
             if k is None:
                 continue
-            z, c, li, delta, refill = k
+            z, c, li, delta, refill, guess = k
             at_row = i
             if ev[i]["kind"] == MM_PAGE_PCPU_DRAIN:
                 mine = [j for j in range(i + 1) if ev[j]["cpu"] == c]
@@ -236,9 +240,15 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
             if refill and refilling.get(c) != (z, li):
                 refilling[c] = (z, li)
                 if exact[z, c, li] >= 0 and exact[z, c, li] + before:
-                    taken.append((at[i], z, c, li, exact[z, c, li] + before))
+                    held = exact[z, c, li] + before
+                    unmovable = pindex[0][int(list_pages[li]).bit_length() - 1]
+                    moved = min(max(held, 0), guessed[z, c, li]) if 0 <= unmovable != li else 0
+                    taken.append((at[i], z, c, li, held, moved))
                     before = bal[z, c, li] = -exact[z, c, li]
+                    bal[z, c, unmovable] += moved
+                guessed[z, c, li] = 0
             bal[z, c, li] += delta
+            guessed[z, c, li] += guess
             if exact[z, c, li] < 0 and refill:
                 exact[z, c, li] = max(-before, 0)
             elif -bal[z, c, li] > need[z, c, li]:
@@ -251,7 +261,7 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
                 exact[z, c, li] = max(-bal[z, c, li], 0)
             _ref_move_rest(rows, at[at_row], at_row, z, c, li, chain, exact, rest)
         out.append(np.array(rows, np.int64).reshape(-1, 7))
-        takes.append(np.array(taken, np.int64).reshape(-1, 5))
+        takes.append(np.array(taken, np.int64).reshape(-1, 6))
     return bal, need, exact, out, takes
 
 
@@ -301,6 +311,7 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, s
     left = np.array(seeded, np.int64).reshape(2, NCPU)
     rest = np.full((2, NCPU), chain[0], np.int64)
     refilling = np.full(NCPU, -1, np.int64)
+    guessed = np.zeros(shape, np.int64)
     want_left = left.copy()
     merged, got = [], []
     for k, ev in enumerate(batches):
@@ -308,7 +319,7 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, s
         merged.append(with_bulk)
         got.append(_replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                          ev["percpu_refill"], *bulk, starts, ends, block_mt, 5, 1, pindex, list_pages,
-                                         chain, bal, need, exact, rest, left, refilling))
+                                         chain, bal, need, exact, rest, left, refilling, guessed))
     want = _ref_pcp_lists(merged, starts, ends, block_mt, 5, pindex, shape, list_pages, chain, want_left)
     assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
     assert (left == want_left).all()
@@ -330,7 +341,8 @@ def test_a_reveal_at_a_drain_goes_before_the_frees_that_set_it_off():
                        [6] * 11], np.int64)
     shape = (2, NCPU, 7)
     state = [np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64),
-             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64), np.full(NCPU, -1, np.int64)]
+             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64), np.full(NCPU, -1, np.int64),
+             np.zeros(shape, np.int64)]
     none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
     got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                 ev["percpu_refill"], *none, starts, ends, np.array([1], np.int8), 5, 1, pindex,
@@ -349,7 +361,8 @@ def test_a_drain_shows_the_lists_it_passed_over_empty():
     pindex = np.array([[o if o < 4 else -1 for o in range(11)], [4 + o if o < 2 else -1 for o in range(11)],
                        [6] * 11], np.int64)
     state = [np.zeros((2, NCPU, 7), np.int64), np.zeros((2, NCPU, 7), np.int64), np.full((2, NCPU, 7), -1, np.int64),
-             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64), np.full(NCPU, -1, np.int64)]
+             np.full((2, NCPU), 4, np.int64), np.full((2, NCPU), 5, np.int64), np.full(NCPU, -1, np.int64),
+             np.zeros((2, NCPU, 7), np.int64)]
     none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
     got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                 ev["percpu_refill"], *none, np.array([0, 40], np.int64), np.array([40, 90], np.int64),
@@ -362,7 +375,8 @@ def test_a_drain_shows_the_lists_it_passed_over_empty():
 
 def _lists_state():
     return [np.zeros((1, NCPU, 7), np.int64), np.zeros((1, NCPU, 7), np.int64), np.full((1, NCPU, 7), -1, np.int64),
-            np.full((1, NCPU), 4, np.int64), np.zeros((1, NCPU), np.int64), np.full(NCPU, -1, np.int64)]
+            np.full((1, NCPU), 4, np.int64), np.zeros((1, NCPU), np.int64), np.full(NCPU, -1, np.int64),
+            np.zeros((1, NCPU, 7), np.int64)]
 
 
 def test_a_refill_of_a_list_the_trace_still_holds_pages_on_is_an_untraced_take():
@@ -389,16 +403,37 @@ def test_a_refill_of_a_list_the_trace_still_holds_pages_on_is_an_untraced_take()
         cols = (part["kind"], part["cpu"], part["pfn"], part["order"], part["migratetype"], part["percpu_refill"])
         taken.append(_replay.pcp_lists_add(*cols, *untraced, *args, *state)[1].tolist())
     # event 6, zone 0, CPU 0, pindex 0: one block; nothing in the second batch
-    assert taken == [[[6, 0, 0, 0, 1]], []]
+    assert taken == [[[6, 0, 0, 0, 1, 0]], []]        # its pageblock's type shown: none moved
     # four blocks refilled and two freed, four allocated (one untraced) and one taken: one left
     assert state[0][0, 0, 0] == 1 and state[2][0, 0, 0] == 0
+
+
+def test_frees_of_pageblocks_of_no_type_shown_that_a_refill_finds_gone_move_to_unmovable():
+    # CPU 0's Movable order-0 list (pindex 0; Unmovable order 0 is pindex 1): a refill
+    # tells its start, an allocation takes its block, then two frees of pages in a
+    # pageblock no event showed (block_mt -1, taken for Movable) and one of a shown
+    # one; the next refill shows the list empty. The three it held went elsewhere:
+    # the two guessed to the Unmovable list, the third to an untraced allocation.
+    R, A, F = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC, MM_PAGE_FREE
+    ev = _events([(R, 0, 1, 0, 1, 1), (A, 0, 1, 0, 1, 0), (F, 0, 2, 0, 1, 0), (F, 0, 3, 0, 1, 0),
+                  (F, 0, 70, 0, 1, 0), (R, 0, 5, 0, 1, 1)])
+    pindex = np.array([[1] + [-1] * 10, [0] + [-1] * 10, [-1] * 11], np.int64)
+    block_mt = np.array([-1, 1], np.int8)          # pfns 16 and 24 in block 0, 560 in block 1 (shift 9)
+    state = _lists_state()
+    none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
+    got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
+                                ev["percpu_refill"], *none, np.array([0], np.int64), np.array([1 << 20], np.int64),
+                                block_mt, 9, 1, pindex, np.ones(7, np.int64), np.array([0, 1], np.int64), *state)
+    assert got[1].tolist() == [[5, 0, 0, 0, 3, 2]]   # event 5: held 3, of which 2 moved
+    assert state[0][0, 0, :2].tolist() == [1, 2]      # the new refill's block; the two moved
 
 
 def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
     ev = _events([(MM_PAGE_ALLOC, 0, 1, 0, 1, 0)] * 3)
     args = (np.zeros(1, np.int64), np.ones(1, np.int64), np.zeros(1, np.int8), 5, 1, np.zeros((3, 11), np.int64),
             np.ones(1, np.int64), np.zeros(1, np.int64), *(np.zeros((1, NCPU, 1), np.int64) for _ in range(3)),
-            *(np.zeros((1, NCPU), np.int64) for _ in range(2)), np.full(NCPU, -1, np.int64))
+            *(np.zeros((1, NCPU), np.int64) for _ in range(2)), np.full(NCPU, -1, np.int64),
+            np.zeros((1, NCPU, 1), np.int64))
     cols = (ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"], ev["percpu_refill"])
     one = (np.zeros(2, np.uint16), np.zeros(2, np.int64), np.zeros(2, np.int8))
     for at in ([2, 1], [0, 4]):

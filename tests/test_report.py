@@ -246,9 +246,11 @@ def test_fidelity_says_where_the_emulated_count_was_set():
 
 def test_fidelity_says_what_refills_showed_gone_from_the_pcp_lists():
     from pcpemu.tools.reportrender import _fidelity_pcp_takes
-    takes = {"refills": 17, "blocks": 336, "pages": 336, "taken": {"split": 241}, "fewer_than_none": 2}
+    takes = {"refills": 17, "blocks": 336, "pages": 336, "taken": {"split": 241}, "fewer_than_none": 2,
+             "relisted_pages": 40}
     (kind, text), = _fidelity_pcp_takes(takes, "split")
     assert kind == "p" and "At 17 refills" in text and "336 pages" in text and "still were: 241 pages" in text
+    assert "40 of them were freed from pageblocks whose type no event showed" in text
     assert "At 2 more the events showed fewer than none" in text
     assert "still were: 0 pages" in _fidelity_pcp_takes(takes, "single")[0][1]
     assert _fidelity_pcp_takes(None, "split") == [] and _fidelity_pcp_takes({**takes, "refills": 0}, "split") == []

@@ -591,6 +591,15 @@ cdef class Allocator:
             self.raise_error(PE_BAD_PINDEX, "pcp_untraced_take", pindex=pindex)
         return pcp_untraced_take(&self.pgdat, zi, cpu, pindex, nr_blocks)
 
+    def pcp_untraced_relist(self, int zi, int cpu, int pindex, int migratetype, long nr_blocks):
+        self.check_zone_arg(zi, "pcp_untraced_relist")
+        self.check_cpu_arg(cpu, "pcp_untraced_relist")
+        if not 0 <= pindex < self.pgdat.nr_pcp_lists:
+            self.raise_error(PE_BAD_PINDEX, "pcp_untraced_relist", pindex=pindex)
+        if not 0 <= migratetype < MIGRATE_PCPTYPES:
+            self.raise_error(PE_BAD_MIGRATETYPE, "pcp_untraced_relist", migratetype=migratetype)
+        return pcp_untraced_relist(&self.pgdat, zi, cpu, pindex, migratetype, nr_blocks)
+
     def pcp_set_alloc_factor(self, int zi, int cpu, int alloc_factor):
         cdef per_cpu_pages *pcp
         self.check_zone_arg(zi, "pcp_set_alloc_factor")

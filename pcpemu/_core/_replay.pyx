@@ -358,8 +358,9 @@ def set_off_drains(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:
 cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int refill, const int64_t[::1] zone_start,
                              const int64_t[::1] zone_end, const int8_t[::1] block_mt, int block_shift, int movable,
                              const int64_t[:, ::1] pindex, Py_ssize_t ncpu, Py_ssize_t nlists,
-                             int8_t *delta) noexcept nogil:
-    # The (zone, cpu, list) an event moves a block on, -1 for none, and by how much.
+                             int8_t *delta, uint8_t *guess) noexcept nogil:
+    # The (zone, cpu, list) an event moves a block on, -1 for none, and by how much;
+    # guess: a free whose pageblock's type no event showed (block_mt -1: Movable taken).
     cdef Py_ssize_t z, b, nblocks = block_mt.shape[0]
     cdef int64_t li
     if p < 0 or o < 0 or o >= pindex.shape[1] or c >= ncpu:
@@ -376,6 +377,7 @@ cdef inline int64_t list_key(int k, int64_t c, int64_t p, int o, int mt, int ref
     if k == MM_PAGE_FREE:
         b = p >> block_shift
         mt = block_mt[b if b < nblocks else nblocks - 1]
+        guess[0] = mt < 0
     if mt < 0 or mt >= pindex.shape[0]:
         mt = movable
     li = pindex[mt, o]
@@ -396,7 +398,8 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                   const int64_t[::1] zone_start, const int64_t[::1] zone_end, const int8_t[::1] block_mt,
                   int block_shift, int movable, const int64_t[:, ::1] pindex, const int64_t[::1] list_pages,
                   const int64_t[::1] chain, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
-                  int64_t[:, :, ::1] exact, int64_t[:, ::1] rest, int64_t[:, ::1] left, int64_t[::1] refilling):
+                  int64_t[:, :, ::1] exact, int64_t[:, ::1] rest, int64_t[:, ::1] left, int64_t[::1] refilling,
+                  int64_t[:, :, ::1] guessed):
     """Take in a batch of events, in trace order, with the order-0 allocations the
     kernel did not trace (alloc_pages_bulk) merged in, and say where the pages each
     CPU's pcp held when the trace began show up (pcpemu.runs.kstate.PcpLists).
@@ -423,7 +426,11 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     A list known empty that the trace still holds blocks on (at a refill after the
     one that told its start: rmqueue_bulk refills only an empty list) lost them to an
     allocation the kernel did not trace (alloc_pages_bulk, whose pages the trace
-    never frees): its balance starts again from empty there.
+    never frees): its balance starts again from empty there. But as many of them as
+    frees put there since the list was last known empty, of pages in pageblocks
+    whose type no event showed (block_mt -1, taken for Movable: guessed), went to
+    another list: they move to the Unmovable list of the order (the type the trace
+    shows most of such pageblocks to have, when it shows them later).
 
     :param bulk_at: the event index each untraced allocation goes before (len(kind):
         at the end), ascending; equal ones in the order given.
@@ -431,12 +438,15 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     :param list_pages: pages per block of each pindex.
     :param refilling: per CPU, the key of the list a refill under way fills (-1:
         none), from batch to batch.
+    :param guessed: per (zone, cpu, list), the guessed frees since it was last known
+        empty, from batch to batch.
     :return: the reveals, one row each: the event index it goes before, its sort key
         (twice the merged row it precedes; an untraced allocation s is merged row
         bulk_at[s] + s), zone, cpu, the pindex it takes from and puts on, and 1 when
         it moves every page; and the untraced takes, one row each: the refill's event
-        index, zone, cpu, pindex and the blocks the trace held there (below zero: it
-        held fewer than none, a page it put on another list).
+        index, zone, cpu, pindex, the blocks the trace held there (below zero: it
+        held fewer than none, a page it put on another list) and of those the ones
+        that moved to the Unmovable list.
     """
     cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c, r = 0
     cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2]
@@ -458,10 +468,12 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     cdef int64_t skip
     cdef uint8_t[::1] untraced = np.zeros(n + nbulk, np.uint8)
     cdef int8_t[::1] delta = np.zeros(n + nbulk, np.int8)
+    cdef uint8_t[::1] mguess = np.zeros(n + nbulk, np.uint8)
+    cdef int64_t moved, unmovable
     # Rows written as found: a reveal per row at most, and a move of rest per list become known.
     out_arr = np.empty((2 * (n + nbulk) + exact.shape[0] * ncpu * nlists, 7), np.int64)
     cdef int64_t[:, ::1] out = out_arr
-    taken_arr = np.empty((n, 5), np.int64)
+    taken_arr = np.empty((n, 6), np.int64)
     cdef int64_t[:, ::1] taken = taken_arr
     cdef Py_ssize_t t = 0
     cdef int64_t held
@@ -478,14 +490,14 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
             while s < nbulk and bulk_at[s] <= i:
                 mkind[j], mcpu[j], at[j], untraced[j] = MM_PAGE_ALLOC, bulk_cpu[s], bulk_at[s], 1
                 key[j] = list_key(MM_PAGE_ALLOC, bulk_cpu[s], bulk_pfn[s], 0, bulk_mt[s], -1, zone_start, zone_end,
-                                  block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
+                                  block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j], &mguess[j])
                 s += 1
                 j += 1
             if i == n:
                 break
             mkind[j], mcpu[j], at[j] = kind[i], cpu[i], i
             key[j] = list_key(kind[i], cpu[i], pfn[i], order[i], migratetype[i], percpu_refill[i], zone_start,
-                              zone_end, block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j])
+                              zone_end, block_mt, block_shift, movable, pindex, ncpu, nlists, &delta[j], &mguess[j])
             j += 1
         # Drains whose next row on their CPU is a drain from another list.
         for i in range(n + nbulk):
@@ -534,11 +546,21 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 if exact[z, c, li] >= 0:
                     held = exact[z, c, li] + before
                     if held != 0:
-                        taken[t, 0], taken[t, 1], taken[t, 2], taken[t, 3], taken[t, 4] = at[i], z, c, li, held
+                        moved = min(max(held, 0), guessed[z, c, li])
+                        unmovable = pindex[0, order_of(list_pages[li])]
+                        if unmovable < 0 or unmovable == li:
+                            moved = 0
+                        taken[t, 0], taken[t, 1], taken[t, 2], taken[t, 3], taken[t, 4], taken[t, 5] = \
+                            at[i], z, c, li, held, moved
                         t += 1
                         before -= held
+                        if moved:
+                            balance[z, c, unmovable] += moved
+                guessed[z, c, li] = 0
             run = before + delta[i]
             balance[z, c, li] = run
+            if mguess[i] and delta[i] > 0:
+                guessed[z, c, li] += 1
             if exact[z, c, li] < 0 and mkind[i] == MM_PAGE_ALLOC_ZONE_LOCKED:
                 exact[z, c, li] = max(-before, 0)
             elif -run > need[z, c, li]:
@@ -551,6 +573,13 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                 exact[z, c, li] = max(-run, 0)
             r = move_rest_on(r, at[at_row], at_row, z, c, li, chain, exact, rest, out)
     return out_arr[:r], taken_arr[:t]
+
+
+cdef inline int64_t order_of(int64_t pages) noexcept nogil:
+    cdef int64_t o = 0
+    while (1 << o) < pages:
+        o += 1
+    return o
 
 
 cdef inline Py_ssize_t move_rest_on(Py_ssize_t r, int64_t at, int64_t row, Py_ssize_t z, Py_ssize_t c, int64_t li,

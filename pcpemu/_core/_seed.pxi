@@ -197,6 +197,22 @@ cdef long pcp_untraced_take(pglist_data *pgdat, int zi, int cpu, int pindex, lon
     return taken
 
 
+cdef long pcp_untraced_relist(pglist_data *pgdat, int zi, int cpu, int src, int mt, long nr_blocks) noexcept nogil:
+    """Up to nr_blocks blocks off the tail of one of a CPU's pcp lists onto the tail
+    of the list of migratetype mt and the same order: pages the trace put on the
+    wrong list (their pageblock's type was never shown), as a later refill of src
+    shows (pcpemu.runs.kstate.PcpLists). pcp->count stays. Returns the blocks moved."""
+    cdef zone *z = &pgdat.node_zones[zi]
+    cdef long moved = 0
+    cdef int dst = pgdat.pindex[pgdat.pindex_order[src]][mt]
+    if z.per_cpu_pageset == NULL or not 0 <= cpu < pgdat.nr_cpus or dst < 0 or dst == src \
+            or pgdat.untraced_owner == 0:
+        return 0
+    while moved < nr_blocks and pcp_reveal_one(pgdat, z, z.per_cpu_pageset[cpu], src, dst, mt, cpu):
+        moved += 1
+    return moved
+
+
 cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:
     """Give every free page of zone zi to owner as order-0 allocations and set the
     pageblock types of its managed pages (block_types[i]: the block i blocks after

@@ -528,14 +528,15 @@ def _run_length(ref: np.ndarray, zone: np.ndarray, i: int, z: int) -> int:
 class UntracedPool:
     """Blocks of the untraced owner, handed out for frees of pages allocated before
     the trace: from the zone the real pfn lies in, in a pageblock of the type the
-    trace last showed for the real pfn's pageblock (Movable when it showed none)."""
+    trace last showed for the real pfn's pageblock (Movable when it showed none:
+    block_mt -1)."""
 
     def __init__(self, zoneinfo: dict, emulated_zones: list[str]) -> None:
         ranges = [r for r in real_zone_ranges(zoneinfo) if r[0] in emulated_zones]
         if not ranges:
             raise ConfigError("the capture's zoneinfo shares no populated zone with the emulated machine")
         self.names, self.starts, self.ends = zone_table(ranges)
-        self.block_mt = np.full(int(self.ends.max() >> PAGEBLOCK_ORDER) + 1, _MOVABLE, np.int8)
+        self.block_mt = np.full(int(self.ends.max() >> PAGEBLOCK_ORDER) + 1, -1, np.int8)
         self.cursors: dict[tuple[int, int, int], np.ndarray] = {}
         self.exhausted = 0
         self.other_type = 0         # frees that found no block of their type and took another
@@ -558,7 +559,8 @@ class UntracedPool:
         :return: which frees got a block, and per machine the head pfns of those.
         """
         zi = self.zone_of(pfn)
-        mt = np.where(zi >= 0, self.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.block_mt) - 1)], -1)
+        shown = self.block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(self.block_mt) - 1)]
+        mt = np.where(zi >= 0, np.where(shown < 0, _MOVABLE, shown), -1)
         got = np.zeros(len(pfn), bool)
         out = [np.full(len(pfn), -1, np.int64) for _ in machines]
         # One int per (zone, type, order), in the order of those triples; -1 outside the zones.
@@ -624,6 +626,7 @@ class PcpLists:
         self.rest = np.full((nz, ncpu), -1, np.int64)          # the waiting list; -1: none yet
         self.left = np.zeros((nz, ncpu), np.int64)             # pages on it the trace has not shown
         self.refilling = np.full(ncpu, -1, np.int64)            # the list a refill under way fills
+        self.guessed = np.zeros((nz, ncpu, nl), np.int64)      # frees of pageblocks of no type shown
 
     def learn(self, ev: np.ndarray) -> None:
         """Note the pageblock types a batch shows (before :meth:`add` of earlier batches,
@@ -667,8 +670,9 @@ class PcpLists:
             before and its sort key among the untraced allocations (bulk s: 2 *
             (at[s] + s) + 1); and the untraced takes: per refill of a list the trace
             still held blocks on (rmqueue_bulk refills only an empty list), (event
-            index, zone, cpu, migratetype, order, blocks), blocks below zero where the
-            trace held fewer than none (a page it put on another list).
+            index, zone, cpu, migratetype, order, blocks, of those the ones that went to
+            the Unmovable list), blocks below zero where the trace held fewer than none
+            (a page it put on another list).
         """
         at, cpu, pfn, mt = bulk
         out, taken = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
@@ -677,14 +681,14 @@ class PcpLists:
                                    np.ascontiguousarray(mt, np.int8), self.pool.starts, self.pool.ends,
                                    self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE, self.pindex, 1 << self.list_order,
                                    self.chain, self.balance, self.need, self.exact, self.rest, self.left,
-                                   self.refilling)
+                                   self.refilling, self.guessed)
         ops = np.zeros(len(out), OP_DTYPE)
         src, dst = out[:, 4], out[:, 5]
         ops["op"], ops["cpu"], ops["order"] = OP_PCP_REVEAL, out[:, 3], self.list_order[dst]
         ops["gfp"] = pcp_reveal_gfp(self.zone_idx[out[:, 2]], self.list_mt[src], self.list_mt[dst], out[:, 6],
                                     self.list_order[src])
-        takes = [(at, self.pool.names[z], c, MIGRATETYPE_NAMES[self.list_mt[li]], int(self.list_order[li]), n)
-                 for at, z, c, li, n in taken.tolist()]
+        takes = [(at, self.pool.names[z], c, MIGRATETYPE_NAMES[self.list_mt[li]], int(self.list_order[li]), n, moved)
+                 for at, z, c, li, n, moved in taken.tolist()]
         return ops, out[:, 0], out[:, 1], takes
 
     def exact_lists(self) -> dict[tuple[str, int], set[int]]:

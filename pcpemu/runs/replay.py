@@ -579,12 +579,12 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
 def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_mt: np.ndarray) -> np.ndarray:
     # The migratetype of the list each untraced allocation (_untraced_alloc_at) took its
     # page from: the refill's that put it there, else its pageblock's as the trace
-    # showed it so far (block_mt). Highatomic and CMA pages sit on the Movable list
-    # (free_unref_page).
+    # showed it so far (block_mt; Movable where none). Highatomic and CMA pages sit
+    # on the Movable list (free_unref_page).
     mt = block_mt[np.clip(pfn >> PAGEBLOCK_ORDER, 0, len(block_mt) - 1)].astype(np.int64)
     shown = src >= 0
     mt[shown] = ev["migratetype"][src[shown]]
-    return np.where(mt >= MIGRATE_PCPTYPES, MIGRATE_MOVABLE, mt)
+    return np.where((mt >= MIGRATE_PCPTYPES) | (mt < 0), MIGRATE_MOVABLE, mt)
 
 
 def _untraced(prepared: _Prepared, pool: UntracedPool, growth: ZoneGrowth, machines: list[Machine],
@@ -721,22 +721,26 @@ def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Cal
 
 
 def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
-                   blocks: int) -> Callable[[Machine], None] | None:
-    # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): an
-    # allocation the kernel did not trace took them, and takes as many off the
-    # emulated list. Fewer than none held is only counted (None: nothing to do).
+                   blocks: int, relisted: int) -> Callable[[Machine], None] | None:
+    # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): those
+    # of pageblocks of no type shown move to the Unmovable list of the emulated pcp,
+    # where the kernel's frees put them; an allocation the kernel did not trace took
+    # the rest, and takes as many off the emulated list. Fewer than none held is only
+    # counted (None: nothing to do).
     if blocks < 0:
         found["fewer_than_none"] += 1
         return None
     found["refills"] += 1
     found["blocks"] += blocks
     found["pages"] += blocks << order
+    found["relisted_pages"] += relisted << order
 
     def take(m: Machine) -> None:
         label = _label_with_zone(machines, m, zone)
         if label is not None:
-            found["taken"][label] = found["taken"].get(label, 0) + (m.pcp_untraced_take(zone, cpu, mt, order, blocks)
-                                                                    << order)
+            m.pcp_untraced_relist(zone, cpu, mt, order, relisted)
+            found["taken"][label] = found["taken"].get(label, 0) + (
+                m.pcp_untraced_take(zone, cpu, mt, order, blocks - relisted) << order)
     return take
 
 
@@ -827,7 +831,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     matcher = _Matcher(untraced=start is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
-    untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0}
+    untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0,
+                                      "relisted_pages": 0}
     refills = None if start is None else AllocFactorRefills(start.zoneinfo, cpus, _pcp_orders(first),
                                                             first.config.pcp_batch_scale_max)
     first_drains = None if start is None else FirstDrains(

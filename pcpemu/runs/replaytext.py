@@ -93,9 +93,10 @@ def _start_text(result: ReplayResult) -> list[str]:
     if takes and (takes["refills"] or takes["fewer_than_none"]):
         taken = ", ".join(f"{label} {n:,}" for label, n in takes["taken"].items())
         out.append(f"  {takes['refills']:,} refills of pcp lists the kernel's events still held {takes['pages']:,} "
-                   f"pages on (alloc_pages_bulk took them with no event): taken off the emulated lists, pages "
-                   f"{taken or 'none'}; {takes['fewer_than_none']:,} refills of lists the events held fewer than "
-                   "none on (a page put on another list) only started the count again")
+                   f"pages on: {takes['relisted_pages']:,} freed from pageblocks of no type shown moved to the "
+                   "Unmovable list; the rest alloc_pages_bulk took with no event: taken off the emulated lists, "
+                   f"pages {taken or 'none'}; {takes['fewer_than_none']:,} refills of lists the events held fewer "
+                   "than none on (a page put on another list) only started the count again")
     kswapd = u.get("kswapd")
     if kswapd and kswapd["wakes"]:
         how = (f"ZONE_RECLAIM_ACTIVE set for {kswapd['held']:,} runs, each from its wake to kswapd's last event "

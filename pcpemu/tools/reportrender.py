@@ -309,9 +309,11 @@ def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block
     if not takes or not takes["refills"]:
         return []
     return [("p", f"At {takes['refills']:,} refills the kernel refilled a pcp list its own events still showed "
-                  f"{takes['pages']:,} pages on in all (rmqueue_bulk refills only an empty list): allocations it "
-                  "did not trace (alloc_pages_bulk) had taken them. As many came off the emulated lists where they "
-                  f"still were: {takes['taken'].get(policy, 0):,} pages."
+                  f"{takes['pages']:,} pages on in all (rmqueue_bulk refills only an empty list). "
+                  f"{takes['relisted_pages']:,} of them were freed from pageblocks whose type no event showed, and "
+                  "went to another list: they moved to the Unmovable one. Allocations the kernel did not trace "
+                  "(alloc_pages_bulk) had taken the rest; as many came off the emulated lists where they still "
+                  f"were: {takes['taken'].get(policy, 0):,} pages."
                   + (f" At {takes['fewer_than_none']:,} more the events showed fewer than none (a page they put on "
                      "another list); those only started the count again." if takes["fewer_than_none"] else ""))]
 
