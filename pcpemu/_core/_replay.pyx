@@ -429,8 +429,9 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     never frees): its balance starts again from empty there. But as many of them as
     frees put there since the list was last known empty, of pages in pageblocks
     whose type no event showed (block_mt -1, taken for Movable: guessed), went to
-    another list: they move to the Unmovable list of the order (the type the trace
-    shows most of such pageblocks to have, when it shows them later).
+    another list: they move to the Unmovable list of the order (which of the other
+    two the trace cannot say; where it was seen, holdout set 13's mix, the frees'
+    pageblocks that events named later were Unmovable, 5,212 of 5,214).
 
     :param bulk_at: the event index each untraced allocation goes before (len(kind):
         at the end), ascending; equal ones in the order given.
