@@ -62,6 +62,8 @@ class RefMatcher:
         for i, e in enumerate(ev):
             kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
             self.pcp_owner.append(self.on_pcp.pop(pfn, -1) if kind == MM_PAGE_PCPU_DRAIN else -1)
+            if kind == MM_PAGE_PCPU_DRAIN and seen.get(pfn, ("none",))[0] == "free":
+                seen[pfn] = ("free", -1)     # drained: no longer the free an allocation follows
             if kind == MM_PAGE_FREE or (kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1) \
                     or (kind == MM_PAGE_FREE_BATCHED and pfn >= 0 and pfn not in self.allocated):
                 self.on_pcp[pfn] = int(e["cpu"])

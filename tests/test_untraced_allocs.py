@@ -6,7 +6,8 @@ taken off that CPU's list right after it went there."""
 
 import numpy as np
 
-from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE)
+from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
+                                  MM_PAGE_PCPU_DRAIN)
 from pcpemu.kernel.gfp import parse_gfp
 from pcpemu.kernel.config import KernelConfig
 from pcpemu.machine import Machine
@@ -56,6 +57,27 @@ def test_an_untraced_allocation_goes_before_its_free():
     ops, sel, upos, prev_free, _ = m.ops(ev)
     before, cpu, _ = _untraced_alloc_at(ev, sel, upos, prev_free)
     assert sel[upos].tolist() == [2] and before.tolist() == [2] and cpu.tolist() == [1]
+
+
+def test_a_page_drained_since_its_free_was_taken_after_the_refill_that_brought_it_back():
+    # Freed on CPU 1, drained from its list back to the buddy, refilled onto CPU 0's
+    # list and freed again with no allocation: the untraced allocation comes off CPU 0's
+    # list right after that refill, not after the first free (it was still on CPU 1's
+    # list then: the drain shows it).
+    ev = _events([
+        (MM_PAGE_ALLOC, 0, 100, 0, 0),               # 0
+        (MM_PAGE_FREE, 1, 100, 0, -1),               # 1: onto CPU 1's list
+        (MM_PAGE_ALLOC, 1, 500, 0, 0),               # 2: CPU 1's next allocation
+        (MM_PAGE_PCPU_DRAIN, 1, 100, 0, 0),          # 3: back to the buddy
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 100, 0, 0),   # 4: refilled onto CPU 0's Unmovable list
+        (MM_PAGE_ALLOC, 0, 600, 0, 0),               # 5
+        (MM_PAGE_FREE, 0, 100, 0, -1),               # 6: freed again
+    ])
+    m = _Matcher(untraced=True)
+    ops, sel, upos, prev_free, _ = m.ops(ev)
+    assert sel[upos].tolist() == [6] and prev_free.tolist() == [-1]
+    before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
+    assert before.tolist() == [5] and cpu.tolist() == [0] and src.tolist() == [4]
 
 
 def test_a_bulk_allocation_leaves_free_count_and_the_trace_alone():

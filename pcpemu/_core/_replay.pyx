@@ -131,7 +131,8 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
     :param ops: out, the ops (an OP_DTYPE array as bytes, room for every event and run).
     :param sel: out, the event index of each op (of a run: its position).
     :param prev_free: out, per op: for a free of an untraced page whose pfn was freed
-        earlier in this batch, the event index of that free; else -1.
+        earlier in this batch and not drained since, the event index of that free;
+        else -1.
     :param pcp_owner: out, per event: of a drain, its page's pcp owner (-1: not known);
         of any other event, -1.
     :param counts: added to, as MATCH_COUNTS.
@@ -157,7 +158,9 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
             if pfn[i] >= 0 and (k == MM_PAGE_PCPU_DRAIN or (k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1)):
                 e = table.get(pfn[i])
                 if k == MM_PAGE_PCPU_DRAIN:
-                    pcp_owner[i], e.pcp_cpu = e.pcp_cpu, -1
+                    # Back in the buddy: an untraced allocation of it comes after
+                    # a refill, not after the free that put it on the list.
+                    pcp_owner[i], e.pcp_cpu, e.free_at = e.pcp_cpu, -1, -1
                 else:
                     e.pcp_cpu = cpu[i]
                 continue
