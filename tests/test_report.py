@@ -251,6 +251,8 @@ def test_fidelity_says_what_refills_showed_gone_from_the_pcp_lists():
     (kind, text), = _fidelity_pcp_takes(takes, "split")
     assert kind == "p" and "At 17 refills" in text and "336 pages" in text and "still were: 241 pages" in text
     assert "40 of them were freed from pageblocks whose type no event showed" in text
+    older = {k: v for k, v in takes.items() if k != "relisted_pages"}      # a report.json of session 12
+    assert "pageblocks" not in _fidelity_pcp_takes(older, "split")[0][1]
     assert "At 2 more the events showed fewer than none" in text
     assert "still were: 0 pages" in _fidelity_pcp_takes(takes, "single")[0][1]
     assert _fidelity_pcp_takes(None, "split") == [] and _fidelity_pcp_takes({**takes, "refills": 0}, "split") == []

@@ -308,12 +308,16 @@ def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block
     # Pages a refill showed gone from a pcp list with no event.
     if not takes or not takes["refills"]:
         return []
+    # A report.json from before session 13 has no relisted_pages: nothing said of them.
+    relisted = takes.get("relisted_pages")
     return [("p", f"At {takes['refills']:,} refills the kernel refilled a pcp list its own events still showed "
                   f"{takes['pages']:,} pages on in all (rmqueue_bulk refills only an empty list). "
-                  f"{takes['relisted_pages']:,} of them were freed from pageblocks whose type no event showed, and "
-                  "went to another list: they moved to the Unmovable one. Allocations the kernel did not trace "
-                  "(alloc_pages_bulk) had taken the rest; as many came off the emulated lists where they still "
-                  f"were: {takes['taken'].get(policy, 0):,} pages."
+                  + (f"{relisted:,} of them were freed from pageblocks whose type no event showed, and went to "
+                     "another list: they moved to the Unmovable one. Allocations the kernel did not trace "
+                     "(alloc_pages_bulk) had taken the rest; " if relisted is not None else
+                     "Allocations the kernel did not trace (alloc_pages_bulk) had taken them; ")
+                  + f"as many came off the emulated lists where they still were: {takes['taken'].get(policy, 0):,} "
+                    "pages."
                   + (f" At {takes['fewer_than_none']:,} more the events showed fewer than none (a page they put on "
                      "another list); those only started the count again." if takes["fewer_than_none"] else ""))]
 
