@@ -150,8 +150,8 @@ class Machine:
     def _rules(self) -> int:
         # The core's flags for the kernel changes after v6.10 the config follows.
         flags = 0
-        for r in self.config.rule_changes:
-            flags |= _core.RULES[r.flag] if r.flag else 0
+        for name in self.config.rule_flags:
+            flags |= _core.RULES[name]
         return flags
 
     def _free_high_batch(self) -> bool:

@@ -54,7 +54,7 @@ def _release_config(release):
 def test_release_rules_follow_the_traced_release(release, preset, kernel, thp_lists, flags):
     rules, cfg = _release_config(release)
     assert (rules.preset, cfg.kernel, cfg.thp_lists) == (preset, kernel, thp_lists)
-    assert {r.flag for r in cfg.rule_changes if r.flag} == flags
+    assert {r.flag for r in cfg.rule_changes if r.flag} == flags == cfg.rule_flags
     assert bool(rules.note) == (bool(rules.overrides) or release.startswith("6.19"))   # a choice is said
 
 

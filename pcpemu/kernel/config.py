@@ -414,6 +414,11 @@ class KernelConfig:
         backported to its series by then)."""
         return [r for r in RULE_CHANGES if r.in_kernel(self.version)]
 
+    @property
+    def rule_flags(self) -> set[str]:
+        """The core's rule flags (RuleChange.flag) of this config's rule changes."""
+        return {r.flag for r in self.rule_changes if r.flag}
+
     @classmethod
     def from_zoneinfo(cls, zoneinfo: Any, preset: str | None = None, node: int | None = None,
                       **overrides: Any) -> "KernelConfig":

@@ -338,9 +338,10 @@ class FirstDrains:
                  decay_batched: bool = False) -> None:
         self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders
-        self.batches = _pcp_batches(zoneinfo) if decay_batched else {}
+        batches = _pcp_batches(zoneinfo)
+        self.batches = batches if decay_batched else {}
         # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
-        self.full_drain = {pcp: batch << batch_scale_max for pcp, batch in _pcp_batches(zoneinfo).items()}
+        self.full_drain = {pcp: batch << batch_scale_max for pcp, batch in batches.items()}
         self.done = np.zeros((len(self.names), nr_cpus), bool)
         self.found: list[dict[str, Any]] = []
 

@@ -837,7 +837,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                                             first.config.pcp_batch_scale_max)
     first_drains = None if start is None else FirstDrains(
         start.zoneinfo, cpus, _pcp_orders(first), first.config.pcp_batch_scale_max,
-        any(r.flag == "decay_batched" for r in first.config.rule_changes))
+        "decay_batched" in first.config.rule_flags)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
     compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
