@@ -21,7 +21,8 @@ def test_rule_changes_cite_commits_and_the_v6_18_preset_has_those_up_to_it():
     # v6.18.0 has every change up to v6.18; 6.18.y from 6.18.7 the v6.19 one it got too.
     cfg = KernelConfig.preset("v6.18")
     assert cfg.rule_changes == [r for r in RULE_CHANGES if r.since != "v6.19"]
-    assert KernelConfig.preset("v6.18", kernel="6.18.7").rule_changes == list(RULE_CHANGES)
+    assert KernelConfig.preset("v6.18", kernel="6.18.7").rule_changes == [r for r in RULE_CHANGES
+                                                                          if r.commit != "91e691296646"]
     assert KernelConfig.preset("v6.10").rule_changes == []
     assert PRESETS["v6.18"]["kernel"] == "v6.18"
     for r in RULE_CHANGES:
@@ -38,6 +39,12 @@ def _release_config(release):
      {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched"}),
     ("6.18.6", "v6.18", "v6.18", "split", {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min"}),
     ("6.12.3", "v6.18", "v6.12.3", "split", {"free_highatomic", "highatomic_non_block"}),
+    ("6.12.66", "v6.18", "v6.12.66", "split", {"free_highatomic", "highatomic_non_block"}),
+    ("6.12.67", "v6.18", "v6.12.67", "split",                     # fc4b909c368f backported
+     {"free_highatomic", "highatomic_non_block", "decay_batched"}),
+    ("6.14.6", "v6.18", "v6.14.6", "split", {"free_highatomic", "highatomic_non_block"}),
+    ("6.14.7", "v6.18", "v6.14.7", "split",                       # c2f6ea38fc, 90abee6d7895 backported
+     {"free_highatomic", "highatomic_non_block", "claim_steal"}),
     ("6.15.0-rc2", "v6.18", "v6.15", "split", {"free_highatomic", "highatomic_non_block", "claim_steal"}),
     ("6.11.11", "v6.18", "v6.11.11", "split", {"highatomic_non_block"}),     # a stable backport
     ("6.11.10", "v6.18", "v6.11.10", "split", set()),
@@ -48,14 +55,18 @@ def _release_config(release):
     ("6.6.37-lts", "v6.6", "v6.6", "split", set()),
     ("6.1.50", "v6.6", "v6.1.50", "single", set()),             # one THP list since v6.0
     ("5.15.0-91-generic", "v5.14", "v5.15", "per-type", set()),
-    ("6.19.1", "v6.18", "v6.18", "split",
-     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min"}),
+    ("6.19.1", "v6.18", "v6.18.7", "split",                      # v6.19's fc4b909c368f, as 6.18.7 has it
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched"}),
+    ("7.1.0-rc2", "v6.18", "v6.18.7", "split",
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched"}),
 ])
 def test_release_rules_follow_the_traced_release(release, preset, kernel, thp_lists, flags):
     rules, cfg = _release_config(release)
     assert (rules.preset, cfg.kernel, cfg.thp_lists) == (preset, kernel, thp_lists)
     assert {r.flag for r in cfg.rule_changes if r.flag} == flags == cfg.rule_flags
-    assert bool(rules.note) == (bool(rules.overrides) or release.startswith("6.19"))   # a choice is said
+    assert bool(rules.note) == bool(rules.overrides)     # a choice is said
+    # A release past the newest modelled one says so, and what it was run at.
+    assert ("newer than v6.18" in rules.note) == (release[:4] in ("6.19", "7.1."))
 
 
 def test_release_rules_say_what_they_leave_out():
@@ -263,3 +274,15 @@ def test_v6_18_rules_keep_every_invariant_under_pressure(seed, kernel):
         m.check()
     st = m.stats()
     assert st["PGALLOC_FALLBACK"] > before["PGALLOC_FALLBACK"] and st["ALLOC_FAILED"] > 0
+
+
+def test_a_release_past_v6_18_names_the_later_changes_it_cannot_apply(monkeypatch):
+    # A later change with no 6.18.y backport cannot be had at any 6.18 release: said, not
+    # applied (v6.19's batched free_frozen_page_commit, and one added here).
+    from pcpemu.kernel import config
+    extra = config.RuleChange("v6.19", "0123456789ab", "a v6.19 change only mainline has", "somewhere", "")
+    monkeypatch.setattr(config, "RULE_CHANGES", config.RULE_CHANGES + (extra,))
+    rules = release_rules("6.19.3")
+    assert rules.overrides == {"kernel": "v6.18.7"}
+    assert "(fc4b909c368f); not applied: 91e691296646, 0123456789ab" in rules.note
+    assert release_rules("6.18.9").overrides == {"kernel": "v6.18.9"}      # the series itself is unchanged

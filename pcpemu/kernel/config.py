@@ -508,7 +508,8 @@ class RuleChange:
 
 #: The kernel changes after v6.10 to the buddy, the pcp lists, the watermarks,
 #: lowmem_reserve and the /proc formats: those up to v6.18, and later ones that
-#: 6.18.y carries. A config follows each whose ``since`` is at or below its
+#: 6.18.y carries or that a release past v6.18 has without them (release_rules
+#: names those it cannot apply). A config follows each whose ``since`` is at or below its
 #: ``kernel``, or that its stable series got by then (``backports``); the core's
 #: rule flags are named in pcpemu.machine.
 RULE_CHANGES: tuple[RuleChange, ...] = (
@@ -530,10 +531,10 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
     RuleChange("v6.15", "c2f6ea38fc", "__rmqueue_fallback split in two: claim a whole block (largest order "
                "first, down to the orders allowed to claim), else steal the smallest block of another type "
                "without claiming, for every migratetype; the watermark boost comes with claim attempts only",
-               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal", "claim_steal"),
+               "__rmqueue_claim, try_to_claim_block, __rmqueue_steal", "claim_steal", backports=("6.14.7",)),
     RuleChange("v6.15", "90abee6d7895", "rmqueue_bulk remembers which fallback mode (normal, CMA, claim, "
                "steal) served the last page of a refill and starts the next page there",
-               "enum rmqueue_mode carried through rmqueue_bulk", "claim_steal"),
+               "enum rmqueue_mode carried through rmqueue_bulk", "claim_steal", backports=("6.14.7",)),
     RuleChange("v6.15", "a211c6550efc",
                "NR_FREE_PAGES_BLOCKS: free pages in blocks of pageblock order or more, printed as "
                "nr_free_pages_blocks", "procfs.zoneinfo (counted from the free lists)"),
@@ -544,8 +545,11 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
     RuleChange("v6.19", "fc4b909c368f", "decay_pcp_high drains count - high in free_pcppages_bulk calls of "
                "pcp->batch pages each; every call starts at the first list and may end a block past its "
                "share, so a drain reaching the high-order lists frees more pages than count - high "
-               "(in 6.18.y from 6.18.7, with 0acc67c4030c, as a dependency of 038a102535eb)",
-               "decay_pcp_high", "decay_batched", backports=("6.18.7",)),
+               "(in 6.18.y from 6.18.7 and 6.12.y from 6.12.67, with 0acc67c4030c, as a dependency of "
+               "038a102535eb)", "decay_pcp_high", "decay_batched", backports=("6.18.7", "6.12.67")),
+    RuleChange("v6.19", "91e691296646", "free_frozen_page_commit frees nr_pcp_free's pages in free_pcppages_bulk "
+               "calls of pcp->batch, retaking the pcp lock between calls and stopping early when it cannot or the "
+               "task moved CPU (6.18.y and 6.12.y did not take it: their free drains are one call)", ""),
 )
 
 #: Kernel-version presets: each sets the THP lists and the buddy rules of the
@@ -644,7 +648,9 @@ def release_rules(release: str) -> ReleaseRules:
     ``uname -r`` prints it (an -rc reads as its release):
 
     - v6.10 and later: the v6.18 preset with ``kernel`` set to the release, so
-      that only the RULE_CHANGES the release has apply; past v6.18, the v6.18 rules;
+      that only the RULE_CHANGES the release has apply (stable backports included);
+      past v6.18, the v6.18 rules with the later changes it models, at the 6.18.y
+      release that carries them (:func:`_past_newest`);
     - v6.0..v6.9: the v6.9 or v6.6 preset (v6.0..v6.5 take v6.6's, the nearest),
       with two THP lists where a stable release carries bf14ed81f571
       (kversion.SPLIT_THP_BACKPORTS);
@@ -657,8 +663,7 @@ def release_rules(release: str) -> ReleaseRules:
         raise ConfigError(f"cannot read the kernel version of release {release!r}; give --preset")
     major, minor, sub = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
     if (major, minor) > parse_version(NEWEST_VERSION).major_minor:
-        return ReleaseRules(NEWEST_VERSION, {}, f"kernel {release} is newer than {NEWEST_VERSION}, the newest "
-                                                "whose rules pcpemu models: its later changes are not modelled")
+        return _past_newest(release, (major, minor, sub))
     if (major, minor) < (5, 14):
         raise ConfigError(f"no preset for kernel {release}; the oldest is v5.14: give --preset")
     v = parse_version(f"{major}.{minor}" + (f".{sub}" if sub else ""))
@@ -674,16 +679,37 @@ def release_rules(release: str) -> ReleaseRules:
         filter(None, (rules.note, f"two THP lists: {v} carries bf14ed81f571 (a stable backport)"))))
 
 
+def _past_newest(release: str, number: tuple[int, int, int]) -> ReleaseRules:
+    # A release past the newest modelled version gets the newest preset's rules and
+    # the later RULE_CHANGES it has, run at the newest series' stable release that
+    # carries them (a 6.19 kernel: v6.18 at 6.18.7, which has v6.19's fc4b909c368f).
+    newest = parse_version(NEWEST_VERSION)
+    key = parse_version_key("v{}.{}.{}".format(*number))
+    later = [r for r in RULE_CHANGES if newest.key < parse_version_key(r.since) <= key]
+    carried = [r for r in later if any(parse_version(b).major_minor == newest.major_minor for b in r.backports)]
+    head = f"kernel {release} is newer than {NEWEST_VERSION}, the newest whose rules pcpemu models"
+    if not carried:
+        return ReleaseRules(NEWEST_VERSION, {}, f"{head}: its later changes are not modelled")
+    at = max(parse_version(b) for r in carried for b in r.backports
+             if parse_version(b).major_minor == newest.major_minor)
+    missing = [r.commit for r in later if r not in carried]
+    return ReleaseRules(NEWEST_VERSION, {"kernel": str(at)}, f"{head}: run at {at}, which carries the later "
+                        f"changes pcpemu models ({', '.join(r.commit for r in carried)})"
+                        + (f"; not applied: {', '.join(missing)}" if missing else "")
+                        + "; its other changes are not modelled")
+
+
 def _rules_at(preset: str, v: KernelVersion, left_out: str) -> ReleaseRules:
     # The preset's rules as of kernel v: its ``kernel`` set to v outside the preset's
     # own series, where left_out says what that leaves out, and within it where v is
     # a stable release carrying backported RULE_CHANGES.
     own = parse_version(PRESETS[preset]["kernel"])
+    backported = ", ".join(r.commit for r in RULE_CHANGES if r.in_kernel(v) and v.key < parse_version_key(r.since))
+    carries = f", with the stable backports pcpemu models ({backported})" if backported else ""
     if v.major_minor != own.major_minor:
-        return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}: {left_out}")
-    backported = [r.commit for r in RULE_CHANGES if r.in_kernel(v) and not r.in_kernel(own)]
+        return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}{carries}: "
+                            f"{'otherwise ' if backported else ''}{left_out}")
     if not backported:
         return ReleaseRules(preset, {}, "")
-    return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}, with the stable "
-                        f"backports pcpemu models ({', '.join(backported)}); its other stable changes are "
-                        "not modelled")
+    return ReleaseRules(preset, {"kernel": str(v)}, f"the {preset} preset at kernel {v}{carries}; its other "
+                        "stable changes are not modelled")
