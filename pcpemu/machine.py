@@ -557,7 +557,9 @@ class Machine:
         """Move up to ``nr_blocks`` of the oldest blocks of a CPU's pcp list of
         (migratetype, order) onto the list of (``to``, order): pages the replay put on
         a list the traced kernel did not (their pageblock's type never shown), as a
-        refill of that list shows. pcp->count stays. Returns the blocks moved (fewer
+        refill of that list shows; a block whose pageblock is of another type than
+        ``to`` leaves the untraced owner's block of a ``to`` pageblock in its place,
+        so that its frees go back to that list. pcp->count stays. Returns the blocks moved (fewer
         when the list runs out, none for an order with no pcp list); needs a seeded
         machine (seed_zone), else moves none."""
         pindex = self.order_to_pindex(migratetype, order)

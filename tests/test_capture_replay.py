@@ -715,6 +715,30 @@ def test_a_reveal_moves_starting_pages_and_keeps_the_pcp_count():
     assert m.pcp_state("Normal", 0)["count"] == count        # refused streams change nothing
 
 
+def test_a_revealed_page_stands_in_a_pageblock_of_its_lists_type_and_goes_back_there_when_freed():
+    # The waiting pages sit on Movable order 0 in the owner's pageblocks of any type. A
+    # page the trace shows on Unmovable order 0 was there because its pageblock was
+    # Unmovable: the reveal puts an owner's page of an Unmovable pageblock there (the
+    # waiting list's oldest goes back to the owner), so a GFP_KERNEL allocation of it
+    # and its free leave it on the Unmovable list, as the kernel's free did.
+    m, zi, _ = _seeded()
+    count = m.pcp_state("Normal", 0)["count"]
+    movable0, unmovable0 = m.order_to_pindex("Movable", 0), m.order_to_pindex("Unmovable", 0)
+    waiting = m.pcp_list("Normal", 0, movable0)
+    assert m.pageblock_migratetype(waiting[-1]) != "Unmovable"
+    ops = np.zeros(1, OP_DTYPE)
+    ops["op"], ops["cpu"], ops["gfp"] = OP_PCP_REVEAL, 0, pcp_reveal_gfp(ZONE_NAMES.index("Normal"), 1, 0)
+    m.run(ops)
+    (pfn,) = m.pcp_list("Normal", 0, unmovable0)
+    assert m.pageblock_migratetype(pfn) == "Unmovable"
+    assert m.pcp_list("Normal", 0, movable0) == waiting[:-1]          # the oldest went back
+    assert m.pcp_state("Normal", 0)["count"] == count
+    assert m.alloc_pages("GFP_KERNEL", 0, 0) == pfn
+    m.free_pages(pfn, 0, 0)
+    assert m.pcp_list("Normal", 0, unmovable0) == [pfn]
+    m.check()
+
+
 def test_reveals_out_of_a_bigger_list_pay_a_whole_block_once_they_add_up_to_it():
     # Order-3 blocks revealed out of the THP list: each is the owner's, and a THP block
     # goes back only with the 64th, so the count is what /proc showed once the blocks
@@ -738,13 +762,17 @@ def test_reveals_out_of_a_bigger_list_pay_a_whole_block_once_they_add_up_to_it()
 
 def test_relisting_moves_the_oldest_blocks_and_keeps_the_count():
     # Machine.pcp_untraced_relist: pages a refill shows were never on the list the
-    # replay put them on move, oldest first, to the Unmovable list of the order.
+    # replay put them on move, oldest first, to the Unmovable list of the order; a page
+    # whose emulated pageblock is of another type leaves an owner's page of an
+    # Unmovable pageblock in its place (as a reveal does).
     m, zi, _ = _seeded()
     count = m.pcp_state("Normal", 0)["count"]
     movable0, unmovable0 = m.order_to_pindex("Movable", 0), m.order_to_pindex("Unmovable", 0)
-    oldest = m.pcp_list("Normal", 0, movable0)[-3:]
+    before = m.pcp_list("Normal", 0, movable0)
     assert m.pcp_untraced_relist("Normal", 0, "Movable", 0, 3) == 3
-    assert m.pcp_list("Normal", 0, unmovable0) == oldest[::-1]          # each to the tail, oldest first
+    moved = m.pcp_list("Normal", 0, unmovable0)
+    assert len(moved) == 3 and {m.pageblock_migratetype(p) for p in moved} == {"Unmovable"}
+    assert m.pcp_list("Normal", 0, movable0) == before[:-3]
     assert m.pcp_state("Normal", 0)["count"] == count
     assert m.pcp_untraced_relist("Normal", 0, "Movable", 9, 1) == 0         # an empty list: none
     m.check()

@@ -387,6 +387,7 @@ struct pglist_data {
 	int threaded;			/* real threads run the op streams: atomic locks */
 	uint64_t untraced_owner;	/* owner of the pages a seeded zone starts with, 0: none */
 	unsigned long untraced_cursor[MAX_NR_ZONES];	/* where OP_PCP_REVEAL looks for its blocks */
+	unsigned long untraced_mt_cursor[MAX_NR_ZONES][MIGRATE_PCPTYPES];	/* ... for blocks of a type */
 	/* node_zonelists[ZONELIST_FALLBACK] by highest_zoneidx: the populated
 	 * zones from it down, NULL-terminated */
 	struct zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1];

@@ -286,6 +286,7 @@ cdef extern from "_kernel.h" nogil:
         int threaded                    # real threads run the op streams
         uint64_t untraced_owner         # owner of a seeded zone's starting pages, 0: none
         unsigned long untraced_cursor[MAX_NR_ZONES]   # where OP_PCP_REVEAL looks for its blocks
+        unsigned long untraced_mt_cursor[MAX_NR_ZONES][MIGRATE_PCPTYPES]   # ... for blocks of a type
         zone *zonelists[MAX_NR_ZONES][MAX_NR_ZONES + 1]   # populated zones from each highest_zoneidx down
         pcpemu_trace *trace             # NULL: tracepoints off
         pcp_buddy *pcpb                 # NULL: the classic pcp

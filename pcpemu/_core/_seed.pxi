@@ -70,6 +70,18 @@ cdef long next_untraced_block(pglist_data *pgdat, zone *z, int order) noexcept n
     return pfn
 
 
+cdef long untraced_block_of_type(pglist_data *pgdat, zone *z, int order, int mt) noexcept nogil:
+    # The untraced owner's next whole block of the order in a pageblock of type mt, so
+    # that a later free sends it back to the pcp list of that type, as the pageblock
+    # of the traced kernel's page did (free_frozen_pages); -1 when the zone has none.
+    cdef unsigned long *cursor = &pgdat.untraced_mt_cursor[z.idx][mt]
+    cdef long pfn = find_untraced_block(pgdat, z, cursor[0], order, mt, pgdat.untraced_owner)
+    if pfn < 0 and cursor[0] > z.managed_start:     # blocks given back behind the cursor
+        pfn = find_untraced_block(pgdat, z, z.managed_start, order, mt, pgdat.untraced_owner)
+    cursor[0] = z.managed_start if pfn < 0 else pfn + (1UL << order)
+    return pfn
+
+
 cdef void pcp_give_back(pglist_data *pgdat, per_cpu_pages *pcp, int pindex, bint newest) noexcept nogil:
     # A block of a pcp list back to the untraced owner, page by page: the oldest (the
     # list's tail, where a drain takes from) or the newest (its head, where an
@@ -85,8 +97,10 @@ cdef void pcp_give_back(pglist_data *pgdat, per_cpu_pages *pcp, int pindex, bint
 cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int src, int dst, int mt,
                          int cpu) noexcept nogil:
     # One block of dst's order from the src list's tail onto dst's; False when src has
-    # too few pages or the untraced owner no block. Between lists of two orders, the
-    # block is the owner's and src's blocks that pay for it go back to the owner; a
+    # too few pages or the untraced owner no block. Between lists of two orders, or
+    # when the tail's pageblock is of another type than dst's and the owner has a
+    # block of dst's type, the block is the owner's and src's blocks that pay for it
+    # go back to the owner; a
     # bigger one only once the blocks it paid for add up to it (reveal_debt), so
     # that pcp->count stays what /proc showed.
     cdef int order = pgdat.pindex_order[dst], src_order = pgdat.pindex_order[src]
@@ -99,17 +113,28 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
     if list_empty(head):
         return False
     if order == src_order:
+        # The page itself, unless its pageblock is of another type than dst's list
+        # and the owner has a block of dst's type to stand in for it.
         p = lru_to_page(head.prev)
-        list_move_tail(&p.lru, &pcp.lists[dst])
-        p.pindex = <uint8_t>dst
-        p.mt = <uint8_t>mt
+        pfn = -1
+        if pgdat.untraced_owner and get_pageblock_migratetype(pgdat, page_to_pfn(pgdat, p)) != mt:
+            pfn = untraced_block_of_type(pgdat, z, order, mt)
+        if pfn < 0:
+            list_move_tail(&p.lru, &pcp.lists[dst])
+            p.pindex = <uint8_t>dst
+            p.mt = <uint8_t>mt
+            return True
+        pcp_give_back(pgdat, pcp, src, False)
+        pcp_add_untraced(pgdat, pcp, pfn, order, dst, mt, cpu)
         return True
     while src_order < order and n < size and pos != head:
         n += 1UL << src_order
         pos = pos.prev
     if (src_order < order and n < size) or pgdat.untraced_owner == 0:
         return False
-    pfn = next_untraced_block(pgdat, z, order)
+    pfn = untraced_block_of_type(pgdat, z, order, mt)
+    if pfn < 0:
+        pfn = next_untraced_block(pgdat, z, order)
     if pfn < 0:
         return False
     while n:
@@ -129,7 +154,9 @@ cdef void pcp_reveal(pglist_data *pgdat, const pcpemu_op *op) noexcept nogil:
     a pcp list when the trace began, which the replay laid on another of the CPU's
     lists (pcpemu.runs.kstate.PcpLists), goes where the trace shows it: one block
     onto the list of (op.order, TO), or with PCP_REVEAL_ALL every page of the FROM
-    list. pcp->count stays what /proc showed (pcp_reveal_one)."""
+    list. pcp->count stays what /proc showed (pcp_reveal_one). The block is one of a
+    pageblock of TO's type where the untraced owner has one: the kernel's page was on
+    that list because its pageblock was of that type, and its frees go back there."""
     cdef unsigned int zi = PCP_REVEAL_ZONE(op.gfp)
     cdef int mt = PCP_REVEAL_TO(op.gfp), src, dst
     cdef zone *z
@@ -201,7 +228,9 @@ cdef long pcp_untraced_relist(pglist_data *pgdat, int zi, int cpu, int src, int 
     """Up to nr_blocks blocks off the tail of one of a CPU's pcp lists onto the tail
     of the list of migratetype mt and the same order: pages the trace put on the
     wrong list (their pageblock's type was never shown), as a later refill of src
-    shows (pcpemu.runs.kstate.PcpLists). pcp->count stays. Returns the blocks moved."""
+    shows (pcpemu.runs.kstate.PcpLists); one of another type's pageblock leaves an
+    owner's block of type mt in its place (pcp_reveal_one). pcp->count stays.
+    Returns the blocks moved."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef long moved = 0
     cdef int dst = pgdat.pindex[pgdat.pindex_order[src]][mt]
@@ -247,6 +276,8 @@ cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block
             _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
     pgdat.untraced_owner = owner
     pgdat.untraced_cursor[zi] = z.managed_start
+    for mt in range(MIGRATE_PCPTYPES):
+        pgdat.untraced_mt_cursor[zi][mt] = z.managed_start
     return 0
 
 
