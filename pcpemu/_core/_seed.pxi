@@ -100,9 +100,8 @@ cdef bint pcp_reveal_one(pglist_data *pgdat, zone *z, per_cpu_pages *pcp, int sr
     # too few pages or the untraced owner no block. Between lists of two orders, or
     # when the tail's pageblock is of another type than dst's and the owner has a
     # block of dst's type, the block is the owner's and src's blocks that pay for it
-    # go back to the owner; a
-    # bigger one only once the blocks it paid for add up to it (reveal_debt), so
-    # that pcp->count stays what /proc showed.
+    # go back to the owner; a bigger one only once the blocks it paid for add up to
+    # it (reveal_debt), so that pcp->count stays what /proc showed.
     cdef int order = pgdat.pindex_order[dst], src_order = pgdat.pindex_order[src]
     cdef unsigned long size = 1UL << order, n = 0
     cdef uint64_t *debt = &pgdat.cpu[cpu].reveal_debt[z.idx]
