@@ -248,8 +248,7 @@ cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block
     empty pcp lists."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef int order, mt
-    cdef page *p
-    cdef unsigned long pfn, i, first = z.managed_start >> PAGEBLOCK_ORDER
+    cdef unsigned long pfn, first = z.managed_start >> PAGEBLOCK_ORDER
     cdef unsigned long nblocks = ((z.managed_end - 1) >> PAGEBLOCK_ORDER) + 1 - first
     cdef Py_ssize_t b
     if z.per_cpu_pageset == NULL:
@@ -264,13 +263,11 @@ cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
                 while not list_empty(&z.free_area[order].free_list[mt]):
-                    p = lru_to_page(z.free_area[order].free_list[mt].next)
-                    del_page_from_free_list(p, z, order, mt)
-                    for i in range(1UL << order):
-                        p[i].flags = 0
+                    del_page_from_free_list(lru_to_page(z.free_area[order].free_list[mt].next), z, order, mt)
         spin_unlock_zone(z)
         for b in range(block_types.shape[0]):
             pgdat.pageblock_mt[first + b] = block_types[b]
+        # Every managed page the owner's (its flags rewritten whole), one pass.
         for pfn in range(z.managed_start, z.managed_end):
             _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
     pgdat.untraced_owner = owner
