@@ -165,6 +165,13 @@ def _rest_chain(m: Machine) -> list[int]:
                                      for t in ("Movable", "Reclaimable", "Unmovable")) if i >= 0]
 
 
+def _list_name(m: Machine, pindex: int) -> str:
+    # "Movable order 9": a pcp list as the chain names it.
+    order = int(m.pindex_order[pindex])
+    return next(f"{t} order {order}" for t in ("Movable", "Reclaimable", "Unmovable")
+                if m.order_to_pindex(t, order) == pindex)
+
+
 def _rest_list(m: Machine, exact: set[int]) -> int:
     # The first list of the chain whose start the trace did not show exactly;
     # Movable order 0 when it showed all.
@@ -228,6 +235,7 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
         showed exactly (:func:`_rest_list`).
     """
     report: dict[str, dict[str, Any]] = {}
+    notes = list(zones.notes)
     real = {z["name"]: z for z in zoneinfo["zones"] if z.get("managed")}
     for zp in m.populated_zones:
         pcp = []
@@ -244,22 +252,27 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
                 if n:
                     lists[pindex] = m.seed_pcp(zp.name, p["cpu"], n, high, UNTRACED, pindex=pindex)
                     left -= lists[pindex] * size
+            # The rest wait on the first list of the chain whose start the trace did not
+            # show exactly. Fewer pages than one of its blocks are left over only when
+            # every list before it was shown exactly: those pages were on none of them
+            # when the trace began (the count moved after zoneinfo was read) and stay off.
             rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
-            rest_pages = 0
-            movable0 = m.order_to_pindex("Movable", 0)
-            for i in (rest, movable0):      # what is left of a bigger list's blocks: order 0
-                n = m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[i]), high, UNTRACED, pindex=i)
-                lists[i] = lists.get(i, 0) + n
-                left -= n << int(m.pindex_order[i])
-                rest_pages += n << int(m.pindex_order[i]) if i == rest else 0
+            n = m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[rest]), high, UNTRACED, pindex=rest)
+            lists[rest] = lists.get(rest, 0) + n
+            rest_pages = n << int(m.pindex_order[rest])
             placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
+            if placed < p.get("count", 0):
+                notes.append(f"zone {zp.name} cpu {p['cpu']}: {p['count'] - placed} of the {p['count']} pcp pages "
+                             f"zoneinfo printed are left off: the trace showed exactly what every list before "
+                             f"the one the rest wait on ({_list_name(m, rest)}) held")
             pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
                         "lists": {int(i): int(n) for i, n in lists.items() if n},
                         "rest": {"pindex": rest, "pages": int(rest_pages)}})
         state = m.zone_state(zp.name)
         report[zp.name] = {"free_pages": int(state["nr_free_pages"]), **zones.zones[zp.name], "pcp": pcp}
-    notes = zones.notes + ["pcp pages the trace does not place on a list start on Movable order 0 "
-                           "(zoneinfo prints only each CPU's count)"]
+    notes.append("pcp pages the trace does not place on a list start on the first of the chain Movable, "
+                 "Reclaimable, Unmovable order 0, orders 1-3, THP whose start it did not show "
+                 "(zoneinfo prints only each CPU's count)")
     m.reset_stats()
     return Seed(report, notes)
 
