@@ -257,14 +257,17 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
             # every list before it was shown exactly: those pages were on none of them
             # when the trace began (the count moved after zoneinfo was read) and stay off.
             rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
-            n = m.seed_pcp(zp.name, p["cpu"], left >> int(m.pindex_order[rest]), high, UNTRACED, pindex=rest)
+            want = left >> int(m.pindex_order[rest])
+            n = m.seed_pcp(zp.name, p["cpu"], want, high, UNTRACED, pindex=rest)
             lists[rest] = lists.get(rest, 0) + n
             rest_pages = n << int(m.pindex_order[rest])
             placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
             if placed < p.get("count", 0):
+                why = ("fewer than a block of the list the rest wait on, and the trace showed exactly what every "
+                       "list before it held" if n == want else "the untraced owner had no more blocks for the list "
+                       "the rest wait on")
                 notes.append(f"zone {zp.name} cpu {p['cpu']}: {p['count'] - placed} of the {p['count']} pcp pages "
-                             f"zoneinfo printed are left off: the trace showed exactly what every list before "
-                             f"the one the rest wait on ({_list_name(m, rest)}) held")
+                             f"zoneinfo printed are left off: {why} ({_list_name(m, rest)})")
             pcp.append({"cpu": p["cpu"], "count": placed, "high": high, "shown_count": p.get("count", 0),
                         "lists": {int(i): int(n) for i, n in lists.items() if n},
                         "rest": {"pindex": rest, "pages": int(rest_pages)}})
