@@ -286,3 +286,14 @@ def test_a_release_past_v6_18_names_the_later_changes_it_cannot_apply(monkeypatc
     assert rules.overrides == {"kernel": "v6.18.7"}
     assert "(fc4b909c368f); not applied: 91e691296646, 0123456789ab" in rules.note
     assert release_rules("6.18.9").overrides == {"kernel": "v6.18.9"}      # the series itself is unchanged
+
+
+def test_a_release_past_v6_18_with_no_later_change_6_18_y_carries_gets_v6_18_0(monkeypatch):
+    # Without a later change that a 6.18.y release carries, nothing later can be had at
+    # all: v6.18.0's rules, and the note says the later changes are not modelled.
+    from pcpemu.kernel import config
+    monkeypatch.setattr(config, "RULE_CHANGES", tuple(r for r in config.RULE_CHANGES if not r.backports
+                                                      or r.since != "v6.19"))
+    rules = release_rules("6.19.3")
+    assert (rules.preset, rules.overrides) == ("v6.18", {})
+    assert rules.note.endswith("its later changes are not modelled")
