@@ -559,9 +559,9 @@ class Machine:
         a list the traced kernel did not (their pageblock's type never shown), as a
         refill of that list shows; a block whose pageblock is of another type than
         ``to`` leaves the untraced owner's block of a ``to`` pageblock in its place,
-        so that its frees go back to that list. pcp->count stays. Returns the blocks moved (fewer
-        when the list runs out, none for an order with no pcp list); needs a seeded
-        machine (seed_zone), else moves none."""
+        so that its frees go back to that list. pcp->count stays. Returns the blocks
+        moved (fewer when the list runs out, none for an order with no pcp list);
+        needs a seeded machine (seed_zone), else moves none."""
         pindex = self.order_to_pindex(migratetype, order)
         if pindex < 0:
             return 0
