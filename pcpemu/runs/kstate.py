@@ -390,10 +390,13 @@ class FirstDrains:
     def _by_free(self, evc: np.ndarray, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
         # evc: one CPU's events, ic: their indexes in the batch.
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
+        drain = x + 1
         if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
             x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
                       if kind[j] == MM_PAGE_FREE and pfn[j] == pfn[x]), -1)
-        if x < 0 or order[x] != 0:
+        # A drain of the same batch of folios before this one took pages the frees
+        # counted below do not show.
+        if x < 0 or order[x] != 0 or (kind[x + 1:drain] == MM_PAGE_PCPU_DRAIN).any():
             return None
         others = np.flatnonzero((kind[:x] != MM_PAGE_FREE) & (kind[:x] != MM_PAGE_FREE_BATCHED))
         r = int(others[-1]) + 1 if len(others) else 0      # the run of frees starts after the last other event
