@@ -686,13 +686,15 @@ def _past_newest(release: str, number: tuple[int, int, int]) -> ReleaseRules:
     newest = parse_version(NEWEST_VERSION)
     key = parse_version_key("v{}.{}.{}".format(*number))
     later = [r for r in RULE_CHANGES if newest.key < parse_version_key(r.since) <= key]
-    carried = [r for r in later if any(parse_version(b).major_minor == newest.major_minor for b in r.backports)]
+    # Each later change's first release in the newest series, if it has one.
+    in_series = {r.commit: [v for v in map(parse_version, r.backports) if v.major_minor == newest.major_minor]
+                 for r in later}
+    carried = [r for r in later if in_series[r.commit]]
     head = f"kernel {release} is newer than {NEWEST_VERSION}, the newest whose rules pcpemu models"
     if not carried:
         return ReleaseRules(NEWEST_VERSION, {}, f"{head}: its later changes are not modelled")
-    at = max(parse_version(b) for r in carried for b in r.backports
-             if parse_version(b).major_minor == newest.major_minor)
-    missing = [r.commit for r in later if r not in carried]
+    at = max(v for r in carried for v in in_series[r.commit])
+    missing = [r.commit for r in later if not in_series[r.commit]]
     return ReleaseRules(NEWEST_VERSION, {"kernel": str(at)}, f"{head}: run at {at}, which carries the later "
                         f"changes pcpemu models ({', '.join(r.commit for r in carried)})"
                         + (f"; not applied: {', '.join(missing)}" if missing else "")

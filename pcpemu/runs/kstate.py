@@ -158,18 +158,21 @@ def _layout(start: int, whole: int, counts: np.ndarray, free: np.ndarray, zone: 
     return types, pfns, orders
 
 
+#: The migratetypes of the rest chain's lists, in its order within an order.
+_CHAIN_TYPES = ("Movable", "Reclaimable", "Unmovable")
+
+
 def _rest_chain(m: Machine) -> list[int]:
     # Where the pages no list is known to have held wait, best first: order 0 first
-    # (Movable, Reclaimable, Unmovable), then orders 1-3, then the THP lists.
+    # (_CHAIN_TYPES), then orders 1-3, then the THP lists.
     return [i for i in dict.fromkeys(m.order_to_pindex(t, o) for o in range(MAX_PAGE_ORDER + 1)
-                                     for t in ("Movable", "Reclaimable", "Unmovable")) if i >= 0]
+                                     for t in _CHAIN_TYPES) if i >= 0]
 
 
 def _list_name(m: Machine, pindex: int) -> str:
     # "Movable order 9": a pcp list as the chain names it.
     order = int(m.pindex_order[pindex])
-    return next(f"{t} order {order}" for t in ("Movable", "Reclaimable", "Unmovable")
-                if m.order_to_pindex(t, order) == pindex)
+    return next(f"{t} order {order}" for t in _CHAIN_TYPES if m.order_to_pindex(t, order) == pindex)
 
 
 def _rest_list(m: Machine, exact: set[int]) -> int:
