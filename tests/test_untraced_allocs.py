@@ -109,3 +109,30 @@ def test_a_cma_or_highatomic_page_came_off_the_movable_list():
     pfn = np.array([0, 512, 1024], np.int64)
     mt = _untraced_alloc_mt(ev, pfn, np.full(3, -1, np.int64), block_mt)
     assert mt.tolist() == [MIGRATE_MOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE]
+
+
+def test_untraced_pages_of_a_refill_leave_after_the_earlier_pages_the_trace_shows_taken():
+    # A traced allocation asks for a refill and takes its first page; the pages behind it
+    # leave the list in the order the refill queued them (rmqueue_bulk: list tail;
+    # allocations: list head). So a page alloc_pages_bulk took without a trace left
+    # after every earlier page of its run that a traced allocation took, not at the
+    # refill; a run that begins with an untraced page was the bulk allocation's own.
+    ev = _events([
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 100, 0, 0),   # 0: refill run for the allocation at 3
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 101, 0, 0),   # 1
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 102, 0, 0),   # 2
+        (MM_PAGE_ALLOC, 0, 100, 0, 0),               # 3: takes the run's first page
+        (MM_PAGE_ALLOC, 0, 101, 0, 0),               # 4: and its second
+        (MM_PAGE_ALLOC, 0, 700, 0, 0),               # 5: another list's page
+        (MM_PAGE_FREE, 1, 102, 0, -1),               # 6: 102 freed, never allocated in the trace
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 200, 0, 0),   # 7: a run the bulk allocator asked for
+        (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 201, 0, 0),   # 8
+        (MM_PAGE_ALLOC, 0, 201, 0, 0),               # 9: the run's second page, traced
+        (MM_PAGE_FREE, 1, 200, 0, -1),               # 10: 200 freed untraced
+    ])
+    m = _Matcher(untraced=True)
+    ops, sel, upos, prev_free, _ = m.ops(ev)
+    assert sel[upos].tolist() == [6, 10]
+    before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
+    # 102 after 101's allocation (4), not inside the run (before 3); 200 right after its refill
+    assert before.tolist() == [5, 8] and cpu.tolist() == [0, 0] and src.tolist() == [2, 7]

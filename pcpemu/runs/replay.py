@@ -535,8 +535,9 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
     # takes pages straight off the local pcp list (__rmqueue_pcplist) and traces none.
     # A pfn freed again with no allocation between, or refilled onto a pcp list and then
     # freed, was such a page. It was still on that CPU's list (a drain would show), so
-    # the allocation comes off that CPU's list of the page's type: right after a refill
-    # (made for that allocation), and after a free where that CPU next allocates (a
+    # the allocation comes off that CPU's list of the page's type: after the refill that
+    # put it there, and after the earlier pages of that refill the trace shows taken
+    # (_after_list_order), and after a free where that CPU next allocates (a
     # freed page stays at the list's head until an allocation, vmalloc's in a fork,
     # takes it; the bulk path does not end a run of frees), and before the free itself
     # when that CPU allocates nothing in between.
@@ -569,11 +570,45 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
         keys, refill = keys[o], refill[o]
         i = np.searchsorted(keys, pfn[ask] * n + sel[upos[ask]]) - 1
         hit = (i >= 0) & (ev["pfn"][refill[np.maximum(i, 0)]] == pfn[ask])
-        at[ask[hit]] = refill[i[hit]] + 1
+        at[ask[hit]] = np.minimum(_after_list_order(ev, refill[i[hit]]) + 1, sel[upos[ask[hit]]])
         cpu[ask[hit]] = ev["cpu"][refill[i[hit]]]
         src[ask[hit]] = refill[i[hit]]
     at[ev["order"][sel[upos]] != 0] = -1          # the bulk allocator takes order-0 pages only
     return at, cpu, src
+
+
+def _after_list_order(ev: np.ndarray, refills: np.ndarray) -> np.ndarray:
+    # The event each untraced allocation of a refilled page comes after. rmqueue_bulk
+    # queues a run at the list's tail in the order it traces it, and allocations take
+    # the list's head: a run's pages leave in run order, so a page the kernel did not
+    # trace left after every earlier page of its run that a traced mm_page_alloc took
+    # (the first one: the allocation the refill was for, when that was traced). The
+    # latest such allocation on the run's CPU (in this batch), else the refill event.
+    is_refill = (ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
+    order = np.lexsort((np.arange(len(ev)), ev["pfn"]))
+    nxt = np.full(len(ev), -1, np.int64)               # each event's next event of its pfn
+    same = ev["pfn"][order[1:]] == ev["pfn"][order[:-1]]
+    nxt[order[:-1][same]] = order[1:][same]
+    out = refills.copy()
+    for c in np.unique(ev["cpu"][refills]):
+        mine = np.flatnonzero(is_refill & (ev["cpu"] == c))
+        r = np.flatnonzero(ev["cpu"] == c)
+        on_cpu = is_refill[r]
+        run = np.cumsum(on_cpu & ~np.r_[False, on_cpu[:-1]])[on_cpu] - 1     # run of each refill event
+        took = nxt[mine]
+        traced = (took >= 0) & (ev["kind"][np.maximum(took, 0)] == MM_PAGE_ALLOC) & \
+            (ev["cpu"][np.maximum(took, 0)] == c)
+        taken = np.where(traced, took, mine)
+        # The latest traced allocation of an earlier page of the same run: a running
+        # maximum within each run (runs are in event order, so offsetting by run works).
+        span = len(ev) + 1
+        best = np.maximum.accumulate(run * span + taken) - run * span
+        before = np.r_[-1, best[:-1]]
+        first = np.r_[True, run[1:] != run[:-1]]
+        latest = np.where(first, mine, np.maximum(before, mine))
+        k = np.flatnonzero(ev["cpu"][refills] == c)
+        out[k] = latest[np.searchsorted(mine, refills[k])]
+    return out
 
 
 def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_mt: np.ndarray) -> np.ndarray:
