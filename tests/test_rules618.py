@@ -55,10 +55,12 @@ def _release_config(release):
     ("6.6.37-lts", "v6.6", "v6.6", "split", set()),
     ("6.1.50", "v6.6", "v6.1.50", "single", set()),             # one THP list since v6.0
     ("5.15.0-91-generic", "v5.14", "v5.15", "per-type", set()),
-    ("6.19.1", "v6.18", "v6.18.7", "split",                      # v6.19's fc4b909c368f, as 6.18.7 has it
-     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched"}),
+    ("6.19.1", "v6.18", "v6.18.7", "split",                      # v6.19's fc4b909c368f, as 6.18.7 has it,
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched",
+      "free_batched"}),                                          # and 91e691296646 on top
     ("7.1.0-rc2", "v6.18", "v6.18.7", "split",
-     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched"}),
+     {"free_highatomic", "highatomic_non_block", "claim_steal", "free_high_min", "decay_batched",
+      "free_batched"}),
 ])
 def test_release_rules_follow_the_traced_release(release, preset, kernel, thp_lists, flags):
     rules, cfg = _release_config(release)
@@ -194,6 +196,37 @@ def test_decay_drains_in_calls_of_a_batch_from_6_18_7(kernel):
     m.check()
 
 
+@pytest.mark.parametrize("later", [(), ("91e691296646",)])
+def test_a_free_drains_in_calls_of_a_batch_with_v6_19s_change(later):
+    # 91e691296646 (v6.19): free_frozen_page_commit frees nr_pcp_free's pages in
+    # free_pcppages_bulk calls of pcp->batch pages, each from the freed page's list and
+    # ending in the block that reaches its share, until the share is freed or the pcp
+    # is empty. Freeing THPs: one call frees nr_pcp_free's pages rounded up to whole
+    # blocks under one zone->lock; the calls free a block each, under a lock each.
+    m = Machine(KernelConfig.preset("v6.18", zones={"Normal": 1 << 20}, cpus=1, later_changes=later))
+    thps = [m.alloc_pages(MOVABLE, order=9) for _ in range(40)]
+    m.drain_all_pages()
+    for p in thps:
+        before = m.pcp_state("Normal", 0)
+        snap = m.stats_snapshot()
+        with m.tracing() as trace:
+            m.free_pages(p, order=9)
+        if len(trace.events) > 1:
+            break
+    drained = trace.events[1:]                   # the free's own event, then the drain's
+    assert set(drained["order"].tolist()) == {9}
+    free_count = before["free_count"] + (512 if before["free_count"] < before["batch"] << 5 else 0)
+    to_free = min(free_count, before["high"] - before["batch"])          # nr_pcp_free
+    blocks_held = before["count"] // 512 + 1
+    locks = m.stats_delta(snap)["zone_lock"]["free_pcppages_bulk"]
+    if later:
+        assert len(drained) == locks == min(-(-to_free // before["batch"]), blocks_held)
+        assert m.pcp_state("Normal", 0)["count"] == (blocks_held - len(drained)) * 512
+    else:
+        assert len(drained) == -(-to_free // 512) and locks == 1
+    m.check()
+
+
 @pytest.mark.parametrize("kernel", ["v6.11", "v6.12"])
 def test_watermarks_hold_back_free_highatomic_pages_only_from_v6_12(kernel):
     m = machine(kernel, pages=65536)
@@ -276,24 +309,26 @@ def test_v6_18_rules_keep_every_invariant_under_pressure(seed, kernel):
     assert st["PGALLOC_FALLBACK"] > before["PGALLOC_FALLBACK"] and st["ALLOC_FAILED"] > 0
 
 
-def test_a_release_past_v6_18_names_the_later_changes_it_cannot_apply(monkeypatch):
-    # A later change with no 6.18.y backport cannot be had at any 6.18 release: said, not
-    # applied (v6.19's batched free_frozen_page_commit, and one added here).
+def test_a_release_past_v6_18_applies_the_later_changes_it_models_and_names_the_others(monkeypatch):
+    # A later change no 6.18.y release carries goes on top of the 6.18.y release that
+    # carries the others (later_changes) when pcpemu models it (v6.19's batched
+    # free_frozen_page_commit); one it does not model (added here) is named, not applied.
     from pcpemu.kernel import config
     extra = config.RuleChange("v6.19", "0123456789ab", "a v6.19 change only mainline has", "somewhere", "")
     monkeypatch.setattr(config, "RULE_CHANGES", config.RULE_CHANGES + (extra,))
     rules = release_rules("6.19.3")
-    assert rules.overrides == {"kernel": "v6.18.7"}
-    assert "(fc4b909c368f); not applied: 91e691296646, 0123456789ab" in rules.note
+    assert rules.overrides == {"kernel": "v6.18.7", "later_changes": ("91e691296646",)}
+    assert ("run at v6.18.7, which carries the later changes fc4b909c368f; with the later changes 91e691296646 "
+            "applied; not applied: 0123456789ab") in rules.note
     assert release_rules("6.18.9").overrides == {"kernel": "v6.18.9"}      # the series itself is unchanged
 
 
 def test_a_release_past_v6_18_with_no_later_change_6_18_y_carries_gets_v6_18_0(monkeypatch):
-    # Without a later change that a 6.18.y release carries, nothing later can be had at
-    # all: v6.18.0's rules, and the note says the later changes are not modelled.
+    # Without a later change that a 6.18.y release carries: v6.18.0's rules with the
+    # later changes pcpemu models on top.
     from pcpemu.kernel import config
     monkeypatch.setattr(config, "RULE_CHANGES", tuple(r for r in config.RULE_CHANGES if not r.backports
                                                       or r.since != "v6.19"))
     rules = release_rules("6.19.3")
-    assert (rules.preset, rules.overrides) == ("v6.18", {})
-    assert rules.note.endswith("its later changes are not modelled")
+    assert (rules.preset, rules.overrides) == ("v6.18", {"later_changes": ("91e691296646",)})
+    assert rules.note.endswith("with the later changes 91e691296646 applied; its other changes are not modelled")

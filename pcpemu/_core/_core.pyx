@@ -113,6 +113,6 @@ assert sorted(ERROR_CODES.values()) == sorted(ERRORS)
 #: The rule flags of pglist_data.rules, by the name pcpemu.machine uses.
 RULES = {"free_highatomic": RULE_FREE_HIGHATOMIC, "claim_steal": RULE_CLAIM_STEAL,
          "free_high_min": RULE_FREE_HIGH_MIN, "highatomic_non_block": RULE_HIGHATOMIC_NON_BLOCK,
-         "decay_batched": RULE_DECAY_BATCHED}
+         "decay_batched": RULE_DECAY_BATCHED, "free_batched": RULE_FREE_BATCHED}
 #: enum reclaim_outcome, by KernelConfig.reclaim.
 RECLAIM = {"none": RECLAIM_NONE, "progress": RECLAIM_PROGRESS, "traced": RECLAIM_TRACED}

@@ -70,6 +70,7 @@ enum zone_watermarks {
 #define RULE_FREE_HIGH_MIN	(1 << 2)	/* v6.16 c544a952ba61 */
 #define RULE_HIGHATOMIC_NON_BLOCK	(1 << 3)	/* v6.12 281dd25c1a01 */
 #define RULE_DECAY_BATCHED	(1 << 4)	/* v6.19 fc4b909c368f; 6.18.7 */
+#define RULE_FREE_BATCHED	(1 << 5)	/* v6.19 91e691296646 */
 
 struct list_head {
 	struct list_head *next, *prev;

@@ -94,6 +94,7 @@ cdef extern from "_kernel.h" nogil:
     int RULE_FREE_HIGH_MIN
     int RULE_HIGHATOMIC_NON_BLOCK
     int RULE_DECAY_BATCHED
+    int RULE_FREE_BATCHED
 
     unsigned long PG_buddy
     unsigned long PG_pcp

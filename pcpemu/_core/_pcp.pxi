@@ -215,12 +215,36 @@ cdef inline int nr_pcp_free(pglist_data *pgdat, per_cpu_pages *pcp, int batch, i
     return clamp_int(pcp.free_count, batch, high - batch)
 
 
-cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp,
+cdef inline bint free_pcp_drain(cpu_state *cs, pglist_data *pgdat, zone *z, int to_free, per_cpu_pages *pcp,
+                                int pindex) noexcept nogil:
+    # A free's drain: one free_pcppages_bulk call, or from v6.19 (91e691296646) calls
+    # of pcp->batch pages, each starting at the freed page's list and ending up to a
+    # block past its share (a THP list gives a block per call), the pcp lock dropped
+    # and retaken between them. False when the retake failed (the pcp is then
+    # unlocked). The kernel also stops when the task moved CPU, which cannot happen here.
+    cdef int chunk
+    if not pgdat.rules & RULE_FREE_BATCHED:
+        free_pcppages_bulk(cs, pgdat, z, to_free, pcp, pindex)
+        return True
+    while to_free > 0 and pcp.count > 0:
+        chunk = min(to_free, pcp.batch)
+        free_pcppages_bulk(cs, pgdat, z, chunk, pcp, pindex)
+        to_free -= chunk
+        if to_free == 0 or pcp.count == 0:
+            break
+        pcp_spin_unlock(pcp)
+        if not pcp_spin_trylock(cs, pgdat, pcp):
+            return False
+    return True
+
+
+cdef inline bint free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp,
                                  page *p, int mt, int order, int cpu) noexcept nogil:
-    """Put a freed block on its pcp list and drain when over high. Caller holds pcp->lock."""
+    """Put a freed block on its pcp list and drain when over high. Caller holds
+    pcp->lock; False when the drain left it unlocked (free_pcp_drain)."""
     cdef int pindex = order_to_pindex(pgdat, mt, order)
     cdef int batch, high
-    cdef bint free_high = False
+    cdef bint free_high = False, locked
     pcp.alloc_factor >>= 1      # any free halves the allocation streak
     touch(cs, pgdat, pcp, &pcp.lists[pindex])
     list_add(&p.lru, &pcp.lists[pindex])
@@ -242,10 +266,12 @@ cdef inline void free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone 
     if pcp.free_count < (batch << pgdat.pcp_batch_scale_max):
         pcp.free_count = <short>(pcp.free_count + (1 << order))
     high = nr_pcp_high(cs, pgdat, pcp, z, batch, free_high)
-    if pcp.count >= high:
-        free_pcppages_bulk(cs, pgdat, z, nr_pcp_free(pgdat, pcp, batch, high, free_high), pcp, pindex)
-        if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), ZONE_MOVABLE, 0):
-            z.flags &= ~ZONE_BELOW_HIGH
+    if pcp.count < high:
+        return True
+    locked = free_pcp_drain(cs, pgdat, z, nr_pcp_free(pgdat, pcp, batch, high, free_high), pcp, pindex)
+    if (z.flags & ZONE_BELOW_HIGH) and zone_watermark_ok(z, 0, high_wmark_pages(z), ZONE_MOVABLE, 0):
+        z.flags &= ~ZONE_BELOW_HIGH
+    return locked
 
 
 cdef void free_one_page(cpu_state *cs, pglist_data *pgdat, zone *z, page *p, unsigned long pfn,
@@ -281,8 +307,8 @@ cdef inline void free_unref_page(cpu_state *cs, pglist_data *pgdat, page *p, uns
     pcp = z.per_cpu_pageset[cpu]
     pcp_op_begin(cs)
     if pcp_spin_trylock(cs, pgdat, pcp):
-        free_unref_page_commit(cs, pgdat, z, pcp, p, mt, order, cpu)
-        pcp_spin_unlock(pcp)
+        if free_unref_page_commit(cs, pgdat, z, pcp, p, mt, order, cpu):
+            pcp_spin_unlock(pcp)
     else:
         free_one_page(cs, pgdat, z, p, pfn, order, False)
     pcp_op_end(cs, PCP_OP_FREE)

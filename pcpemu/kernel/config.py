@@ -209,6 +209,9 @@ class KernelConfig:
         zones of every node, and calculate_min_free_kbytes counts them too.
     :param kernel: the kernel version whose rules pcpemu models where they differ
         from v6.10's (see PRESETS) and whose /proc formats it prints.
+    :param later_changes: commits of RULE_CHANGES from after the newest modelled
+        version that the machine follows too: a traced release past it runs
+        ``kernel``'s structs with the later rules it has (release_rules).
     :param built_zones: the zones the kernel was built with (CONFIG_ZONE_DMA,
         CONFIG_ZONE_DMA32, CONFIG_ZONE_DEVICE), in /proc/zoneinfo order; empty ones
         are printed, and each has a column in ``protection:``.
@@ -237,6 +240,7 @@ class KernelConfig:
     node_cpus: int | None = None
     other_nodes_lowmem: int = 0
     kernel: str = "v6.10"
+    later_changes: tuple = ()
     built_zones: tuple = ZONE_NAMES
     pcp_policy: str = "classic"
     name: str = "custom"
@@ -296,6 +300,7 @@ class KernelConfig:
             _check_range("node_cpus", self.node_cpus, 1, self.cpus)
         setter("other_nodes_lowmem", parse_size(self.other_nodes_lowmem, "other_nodes_lowmem"))
         setter("kernel", str(parse_version(self.kernel)))
+        setter("later_changes", self._validate_later_changes(self.later_changes))
         built = tuple(self.built_zones) if isinstance(self.built_zones, (tuple, list)) else None
         if (built is None or any(z not in ZONE_NAMES for z in built) or built != tuple(sorted(built, key=ZONE_NAMES.index))
                 or "Normal" not in built or "Movable" not in built or len(set(built)) != len(built)):
@@ -318,6 +323,18 @@ class KernelConfig:
         self._validate_cma(spans)
         if self.min_free_kbytes is not None:
             _check_range("min_free_kbytes", self.min_free_kbytes, 0, self.memory * 4)
+
+    def _validate_later_changes(self, commits: Any) -> tuple[str, ...]:
+        if isinstance(commits, str) or not isinstance(commits, (tuple, list)):
+            raise ConfigError(f"later_changes: expected a list of commits, got {commits!r}")
+        known = {r.commit: r for r in RULE_CHANGES}
+        for c in commits:
+            if c not in known:
+                raise ConfigError(f"later_changes: {c!r} is none of the rule changes pcpemu knows "
+                                  f"({', '.join(known)})")
+            if known[c].in_kernel(self.version):
+                raise ConfigError(f"later_changes: kernel {self.kernel} already has {c} ({known[c].since})")
+        return tuple(dict.fromkeys(commits))
 
     @staticmethod
     def _validate_zones(zones: Any) -> Any:
@@ -411,8 +428,8 @@ class KernelConfig:
     @property
     def rule_changes(self) -> list["RuleChange"]:
         """The RULE_CHANGES this config's kernel has (a stable release: with the ones
-        backported to its series by then)."""
-        return [r for r in RULE_CHANGES if r.in_kernel(self.version)]
+        backported to its series by then), and its later_changes."""
+        return [r for r in RULE_CHANGES if r.in_kernel(self.version) or r.commit in self.later_changes]
 
     @property
     def rule_flags(self) -> set[str]:
@@ -548,8 +565,9 @@ RULE_CHANGES: tuple[RuleChange, ...] = (
                "(in 6.18.y from 6.18.7 and 6.12.y from 6.12.67, with 0acc67c4030c, as a dependency of "
                "038a102535eb)", "decay_pcp_high", "decay_batched", backports=("6.18.7", "6.12.67")),
     RuleChange("v6.19", "91e691296646", "free_frozen_page_commit frees nr_pcp_free's pages in free_pcppages_bulk "
-               "calls of pcp->batch, retaking the pcp lock between calls and stopping early when it cannot or the "
-               "task moved CPU (6.18.y and 6.12.y did not take it: their free drains are one call)", ""),
+               "calls of pcp->batch, each up to a block past its share, retaking the pcp lock between calls and "
+               "stopping early when it cannot or the task moved CPU (6.18.y and 6.12.y did not take it: their "
+               "free drains are one call)", "free_frozen_page_commit (free_pcp_drain)", "free_batched"),
 )
 
 #: Kernel-version presets: each sets the THP lists and the buddy rules of the
@@ -680,9 +698,10 @@ def release_rules(release: str) -> ReleaseRules:
 
 
 def _past_newest(release: str, number: tuple[int, int, int]) -> ReleaseRules:
-    # A release past the newest modelled version gets the newest preset's rules and
-    # the later RULE_CHANGES it has, run at the newest series' stable release that
-    # carries them (a 6.19 kernel: v6.18 at 6.18.7, which has v6.19's fc4b909c368f).
+    # A release past the newest modelled version gets the newest preset's structs and
+    # rules, run at the newest series' stable release that carries the later
+    # RULE_CHANGES it can (a 6.19 kernel: v6.18 at 6.18.7, which has v6.19's
+    # fc4b909c368f), with the other later changes pcpemu models on top (later_changes).
     newest = parse_version(NEWEST_VERSION)
     key = parse_version_key("v{}.{}.{}".format(*number))
     later = [r for r in RULE_CHANGES if newest.key < parse_version_key(r.since) <= key]
@@ -690,15 +709,19 @@ def _past_newest(release: str, number: tuple[int, int, int]) -> ReleaseRules:
     in_series = {r.commit: [v for v in map(parse_version, r.backports) if v.major_minor == newest.major_minor]
                  for r in later}
     carried = [r for r in later if in_series[r.commit]]
-    head = f"kernel {release} is newer than {NEWEST_VERSION}, the newest whose rules pcpemu models"
-    if not carried:
-        return ReleaseRules(NEWEST_VERSION, {}, f"{head}: its later changes are not modelled")
-    at = max(v for r in carried for v in in_series[r.commit])
-    missing = [r.commit for r in later if not in_series[r.commit]]
-    return ReleaseRules(NEWEST_VERSION, {"kernel": str(at)}, f"{head}: run at {at}, which carries the later "
-                        f"changes pcpemu models ({', '.join(r.commit for r in carried)})"
-                        + (f"; not applied: {', '.join(missing)}" if missing else "")
-                        + "; its other changes are not modelled")
+    on_top = [r.commit for r in later if not in_series[r.commit] and r.flag]
+    missing = [r.commit for r in later if not in_series[r.commit] and not r.flag]
+    overrides: dict[str, Any] = {"later_changes": tuple(on_top)} if on_top else {}
+    parts = [f"kernel {release} is newer than {NEWEST_VERSION}, the newest whose structs and rules pcpemu models"]
+    if carried:
+        at = max(v for r in carried for v in in_series[r.commit])
+        overrides["kernel"] = str(at)
+        parts.append(f"run at {at}, which carries the later changes {', '.join(r.commit for r in carried)}")
+    if on_top:
+        parts.append(f"with the later changes {', '.join(on_top)} applied")
+    if missing:
+        parts.append(f"not applied: {', '.join(missing)}")
+    return ReleaseRules(NEWEST_VERSION, overrides, "; ".join(parts) + "; its other changes are not modelled")
 
 
 def _rules_at(preset: str, v: KernelVersion, left_out: str) -> ReleaseRules:
