@@ -5,6 +5,7 @@ of a running 6.18.44 kernel (2 CPUs, DMA/DMA32/Normal, no CMA, ZONE_DEVICE built
 """
 
 import pathlib
+import re
 
 import pytest
 
@@ -86,6 +87,17 @@ def test_real_zoneinfo_derives_min_free_kbytes_as_khugepaged():
     assert Machine(cfg).min_free_kbytes == int((REAL / "machine.txt").read_text().split()[2])
     dma32 = cfg.zone_layout()[1]
     assert (dma32.free_start, dma32.free_end) == (4096 + 782336 - 772915, 4096 + 782336)
+
+
+def test_a_v6_19_zoneinfo_with_the_highatomic_lines_builds_the_same_machine():
+    # v6.19 (6af766c86b1c) prints reserved_highatomic and free_highatomic after each
+    # zone's start_pfn; a capture from it must configure as the v6.18 dump does.
+    text = (REAL / "zoneinfo").read_text()
+    v619 = re.sub(r"(\n  start_pfn:\s+\d+)", r"\1\n  reserved_highatomic: 0\n  free_highatomic:     0", text)
+    assert v619.count("free_highatomic:") == text.count("start_pfn:") > 0
+    assert KernelConfig.from_zoneinfo(v619, "v6.18") == KernelConfig.from_zoneinfo(text, "v6.18")
+    read = [z["stats"].get("free_highatomic") for z in read_zoneinfo(v619)["zones"]]
+    assert read.count(0) == text.count("start_pfn:")            # kept as the zone's stats
 
 
 @pytest.mark.parametrize("preset, zones, kw", [
