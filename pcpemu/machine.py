@@ -586,6 +586,12 @@ class Machine:
         return self._core.take_untraced(self._zone_idx(zone, "take_untraced"), migratetype,
                                         self._int(order, "order", "take_untraced"), n, owner, cursor)
 
+    def claim_untraced_pageblock(self, zone: str, migratetype: int, owner: int, cursor: np.ndarray) -> int:
+        """The next pageblock made wholly of ``owner``'s pages, retyped ``migratetype``
+        (see _core.claim_untraced_pageblock); its first pfn, -1 when there is none."""
+        return self._core.claim_untraced_pageblock(self._zone_idx(zone, "claim_untraced_pageblock"),
+                                                   migratetype, owner, cursor)
+
     def load_slots(self, slots: np.ndarray, pfns: np.ndarray) -> None:
         """Point op-stream slots at allocated blocks, so that stream frees can free them."""
         if len(slots) and int(slots.max()) >= len(self._slots):

@@ -769,6 +769,31 @@ def test_a_revealed_page_stands_in_a_pageblock_of_its_lists_type_and_goes_back_t
     m.check()
 
 
+def test_an_untraced_free_with_no_owner_page_of_its_type_retypes_a_pageblock_of_the_owners_alone():
+    # The dumps give how many pageblocks each type has, not which; when the owner has no
+    # page left in a pageblock of the type the trace shows for a freed page's pageblock,
+    # a pageblock of the owner's pages alone takes that type, so the free goes to that
+    # type's pcp list as the kernel's did. Only when none is left does it take another type.
+    m, zi, _ = _seeded()
+    reclaimable = 2
+    assert len(m.take_untraced("Normal", reclaimable, 0, 10 ** 7, kstate.UNTRACED, np.zeros(1, np.int64))) > 0
+    pool = kstate.UntracedPool(zi, ["Normal"])
+    real = np.array([int(zi["zones"][2]["start_pfn"]) + 4096], np.int64)      # a Normal pfn
+    pool.block_mt[real >> 9] = reclaimable
+    types = m.pageblock_types()
+    got, (pfn,) = pool.take([m], real, np.zeros(1, np.int64))
+    assert got.tolist() == [True] and pool.retyped == 1 and pool.other_type == 0
+    assert m.pageblock_migratetype(int(pfn[0])) == "Reclaimable"
+    changed = np.flatnonzero(m.pageblock_types() != types)
+    assert changed.tolist() == [int(pfn[0]) >> 9]                     # that one pageblock, nothing else
+    m.free_pages(int(pfn[0]), 0, 0)
+    assert int(pfn[0]) in m.pcp_list("Normal", 0, m.order_to_pindex("Reclaimable", 0))
+    m.check()
+    # The next free of that type takes the rest of the retyped pageblock: no new claim.
+    got, (pfn2,) = pool.take([m], real, np.zeros(1, np.int64))
+    assert pool.retyped == 1 and int(pfn2[0]) >> 9 == int(pfn[0]) >> 9
+
+
 def test_reveals_out_of_a_bigger_list_pay_a_whole_block_once_they_add_up_to_it():
     # Order-3 blocks revealed out of the THP list: each is the owner's, and a THP block
     # goes back only with the 64th, so the count is what /proc showed once the blocks

@@ -613,6 +613,9 @@ cdef class Allocator:
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]
 
+    def claim_untraced_pageblock(self, int zi, int mt, uint64_t owner, int64_t[::1] cursor):
+        return claim_untraced_pageblock(&self.pgdat, zi, mt, owner, cursor)
+
     def grow_zone(self, int zi, unsigned long nr_pages, zp, int cpu, bint on_demand):
         grow_zone(&self.pgdat, zi, nr_pages, zp, cpu, on_demand)
 

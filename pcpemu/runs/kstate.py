@@ -563,6 +563,7 @@ class UntracedPool:
         self.cursors: dict[tuple[int, int, int], np.ndarray] = {}
         self.exhausted = 0
         self.other_type = 0         # frees that found no block of their type and took another
+        self.retyped = 0            # pageblocks of the owner's alone given the type the trace shows
 
     def learn_events(self, ev: np.ndarray) -> None:
         """Note the pageblock types a batch shows: the last of its events that name a
@@ -591,22 +592,47 @@ class UntracedPool:
         for key in np.unique(keys[zi >= 0]).tolist():
             z, t, o = key >> 16, (key >> 8 & 255) - 128, (key & 255) - 128
             want = np.flatnonzero(keys == key)
-            for want_mt in (t, -1):         # the shown type first, then any
-                need = want[~got[want]]
-                if not len(need):
-                    break
-                if want_mt < 0:
-                    self.other_type += len(need)
-                cursor = self.cursors.setdefault((z, want_mt, o), np.zeros(1, np.int64))
-                before = cursor.copy()
-                pfns = [mm.take_untraced(self.names[z], want_mt, o, len(need), UNTRACED,
-                                         cursor if i == 0 else before.copy()) for i, mm in enumerate(machines)]
-                n = len(pfns[0])
-                for i, p in enumerate(pfns):
-                    out[i][need[:n]] = p[:n]
+            # The shown type first; then a pageblock of the owner's alone, retyped to it
+            # (_claim), for as long as there is one and it serves; then any type.
+            claimed = False
+            while (need := want[~got[want]]).size:
+                n = self._take(machines, z, t, o, need, out)
                 got[need[:n]] = True
+                if (n == len(need) or t < 0 or o > PAGEBLOCK_ORDER or (claimed and not n)
+                        or not self._claim(machines, z, t)):
+                    break
+                claimed = True
+            if (need := want[~got[want]]).size:
+                self.other_type += len(need)
+                got[need[:self._take(machines, z, -1, o, need, out)]] = True
         self.exhausted += int(np.count_nonzero(~got))
         return got, [o[got] for o in out]
+
+    def _take(self, machines: list[Machine], z: int, mt: int, order: int, need: np.ndarray,
+              out: list[np.ndarray]) -> int:
+        # Blocks of the owner's pages from pageblocks of type mt (-1: any) for the frees
+        # need, the same ones on every machine; how many it found.
+        cursor = self.cursors.setdefault((z, mt, order), np.zeros(1, np.int64))
+        before = cursor.copy()
+        pfns = [mm.take_untraced(self.names[z], mt, order, len(need), UNTRACED, cursor if i == 0 else before.copy())
+                for i, mm in enumerate(machines)]
+        for i, p in enumerate(pfns):
+            out[i][need[:len(p)]] = p
+        return len(pfns[0])
+
+    def _claim(self, machines: list[Machine], z: int, mt: int) -> bool:
+        # The next pageblock of the owner's pages alone, retyped mt on every machine.
+        cursor = self.cursors.setdefault((z, -2, 0), np.zeros(1, np.int64))
+        before = cursor.copy()
+        found = [mm.claim_untraced_pageblock(self.names[z], mt, UNTRACED, cursor if i == 0 else before.copy())
+                 for i, mm in enumerate(machines)][0]
+        if found < 0:
+            return False
+        self.retyped += 1
+        for (zi, t, _), take_from in self.cursors.items():      # the takes of type mt look at it again
+            if zi == z and t == mt:
+                take_from[0] = min(take_from[0], found)
+        return True
 
 
 class PcpLists:

@@ -997,6 +997,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         extra["start"] = {"zones": seeded[label0].zones, "notes": seeded[label0].notes}
         extra["untraced"] = {"frees": dict(matcher.untraced_frees), "replayed": replayed["untraced_free"],
                              "pool_exhausted": lists.pool.exhausted, "other_type": lists.pool.other_type,
+                             "retyped": lists.pool.retyped,
                              "pcp_reveals": replayed["pcp_reveals"],
                              "allocs": replayed["untraced_alloc"], "grown_pages": replayed["grown_pages"],
                              "grown_on_demand": replayed["grown_on_demand"],

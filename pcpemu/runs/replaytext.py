@@ -40,6 +40,12 @@ def _start_text(result: ReplayResult) -> list[str]:
     u = result.untraced
     out.append(f"  {u['replayed']:,} frees of pages allocated before the trace came from the untraced owner"
                + (f"; {u['pool_exhausted']:,} found it empty and were skipped" if u["pool_exhausted"] else ""))
+    if u.get("retyped"):
+        out.append(f"  {u['retyped']:,} pageblocks of the untraced owner's pages alone were given the type the trace "
+                   "shows for the pages freed from them (the dumps give only each type's count of pageblocks)")
+    if u.get("other_type"):
+        out.append(f"  {u['other_type']:,} of those frees found none of the owner's pages in a pageblock of the type "
+                   "the trace shows and took another type's (their pcp list is that type's)")
     if u.get("allocs"):
         out.append(f"  {u['allocs']:,} allocations the kernel did not trace (alloc_pages_bulk: a page left a pcp list "
                    "and was freed with no mm_page_alloc) replayed from the list that held the page")
