@@ -416,7 +416,8 @@ def test_the_emulated_count_is_set_at_the_kernels_first_drain():
     assert found == []
     at, found, text = first_drain(own - 300)
     assert at == own - 300 and found == [{"zone": "Normal", "cpu": 0, "timestamp": 2.0, "set_off_by": "free",
-                                          "pages": {"x": 300}, "moved": {"x": 300}, "zone_flagged": []}]
+                                          "pages": {"x": 300}, "moved": {"x": 300}, "why": {"x": ""},
+                                          "zone_flagged": []}]
     assert "x Normal cpu 0: the kernel's first drain set off by a free shows +300 pcp pages" in text
     # Past a whole drain (batch << 5 = 480 here) the emulated high is what differs: left alone.
     at, found, text = first_drain(own - 1000)
@@ -428,6 +429,18 @@ def test_the_emulated_count_is_set_at_the_kernels_first_drain():
     assert at == own - 305 and found[0]["pages"] == {"x": 300} and found[0]["moved"] == {"x": 305}
     assert "each first-drain pin set +5 pages off" in text and "shows +300 pcp pages" in text
     assert "set there" in text
+
+
+def test_a_first_drain_pin_adds_whole_blocks_of_the_list_the_pages_wait_on():
+    # The pages a pin adds wait on the list where the trace has not placed the rest; on
+    # a THP list the kernel's count held whole 512-page blocks there, so an offset goes
+    # to the nearest whole number of them (+463 is one block, +200 none); pages given
+    # back, and order-0 lists, take the offset as it is.
+    from pcpemu.runs.replay import _in_blocks
+    m = Machine(_tiny())
+    thp, order0 = m.order_to_pindex("Movable", 9), m.order_to_pindex("Movable", 0)
+    assert [_in_blocks(m, p, thp) for p in (463, 200, 256, 1100, -100)] == [512, 0, 512, 1024, -100]
+    assert _in_blocks(m, 463, order0) == 463 and _in_blocks(m, 463, None) == 463
 
 
 def test_the_emulated_count_is_set_at_the_kernels_first_worker_drain():

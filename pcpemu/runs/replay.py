@@ -692,7 +692,7 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
     # the allocations of a list the kernel was refilling. ``shift`` pages more are set
     # (StartState.pin_offset).
     row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {},
-                           "zone_flagged": []}
+                           "why": {}, "zone_flagged": []}
     first.found.append(row)
 
     def sync(m: Machine) -> None:
@@ -707,12 +707,24 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
         offset = target - st["count"]
         row["pages"][label] = offset
         if abs(offset) > st["batch"] << m.config.pcp_batch_scale_max:
-            row["moved"][label] = 0
+            row["moved"][label], row["why"][label] = 0, "past a whole drain: the emulated high differs"
             return
-        row["moved"][label] = moved = m.pcp_untraced_move(zone, cpu, offset + shift, lists.waiting_list(zone, cpu))
+        waiting = lists.waiting_list(zone, cpu)
+        want = _in_blocks(m, offset + shift, waiting)
+        row["moved"][label] = moved = m.pcp_untraced_move(zone, cpu, want, waiting)
+        row["why"][label] = ("" if moved == offset + shift else "lists or untraced owner ran out" if moved != want
+                             else f"whole blocks of order {int(m.pindex_order[waiting])}, where the rest waits")
         if m is next(iter(machines.values())):
             lists.wait_more(zone, cpu, moved)
     return sync
+
+
+def _in_blocks(m: Machine, pages: int, pindex: int | None) -> int:
+    # Pages added to a list go in whole blocks of its order: the nearest number of them
+    # (the kernel's count there held whole blocks too; the rest of the offset is the
+    # emulated lists' own error). Pages given back are taken as they are.
+    size = 1 << int(m.pindex_order[pindex]) if pindex is not None else 1
+    return pages if pages <= 0 or size == 1 else (pages + size // 2) // size * size
 
 
 def _explicit_drain_sync(run: ExplicitDrains.Run) -> Callable[[Machine], None]:

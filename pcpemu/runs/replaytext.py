@@ -68,8 +68,8 @@ def _start_text(result: ReplayResult) -> list[str]:
                        "a free drains below high")
         for label, pages in f["pages"].items():
             moved = f["moved"][label]
-            why = "past a whole drain: the emulated high differs" if not moved else "lists or untraced owner ran out"
-            how = "set there" if moved == pages + shift else f"{moved:+,} moved ({why})"
+            why = f["why"][label]
+            how = f"{moved:+,} moved ({why})" if why else "set there"
             what = "a free" if f["set_off_by"] == "free" else "the vmstat worker"
             out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain set off by {what} shows "
                        f"{pages:+,} pcp pages against the emulated count (at {f['timestamp']:.6f}): {how}")

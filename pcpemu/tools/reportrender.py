@@ -269,7 +269,8 @@ def _fidelity_rows(cmp: dict[str, Any], figures: list[str], spread: dict[str, An
 
 def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Block]:
     # The emulated count set where the kernel's first drain pins its count.
-    cells = [f"{r['zone']} CPU {r['cpu']} {r['pages'][policy]:+,} (moved {r['moved'][policy]:+,}; set off by "
+    cells = [f"{r['zone']} CPU {r['cpu']} {r['pages'][policy]:+,} (moved {r['moved'][policy]:+,}"
+             + (f": {r['why'][policy]}" if r.get("why", {}).get(policy) else "") + "; set off by "
              f"{'a free' if r['set_off_by'] == 'free' else 'the vmstat worker'})"
              if policy in r["pages"] else
              f"{r['zone']} CPU {r['cpu']} none (the emulated zone was below high, where a free drains below high)"
