@@ -585,30 +585,47 @@ def _after_list_order(ev: np.ndarray, refills: np.ndarray) -> np.ndarray:
     # (the first one: the allocation the refill was for, when that was traced). The
     # latest such allocation on the run's CPU (in this batch), else the refill event.
     is_refill = (ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
-    order = np.lexsort((np.arange(len(ev)), ev["pfn"]))
-    nxt = np.full(len(ev), -1, np.int64)               # each event's next event of its pfn
-    same = ev["pfn"][order[1:]] == ev["pfn"][order[:-1]]
-    nxt[order[:-1][same]] = order[1:][same]
+    span = len(ev) + 1
     out = refills.copy()
     for c in np.unique(ev["cpu"][refills]):
-        mine = np.flatnonzero(is_refill & (ev["cpu"] == c))
         r = np.flatnonzero(ev["cpu"] == c)
-        on_cpu = is_refill[r]
-        run = np.cumsum(on_cpu & ~np.r_[False, on_cpu[:-1]])[on_cpu] - 1     # run of each refill event
-        took = nxt[mine]
+        on = is_refill[r]
+        run_of = np.cumsum(on & ~np.r_[False, on[:-1]]) - 1        # the run of each of the CPU's events
+        k = np.flatnonzero(ev["cpu"][refills] == c)
+        runs = np.unique(run_of[np.searchsorted(r, refills[k])])
+        mine = r[on & _among(run_of, runs)]                       # the refill events of those runs
+        run = run_of[np.searchsorted(r, mine)]
+        took = _next_of_pfn(ev, mine, span)
         traced = (took >= 0) & (ev["kind"][np.maximum(took, 0)] == MM_PAGE_ALLOC) & \
             (ev["cpu"][np.maximum(took, 0)] == c)
         taken = np.where(traced, took, mine)
         # The latest traced allocation of an earlier page of the same run: a running
         # maximum within each run (runs are in event order, so offsetting by run works).
-        span = len(ev) + 1
         best = np.maximum.accumulate(run * span + taken) - run * span
         before = np.r_[-1, best[:-1]]
         first = np.r_[True, run[1:] != run[:-1]]
         latest = np.where(first, mine, np.maximum(before, mine))
-        k = np.flatnonzero(ev["cpu"][refills] == c)
         out[k] = latest[np.searchsorted(mine, refills[k])]
     return out
+
+
+def _among(values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    # values in the sorted array wanted (np.isin, without sorting values).
+    at = np.minimum(np.searchsorted(wanted, values), len(wanted) - 1)
+    return wanted[at] == values
+
+
+def _next_of_pfn(ev: np.ndarray, at: np.ndarray, span: int) -> np.ndarray:
+    # For each event index in at (ascending), the index of the next event of the same
+    # pfn in the batch, -1 where none: sorted by (pfn, index) over those pfns' events only.
+    near = np.flatnonzero(_among(ev["pfn"], np.unique(ev["pfn"][at])))
+    key = ev["pfn"][near] * span + near
+    o = np.argsort(key, kind="stable")
+    near, key = near[o], key[o]
+    i = np.searchsorted(key, ev["pfn"][at] * span + at) + 1
+    ok = i < len(near)
+    ok[ok] = ev["pfn"][near[i[ok]]] == ev["pfn"][at[ok]]
+    return np.where(ok, near[np.minimum(i, len(near) - 1)], -1)
 
 
 def _untraced_alloc_mt(ev: np.ndarray, pfn: np.ndarray, src: np.ndarray, block_mt: np.ndarray) -> np.ndarray:
