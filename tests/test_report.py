@@ -239,6 +239,10 @@ def test_fidelity_says_where_the_emulated_count_was_set():
     (kind, text), = _fidelity_first_drains(rows, "split")
     assert kind == "p" and "Normal CPU 1 -297 (moved -297; set off by the vmstat worker)" in text
     assert _fidelity_first_drains(rows, "single") == [] and _fidelity_first_drains([], "split") == []
+    rounded = [{**rows[0], "pages": {"split": 463}, "moved": {"split": 512},
+                "why": {"split": "whole blocks of order 9, where the rest waits"}}]
+    (kind, text), = _fidelity_first_drains(rounded, "split")
+    assert "Normal CPU 1 +463 (moved +512: whole blocks of order 9, where the rest waits; set off by" in text
     flagged = [{**rows[0], "pages": {}, "moved": {}, "zone_flagged": ["split"]}]
     (kind, text), = _fidelity_first_drains(flagged, "split")
     assert "Normal CPU 1 none (the emulated zone was below high" in text
