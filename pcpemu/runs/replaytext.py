@@ -25,6 +25,20 @@ def _cpu_row(label: str, e: dict[str, Any], orders: list[int]) -> str:
             f"{e['zone_lock']:>10,} {e['fallbacks']:>5,} {t['fallbacks']:>5,}")
 
 
+#: What the replay did for activity the kernel traced no event of, as the counts of
+#: ReplayResult.untraced it prints when non-zero.
+_UNTRACED_COUNTS = (
+    ("retyped", "pageblocks of the untraced owner's pages alone were given the type the trace shows for the "
+                "pages freed from them (the dumps give only each type's count of pageblocks)"),
+    ("other_type", "of those frees found none of the owner's pages in a pageblock of the type the trace shows "
+                   "and took another type's (their pcp list is that type's)"),
+    ("allocs", "allocations the kernel did not trace (alloc_pages_bulk: a page left a pcp list and was freed "
+               "with no mm_page_alloc) replayed from the list that held the page"),
+    ("pcp_reveals", "moves of starting pcp pages the read-ahead could not place, to the lists the trace showed "
+                    "them on later (pcp_reveal ops; pcp->count unchanged)"),
+)
+
+
 def _start_text(result: ReplayResult) -> list[str]:
     # What a replay from the traced kernel's state set up, and what it could not see.
     if result.start is None:
@@ -40,18 +54,7 @@ def _start_text(result: ReplayResult) -> list[str]:
     u = result.untraced
     out.append(f"  {u['replayed']:,} frees of pages allocated before the trace came from the untraced owner"
                + (f"; {u['pool_exhausted']:,} found it empty and were skipped" if u["pool_exhausted"] else ""))
-    if u.get("retyped"):
-        out.append(f"  {u['retyped']:,} pageblocks of the untraced owner's pages alone were given the type the trace "
-                   "shows for the pages freed from them (the dumps give only each type's count of pageblocks)")
-    if u.get("other_type"):
-        out.append(f"  {u['other_type']:,} of those frees found none of the owner's pages in a pageblock of the type "
-                   "the trace shows and took another type's (their pcp list is that type's)")
-    if u.get("allocs"):
-        out.append(f"  {u['allocs']:,} allocations the kernel did not trace (alloc_pages_bulk: a page left a pcp list "
-                   "and was freed with no mm_page_alloc) replayed from the list that held the page")
-    if u.get("pcp_reveals"):
-        out.append(f"  {u['pcp_reveals']:,} moves of starting pcp pages the read-ahead could not place, to the "
-                   "lists the trace showed them on later (pcp_reveal ops; pcp->count unchanged)")
+    out += [f"  {u[key]:,} {what}" for key, what in _UNTRACED_COUNTS if u.get(key)]
     if u.get("grown_pages"):
         out.append(f"  {u['grown_pages']:,} pages came into the zones during the trace (MAX_PAGE_ORDER frees past "
                    "the memory online when it began); the zones grew, watermarks and pcp limits recomputed; "
