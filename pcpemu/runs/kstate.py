@@ -598,8 +598,7 @@ class UntracedPool:
             while (need := want[~got[want]]).size:
                 n = self._take(machines, z, t, o, need, out)
                 got[need[:n]] = True
-                if (n == len(need) or t < 0 or o > PAGEBLOCK_ORDER or (claimed and not n)
-                        or not self._claim(machines, z, t)):
+                if n == len(need) or o > PAGEBLOCK_ORDER or (claimed and not n) or not self._claim(machines, z, t):
                     break
                 claimed = True
             if (need := want[~got[want]]).size:
