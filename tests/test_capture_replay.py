@@ -977,6 +977,11 @@ def test_a_capture_replays_with_the_rules_of_its_kernels_release(tmp_path, cap_r
         "its other stable changes are not modelled"]
     named = replay_capture(d, preset="v6.10")       # a preset named is taken as it is
     assert named.config["kernel"] == "v6.10" and not [n for n in named.config_notes if "at kernel" in n]
+    # A 7.x kernel: v6.18's structs at 6.18.7 with v6.19's batched free drains on top, said.
+    (d / "capture.json").write_text(json.dumps({**info, "kernel_release": "7.2.1-200.fc44"}))
+    later = replay_capture(d)
+    assert later.config["kernel"] == "v6.18.7" and tuple(later.config["later_changes"]) == ("91e691296646",)
+    assert any("with the later changes 91e691296646 applied" in n for n in later.config_notes)
     info["kernel_release"] = "4.19.0"
     (d / "capture.json").write_text(json.dumps(info))
     with pytest.raises(pcpemu.ConfigError, match="oldest is v5.14: give --preset"):
