@@ -807,6 +807,19 @@ def test_an_untraced_free_with_no_owner_page_of_its_type_retypes_a_pageblock_of_
     assert pool.retyped == 1 and int(pfn2[0]) >> 9 == int(pfn[0]) >> 9
 
 
+def test_a_claimed_pageblock_is_one_of_a_pcp_type():
+    # A highatomic (or CMA, or isolated) pageblock keeps its type even when the owner's
+    # pages alone make it: the claim takes the next one of a type with pcp lists.
+    m = Machine(_tiny())
+    types = np.zeros(m.config.zone_layout()[0].managed >> 9, np.uint8)     # Unmovable
+    types[0] = 3                                                            # HighAtomic
+    m.seed_zone("Normal", types, np.zeros(0, np.int64), np.zeros(0, np.int8), kstate.UNTRACED)
+    pfn = m.claim_untraced_pageblock("Normal", 1, kstate.UNTRACED, np.zeros(1, np.int64))
+    assert m.pageblock_migratetype(pfn) == "Movable" and pfn >> 9 == (m.config.zone_layout()[0].free_start >> 9) + 1
+    assert m.pageblock_types()[0] == 3 and (m.pageblock_types() == 1).sum() == 1
+    m.check()
+
+
 def test_reveals_out_of_a_bigger_list_pay_a_whole_block_once_they_add_up_to_it():
     # Order-3 blocks revealed out of the THP list: each is the owner's, and a THP block
     # goes back only with the 64th, so the count is what /proc showed once the blocks

@@ -378,21 +378,21 @@ cdef Py_ssize_t take_untraced(pglist_data *pgdat, int zi, int mt, int order, int
 cdef long claim_untraced_pageblock(pglist_data *pgdat, int zi, int mt, uint64_t owner,
                                    int64_t[::1] cursor) noexcept nogil:
     """The first pageblock at or after cursor[0] in zone zi made wholly of the owner's
-    pages, retyped mt if it was another type (the starting dumps give only how many
+    pages, of a type with pcp lists (CMA, highatomic and isolated pageblocks keep
+    theirs), retyped mt if it was another type (the starting dumps give only how many
     pageblocks each type has, and the trace shows the pages freed from this one in a
     pageblock of type mt); its first pfn, -1 when the zone has none. The owner only
     gives pages away, so the search never looks behind cursor[0]."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef unsigned long pfn = max(<unsigned long>cursor[0], z.managed_start), i
     cdef bint whole
-    cdef page *p
     pfn = (pfn + PAGEBLOCK_NR_PAGES - 1) & ~(PAGEBLOCK_NR_PAGES - 1)
     while pfn + PAGEBLOCK_NR_PAGES <= z.managed_end:
-        whole = True
-        for i in range(pfn, pfn + PAGEBLOCK_NR_PAGES):
-            if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                whole = False
-                break
+        whole = get_pageblock_migratetype(pgdat, pfn) < MIGRATE_PCPTYPES
+        i = pfn
+        while whole and i < pfn + PAGEBLOCK_NR_PAGES:
+            whole = _is_untraced(pfn_to_page(pgdat, i), owner)
+            i += 1
         if whole:
             cursor[0] = <int64_t>(pfn + PAGEBLOCK_NR_PAGES)
             if get_pageblock_migratetype(pgdat, pfn) != mt:
