@@ -62,8 +62,8 @@ def test_an_untraced_allocation_goes_before_its_free():
 def test_a_page_drained_since_its_free_was_taken_after_the_refill_that_brought_it_back():
     # Freed on CPU 1, drained from its list back to the buddy, refilled onto CPU 0's
     # list and freed again with no allocation: the untraced allocation comes off CPU 0's
-    # list right after that refill, not after the first free (it was still on CPU 1's
-    # list then: the drain shows it).
+    # list after that refill (the latest time the list order allows: before its free),
+    # not after the first free (it was still on CPU 1's list then: the drain shows it).
     ev = _events([
         (MM_PAGE_ALLOC, 0, 100, 0, 0),               # 0
         (MM_PAGE_FREE, 1, 100, 0, -1),               # 1: onto CPU 1's list
@@ -77,7 +77,7 @@ def test_a_page_drained_since_its_free_was_taken_after_the_refill_that_brought_i
     ops, sel, upos, prev_free, _ = m.ops(ev)
     assert sel[upos].tolist() == [6] and prev_free.tolist() == [-1]
     before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
-    assert before.tolist() == [5] and cpu.tolist() == [0] and src.tolist() == [4]
+    assert before.tolist() == [6] and cpu.tolist() == [0] and src.tolist() == [4]
 
 
 def test_a_bulk_allocation_leaves_free_count_and_the_trace_alone():
@@ -111,12 +111,12 @@ def test_a_cma_or_highatomic_page_came_off_the_movable_list():
     assert mt.tolist() == [MIGRATE_MOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE]
 
 
-def test_untraced_pages_of_a_refill_leave_after_the_earlier_pages_the_trace_shows_taken():
-    # A traced allocation asks for a refill and takes its first page; the pages behind it
-    # leave the list in the order the refill queued them (rmqueue_bulk: list tail;
-    # allocations: list head). So a page alloc_pages_bulk took without a trace left
-    # after every earlier page of its run that a traced allocation took, not at the
-    # refill; a run that begins with an untraced page was the bulk allocation's own.
+def test_untraced_pages_of_a_refill_leave_in_its_order():
+    # A refill's pages leave the list in the order it queued them (rmqueue_bulk: list
+    # tail; allocations: list head): a page alloc_pages_bulk took without a trace left
+    # after the earlier pages of its run that traced allocations took and before the
+    # later ones; it goes at the latest such time, the later page's allocation, or,
+    # with none, its own free.
     ev = _events([
         (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 100, 0, 0),   # 0: refill run for the allocation at 3
         (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 101, 0, 0),   # 1
@@ -127,12 +127,13 @@ def test_untraced_pages_of_a_refill_leave_after_the_earlier_pages_the_trace_show
         (MM_PAGE_FREE, 1, 102, 0, -1),               # 6: 102 freed, never allocated in the trace
         (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 200, 0, 0),   # 7: a run the bulk allocator asked for
         (MM_PAGE_ALLOC_ZONE_LOCKED, 0, 201, 0, 0),   # 8
-        (MM_PAGE_ALLOC, 0, 201, 0, 0),               # 9: the run's second page, traced
-        (MM_PAGE_FREE, 1, 200, 0, -1),               # 10: 200 freed untraced
+        (MM_PAGE_ALLOC, 0, 800, 0, 0),               # 9: not a page of the run
+        (MM_PAGE_ALLOC, 0, 201, 0, 0),               # 10: the run's second page, traced
+        (MM_PAGE_FREE, 1, 200, 0, -1),               # 11: 200 freed untraced
     ])
     m = _Matcher(untraced=True)
     ops, sel, upos, prev_free, _ = m.ops(ev)
-    assert sel[upos].tolist() == [6, 10]
+    assert sel[upos].tolist() == [6, 11]
     before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
-    # 102 after 101's allocation (4), not inside the run (before 3); 200 right after its refill
-    assert before.tolist() == [5, 8] and cpu.tolist() == [0, 0] and src.tolist() == [2, 7]
+    # 102, the last page of its run: before its free; 200: before 201's allocation
+    assert before.tolist() == [6, 10] and cpu.tolist() == [0, 0] and src.tolist() == [2, 7]

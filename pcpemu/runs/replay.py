@@ -536,8 +536,8 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
     # A pfn freed again with no allocation between, or refilled onto a pcp list and then
     # freed, was such a page. It was still on that CPU's list (a drain would show), so
     # the allocation comes off that CPU's list of the page's type: after the refill that
-    # put it there, and after the earlier pages of that refill the trace shows taken
-    # (_after_list_order), and after a free where that CPU next allocates (a
+    # put it there, before the later pages of that refill the trace shows taken
+    # (_list_order_bound), and after a free where that CPU next allocates (a
     # freed page stays at the list's head until an allocation, vmalloc's in a fork,
     # takes it; the bulk path does not end a run of frees), and before the free itself
     # when that CPU allocates nothing in between.
@@ -570,23 +570,25 @@ def _untraced_alloc_at(ev: np.ndarray, sel: np.ndarray, upos: np.ndarray,
         keys, refill = keys[o], refill[o]
         i = np.searchsorted(keys, pfn[ask] * n + sel[upos[ask]]) - 1
         hit = (i >= 0) & (ev["pfn"][refill[np.maximum(i, 0)]] == pfn[ask])
-        at[ask[hit]] = np.minimum(_after_list_order(ev, refill[i[hit]]) + 1, sel[upos[ask[hit]]])
+        at[ask[hit]] = np.minimum(_list_order_bound(ev, refill[i[hit]]), sel[upos[ask[hit]]])
         cpu[ask[hit]] = ev["cpu"][refill[i[hit]]]
         src[ask[hit]] = refill[i[hit]]
     at[ev["order"][sel[upos]] != 0] = -1          # the bulk allocator takes order-0 pages only
     return at, cpu, src
 
 
-def _after_list_order(ev: np.ndarray, refills: np.ndarray) -> np.ndarray:
-    # The event each untraced allocation of a refilled page comes after. rmqueue_bulk
+def _list_order_bound(ev: np.ndarray, refills: np.ndarray) -> np.ndarray:
+    # The event each untraced allocation of a refilled page goes before. rmqueue_bulk
     # queues a run at the list's tail in the order it traces it, and allocations take
-    # the list's head: a run's pages leave in run order, so a page the kernel did not
-    # trace left after every earlier page of its run that a traced mm_page_alloc took
-    # (the first one: the allocation the refill was for, when that was traced). The
-    # latest such allocation on the run's CPU (in this batch), else the refill event.
+    # the list's head, so a run's pages leave in run order: a page the kernel did not
+    # trace left after the earlier pages of its run a traced mm_page_alloc took and
+    # before the later ones. Between those the trace does not say when; the latest
+    # time is taken (the replays of the 36 and the holdouts agree better with it than
+    # with the earliest): the first traced allocation of a later page of its run on
+    # the run's CPU (in this batch), else len(ev) (its free bounds it).
     is_refill = (ev["kind"] == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1)
     span = len(ev) + 1
-    out = refills.copy()
+    out = np.full(len(refills), len(ev), np.int64)
     for c in np.unique(ev["cpu"][refills]):
         r = np.flatnonzero(ev["cpu"] == c)
         on = is_refill[r]
@@ -598,14 +600,15 @@ def _after_list_order(ev: np.ndarray, refills: np.ndarray) -> np.ndarray:
         took = _next_of_pfn(ev, mine, span)
         traced = (took >= 0) & (ev["kind"][np.maximum(took, 0)] == MM_PAGE_ALLOC) & \
             (ev["cpu"][np.maximum(took, 0)] == c)
-        taken = np.where(traced, took, mine)
-        # The latest traced allocation of an earlier page of the same run: a running
-        # maximum within each run (runs are in event order, so offsetting by run works).
-        best = np.maximum.accumulate(run * span + taken) - run * span
-        before = np.r_[-1, best[:-1]]
-        first = np.r_[True, run[1:] != run[:-1]]
-        latest = np.where(first, mine, np.maximum(before, mine))
-        out[k] = latest[np.searchsorted(mine, refills[k])]
+        # The first traced allocation of each page or any later one of its run: a
+        # running minimum from the run's end (runs in reverse, each offset below the
+        # ones after it so that no minimum crosses into another run).
+        shift = (run.max() - run) * span
+        taken = np.where(traced, took, len(ev))
+        from_end = (np.minimum.accumulate((taken - shift)[::-1]) + shift[::-1])[::-1]
+        later = np.r_[from_end[1:], len(ev)]                       # of the pages after each one
+        later[np.r_[run[1:] != run[:-1], True]] = len(ev)          # a run's last page has none
+        out[k] = later[np.searchsorted(mine, refills[k])]
     return out
 
 
