@@ -289,11 +289,12 @@ class PinningModel(RuleBasedStateMachine):
                                     max_size=4, unique=True))
         pages = [self.blocks[t][0] for t in tokens]
         res = self.migrate.pin_user_pages(self.m, pages)
-        if res.status == "enomem":
-            return
+        # The pages the range maps now: those migrated before a target ran out stay
+        # migrated, pinned or not (PinResult.pages).
         for t, new in zip(tokens, res.pages):
             self.blocks[t] = (new, self.blocks[t][1])
-            self.pinned.add(t)
+        if res.status != "enomem":
+            self.pinned.update(tokens)
 
     @precondition(lambda self: self.pinned)
     @rule(data=st.data())
