@@ -384,25 +384,22 @@ cdef long claim_untraced_pageblock(pglist_data *pgdat, int zi, int mt, uint64_t 
     pageblock of type mt); its first pfn, -1 when the zone has none. The owner only
     gives pages away, so the search never looks behind cursor[0]."""
     cdef zone *z = &pgdat.node_zones[zi]
-    cdef unsigned long pfn = max(<unsigned long>cursor[0], z.managed_start), i
-    cdef bint whole
-    pfn = (pfn + PAGEBLOCK_NR_PAGES - 1) & ~(PAGEBLOCK_NR_PAGES - 1)
-    while pfn + PAGEBLOCK_NR_PAGES <= z.managed_end:
-        whole = get_pageblock_migratetype(pgdat, pfn) < MIGRATE_PCPTYPES
-        i = pfn
-        while whole and i < pfn + PAGEBLOCK_NR_PAGES:
-            whole = _is_untraced(pfn_to_page(pgdat, i), owner)
-            i += 1
-        if whole:
-            cursor[0] = <int64_t>(pfn + PAGEBLOCK_NR_PAGES)
-            if get_pageblock_migratetype(pgdat, pfn) != mt:
-                set_pageblock_migratetype(NULL, pgdat, pfn, mt)
-                for i in range(pfn, pfn + PAGEBLOCK_NR_PAGES):
-                    _make_untraced(pgdat, pfn_to_page(pgdat, i), i, owner)
-            return <long>pfn
+    cdef long pfn = cursor[0]
+    cdef unsigned long i
+    while True:
+        pfn = find_untraced_block(pgdat, z, pfn, PAGEBLOCK_ORDER, -1, owner)
+        if pfn < 0:
+            cursor[0] = <int64_t>z.managed_end
+            return -1
+        if get_pageblock_migratetype(pgdat, pfn) < MIGRATE_PCPTYPES:
+            break
         pfn += PAGEBLOCK_NR_PAGES
-    cursor[0] = <int64_t>z.managed_end
-    return -1
+    cursor[0] = <int64_t>(pfn + PAGEBLOCK_NR_PAGES)
+    if get_pageblock_migratetype(pgdat, pfn) != mt:
+        set_pageblock_migratetype(NULL, pgdat, pfn, mt)
+        for i in range(pfn, pfn + PAGEBLOCK_NR_PAGES):
+            _make_untraced(pgdat, pfn_to_page(pgdat, i), i, owner)
+    return pfn
 
 
 cdef void reset_stats(pglist_data *pgdat) noexcept nogil:

@@ -15,6 +15,7 @@ sit on the Movable order-0 list (zoneinfo prints only their sum).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -607,24 +608,28 @@ class UntracedPool:
         self.exhausted += int(np.count_nonzero(~got))
         return got, [o[got] for o in out]
 
+    def _on_every(self, machines: list[Machine], key: tuple[int, int, int],
+                  call: Callable[[Machine, np.ndarray], Any]) -> list[Any]:
+        # call(machine, cursor) on every machine from the same cursor (the machines are
+        # alike, so they find the same blocks); only the first one's moves it on.
+        cursor = self.cursors.setdefault(key, np.zeros(1, np.int64))
+        before = cursor.copy()
+        return [call(mm, cursor if i == 0 else before.copy()) for i, mm in enumerate(machines)]
+
     def _take(self, machines: list[Machine], z: int, mt: int, order: int, need: np.ndarray,
               out: list[np.ndarray]) -> int:
         # Blocks of the owner's pages from pageblocks of type mt (-1: any) for the frees
         # need, the same ones on every machine; how many it found.
-        cursor = self.cursors.setdefault((z, mt, order), np.zeros(1, np.int64))
-        before = cursor.copy()
-        pfns = [mm.take_untraced(self.names[z], mt, order, len(need), UNTRACED, cursor if i == 0 else before.copy())
-                for i, mm in enumerate(machines)]
+        pfns = self._on_every(machines, (z, mt, order), lambda mm, cursor: mm.take_untraced(
+            self.names[z], mt, order, len(need), UNTRACED, cursor))
         for i, p in enumerate(pfns):
             out[i][need[:len(p)]] = p
         return len(pfns[0])
 
     def _claim(self, machines: list[Machine], z: int, mt: int) -> bool:
         # The next pageblock of the owner's pages alone, retyped mt on every machine.
-        cursor = self.cursors.setdefault((z, -2, 0), np.zeros(1, np.int64))
-        before = cursor.copy()
-        found = [mm.claim_untraced_pageblock(self.names[z], mt, UNTRACED, cursor if i == 0 else before.copy())
-                 for i, mm in enumerate(machines)][0]
+        found = self._on_every(machines, (z, -2, 0), lambda mm, cursor: mm.claim_untraced_pageblock(
+            self.names[z], mt, UNTRACED, cursor))[0]
         if found < 0:
             return False
         self.retyped += 1
