@@ -196,13 +196,13 @@ def test_blocks_leave_a_pcp_list_from_its_head_for_the_untraced_owner():
 
 
 def test_a_refill_of_a_list_the_kernel_still_held_pages_on_takes_them_off():
-    # CPU 0 refills its Movable list with 63 pages and allocates 2 of them; the rest
+    # CPU 0 refills its Movable list with 60 pages (15 << 2) and allocates 2 of them; the rest
     # leave with no event (alloc_pages_bulk, never freed). The kernel's next refill of
     # that list shows it empty: the emulated list loses as many, so the emulator too
     # refills there. Without that, it would still hold pages and not refill.
     def refill(ts, base):
         return [_line(0, ts, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
-                      "migratetype=1 percpu_refill=1") for i in range(63)]
+                      "migratetype=1 percpu_refill=1") for i in range(60)]
 
     def alloc(ts, pfn):
         return [_line(0, ts, "mm_page_alloc", f"page=00000000deadbeef pfn={pfn:#x} order=0 migratetype=1 "
@@ -212,12 +212,12 @@ def test_a_refill_of_a_list_the_kernel_still_held_pages_on_takes_them_off():
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
     r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None))
     takes = r.untraced["pcp_takes"]
-    assert (takes["refills"], takes["blocks"], takes["pages"], takes["fewer_than_none"]) == (1, 61, 61, 0)
+    assert (takes["refills"], takes["blocks"], takes["pages"], takes["fewer_than_none"]) == (1, 58, 58, 0)
     assert takes["relisted_pages"] == 0           # every page it freed was of a pageblock the trace showed
-    assert 0 < takes["taken"]["x"] <= 61
+    assert 0 < takes["taken"]["x"] <= 58
     cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
     assert cpu0["refill_calls"]["kernel"] == cpu0["refill_calls"]["emulated"] == 2
-    assert "1 refills of pcp lists the kernel's events still held 61 pages on" in replay_text(r)
+    assert "1 refills of pcp lists the kernel's events still held 58 pages on" in replay_text(r)
 
 
 def test_first_drains_are_found_where_they_pin_the_count():
@@ -287,14 +287,49 @@ def test_first_refills_show_alloc_factor():
     rows = [(A, 0, 0)] + [(R, 0, 0)] * 30 + [(X, 0, 0)] + [(R, 0, 0)] * 30 + [(A, 0, 0)] + [(R, 1, 0)] * 100 \
         + [(A, 1, 0)] + [(R, 0, 0)] * 15 + [(A, 0, 0)]
     got = first.find(events(rows))
-    assert [(at, row["cpu"], row["alloc_factor"]) for at, row in got] == [(1, 0, 2), (164, 0, 0)]
+    # CPU 1's capped 100 blocks say 15 << alloc_factor was above 100: at least 3.
+    assert sorted((at, row["cpu"], row.get("at_least", row["alloc_factor"])) for at, row in got) \
+        == [(1, 0, 2), (63, 1, 3), (164, 0, 0)]
     assert [(r["cpu"], r["blocks"], r["alloc_factor"]) for r in first.first] == [(0, 60, 2), (1, 100, None)]
+    assert first.first[1]["at_least"] == 3
     assert [(r["cpu"], r["blocks"]) for r in first.falls] == [(0, 15)]
+    # A capped refill leaves alloc_factor where it was, at least what it shows: a
+    # refill of one batch after it, with no free between, is a fall; after one free
+    # (3 >> 1 = 1) it is one too, after two it is not.
+    for frees, fell in ((0, True), (1, True), (2, False)):
+        first = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
+        got = first.find(events([(A, 1, 0)] + [(R, 1, 0)] * 100 + [(A, 1, 0)] + [(MM_PAGE_FREE, 1, 0)] * frees
+                                + [(R, 1, 0)] * 15 + [(A, 1, 0)]))
+        assert [r["expected"] for r in first.falls] == ([3 >> frees] if fell else []), frees
     # A run the batch ends is finished in the next one, its setting before that batch's first op.
     first = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
     assert first.find(events([(A, 1, 0)] + [(R, 1, 0)] * 40)) == []
     got = first.find(events([(R, 1, 0)] * 80 + [(A, 1, 0)]))
     assert [(at, row["blocks"], row["alloc_factor"]) for at, row in got] == [(0, 120, 3)]
+
+
+def test_a_capped_first_refill_raises_the_emulated_alloc_factor_to_the_least_it_shows():
+    # CPU 0 starts with 2,090 pages at high 2,100 (batch 15). The kernel's first refill
+    # takes 55 blocks: high + (15 << 2) - count - batch, capped below 15 << 2, so its
+    # alloc_factor was at least 2. At 0 the emulator would take max(10, 15) = 15.
+    base = 0x1000
+    text = [_line(0, 1.0, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                  "migratetype=1 percpu_refill=1") for i in range(55)]
+    text += [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
+                   "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(55)]
+    held = Machine(_tiny())                   # pages that are not free, for the pcp's 2,090
+    for _ in range(8):
+        held.alloc_pages("GFP_KERNEL", 9)
+    zoneinfo = _tiny_zoneinfo().replace("cpu: 0\n              count: 0\n              high:  0",
+                                        "cpu: 0\n              count: 2090\n              high:  2100", 1)
+    start = StartState(read_zoneinfo(zoneinfo), read_pagetypeinfo(held.pagetypeinfo()), timer=None)
+    r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=start)
+    assert r.untraced["first_refills"] == [{"zone": "Normal", "cpu": 0, "blocks": 55, "alloc_factor": None,
+                                            "at_least": 2, "was": {"x": 0}}]
+    cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
+    assert cpu0["refill_blocks"]["emulated"] == cpu0["refill_blocks"]["kernel"] == 55
+    assert "capped by high - count: alloc_factor at least 2 (batch << alloc_factor above the blocks); the " \
+           "emulated one raised to it (x from 0)" in replay_text(r)
 
 
 def test_alloc_factor_falls_are_found_where_no_free_explains_them():
@@ -315,14 +350,14 @@ def test_alloc_factor_falls_are_found_where_no_free_explains_them():
     # 15 << 2 leaves alloc_factor 3; a refill of 15 with no free between fell to 0 (an
     # extfrag event inside the first run does not end it). Then 30 is what 0 leaves:
     # nothing. After 30 (leaves 2) one free halves it to 1: 15 shows 0, a fall; two
-    # frees leave 0: 15 shows nothing. 100 blocks was capped: shows nothing, and the
-    # refill after it has nothing to go by.
+    # frees leave 0: 15 shows nothing. 100 blocks was capped below 15 << alloc_factor,
+    # which it leaves at 3 or more: the refill of 15 after it is a fall.
     rows = run(30)[:-1] + [(X, 0)] + run(30) + run(15) + run(30) + [(F, 0)] + run(15) + run(30) + [(F, 0)] * 2 \
         + run(15) + run(100) + run(15)
     got = falls.find(events(rows))
     assert [(at, row["alloc_factor"], row.get("expected")) for at, row in got] == [(0, 2, None), (62, 0, 3),
-                                                                                   (110, 0, 1)]
-    assert [(r["cpu"], r["blocks"]) for r in falls.falls] == [(0, 15), (0, 15)]
+                                                                                   (110, 0, 1), (276, 0, 3)]
+    assert [(r["cpu"], r["blocks"]) for r in falls.falls] == [(0, 15), (0, 15), (0, 15)]
     # Another CPU's frees and refills are its own; a run the batch ends is closed in the next.
     falls = kstate.AllocFactorRefills(zi, 2, np.ones(11, bool), 5)
     assert [(at, row["alloc_factor"]) for at, row in falls.find(events(run(60) + [(F, 1)] + [(R, 0)] * 10))] \

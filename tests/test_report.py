@@ -265,9 +265,11 @@ def test_fidelity_says_what_refills_showed_gone_from_the_pcp_lists():
 def test_fidelity_says_where_alloc_factor_was_set():
     from pcpemu.tools.reportrender import _fidelity_first_refills
     rows = [{"zone": "Normal", "cpu": 1, "blocks": 2016, "alloc_factor": 5, "was": {"split": 0}},
-            {"zone": "Normal", "cpu": 0, "blocks": 100, "alloc_factor": None, "was": {}}]
+            {"zone": "Normal", "cpu": 0, "blocks": 100, "alloc_factor": None, "at_least": 0, "was": {}},
+            {"zone": "Normal", "cpu": 2, "blocks": 110, "alloc_factor": None, "at_least": 1, "was": {"split": 0}}]
     (kind, text), = _fidelity_first_refills(rows, "split")
-    assert kind == "p" and text.endswith("Normal CPU 1: 5 (the emulator's was 0).")
+    assert kind == "p" and text.endswith("Normal CPU 1: 5 (the emulator's was 0); Normal CPU 2: at least 1 (the "
+                                         "emulator's was 0).")
     assert _fidelity_first_refills(rows, "single") == [] and _fidelity_first_refills([], "split") == []
 
 

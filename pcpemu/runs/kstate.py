@@ -448,7 +448,9 @@ class AllocFactorRefills:
     allocation (Machine.pcp_set_alloc_factor):
 
     - the first refill on each (zone, CPU) (``first``): a machine started from the
-      traced kernel's state would start alloc_factor at 0;
+      traced kernel's state would start alloc_factor at 0. A capped first refill of n
+      blocks still says batch << alloc_factor was above n (``at_least``), and an
+      emulated alloc_factor below that is raised to it;
     - a fall no event accounts for (``falls``). After a refill of batch << k blocks
       nr_pcp_alloc leaves alloc_factor at k + 1 (not past CONFIG_PCP_BATCH_SCALE_MAX),
       and only a free to that pcp lowers it (free_frozen_page_commit halves it). Yet
@@ -520,19 +522,24 @@ class AllocFactorRefills:
 
     def _close(self, out: list, at: int, z: int, c: int, blocks: int) -> None:
         # A whole refill run: the first one's alloc_factor or a fall it shows, and what it leaves.
-        k = _alloc_factor_shown(blocks, self.batch.get((self.names[z], c), 0), self.scale_max)
+        batch = self.batch.get((self.names[z], c), 0)
+        k = _alloc_factor_shown(blocks, batch, self.scale_max)
+        least = _alloc_factor_floor(blocks, batch, self.scale_max)
         row = {"zone": self.names[z], "cpu": c, "blocks": blocks, "alloc_factor": k}
         if not self.seen[z, c]:
             self.seen[z, c] = True
+            if k is None:
+                row["at_least"] = least
             self.first.append({**row, "was": {}})
-            if k is not None:
+            if k is not None or row["at_least"]:
                 out.append((at, self.first[-1]))
         elif k is not None and self.left[z, c] >= 0:
             expected = int(self.left[z, c]) >> min(int(self.frees[z, c]), 8)
             if k < expected:
                 self.falls.append({**row, "expected": expected, "was": {}})
                 out.append((at, self.falls[-1]))
-        self.left[z, c] = -1 if k is None else min(k + 1, self.scale_max)
+        # A capped refill leaves alloc_factor as it was: at least the least it shows.
+        self.left[z, c] = least if k is None else min(k + 1, self.scale_max)
         self.frees[z, c] = 0
 
 
@@ -541,6 +548,12 @@ def _alloc_factor_shown(blocks: int, batch: int, scale_max: int) -> int | None:
     # size, which high - count capped.
     k = (blocks // batch).bit_length() - 1 if batch and blocks % batch == 0 else -1
     return k if 0 <= k <= scale_max and batch << k == blocks else None
+
+
+def _alloc_factor_floor(blocks: int, batch: int, scale_max: int) -> int:
+    # The least alloc_factor a capped order-0 refill of this size allows: nr_pcp_alloc
+    # capped batch << alloc_factor at high - count - batch, so it was above blocks.
+    return min((blocks // batch).bit_length(), scale_max) if batch else 0
 
 
 def _run_length(ref: np.ndarray, zone: np.ndarray, i: int, z: int) -> int:

@@ -779,11 +779,16 @@ def _reclaim_active_sync(active: bool) -> Callable[[Machine], None]:
 
 def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Callable[[Machine], None]:
     # The emulated alloc_factor set where a kernel's order-0 refill on a (zone, cpu)
-    # shows its own: the first, or one that fell with no event (kstate.AllocFactorRefills).
+    # shows its own: the first, or one that fell with no event (kstate.AllocFactorRefills);
+    # a capped first refill raises it to the least it shows.
     def sync(m: Machine) -> None:
         label = _label_with_zone(machines, m, row["zone"])
-        if label is not None:
-            row["was"][label] = m.pcp_set_alloc_factor(row["zone"], row["cpu"], row["alloc_factor"])
+        if label is None:
+            return
+        k = row["alloc_factor"]
+        if k is None:
+            k = max(row["at_least"], m.pcp_state(row["zone"], row["cpu"])["alloc_factor"])
+        row["was"][label] = m.pcp_set_alloc_factor(row["zone"], row["cpu"], k)
     return sync
 
 

@@ -84,8 +84,13 @@ def _start_text(result: ReplayResult) -> list[str]:
                    f"{same} emulated ones already matched")
     for f in refills:
         if f["alloc_factor"] is None:
+            least = f["at_least"]
+            raised = ", ".join(f"{label} from {was}" for label, was in f["was"].items() if was < least)
             out.append(f"  {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill ({f['blocks']:,} blocks) was "
-                       "capped by high - count: alloc_factor not shown, the emulated one left")
+                       f"capped by high - count: alloc_factor at least {least} (batch << alloc_factor above the "
+                       f"blocks); " + (f"the emulated one raised to it ({raised})" if raised else
+                                       "the emulated one left"))
+            continue
         for label, was in f["was"].items():
             if was != f["alloc_factor"]:
                 out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first order-0 refill "

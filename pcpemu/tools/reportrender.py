@@ -284,13 +284,16 @@ def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Bloc
 
 def _fidelity_first_refills(rows: list[dict[str, Any]], policy: str) -> list[Block]:
     # alloc_factor, which /proc does not print, set where the kernel's first refill shows it.
-    cells = [f"{r['zone']} CPU {r['cpu']}: {r['alloc_factor']} (the emulator's was {r['was'][policy]})"
+    cells = [f"{r['zone']} CPU {r['cpu']}: "
+             + (f"{r['alloc_factor']}" if r["alloc_factor"] is not None else f"at least {r['at_least']}")
+             + f" (the emulator's was {r['was'][policy]})"
              for r in rows if policy in r["was"]]
     if not cells:
         return []
     return [("p", "pcp->alloc_factor, the doublings of the next order-0 refill, which /proc does not print, was "
                   "set where the kernel's first order-0 refill on each pcp shows it (batch << alloc_factor blocks; a "
-                  "capped refill shows nothing): " + "; ".join(cells) + ".")]
+                  "refill high - count capped shows only that batch << alloc_factor was above its blocks, and "
+                  "raises a lower one to the least that allows): " + "; ".join(cells) + ".")]
 
 
 def _fidelity_alloc_factor_falls(rows: list[dict[str, Any]], policy: str) -> list[Block]:
