@@ -657,6 +657,17 @@ def _events(rows):
     return ev
 
 
+def test_traced_pcp_counts_after_events_not_yet_taken_in():
+    zi = read_zoneinfo(_tiny_zoneinfo())              # count 0 on both CPUs
+    counts = kstate.TracedPcpCounts(zi, 2, np.ones(11, bool))
+    ev = _events([(MM_PAGE_FREE, 0, 0, -1)] * 3 + [(MM_PAGE_ALLOC, 0, 0, -1), (MM_PAGE_PCPU_DRAIN, 1, 1, -1)])
+    assert counts.count_after(ev, "Normal", 0) == 2 and counts.count_after(ev, "Normal", 1) == -2
+    assert counts.count("Normal", 0) == 0             # nothing taken in
+    counts.add(ev)
+    assert counts.count("Normal", 0) == 2 and counts.count_after(ev[:1], "Normal", 0) == 3
+    assert counts.count_after(ev, "Normal", 2) is None and counts.count_after(ev, "DMA", 0) is None
+
+
 def test_figures_read_off_events_count_runs_and_implied_zone_lock():
     R, D, A, F, X = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_ALLOC_EXTFRAG
     pcp_orders = np.array([o <= 3 or o == 9 for o in range(11)])

@@ -102,6 +102,27 @@ def test_a_cpus_drain_inside_compact_zone_is_compactions_drain_local_pages():
     assert find_explicit_drains(ev, _Matcher().ops(ev)[-1], zones) is None     # no ends recorded: none taken
 
 
+def test_a_run_inside_compact_zone_that_leaves_the_pcp_fuller_than_a_free_could_is_a_frees_drain():
+    # compact_memory compacts at order -1 and drains nothing itself; the frees of the
+    # pages it migrates set off the pcp rules' drains, at most 63 << 5 pages each, and
+    # those leave the rest on the lists. drain_local_pages leaves none.
+    ev = _batch([(COMPACTION_BEGIN, 0, 0x1000), (MM_PAGE_FREE, 0, 0x2001), (MM_PAGE_PCPU_DRAIN, 0, 0x2000),
+                 (MM_PAGE_PCPU_DRAIN, 0, 0x2001), (MM_PAGE_FREE, 0, 0x2002)])
+    *_, owner = _Matcher().ops(ev)
+    zones = (["Normal"], np.array([0x1000]))
+    seen = []
+
+    def found(left):
+        def pcp_count(prefix, zone, cpu):
+            seen.append((len(prefix), zone, cpu))
+            return left
+        return find_explicit_drains(ev, owner, zones, np.zeros(1, bool), pcp_count)
+
+    assert found(2017) is None and seen == [(4, "Normal", 0)]       # the count after the run's last drain
+    for left in (None, 0, 2016, -300):      # not known; what the counts lose with no event
+        assert [tuple(r) for r in found(left).runs] == [(2, 0, "Normal", False)]
+
+
 def _trace(remote_drain):
     # CPU 1 allocates and frees 40 pages, which stay on its pcp list; then, in the
     # kernel's trace, CPU 0 drains them (drain_all_pages), or not.

@@ -16,11 +16,16 @@ lists need around them.
   the CPU's pcp of the zone it compacts (lru_add_drain_cpu_zone) when its migration
   scanner has migrated pages and moved on to the next block, so that the freed pages
   merge. A run of the CPU's own drains between its mm_compaction_begin and
-  mm_compaction_end is such a drain.
+  mm_compaction_end is such a drain, unless it leaves the lists holding more than it
+  took and more than a free's drain can take (_FREE_DRAIN_MAX): the begin event
+  does not print the order, and compaction of the whole node (`compact_memory`,
+  order -1) drains nothing, while the frees of the pages it migrates still set off
+  the pcp rules' own drains.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +42,10 @@ __all__ = ["ExplicitDrains", "find_explicit_drains"]
 #: in 63, five times; h12-pyobjects: 28 in 6,081); drain_all_pages empties every other
 #: CPU's lists, a batch or more of pages but where they held less.
 _WHOLE_PCP = 63
+
+#: The most pages a free's drain takes: nr_pcp_free caps it at batch <<
+#: CONFIG_PCP_BATCH_SCALE_MAX (63 << 5), drain_local_pages takes every page.
+_FREE_DRAIN_MAX = _WHOLE_PCP << 5
 
 
 class ExplicitDrains:
@@ -60,7 +69,8 @@ class ExplicitDrains:
 
 
 def find_explicit_drains(ev: np.ndarray, pcp_owner: np.ndarray, zones: tuple[list[str], np.ndarray] | None = None,
-                         compacting: np.ndarray | None = None) -> ExplicitDrains | None:
+                         compacting: np.ndarray | None = None,
+                         pcp_count: Callable[[np.ndarray, str, int], int | None] | None = None) -> ExplicitDrains | None:
     """The explicit drain runs in a batch (None when it has none).
 
     :param pcp_owner: per event, the pcp owner of a drained page (-1: not known).
@@ -68,14 +78,17 @@ def find_explicit_drains(ev: np.ndarray, pcp_owner: np.ndarray, zones: tuple[lis
     :param compacting: per CPU, whether it is inside compact_zone where the batch
         begins, updated to where it ends; None: the trace has no compaction ends,
         and no drain is taken for compaction's.
+    :param pcp_count: a (zone, CPU)'s pcp->count as the kernel's events leave it
+        after the given first events of this batch (kstate.TracedPcpCounts.count_after);
+        None: every run of drains inside compact_zone is taken for its drain.
     """
     drain = ev["kind"] == MM_PAGE_PCPU_DRAIN
     remote = drain & (pcp_owner >= 0) & (pcp_owner != ev["cpu"])
     if compacting is None and not remote.any():
         return None
     owner = ev["cpu"].astype(np.int64)
-    hide = np.zeros(len(ev), bool)
-    runs = []
+    found = []                                              # (members, Run) of drain_all_pages
+    local = []                                              # of runs inside compact_zone
     for c in np.unique(ev["cpu"]).tolist():
         mine = np.flatnonzero(ev["cpu"] == c)
         d = drain[mine]
@@ -97,15 +110,28 @@ def find_explicit_drains(ev: np.ndarray, pcp_owner: np.ndarray, zones: tuple[lis
             zone = _one_zone(ev["pfn"][members], zones)
             if not every_cpu and zone is None:
                 continue                                # drain_local_pages drains one zone
-            hide[members] = True
-            runs.append(ExplicitDrains.Run(int(members[0]), c, zone, every_cpu))
-    if not runs:
+            (found if every_cpu else local).append((members, ExplicitDrains.Run(int(members[0]), c, zone, every_cpu)))
+    if not found and not local:
         return None
     by_owner = ev.copy()
     by_owner["cpu"] = owner
+    found += [(members, run) for members, run in local if _empties_pcp(by_owner, members, run, pcp_count)]
+    if not found:
+        return None
     hidden = by_owner.copy()
-    hidden["kind"][hide] = 0
-    return ExplicitDrains(sorted(runs), by_owner, hidden)
+    for members, _ in found:
+        hidden["kind"][members] = 0
+    return ExplicitDrains(sorted(run for _, run in found), by_owner, hidden)
+
+
+def _empties_pcp(ev: np.ndarray, members: np.ndarray, run: "ExplicitDrains.Run",
+                 pcp_count: Callable[[np.ndarray, str, int], int | None] | None) -> bool:
+    # Whether a run of drains inside compact_zone is its drain_local_pages: not when
+    # the kernel's events leave the pcp more than the run took and than a free's drain
+    # could take (within what the counts lose with no event, drain_local_pages leaves 0).
+    left = None if pcp_count is None else pcp_count(ev[:members[-1] + 1], run.zone, run.cpu)
+    taken = int((1 << ev["order"][members].astype(np.int64)).sum())
+    return left is None or left <= max(taken, _FREE_DRAIN_MAX)
 
 
 def _inside_compaction(kind: np.ndarray, compacting: np.ndarray | None, cpu: int) -> np.ndarray:

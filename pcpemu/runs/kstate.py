@@ -330,10 +330,19 @@ class TracedPcpCounts:
     def count(self, zone: str, cpu: int) -> int | None:
         """The count before-zoneinfo printed plus what the events so far did to it;
         None when before-zoneinfo has no count for it."""
+        return self.count_after(None, zone, cpu)
+
+    def count_after(self, ev: np.ndarray | None, zone: str, cpu: int) -> int | None:
+        """count, with the events ev (not taken in) after those so far."""
         before = self.before.get((zone, cpu))
         if before is None or zone not in self.names or cpu >= self.moved.shape[1]:
             return None
-        return before + int(self.moved[self.names.index(zone), cpu])
+        moved = self.moved
+        if ev is not None:
+            moved = moved.copy()
+            pcp_count_moves(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], self.pcp_orders,
+                            self.starts, self.ends, moved)
+        return before + int(moved[self.names.index(zone), cpu])
 
 
 class FirstDrains:

@@ -926,7 +926,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         if zone_starts is not None:
             _from_traced_zones(ops, sel, ev, zone_starts)
         p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
-                      find_explicit_drains(ev, pcp_owner, zone_starts, compacting))
+                      find_explicit_drains(ev, pcp_owner, zone_starts, compacting,
+                                           None if traced_counts is None else traced_counts.count_after))
         if traced_counts is not None:
             traced_counts.add(p.by_owner)
         return p
