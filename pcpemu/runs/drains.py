@@ -84,8 +84,9 @@ def find_explicit_drains(ev: np.ndarray, pcp_owner: np.ndarray, zones: tuple[lis
     """
     drain = ev["kind"] == MM_PAGE_PCPU_DRAIN
     remote = drain & (pcp_owner >= 0) & (pcp_owner != ev["cpu"])
-    if compacting is None and not remote.any():
-        return None
+    if not remote.any() and (compacting is None
+                             or not (compacting.any() or (ev["kind"] == COMPACTION_BEGIN).any())):
+        return None                                         # no CPU compacts in this batch
     owner = ev["cpu"].astype(np.int64)
     found = []                                              # (members, Run) of drain_all_pages
     local = []                                              # of runs inside compact_zone

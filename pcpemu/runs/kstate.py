@@ -500,34 +500,46 @@ class AllocFactorRefills:
         with_refills = set(cpus[refill].tolist()) | set(self.cut)
         for c in range(self.left.shape[1]):
             if c not in with_refills:
-                np.add.at(self.frees[:, c], zone[free & (cpus == c)], 1)
+                self.frees[:, c] += np.bincount(zone[free & (cpus == c)], minlength=len(self.names))
                 continue
             ic = np.flatnonzero((cpus == c) & (kind != MM_PAGE_ALLOC_EXTFRAG))
             self._cpu(out, c, ic, refill[ic], free[ic], zone[ic])
         return out
 
     def _cpu(self, out: list, c: int, ic: np.ndarray, ref: np.ndarray, free: np.ndarray, zc: np.ndarray) -> None:
-        # One CPU's events of a batch (ic), in order: its refill runs, the frees between.
+        # One CPU's events of a batch (ic), in order: its refill runs (refills of one
+        # zone back to back), the frees between.
+        n = len(ic)
+        goes_on = np.zeros(n, bool)
+        goes_on[1:] = ref[1:] & ref[:-1] & (zc[1:] == zc[:-1])
+        starts = np.flatnonzero(ref & ~goes_on)
+        breaks = np.r_[np.flatnonzero(~goes_on), n]
+        ends = breaks[np.searchsorted(breaks, starts, side="right")]
+        frees_at = np.flatnonzero(free)
         i = 0
         if c in self.cut:
             z, blocks = self.cut.pop(c)
-            i = _run_length(ref, zc, 0, z)
-            if i == len(ic):
+            if len(starts) and starts[0] == 0 and zc[0] == z:
+                i = int(ends[0])
+            if i == n:
                 self.cut[c] = (z, blocks + i)
                 return
             self._close(out, 0, z, c, blocks + i)
-        for r in (np.flatnonzero(ref[i:]) + i).tolist():
-            if r < i:                               # inside the run before
+        for r, e in zip(starts.tolist(), ends.tolist()):
+            if r < i:                               # the run the batch before began
                 continue
-            z = int(zc[r])
-            np.add.at(self.frees[:, c], zc[i:r][free[i:r]], 1)
-            n = _run_length(ref, zc, r, z)
-            i = r + n
-            if i == len(ic):
-                self.cut[c] = (z, n)
+            self._count_frees(c, zc, frees_at, i, r)
+            z, i = int(zc[r]), e
+            if i == n:
+                self.cut[c] = (z, e - r)
                 return
-            self._close(out, int(ic[r]), z, c, n)
-        np.add.at(self.frees[:, c], zc[i:][free[i:]], 1)
+            self._close(out, int(ic[r]), z, c, e - r)
+        self._count_frees(c, zc, frees_at, i, n)
+
+    def _count_frees(self, c: int, zc: np.ndarray, frees_at: np.ndarray, i: int, j: int) -> None:
+        # The pcp frees among a CPU's events i..j, to each zone's count.
+        a, b = np.searchsorted(frees_at, (i, j))
+        self.frees[:, c] += np.bincount(zc[frees_at[a:b]], minlength=len(self.names))
 
     def _close(self, out: list, at: int, z: int, c: int, blocks: int) -> None:
         # A whole refill run: the first one's alloc_factor or a fall it shows, and what it leaves.
@@ -563,12 +575,6 @@ def _alloc_factor_floor(blocks: int, batch: int, scale_max: int) -> int:
     # The least alloc_factor a capped order-0 refill of this size allows: nr_pcp_alloc
     # capped batch << alloc_factor at high - count - batch, so it was above blocks.
     return min((blocks // batch).bit_length(), scale_max) if batch else 0
-
-
-def _run_length(ref: np.ndarray, zone: np.ndarray, i: int, z: int) -> int:
-    # How many refill blocks of zone z run on from index i.
-    stop = np.flatnonzero(~(ref[i:] & (zone[i:] == z)))
-    return int(stop[0]) if len(stop) else len(ref) - i
 
 
 class UntracedPool:
