@@ -18,7 +18,7 @@ import pytest
 import pcpemu
 from pcpemu.kernel.ftrace import TraceStats, read_event_batches
 from pcpemu.runs.capture_replay import replay_capture
-from pcpemu.runs.replay import replay
+from pcpemu.runs.replay import StartState, replay
 
 CAPTURE = pathlib.Path(__file__).parent.parent / "tests" / "data" / "kmem-6.18-small.txt.xz"
 SAMPLE_ZONES = {"DMA": 3840, "DMA32": 772918, "Normal": 163840}
@@ -122,14 +122,21 @@ _RSS = ("import sys; from pcpemu.runs.capture_replay import replay_capture; repl
 
 
 def test_capture_replay_peak_rss_is_flat_in_trace_length(tmp_path_factory, benchmark):
-    # The same capture with its trace once and four times over: the replay streams, so
-    # its peak RSS must not grow with the trace.
+    # The same capture with its trace k and 4k times over, k the least that makes four
+    # times the pcp-list read-ahead (StartState.pcp_prepass events, held, then the rest
+    # streamed): past it the replay streams, so its peak RSS must not grow with the
+    # trace. (A trace shorter than the read-ahead is held whole, below that peak; and
+    # a trace repeated allocates again pages it never freed, whose frees are missing,
+    # so the emulated memory fills before the peak settles: 7, 14, 28 and 56 copies
+    # of tests/data/capture-6.18-small peak at 292, 335, 338 and 344 MiB.)
+    lines = lzma.decompress((CAPTURE_DIR / "trace.txt.xz").read_bytes()).count(b"\n")
+    k = -(-StartState.pcp_prepass * 4 // lines)
     rss = {}
-    for repeat in (1, 4):
+    for repeat in (k, 4 * k):
         d = _plain_copy(tmp_path_factory, repeat)
         out = subprocess.run([sys.executable, "-c", _RSS, str(d)], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parent.parent)})
         rss[repeat] = int(out.stdout.split()[-1])
-    benchmark.extra_info.update(peak_rss_kib_1x=rss[1], peak_rss_kib_4x=rss[4])
+    benchmark.extra_info.update(repeats=[k, 4 * k], peak_rss_kib=[rss[k], rss[4 * k]])
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    assert rss[4] < rss[1] * 1.25, rss
+    assert rss[4 * k] < rss[k] * 1.1, rss
