@@ -308,22 +308,27 @@ def test_first_refills_show_alloc_factor():
     assert [(at, row["blocks"], row["alloc_factor"]) for at, row in got] == [(0, 120, 3)]
 
 
+def _refill_then_allocs(blocks):
+    # CPU 0 at 1 s: a refill of its Movable order-0 list with blocks pages, then an
+    # allocation of each.
+    text = [_line(0, 1.0, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0 "
+                  "migratetype=1 percpu_refill=1") for i in range(blocks)]
+    text += [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={0x1000 + i:#x} order=0 "
+                   "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(blocks)]
+    return "".join(text).encode()
+
+
 def test_a_capped_first_refill_raises_the_emulated_alloc_factor_to_the_least_it_shows():
     # CPU 0 starts with 2,090 pages at high 2,100 (batch 15). The kernel's first refill
     # takes 55 blocks: high + (15 << 2) - count - batch, capped below 15 << 2, so its
     # alloc_factor was at least 2. At 0 the emulator would take max(10, 15) = 15.
-    base = 0x1000
-    text = [_line(0, 1.0, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
-                  "migratetype=1 percpu_refill=1") for i in range(55)]
-    text += [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
-                   "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(55)]
     held = Machine(_tiny())                   # pages that are not free, for the pcp's 2,090
     for _ in range(8):
         held.alloc_pages("GFP_KERNEL", 9)
     zoneinfo = _tiny_zoneinfo().replace("cpu: 0\n              count: 0\n              high:  0",
                                         "cpu: 0\n              count: 2090\n              high:  2100", 1)
     start = StartState(read_zoneinfo(zoneinfo), read_pagetypeinfo(held.pagetypeinfo()), timer=None)
-    r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=start)
+    r = replay(io.BytesIO(_refill_then_allocs(55)), {"x": Machine(_tiny())}, start=start)
     assert r.untraced["first_refills"] == [{"zone": "Normal", "cpu": 0, "blocks": 55, "alloc_factor": None,
                                             "at_least": 2, "was": {"x": 0}}]
     cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
@@ -394,14 +399,9 @@ def test_the_emulated_alloc_factor_falls_where_the_kernels_refills_show_it():
 def test_the_emulated_alloc_factor_is_set_at_the_kernels_first_refill():
     # The kernel's first refill on CPU 0 takes 15 << 3 blocks: its alloc_factor was 3.
     # The emulator, started at 0, refills as much there.
-    base = 0x1000
-    text = [_line(0, 1.0, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
-                  "migratetype=1 percpu_refill=1") for i in range(120)]
-    text += [_line(0, 1.0 + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={base + i:#x} order=0 "
-                   "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(120)]
     zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
     out = io.StringIO()
-    r = replay(io.BytesIO("".join(text).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None),
+    r = replay(io.BytesIO(_refill_then_allocs(120)), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None),
                emit_trace=out)
     assert r.untraced["first_refills"] == [{"zone": "Normal", "cpu": 0, "blocks": 120, "alloc_factor": 3,
                                             "was": {"x": 0}}]
