@@ -70,7 +70,8 @@ class ExplicitDrains:
 
 def find_explicit_drains(ev: np.ndarray, pcp_owner: np.ndarray, zones: tuple[list[str], np.ndarray] | None = None,
                          compacting: np.ndarray | None = None,
-                         pcp_count: Callable[[np.ndarray, str, int], int | None] | None = None) -> ExplicitDrains | None:
+                         pcp_count: Callable[[np.ndarray, str, int], int | None] | None = None,
+                         ) -> ExplicitDrains | None:
     """The explicit drain runs in a batch (None when it has none).
 
     :param pcp_owner: per event, the pcp owner of a drained page (-1: not known).
