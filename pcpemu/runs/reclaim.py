@@ -36,8 +36,10 @@ class BalancePgdatRuns:
 
         :param after: the next batch (None: the trace ends with this one).
         """
-        kind = ev["kind"]
-        marks = _marks(ev).tolist()
+        marks = _marks(ev)
+        if not self.open and not len(marks):
+            return []                                   # no run goes on into it, none begins
+        kind, marks = ev["kind"], marks.tolist()
         own = _own(ev)
         goes_on = after is not None and _runs_on(after)
         out: list[tuple[int, bool]] = []
