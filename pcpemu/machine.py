@@ -515,9 +515,9 @@ class Machine:
         if self.stats()["ALLOC_CALLS"] or self.stats()["FREE_CALLS"]:
             raise PcpemuError("seed_zone needs a machine that has run nothing")
         zi = self._zone_idx(zone, "seed_zone")
-        self._core.seed_untraced_zone(zi, np.ascontiguousarray(block_types, np.uint8), owner)
-        self._core.seed_free_blocks(np.ascontiguousarray(free_pfns, np.int64), np.ascontiguousarray(free_orders, np.int8),
-                                    owner)
+        pfns = np.ascontiguousarray(free_pfns, np.int64)
+        self._core.seed_zone(zi, np.ascontiguousarray(block_types, np.uint8), pfns,
+                             np.ascontiguousarray(free_orders, np.int8), np.argsort(pfns, kind="stable"), owner)
 
     def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int, pindex: int | None = None) -> int:
         """Put ``count`` blocks of ``owner``'s pages on a CPU's pcp list ``pindex``

@@ -244,6 +244,25 @@ def test_a_run_depends_on_the_op_stream_not_the_machine_seed():
     assert not np.array_equal(mixed(20_000, cpus=(0, 1), seed=3), mixed(20_000, cpus=(0, 1), seed=4))
 
 
+def test_seeding_refuses_free_blocks_that_overlap_or_leave_the_zone_and_changes_nothing():
+    m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.18", memory="256M", cpus=1))
+    zp = m.populated_zones[-1]
+    types = np.ones(-(-(zp.free_start + zp.managed) // 512) - zp.free_start // 512, np.uint8)
+    base = -(-zp.free_start // 1024) * 1024
+    before = m.pagetypeinfo()
+    for pfns, orders in (([base, base + 512], [10, 9]),       # the second lies inside the first
+                         ([base + 1], [3]),                    # not aligned to its order
+                         ([zp.free_start + zp.managed], [0])):  # past the zone's managed pages
+        with pytest.raises(pcpemu.PcpemuError, match="cannot seed free block"):
+            m.seed_zone(zp.name, types, np.array(pfns, np.int64), np.array(orders, np.int8), 1)
+        assert m.pagetypeinfo() == before
+    # Given out of pfn order, the blocks go on their lists' tails in the order given.
+    m.seed_zone(zp.name, types, np.array([base + 1024, base], np.int64), np.array([10, 10], np.int8), 1)
+    m.check()
+    assert m.free_list(zp.name, 10, "Movable") == [base + 1024, base]
+    assert m.zone_state(zp.name)["nr_free_pages"] == 2048
+
+
 def test_seeding_refuses_a_machine_that_has_run_and_a_bad_pcp_list():
     m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.18", memory="256M", cpus=1))
     zone = m.populated_zones[-1].name

@@ -568,11 +568,9 @@ cdef class Allocator:
 
     # ---- a traced kernel's starting state (_seed.pxi, pcpemu.runs.kstate) ----
 
-    def seed_untraced_zone(self, int zi, const uint8_t[::1] block_types, uint64_t owner):
-        seed_untraced_zone(&self.pgdat, zi, block_types, owner)
-
-    def seed_free_blocks(self, const int64_t[::1] pfns, const int8_t[::1] orders, uint64_t owner):
-        seed_free_blocks(&self.pgdat, pfns, orders, owner)
+    def seed_zone(self, int zi, const uint8_t[::1] block_types, const int64_t[::1] pfns, const int8_t[::1] orders,
+                  const int64_t[::1] up, uint64_t owner):
+        seed_zone(&self.pgdat, zi, block_types, pfns, orders, up, owner)
 
     def seed_pcp(self, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
         return seed_pcp(&self.pgdat, zi, cpu, pindex, n, high, owner)

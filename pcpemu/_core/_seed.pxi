@@ -241,16 +241,21 @@ cdef long pcp_untraced_relist(pglist_data *pgdat, int zi, int cpu, int src, int 
     return moved
 
 
-cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, uint64_t owner) except -1:
-    """Give every free page of zone zi to owner as order-0 allocations and set the
-    pageblock types of its managed pages (block_types[i]: the block i blocks after
-    the one holding managed_start). The node must be fresh: nothing allocated,
-    empty pcp lists."""
+cdef int seed_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, const int64_t[::1] pfns,
+                   const int8_t[::1] orders, const int64_t[::1] up, uint64_t owner) except -1:
+    """Lay zone zi out as a traced kernel's: the pageblock types of its managed pages
+    (block_types[i]: the block i blocks after the one holding managed_start), the
+    free blocks pfns/orders in the buddy, each at its list's tail in the order given
+    (up: their indexes by ascending pfn; no two overlap), and every other managed
+    page an order-0 allocation of owner. The node must be fresh:
+    nothing allocated, empty pcp lists. The struct pages inside the free blocks are
+    left as boot left them (zero but a boot block's head, which leaving the free
+    list clears): the array is mmap'd, and a zone mostly free costs only its heads."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef int order, mt
-    cdef unsigned long pfn, first = z.managed_start >> PAGEBLOCK_ORDER
+    cdef unsigned long pfn, end, first = z.managed_start >> PAGEBLOCK_ORDER
     cdef unsigned long nblocks = ((z.managed_end - 1) >> PAGEBLOCK_ORDER) + 1 - first
-    cdef Py_ssize_t b
+    cdef Py_ssize_t b, k, j, nfree = pfns.shape[0]
     if z.per_cpu_pageset == NULL:
         raise PcpemuError(f"zone {zi} is not populated")
     if <unsigned long>block_types.shape[0] != nblocks:
@@ -258,6 +263,16 @@ cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block
     for b in range(block_types.shape[0]):
         if block_types[b] >= MIGRATE_PCPTYPES + 1:        # Unmovable, Movable, Reclaimable, HighAtomic
             raise PcpemuError(f"pageblock type {block_types[b]} cannot be seeded")
+    if orders.shape[0] != nfree or up.shape[0] != nfree:
+        raise PcpemuError(f"{nfree} free blocks but {orders.shape[0]} orders and {up.shape[0]} indexes")
+    end = z.managed_start
+    for k in range(nfree):
+        j = up[k]
+        if not 0 <= j < nfree or orders[j] < 0 or orders[j] > MAX_PAGE_ORDER or pfns[j] & ((1L << orders[j]) - 1) \
+                or pfns[j] < <int64_t>end or pfns[j] + (1L << orders[j]) > <int64_t>z.managed_end:
+            raise PcpemuError(f"cannot seed free block {j}: not aligned, outside the zone's managed pages, "
+                              "or overlapping another")
+        end = pfns[j] + (1UL << orders[j])
     with nogil:
         spin_lock_zone(&pgdat.cpu[0], pgdat, z, LOCK_FREE_ONE_PAGE)
         for order in range(NR_PAGE_ORDERS):
@@ -267,38 +282,21 @@ cdef int seed_untraced_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block
         spin_unlock_zone(z)
         for b in range(block_types.shape[0]):
             pgdat.pageblock_mt[first + b] = block_types[b]
-        # Every managed page the owner's (its flags rewritten whole), one pass.
-        for pfn in range(z.managed_start, z.managed_end):
-            _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
+        # The owner's pages: every managed page outside the free blocks (its flags rewritten whole).
+        pfn = z.managed_start
+        for k in range(nfree + 1):
+            end = pfns[up[k]] if k < nfree else z.managed_end
+            while pfn < end:
+                _make_untraced(pgdat, pfn_to_page(pgdat, pfn), pfn, owner)
+                pfn += 1
+            if k < nfree:
+                pfn = end + (1UL << orders[up[k]])
+        for k in range(nfree):
+            free_one_page(&pgdat.cpu[0], pgdat, z, pfn_to_page(pgdat, pfns[k]), pfns[k], orders[k], True)
     pgdat.untraced_owner = owner
     pgdat.untraced_cursor[zi] = z.managed_start
     for mt in range(MIGRATE_PCPTYPES):
         pgdat.untraced_mt_cursor[zi][mt] = z.managed_start
-    return 0
-
-
-cdef int seed_free_blocks(pglist_data *pgdat, const int64_t[::1] pfns, const int8_t[::1] orders,
-                          uint64_t owner) except -1:
-    """Free blocks of the owner's order-0 pages into the buddy, as __free_one_page
-    (merging where two free buddies meet)."""
-    cdef Py_ssize_t k
-    cdef unsigned long pfn, i
-    cdef int order
-    cdef page *p
-    for k in range(pfns.shape[0]):
-        pfn, order = pfns[k], orders[k]
-        if order < 0 or order > MAX_PAGE_ORDER or pfn & ((1UL << order) - 1) or \
-                pfn + (1UL << order) > pgdat.node_spanned_pages:
-            raise PcpemuError(f"cannot seed a free block of order {order} at pfn {pfn:#x}")
-        for i in range(pfn, pfn + (1UL << order)):
-            if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                raise PcpemuError(f"pfn {i:#x} of the seeded block at {pfn:#x} is not the untraced owner's")
-        for i in range(pfn, pfn + (1UL << order)):
-            p = pfn_to_page(pgdat, i)
-            p.flags = 0
-            p._refcount = 0
-            p.owner = 0
-        free_one_page(&pgdat.cpu[0], pgdat, page_zone(pgdat, pfn), pfn_to_page(pgdat, pfn), pfn, order, True)
     return 0
 
 
