@@ -117,26 +117,49 @@ def test_capture_replay_from_plain_text(benchmark, timing, tmp_path_factory):
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent (this
 # pytest process, which holds the decompressed trace), VmHWM starts afresh with the process.
-_RSS = ("import sys; from pcpemu.runs.capture_replay import replay_capture; replay_capture(sys.argv[1]); "
-        "print(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))")
+# Beside it, what the emulated struct page array (mmap'd, the process's biggest mapping)
+# holds resident at the end, and the slot table's size: the struct pages are touched as
+# the emulated memory is used and never given back, and a slot is held by each live
+# allocation, so both grow with the emulated memory in use, up to its size, whatever
+# the trace's length.
+_RSS = """
+import sys
+from pcpemu.machine import Machine
+from pcpemu.runs.capture_replay import replay_capture
+kept, init = [], Machine.__init__
+Machine.__init__ = lambda self, *a, **k: (init(self, *a, **k), kept.append(self))[0]   # alive to be measured
+replay_capture(sys.argv[1])
+hwm = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:'))
+maps, size = [], 0
+for line in open('/proc/self/smaps'):
+    if line.startswith('Size:'):
+        size = int(line.split()[1])
+    elif line.startswith('Rss:'):
+        maps.append((size, int(line.split()[1])))
+print(hwm, max(maps)[1], sum(m.nr_slots for m in kept) * 8 // 1024)
+"""
 
 
 def test_capture_replay_peak_rss_is_flat_in_trace_length(tmp_path_factory, benchmark):
     # The same capture with its trace k and 4k times over, k the least that makes four
     # times the pcp-list read-ahead (StartState.pcp_prepass events, held, then the rest
-    # streamed): past it the replay streams, so its peak RSS must not grow with the
-    # trace. (A trace shorter than the read-ahead is held whole, below that peak; and
-    # a trace repeated allocates again pages it never freed, whose frees are missing,
-    # so the emulated memory fills before the peak settles: 7, 14, 28 and 56 copies
-    # of tests/data/capture-6.18-small peak at 292, 335, 338 and 344 MiB.)
+    # streamed): past it the replay streams, so its peak RSS beside the emulated struct
+    # pages and the slots must not grow with the trace. (A trace shorter than the
+    # read-ahead is held whole, below that peak; and a trace repeated allocates again
+    # pages it never freed, whose frees are missing, so the emulated memory in use, its
+    # struct pages and slots, fill up as copies go on: 18 and 72 copies of
+    # tests/data/capture-6.18-small peak at 285 and 337 MiB, of which the struct
+    # pages 101 and 131 MiB, the slots 3.8 and 15 MiB for 0.23 and 0.95 M missing frees.)
     lines = lzma.decompress((CAPTURE_DIR / "trace.txt.xz").read_bytes()).count(b"\n")
     k = -(-StartState.pcp_prepass * 4 // lines)
-    rss = {}
+    rss, memmap, slots = {}, {}, {}
     for repeat in (k, 4 * k):
         d = _plain_copy(tmp_path_factory, repeat)
         out = subprocess.run([sys.executable, "-c", _RSS, str(d)], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).parent.parent)})
-        rss[repeat] = int(out.stdout.split()[-1])
-    benchmark.extra_info.update(repeats=[k, 4 * k], peak_rss_kib=[rss[k], rss[4 * k]])
+        rss[repeat], memmap[repeat], slots[repeat] = map(int, out.stdout.split()[-3:])
+    benchmark.extra_info.update(repeats=[k, 4 * k], peak_rss_kib=[rss[k], rss[4 * k]],
+                                struct_pages_kib=[memmap[k], memmap[4 * k]], slots_kib=[slots[k], slots[4 * k]])
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    assert rss[4 * k] < rss[k] * 1.1, rss
+    rest = {r: rss[r] - memmap[r] - slots[r] for r in rss}
+    assert rest[4 * k] < rest[k] * 1.1, (rss, memmap, slots)
