@@ -247,10 +247,10 @@ cdef int seed_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, c
     (block_types[i]: the block i blocks after the one holding managed_start), the
     free blocks pfns/orders in the buddy, each at its list's tail in the order given
     (up: their indexes by ascending pfn; no two overlap), and every other managed
-    page an order-0 allocation of owner. The node must be fresh:
-    nothing allocated, empty pcp lists. The struct pages inside the free blocks are
-    left as boot left them (zero but a boot block's head, which leaving the free
-    list clears): the array is mmap'd, and a zone mostly free costs only its heads."""
+    page an order-0 allocation of owner. The node must be fresh: nothing allocated,
+    empty pcp lists. The struct pages inside the free blocks are left as boot left
+    them (zero but a boot block's head, which leaving the free list clears): the
+    array is mmap'd, and a zone mostly free costs only its heads."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef int order, mt
     cdef unsigned long pfn, end, first = z.managed_start >> PAGEBLOCK_ORDER
