@@ -148,8 +148,8 @@ def test_capture_replay_peak_rss_is_flat_in_trace_length(tmp_path_factory, bench
     # read-ahead is held whole, below that peak; and a trace repeated allocates again
     # pages it never freed, whose frees are missing, so the emulated memory in use, its
     # struct pages and slots, fill up as copies go on: 18 and 72 copies of
-    # tests/data/capture-6.18-small peak at 285 and 337 MiB, of which the struct
-    # pages 101 and 131 MiB, the slots 3.8 and 15 MiB for 0.23 and 0.95 M missing frees.)
+    # tests/data/capture-6.18-small peak at 283 and 333 MiB, of which the struct
+    # pages 101 and 131 MiB, the slots 3.7 and 15 MiB for 0.23 and 0.95 M missing frees.)
     lines = lzma.decompress((CAPTURE_DIR / "trace.txt.xz").read_bytes()).count(b"\n")
     k = -(-StartState.pcp_prepass * 4 // lines)
     rss, memmap, slots = {}, {}, {}
