@@ -502,6 +502,55 @@ def test_pcp_count_moves_is_the_sum_of_each_events_move(rows, split):
     assert (got == want).all()
 
 
+def _ref_refill_runs(ev, orders, split):
+    # AllocFactorRefills' runs in plain Python, the whole stream at once: per CPU, its
+    # order-0 percpu_refill=1 blocks of one zone back to back (extfrag events pass),
+    # each with the pcp frees of that (zone, CPU) since the run there before.
+    zone = lambda pfn: -1 if pfn < 0 or pfn >= 100 else int(pfn >= split)        # noqa: E731
+    run, frees, out = {}, np.zeros((2, NCPU), np.int64), []
+    for i, e in enumerate(ev):
+        kind, c, z, order = int(e["kind"]), int(e["cpu"]), zone(int(e["pfn"])), int(e["order"])
+        if kind == MM_PAGE_ALLOC_EXTFRAG:
+            continue
+        if kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1 and order == 0 and z >= 0:
+            if c in run and run[c][0] == z:
+                run[c][1] += 1
+                continue
+            if c in run:
+                rz, blocks, at = run.pop(c)
+                out.append((at, c, rz, blocks, int(frees[rz, c])))
+                frees[rz, c] = 0
+            run[c] = [z, 1, i]
+            continue
+        if c in run:
+            rz, blocks, at = run.pop(c)
+            out.append((at, c, rz, blocks, int(frees[rz, c])))
+            frees[rz, c] = 0
+        if kind == MM_PAGE_FREE and z >= 0 and order >= 0 and orders[order]:
+            frees[z, c] += 1
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(event, min_size=1, max_size=80), st.integers(1, 99), st.lists(st.integers(0, 80), max_size=4))
+def test_refill_runs_are_the_reference_across_batches(rows, split, cuts):
+    # A run a batch ends goes on in the next; its row, found there, gives the index of
+    # the event it began at as that of the batch it ended in (0).
+    orders = np.array([o <= 2 for o in range(11)], np.uint8)
+    starts, ends = np.array([0, split], np.int64), np.array([split, 100], np.int64)
+    frees, run = np.zeros((2, NCPU), np.int64), np.full((NCPU, 3), -1, np.int64)
+    got, base = [], 0
+    for e in _batches(rows, cuts):
+        out = np.empty((len(e), 5), np.int64)
+        n = _replay.refill_runs(e["kind"], e["cpu"], e["pfn"], e["order"], e["percpu_refill"], orders, starts, ends,
+                                frees, run, out)
+        got += [(at + base if at or base == 0 else None, *rest) for at, *rest in out[:n].tolist()]
+        base += len(e)
+    want = _ref_refill_runs(np.concatenate(_batches(rows, cuts)), orders, split)
+    assert [r[1:] for r in got] == [r[1:] for r in want]
+    assert all(g[0] is None or g[0] == w[0] for g, w in zip(got, want))
+
+
 class RefRegions:
     """kstate's carving of free blocks below a pageblock, in plain Python: loose and
     tight regions per order, last in first out; a split's last upper half (the free

@@ -296,6 +296,56 @@ cdef inline Py_ssize_t zone_of(int64_t pfn, const int64_t[::1] zone_start, const
     return z if z >= 0 and pfn < zone_end[z] else -1
 
 
+cdef inline Py_ssize_t close_refill_run(int64_t[:, ::1] run, int64_t[:, ::1] frees, int64_t[:, ::1] out,
+                                        Py_ssize_t r, int c) noexcept nogil:
+    # A CPU's refill run ends: its row out, and the frees before it counted afresh.
+    cdef Py_ssize_t z = run[c, 0]
+    out[r, 0], out[r, 1], out[r, 2], out[r, 3], out[r, 4] = max(run[c, 2], 0), c, z, run[c, 1], frees[z, c]
+    frees[z, c] = 0
+    run[c, 0] = -1
+    return r + 1
+
+
+def refill_runs(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
+                const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, const int64_t[::1] zone_start,
+                const int64_t[::1] zone_end, int64_t[:, ::1] frees, int64_t[:, ::1] run, int64_t[:, ::1] out):
+    """A batch's order-0 refill runs (pcpemu.runs.kstate.AllocFactorRefills): a CPU's
+    percpu_refill=1 blocks of one zone back to back (a fallback's extfrag event between
+    them does not end a run; any other event of the CPU does), and the pcp frees per
+    (zone, CPU) since the run there before.
+
+    :param frees: per (zone, cpu), the pcp frees since the last run there ended (carried).
+    :param run: per cpu, the run open where the batch ends: zone (-1: none), blocks, its
+        first event index (-1: from an earlier batch) (carried).
+    :param out: a row per run the batch ended, in event order: the index of its first
+        event (0 for one from an earlier batch), cpu, zone, blocks, the frees before it.
+    :return: the number of rows.
+    """
+    cdef Py_ssize_t i, n = kind.shape[0], r = 0, z, norders = pcp_orders.shape[0]
+    cdef int c, k, o
+    with nogil:
+        for i in range(n):
+            k, c, o = kind[i], cpu[i], order[i]
+            if k == MM_PAGE_ALLOC_EXTFRAG:
+                continue
+            z = zone_of(pfn[i], zone_start, zone_end) if pfn[i] >= 0 else -1
+            if k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1 and o == 0 and z >= 0:
+                if run[c, 0] == z:
+                    run[c, 1] += 1
+                    continue
+                if run[c, 0] >= 0:
+                    r = close_refill_run(run, frees, out, r, c)
+                run[c, 0], run[c, 1], run[c, 2] = z, 1, i
+                continue
+            if run[c, 0] >= 0:
+                r = close_refill_run(run, frees, out, r, c)
+            if k == MM_PAGE_FREE and z >= 0 and o >= 0 and pcp_orders[min(<Py_ssize_t>o, norders - 1)]:
+                frees[z, c] += 1
+        for c in range(run.shape[0]):
+            run[c, 2] = -1
+    return r
+
+
 def pcp_count_moves(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
                     const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, const int64_t[::1] zone_start,
                     const int64_t[::1] zone_end, int64_t[:, ::1] moved):

@@ -22,10 +22,10 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernel.config import MAX_PAGE_ORDER
-from ..kernel.ftrace import (MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
-                             MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE)
+from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE
 from ..kernel.gfp import MIGRATETYPE_NAMES, ZONE_NAMES
-from .._replay import carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, set_off_drains
+from .._replay import (carve_free_blocks, learn_block_types, pcp_count_moves, pcp_lists_add, refill_runs,
+                       set_off_drains)
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
 __all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
@@ -477,13 +477,13 @@ class AllocFactorRefills:
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
         self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.batch = _pcp_batches(zoneinfo)
-        self.pcp_orders = pcp_orders
+        self.pcp_orders = np.ascontiguousarray(pcp_orders, np.uint8)
         self.scale_max = batch_scale_max
         nz = len(self.names)
         self.left = np.full((nz, nr_cpus), -1, np.int64)     # alloc_factor the last refill left (-1: not shown)
         self.frees = np.zeros((nz, nr_cpus), np.int64)       # pcp frees since that refill
         self.seen = np.zeros((nz, nr_cpus), bool)            # the first refill has run
-        self.cut: dict[int, tuple[int, int]] = {}            # per CPU: (zone, blocks) of a run the batch ended
+        self.run = np.full((nr_cpus, 3), -1, np.int64)       # per CPU: zone, blocks, start of a run the batch ended
         self.first: list[dict[str, Any]] = []
         self.falls: list[dict[str, Any]] = []
 
@@ -491,58 +491,18 @@ class AllocFactorRefills:
         """The settings a batch of the kernel's events calls for, each as (event index it
         goes before, its row in first or falls: zone, cpu, blocks, alloc_factor, for a
         fall the one the events leave, and the emulated one it replaced, by machine)."""
-        kind, cpus, order = ev["kind"], ev["cpu"], ev["order"]
-        zone = _zone_index(self.starts, self.ends, ev["pfn"])
-        free = (kind == MM_PAGE_FREE) & (zone >= 0) & (order >= 0) \
-            & self.pcp_orders[np.clip(order, 0, len(self.pcp_orders) - 1)]
-        refill = (kind == MM_PAGE_ALLOC_ZONE_LOCKED) & (ev["percpu_refill"] == 1) & (order == 0) & (zone >= 0)
+        rows = np.empty((len(ev), 5), np.int64)
+        n = refill_runs(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], self.pcp_orders,
+                        self.starts, self.ends, self.frees, self.run, rows)
         out: list[tuple[int, dict[str, Any]]] = []
-        with_refills = set(cpus[refill].tolist()) | set(self.cut)
-        for c in range(self.left.shape[1]):
-            if c not in with_refills:
-                self.frees[:, c] += np.bincount(zone[free & (cpus == c)], minlength=len(self.names))
-                continue
-            ic = np.flatnonzero((cpus == c) & (kind != MM_PAGE_ALLOC_EXTFRAG))
-            self._cpu(out, c, ic, refill[ic], free[ic], zone[ic])
+        # A CPU's runs after another's, as the rows are listed.
+        for at, c, z, blocks, frees in rows[:n][np.argsort(rows[:n, 1], kind="stable")].tolist():
+            self._close(out, at, z, c, blocks, frees)
         return out
 
-    def _cpu(self, out: list, c: int, ic: np.ndarray, ref: np.ndarray, free: np.ndarray, zc: np.ndarray) -> None:
-        # One CPU's events of a batch (ic), in order: its refill runs (refills of one
-        # zone back to back), the frees between.
-        n = len(ic)
-        goes_on = np.zeros(n, bool)
-        goes_on[1:] = ref[1:] & ref[:-1] & (zc[1:] == zc[:-1])
-        starts = np.flatnonzero(ref & ~goes_on)
-        breaks = np.r_[np.flatnonzero(~goes_on), n]
-        ends = breaks[np.searchsorted(breaks, starts, side="right")]
-        frees_at = np.flatnonzero(free)
-        i = 0
-        if c in self.cut:
-            z, blocks = self.cut.pop(c)
-            if len(starts) and starts[0] == 0 and zc[0] == z:
-                i = int(ends[0])
-            if i == n:
-                self.cut[c] = (z, blocks + i)
-                return
-            self._close(out, 0, z, c, blocks + i)
-        for r, e in zip(starts.tolist(), ends.tolist()):
-            if r < i:                               # the run the batch before began
-                continue
-            self._count_frees(c, zc, frees_at, i, r)
-            z, i = int(zc[r]), e
-            if i == n:
-                self.cut[c] = (z, e - r)
-                return
-            self._close(out, int(ic[r]), z, c, e - r)
-        self._count_frees(c, zc, frees_at, i, n)
-
-    def _count_frees(self, c: int, zc: np.ndarray, frees_at: np.ndarray, i: int, j: int) -> None:
-        # The pcp frees among a CPU's events i..j, to each zone's count.
-        a, b = np.searchsorted(frees_at, (i, j))
-        self.frees[:, c] += np.bincount(zc[frees_at[a:b]], minlength=len(self.names))
-
-    def _close(self, out: list, at: int, z: int, c: int, blocks: int) -> None:
-        # A whole refill run: the first one's alloc_factor or a fall it shows, and what it leaves.
+    def _close(self, out: list, at: int, z: int, c: int, blocks: int, frees: int) -> None:
+        # A whole refill run (frees: pcp frees since the run there before): the first
+        # one's alloc_factor or a fall it shows, and what it leaves.
         batch = self.batch.get((self.names[z], c), 0)
         k = _alloc_factor_shown(blocks, batch, self.scale_max)
         least = _alloc_factor_floor(blocks, batch, self.scale_max)
@@ -555,13 +515,12 @@ class AllocFactorRefills:
             if k is not None or row["at_least"]:
                 out.append((at, self.first[-1]))
         elif k is not None and self.left[z, c] >= 0:
-            expected = int(self.left[z, c]) >> min(int(self.frees[z, c]), 8)
+            expected = int(self.left[z, c]) >> min(frees, 8)
             if k < expected:
                 self.falls.append({**row, "expected": expected, "was": {}})
                 out.append((at, self.falls[-1]))
         # A capped refill leaves alloc_factor as it was: at least the least it shows.
         self.left[z, c] = least if k is None else min(k + 1, self.scale_max)
-        self.frees[z, c] = 0
 
 
 def _alloc_factor_shown(blocks: int, batch: int, scale_max: int) -> int | None:
