@@ -382,7 +382,7 @@ class FirstDrains:
         the worker: before its run, pages drained from that pcp."""
         kind, cpus, pfn = ev["kind"], ev["cpu"], ev["pfn"]
         out = []
-        mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}    # per CPU: its events' indexes and rows
+        mine: dict[int, tuple[np.ndarray, dict]] = {}          # per CPU: its events' indexes and fields
         for d in set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
@@ -390,7 +390,7 @@ class FirstDrains:
                 continue
             if c not in mine:
                 ic = np.flatnonzero(cpus == c)
-                mine[c] = ic, ev[ic]
+                mine[c] = ic, {f: ev[f][ic] for f in ("kind", "pfn", "order")}
             ic, evc = mine[c]
             x = int(np.searchsorted(ic, d)) - 1             # the CPU's event before the drain
             by_worker = evc["kind"][x] == VMSTAT_UPDATE
@@ -400,8 +400,8 @@ class FirstDrains:
                 out.append((found[0], z, c, "vmstat_update" if by_worker else "free", found[1]))
         return out
 
-    def _by_free(self, evc: np.ndarray, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
-        # evc: one CPU's events, ic: their indexes in the batch.
+    def _by_free(self, evc: dict, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
+        # evc: one CPU's events (kind, pfn, order), ic: their indexes in the batch.
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         drain = x + 1
         if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
@@ -419,17 +419,17 @@ class FirstDrains:
         freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
         return (int(ic[r]) if r > 0 else 0), freed
 
-    def _by_worker(self, evc: np.ndarray, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int] | None:
+    def _by_worker(self, evc: dict, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int] | None:
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         end = x + 1
-        while end < len(evc) and kind[end] == MM_PAGE_PCPU_DRAIN:
+        while end < len(kind) and kind[end] == MM_PAGE_PCPU_DRAIN:
             end += 1
         run = slice(x + 1, end)
         mine = (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z])
         blocks = 1 << order[run][mine].astype(np.int64)
         batch = self.batches.get((self.names[z], c))
         drained = batched_to_drain(blocks.tolist(), batch) if batch else int(blocks.sum())
-        if end == len(evc) or drained >= self.full_drain.get((self.names[z], c), 0):
+        if end == len(kind) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
         return int(ic[x]), drained
 
