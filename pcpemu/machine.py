@@ -33,8 +33,8 @@ from .kernel.watermark import ZoneParams, boot_pageset, setup_zones
 
 __all__ = ["AllocatedBlock", "BLOCK_DTYPE", "CORE_CONSTANTS", "ERROR_CODES", "ERRORS", "MAX_SLOTS", "Machine",
            "OP_ALLOC", "OP_ALLOC_BULK", "OP_DECAY", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DTYPE", "OP_FREE", "OP_NAMES",
-           "OP_GFP_ZONE_SHIFT", "OP_PCP_REVEAL", "PCP_REVEAL_ALL", "RunResult", "Trace", "pcp_reveal_gfp",
-           "bare_pcp_loop", "pcp_struct_layout"]
+           "OP_FREE_PCP_LOCKED", "OP_GFP_ZONE_SHIFT", "OP_PCP_REVEAL", "PCP_REVEAL_ALL", "RunResult", "Trace",
+           "pcp_reveal_gfp", "bare_pcp_loop", "pcp_struct_layout"]
 
 #: dtype of one op of an op stream (struct pcpemu_op).
 OP_DTYPE = _core.OP_DTYPE
@@ -51,6 +51,9 @@ PCP_REVEAL_ALL: int = _core.CONSTANTS["PCP_REVEAL_ALL"]
 #: Where an OP_ALLOC's gfp carries the zone the traced kernel took its block from,
 #: plus 1: its zonelist walk starts there (a replay's; OP_GFP_ZONE in _kernel.h).
 OP_GFP_ZONE_SHIFT: int = _core.CONSTANTS["OP_GFP_ZONE_SHIFT"]
+#: An OP_FREE's gfp flag: the free found the CPU's pcp locked and went to the buddy
+#: (a replay's, where the trace shows it; OP_FREE_PCP_LOCKED in _kernel.h).
+OP_FREE_PCP_LOCKED: int = _core.CONSTANTS["OP_FREE_PCP_LOCKED"]
 OP_NAMES: tuple[str, ...] = _core.OP_NAMES
 #: Every constant the core shares with Python, by its C name.
 CORE_CONSTANTS: dict[str, int] = dict(_core.CONSTANTS)

@@ -337,6 +337,35 @@ def test_a_capped_first_refill_raises_the_emulated_alloc_factor_to_the_least_it_
            "emulated one raised to it (x from 0)" in replay_text(r)
 
 
+def test_a_free_between_a_refill_and_its_allocation_leaves_the_pcp_alone():
+    # CPU 0 refills 15 << 2, 15 << 3 and 15 << 4 blocks (alloc_factor 2, 3, 4), taking
+    # each list down to empty. Between the second refill and the allocation it serves,
+    # an interrupt frees a page: the task holds pcp->lock, the trylock fails and the
+    # page goes to the buddy, alloc_factor untouched. Were it a pcp free, alloc_factor
+    # would halve (4 -> 2) and the third refill would be 60 blocks, not 240.
+    lines, pfn, t = [], 0x1000, 1.0
+
+    def refill_and_take(n, free_inside=None):
+        nonlocal pfn, t
+        out = [_line(0, t, "mm_page_alloc_zone_locked", f"page=00000000deadbeef pfn={pfn + i:#x} order=0 "
+                     "migratetype=1 percpu_refill=1") for i in range(n)]
+        if free_inside is not None:
+            out.append(_line(0, t, "mm_page_free", f"page=00000000deadbeef pfn={free_inside:#x} order=0"))
+        out += [_line(0, t + i * 1e-6, "mm_page_alloc", f"page=00000000deadbeef pfn={pfn + i:#x} order=0 "
+                      "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE") for i in range(n)]
+        pfn, t = pfn + n, t + 1.0
+        return out
+
+    lines += refill_and_take(60) + refill_and_take(120, free_inside=0x1001) + refill_and_take(240)
+    zi, pti = read_zoneinfo(_tiny_zoneinfo()), read_pagetypeinfo(_tiny_pagetypeinfo())
+    r = replay(io.BytesIO("".join(lines).encode()), {"x": Machine(_tiny())}, start=StartState(zi, pti, timer=None))
+    assert r.replayed["free_pcp_locked"] == 1
+    cpu0 = r.policies["x"]["comparison"]["per_cpu"][0]
+    assert cpu0["refill_blocks"]["emulated"] == cpu0["refill_blocks"]["kernel"] == 420
+    assert cpu0["refill_calls"]["emulated"] == 3
+    assert "1 frees on a CPU between its refill and the allocation it served" in replay_text(r)
+
+
 def test_alloc_factor_falls_are_found_where_no_free_explains_them():
     R, X, A, F = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC, MM_PAGE_FREE
     zi = read_zoneinfo(_tiny_zoneinfo())              # Normal from pfn 0, batch 15 on both CPUs

@@ -42,7 +42,7 @@ def _python_counterpart(name):
 def test_the_core_uses_the_same_constants():
     assert len(M.CORE_CONSTANTS) >= 40
     for name, value in M.CORE_CONSTANTS.items():
-        if name != "OP_GFP_ZONE_SHIFT":
+        if name not in ("OP_GFP_ZONE_SHIFT", "OP_FREE_PCP_LOCKED"):     # the replay's own op fields
             assert _python_counterpart(name) == value, name
     # The replay's traced zone (zone + 1, 3 bits) sits above every gfp bit, inside the op's u4.
     assert max(gfp.GFP_FLAGS.values()) < 1 << M.OP_GFP_ZONE_SHIFT
@@ -51,6 +51,30 @@ def test_the_core_uses_the_same_constants():
     for name in ("OP_ALLOC", "OP_FREE", "OP_DRAIN", "OP_DRAIN_ALL", "OP_DECAY"):
         assert getattr(workloads, name) == M.CORE_CONSTANTS[name], name
     assert workloads.OP_DTYPE is M.OP_DTYPE
+
+
+def test_a_free_that_found_the_pcp_locked_goes_to_the_buddy():
+    # OP_FREE_PCP_LOCKED: free_frozen_pages' trylock failed, free_one_page; the pcp's
+    # count, free_count and alloc_factor stay as they were.
+    states = {}
+    for flag in (0, M.OP_FREE_PCP_LOCKED):
+        m = pcpemu.Machine(pcpemu.KernelConfig.preset("v6.18", memory="256M", cpus=1))
+        zone = m.populated_zones[-1].name
+        ops = np.zeros(4, M.OP_DTYPE)
+        g = gfp.parse_gfp("GFP_KERNEL")
+        ops[0], ops[1] = (M.OP_ALLOC, 0, 0, g, 0), (M.OP_ALLOC, 0, 0, g, 1)
+        ops[2], ops[3] = (M.OP_FREE, 0, 0, flag, 0), (M.OP_FREE, 0, 0, 0, 1)
+        m.run(ops[:2])
+        before = m.pcp_state(zone, 0)
+        m.run(ops[2:3])
+        states[flag] = before, m.pcp_state(zone, 0), m.zone_state(zone)["nr_free_pages"]
+        m.run(ops[3:])
+        m.check()
+    (b0, a0, free0), (b1, a1, free1) = states[0], states[M.OP_FREE_PCP_LOCKED]
+    assert b0["alloc_factor"] == 1 and a0["alloc_factor"] == 0 and a0["count"] == b0["count"] + 1
+    assert {k: a1[k] for k in ("count", "free_count", "alloc_factor")} == \
+        {k: b1[k] for k in ("count", "free_count", "alloc_factor")}
+    assert free1 == free0 + 1
 
 
 def test_every_error_code_has_one_row_of_the_table():

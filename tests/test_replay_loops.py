@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from pcpemu import _replay
 from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
-                                  MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE)
+                                  MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_FREE_PCP_LOCKED, MM_PAGE_PCPU_DRAIN,
+                                  VMSTAT_UPDATE)
 from pcpemu.machine import OP_ALLOC, OP_DECAY, OP_FREE
 from pcpemu.runs.replay import _EventFigures, _Matcher
 
@@ -549,6 +550,52 @@ def test_refill_runs_are_the_reference_across_batches(rows, split, cuts):
     want = _ref_refill_runs(np.concatenate(_batches(rows, cuts)), orders, split)
     assert [r[1:] for r in got] == [r[1:] for r in want]
     assert all(g[0] is None or g[0] == w[0] for g, w in zip(got, want))
+
+
+def _ref_pcp_locked(ev, orders):
+    # Per CPU, from a percpu_refill=1 event to its next allocation, drain, batched
+    # commit or vmstat worker run, a free of a pcp order found the pcp locked.
+    window, out = set(), []
+    for i, e in enumerate(ev):
+        kind, c, order = int(e["kind"]), int(e["cpu"]), int(e["order"])
+        if kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1:
+            window.add(c)
+        elif kind == MM_PAGE_FREE:
+            if c in window and 0 <= order and orders[min(order, len(orders) - 1)]:
+                out.append(i)
+        elif kind in (MM_PAGE_ALLOC, MM_PAGE_PCPU_DRAIN, MM_PAGE_FREE_BATCHED, VMSTAT_UPDATE):
+            window.discard(c)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(event, min_size=1, max_size=80), st.lists(st.integers(0, 80), max_size=4))
+def test_frees_inside_a_refill_are_marked_as_the_reference_across_batches(rows, cuts):
+    orders = np.array([o <= 2 for o in range(11)], np.uint8)
+    window, marked, base = np.zeros(NCPU, np.uint8), [], 0
+    for e in _batches(rows, cuts):
+        before = e["kind"].copy()
+        n = _replay.mark_pcp_locked_frees(e["kind"], e["cpu"], e["order"], e["percpu_refill"], orders, window)
+        got = np.flatnonzero(e["kind"] != before)
+        assert len(got) == n and (before[got] == MM_PAGE_FREE).all()
+        assert (e["kind"][got] == MM_PAGE_FREE_PCP_LOCKED).all()
+        marked += (got + base).tolist()
+        base += len(e)
+    assert marked == _ref_pcp_locked(_events(rows), orders)
+
+
+def test_a_free_between_a_refill_and_its_allocation_is_marked():
+    rows = [(MM_PAGE_ALLOC_ZONE_LOCKED, 1, 1, 0, 1, 1),     # 0: CPU 1 refills under its pcp lock
+            (MM_PAGE_FREE, 1, 2, 0, 1, 0),                  # 1: an interrupt's free: marked
+            (MM_PAGE_FREE, 0, 3, 0, 1, 0),                  # 2: another CPU's: not
+            (MM_PAGE_FREE, 1, 4, 5, 1, 0),                  # 3: an order with no pcp list: not
+            (MM_PAGE_ALLOC, 1, 1, 0, 1, 0),                 # 4: the allocation ends the window
+            (MM_PAGE_FREE, 1, 5, 0, 1, 0)]                  # 5: not
+    ev = _events(rows)
+    orders = np.array([o <= 3 for o in range(11)], np.uint8)
+    assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"], orders,
+                                         np.zeros(NCPU, np.uint8)) == 1
+    assert np.flatnonzero(ev["kind"] == MM_PAGE_FREE_PCP_LOCKED).tolist() == [1]
 
 
 class RefRegions:

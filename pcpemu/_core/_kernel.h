@@ -305,6 +305,11 @@ enum pcpemu_opcode {
 #define OP_GFP_ZONE_MASK	(0x7u << OP_GFP_ZONE_SHIFT)
 #define OP_GFP_ZONE(gfp)	(((gfp) & OP_GFP_ZONE_MASK) >> OP_GFP_ZONE_SHIFT)
 
+/* A replay's, in an OP_FREE's gfp: the traced kernel's free found this CPU's pcp
+ * locked (an interrupt's free while the task held pcp->lock: free_frozen_pages'
+ * trylock failed) and went straight to the buddy (free_one_page). */
+#define OP_FREE_PCP_LOCKED	(1u << 0)
+
 /*
  * Why the core refused a request. Every check of an argument's meaning
  * returns one of these; the binding's one table turns a code into its

@@ -318,6 +318,7 @@ cdef extern from "_kernel.h" nogil:
     unsigned int OP_GFP_ZONE_SHIFT
     unsigned int OP_GFP_ZONE_MASK
     unsigned int OP_GFP_ZONE(unsigned int gfp)
+    unsigned int OP_FREE_PCP_LOCKED
 
     int pcpemu_popcount(uint64_t x)
     unsigned long pcpemu_spin_lock(int *lock)

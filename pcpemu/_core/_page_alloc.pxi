@@ -430,8 +430,8 @@ cdef int check_free(pglist_data *pgdat, unsigned long pfn, int order, unsigned l
     return PE_NOT_ALLOCATED
 
 
-cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order, int cpu) noexcept nogil:
-    """Free an allocated block checked by check_free (__free_pages)."""
+cdef inline page *free_pages_prepare(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order) noexcept nogil:
+    """An allocated block checked by check_free, traced and made free (free_pages_prepare)."""
     cdef page *p = pfn_to_page(pgdat, pfn)
     trace_mm_page_free(cs, pgdat, pfn, order)
     p.flags = 0
@@ -439,7 +439,18 @@ cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long p
     p.owner = 0
     p.order = 0
     cs.free[order] += 1
-    free_unref_page(cs, pgdat, p, pfn, order, cpu)
+    return p
+
+
+cdef inline void __free_pages(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order, int cpu) noexcept nogil:
+    """Free an allocated block checked by check_free (__free_pages)."""
+    free_unref_page(cs, pgdat, free_pages_prepare(cs, pgdat, pfn, order), pfn, order, cpu)
+
+
+cdef inline void free_pages_pcp_locked(cpu_state *cs, pglist_data *pgdat, unsigned long pfn, int order) noexcept nogil:
+    """A free that found this CPU's pcp locked (free_frozen_pages' pcp_spin_trylock
+    failed: an interrupt's free while the task held pcp->lock): straight to the buddy."""
+    free_one_page(cs, pgdat, page_zone(pgdat, pfn), free_pages_prepare(cs, pgdat, pfn, order), pfn, order, False)
 
 
 cdef page *alloc_pages_bulk_one(cpu_state *cs, pglist_data *pgdat, const alloc_context *ac, int cpu,

@@ -12,14 +12,54 @@ import numpy as np
 # enum pcpemu_opcode, struct pcpemu_op).
 include "_kernel_h.pxi"
 
-# pcpemu.kernel.ftrace's kind for a vmstat worker run (not a core tracepoint).
+# pcpemu.kernel.ftrace's kinds that are no core tracepoint: a vmstat worker run, and
+# a free that found its CPU's pcp locked (mark_pcp_locked_frees).
 cdef enum:
     VMSTAT_UPDATE = 7
+    MM_PAGE_FREE_PCP_LOCKED = 12
 
 # What a pfn's last traced event left (PfnTable).
 cdef enum:
     FREED = 0       # a free (in the batch it was seen in; before that: nothing known)
     LIVE = 1        # an allocation, not freed yet
+
+
+# ---------------------------------------------------------------------------------------
+# Frees that found the pcp locked.
+
+def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:] order,
+                          const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, uint8_t[::1] refilling):
+    """Mark, in place, the frees of a batch that found their CPU's pcp locked
+    (MM_PAGE_FREE_PCP_LOCKED): a task allocates under pcp->lock from rmqueue_pcplist
+    through the refill (rmqueue_bulk, its percpu_refill=1 events) until it unlocks,
+    and mm_page_alloc follows. A free on that CPU in between is an interrupt's
+    (softirq's RCU callbacks, I/O completions): free_frozen_pages' pcp_spin_trylock
+    fails and the page goes to the buddy (free_one_page), no pcp count or
+    alloc_factor touched. (In the 6.18 captures every such page the trace shows again
+    is next taken from the buddy.) The CPU's mm_page_alloc, a drain, a batched free's
+    commit or a vmstat worker run ends the window.
+
+    :param refilling: per CPU, whether it is inside such a window (carried between batches).
+    :return: the number of frees marked.
+    """
+    cdef Py_ssize_t i, n = kind.shape[0], marked = 0, norders = pcp_orders.shape[0]
+    cdef int c, k, o
+    with nogil:
+        for i in range(n):
+            c, k = cpu[i], kind[i]
+            if c >= refilling.shape[0]:
+                continue
+            if k == MM_PAGE_ALLOC_ZONE_LOCKED:
+                if percpu_refill[i] == 1:
+                    refilling[c] = 1
+            elif k == MM_PAGE_FREE:
+                o = order[i]
+                if refilling[c] and 0 <= o and pcp_orders[min(<Py_ssize_t>o, norders - 1)]:
+                    kind[i] = MM_PAGE_FREE_PCP_LOCKED
+                    marked += 1
+            elif k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN or k == MM_PAGE_FREE_BATCHED or k == VMSTAT_UPDATE:
+                refilling[c] = 0
+    return marked
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,8 +158,10 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
     An allocation takes the next of alloc_slots; a free of a live allocation of its
     order takes that slot. A free whose pfn has no live allocation (none before the
     trace, or freed already) becomes an op only when ``untraced``, with slot -1 (the
-    caller gives it one). A vmstat worker run (OP_DECAY) goes in before the first op
-    of an event at or after its position.
+    caller gives it one). A free that found its CPU's pcp locked
+    (MM_PAGE_FREE_PCP_LOCKED) is an OP_FREE with OP_FREE_PCP_LOCKED, its page in the
+    buddy after it. A vmstat worker run (OP_DECAY) goes in before the first op of an
+    event at or after its position.
 
     Each drained page's pcp owner comes out too: the CPU of its last free or refill
     since it was last allocated or drained. A drain traced on another CPU is a remote
@@ -183,7 +225,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                     if e.state == FREED:
                         e.pcp_cpu = cpu[i]
                 continue
-            elif k == MM_PAGE_FREE:
+            elif k == MM_PAGE_FREE or k == MM_PAGE_FREE_PCP_LOCKED:
                 e = table.get(pfn[i])
                 s = -2
                 prev_free[nops] = -1
@@ -199,6 +241,8 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                         if e.batch == batch:
                             prev_free[nops] = e.free_at
                 e.state, e.batch, e.free_at, e.pcp_cpu = FREED, batch, i, cpu[i]
+                if k == MM_PAGE_FREE_PCP_LOCKED:
+                    e.free_at, e.pcp_cpu = -1, -1       # in the buddy, as if drained
                 if s == -2:
                     continue
             else:
@@ -206,7 +250,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
             out[nops].op = OP_ALLOC if k == MM_PAGE_ALLOC else OP_FREE
             out[nops].order = <uint8_t>order[i]
             out[nops].cpu = cpu[i]
-            out[nops].gfp = gfp[i]
+            out[nops].gfp = OP_FREE_PCP_LOCKED if k == MM_PAGE_FREE_PCP_LOCKED else gfp[i]
             out[nops].slot = s
             sel[nops] = i
             nops += 1

@@ -146,7 +146,10 @@ cdef inline int64_t run_free(pglist_data *pgdat, const pcpemu_op *op, int64_t *s
         cs.item[<int>FREE_SKIPPED] += 1
         slots[op.slot] = -1
         return -1
-    __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
+    if op.gfp & OP_FREE_PCP_LOCKED:
+        free_pages_pcp_locked(cs, pgdat, <unsigned long>pfn, op.order)
+    else:
+        __free_pages(cs, pgdat, <unsigned long>pfn, op.order, op.cpu)
     slots[op.slot] = -1
     return pfn
 

@@ -46,6 +46,7 @@ __all__ = [
     "MM_PAGE_ALLOC_ZONE_LOCKED",
     "MM_PAGE_FREE",
     "MM_PAGE_FREE_BATCHED",
+    "MM_PAGE_FREE_PCP_LOCKED",
     "MM_PAGE_PCPU_DRAIN",
     "PFN_FAILED",
     "VMSTAT_UPDATE",
@@ -77,6 +78,9 @@ KSWAPD_SLEEP = 9
 #: zone's first pfn.
 COMPACTION_BEGIN = 10
 COMPACTION_END = 11
+#: A replay's reading of an mm_page_free: a free that found its CPU's pcp locked and
+#: went to the buddy (pcpemu.runs.replay marks them; no tracepoint of its own).
+MM_PAGE_FREE_PCP_LOCKED = 12
 
 #: Tracepoint name of each kind, indexed by kind.
 EVENT_NAMES = (
@@ -92,6 +96,7 @@ EVENT_NAMES = (
     "mm_vmscan_kswapd_sleep",
     "mm_compaction_begin",
     "mm_compaction_end",
+    "mm_page_free",
 )
 _KIND = {name: kind for kind, name in enumerate(EVENT_NAMES[:VMSTAT_UPDATE]) if name}
 _WORK_VMSTAT = re.compile(rb"work struct \S+: function vmstat_update")

@@ -902,6 +902,10 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     timer = None if start is None or start.timer is None else _Timer(cpus, start.timer)
     matcher = _Matcher(untraced=start is not None)
     kernel = _EventFigures(cpus, _pcp_orders(first))
+    # Frees that found their CPU's pcp locked (_replay.mark_pcp_locked_frees), and per
+    # CPU whether it is between a refill and the allocation it serves.
+    locked: Counter = Counter()
+    locked_window = np.zeros(cpus, np.uint8)
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0,
                                       "relisted_pages": 0}
@@ -921,6 +925,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         if node is not None:
             ev = _on_node(ev, node, stats)
         kernel.add(ev)
+        locked["frees"] += _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"],
+                                                         kernel.pcp_orders, locked_window)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
         if zone_starts is not None:
@@ -1029,6 +1035,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                f"({unread:,} unreadable or not event lines)")
     traced = kernel.per_cpu()
     replayed["free"] -= replayed["untraced_free"]
+    if locked["frees"]:
+        replayed["free_pcp_locked"] = locked["frees"]
     extra: dict[str, Any] = {}
     if start is not None:
         label0 = next(iter(machines))
