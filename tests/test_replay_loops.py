@@ -1,6 +1,9 @@
 """The C loops of a replay (pcpemu._replay) against small Python references, on random
 event streams cut into random batches: the alloc/free matching with its slots and
-vmstat worker runs, the per-CPU run figures, and what each pcp list held at the start."""
+vmstat worker runs, the per-CPU run figures, what each pcp list held at the start, the
+refill runs alloc_factor is read from, and the frees that found the pcp locked."""
+
+import io
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 from pcpemu import _replay
 from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
                                   MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_FREE_PCP_LOCKED, MM_PAGE_PCPU_DRAIN,
-                                  VMSTAT_UPDATE)
+                                  VMSTAT_UPDATE, TraceEvent, write_ftrace)
 from pcpemu.machine import OP_ALLOC, OP_DECAY, OP_FREE
 from pcpemu.runs.replay import _EventFigures, _Matcher
 
@@ -596,6 +599,10 @@ def test_a_free_between_a_refill_and_its_allocation_is_marked():
     assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"], orders,
                                          np.zeros(NCPU, np.uint8)) == 1
     assert np.flatnonzero(ev["kind"] == MM_PAGE_FREE_PCP_LOCKED).tolist() == [1]
+    # Written back as text, it is the mm_page_free it was read from.
+    out = io.StringIO()
+    write_ftrace([TraceEvent(MM_PAGE_FREE_PCP_LOCKED, 1, 2 * 8, 0, timestamp=1.0)], out)
+    assert "mm_page_free: " in out.getvalue() and "pfn=0x10 order=0" in out.getvalue()
 
 
 class RefRegions:

@@ -738,7 +738,7 @@ def _format_fields(ev: TraceEvent) -> str:
     if kind == MM_PAGE_ALLOC:
         return (f"{head} order={ev.order} migratetype={ev.migratetype} "
                 f"gfp_flags={show_gfp_flags(ev.gfp)}")
-    if kind in (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED):
+    if kind in (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_FREE_PCP_LOCKED):     # the last: an mm_page_free
         return f"{head} order={ev.order}"
     if kind == MM_PAGE_PCPU_DRAIN:
         return f"{head} order={ev.order} migratetype={ev.migratetype}"
