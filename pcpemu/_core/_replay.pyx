@@ -24,6 +24,12 @@ cdef enum:
     LIVE = 1        # an allocation, not freed yet
 
 
+cdef inline bint has_pcp_list(int order, const uint8_t[::1] pcp_orders) noexcept nogil:
+    # pcp_allowed_order for an event's order (-1: none printed); orders past the table
+    # take its last entry.
+    return order >= 0 and pcp_orders[min(<Py_ssize_t>order, pcp_orders.shape[0] - 1)]
+
+
 # ---------------------------------------------------------------------------------------
 # Frees that found the pcp locked.
 
@@ -42,8 +48,8 @@ def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:
     :param refilling: per CPU, whether it is inside such a window (carried between batches).
     :return: the number of frees marked.
     """
-    cdef Py_ssize_t i, n = kind.shape[0], marked = 0, norders = pcp_orders.shape[0]
-    cdef int c, k, o
+    cdef Py_ssize_t i, n = kind.shape[0], marked = 0
+    cdef int c, k
     with nogil:
         for i in range(n):
             c, k = cpu[i], kind[i]
@@ -53,8 +59,7 @@ def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:
                 if percpu_refill[i] == 1:
                     refilling[c] = 1
             elif k == MM_PAGE_FREE:
-                o = order[i]
-                if refilling[c] and 0 <= o and pcp_orders[min(<Py_ssize_t>o, norders - 1)]:
+                if refilling[c] and has_pcp_list(order[i], pcp_orders):
                     kind[i] = MM_PAGE_FREE_PCP_LOCKED
                     marked += 1
             elif k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN or k == MM_PAGE_FREE_BATCHED or k == VMSTAT_UPDATE:
@@ -302,7 +307,7 @@ def figures(const uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:] order,
             elif k == MM_PAGE_ALLOC_EXTFRAG:
                 acc[3, c] += 1
                 continue                            # inside the same locked section: no cut
-            elif k == MM_PAGE_FREE and o >= 0 and not pcp_orders[min(o, norders - 1)]:
+            elif k == MM_PAGE_FREE and o >= 0 and not has_pcp_list(o, pcp_orders):
                 acc[5, c] += 1                      # free_one_page
             this_op = op[i] if has_op else -1
             if run != RUN_NONE and (run != last_run[c] or this_op != last_op[c]):
@@ -365,7 +370,7 @@ def refill_runs(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] p
         event (0 for one from an earlier batch), cpu, zone, blocks, the frees before it.
     :return: the number of rows.
     """
-    cdef Py_ssize_t i, n = kind.shape[0], r = 0, z, norders = pcp_orders.shape[0]
+    cdef Py_ssize_t i, n = kind.shape[0], r = 0, z
     cdef int c, k, o
     with nogil:
         for i in range(n):
@@ -383,7 +388,7 @@ def refill_runs(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] p
                 continue
             if run[c, 0] >= 0:
                 r = close_refill_run(run, frees, out, r, c)
-            if k == MM_PAGE_FREE and z >= 0 and o >= 0 and pcp_orders[min(<Py_ssize_t>o, norders - 1)]:
+            if k == MM_PAGE_FREE and z >= 0 and has_pcp_list(o, pcp_orders):
                 frees[z, c] += 1
         for c in range(run.shape[0]):
             run[c, 2] = -1

@@ -901,18 +901,19 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     growth = None
     timer = None if start is None or start.timer is None else _Timer(cpus, start.timer)
     matcher = _Matcher(untraced=start is not None)
-    kernel = _EventFigures(cpus, _pcp_orders(first))
+    pcp_orders = _pcp_orders(first)             # the traced kernel's, as the first machine's
+    kernel = _EventFigures(cpus, pcp_orders)
     # Frees that found their CPU's pcp locked (_replay.mark_pcp_locked_frees), and per
     # CPU whether it is between a refill and the allocation it serves.
     locked: Counter = Counter()
     locked_window = np.zeros(cpus, np.uint8)
-    traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, _pcp_orders(first))
+    traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, pcp_orders)
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0,
                                       "relisted_pages": 0}
-    refills = None if start is None else AllocFactorRefills(start.zoneinfo, cpus, _pcp_orders(first),
+    refills = None if start is None else AllocFactorRefills(start.zoneinfo, cpus, pcp_orders,
                                                             first.config.pcp_batch_scale_max)
     first_drains = None if start is None else FirstDrains(
-        start.zoneinfo, cpus, _pcp_orders(first), first.config.pcp_batch_scale_max,
+        start.zoneinfo, cpus, pcp_orders, first.config.pcp_batch_scale_max,
         "decay_batched" in first.config.rule_flags)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
     zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
