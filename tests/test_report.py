@@ -303,6 +303,13 @@ def test_fidelity_says_what_memory_pressure_made_the_kernel_do():
     assert _fidelity_reclaim(0, 0, None) == []
 
 
+def test_fidelity_says_how_many_frees_found_the_pcp_locked():
+    from pcpemu.tools.reportrender import _fidelity_pcp_locked
+    (kind, text), = _fidelity_pcp_locked(1234)
+    assert kind == "p" and text.startswith("1,234 frees came on a CPU between its refill") and "buddy" in text
+    assert _fidelity_pcp_locked(0) == []
+
+
 def test_plots_draw_equal_series_once_and_do_not_zoom_into_noise():
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure

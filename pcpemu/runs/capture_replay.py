@@ -228,11 +228,13 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
     :param pin_pages: the figures' range over first-drain pins moved by up to this
         many pages (:func:`pin_spread`); 0 for none.
     :return: ``{"capture", "preset", "kernel_release", "node", "drain_all",
-        "compaction_drains", "comparison": {"per_cpu": [...], "total": {...}}, "figures", "notes",
+        "compaction_drains", "free_pcp_locked", "comparison": {"per_cpu": [...], "total": {...}}, "figures", "notes",
         "end_state", "end_free", "untraced", "timer", "pin_pages", "pin_spread"}``; each figure
         cell is ``{"kernel", "emulated", "ratio"}``, pin_spread one policy's ranges
         (or None), node None for a one-node capture, drain_all and
-        compaction_drains the kernel's explicit drains the replay ran (runs.drains).
+        compaction_drains the kernel's explicit drains the replay ran (runs.drains),
+        free_pcp_locked the frees it replayed to the buddy because they found the pcp
+        locked (_replay.mark_pcp_locked_frees).
     """
     nodes = sorted({z["node"] for z in read_zoneinfo(os.path.join(os.fspath(path), "before-zoneinfo"))["zones"]})
     node = nodes[0] if len(nodes) > 1 else None
@@ -245,6 +247,7 @@ def fidelity_on_capture(path: str | os.PathLike[str], preset: str | None = None,
     return {"capture": os.fspath(path), "kernel_release": info.kernel_release, "node": node,
             "drain_all": result.replayed.get("drain_all", 0),
             "compaction_drains": result.replayed.get("compaction_drain", 0),
+            "free_pcp_locked": result.replayed.get("free_pcp_locked", 0),
             "preset": result.config["name"], "policy": label, "figures": list(FIGURES),
             "comparison": result.comparison(label), "notes": notes,
             "end_state": (result.end_state or {}).get(label), "end_free": (result.end_free or {}).get(label),

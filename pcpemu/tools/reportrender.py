@@ -233,6 +233,7 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
             *_fidelity_alloc_factor_falls((fid.get("untraced") or {}).get("alloc_factor_falls") or [], fid["policy"]),
             *_fidelity_reclaim(fid.get("drain_all", 0), fid.get("compaction_drains", 0),
                                (fid.get("untraced") or {}).get("kswapd")),
+            *_fidelity_pcp_locked(fid.get("free_pcp_locked", 0)),
             ("p", "Notes: " + "; ".join(fid["notes"]) if fid["notes"] else "Notes: none.")]
 
 
@@ -252,6 +253,16 @@ def _fidelity_reclaim(drain_all: int, compaction_drains: int, kswapd: dict[str, 
                                                          "of the run (balance_pgdat's return has no tracepoint)"
                                                          if kswapd["replayed"] else "not replayed"))
     return [("p", "Under memory pressure: " + "; ".join(said) + ".")] if said else []
+
+
+def _fidelity_pcp_locked(frees: int) -> list[Block]:
+    # Frees that found the pcp locked, replayed to the buddy.
+    if not frees:
+        return []
+    return [("p", f"{frees:,} frees came on a CPU between its refill and the allocation it served: an interrupt's, "
+                  "while the task held pcp->lock, so free_frozen_pages' trylock failed and the page went to the "
+                  "buddy (free_one_page); the replay freed them so, leaving the emulated pcp's count, free_count and "
+                  "alloc_factor as they were.")]
 
 
 def _fidelity_rows(cmp: dict[str, Any], figures: list[str], spread: dict[str, Any] | None) -> list[list[str]]:
