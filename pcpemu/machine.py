@@ -583,6 +583,18 @@ class Machine:
                               f"0..{self.config.pcp_batch_scale_max} (CONFIG_PCP_BATCH_SCALE_MAX)")
         return self._core.pcp_set_alloc_factor(zi, cpu, int(alloc_factor))
 
+    def pcp_set_free_high_at(self, zone: str, cpu: int, free_count: int) -> int:
+        """Set the run of consecutive frees (pcp->free_count, in pages) from which a free
+        of order 1..3 drains a CPU's pcp at once (free_high), which /proc does not show:
+        where the traced kernel's drains show it. 0 gives back the preset's rule. Returns
+        the value it had (0: the rule's); pcp_state's ``free_high_min_count`` is the one in effect."""
+        zi, cpu = self._zone_idx(zone, "pcp_set_free_high_at"), self.check_cpu(cpu, "pcp_set_free_high_at")
+        limit = 1 << 15     # pcp->free_count is a short
+        if not isinstance(free_count, (int, np.integer)) or isinstance(free_count, bool) \
+                or not 0 <= free_count < limit:
+            raise ConfigError(f"pcp_set_free_high_at: free_count {free_count!r} is outside 0..{limit - 1}")
+        return self._core.pcp_set_free_high_at(zi, cpu, int(free_count))
+
     def take_untraced(self, zone: str, migratetype: int, order: int, n: int, owner: int,
                       cursor: np.ndarray) -> np.ndarray:
         """Up to n blocks of ``owner``'s pages made whole at ``order`` (see _core.take_untraced)."""
@@ -678,9 +690,10 @@ class Machine:
         return self._core.zone_state(self._zone_idx(zone, "zone_state"))
 
     def pcp_state(self, zone: str, cpu: int) -> dict[str, Any]:
-        """The fields of one CPU's struct per_cpu_pages for a zone, and ``decayed_high``:
+        """The fields of one CPU's struct per_cpu_pages for a zone, ``decayed_high``:
         the high the vmstat worker's next decay_pcp_high leaves unless the count holds
-        it up (count - batch << CONFIG_PCP_BATCH_SCALE_MAX)."""
+        it up (count - batch << CONFIG_PCP_BATCH_SCALE_MAX), and ``free_high_min_count``:
+        the free_count from which a free of order 1..3 drains it at once."""
         return self._core.pcp_state(self._zone_idx(zone, "pcp_state"), self._int(cpu, "cpu", "pcp_state"))
 
     def pcp_list(self, zone: str, cpu: int, pindex: int) -> list[int]:

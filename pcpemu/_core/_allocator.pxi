@@ -607,6 +607,13 @@ cdef class Allocator:
         pcp.alloc_factor = <uint8_t>alloc_factor
         return before
 
+    def pcp_set_free_high_at(self, int zi, int cpu, int free_count):
+        self.check_zone_arg(zi, "pcp_set_free_high_at")
+        self.check_cpu_arg(cpu, "pcp_set_free_high_at")
+        before = self.pgdat.cpu[cpu].free_high_at[zi]
+        self.pgdat.cpu[cpu].free_high_at[zi] = free_count
+        return before
+
     def take_untraced(self, int zi, int mt, int order, Py_ssize_t n, uint64_t owner, int64_t[::1] cursor):
         out = np.empty(n, np.int64)
         return out[:take_untraced(&self.pgdat, zi, mt, order, out, owner, cursor)]
@@ -733,7 +740,10 @@ cdef class Allocator:
         return {"count": pcp.count, "high": pcp.high, "high_min": pcp.high_min, "high_max": pcp.high_max,
                 "batch": pcp.batch, "flags": pcp.flags, "alloc_factor": pcp.alloc_factor,
                 "free_count": pcp.free_count, "locked": pcp.lock.locked,
-                "decayed_high": decayed_pcp_high(pcp), "address": <size_t>pcp}
+                "decayed_high": decayed_pcp_high(pcp),
+                "free_high_min_count": free_high_min_count(&self.pgdat.cpu[cpu], &self.pgdat, pcp,
+                                                           &self.pgdat.node_zones[zi], pcp.batch),
+                "address": <size_t>pcp}
 
     def pcp_list_pfns(self, int zi, int cpu, int pindex):
         """The pfns on one pcp list, head (next to be allocated) first."""

@@ -241,6 +241,10 @@ struct cpu_state {
 	/* replay: pages pcp_reveal_one put on a list out of a bigger list's
 	 * block, not yet paid back with a whole block of it, per zone */
 	uint64_t reveal_debt[MAX_NR_ZONES];
+	/* replay: the free_count from which a free of order 1..3 drains this CPU's
+	 * pcp of a zone at once (free_high), where the traced kernel showed it;
+	 * 0: the rule's (free_high_min_count) */
+	int free_high_at[MAX_NR_ZONES];
 } __attribute__((aligned(SMP_CACHE_BYTES)));
 
 /* kmem tracepoints (include/trace/events/kmem.h), as pcpemu.ftrace numbers them */

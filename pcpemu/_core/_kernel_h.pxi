@@ -230,6 +230,7 @@ cdef extern from "_kernel.h" nogil:
         uint64_t cl_hist[NR_PCP_OPS][CL_HIST]   # ops by the number of lines they touched
         uint64_t owner_seq              # threaded mode: this CPU's owner tokens
         uint64_t reveal_debt[MAX_NR_ZONES]   # replay: see pcp_reveal_one
+        int free_high_at[MAX_NR_ZONES]       # replay: see free_high_min_count
 
     enum reclaim_outcome:
         RECLAIM_NONE

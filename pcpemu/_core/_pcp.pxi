@@ -238,6 +238,16 @@ cdef inline bint free_pcp_drain(cpu_state *cs, pglist_data *pgdat, zone *z, int 
     return True
 
 
+cdef inline int free_high_min_count(cpu_state *cs, pglist_data *pgdat, per_cpu_pages *pcp, zone *z,
+                                    int batch) noexcept nogil:
+    # The run of consecutive frees (pcp->free_count) from which a free of order 1..3
+    # drains the pcp at once: batch, from v6.16 (c544a952ba61) batch + high_min / 2;
+    # or what a replay read off the traced kernel's drains (Machine.pcp_set_free_high_at).
+    if cs.free_high_at[z.idx]:
+        return cs.free_high_at[z.idx]
+    return batch + (pcp.high_min // 2 if pgdat.rules & RULE_FREE_HIGH_MIN else 0)
+
+
 cdef inline bint free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone *z, per_cpu_pages *pcp,
                                  page *p, int mt, int order, int cpu) noexcept nogil:
     """Put a freed block on its pcp list and drain when over high. Caller holds
@@ -254,10 +264,9 @@ cdef inline bint free_unref_page_commit(cpu_state *cs, pglist_data *pgdat, zone 
     pcp.count += 1 << order
     batch = pcp.batch
     # Consecutive frees of orders 1..3 with no allocation in between drain
-    # early: the pages are not likely to be reused on this CPU. From v6.16
-    # (c544a952ba61) the run must be batch + high_min / 2 pages long.
+    # early: the pages are not likely to be reused on this CPU.
     if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-        free_high = (pcp.free_count >= batch + (pcp.high_min // 2 if pgdat.rules & RULE_FREE_HIGH_MIN else 0)
+        free_high = (pcp.free_count >= free_high_min_count(cs, pgdat, pcp, z, batch)
                      and (pcp.flags & PCPF_PREV_FREE_HIGH_ORDER) != 0
                      and (not (pcp.flags & PCPF_FREE_HIGH_BATCH) or pcp.count >= batch))
         pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER

@@ -402,16 +402,19 @@ cdef long claim_untraced_pageblock(pglist_data *pgdat, int zi, int mt, uint64_t 
 
 cdef void reset_stats(pglist_data *pgdat) noexcept nogil:
     """Zero every counter (after seeding, so the counters show the replay alone);
-    owner_seq and reveal_debt are state, not counters, and stay."""
+    owner_seq, reveal_debt and free_high_at are state, not counters, and stay."""
     cdef uint64_t seq
     cdef uint64_t debt[MAX_NR_ZONES]
+    cdef int free_high_at[MAX_NR_ZONES]
     cdef int cpu
     for cpu in range(pgdat.nr_cpus):
         seq = pgdat.cpu[cpu].owner_seq
         memcpy(debt, pgdat.cpu[cpu].reveal_debt, sizeof(debt))
+        memcpy(free_high_at, pgdat.cpu[cpu].free_high_at, sizeof(free_high_at))
         memset(&pgdat.cpu[cpu], 0, sizeof(cpu_state))
         pgdat.cpu[cpu].owner_seq = seq
         memcpy(pgdat.cpu[cpu].reveal_debt, debt, sizeof(debt))
+        memcpy(pgdat.cpu[cpu].free_high_at, free_high_at, sizeof(free_high_at))
 
 
 cdef int grow_zone(pglist_data *pgdat, int zi, unsigned long nr_pages, zp, int cpu, bint on_demand) except -1:

@@ -39,6 +39,7 @@ from ..machine import OP_ALLOC_BULK, OP_DTYPE, OP_GFP_ZONE_SHIFT, Machine, Trace
 from .kstate import (AllocFactorRefills, FirstDrains, PcpLists, TracedPcpCounts, UntracedPool, ZoneGrowth,
                      real_zone_ranges, seed_pcp_lists, seed_zones, zone_table)
 from .drains import ExplicitDrains, find_explicit_drains
+from .freehigh import FreeHighDrains
 from .reclaim import BalancePgdatRuns, wakes_and_sleeps
 from .workloads import OP_ALLOC, OP_FREE
 
@@ -155,6 +156,7 @@ class _Prepared(NamedTuple):
     upos: np.ndarray            # the untraced frees among the ops (_Matcher.ops)
     alloc_at: tuple             # where their untraced allocations go (_untraced_alloc_at)
     explicit: ExplicitDrains | None
+    free_high: list = []        # the first free_high drains (FreeHighDrains.find); not changed
 
     @property
     def by_owner(self) -> np.ndarray:
@@ -792,6 +794,27 @@ def _alloc_factor_sync(row: dict[str, Any], machines: dict[str, Machine]) -> Cal
     return sync
 
 
+def _free_high_sync(found: list[dict[str, Any]], machines: dict[str, Machine], zone: str, cpu: int,
+                    at: float) -> Callable[[Machine], None]:
+    # Where the kernel's first free_high drain on a (zone, cpu) shows the free_count it
+    # drains from (freehigh.FreeHighDrains), the emulated free_count becomes that
+    # threshold, unless the preset's rule already drains there or the emulated count
+    # is below batch, which no kernel's free_high took (v6.7 on).
+    row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "free_count": {}, "rule": {}, "set": {}}
+    found.append(row)
+
+    def sync(m: Machine) -> None:
+        label = _label_with_zone(machines, m, zone)
+        if label is None:
+            return
+        pcp = m.pcp_state(zone, cpu)
+        row["free_count"][label], row["rule"][label] = pcp["free_count"], pcp["free_high_min_count"]
+        row["set"][label] = pcp["batch"] <= pcp["free_count"] < pcp["free_high_min_count"]
+        if row["set"][label]:
+            m.pcp_set_free_high_at(zone, cpu, pcp["free_count"])
+    return sync
+
+
 def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
                    blocks: int, relisted: int) -> Callable[[Machine], None] | None:
     # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): those
@@ -919,6 +942,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
     compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
     kswapd = BalancePgdatRuns() if start is not None and start.kswapd else None
+    free_highs = None if start is None else FreeHighDrains(start.zoneinfo, cpus)
 
     def prepare(ev: np.ndarray) -> _Prepared:
         # What needs no machine; for the read-ahead it runs while the parse thread reads on.
@@ -935,6 +959,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
                       find_explicit_drains(ev, pcp_owner, zone_starts, compacting,
                                            None if traced_counts is None else traced_counts.count_after))
+        if free_highs is not None:
+            p = p._replace(free_high=free_highs.find(p.set_off, p.by_owner, traced_counts.count_after))
         if traced_counts is not None:
             traced_counts.add(p.by_owner)
         return p
@@ -997,6 +1023,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
                          for at, row in refills.find(prepared.by_owner)]
+            work += [(int(np.searchsorted(sel, at, side="left")),
+                      _free_high_sync(free_highs.found, machines, free_highs.names[z], c, float(ev["timestamp"][at])))
+                     for at, z, c in prepared.free_high]
             if kswapd is not None:
                 work += [(int(np.searchsorted(sel, i, side="left")), _reclaim_active_sync(on))
                          for i, on in kswapd.changes(ev, after and after.ev)]
@@ -1051,6 +1080,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                              "first_drains": first_drains.found, "pin_offset": start.pin_offset,
                              "first_refills": refills.first,
                              "alloc_factor_falls": refills.falls,
+                             "free_high": free_highs.found,
                              "pcp_takes": untraced_takes,
                              "kswapd": {"wakes": stats.events["mm_vmscan_kswapd_wake"],
                                         "sleeps": stats.events["mm_vmscan_kswapd_sleep"],

@@ -103,6 +103,14 @@ def _start_text(result: ReplayResult) -> list[str]:
             out.append(f"  {label}: pcp->alloc_factor fell with no event at {len(falls):,} of the kernel's order-0 "
                        "refills (batch << alloc_factor blocks below what the frees since the refill before leave): "
                        f"set there; the emulated one was higher at {lower:,}")
+    for f in u.get("free_high", ()):
+        for label, count in f["free_count"].items():
+            rule = f["rule"][label]
+            how = ("set there as its threshold" if f["set"][label] else
+                   "the rule drains there already" if count >= rule else "below batch: left to the rule")
+            out.append(f"  {label} {f['zone']} cpu {f['cpu']}: the kernel's first drain at once on a free of order 1..3 "
+                       f"(free_high; the rule: from free_count {rule:,}) came at an emulated free_count of {count:,} "
+                       f"(at {f['timestamp']:.6f}): {how}")
     takes = u.get("pcp_takes")
     if takes and (takes["refills"] or takes["fewer_than_none"]):
         taken = ", ".join(f"{label} {n:,}" for label, n in takes["taken"].items())
