@@ -142,3 +142,16 @@ def test_an_mthp_capture_replays_its_free_high_drains(monkeypatch):
     ruled = replay_capture(MTHP)
     assert ruled.untraced["free_high"] == []
     assert cpu1(ruled)["drain_calls"]["ratio"] < 0.2
+
+
+def test_the_report_says_where_the_free_high_threshold_was_set():
+    from pcpemu.runs.capture_replay import fidelity_on_capture
+    from pcpemu.tools.reportrender import _fidelity, _fidelity_free_high
+    fid = fidelity_on_capture(MTHP, pin_pages=0)
+    text = " ".join(b[1] for b in _fidelity({"fidelity": fid}) if b[0] == "p")
+    row, = fid["untraced"]["free_high"]
+    assert f"Normal CPU 1: {row['free_count']['split']:,} against the rule's 2,604." in text
+    unset = dict(row, set={"split": False})
+    (kind, said), = _fidelity_free_high([unset], "split")
+    assert "(not set: below batch, or the rule drained there already)" in said
+    assert _fidelity_free_high([unset], "single") == [] and _fidelity_free_high([], "split") == []

@@ -231,6 +231,7 @@ def _fidelity(rep: dict[str, Any]) -> list[Block] | None:
             *_fidelity_pcp_takes((fid.get("untraced") or {}).get("pcp_takes"), fid["policy"]),
             *_fidelity_first_refills((fid.get("untraced") or {}).get("first_refills") or [], fid["policy"]),
             *_fidelity_alloc_factor_falls((fid.get("untraced") or {}).get("alloc_factor_falls") or [], fid["policy"]),
+            *_fidelity_free_high((fid.get("untraced") or {}).get("free_high") or [], fid["policy"]),
             *_fidelity_reclaim(fid.get("drain_all", 0), fid.get("compaction_drains", 0),
                                (fid.get("untraced") or {}).get("kswapd")),
             *_fidelity_pcp_locked(fid.get("free_pcp_locked", 0)),
@@ -317,6 +318,20 @@ def _fidelity_alloc_factor_falls(rows: list[dict[str, Any]], policy: str) -> lis
                   "(a refill of batch << alloc_factor blocks below what the frees since the refill before leave; "
                   "only a free lowers it in the emulator's rules): the emulated one was set there, and was higher "
                   f"at {higher:,} of them.")]
+
+
+def _fidelity_free_high(rows: list[dict[str, Any]], policy: str) -> list[Block]:
+    # The free_count from which a free of order 1..3 drains the pcp at once, set where
+    # the kernel's first such drain shows it.
+    cells = [f"{r['zone']} CPU {r['cpu']}: {r['free_count'][policy]:,} against the rule's {r['rule'][policy]:,}"
+             + ("" if r["set"][policy] else " (not set: below batch, or the rule drained there already)")
+             for r in rows if policy in r["set"]]
+    if not cells:
+        return []
+    return [("p", "A free of order 1..3 after another drains the pcp at once (free_high) once the frees since the "
+                  "last allocation (free_count) reach a threshold, batch + high_min / 2 by v6.16's rule; the kernel "
+                  "drained so from a lower free_count, and the emulated free_count where its first such drain came "
+                  "was taken as that pcp's threshold: " + "; ".join(cells) + ".")]
 
 
 def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block]:
