@@ -59,13 +59,25 @@ class FreeHighDrains:
         """
         kind, cpus, pfn = ev["kind"], ev["cpu"], ev["pfn"]
         out = []
-        mine: dict[int, _CpuEvents] = {}
-        for d in set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
-            c = int(cpus[d])
-            z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
+        found = set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8))
+        for c in np.unique(cpus[found]).tolist():
+            evc = _CpuEvents(ev, c)
+            out += self._find_on(evc, found[cpus[found] == c], by_owner, pcp_count)
+        return out
+
+    def _find_on(self, evc: _CpuEvents, found: np.ndarray, by_owner: np.ndarray,
+                 pcp_count: PcpCount) -> list[tuple[int, int, int]]:
+        # find, for the runs one CPU's frees set off (found: their first drains' indexes).
+        out, c = [], evc.cpu
+        before = np.searchsorted(evc.index, found) - 1
+        # A run after a free that is no folio batch's commit (mm_page_free_batched) nor
+        # of order 1..3 is no free_high: most runs of most captures.
+        maybe = (evc.kind[before] == MM_PAGE_FREE_BATCHED) | ((evc.order[before] >= 1)
+                                                               & (evc.order[before] <= PAGE_ALLOC_COSTLY_ORDER))
+        for d in found[maybe].tolist():
+            z = int(np.searchsorted(self.starts, evc.pfn_at(d), side="right")) - 1
             if self.done[z, c]:
                 continue
-            evc = mine.setdefault(c, _CpuEvents(ev, c))
             run = evc.run_at(d)
             if run is None or not evc.follows_high_order(run.free):
                 continue
@@ -93,20 +105,27 @@ class _CpuEvents:
     """One CPU's events of a batch (kind, pfn, order) and their indexes in it."""
 
     def __init__(self, ev: np.ndarray, cpu: int) -> None:
+        self.cpu = cpu
         self.index = np.flatnonzero(ev["cpu"] == cpu)
         self.kind, self.pfn, self.order = (ev[f][self.index] for f in ("kind", "pfn", "order"))
+
+    def pfn_at(self, d: int) -> int:
+        # The pfn of the batch's event d (one of this CPU's).
+        return int(self.pfn[np.searchsorted(self.index, d)])
+
+    def _drains_end(self, start: int) -> int:
+        # Where the run of drains from start ends (the first other event, or the end).
+        other = np.flatnonzero(self.kind[start:] != MM_PAGE_PCPU_DRAIN)
+        return start + int(other[0]) if len(other) else len(self.kind)
 
     def run_at(self, d: int) -> _Run | None:
         # The run of drains starting at batch index d, set off by a commit of order 1..3.
         start = int(np.searchsorted(self.index, d))
-        end = start
-        while end < len(self.kind) and self.kind[end] == MM_PAGE_PCPU_DRAIN:
-            end += 1
         commit = start - 1
         free = self._prepared(commit)
         if free < 0 or not 1 <= self.order[free] <= PAGE_ALLOC_COSTLY_ORDER:
             return None
-        return _Run(start, end, free, commit)
+        return _Run(start, self._drains_end(start), free, commit)
 
     def run_before(self, run: _Run) -> _Run | None:
         # The run the commit just before this run's set off, if it did. A folio
@@ -118,9 +137,8 @@ class _CpuEvents:
             before -= 1
         if before < 0 or self.kind[before] != MM_PAGE_PCPU_DRAIN:
             return None
-        start = before
-        while start > 0 and self.kind[start - 1] == MM_PAGE_PCPU_DRAIN:
-            start -= 1
+        other = np.flatnonzero(self.kind[:before] != MM_PAGE_PCPU_DRAIN)
+        start = int(other[-1]) + 1 if len(other) else 0
         if start == 0:
             return None
         earlier = self.run_at(int(self.index[start]))
@@ -141,11 +159,10 @@ class _CpuEvents:
 
     def _commits_from(self, commit: int) -> np.ndarray:
         # The mm_page_free_batched records of a folio batch from this one on (drains between).
-        end = commit
-        while end < len(self.kind) and self.kind[end] in (MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN):
-            end += 1
-        at = np.arange(commit, end)
-        return at[self.kind[commit:end] == MM_PAGE_FREE_BATCHED]
+        rest = self.kind[commit:]
+        other = np.flatnonzero((rest != MM_PAGE_FREE_BATCHED) & (rest != MM_PAGE_PCPU_DRAIN))
+        end = commit + int(other[0]) if len(other) else len(self.kind)
+        return commit + np.flatnonzero(self.kind[commit:end] == MM_PAGE_FREE_BATCHED)
 
     def _prepared(self, commit: int) -> int:
         # The mm_page_free of a commit: itself, or for an mm_page_free_batched the
