@@ -1,6 +1,7 @@
 """Replay from a traced kernel's state: seeding, untraced frees, the vmstat timer, the
 figures read off kmem events, the comparison and --check."""
 
+import collections
 import io
 import json
 import pathlib
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import pcpemu
+from pcpemu.kernel.gfp import MIGRATETYPE_NAMES
 from pcpemu.kernel.ftrace import (EVENT_DTYPE, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
                                   MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, VMSTAT_UPDATE,
                                   read_event_batches, write_ftrace)
@@ -1268,3 +1270,27 @@ def test_a_capture_replays_alike_on_a_machine_of_more_cpus(tmp_path, cap_result)
     got, want = r.comparison()["per_cpu"], cap_result.comparison()["per_cpu"]
     assert [got[c] for c in (0, 3)] == [{**want[c], "cpu": n} for c, n in ((0, 0), (1, 3))]
     assert all(got[c][f]["kernel"] == got[c][f]["emulated"] == 0 for c in (1, 2) for f in FIGURES)
+
+
+def _seeded_reclaimable_list(types_at, waiting):
+    # 600 of the owner's order-0 pages on CPU 0's Reclaimable list of a zone of Movable
+    # pageblocks but those in types_at: the pageblock type of each page it got.
+    m = Machine(_tiny())
+    types = np.ones(m.config.zone_layout()[0].managed >> 9, np.uint8)
+    for block, mt in types_at.items():
+        types[block] = MIGRATETYPE_NAMES.index(mt)
+    m.seed_zone("Normal", types, np.zeros(0, np.int64), np.zeros(0, np.int8), kstate.UNTRACED)
+    pindex = m.order_to_pindex("Reclaimable", 0)
+    assert m.seed_pcp("Normal", 0, 600, 1000, kstate.UNTRACED, pindex=pindex, waiting=waiting) == 600
+    m.check()
+    return collections.Counter(m.pageblock_migratetype(p) for p in m.pcp_list("Normal", 0, pindex))
+
+
+def test_pcp_seeding_takes_the_list_types_pageblocks_and_leaves_the_scarce_ones():
+    # Pages no trace placed (waiting) take Movable pageblocks after their list's own
+    # type, not the first of any type: the scarce types stay for their own lists.
+    assert _seeded_reclaimable_list({0: "Unmovable", 1: "Unmovable", 2: "Reclaimable"}, True) == \
+        {"Reclaimable": 512, "Movable": 88}
+    # A list the trace showed takes its type's fallbacks next (a Reclaimable refill
+    # steals from Unmovable first), as the traced kernel's pages of that list were.
+    assert _seeded_reclaimable_list({3: "Unmovable"}, False) == {"Unmovable": 512, "Movable": 88}

@@ -301,13 +301,18 @@ cdef int seed_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, c
 
 
 cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssize_t n, int high,
-                        uint64_t owner) except -1:
-    """Put n of the owner's pages on one pcp list (blocks of pindex's order, from
-    pageblocks of the list's migratetype first, then any) and set that pcp's high.
-    Returns how many blocks went on the list."""
+                        uint64_t owner, bint waiting) except -1:
+    """Put n of the owner's pages on one pcp list (blocks of pindex's order) and set
+    that pcp's high. Returns how many blocks went on the list. The blocks come from
+    pageblocks of the list's migratetype first, then (a list the trace showed) of the
+    types a refill of it falls back to (fallbacks[]), or (waiting: pages the trace has
+    not placed) of Movable ones, the most plentiful, so that the scarce types stay for
+    the lists of their own type, whose pages a free sends back there as the traced
+    kernel's did; then any."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef per_cpu_pages *pcp
-    cdef int order, mt, want, pass_
+    cdef int order, mt, want, k
+    cdef int from_type[4]
     cdef Py_ssize_t got = 0
     cdef unsigned long pfn, size
     cdef long found
@@ -320,13 +325,20 @@ cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssi
     for want in range(MIGRATE_PCPTYPES):
         if pgdat.pindex[order][want] == pindex:
             mt = want
+    from_type[:] = [-2, -2, -2, -1]             # -2: no pass; -1: any type
+    if mt >= 0:
+        from_type[0] = mt
+        if waiting:
+            from_type[1] = MIGRATE_MOVABLE if mt != MIGRATE_MOVABLE else -2
+        else:
+            from_type[1], from_type[2] = fallbacks[mt][0], fallbacks[mt][1]
     with nogil:
-        for pass_ in range(2):
-            if pass_ == 0 and mt < 0:
+        for k in range(4):
+            if from_type[k] == -2:
                 continue
             pfn = z.managed_start
             while got < n:
-                found = find_untraced_block(pgdat, z, pfn, order, mt if pass_ == 0 else -1, owner)
+                found = find_untraced_block(pgdat, z, pfn, order, from_type[k], owner)
                 if found < 0:
                     break
                 pcp_add_untraced(pgdat, pcp, found, order, pindex, mt, cpu)

@@ -242,27 +242,19 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
     notes = list(zones.notes)
     real = {z["name"]: z for z in zoneinfo["zones"] if z.get("managed")}
     for zp in m.populated_zones:
+        sets = [p for p in real[zp.name]["pagesets"] if p["cpu"] < m.config.cpus]
+        # The lists the trace shows were full (PcpLists), every CPU's, before the pages
+        # it does not place: those take the plentiful pageblock types (Machine.seed_pcp).
+        shown = [_seed_shown_lists(m, zp, p, (pcp_lists or {}).get((zp.name, p["cpu"])) or {}) for p in sets]
         pcp = []
-        for p in real[zp.name]["pagesets"]:
-            if p["cpu"] >= m.config.cpus:
-                continue
-            high = p.get("high", zp.high_min)
-            left = p.get("count", 0)
-            lists = {}
-            # The lists the trace shows were full (PcpLists), then the rest on Movable order 0.
-            for pindex, blocks in sorted(((pcp_lists or {}).get((zp.name, p["cpu"])) or {}).items()):
-                size = 1 << int(m.pindex_order[pindex])
-                n = min(blocks, left // size)
-                if n:
-                    lists[pindex] = m.seed_pcp(zp.name, p["cpu"], n, high, UNTRACED, pindex=pindex)
-                    left -= lists[pindex] * size
+        for p, (high, left, lists) in zip(sets, shown):
             # The rest wait on the first list of the chain whose start the trace did not
             # show exactly. Fewer pages than one of its blocks are left over only when
             # every list before it was shown exactly: those pages were on none of them
             # when the trace began (the count moved after zoneinfo was read) and stay off.
             rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
             want = left >> int(m.pindex_order[rest])
-            n = m.seed_pcp(zp.name, p["cpu"], want, high, UNTRACED, pindex=rest)
+            n = m.seed_pcp(zp.name, p["cpu"], want, high, UNTRACED, pindex=rest, waiting=True)
             lists[rest] = lists.get(rest, 0) + n
             rest_pages = n << int(m.pindex_order[rest])
             placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
@@ -282,6 +274,21 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
                  "(zoneinfo prints only each CPU's count)")
     m.reset_stats()
     return Seed(report, notes)
+
+
+def _seed_shown_lists(m: Machine, zp: Any, pageset: dict, blocks: dict[int, int]) -> tuple[int, int, dict[int, int]]:
+    # One CPU's lists the trace shows were full, on seed_pcp_lists' zone: its high,
+    # the pages of zoneinfo's count still to place, and blocks per pindex placed.
+    high = pageset.get("high", zp.high_min)
+    left = pageset.get("count", 0)
+    lists = {}
+    for pindex, want in sorted(blocks.items()):
+        size = 1 << int(m.pindex_order[pindex])
+        n = min(want, left // size)
+        if n:
+            lists[pindex] = m.seed_pcp(zp.name, pageset["cpu"], n, high, UNTRACED, pindex=pindex)
+            left -= lists[pindex] * size
+    return high, left, lists
 
 
 def real_zone_ranges(zoneinfo: dict) -> list[tuple[str, int, int]]:
