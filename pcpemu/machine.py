@@ -522,18 +522,16 @@ class Machine:
         self._core.seed_zone(zi, np.ascontiguousarray(block_types, np.uint8), pfns,
                              np.ascontiguousarray(free_orders, np.int8), np.argsort(pfns, kind="stable"), owner)
 
-    def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int, pindex: int | None = None,
-                 waiting: bool = False) -> int:
+    def seed_pcp(self, zone: str, cpu: int, count: int, high: int, owner: int, pindex: int | None = None) -> int:
         """Put ``count`` blocks of ``owner``'s pages on a CPU's pcp list ``pindex``
         (default Movable order 0) and set its high; returns how many went on. The
         blocks come from pageblocks of the list's type, then of the types a refill of
-        it falls back to, then any; ``waiting`` (pages no trace placed): of the list's
-        type, then Movable, then any."""
+        it falls back to, then any."""
         pindex = self.order_to_pindex("Movable", 0) if pindex is None else pindex
         if not 0 <= pindex < self.nr_pcp_lists:
             raise PcpemuError(f"pindex {pindex} is outside 0..{self.nr_pcp_lists - 1}")
         return self._core.seed_pcp(self._zone_idx(zone, "seed_pcp"), self._int(cpu, "cpu", "seed_pcp"), pindex,
-                                   int(count), int(high), owner, bool(waiting))
+                                   int(count), int(high), owner)
 
     def pcp_untraced_move(self, zone: str, cpu: int, delta: int, pindex: int | None = None) -> int:
         """Put ``delta`` pages of the untraced owner's on a CPU's pcp list ``pindex``

@@ -1272,7 +1272,7 @@ def test_a_capture_replays_alike_on_a_machine_of_more_cpus(tmp_path, cap_result)
     assert all(got[c][f]["kernel"] == got[c][f]["emulated"] == 0 for c in (1, 2) for f in FIGURES)
 
 
-def _seeded_reclaimable_list(types_at, waiting):
+def _seeded_reclaimable_list(types_at):
     # 600 of the owner's order-0 pages on CPU 0's Reclaimable list of a zone of Movable
     # pageblocks but those in types_at: the pageblock type of each page it got.
     m = Machine(_tiny())
@@ -1281,16 +1281,37 @@ def _seeded_reclaimable_list(types_at, waiting):
         types[block] = MIGRATETYPE_NAMES.index(mt)
     m.seed_zone("Normal", types, np.zeros(0, np.int64), np.zeros(0, np.int8), kstate.UNTRACED)
     pindex = m.order_to_pindex("Reclaimable", 0)
-    assert m.seed_pcp("Normal", 0, 600, 1000, kstate.UNTRACED, pindex=pindex, waiting=waiting) == 600
+    assert m.seed_pcp("Normal", 0, 600, 1000, kstate.UNTRACED, pindex=pindex) == 600
     m.check()
     return collections.Counter(m.pageblock_migratetype(p) for p in m.pcp_list("Normal", 0, pindex))
 
 
-def test_pcp_seeding_takes_the_list_types_pageblocks_and_leaves_the_scarce_ones():
-    # Pages no trace placed (waiting) take Movable pageblocks after their list's own
-    # type, not the first of any type: the scarce types stay for their own lists.
-    assert _seeded_reclaimable_list({0: "Unmovable", 1: "Unmovable", 2: "Reclaimable"}, True) == \
-        {"Reclaimable": 512, "Movable": 88}
-    # A list the trace showed takes its type's fallbacks next (a Reclaimable refill
-    # steals from Unmovable first), as the traced kernel's pages of that list were.
-    assert _seeded_reclaimable_list({3: "Unmovable"}, False) == {"Unmovable": 512, "Movable": 88}
+def test_pcp_seeding_takes_the_list_types_pageblocks_then_its_fallbacks():
+    # After its own type, a list takes the types a refill of it falls back to, in
+    # fallbacks[] order (a Reclaimable refill steals from Unmovable first), not the
+    # first of any type: where the traced kernel's pages of that list most likely lay.
+    assert _seeded_reclaimable_list({0: "Movable", 3: "Reclaimable", 4: "Unmovable"}) == \
+        {"Reclaimable": 512, "Unmovable": 88}
+    assert _seeded_reclaimable_list({3: "Unmovable"}) == {"Unmovable": 512, "Movable": 88}
+
+
+def test_lists_the_trace_shows_are_seeded_before_any_cpus_waiting_pages():
+    # One Unmovable pageblock (512 of the owner's pages) among Movable ones. CPU 1's
+    # Unmovable list, shown holding 100 pages, gets them from it, though CPU 0's 600
+    # waiting pages wait on Unmovable order 0 too (its Movable and Reclaimable lists
+    # shown empty) and would have taken every one had they gone on first.
+    m = Machine(_tiny())
+    types = np.ones(m.config.zone_layout()[0].managed >> 9, np.uint8)
+    types[3] = MIGRATETYPE_NAMES.index("Unmovable")
+    m.seed_zone("Normal", types, np.zeros(0, np.int64), np.zeros(0, np.int8), kstate.UNTRACED)
+    unmovable = m.order_to_pindex("Unmovable", 0)
+    zi = {"zones": [{"name": "Normal", "managed": 1,
+                     "pagesets": [{"cpu": 0, "count": 600, "high": 1000}, {"cpu": 1, "count": 100, "high": 1000}]}]}
+    shown_empty = {m.order_to_pindex("Movable", 0), m.order_to_pindex("Reclaimable", 0)}
+    seed = kstate.seed_pcp_lists(m, zi, kstate.Seed({"Normal": {}}, []), {("Normal", 1): {unmovable: 100}},
+                                 {("Normal", 0): shown_empty})
+    assert [p["lists"] for p in seed.zones["Normal"]["pcp"]] == [{unmovable: 600}, {unmovable: 100}]
+    on = {cpu: collections.Counter(m.pageblock_migratetype(p) for p in m.pcp_list("Normal", cpu, unmovable))
+          for cpu in (0, 1)}
+    assert on == {0: {"Unmovable": 412, "Movable": 188}, 1: {"Unmovable": 100}}
+    m.check()

@@ -572,8 +572,8 @@ cdef class Allocator:
                   const int64_t[::1] up, uint64_t owner):
         seed_zone(&self.pgdat, zi, block_types, pfns, orders, up, owner)
 
-    def seed_pcp(self, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner, bint waiting):
-        return seed_pcp(&self.pgdat, zi, cpu, pindex, n, high, owner, waiting)
+    def seed_pcp(self, int zi, int cpu, int pindex, Py_ssize_t n, int high, uint64_t owner):
+        return seed_pcp(&self.pgdat, zi, cpu, pindex, n, high, owner)
 
     def pcp_untraced_move(self, int zi, int cpu, long delta, int pindex):
         self.check_zone_arg(zi, "pcp_untraced_move")

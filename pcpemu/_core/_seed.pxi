@@ -301,14 +301,13 @@ cdef int seed_zone(pglist_data *pgdat, int zi, const uint8_t[::1] block_types, c
 
 
 cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssize_t n, int high,
-                        uint64_t owner, bint waiting) except -1:
+                        uint64_t owner) except -1:
     """Put n of the owner's pages on one pcp list (blocks of pindex's order) and set
     that pcp's high. Returns how many blocks went on the list. The blocks come from
-    pageblocks of the list's migratetype first, then (a list the trace showed) of the
-    types a refill of it falls back to (fallbacks[]), or (waiting: pages the trace has
-    not placed) of Movable ones, the most plentiful, so that the scarce types stay for
-    the lists of their own type, whose pages a free sends back there as the traced
-    kernel's did; then any."""
+    pageblocks of the list's migratetype first, then of the types a refill of it
+    falls back to (fallbacks[]), then any: where the traced kernel's pages of that
+    list most likely lay, and where a free sends each back to (free_frozen_pages
+    takes the pageblock's type)."""
     cdef zone *z = &pgdat.node_zones[zi]
     cdef per_cpu_pages *pcp
     cdef int order, mt, want, k
@@ -327,11 +326,7 @@ cdef Py_ssize_t seed_pcp(pglist_data *pgdat, int zi, int cpu, int pindex, Py_ssi
             mt = want
     from_type[:] = [-2, -2, -2, -1]             # -2: no pass; -1: any type
     if mt >= 0:
-        from_type[0] = mt
-        if waiting:
-            from_type[1] = MIGRATE_MOVABLE if mt != MIGRATE_MOVABLE else -2
-        else:
-            from_type[1], from_type[2] = fallbacks[mt][0], fallbacks[mt][1]
+        from_type[:3] = [mt, fallbacks[mt][0], fallbacks[mt][1]]
     with nogil:
         for k in range(4):
             if from_type[k] == -2:

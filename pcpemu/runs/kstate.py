@@ -244,7 +244,8 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
     for zp in m.populated_zones:
         sets = [p for p in real[zp.name]["pagesets"] if p["cpu"] < m.config.cpus]
         # The lists the trace shows were full (PcpLists), every CPU's, before the pages
-        # it does not place: those take the plentiful pageblock types (Machine.seed_pcp).
+        # it does not place, which would take the scarce pageblock types' pages from
+        # the lists of those types (Machine.seed_pcp).
         shown = [_seed_shown_lists(m, zp, p, (pcp_lists or {}).get((zp.name, p["cpu"])) or {}) for p in sets]
         pcp = []
         for p, (high, left, lists) in zip(sets, shown):
@@ -254,7 +255,7 @@ def seed_pcp_lists(m: Machine, zoneinfo: dict, zones: Seed,
             # when the trace began (the count moved after zoneinfo was read) and stay off.
             rest = _rest_list(m, (pcp_exact or {}).get((zp.name, p["cpu"]), set()))
             want = left >> int(m.pindex_order[rest])
-            n = m.seed_pcp(zp.name, p["cpu"], want, high, UNTRACED, pindex=rest, waiting=True)
+            n = m.seed_pcp(zp.name, p["cpu"], want, high, UNTRACED, pindex=rest)
             lists[rest] = lists.get(rest, 0) + n
             rest_pages = n << int(m.pindex_order[rest])
             placed = sum(n << int(m.pindex_order[i]) for i, n in lists.items())
