@@ -287,11 +287,9 @@ def _fidelity_first_drains(rows: list[dict[str, Any]], policy: str) -> list[Bloc
              if policy in r["pages"] else
              f"{r['zone']} CPU {r['cpu']} none (the emulated zone was below high, where a free drains below high)"
              for r in rows if policy in r["pages"] or policy in r.get("zone_flagged", ())]
-    if not cells:
-        return []
-    return [("p", "Where the kernel's first drain on each pcp pins its count (set off by a free: count stood at "
-                  "high; by the vmstat worker: at the decayed high plus the pages drained), the emulated count was "
-                  "set to match, just before (later drains are the emulator's own): " + "; ".join(cells) + ".")]
+    return _per_pcp("Where the kernel's first drain on each pcp pins its count (set off by a free: count stood at "
+                    "high; by the vmstat worker: at the decayed high plus the pages drained), the emulated count was "
+                    "set to match, just before (later drains are the emulator's own): ", cells)
 
 
 def _fidelity_first_refills(rows: list[dict[str, Any]], policy: str) -> list[Block]:
@@ -300,12 +298,10 @@ def _fidelity_first_refills(rows: list[dict[str, Any]], policy: str) -> list[Blo
              + (f"{r['alloc_factor']}" if r["alloc_factor"] is not None else f"at least {r['at_least']}")
              + f" (the emulator's was {r['was'][policy]})"
              for r in rows if policy in r["was"]]
-    if not cells:
-        return []
-    return [("p", "pcp->alloc_factor, the doublings of the next order-0 refill, which /proc does not print, was "
-                  "set where the kernel's first order-0 refill on each pcp shows it (batch << alloc_factor blocks; a "
-                  "refill high - count capped shows only that batch << alloc_factor was above its blocks, and "
-                  "raises a lower one to the least that allows): " + "; ".join(cells) + ".")]
+    return _per_pcp("pcp->alloc_factor, the doublings of the next order-0 refill, which /proc does not print, was "
+                    "set where the kernel's first order-0 refill on each pcp shows it (batch << alloc_factor blocks; a "
+                    "refill high - count capped shows only that batch << alloc_factor was above its blocks, and "
+                    "raises a lower one to the least that allows): ", cells)
 
 
 def _fidelity_alloc_factor_falls(rows: list[dict[str, Any]], policy: str) -> list[Block]:
@@ -326,12 +322,15 @@ def _fidelity_free_high(rows: list[dict[str, Any]], policy: str) -> list[Block]:
     cells = [f"{r['zone']} CPU {r['cpu']}: {r['free_count'][policy]:,} against the rule's {r['rule'][policy]:,}"
              + ("" if r["set"][policy] else " (not set: below batch, or the rule drained there already)")
              for r in rows if policy in r["set"]]
-    if not cells:
-        return []
-    return [("p", "A free of order 1..3 after another drains the pcp at once (free_high) once the frees since the "
-                  "last allocation (free_count) reach a threshold, batch + high_min / 2 by v6.16's rule; the kernel "
-                  "drained so from a lower free_count, and the emulated free_count where its first such drain came "
-                  "was taken as that pcp's threshold: " + "; ".join(cells) + ".")]
+    return _per_pcp("A free of order 1..3 after another drains the pcp at once (free_high) once the frees since the "
+                    "last allocation (free_count) reach a threshold, batch + high_min / 2 by v6.16's rule; the kernel "
+                    "drained so from a lower free_count, and the emulated free_count where its first such drain came "
+                    "was taken as that pcp's threshold: ", cells)
+
+
+def _per_pcp(intro: str, cells: list[str]) -> list[Block]:
+    # A paragraph of what the replay set on each pcp; none when it set nothing.
+    return [("p", intro + "; ".join(cells) + ".")] if cells else []
 
 
 def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block]:
