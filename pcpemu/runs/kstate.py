@@ -391,7 +391,8 @@ class FirstDrains:
         kind, cpus, pfn = ev["kind"], ev["cpu"], ev["pfn"]
         out = []
         mine: dict[int, tuple[np.ndarray, dict]] = {}          # per CPU: its events' indexes and fields
-        for d in set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8)).tolist():
+        found = set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8))
+        for d in found[_may_pin(ev, found)].tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
             if self.done[z, c]:
@@ -440,6 +441,23 @@ class FirstDrains:
         if end == len(kind) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
         return int(ic[x]), drained
+
+
+def _may_pin(ev: np.ndarray, found: np.ndarray) -> np.ndarray:
+    # Of the drain runs set_off_drains found, those FirstDrains looks at: after a
+    # free of order 0, a vmstat worker run, or a folio batch's commit of a page an
+    # order-0 mm_page_free of the batch shows. The others (mTHP frees set off
+    # thousands) pin nothing (FirstDrains._by_free), and are left out in one pass.
+    kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
+    keep = np.zeros(len(found), bool)
+    for c in np.unique(cpus[found]).tolist():
+        ic = np.flatnonzero(cpus == c)
+        sel = cpus[found] == c
+        x = ic[np.searchsorted(ic, found[sel]) - 1]        # the CPU's event before each run
+        order0 = np.unique(pfn[ic][(kind[ic] == MM_PAGE_FREE) & (order[ic] == 0)])
+        keep[sel] = ((kind[x] == VMSTAT_UPDATE) | ((kind[x] == MM_PAGE_FREE) & (order[x] == 0))
+                     | ((kind[x] == MM_PAGE_FREE_BATCHED) & np.isin(pfn[x], order0)))
+    return keep
 
 
 def batched_to_drain(blocks: list[int], batch: int) -> int:
