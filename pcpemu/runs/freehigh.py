@@ -173,13 +173,12 @@ class _CpuEvents:
             return commit
         if self.kind[commit] != MM_PAGE_FREE_BATCHED:
             return -1
-        seen = 0                                # frees of the folio batch, not the drains between
-        for j in range(commit - 1, -1, -1):
-            if self.kind[j] == MM_PAGE_PCPU_DRAIN:
-                continue
-            if self.kind[j] == MM_PAGE_FREE and self.pfn[j] == self.pfn[commit]:
-                return j
-            seen += 1
-            if seen >= 2 * _FOLIO_BATCH:
+        # Among the events of the folio batch before it (drains between them skipped),
+        # looked for in a window that widens until it holds them.
+        for span in (256, 8192, commit):
+            lo = max(0, commit - span)
+            before = (lo + np.flatnonzero(self.kind[lo:commit] != MM_PAGE_PCPU_DRAIN))[-2 * _FOLIO_BATCH:]
+            if len(before) == 2 * _FOLIO_BATCH or lo == 0:
                 break
-        return -1
+        hit = before[(self.kind[before] == MM_PAGE_FREE) & (self.pfn[before] == self.pfn[commit])]
+        return int(hit[-1]) if len(hit) else -1
