@@ -28,7 +28,7 @@ import numpy as np
 from .._replay import set_off_drains
 from ..kernel.config import PAGE_ALLOC_COSTLY_ORDER
 from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
-from .kstate import _FOLIO_BATCH, _pcp_batches, real_zone_ranges, zone_table
+from .kstate import FOLIO_BATCH, pcp_batches, real_zone_ranges, zone_table
 
 __all__ = ["FreeHighDrains"]
 
@@ -43,7 +43,7 @@ class FreeHighDrains:
 
     def __init__(self, zoneinfo: dict, nr_cpus: int) -> None:
         self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
-        self.batches = _pcp_batches(zoneinfo)
+        self.batches = pcp_batches(zoneinfo)
         self.done = np.zeros((len(self.names), nr_cpus), bool)
         #: one row per (zone, CPU) found, filled in by the replay (see replay._free_high_sync)
         self.found: list[dict[str, Any]] = []
@@ -177,8 +177,8 @@ class _CpuEvents:
         # looked for in a window that widens until it holds them.
         for span in (256, 8192, commit):
             lo = max(0, commit - span)
-            before = (lo + np.flatnonzero(self.kind[lo:commit] != MM_PAGE_PCPU_DRAIN))[-2 * _FOLIO_BATCH:]
-            if len(before) == 2 * _FOLIO_BATCH or lo == 0:
+            before = (lo + np.flatnonzero(self.kind[lo:commit] != MM_PAGE_PCPU_DRAIN))[-2 * FOLIO_BATCH:]
+            if len(before) == 2 * FOLIO_BATCH or lo == 0:
                 break
         hit = before[(self.kind[before] == MM_PAGE_FREE) & (self.pfn[before] == self.pfn[commit])]
         return int(hit[-1]) if len(hit) else -1

@@ -28,9 +28,9 @@ from .._replay import (carve_free_blocks, learn_block_types, pcp_count_moves, pc
                        set_off_drains)
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
-           "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "real_zone_ranges", "seed_machine", "seed_pcp_lists",
-           "seed_zones", "zone_table"]
+__all__ = ["FOLIO_BATCH", "PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
+           "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "pcp_batches", "real_zone_ranges", "seed_machine",
+           "seed_pcp_lists", "seed_zones", "zone_table"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -41,7 +41,7 @@ _SEEDED_TYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic")
 _NO_BULK = (np.zeros(0, np.int64),) * 4
 #: Folios free_unref_folios takes at once (PAGEVEC_SIZE): it traces each one's
 #: mm_page_free, then commits them one by one, each with an mm_page_free_batched.
-_FOLIO_BATCH = 31
+FOLIO_BATCH = 31
 
 
 @dataclasses.dataclass
@@ -304,7 +304,7 @@ def zone_table(ranges: list[tuple[str, int, int]]) -> tuple[list[str], np.ndarra
             np.array([r[2] for r in ranges], np.int64))
 
 
-def _pcp_batches(zoneinfo: dict) -> dict[tuple[str, int], int]:
+def pcp_batches(zoneinfo: dict) -> dict[tuple[str, int], int]:
     # pcp->batch per (zone, cpu), as a zoneinfo dump prints it.
     return {(z["name"], p["cpu"]): p["batch"] for z in zoneinfo["zones"] for p in z.get("pagesets", ())
             if p.get("batch")}
@@ -375,7 +375,7 @@ class FirstDrains:
                  decay_batched: bool = False) -> None:
         self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
         self.pcp_orders = pcp_orders
-        batches = _pcp_batches(zoneinfo)
+        batches = pcp_batches(zoneinfo)
         self.batches = batches if decay_batched else {}
         # A worker drain of batch << CONFIG_PCP_BATCH_SCALE_MAX pages may have been capped: it pins nothing.
         self.full_drain = {pcp: batch << batch_scale_max for pcp, batch in batches.items()}
@@ -414,7 +414,7 @@ class FirstDrains:
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         drain = x + 1
         if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
-            x = next((j for j in range(x - 1, max(x - 2 * _FOLIO_BATCH, -1), -1)
+            x = next((j for j in range(x - 1, max(x - 2 * FOLIO_BATCH, -1), -1)
                       if kind[j] == MM_PAGE_FREE and pfn[j] == pfn[x]), -1)
         # A drain of the same batch of folios before this one took pages the frees
         # counted below do not show.
@@ -502,7 +502,7 @@ class AllocFactorRefills:
 
     def __init__(self, zoneinfo: dict, nr_cpus: int, pcp_orders: np.ndarray, batch_scale_max: int) -> None:
         self.names, self.starts, self.ends = zone_table(real_zone_ranges(zoneinfo))
-        self.batch = _pcp_batches(zoneinfo)
+        self.batch = pcp_batches(zoneinfo)
         self.pcp_orders = np.ascontiguousarray(pcp_orders, np.uint8)
         self.scale_max = batch_scale_max
         nz = len(self.names)
