@@ -142,7 +142,7 @@ def test_a_first_drain_pins_nothing_in_a_zone_below_high(dump, pt):
         m.grow_zone("Normal", 1024, ZoneGrowth(dump, pt, cfg, [z.name for z in m.populated_zones]).grow("Normal", 1024),
                     cpu=1, on_demand=on_demand)
         first = FirstDrains(dump, cfg.cpus, np.ones(11, bool), 5)
-        _first_drain_sync(first, PcpLists(m, dump), {"x": m}, "Normal", 0, "free", 10, 1.0)(m)
+        _first_drain_sync(first, PcpLists(m, dump), {"x": m}, "Normal", 0, "free", 10, 0, 1.0)(m)
         rows[on_demand] = first.found[0]
     assert rows[False]["zone_flagged"] == [] and "x" in rows[False]["pages"]
     assert rows[True]["zone_flagged"] == ["x"] and rows[True]["pages"] == {} and rows[True]["moved"] == {}

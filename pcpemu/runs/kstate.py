@@ -382,17 +382,18 @@ class FirstDrains:
         self.done = np.zeros((len(self.names), nr_cpus), bool)
         self.found: list[dict[str, Any]] = []
 
-    def find(self, ev: np.ndarray) -> list[tuple[int, int, int, str, int]]:
+    def find(self, ev: np.ndarray) -> list[tuple[int, int, int, str, int, int]]:
         """The first such drains in a batch of the kernel's events, each as (event
         index the sync goes before, zone index, cpu, what set it off: "free" or
-        "vmstat_update", pages). For a free: before its run of frees (the batch's start
-        at most), pages the run freed to that pcp up to the free that set it off. For
-        the worker: before its run, pages drained from that pcp."""
+        "vmstat_update", pages, order-0 pages). For a free: before its run of frees
+        (the batch's start at most), pages the run freed to that pcp up to the free
+        that set it off. For the worker: before its run, pages drained from that pcp,
+        and of them the order-0 pages, which its order-0 lists held then (0 for a free)."""
         kind, cpus, pfn = ev["kind"], ev["cpu"], ev["pfn"]
         out = []
         mine: dict[int, tuple[np.ndarray, dict]] = {}          # per CPU: its events' indexes and fields
-        found = set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8))
-        for d in found[_may_pin(ev, found)].tolist():
+        runs = set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8))
+        for d in runs[_may_pin(ev, runs)].tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
             if self.done[z, c]:
@@ -406,10 +407,10 @@ class FirstDrains:
             found = self._by_worker(evc, ic, x, z, c) if by_worker else self._by_free(evc, ic, x, z)
             if found is not None:
                 self.done[z, c] = True
-                out.append((found[0], z, c, "vmstat_update" if by_worker else "free", found[1]))
+                out.append((found[0], z, c, "vmstat_update" if by_worker else "free", *found[1:]))
         return out
 
-    def _by_free(self, evc: dict, ic: np.ndarray, x: int, z: int) -> tuple[int, int] | None:
+    def _by_free(self, evc: dict, ic: np.ndarray, x: int, z: int) -> tuple[int, int, int] | None:
         # evc: one CPU's events (kind, pfn, order), ic: their indexes in the batch.
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         drain = x + 1
@@ -426,9 +427,9 @@ class FirstDrains:
         mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
             & (order[run] >= 0)
         freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
-        return (int(ic[r]) if r > 0 else 0), freed
+        return (int(ic[r]) if r > 0 else 0), freed, 0
 
-    def _by_worker(self, evc: dict, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int] | None:
+    def _by_worker(self, evc: dict, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int, int] | None:
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         end = x + 1
         while end < len(kind) and kind[end] == MM_PAGE_PCPU_DRAIN:
@@ -440,7 +441,7 @@ class FirstDrains:
         drained = batched_to_drain(blocks.tolist(), batch) if batch else int(blocks.sum())
         if end == len(kind) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
-        return int(ic[x]), drained
+        return int(ic[x]), drained, int((order[run][mine] == 0).sum())
 
 
 def _may_pin(ev: np.ndarray, found: np.ndarray) -> np.ndarray:

@@ -700,7 +700,7 @@ def _insert_before(ops: np.ndarray, sel: np.ndarray, new: np.ndarray, at: np.nda
 
 
 def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, Machine], zone: str, cpu: int,
-                      how: str, pages: int, at: float, shift: int = 0) -> Callable[[Machine], None]:
+                      how: str, pages: int, order0: int, at: float, shift: int = 0) -> Callable[[Machine], None]:
     # The emulated count set where the kernel's first drain on (zone, cpu) pins its
     # count (kstate.FirstDrains): before the run of frees that led up to it, so that
     # the free that set it off, ``pages`` freed on, reaches the emulated high; or before
@@ -712,7 +712,10 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
     # starting pages the trace has not placed wait (PcpLists.wait_more), so that they
     # move on with them when the trace shows that list empty, rather than stay under
     # the allocations of a list the kernel was refilling. ``shift`` pages more are set
-    # (StartState.pin_offset).
+    # (StartState.pin_offset). A worker's pin that takes pages off leaves the order-0
+    # lists the ``order0`` pages its run drained from them, which they held then
+    # (decay_pcp_high drains from the first list on), and takes the rest in whole
+    # blocks of the waiting list (_give_back).
     row: dict[str, Any] = {"zone": zone, "cpu": cpu, "timestamp": at, "set_off_by": how, "pages": {}, "moved": {},
                            "why": {}, "zone_flagged": []}
     first.found.append(row)
@@ -732,13 +735,28 @@ def _first_drain_sync(first: FirstDrains, lists: PcpLists, machines: dict[str, M
             row["moved"][label], row["why"][label] = 0, "past a whole drain: the emulated high differs"
             return
         waiting = lists.waiting_list(zone, cpu)
-        want = _in_blocks(m, offset + shift, waiting)
+        want = (-_give_back(m, zone, cpu, waiting, -(offset + shift), order0) if offset + shift < 0 and order0
+                else _in_blocks(m, offset + shift, waiting))
         row["moved"][label] = moved = m.pcp_untraced_move(zone, cpu, want, waiting)
         row["why"][label] = ("" if moved == offset + shift else "lists or untraced owner ran out" if moved != want
                              else f"whole blocks of order {int(m.pindex_order[waiting])}, where the rest waits")
         if m is next(iter(machines.values())):
             lists.wait_more(zone, cpu, moved)
     return sync
+
+
+def _give_back(m: Machine, zone: str, cpu: int, waiting: int | None, pages: int, order0: int) -> int:
+    # How many of ``pages`` a worker's pin takes off: order-0 pages down to the
+    # ``order0`` its run drained from the order-0 lists, then whole blocks of a
+    # waiting list of a higher order, the nearest number (pcp_untraced_move takes the
+    # waiting list's blocks that fit first, then the order-0 lists' pages).
+    lists0 = [m.order_to_pindex(t, 0) for t in ("Unmovable", "Movable", "Reclaimable")]
+    take0 = min(pages, max(sum(len(m.pcp_list(zone, cpu, i)) for i in lists0) - order0, 0))
+    size = 1 << int(m.pindex_order[waiting]) if waiting is not None else 1
+    if size == 1:
+        return take0
+    rest = pages - take0
+    return take0 + min((rest + size // 2) // size * size, len(m.pcp_list(zone, cpu, waiting)) * size)
 
 
 def _in_blocks(m: Machine, pages: int, pindex: int | None) -> int:
@@ -1015,8 +1033,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             if first_drains is not None:
                 work += [(int(np.searchsorted(sel, r, side="left")),
                           _first_drain_sync(first_drains, lists, machines, first_drains.names[z], c, how, pages,
-                                            float(ev["timestamp"][r]), start.pin_offset))
-                         for r, z, c, how, pages in first_drains.find(prepared.set_off)]
+                                            order0, float(ev["timestamp"][r]), start.pin_offset))
+                         for r, z, c, how, pages, order0 in first_drains.find(prepared.set_off)]
             if lists is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
                          if (fn := _untraced_take(untraced_takes, machines, *take)) is not None]
