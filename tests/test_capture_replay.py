@@ -157,42 +157,46 @@ def test_pages_move_onto_and_off_the_list_named():
         m.pcp_untraced_move("Normal", 1, 1, m.nr_pcp_lists)
 
 
+def _pin_on_cpu1(mt, order):
+    # A seeded machine whose CPU 1 waits its unplaced pages on the list of (mt, order),
+    # the PcpLists and FirstDrains a first-drain pin works with, the zone's index and
+    # that list's pindex.
+    m, zi, seed = _seeded()
+    lists = kstate.PcpLists(m, zi)
+    lists.stream_from(seed)
+    z = lists.pool.names.index("Normal")
+    lists.rest[z, 1] = waiting = m.order_to_pindex(mt, order)
+    first = kstate.FirstDrains(zi, m.config.cpus, np.ones(11, bool), m.config.pcp_batch_scale_max)
+    return m, lists, z, first, waiting
+
+
+def _order0_pages(m, cpu):
+    return sum(len(m.pcp_list("Normal", cpu, m.order_to_pindex(t, 0))) for t in ("Unmovable", "Movable", "Reclaimable"))
+
+
 def test_a_worker_pin_leaves_the_order0_pages_its_run_drained():
     # The kernel's worker run drained order-0 pages first (decay_pcp_high starts at the
     # first list), so its order-0 lists held them: a pin that takes pages off leaves
     # them and takes the rest in whole blocks of the waiting THP list, the nearest
     # number (it took every order-0 page and emptied the lists the run drained).
     from pcpemu.runs.replay import _first_drain_sync
-    m, zi, seed = _seeded()
-    lists = kstate.PcpLists(m, zi)
-    lists.stream_from(seed)
-    z = lists.pool.names.index("Normal")
-    lists.rest[z, 1] = thp = m.order_to_pindex("Movable", 9)
-    high = m.pcp_state("Normal", 1)["high"]
-    assert m.seed_pcp("Normal", 1, 3, high, kstate.UNTRACED, pindex=thp) == 3
-    order0 = sum(len(m.pcp_list("Normal", 1, m.order_to_pindex(t, 0))) for t in ("Unmovable", "Movable", "Reclaimable"))
-    st = m.pcp_state("Normal", 1)
-    first = kstate.FirstDrains(zi, m.config.cpus, np.ones(11, bool), m.config.pcp_batch_scale_max)
+    m, lists, z, first, thp = _pin_on_cpu1("Movable", 9)
+    assert m.seed_pcp("Normal", 1, 3, m.pcp_state("Normal", 1)["high"], kstate.UNTRACED, pindex=thp) == 3
+    order0, st = _order0_pages(m, 1), m.pcp_state("Normal", 1)
     pages = st["count"] - 600 - st["decayed_high"]               # the pin: 600 pages off
     _first_drain_sync(first, lists, {"x": m}, "Normal", 1, "vmstat_update", pages, order0 - 10, 1.0)(m)
     assert first.found[0]["pages"] == {"x": -600} and first.found[0]["moved"] == {"x": -522}
-    assert len(m.pcp_list("Normal", 1, thp)) == 2
-    assert sum(len(m.pcp_list("Normal", 1, m.order_to_pindex(t, 0)))
-               for t in ("Unmovable", "Movable", "Reclaimable")) == order0 - 10
+    assert len(m.pcp_list("Normal", 1, thp)) == 2 and _order0_pages(m, 1) == order0 - 10
     m.check()
+
 
 def test_a_first_drain_pin_waits_with_the_pages_the_trace_has_not_placed():
     # The pages a first drain's pin adds join the CPU's waiting pages (PcpLists.rest),
     # so that they move on with them when the trace shows that list empty.
     from pcpemu.runs.replay import _first_drain_sync
-    m, zi, seed = _seeded()
-    lists = kstate.PcpLists(m, zi)
-    lists.stream_from(seed)
-    z = lists.pool.names.index("Normal")
-    lists.rest[z, 1] = rest = m.order_to_pindex("Reclaimable", 0)
+    m, lists, z, first, rest = _pin_on_cpu1("Reclaimable", 0)
     left, before = int(lists.left[z, 1]), m.pcp_list("Normal", 1, rest)
     st = m.pcp_state("Normal", 1)
-    first = kstate.FirstDrains(zi, m.config.cpus, np.ones(11, bool), m.config.pcp_batch_scale_max)
     _first_drain_sync(first, lists, {"x": m}, "Normal", 1, "free", st["high"] - 1 - st["count"] - 12, 0, 1.0)(m)
     assert first.found[0]["moved"] == {"x": 12} and m.pcp_state("Normal", 1)["count"] == st["count"] + 12
     after = m.pcp_list("Normal", 1, rest)
