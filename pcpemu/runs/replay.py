@@ -156,7 +156,7 @@ class _Prepared(NamedTuple):
     upos: np.ndarray            # the untraced frees among the ops (_Matcher.ops)
     alloc_at: tuple             # where their untraced allocations go (_untraced_alloc_at)
     explicit: ExplicitDrains | None
-    free_high: list = []        # the first free_high drains (FreeHighDrains.find); not changed
+    free_high: tuple = ()       # the first free_high drains (FreeHighDrains.find)
 
     @property
     def by_owner(self) -> np.ndarray:
@@ -978,7 +978,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                       find_explicit_drains(ev, pcp_owner, zone_starts, compacting,
                                            None if traced_counts is None else traced_counts.count_after))
         if free_highs is not None:
-            p = p._replace(free_high=free_highs.find(p.set_off, p.by_owner, traced_counts.count_after))
+            p = p._replace(free_high=tuple(free_highs.find(p.set_off, p.by_owner, traced_counts.count_after)))
         if traced_counts is not None:
             traced_counts.add(p.by_owner)
         return p
