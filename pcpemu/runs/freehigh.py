@@ -93,10 +93,11 @@ class FreeHighDrains:
 
 
 class _Run:
-    """A run of one CPU's drains (positions among its events) and the free it followed."""
+    """A run of one CPU's drains (positions among its events: the run's commit, its
+    mm_page_free and the run's end) and the free it followed."""
 
-    def __init__(self, start: int, end: int, free: int, commit: int) -> None:
-        self.start, self.end = start, end       # the drains: [start, end)
+    def __init__(self, end: int, free: int, commit: int) -> None:
+        self.end = end                          # the drains end before it
         self.free = free                        # the mm_page_free of the page whose commit set it off
         self.commit = commit                    # that commit: the free, or its mm_page_free_batched
 
@@ -125,7 +126,7 @@ class _CpuEvents:
         free = self._prepared(commit)
         if free < 0 or not 1 <= self.order[free] <= PAGE_ALLOC_COSTLY_ORDER:
             return None
-        return _Run(start, self._drains_end(start), free, commit)
+        return _Run(self._drains_end(start), free, commit)
 
     def run_before(self, run: _Run) -> _Run | None:
         # The run the commit just before this run's set off, if it did. A folio
