@@ -28,7 +28,7 @@ import numpy as np
 from .._replay import set_off_drains
 from ..kernel.config import PAGE_ALLOC_COSTLY_ORDER
 from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
-from .kstate import FOLIO_BATCH, pcp_batches, real_zone_ranges, zone_table
+from .kstate import folio_prepared, pcp_batches, real_zone_ranges, zone_table
 
 __all__ = ["FreeHighDrains"]
 
@@ -166,20 +166,8 @@ class _CpuEvents:
         return commit + np.flatnonzero(self.kind[commit:end] == MM_PAGE_FREE_BATCHED)
 
     def _prepared(self, commit: int) -> int:
-        # The mm_page_free of a commit: itself, or for an mm_page_free_batched the
+        # The mm_page_free of a commit: itself, or for an mm_page_free_batched the one
         # free_unref_folios prepared it with (order= of the batched record is 0); -1: none.
-        if commit < 0:
+        if commit < 0 or self.kind[commit] not in (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED):
             return -1
-        if self.kind[commit] == MM_PAGE_FREE:
-            return commit
-        if self.kind[commit] != MM_PAGE_FREE_BATCHED:
-            return -1
-        # Among the events of the folio batch before it (drains between them skipped),
-        # looked for in a window that widens until it holds them.
-        for span in (256, 8192, commit):
-            lo = max(0, commit - span)
-            before = (lo + np.flatnonzero(self.kind[lo:commit] != MM_PAGE_PCPU_DRAIN))[-2 * FOLIO_BATCH:]
-            if len(before) == 2 * FOLIO_BATCH or lo == 0:
-                break
-        hit = before[(self.kind[before] == MM_PAGE_FREE) & (self.pfn[before] == self.pfn[commit])]
-        return int(hit[-1]) if len(hit) else -1
+        return commit if self.kind[commit] == MM_PAGE_FREE else folio_prepared(self.kind, self.pfn, commit)

@@ -28,9 +28,9 @@ from .._replay import (carve_free_blocks, learn_block_types, pcp_count_moves, pc
                        set_off_drains)
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["FOLIO_BATCH", "PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
-           "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "pcp_batches", "real_zone_ranges", "seed_machine",
-           "seed_pcp_lists", "seed_zones", "zone_table"]
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
+           "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "folio_prepared", "pcp_batches", "real_zone_ranges",
+           "seed_machine", "seed_pcp_lists", "seed_zones", "zone_table"]
 
 #: Owner token of every page the trace did not allocate (below pcpemu's own, 2**62 and up).
 UNTRACED = (1 << 62) - 1
@@ -41,7 +41,7 @@ _SEEDED_TYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic")
 _NO_BULK = (np.zeros(0, np.int64),) * 4
 #: Folios free_unref_folios takes at once (PAGEVEC_SIZE): it traces each one's
 #: mm_page_free, then commits them one by one, each with an mm_page_free_batched.
-FOLIO_BATCH = 31
+_FOLIO_BATCH = 31
 
 
 @dataclasses.dataclass
@@ -415,8 +415,7 @@ class FirstDrains:
         kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
         drain = x + 1
         if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
-            x = next((j for j in range(x - 1, max(x - 2 * FOLIO_BATCH, -1), -1)
-                      if kind[j] == MM_PAGE_FREE and pfn[j] == pfn[x]), -1)
+            x = folio_prepared(kind, pfn, x)
         # A drain of the same batch of folios before this one took pages the frees
         # counted below do not show.
         if x < 0 or order[x] != 0 or (kind[x + 1:drain] == MM_PAGE_PCPU_DRAIN).any():
@@ -442,6 +441,21 @@ class FirstDrains:
         if end == len(kind) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
         return int(ic[x]), drained, int((order[run][mine] == 0).sum())
+
+
+def folio_prepared(kind: np.ndarray, pfn: np.ndarray, commit: int) -> int:
+    """The mm_page_free that free_unref_folios traced for the page whose
+    mm_page_free_batched is one CPU's event ``commit`` (kind, pfn: that CPU's events),
+    among the events of its folio batch before it (drains between them skipped); -1
+    when none is there."""
+    # Looked for in a window that widens until it holds 2 * _FOLIO_BATCH such events.
+    for span in (256, 8192, commit):
+        lo = max(0, commit - span)
+        before = (lo + np.flatnonzero(kind[lo:commit] != MM_PAGE_PCPU_DRAIN))[-2 * _FOLIO_BATCH:]
+        if len(before) == 2 * _FOLIO_BATCH or lo == 0:
+            break
+    hit = before[(kind[before] == MM_PAGE_FREE) & (pfn[before] == pfn[commit])]
+    return int(hit[-1]) if len(hit) else -1
 
 
 def _may_pin(ev: np.ndarray, found: np.ndarray) -> np.ndarray:
