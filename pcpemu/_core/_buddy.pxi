@@ -28,6 +28,17 @@ cdef inline void set_buddy_order(page *p, int order) noexcept nogil:
     p.private = order
     p.flags = PG_buddy
 
+cdef inline unsigned long block_span(pglist_data *pgdat, page *p) noexcept nogil:
+    # The pages of the block p heads: a free one, an allocated one or one on a pcp
+    # list; 1 for a page that heads none (a block's tail page, or not in use).
+    if p.flags & PG_buddy:
+        return 1UL << p.private
+    if p.flags & PG_allocated:
+        return 1UL << p.order
+    if p.flags & PG_pcp:
+        return 1UL << pgdat.pindex_order[p.pindex]
+    return 1
+
 cdef inline void __add_to_free_list(page *p, zone *z, int order, int mt, bint tail) noexcept nogil:
     lockdep_assert_held(z, "__add_to_free_list")
     cdef free_area *area = &z.free_area[order]
@@ -219,15 +230,9 @@ cdef bint prep_move_freepages_block(pglist_data *pgdat, zone *z, unsigned long p
         p = pfn_to_page(pgdat, pfn)
         if p.flags & PG_buddy:
             nr_free[0] += 1 << p.private
-            pfn += 1UL << p.private
-        elif p.flags & PG_allocated:
-            if p.flags & PG_lru:
-                nr_movable[0] += 1 << p.order
-            pfn += 1UL << p.order
-        elif p.flags & PG_pcp:
-            pfn += 1UL << pgdat.pindex_order[p.pindex]
-        else:
-            pfn += 1
+        elif p.flags & PG_allocated and p.flags & PG_lru:
+            nr_movable[0] += 1 << p.order
+        pfn += block_span(pgdat, p)
     return True
 
 

@@ -25,20 +25,19 @@ cdef long find_untraced_block(pglist_data *pgdat, zone *z, unsigned long pfn, in
     # The first block of the given order at or after pfn made of the owner's order-0
     # pages, in a pageblock of type mt (-1: any); -1 when the zone has none.
     cdef unsigned long size = 1UL << order, i
-    cdef bint whole
     pfn = (max(pfn, z.managed_start) + size - 1) & ~(size - 1)
     while pfn + size <= z.managed_end:
         if mt >= 0 and get_pageblock_migratetype(pgdat, pfn) != mt:
             pfn = ((pfn >> PAGEBLOCK_ORDER) + 1) << PAGEBLOCK_ORDER if order < PAGEBLOCK_ORDER else pfn + size
             continue
-        whole = True
-        for i in range(pfn, pfn + size):
-            if not _is_untraced(pfn_to_page(pgdat, i), owner):
-                whole = False
-                break
-        if whole:
+        i = pfn
+        while i < pfn + size and _is_untraced(pfn_to_page(pgdat, i), owner):
+            i += 1
+        if i == pfn + size:
             return pfn
-        pfn += size
+        # Page i is not the owner's: no block holds it, nor the rest of the block it
+        # heads (a seeded zone's free blocks are mostly struct pages never written).
+        pfn = (i + block_span(pgdat, pfn_to_page(pgdat, i)) + size - 1) & ~(size - 1)
     return -1
 
 
