@@ -555,36 +555,69 @@ def test_refill_runs_are_the_reference_across_batches(rows, split, cuts):
     assert all(g[0] is None or g[0] == w[0] for g, w in zip(got, want))
 
 
-def _ref_pcp_locked(ev, orders):
+def _ref_pcp_locked(batches, orders):
     # Per CPU, from a percpu_refill=1 event to its next allocation, drain, batched
-    # commit or vmstat worker run, a free of a pcp order found the pcp locked.
-    window, out = set(), []
-    for i, e in enumerate(ev):
-        kind, c, order = int(e["kind"]), int(e["cpu"]), int(e["order"])
-        if kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1:
-            window.add(c)
-        elif kind == MM_PAGE_FREE:
-            if c in window and 0 <= order and orders[min(order, len(orders) - 1)]:
-                out.append(i)
-        elif kind in (MM_PAGE_ALLOC, MM_PAGE_PCPU_DRAIN, MM_PAGE_FREE_BATCHED, VMSTAT_UPDATE):
-            window.discard(c)
+    # commit or vmstat worker run, a free of a pcp order found the pcp locked; and
+    # so did each of a run of frees right after a batched commit (drains aside) when
+    # the CPU's next event in the batch is a batched commit of a page the run did not
+    # free.
+    window, committing, out, base = set(), set(), [], 0
+    for ev in batches:
+        marked = set()
+        for i, e in enumerate(ev):
+            kind, c, order = int(e["kind"]), int(e["cpu"]), int(e["order"])
+            pcp = 0 <= order and orders[min(order, len(orders) - 1)]
+            if i in marked:
+                continue
+            if kind == MM_PAGE_ALLOC_ZONE_LOCKED:
+                if e["percpu_refill"] == 1:
+                    window.add(c)
+                committing.discard(c)
+            elif kind == MM_PAGE_FREE:
+                if c in window:
+                    if pcp:
+                        out.append(base + i)
+                elif c in committing:
+                    mine = [j for j in range(i, len(ev)) if ev[j]["cpu"] == c]
+                    run = []
+                    for j in mine:
+                        if ev[j]["kind"] != MM_PAGE_FREE:
+                            break
+                        run.append(j)
+                    nxt = mine[len(run)] if len(run) < len(mine) else None
+                    if nxt is not None and ev[nxt]["kind"] == MM_PAGE_FREE_BATCHED \
+                            and all(ev[r]["pfn"] != ev[nxt]["pfn"] for r in run):
+                        hit = [r for r in run if 0 <= ev[r]["order"] and orders[min(ev[r]["order"], len(orders) - 1)]]
+                        out += [base + r for r in hit]
+                        marked.update(hit)
+                    committing.discard(c)
+            elif kind == MM_PAGE_FREE_BATCHED:
+                window.discard(c)
+                committing.add(c)
+            elif kind == MM_PAGE_PCPU_DRAIN:
+                window.discard(c)
+            elif kind in (MM_PAGE_ALLOC, VMSTAT_UPDATE):
+                window.discard(c)
+                committing.discard(c)
+        base += len(ev)
     return out
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(event, min_size=1, max_size=80), st.lists(st.integers(0, 80), max_size=4))
-def test_frees_inside_a_refill_are_marked_as_the_reference_across_batches(rows, cuts):
+def test_frees_that_find_the_pcp_locked_are_marked_as_the_reference_across_batches(rows, cuts):
     orders = np.array([o <= 2 for o in range(11)], np.uint8)
-    window, marked, base = np.zeros(NCPU, np.uint8), [], 0
+    window, committing, marked, base = np.zeros(NCPU, np.uint8), np.zeros(NCPU, np.uint8), [], 0
     for e in _batches(rows, cuts):
         before = e["kind"].copy()
-        n = _replay.mark_pcp_locked_frees(e["kind"], e["cpu"], e["order"], e["percpu_refill"], orders, window)
+        n = _replay.mark_pcp_locked_frees(e["kind"], e["cpu"], e["pfn"], e["order"], e["percpu_refill"], orders,
+                                          window, committing)
         got = np.flatnonzero(e["kind"] != before)
         assert len(got) == n and (before[got] == MM_PAGE_FREE).all()
         assert (e["kind"][got] == MM_PAGE_FREE_PCP_LOCKED).all()
         marked += (got + base).tolist()
         base += len(e)
-    assert marked == _ref_pcp_locked(_events(rows), orders)
+    assert marked == sorted(_ref_pcp_locked(_batches(rows, cuts), orders))
 
 
 def test_a_free_between_a_refill_and_its_allocation_is_marked():
@@ -596,13 +629,38 @@ def test_a_free_between_a_refill_and_its_allocation_is_marked():
             (MM_PAGE_FREE, 1, 5, 0, 1, 0)]                  # 5: not
     ev = _events(rows)
     orders = np.array([o <= 3 for o in range(11)], np.uint8)
-    assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"], orders,
-                                         np.zeros(NCPU, np.uint8)) == 1
+    assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], orders,
+                                         np.zeros(NCPU, np.uint8), np.zeros(NCPU, np.uint8)) == 1
     assert np.flatnonzero(ev["kind"] == MM_PAGE_FREE_PCP_LOCKED).tolist() == [1]
     # Written back as text, it is the mm_page_free it was read from.
     out = io.StringIO()
     write_ftrace([TraceEvent(MM_PAGE_FREE_PCP_LOCKED, 1, 2 * 8, 0, timestamp=1.0)], out)
     assert "mm_page_free: " in out.getvalue() and "pfn=0x10 order=0" in out.getvalue()
+
+
+def test_a_free_inside_a_batched_commit_is_marked():
+    # free_unref_folios holds CPU 1's pcp->lock from its first mm_page_free_batched to
+    # its last, a drain between them included: an interrupt's frees there fail the
+    # trylock. Frees followed by a commit of one of their own pages are the next
+    # batch's mm_page_free records, from the task, unlocked.
+    rows = [(MM_PAGE_FREE, 1, 1, 0, 1, 0),                  # 0: the task's first batch
+            (MM_PAGE_FREE, 1, 2, 0, 1, 0),                  # 1
+            (MM_PAGE_FREE_BATCHED, 1, 1, 0, 1, 0),          # 2: its commits begin
+            (MM_PAGE_PCPU_DRAIN, 1, 9, 0, 1, 0),            # 3: the commit drains
+            (MM_PAGE_FREE, 1, 3, 0, 1, 0),                  # 4: an interrupt's: marked
+            (MM_PAGE_FREE, 0, 4, 0, 1, 0),                  # 5: another CPU's: not
+            (MM_PAGE_FREE, 1, 5, 4, 1, 0),                  # 6: no pcp list of order 4: not
+            (MM_PAGE_FREE_BATCHED, 1, 2, 0, 1, 0),          # 7: the commits go on
+            (MM_PAGE_FREE, 1, 6, 0, 1, 0),                  # 8: the next batch's: not
+            (MM_PAGE_FREE_BATCHED, 1, 6, 0, 1, 0),          # 9
+            (MM_PAGE_FREE, 1, 7, 0, 1, 0)]                  # 10: the batch ends it: not
+    ev = _events(rows)
+    orders = np.array([o <= 3 for o in range(11)], np.uint8)
+    committing = np.zeros(NCPU, np.uint8)
+    assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], orders,
+                                         np.zeros(NCPU, np.uint8), committing) == 1
+    assert np.flatnonzero(ev["kind"] == MM_PAGE_FREE_PCP_LOCKED).tolist() == [4]
+    assert committing.tolist() == [0, 0]
 
 
 class RefRegions:

@@ -306,7 +306,8 @@ def test_fidelity_says_what_memory_pressure_made_the_kernel_do():
 def test_fidelity_says_how_many_frees_found_the_pcp_locked():
     from pcpemu.tools.reportrender import _fidelity_pcp_locked
     (kind, text), = _fidelity_pcp_locked(1234)
-    assert kind == "p" and text.startswith("1,234 frees came on a CPU between its refill") and "buddy" in text
+    assert kind == "p" and text.startswith("1,234 frees came on a CPU whose task held pcp->lock") and "buddy" in text
+    assert "free_unref_folios" in text
     assert _fidelity_pcp_locked(0) == []
 
 

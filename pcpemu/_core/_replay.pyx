@@ -33,37 +33,82 @@ cdef inline bint has_pcp_list(int order, const uint8_t[::1] pcp_orders) noexcept
 # ---------------------------------------------------------------------------------------
 # Frees that found the pcp locked.
 
-def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int8_t[:] order,
-                          const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, uint8_t[::1] refilling):
+def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
+                          const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, uint8_t[::1] refilling,
+                          uint8_t[::1] committing):
     """Mark, in place, the frees of a batch that found their CPU's pcp locked
-    (MM_PAGE_FREE_PCP_LOCKED): a task allocates under pcp->lock from rmqueue_pcplist
-    through the refill (rmqueue_bulk, its percpu_refill=1 events) until it unlocks,
-    and mm_page_alloc follows. A free on that CPU in between is an interrupt's
-    (softirq's RCU callbacks, I/O completions): free_frozen_pages' pcp_spin_trylock
-    fails and the page goes to the buddy (free_one_page), no pcp count or
-    alloc_factor touched. (In the 6.18 captures every such page the trace shows again
-    is next taken from the buddy.) The CPU's mm_page_alloc, a drain, a batched free's
-    commit or a vmstat worker run ends the window.
+    (MM_PAGE_FREE_PCP_LOCKED): frees on a CPU whose task holds pcp->lock are an
+    interrupt's (softirq's RCU callbacks, I/O completions), free_frozen_pages'
+    pcp_spin_trylock fails and the page goes to the buddy (free_one_page), no pcp
+    count, free_count or alloc_factor touched. A task holds the lock
 
-    :param refilling: per CPU, whether it is inside such a window (carried between batches).
+    - allocating, from rmqueue_pcplist through the refill (rmqueue_bulk, its
+      percpu_refill=1 events) until it unlocks, and mm_page_alloc follows; the
+      CPU's mm_page_alloc, a drain, a batched free's commit or a vmstat worker run
+      ends this window (in the 6.18 captures every such page the trace shows again
+      is next taken from the buddy);
+    - committing a batch of folios (free_unref_folios: one mm_page_free_batched per
+      folio, under the lock from the first to the last): a run of frees between two
+      of its records, the second not of a page the run freed (which would make the
+      run the next batch's mm_page_free records, from the task, unlocked). A run the
+      batch's end cuts is left as it is.
+
+    :param refilling: per CPU, whether it is inside an allocation's window;
+        committing: whether its last event was a batched free's record (both carried
+        between batches).
     :return: the number of frees marked.
     """
-    cdef Py_ssize_t i, n = kind.shape[0], marked = 0
+    cdef Py_ssize_t i, j, r, n = kind.shape[0], marked = 0, ncpu = refilling.shape[0]
     cdef int c, k
+    cdef bint locked
+    cdef Py_ssize_t[::1] after = np.full(n, n, np.intp)     # the next event on the same CPU
+    cdef Py_ssize_t[::1] last = np.full(ncpu, -1, np.intp)
+    if committing.shape[0] != ncpu:
+        raise ValueError(f"{ncpu} CPUs of refill windows but {committing.shape[0]} of commits")
     with nogil:
         for i in range(n):
+            c = cpu[i]
+            if c < ncpu:
+                if last[c] >= 0:
+                    after[last[c]] = i
+                last[c] = i
+        for i in range(n):
             c, k = cpu[i], kind[i]
-            if c >= refilling.shape[0]:
+            if c >= ncpu:
                 continue
             if k == MM_PAGE_ALLOC_ZONE_LOCKED:
                 if percpu_refill[i] == 1:
                     refilling[c] = 1
+                committing[c] = 0
             elif k == MM_PAGE_FREE:
-                if refilling[c] and has_pcp_list(order[i], pcp_orders):
-                    kind[i] = MM_PAGE_FREE_PCP_LOCKED
-                    marked += 1
-            elif k == MM_PAGE_ALLOC or k == MM_PAGE_PCPU_DRAIN or k == MM_PAGE_FREE_BATCHED or k == VMSTAT_UPDATE:
+                if refilling[c]:
+                    if has_pcp_list(order[i], pcp_orders):
+                        kind[i] = MM_PAGE_FREE_PCP_LOCKED
+                        marked += 1
+                elif committing[c]:
+                    j = i
+                    while j < n and kind[j] == MM_PAGE_FREE:
+                        j = after[j]
+                    locked = j < n and kind[j] == MM_PAGE_FREE_BATCHED
+                    r = i
+                    while locked and r != j:
+                        locked = pfn[r] != pfn[j]
+                        r = after[r]
+                    r = i
+                    while locked and r != j:
+                        if has_pcp_list(order[r], pcp_orders):
+                            kind[r] = MM_PAGE_FREE_PCP_LOCKED
+                            marked += 1
+                        r = after[r]
+                committing[c] = 0
+            elif k == MM_PAGE_FREE_BATCHED:
                 refilling[c] = 0
+                committing[c] = 1
+            elif k == MM_PAGE_PCPU_DRAIN:
+                refilling[c] = 0
+            elif k == MM_PAGE_ALLOC or k == VMSTAT_UPDATE:
+                refilling[c] = 0
+                committing[c] = 0
     return marked
 
 

@@ -945,9 +945,11 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     pcp_orders = _pcp_orders(first)             # the traced kernel's, as the first machine's
     kernel = _EventFigures(cpus, pcp_orders)
     # Frees that found their CPU's pcp locked (_replay.mark_pcp_locked_frees), and per
-    # CPU whether it is between a refill and the allocation it serves.
+    # CPU whether it is between a refill and the allocation it serves, and whether its
+    # last event was a batched free's commit.
     locked: Counter = Counter()
     locked_window = np.zeros(cpus, np.uint8)
+    committing = np.zeros(cpus, np.uint8)
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, pcp_orders)
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0,
                                       "relisted_pages": 0}
@@ -968,8 +970,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         if node is not None:
             ev = _on_node(ev, node, stats)
         kernel.add(ev)
-        locked["frees"] += _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["order"], ev["percpu_refill"],
-                                                         kernel.pcp_orders, locked_window)
+        locked["frees"] += _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"],
+                                                         ev["percpu_refill"], kernel.pcp_orders, locked_window,
+                                                         committing)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
         if zone_starts is not None:

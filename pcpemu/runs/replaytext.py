@@ -168,9 +168,9 @@ def replay_text(result: ReplayResult) -> str:
         out.append(f"{result.replayed['compaction_drain']:,} drains of a CPU's own pcp inside compact_zone "
                    "(lru_add_drain_cpu_zone), replayed as drain_local_pages where each began")
     if result.replayed.get("free_pcp_locked"):
-        out.append(f"{result.replayed['free_pcp_locked']:,} frees on a CPU between its refill and the allocation "
-                   "it served (an interrupt's, while the task held pcp->lock: free_frozen_pages' trylock fails) "
-                   "replayed to the buddy (free_one_page)")
+        out.append(f"{result.replayed['free_pcp_locked']:,} frees on a CPU whose task held pcp->lock (between a "
+                   "refill and the allocation it served, or inside a batched free's commits): an interrupt's, "
+                   "free_frozen_pages' trylock fails; replayed to the buddy (free_one_page)")
     if result.missing_frees:
         out.append(f"{result.missing_frees:,} allocations of a pfn the trace still held allocated "
                    "(its free is not in the trace; the emulated block stays allocated)")

@@ -260,10 +260,10 @@ def _fidelity_pcp_locked(frees: int) -> list[Block]:
     # Frees that found the pcp locked, replayed to the buddy.
     if not frees:
         return []
-    return [("p", f"{frees:,} frees came on a CPU between its refill and the allocation it served: an interrupt's, "
-                  "while the task held pcp->lock, so free_frozen_pages' trylock failed and the page went to the "
-                  "buddy (free_one_page); the replay freed them so, leaving the emulated pcp's count, free_count and "
-                  "alloc_factor as they were.")]
+    return [("p", f"{frees:,} frees came on a CPU whose task held pcp->lock, between a refill and the allocation "
+                  "it served or inside the commits of a batched free (free_unref_folios): an interrupt's, so "
+                  "free_frozen_pages' trylock failed and the page went to the buddy (free_one_page); the replay "
+                  "freed them so, leaving the emulated pcp's count, free_count and alloc_factor as they were.")]
 
 
 def _fidelity_rows(cmp: dict[str, Any], figures: list[str], spread: dict[str, Any] | None) -> list[list[str]]:
