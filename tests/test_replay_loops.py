@@ -555,27 +555,32 @@ def test_refill_runs_are_the_reference_across_batches(rows, split, cuts):
     assert all(g[0] is None or g[0] == w[0] for g, w in zip(got, want))
 
 
-def _ref_pcp_locked(batches, orders):
+def _zone(pfn, starts, ends):
+    inside = [z for z, (a, b) in enumerate(zip(starts, ends)) if a <= pfn < b]
+    return inside[-1] if inside else -1
+
+
+def _ref_pcp_locked(batches, orders, starts, ends):
     # Per CPU, from a percpu_refill=1 event to its next allocation, drain, batched
-    # commit or vmstat worker run, a free of a pcp order found the pcp locked; and
-    # so did each of a run of frees right after a batched commit (drains aside) when
-    # the CPU's next event in the batch is a batched commit of a page the run did not
-    # free.
-    window, committing, out, base = set(), set(), [], 0
+    # commit or vmstat worker run, a free of a pcp order in the refill's zone found
+    # the pcp locked; and so did each of a run of frees right after a batched commit
+    # (drains aside), in that commit's zone, when the CPU's next event in the batch is
+    # a batched commit in that zone of a page the run did not free.
+    window, committing, out, base = {}, {}, [], 0
     for ev in batches:
         marked = set()
         for i, e in enumerate(ev):
             kind, c, order = int(e["kind"]), int(e["cpu"]), int(e["order"])
-            pcp = 0 <= order and orders[min(order, len(orders) - 1)]
+            zone = _zone(int(e["pfn"]), starts, ends)
             if i in marked:
                 continue
             if kind == MM_PAGE_ALLOC_ZONE_LOCKED:
                 if e["percpu_refill"] == 1:
-                    window.add(c)
-                committing.discard(c)
+                    window[c] = zone
+                committing.pop(c, None)
             elif kind == MM_PAGE_FREE:
                 if c in window:
-                    if pcp:
+                    if window[c] == zone and 0 <= order and orders[min(order, len(orders) - 1)]:
                         out.append(base + i)
                 elif c in committing:
                     mine = [j for j in range(i, len(ev)) if ev[j]["cpu"] == c]
@@ -586,38 +591,48 @@ def _ref_pcp_locked(batches, orders):
                         run.append(j)
                     nxt = mine[len(run)] if len(run) < len(mine) else None
                     if nxt is not None and ev[nxt]["kind"] == MM_PAGE_FREE_BATCHED \
+                            and _zone(int(ev[nxt]["pfn"]), starts, ends) == committing[c] \
                             and all(ev[r]["pfn"] != ev[nxt]["pfn"] for r in run):
-                        hit = [r for r in run if 0 <= ev[r]["order"] and orders[min(ev[r]["order"], len(orders) - 1)]]
+                        hit = [r for r in run if 0 <= ev[r]["order"] and orders[min(ev[r]["order"], len(orders) - 1)]
+                               and _zone(int(ev[r]["pfn"]), starts, ends) == committing[c]]
                         out += [base + r for r in hit]
                         marked.update(hit)
-                    committing.discard(c)
+                    committing.pop(c)
             elif kind == MM_PAGE_FREE_BATCHED:
-                window.discard(c)
-                committing.add(c)
+                window.pop(c, None)
+                committing[c] = zone
             elif kind == MM_PAGE_PCPU_DRAIN:
-                window.discard(c)
+                window.pop(c, None)
             elif kind in (MM_PAGE_ALLOC, VMSTAT_UPDATE):
-                window.discard(c)
-                committing.discard(c)
+                window.pop(c, None)
+                committing.pop(c, None)
         base += len(ev)
     return out
 
 
+def _mark_locked(ev, orders, starts=(), ends=(), window=None, committing=None):
+    window = np.full(NCPU, _replay.UNLOCKED, np.int16) if window is None else window
+    committing = np.full(NCPU, _replay.UNLOCKED, np.int16) if committing is None else committing
+    return _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], orders,
+                                         np.array(starts, np.int64), np.array(ends, np.int64), window, committing)
+
+
 @settings(max_examples=80, deadline=None)
-@given(st.lists(event, min_size=1, max_size=80), st.lists(st.integers(0, 80), max_size=4))
-def test_frees_that_find_the_pcp_locked_are_marked_as_the_reference_across_batches(rows, cuts):
+@given(st.lists(event, min_size=1, max_size=80), st.lists(st.integers(0, 80), max_size=4),
+       st.sampled_from([((), ()), ((0,), (200,)), ((0, 48), (48, 200)), ((8, 64), (40, 96))]))
+def test_frees_that_find_the_pcp_locked_are_marked_as_the_reference_across_batches(rows, cuts, zones):
     orders = np.array([o <= 2 for o in range(11)], np.uint8)
-    window, committing, marked, base = np.zeros(NCPU, np.uint8), np.zeros(NCPU, np.uint8), [], 0
+    window, committing = np.full(NCPU, _replay.UNLOCKED, np.int16), np.full(NCPU, _replay.UNLOCKED, np.int16)
+    marked, base = [], 0
     for e in _batches(rows, cuts):
         before = e["kind"].copy()
-        n = _replay.mark_pcp_locked_frees(e["kind"], e["cpu"], e["pfn"], e["order"], e["percpu_refill"], orders,
-                                          window, committing)
+        n = _mark_locked(e, orders, *zones, window, committing)
         got = np.flatnonzero(e["kind"] != before)
         assert len(got) == n and (before[got] == MM_PAGE_FREE).all()
         assert (e["kind"][got] == MM_PAGE_FREE_PCP_LOCKED).all()
         marked += (got + base).tolist()
         base += len(e)
-    assert marked == sorted(_ref_pcp_locked(_batches(rows, cuts), orders))
+    assert marked == sorted(_ref_pcp_locked(_batches(rows, cuts), orders, *zones))
 
 
 def test_a_free_between_a_refill_and_its_allocation_is_marked():
@@ -625,12 +640,12 @@ def test_a_free_between_a_refill_and_its_allocation_is_marked():
             (MM_PAGE_FREE, 1, 2, 0, 1, 0),                  # 1: an interrupt's free: marked
             (MM_PAGE_FREE, 0, 3, 0, 1, 0),                  # 2: another CPU's: not
             (MM_PAGE_FREE, 1, 4, 5, 1, 0),                  # 3: an order with no pcp list: not
-            (MM_PAGE_ALLOC, 1, 1, 0, 1, 0),                 # 4: the allocation ends the window
-            (MM_PAGE_FREE, 1, 5, 0, 1, 0)]                  # 5: not
+            (MM_PAGE_FREE, 1, 9, 0, 1, 0),                  # 4: another zone's (its pcp is not locked): not
+            (MM_PAGE_ALLOC, 1, 1, 0, 1, 0),                 # 5: the allocation ends the window
+            (MM_PAGE_FREE, 1, 5, 0, 1, 0)]                  # 6: not
     ev = _events(rows)
     orders = np.array([o <= 3 for o in range(11)], np.uint8)
-    assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], orders,
-                                         np.zeros(NCPU, np.uint8), np.zeros(NCPU, np.uint8)) == 1
+    assert _mark_locked(ev, orders, (0, 64), (64, 128)) == 1
     assert np.flatnonzero(ev["kind"] == MM_PAGE_FREE_PCP_LOCKED).tolist() == [1]
     # Written back as text, it is the mm_page_free it was read from.
     out = io.StringIO()
@@ -641,8 +656,9 @@ def test_a_free_between_a_refill_and_its_allocation_is_marked():
 def test_a_free_inside_a_batched_commit_is_marked():
     # free_unref_folios holds CPU 1's pcp->lock from its first mm_page_free_batched to
     # its last, a drain between them included: an interrupt's frees there fail the
-    # trylock. Frees followed by a commit of one of their own pages are the next
-    # batch's mm_page_free records, from the task, unlocked.
+    # trylock, but for a page of another zone, whose pcp is not locked. Frees followed
+    # by a commit of one of their own pages are the next batch's mm_page_free records,
+    # from the task, unlocked.
     rows = [(MM_PAGE_FREE, 1, 1, 0, 1, 0),                  # 0: the task's first batch
             (MM_PAGE_FREE, 1, 2, 0, 1, 0),                  # 1
             (MM_PAGE_FREE_BATCHED, 1, 1, 0, 1, 0),          # 2: its commits begin
@@ -650,17 +666,17 @@ def test_a_free_inside_a_batched_commit_is_marked():
             (MM_PAGE_FREE, 1, 3, 0, 1, 0),                  # 4: an interrupt's: marked
             (MM_PAGE_FREE, 0, 4, 0, 1, 0),                  # 5: another CPU's: not
             (MM_PAGE_FREE, 1, 5, 4, 1, 0),                  # 6: no pcp list of order 4: not
-            (MM_PAGE_FREE_BATCHED, 1, 2, 0, 1, 0),          # 7: the commits go on
-            (MM_PAGE_FREE, 1, 6, 0, 1, 0),                  # 8: the next batch's: not
-            (MM_PAGE_FREE_BATCHED, 1, 6, 0, 1, 0),          # 9
-            (MM_PAGE_FREE, 1, 7, 0, 1, 0)]                  # 10: the batch ends it: not
+            (MM_PAGE_FREE, 1, 10, 0, 1, 0),                 # 7: another zone's: not
+            (MM_PAGE_FREE_BATCHED, 1, 2, 0, 1, 0),          # 8: the commits go on
+            (MM_PAGE_FREE, 1, 6, 0, 1, 0),                  # 9: the next batch's: not
+            (MM_PAGE_FREE_BATCHED, 1, 6, 0, 1, 0),          # 10
+            (MM_PAGE_FREE, 1, 7, 0, 1, 0)]                  # 11: the batch ends it: not
     ev = _events(rows)
     orders = np.array([o <= 3 for o in range(11)], np.uint8)
-    committing = np.zeros(NCPU, np.uint8)
-    assert _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["percpu_refill"], orders,
-                                         np.zeros(NCPU, np.uint8), committing) == 1
+    committing = np.full(NCPU, _replay.UNLOCKED, np.int16)
+    assert _mark_locked(ev, orders, (0, 72), (72, 128), committing=committing) == 1
     assert np.flatnonzero(ev["kind"] == MM_PAGE_FREE_PCP_LOCKED).tolist() == [4]
-    assert committing.tolist() == [0, 0]
+    assert committing.tolist() == [_replay.UNLOCKED] * NCPU
 
 
 class RefRegions:

@@ -30,41 +30,63 @@ cdef inline bint has_pcp_list(int order, const uint8_t[::1] pcp_orders) noexcept
     return order >= 0 and pcp_orders[min(<Py_ssize_t>order, pcp_orders.shape[0] - 1)]
 
 
+cdef inline Py_ssize_t zone_of(int64_t pfn, const int64_t[::1] zone_start, const int64_t[::1] zone_end) noexcept nogil:
+    # The zone (index into zone_start, ascending) whose span holds pfn: the last that
+    # starts at or below it, as kstate.UntracedPool.zone_of; -1 for none.
+    cdef Py_ssize_t b, z = -1
+    for b in range(zone_start.shape[0]):
+        if zone_start[b] <= pfn:
+            z = b
+    return z if z >= 0 and pfn < zone_end[z] else -1
+
+
 # ---------------------------------------------------------------------------------------
 # Frees that found the pcp locked.
 
+cdef enum:
+    PCP_UNLOCKED = -2
+#: A CPU whose task holds no zone's pcp->lock (mark_pcp_locked_frees' windows).
+UNLOCKED = PCP_UNLOCKED
+
+
 def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:] pfn, const int8_t[:] order,
-                          const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders, uint8_t[::1] refilling,
-                          uint8_t[::1] committing):
+                          const int8_t[:] percpu_refill, const uint8_t[::1] pcp_orders,
+                          const int64_t[::1] zone_start, const int64_t[::1] zone_end, int16_t[::1] refilling,
+                          int16_t[::1] committing):
     """Mark, in place, the frees of a batch that found their CPU's pcp locked
-    (MM_PAGE_FREE_PCP_LOCKED): frees on a CPU whose task holds pcp->lock are an
-    interrupt's (softirq's RCU callbacks, I/O completions), free_frozen_pages'
-    pcp_spin_trylock fails and the page goes to the buddy (free_one_page), no pcp
-    count, free_count or alloc_factor touched. A task holds the lock
+    (MM_PAGE_FREE_PCP_LOCKED): frees on a CPU whose task holds pcp->lock of the
+    page's zone are an interrupt's (softirq's RCU callbacks, I/O completions),
+    free_frozen_pages' pcp_spin_trylock fails and the page goes to the buddy
+    (free_one_page), no pcp count, free_count or alloc_factor touched. A task holds
+    the lock of one zone
 
     - allocating, from rmqueue_pcplist through the refill (rmqueue_bulk, its
-      percpu_refill=1 events) until it unlocks, and mm_page_alloc follows; the
-      CPU's mm_page_alloc, a drain, a batched free's commit or a vmstat worker run
-      ends this window (in the 6.18 captures every such page the trace shows again
-      is next taken from the buddy);
+      percpu_refill=1 events, of the refilled zone) until it unlocks, and
+      mm_page_alloc follows; the CPU's mm_page_alloc, a drain, a batched free's
+      commit or a vmstat worker run ends this window (in the 6.18 captures every
+      such page the trace shows again is next taken from the buddy);
     - committing a batch of folios (free_unref_folios: one mm_page_free_batched per
-      folio, under the lock from the first to the last): a run of frees between two
-      of its records, the second not of a page the run freed (which would make the
-      run the next batch's mm_page_free records, from the task, unlocked). A run the
-      batch's end cuts is left as it is.
+      folio, under the lock of their zone from the first to the last): a run of
+      frees between two of its records of one zone, the second not of a page the
+      run freed (which would make the run the next batch's mm_page_free records,
+      from the task, unlocked). A run the batch's end cuts is left as it is.
 
-    :param refilling: per CPU, whether it is inside an allocation's window;
-        committing: whether its last event was a batched free's record (both carried
-        between batches).
+    :param zone_start, zone_end: the zones' pfn ranges (kstate.zone_table); empty:
+        one zone.
+    :param refilling: per CPU, the zone (its index; -1 outside every zone) whose
+        lock an allocation holds; committing: whose lock a batched free's commits
+        hold; UNLOCKED for none (both carried between batches).
     :return: the number of frees marked.
     """
     cdef Py_ssize_t i, j, r, n = kind.shape[0], marked = 0, ncpu = refilling.shape[0]
     cdef int c, k
+    cdef Py_ssize_t z
     cdef bint locked
     cdef Py_ssize_t[::1] after = np.full(n, n, np.intp)     # the next event on the same CPU
     cdef Py_ssize_t[::1] last = np.full(ncpu, -1, np.intp)
-    if committing.shape[0] != ncpu:
-        raise ValueError(f"{ncpu} CPUs of refill windows but {committing.shape[0]} of commits")
+    if committing.shape[0] != ncpu or zone_end.shape[0] != zone_start.shape[0]:
+        raise ValueError(f"{ncpu} CPUs of refill windows, {committing.shape[0]} of commits; "
+                         f"{zone_start.shape[0]} zone starts, {zone_end.shape[0]} ends")
     with nogil:
         for i in range(n):
             c = cpu[i]
@@ -78,37 +100,40 @@ def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
                 continue
             if k == MM_PAGE_ALLOC_ZONE_LOCKED:
                 if percpu_refill[i] == 1:
-                    refilling[c] = 1
-                committing[c] = 0
+                    refilling[c] = zone_of(pfn[i], zone_start, zone_end)
+                committing[c] = PCP_UNLOCKED
             elif k == MM_PAGE_FREE:
-                if refilling[c]:
-                    if has_pcp_list(order[i], pcp_orders):
+                z = zone_of(pfn[i], zone_start, zone_end)
+                if refilling[c] != PCP_UNLOCKED:
+                    if refilling[c] == z and has_pcp_list(order[i], pcp_orders):
                         kind[i] = MM_PAGE_FREE_PCP_LOCKED
                         marked += 1
-                elif committing[c]:
+                elif committing[c] != PCP_UNLOCKED:
                     j = i
                     while j < n and kind[j] == MM_PAGE_FREE:
                         j = after[j]
-                    locked = j < n and kind[j] == MM_PAGE_FREE_BATCHED
+                    locked = j < n and kind[j] == MM_PAGE_FREE_BATCHED \
+                        and zone_of(pfn[j], zone_start, zone_end) == committing[c]
                     r = i
                     while locked and r != j:
                         locked = pfn[r] != pfn[j]
                         r = after[r]
                     r = i
                     while locked and r != j:
-                        if has_pcp_list(order[r], pcp_orders):
+                        if zone_of(pfn[r], zone_start, zone_end) == committing[c] \
+                                and has_pcp_list(order[r], pcp_orders):
                             kind[r] = MM_PAGE_FREE_PCP_LOCKED
                             marked += 1
                         r = after[r]
-                committing[c] = 0
+                committing[c] = PCP_UNLOCKED
             elif k == MM_PAGE_FREE_BATCHED:
-                refilling[c] = 0
-                committing[c] = 1
+                refilling[c] = PCP_UNLOCKED
+                committing[c] = zone_of(pfn[i], zone_start, zone_end)
             elif k == MM_PAGE_PCPU_DRAIN:
-                refilling[c] = 0
+                refilling[c] = PCP_UNLOCKED
             elif k == MM_PAGE_ALLOC or k == VMSTAT_UPDATE:
-                refilling[c] = 0
-                committing[c] = 0
+                refilling[c] = PCP_UNLOCKED
+                committing[c] = PCP_UNLOCKED
     return marked
 
 
@@ -378,16 +403,6 @@ def learn_block_types(const uint8_t[:] kind, const int64_t[:] pfn, const int8_t[
             if (k == MM_PAGE_ALLOC or k == MM_PAGE_ALLOC_ZONE_LOCKED or k == MM_PAGE_PCPU_DRAIN) \
                     and 0 <= pfn[i] < end_pfn and migratetype[i] >= 0:
                 block_mt[pfn[i] >> block_shift] = migratetype[i] if migratetype[i] < MIGRATE_PCPTYPES else movable
-
-
-cdef inline Py_ssize_t zone_of(int64_t pfn, const int64_t[::1] zone_start, const int64_t[::1] zone_end) noexcept nogil:
-    # The zone (index into zone_start, ascending) whose span holds pfn: the last that
-    # starts at or below it, as kstate.UntracedPool.zone_of; -1 for none.
-    cdef Py_ssize_t b, z = -1
-    for b in range(zone_start.shape[0]):
-        if zone_start[b] <= pfn:
-            z = b
-    return z if z >= 0 and pfn < zone_end[z] else -1
 
 
 cdef inline Py_ssize_t close_refill_run(int64_t[:, ::1] run, int64_t[:, ::1] frees, int64_t[:, ::1] out,

@@ -945,11 +945,11 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     pcp_orders = _pcp_orders(first)             # the traced kernel's, as the first machine's
     kernel = _EventFigures(cpus, pcp_orders)
     # Frees that found their CPU's pcp locked (_replay.mark_pcp_locked_frees), and per
-    # CPU whether it is between a refill and the allocation it serves, and whether its
-    # last event was a batched free's commit.
+    # CPU the zone whose pcp->lock it holds between a refill and the allocation it
+    # serves, and inside a batched free's commits.
     locked: Counter = Counter()
-    locked_window = np.zeros(cpus, np.uint8)
-    committing = np.zeros(cpus, np.uint8)
+    locked_window = np.full(cpus, _replay.UNLOCKED, np.int16)
+    committing = np.full(cpus, _replay.UNLOCKED, np.int16)
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, pcp_orders)
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0,
                                       "relisted_pages": 0}
@@ -959,7 +959,9 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
         start.zoneinfo, cpus, pcp_orders, first.config.pcp_batch_scale_max,
         "decay_batched" in first.config.rule_flags)
     emulated = {label: _EventFigures(cpus, _pcp_orders(m)) for label, m in machines.items()}
-    zone_starts = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))[:2]
+    traced_zones = None if start is None else zone_table(real_zone_ranges(start.zoneinfo))
+    zone_starts = None if traced_zones is None else traced_zones[:2]
+    zone_spans = (_NONE, _NONE) if traced_zones is None else traced_zones[1:]   # a bare trace's: one zone
     compacting = np.zeros(cpus, bool) if start is not None and start.compaction else None
     kswapd = BalancePgdatRuns() if start is not None and start.kswapd else None
     free_highs = None if start is None else FreeHighDrains(start.zoneinfo, cpus)
@@ -971,8 +973,8 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
             ev = _on_node(ev, node, stats)
         kernel.add(ev)
         locked["frees"] += _replay.mark_pcp_locked_frees(ev["kind"], ev["cpu"], ev["pfn"], ev["order"],
-                                                         ev["percpu_refill"], kernel.pcp_orders, locked_window,
-                                                         committing)
+                                                         ev["percpu_refill"], kernel.pcp_orders,
+                                                         *zone_spans, locked_window, committing)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
         ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
         if zone_starts is not None:
