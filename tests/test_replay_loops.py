@@ -49,6 +49,7 @@ class RefMatcher:
         self.live = {}                  # pfn -> (slot, order) of a live traced allocation
         self.on_pcp = {}                # pfn -> the CPU of its last free (commit) or refill, since its last alloc or drain
         self.allocated = set()          # pfns whose last alloc or free was an alloc
+        self.untracked = {}             # pfn -> no event yet or its last its drain (default True)
         self.pool, self.next = [], 0
         self.counts = dict.fromkeys(_replay.MATCH_COUNTS, 0)
 
@@ -62,9 +63,13 @@ class RefMatcher:
         slots = iter(self.take(sum(1 for e in ev if e["kind"] == MM_PAGE_ALLOC and e["pfn"] >= 0)))
         seen = {}                       # pfn -> ("alloc", slot, order) or ("free", event index) in this batch
         out, untraced = [], []
-        self.pcp_owner = []
+        self.pcp_owner, self.unplaced = [], []
         for i, e in enumerate(ev):
             kind, pfn, order = int(e["kind"]), int(e["pfn"]), int(e["order"])
+            self.unplaced.append(int(kind == MM_PAGE_ALLOC and pfn >= 0 and self.untracked.get(pfn, True)))
+            if pfn >= 0 and (kind in (MM_PAGE_PCPU_DRAIN, MM_PAGE_FREE, MM_PAGE_ALLOC)
+                             or (kind == MM_PAGE_ALLOC_ZONE_LOCKED and e["percpu_refill"] == 1)):
+                self.untracked[pfn] = kind == MM_PAGE_PCPU_DRAIN
             self.pcp_owner.append(self.on_pcp.pop(pfn, -1) if kind == MM_PAGE_PCPU_DRAIN else -1)
             if kind == MM_PAGE_PCPU_DRAIN and seen.get(pfn, ("none",))[0] == "free":
                 seen[pfn] = ("free", -1)     # drained: no longer the free an allocation follows
@@ -123,10 +128,11 @@ def test_matching_gives_the_reference_ops_slots_and_counts(rows, cuts, untraced,
     for ev in _batches(rows, cuts):
         dec = sorted((p % (len(ev) + 1), c) for p, c in decays)
         pos, cpus = np.array([d[0] for d in dec], np.int64), np.array([d[1] for d in dec], np.int64)
-        ops, sel, upos, prev_free, pcp_owner = got.ops(ev, (pos, cpus))
+        ops, sel, upos, prev_free, unplaced, pcp_owner = got.ops(ev, (pos, cpus))
         want = ref.ops(ev, pos.tolist(), cpus.tolist())
         assert prev_free.tolist() == ref.prev_free
         assert pcp_owner.tolist() == ref.pcp_owner
+        assert unplaced.tolist() == ref.unplaced
         assert [[int(s), int(o["op"]), int(o["order"]), int(o["cpu"]), int(o["gfp"]), int(o["slot"])]
                 for s, o in zip(sel, ops)] == want
         assert upos.tolist() == [j for j, op in enumerate(want) if any(op is u for u in ref.untraced_ops)]
@@ -197,13 +203,14 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
     # refill run do not end it, across batches too) of a list whose start is known,
     # what the balance says it held, which then starts from empty; of that, up to the
     # frees of pageblocks of no type shown (block_mt -1) since the refill before move
-    # to the Unmovable list of the order.
+    # to the Unmovable list of the order. And the arrivals: a traced allocation of an
+    # unplaced page that takes a list whose start is known below empty.
     bal, need, exact = (np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.full(shape, -1, np.int64))
     rest = np.full(shape[:2], chain[0], np.int64)
     refilling = {}
     guessed = np.zeros(shape, np.int64)
     out, takes = [], []
-    for ev, at, untraced in batches:
+    for ev, at, untraced, unplaced in batches:
         keys = []
         for e in ev:
             kind, pfn, order, cpu = int(e["kind"]), int(e["pfn"]), int(e["order"]), int(e["cpu"])
@@ -249,11 +256,15 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
                     held = exact[z, c, li] + before
                     unmovable = pindex[0][int(list_pages[li]).bit_length() - 1]
                     moved = min(max(held, 0), guessed[z, c, li]) if 0 <= unmovable != li else 0
-                    taken.append((at[i], z, c, li, held, moved))
+                    taken.append((at[i], z, c, li, held, moved, 1))
                     before = bal[z, c, li] = -exact[z, c, li]
                     bal[z, c, unmovable] += moved
                 guessed[z, c, li] = 0
             bal[z, c, li] += delta
+            if ev[i]["kind"] == MM_PAGE_ALLOC and not untraced[i] and unplaced[at[i]] and exact[z, c, li] >= 0 \
+                    and exact[z, c, li] + bal[z, c, li] < 0:
+                taken.append((at[i], z, c, li, exact[z, c, li] + bal[z, c, li], 0, 0))
+                bal[z, c, li] = -exact[z, c, li]
             guessed[z, c, li] += guess
             if exact[z, c, li] < 0 and refill:
                 exact[z, c, li] = max(-before, 0)
@@ -267,7 +278,7 @@ def _ref_pcp_lists(batches, starts, ends, block_mt, shift, pindex, shape, list_p
                 exact[z, c, li] = max(-bal[z, c, li], 0)
             _ref_move_rest(rows, at[at_row], at_row, z, c, li, chain, exact, rest)
         out.append(np.array(rows, np.int64).reshape(-1, 7))
-        takes.append(np.array(taken, np.int64).reshape(-1, 6))
+        takes.append(np.array(taken, np.int64).reshape(-1, 7))
     return bal, need, exact, out, takes
 
 
@@ -322,10 +333,11 @@ def test_pcp_lists_add_holds_as_the_reference(rows, cuts, block_types, allocs, s
     merged, got = [], []
     for k, ev in enumerate(batches):
         bulk, with_bulk = _bulk(ev, allocs[k::len(batches)])
-        merged.append(with_bulk)
+        unplaced = (ev["pfn"] // 8 % 3 == 0).astype(np.uint8)      # as match would say, any pattern
+        merged.append((*with_bulk, unplaced))
         got.append(_replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                          ev["percpu_refill"], *bulk, starts, ends, block_mt, 5, 1, pindex, list_pages,
-                                         chain, bal, need, exact, rest, left, refilling, guessed))
+                                         chain, bal, need, exact, rest, left, refilling, guessed, unplaced))
     want = _ref_pcp_lists(merged, starts, ends, block_mt, 5, pindex, shape, list_pages, chain, want_left)
     assert (bal == want[0]).all() and (need == want[1]).all() and (exact == want[2]).all()
     assert (left == want_left).all()
@@ -352,7 +364,8 @@ def test_a_reveal_at_a_drain_goes_before_the_frees_that_set_it_off():
     none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
     got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                 ev["percpu_refill"], *none, starts, ends, np.array([1], np.int8), 5, 1, pindex,
-                                np.array([1, 2, 4, 8, 1, 2, 1], np.int64), np.array([4, 6, 0], np.int64), *state)
+                                np.array([1, 2, 4, 8, 1, 2, 1], np.int64), np.array([4, 6, 0], np.int64), *state,
+                                np.zeros(len(ev), np.uint8))
     # at event 1 (merged row 1), zone 0, CPU 0, from the waiting list 4 to list 0
     assert got[0].tolist() == [[1, 2, 0, 0, 4, 0, 0]]
 
@@ -373,7 +386,7 @@ def test_a_drain_shows_the_lists_it_passed_over_empty():
     got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                 ev["percpu_refill"], *none, np.array([0, 40], np.int64), np.array([40, 90], np.int64),
                                 np.array([1], np.int8), 5, 1, pindex, np.array([1, 2, 4, 8, 1, 2, 1], np.int64),
-                                np.array([4, 6, 0], np.int64), *state)
+                                np.array([4, 6, 0], np.int64), *state, np.zeros(len(ev), np.uint8))
     # list 2's block revealed from the waiting list, then the waiting list moved on
     assert got[0].tolist() == [[0, 0, 0, 0, 4, 2, 0], [0, 0, 0, 0, 4, 6, 1]]
     assert state[2][0, 0].tolist() == [-1, -1, 1, 0, 0, -1, -1] and state[3][0, 0] == 6
@@ -407,9 +420,9 @@ def test_a_refill_of_a_list_the_trace_still_holds_pages_on_is_an_untraced_take()
     taken = []
     for part, untraced in ((ev[:9], bulk), (ev[9:], none)):
         cols = (part["kind"], part["cpu"], part["pfn"], part["order"], part["migratetype"], part["percpu_refill"])
-        taken.append(_replay.pcp_lists_add(*cols, *untraced, *args, *state)[1].tolist())
-    # event 6, zone 0, CPU 0, pindex 0: one block; nothing in the second batch
-    assert taken == [[[6, 0, 0, 0, 1, 0]], []]        # its pageblock's type shown: none moved
+        taken.append(_replay.pcp_lists_add(*cols, *untraced, *args, *state, np.zeros(len(part), np.uint8))[1].tolist())
+    # event 6, zone 0, CPU 0, pindex 0: one block (at a refill); nothing in the second batch
+    assert taken == [[[6, 0, 0, 0, 1, 0, 1]], []]     # its pageblock's type shown: none moved
     # four blocks refilled and two freed, four allocated (one untraced) and one taken: one left
     assert state[0][0, 0, 0] == 1 and state[2][0, 0, 0] == 0
 
@@ -429,9 +442,30 @@ def test_frees_of_pageblocks_of_no_type_shown_that_a_refill_finds_gone_move_to_u
     none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
     got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
                                 ev["percpu_refill"], *none, np.array([0], np.int64), np.array([1 << 20], np.int64),
-                                block_mt, 9, 1, pindex, np.ones(7, np.int64), np.array([0, 1], np.int64), *state)
-    assert got[1].tolist() == [[5, 0, 0, 0, 3, 2]]   # event 5: held 3, of which 2 moved
+                                block_mt, 9, 1, pindex, np.ones(7, np.int64), np.array([0, 1], np.int64), *state,
+                                np.zeros(len(ev), np.uint8))
+    assert got[1].tolist() == [[5, 0, 0, 0, 3, 2, 1]]   # event 5: held 3, of which 2 moved
     assert state[0][0, 0, :2].tolist() == [1, 2]      # the new refill's block; the two moved
+
+
+def test_an_allocation_of_an_unplaced_page_off_a_list_shown_empty_is_an_arrival():
+    # CPU 0's Movable order-0 list (pindex 0): a refill tells its start (empty) and an
+    # allocation takes its block. The next allocation finds it empty by the trace: of
+    # a page no event put on a pcp list (a drained one, allocated again with no
+    # refill), a block came with no event; of a page a free put on another list (its
+    # pageblock's type named this one), none. The balance stays at empty either way
+    # but the second.
+    R, A = MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC
+    ev = _events([(R, 0, 1, 0, 1, 1), (A, 0, 1, 0, 1, 0), (A, 0, 2, 0, 1, 0), (A, 0, 3, 0, 1, 0)])
+    pindex = np.array([[-1] * 11, [0] + [-1] * 10, [-1] * 11], np.int64)
+    state = _lists_state()
+    none = (np.zeros(0, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.int64), np.zeros(0, np.int8))
+    got = _replay.pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
+                                ev["percpu_refill"], *none, np.array([0], np.int64), np.array([90], np.int64),
+                                np.array([1], np.int8), 5, 1, pindex, np.ones(7, np.int64), np.array([4, 6, 0], np.int64),
+                                *state, np.array([0, 0, 1, 0], np.uint8))
+    assert got[1].tolist() == [[2, 0, 0, 0, -1, 0, 0]]     # event 2: one block came
+    assert state[2][0, 0, 0] == 0 and state[0][0, 0, 0] == -1
 
 
 def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
@@ -444,7 +478,7 @@ def test_pcp_lists_add_refuses_untraced_allocations_out_of_order():
     one = (np.zeros(2, np.uint16), np.zeros(2, np.int64), np.zeros(2, np.int8))
     for at in ([2, 1], [0, 4]):
         with pytest.raises(ValueError, match="not ascending"):
-            _replay.pcp_lists_add(*cols, np.array(at, np.int64), *one, *args)
+            _replay.pcp_lists_add(*cols, np.array(at, np.int64), *one, *args, np.zeros(len(ev), np.uint8))
 
 
 @settings(max_examples=60, deadline=None)

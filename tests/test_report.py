@@ -248,6 +248,18 @@ def test_fidelity_says_where_the_emulated_count_was_set():
     assert "Normal CPU 1 none (the emulated zone was below high" in text
 
 
+def test_fidelity_says_what_allocations_showed_come_onto_the_pcp_lists():
+    from pcpemu.tools.reportrender import _fidelity_pcp_takes
+    takes = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0, "relisted_pages": 0,
+             "arrivals": 20, "arrived": {"split": 20}}
+    (kind, text), = _fidelity_pcp_takes(takes, "split")
+    assert kind == "p" and text.startswith("20 allocations took a pcp list") and "20 pages." in text
+    assert "0 pages." in _fidelity_pcp_takes(takes, "single")[0][1]
+    both = _fidelity_pcp_takes({**takes, "refills": 3, "pages": 9, "taken": {"split": 9}}, "split")
+    assert len(both) == 2 and both[0][1].startswith("At 3 refills") and both[1][1].startswith("20 allocations")
+    assert _fidelity_pcp_takes({k: v for k, v in takes.items() if k not in ("arrivals", "arrived")}, "split") == []
+
+
 def test_fidelity_says_what_refills_showed_gone_from_the_pcp_lists():
     from pcpemu.tools.reportrender import _fidelity_pcp_takes
     takes = {"refills": 17, "blocks": 336, "pages": 336, "taken": {"split": 241}, "fewer_than_none": 2,

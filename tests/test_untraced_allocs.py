@@ -35,7 +35,7 @@ def test_a_page_freed_twice_was_allocated_off_the_first_freeing_cpus_list():
         (MM_PAGE_FREE, 0, 400, 0, -1),               # 7: allocated before the trace: the untraced owner's
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos, prev_free, _ = m.ops(ev)
+    ops, sel, upos, prev_free, *_ = m.ops(ev)
     assert sel[upos].tolist() == [4, 6, 7]
     block_mt = np.zeros(8, np.int8)                  # pfns 100..500 lie in an Unmovable pageblock
     before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
@@ -54,7 +54,7 @@ def test_an_untraced_allocation_goes_before_its_free():
         (MM_PAGE_ALLOC, 1, 500, 0, 0),               # 3: CPU 1's next allocation comes after
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos, prev_free, _ = m.ops(ev)
+    ops, sel, upos, prev_free, *_ = m.ops(ev)
     before, cpu, _ = _untraced_alloc_at(ev, sel, upos, prev_free)
     assert sel[upos].tolist() == [2] and before.tolist() == [2] and cpu.tolist() == [1]
 
@@ -74,7 +74,7 @@ def test_a_page_drained_since_its_free_was_taken_after_the_refill_that_brought_i
         (MM_PAGE_FREE, 0, 100, 0, -1),               # 6: freed again
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos, prev_free, _ = m.ops(ev)
+    ops, sel, upos, prev_free, *_ = m.ops(ev)
     assert sel[upos].tolist() == [6] and prev_free.tolist() == [-1]
     before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
     assert before.tolist() == [6] and cpu.tolist() == [0] and src.tolist() == [4]
@@ -132,7 +132,7 @@ def test_untraced_pages_of_a_refill_leave_in_its_order():
         (MM_PAGE_FREE, 1, 200, 0, -1),               # 11: 200 freed untraced
     ])
     m = _Matcher(untraced=True)
-    ops, sel, upos, prev_free, _ = m.ops(ev)
+    ops, sel, upos, prev_free, *_ = m.ops(ev)
     assert sel[upos].tolist() == [6, 11]
     before, cpu, src = _untraced_alloc_at(ev, sel, upos, prev_free)
     # 102, the last page of its run: before its free; 200: before 201's allocation

@@ -148,6 +148,7 @@ cdef struct PfnEntry:
     int8_t order
     int8_t state
     int16_t pcp_cpu     # the CPU whose pcp list its last free or refill put it on; -1: none known
+    uint8_t untracked   # no event yet, or its last was its drain to the buddy
 
 
 cdef inline uint64_t pfn_slot(int64_t pfn, int shift) noexcept nogil:
@@ -214,6 +215,7 @@ cdef class PfnTable:
         self.entries[j].state = FREED
         self.entries[j].batch = -1
         self.entries[j].pcp_cpu = -1
+        self.entries[j].untracked = 1
         self.used += 1
         return &self.entries[j]
 
@@ -227,7 +229,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
           const int8_t[:] order, const uint32_t[:] gfp, const int8_t[:] percpu_refill,
           const int64_t[::1] alloc_slots, bint untraced, const int64_t[::1] decay_pos,
           const int64_t[::1] decay_cpu, uint8_t[::1] ops, int64_t[::1] sel, int64_t[::1] prev_free,
-          int16_t[::1] pcp_owner, int64_t[::1] counts):
+          int16_t[::1] pcp_owner, uint8_t[::1] unplaced, int64_t[::1] counts):
     """The ops of a batch: each free tied to its traced allocation, in trace order.
 
     An allocation takes the next of alloc_slots; a free of a live allocation of its
@@ -252,6 +254,9 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
         else -1.
     :param pcp_owner: out, per event: of a drain, its page's pcp owner (-1: not known);
         of any other event, -1.
+    :param unplaced: out, per event: 1 for an allocation of a page with no event
+        before it in the trace, or whose last was its drain to the buddy (no refill
+        or free put it on a pcp list since: PcpLists' arrivals), else 0.
     :param counts: added to, as MATCH_COUNTS.
     :return: the number of ops.
     """
@@ -272,14 +277,15 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                 break
             k = kind[i]
             pcp_owner[i] = -1
+            unplaced[i] = 0
             if pfn[i] >= 0 and (k == MM_PAGE_PCPU_DRAIN or (k == MM_PAGE_ALLOC_ZONE_LOCKED and percpu_refill[i] == 1)):
                 e = table.get(pfn[i])
                 if k == MM_PAGE_PCPU_DRAIN:
                     # Back in the buddy: an untraced allocation of it comes after
                     # a refill, not after the free that put it on the list.
-                    pcp_owner[i], e.pcp_cpu, e.free_at = e.pcp_cpu, -1, -1
+                    pcp_owner[i], e.pcp_cpu, e.free_at, e.untracked = e.pcp_cpu, -1, -1, 1
                 else:
-                    e.pcp_cpu = cpu[i]
+                    e.pcp_cpu, e.untracked = cpu[i], 0
                 continue
             if k == MM_PAGE_ALLOC:
                 if pfn[i] < 0:
@@ -288,7 +294,8 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                 e = table.get(pfn[i])
                 if e.state == LIVE:
                     counts[2] += 1      # its free is not in the trace
-                e.state, e.slot, e.order, e.pcp_cpu = LIVE, alloc_slots[a], order[i], -1
+                unplaced[i] = e.untracked
+                e.state, e.slot, e.order, e.pcp_cpu, e.untracked = LIVE, alloc_slots[a], order[i], -1, 0
                 a += 1
                 s = e.slot
             elif k == MM_PAGE_FREE_BATCHED:
@@ -315,7 +322,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                         s = -1
                         if e.batch == batch:
                             prev_free[nops] = e.free_at
-                e.state, e.batch, e.free_at, e.pcp_cpu = FREED, batch, i, cpu[i]
+                e.state, e.batch, e.free_at, e.pcp_cpu, e.untracked = FREED, batch, i, cpu[i], 0
                 if k == MM_PAGE_FREE_PCP_LOCKED:
                     e.free_at, e.pcp_cpu = -1, -1       # in the buddy, as if drained
                 if s == -2:
@@ -561,7 +568,7 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                   int block_shift, int movable, const int64_t[:, ::1] pindex, const int64_t[::1] list_pages,
                   const int64_t[::1] chain, int64_t[:, :, ::1] balance, int64_t[:, :, ::1] need,
                   int64_t[:, :, ::1] exact, int64_t[:, ::1] rest, int64_t[:, ::1] left, int64_t[::1] refilling,
-                  int64_t[:, :, ::1] guessed):
+                  int64_t[:, :, ::1] guessed, const uint8_t[::1] unplaced):
     """Take in a batch of events, in trace order, with the order-0 allocations the
     kernel did not trace (alloc_pages_bulk) merged in, and say where the pages each
     CPU's pcp held when the trace began show up (pcpemu.runs.kstate.PcpLists).
@@ -595,6 +602,13 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     two the trace cannot say; where it was seen, holdout set 13's mix, the frees'
     pageblocks that events named later were Unmovable, 5,212 of 5,214).
 
+    The other way round, a traced allocation of a page no event had put on a pcp
+    list (unplaced: none before it, or its last its drain to the buddy) that takes a
+    list whose start is known below empty took a block that came onto it with no
+    event (drained pages the kernel allocates again with no refill between): an
+    arrival row, and the balance stays at empty. (A page a free put on another list
+    than the one its pageblock's type names is no arrival.)
+
     :param bulk_at: the event index each untraced allocation goes before (len(kind):
         at the end), ascending; equal ones in the order given.
     :param bulk_cpu: its CPU; bulk_pfn: its page; bulk_mt: the list's migratetype.
@@ -603,13 +617,15 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
         none), from batch to batch.
     :param guessed: per (zone, cpu, list), the guessed frees since it was last known
         empty, from batch to batch.
+    :param unplaced: per event, as match gives it.
     :return: the reveals, one row each: the event index it goes before, its sort key
         (twice the merged row it precedes; an untraced allocation s is merged row
         bulk_at[s] + s), zone, cpu, the pindex it takes from and puts on, and 1 when
         it moves every page; and the untraced takes, one row each: the refill's event
         index, zone, cpu, pindex, the blocks the trace held there (below zero: it
-        held fewer than none, a page it put on another list) and of those the ones
-        that moved to the Unmovable list.
+        held fewer than none, a page it put on another list), of those the ones
+        that moved to the Unmovable list, and 1; or an arrival's: the allocation's
+        event index, zone, cpu, pindex, minus the blocks that came, 0 and 0.
     """
     cdef Py_ssize_t n = kind.shape[0], nbulk = bulk_at.shape[0], i, j = 0, s = 0, z, c, r = 0
     cdef Py_ssize_t ncpu = balance.shape[1], nlists = balance.shape[2]
@@ -636,12 +652,14 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     # Rows written as found: a reveal per row at most, and a move of rest per list become known.
     out_arr = np.empty((2 * (n + nbulk) + exact.shape[0] * ncpu * nlists, 7), np.int64)
     cdef int64_t[:, ::1] out = out_arr
-    taken_arr = np.empty((n, 6), np.int64)
+    taken_arr = np.empty((n, 7), np.int64)
     cdef int64_t[:, ::1] taken = taken_arr
     cdef Py_ssize_t t = 0
     cdef int64_t held
     if bulk_cpu.shape[0] != nbulk or bulk_pfn.shape[0] != nbulk or bulk_mt.shape[0] != nbulk:
         raise ValueError("the untraced allocations' arrays differ in length")
+    if unplaced.shape[0] != n:
+        raise ValueError(f"{n} events but {unplaced.shape[0]} unplaced flags")
     for s in range(nbulk):
         if not 0 <= bulk_at[s] <= n or (s and bulk_at[s] < bulk_at[s - 1]):
             raise ValueError(f"untraced allocation {s} goes before event {bulk_at[s]}: not ascending in 0..{n}")
@@ -715,12 +733,23 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
                             moved = 0
                         taken[t, 0], taken[t, 1], taken[t, 2], taken[t, 3], taken[t, 4], taken[t, 5] = \
                             at[i], z, c, li, held, moved
+                        taken[t, 6] = 1
                         t += 1
                         before -= held
                         if moved:
                             balance[z, c, unmovable] += moved
                 guessed[z, c, li] = 0
             run = before + delta[i]
+            if mkind[i] == MM_PAGE_ALLOC and not untraced[i] and unplaced[at[i]] and exact[z, c, li] >= 0 \
+                    and exact[z, c, li] + run < 0:
+                # An allocation off a list whose content is known, of more than its
+                # events put there: a block came onto it with no event (pages a drain
+                # left in the buddy, allocated again with no refill).
+                taken[t, 0], taken[t, 1], taken[t, 2], taken[t, 3], taken[t, 4], taken[t, 5] = \
+                    at[i], z, c, li, exact[z, c, li] + run, 0
+                taken[t, 6] = 0
+                t += 1
+                run = -exact[z, c, li]
             balance[z, c, li] = run
             if mguess[i] and delta[i] > 0:
                 guessed[z, c, li] += 1

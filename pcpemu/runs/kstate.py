@@ -714,14 +714,17 @@ class PcpLists:
         so that a free's list is the one its page shows in the whole read-ahead)."""
         self.pool.learn_events(ev)
 
-    def add(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> list[tuple]:
+    def add(self, ev: np.ndarray, unplaced: np.ndarray | None = None,
+            bulk: tuple[np.ndarray, ...] = _NO_BULK) -> list[tuple]:
         """Take in a batch of events of the first stretch, in trace order.
 
+        :param unplaced: per event, an allocation of a page no event had put on a pcp
+            list (replay._Matcher.ops; None: none).
         :param bulk: the order-0 allocations the kernel did not trace, merged in:
             (event index each goes before, ascending; cpu; pfn; the list's migratetype).
         :return: the untraced takes the batch shows (see :meth:`reveals`).
         """
-        return self.reveals(ev, bulk)[3]
+        return self.reveals(ev, unplaced, bulk)[3]
 
     def stream_from(self, seeded: Seed) -> None:
         """Past the first stretch: the waiting lists and pages where seed_pcp_lists put
@@ -743,17 +746,20 @@ class PcpLists:
         z = self.pool.names.index(zone)
         self.left[z, cpu] = max(self.left[z, cpu] + pages, 0)
 
-    def reveals(self, ev: np.ndarray, bulk: tuple[np.ndarray, ...] = _NO_BULK) -> tuple[np.ndarray, ...]:
+    def reveals(self, ev: np.ndarray, unplaced: np.ndarray | None = None,
+                bulk: tuple[np.ndarray, ...] = _NO_BULK) -> tuple[np.ndarray, ...]:
         """Take in a batch of events past the first stretch, in trace order.
 
-        :param bulk: as for :meth:`add`.
+        :param unplaced, bulk: as for :meth:`add`.
         :return: the OP_PCP_REVEAL ops the batch calls for, the event index each goes
             before and its sort key among the untraced allocations (bulk s: 2 *
             (at[s] + s) + 1); and the untraced takes: per refill of a list the trace
             still held blocks on (rmqueue_bulk refills only an empty list), (event
             index, zone, cpu, migratetype, order, blocks, of those the ones that went to
-            the Unmovable list), blocks below zero where the trace held fewer than none
-            (a page it put on another list).
+            the Unmovable list, True), blocks below zero where the trace held fewer
+            than none (a page it put on another list); and per allocation off a list
+            the trace shows empty, (event index, zone, cpu, migratetype, order, minus
+            the blocks that came onto it with no event, 0, False).
         """
         at, cpu, pfn, mt = bulk
         out, taken = pcp_lists_add(ev["kind"], ev["cpu"], ev["pfn"], ev["order"], ev["migratetype"],
@@ -762,14 +768,15 @@ class PcpLists:
                                    np.ascontiguousarray(mt, np.int8), self.pool.starts, self.pool.ends,
                                    self.pool.block_mt, PAGEBLOCK_ORDER, _MOVABLE, self.pindex, 1 << self.list_order,
                                    self.chain, self.balance, self.need, self.exact, self.rest, self.left,
-                                   self.refilling, self.guessed)
+                                   self.refilling, self.guessed,
+                                   np.zeros(len(ev), np.uint8) if unplaced is None else unplaced)
         ops = np.zeros(len(out), OP_DTYPE)
         src, dst = out[:, 4], out[:, 5]
         ops["op"], ops["cpu"], ops["order"] = OP_PCP_REVEAL, out[:, 3], self.list_order[dst]
         ops["gfp"] = pcp_reveal_gfp(self.zone_idx[out[:, 2]], self.list_mt[src], self.list_mt[dst], out[:, 6],
                                     self.list_order[src])
-        takes = [(at, self.pool.names[z], c, MIGRATETYPE_NAMES[self.list_mt[li]], int(self.list_order[li]), n, moved)
-                 for at, z, c, li, n, moved in taken.tolist()]
+        takes = [(at, self.pool.names[z], c, MIGRATETYPE_NAMES[self.list_mt[li]], int(self.list_order[li]), n, moved,
+                  bool(refill)) for at, z, c, li, n, moved, refill in taken.tolist()]
         return ops, out[:, 0], out[:, 1], takes
 
     def exact_lists(self) -> dict[tuple[str, int], set[int]]:

@@ -90,11 +90,12 @@ class _Matcher:
         self.missing_frees = 0
 
     def ops(self, ev: np.ndarray, decays: tuple[np.ndarray, np.ndarray] = (_NONE, _NONE),
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The op stream of one batch of events, the batch index of each op,
         (untraced mode) the positions of the frees of untraced pages in it, for
-        each of those the batch index of the same pfn's free before it, or -1, and
-        per event the pcp owner of a drained page (-1: not a drain, or not known;
+        each of those the batch index of the same pfn's free before it, or -1, per
+        event whether it allocates a page no event had put on a pcp list, and per
+        event the pcp owner of a drained page (-1: not a drain, or not known;
         _replay.match).
 
         :param decays: the vmstat worker runs (OP_DECAY) to put in: the batch index
@@ -106,10 +107,11 @@ class _Matcher:
         sel = np.empty(len(ops), np.int64)
         prev_free = np.full(len(ops), -1, np.int64)
         pcp_owner = np.empty(len(ev), np.int16)
+        unplaced = np.empty(len(ev), np.uint8)
         counts = np.zeros(len(_replay.MATCH_COUNTS), np.int64)
         n = _replay.match(self.table, self.batches, kind, ev["cpu"], pfn, ev["order"], ev["gfp"],
                           ev["percpu_refill"], alloc_slots, self.untraced, decays[0], decays[1], ops.view(np.uint8),
-                          sel, prev_free, pcp_owner, counts)
+                          sel, prev_free, pcp_owner, unplaced, counts)
         self.batches += 1
         ops, sel = ops[:n], sel[:n]
         got = dict(zip(_replay.MATCH_COUNTS, counts.tolist()))
@@ -124,7 +126,7 @@ class _Matcher:
         upos = frees[slot[frees] < 0]
         slot[upos] = self._take_slots(len(upos))
         self.pool = np.concatenate((self.pool, slot[frees]))
-        return ops, sel, upos, prev_free[upos], pcp_owner
+        return ops, sel, upos, prev_free[upos], unplaced, pcp_owner
 
     def _take_slots(self, n: int) -> np.ndarray:
         reuse = self.pool[:n]
@@ -156,6 +158,7 @@ class _Prepared(NamedTuple):
     upos: np.ndarray            # the untraced frees among the ops (_Matcher.ops)
     alloc_at: tuple             # where their untraced allocations go (_untraced_alloc_at)
     explicit: ExplicitDrains | None
+    unplaced: np.ndarray        # per event: an allocation of a page no event put on a pcp list (_Matcher.ops)
     free_high: tuple = ()       # the first free_high drains (FreeHighDrains.find)
 
     @property
@@ -480,7 +483,7 @@ def _pcp_prepass(batches: Iterator[np.ndarray], m: Machine, start: StartState,
         seen += len(ev)
     # The untraced allocations took pages off the lists too (_untraced_alloc_at).
     # Its untraced takes (PcpLists.reveals) wait for the replay of each batch.
-    takes = [lists.add(prepared.by_owner, _untraced_allocs(prepared, lists.pool.block_mt)[1])
+    takes = [lists.add(prepared.by_owner, prepared.unplaced, _untraced_allocs(prepared, lists.pool.block_mt)[1])
              for _, prepared in head]
     return [prepared for _, prepared in head], lists, takes
 
@@ -834,15 +837,26 @@ def _free_high_sync(found: list[dict[str, Any]], machines: dict[str, Machine], z
 
 
 def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
-                   blocks: int, relisted: int) -> Callable[[Machine], None] | None:
+                   blocks: int, relisted: int, at_refill: bool) -> Callable[[Machine], None] | None:
     # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): those
     # of pageblocks of no type shown move to the Unmovable list of the emulated pcp,
     # where the kernel's frees put them; an allocation the kernel did not trace took
-    # the rest, and takes as many off the emulated list. Fewer than none held is only
-    # counted (None: nothing to do).
-    if blocks < 0:
+    # the rest, and takes as many off the emulated list. Fewer than none held at a
+    # refill is only counted (None: nothing to do). An allocation off a list the trace
+    # shows empty: blocks came onto it with no event, and as many of the untraced
+    # owner's go on the emulated list before it (Machine.pcp_untraced_move).
+    if blocks < 0 and at_refill:
         found["fewer_than_none"] += 1
         return None
+    if blocks < 0:
+        found["arrivals"] += 1
+
+        def arrive(m: Machine) -> None:
+            label = _label_with_zone(machines, m, zone)
+            if label is not None:
+                found["arrived"][label] = found["arrived"].get(label, 0) + m.pcp_untraced_move(
+                    zone, cpu, -blocks << order, m.order_to_pindex(mt, order))
+        return arrive
     found["refills"] += 1
     found["blocks"] += blocks
     found["pages"] += blocks << order
@@ -952,6 +966,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
     committing = np.full(cpus, _replay.UNLOCKED, np.int16)
     traced_counts = None if start is None else TracedPcpCounts(start.zoneinfo, cpus, pcp_orders)
     untraced_takes: dict[str, Any] = {"refills": 0, "blocks": 0, "pages": 0, "taken": {}, "fewer_than_none": 0,
+                                      "arrivals": 0, "arrived": {},
                                       "relisted_pages": 0}
     refills = None if start is None else AllocFactorRefills(start.zoneinfo, cpus, pcp_orders,
                                                             first.config.pcp_batch_scale_max)
@@ -976,12 +991,12 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                                          ev["percpu_refill"], kernel.pcp_orders,
                                                          *zone_spans, locked_window, committing)
         decays = (_NONE, _NONE) if timer is None else timer.positions(ev)
-        ops, sel, upos, prev_free, pcp_owner = matcher.ops(ev, decays)
+        ops, sel, upos, prev_free, unplaced, pcp_owner = matcher.ops(ev, decays)
         if zone_starts is not None:
             _from_traced_zones(ops, sel, ev, zone_starts)
         p = _Prepared(ev, ops, sel, upos, _untraced_alloc_at(ev, sel, upos, prev_free),
                       find_explicit_drains(ev, pcp_owner, zone_starts, compacting,
-                                           None if traced_counts is None else traced_counts.count_after))
+                                           None if traced_counts is None else traced_counts.count_after), unplaced)
         if free_highs is not None:
             p = p._replace(free_high=tuple(free_highs.find(p.set_off, p.by_owner, traced_counts.count_after)))
         if traced_counts is not None:
@@ -1028,7 +1043,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                 if k < len(head):
                     reveals, takes = _NO_REVEALS, head_takes[k]
                 else:
-                    *reveals, takes = lists.reveals(prepared.by_owner, allocs)
+                    *reveals, takes = lists.reveals(prepared.by_owner, prepared.unplaced, allocs)
                 replayed["pcp_reveals"] += len(reveals[0])
                 ops, sel = _insert_untraced(ops, sel, bulk_ops, allocs[0], reveals)
             replayed["alloc"] += int(np.count_nonzero(ops["op"] == OP_ALLOC))

@@ -119,6 +119,12 @@ def _start_text(result: ReplayResult) -> list[str]:
                    "Unmovable list; the rest alloc_pages_bulk took with no event: taken off the emulated lists, "
                    f"pages {taken or 'none'}; {takes['fewer_than_none']:,} refills of lists the events held fewer "
                    "than none on (a page put on another list) only started the count again")
+    if takes and takes.get("arrivals"):
+        came = ", ".join(f"{label} {n:,}" for label, n in takes["arrived"].items())
+        out.append(f"  {takes['arrivals']:,} allocations took a pcp list the kernel's events showed empty, of a page "
+                   "no event had put on one (none before, or its last its drain to the buddy; no kernel path "
+                   f"found): a block came with no event, and the untraced owner's went on the emulated list first, "
+                   f"pages {came or 'none'}")
     kswapd = u.get("kswapd")
     if kswapd and kswapd["wakes"]:
         how = (f"ZONE_RECLAIM_ACTIVE set for {kswapd['held']:,} runs, each from its wake to kswapd's last event "

@@ -334,8 +334,26 @@ def _per_pcp(intro: str, cells: list[str]) -> list[Block]:
 
 
 def _fidelity_pcp_takes(takes: dict[str, Any] | None, policy: str) -> list[Block]:
-    # Pages a refill showed gone from a pcp list with no event.
-    if not takes or not takes["refills"]:
+    # Pages a refill showed gone from a pcp list with no event, and pages an allocation
+    # showed come onto one.
+    if not takes:
+        return []
+    return _fidelity_pcp_gone(takes, policy) + _fidelity_pcp_came(takes, policy)
+
+
+def _fidelity_pcp_came(takes: dict[str, Any], policy: str) -> list[Block]:
+    # A report.json from before session 18 has no arrivals: nothing said of them.
+    if not takes.get("arrivals"):
+        return []
+    return [("p", f"{takes['arrivals']:,} allocations took a pcp list the kernel's own events showed empty, of a "
+                  "page no event had put on a pcp list (none before it, or its last its drain to the buddy, with "
+                  "no refill between): pages came onto the list with no event, which no kernel path found "
+                  "explains. Before each, one of the untraced owner's blocks went on the emulated list: "
+                  f"{takes['arrived'].get(policy, 0):,} pages.")]
+
+
+def _fidelity_pcp_gone(takes: dict[str, Any], policy: str) -> list[Block]:
+    if not takes["refills"]:
         return []
     # A report.json from before session 13 has no relisted_pages: nothing said of them.
     relisted = takes.get("relisted_pages")
