@@ -685,7 +685,10 @@ class PcpLists:
     pages there (an OP_PCP_REVEAL op before the event; for a drain, before the frees
     that set it off), and when the trace shows the waiting list empty, what is still
     on it moves on to the next list of the chain (kstate._rest_chain) it has not
-    shown empty.
+    shown empty. Throughout, a list whose start is known tells, at a refill, blocks
+    that left it with no event (an untraced take) and, at an allocation of a page no
+    event put on a pcp list that takes it below empty, blocks that came onto it with
+    no event (an arrival).
     """
 
     def __init__(self, m: Machine, zoneinfo: dict) -> None:

@@ -836,27 +836,44 @@ def _free_high_sync(found: list[dict[str, Any]], machines: dict[str, Machine], z
     return sync
 
 
+def _pcp_takes_work(takes: list[tuple], found: dict[str, Any], machines: dict[str, Machine],
+                    sel: np.ndarray) -> list[tuple[int, Callable[[Machine], None]]]:
+    # The work PcpLists' untraced takes call for, each before the op of its event: at
+    # a refill (_untraced_take), or at an arrival (_arrival).
+    work = []
+    for at, zone, cpu, mt, order, blocks, moved, at_refill in takes:
+        fn = (_untraced_take(found, machines, zone, cpu, mt, order, blocks, moved) if at_refill
+              else _arrival(found, machines, zone, cpu, mt, order, -blocks))
+        if fn is not None:
+            work.append((int(np.searchsorted(sel, at, side="left")), fn))
+    return work
+
+
+def _arrival(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
+             blocks: int) -> Callable[[Machine], None]:
+    # An allocation off a pcp list the trace shows empty, of a page no event put on
+    # one (kstate.PcpLists): blocks came onto the list with no event, and as many of
+    # the untraced owner's go on the emulated list before it (Machine.pcp_untraced_move).
+    found["arrivals"] += 1
+
+    def arrive(m: Machine) -> None:
+        label = _label_with_zone(machines, m, zone)
+        if label is not None:
+            found["arrived"][label] = found["arrived"].get(label, 0) + m.pcp_untraced_move(
+                zone, cpu, blocks << order, m.order_to_pindex(mt, order))
+    return arrive
+
+
 def _untraced_take(found: dict[str, Any], machines: dict[str, Machine], zone: str, cpu: int, mt: str, order: int,
-                   blocks: int, relisted: int, at_refill: bool) -> Callable[[Machine], None] | None:
+                   blocks: int, relisted: int) -> Callable[[Machine], None] | None:
     # A refill of a pcp list the trace still held blocks on (kstate.PcpLists): those
     # of pageblocks of no type shown move to the Unmovable list of the emulated pcp,
     # where the kernel's frees put them; an allocation the kernel did not trace took
-    # the rest, and takes as many off the emulated list. Fewer than none held at a
-    # refill is only counted (None: nothing to do). An allocation off a list the trace
-    # shows empty: blocks came onto it with no event, and as many of the untraced
-    # owner's go on the emulated list before it (Machine.pcp_untraced_move).
-    if blocks < 0 and at_refill:
+    # the rest, and takes as many off the emulated list. Fewer than none held is only
+    # counted (None: nothing to do).
+    if blocks < 0:
         found["fewer_than_none"] += 1
         return None
-    if blocks < 0:
-        found["arrivals"] += 1
-
-        def arrive(m: Machine) -> None:
-            label = _label_with_zone(machines, m, zone)
-            if label is not None:
-                found["arrived"][label] = found["arrived"].get(label, 0) + m.pcp_untraced_move(
-                    zone, cpu, -blocks << order, m.order_to_pindex(mt, order))
-        return arrive
     found["refills"] += 1
     found["blocks"] += blocks
     found["pages"] += blocks << order
@@ -1056,8 +1073,7 @@ def replay(trace: str | os.PathLike[str] | BinaryIO, configs: Mapping[str, Kerne
                                             order0, float(ev["timestamp"][r]), start.pin_offset))
                          for r, z, c, how, pages, order0 in first_drains.find(prepared.set_off)]
             if lists is not None:
-                work += [(int(np.searchsorted(sel, at, side="left")), fn) for at, *take in takes
-                         if (fn := _untraced_take(untraced_takes, machines, *take)) is not None]
+                work += _pcp_takes_work(takes, untraced_takes, machines, sel)
             if refills is not None:
                 work += [(int(np.searchsorted(sel, at, side="left")), _alloc_factor_sync(row, machines))
                          for at, row in refills.find(prepared.by_owner)]
