@@ -145,6 +145,24 @@ def test_matching_gives_the_reference_ops_slots_and_counts(rows, cuts, untraced,
     assert not (untraced and got.skipped.get("free_before_trace"))
 
 
+def test_an_allocation_of_a_page_no_event_put_on_a_pcp_list_is_unplaced():
+    # Pages 1-5 allocated after: nothing (never seen), a drain, a refill, a free, a
+    # free that found the pcp locked (in the buddy, as if drained); page 1 again after
+    # its allocation and free. In a second batch page 2, drained in the first.
+    A, D, R, F = MM_PAGE_ALLOC, MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE
+    rows = [(D, 0, 2, 0, 1, 0), (R, 0, 3, 0, 1, 1), (F, 0, 4, 0, 1, 0), (F, 0, 5, 0, 1, 0),
+            (A, 0, 1, 0, 1, 0), (A, 0, 2, 0, 1, 0), (A, 0, 3, 0, 1, 0), (A, 0, 4, 0, 1, 0), (A, 0, 5, 0, 1, 0),
+            (F, 0, 1, 0, 1, 0), (A, 0, 1, 0, 1, 0), (D, 1, 6, 0, 1, 0)]
+    ev = _events(rows)
+    ev["kind"][3] = MM_PAGE_FREE_PCP_LOCKED
+    m = _Matcher(untraced=True)
+    *_, unplaced, _ = m.ops(ev)
+    assert np.flatnonzero(unplaced).tolist() == [4, 5, 8]
+    later = _events([(A, 1, 6, 0, 1, 0), (A, 1, 7, 0, 1, 0), (A, 1, 2, 0, 1, 0)])
+    *_, unplaced, _ = m.ops(later)
+    assert unplaced.tolist() == [1, 1, 0]       # page 2 was allocated since its drain
+
+
 def _ref_figures(batches, ops, pcp_orders):
     # Per CPU, in event order: a run of refills (or drains) is one call; any other
     # event on the CPU, or another op, ends it; extfrag does not.

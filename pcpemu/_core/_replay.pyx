@@ -148,7 +148,7 @@ cdef struct PfnEntry:
     int8_t order
     int8_t state
     int16_t pcp_cpu     # the CPU whose pcp list its last free or refill put it on; -1: none known
-    uint8_t untracked   # no event yet, or its last was its drain to the buddy
+    uint8_t untracked   # no event yet, or its last put it in the buddy (a drain, a free to the buddy)
 
 
 cdef inline uint64_t pfn_slot(int64_t pfn, int shift) noexcept nogil:
@@ -255,8 +255,9 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
     :param pcp_owner: out, per event: of a drain, its page's pcp owner (-1: not known);
         of any other event, -1.
     :param unplaced: out, per event: 1 for an allocation of a page with no event
-        before it in the trace, or whose last was its drain to the buddy (no refill
-        or free put it on a pcp list since: PcpLists' arrivals), else 0.
+        before it in the trace, or whose last put it in the buddy (its drain, or a
+        free that found the pcp locked; no refill or free put it on a pcp list
+        since: PcpLists' arrivals), else 0.
     :param counts: added to, as MATCH_COUNTS.
     :return: the number of ops.
     """
@@ -324,7 +325,7 @@ def match(PfnTable table, int64_t batch, const uint8_t[:] kind, const uint16_t[:
                             prev_free[nops] = e.free_at
                 e.state, e.batch, e.free_at, e.pcp_cpu, e.untracked = FREED, batch, i, cpu[i], 0
                 if k == MM_PAGE_FREE_PCP_LOCKED:
-                    e.free_at, e.pcp_cpu = -1, -1       # in the buddy, as if drained
+                    e.free_at, e.pcp_cpu, e.untracked = -1, -1, 1      # in the buddy, as if drained
                 if s == -2:
                     continue
             else:
