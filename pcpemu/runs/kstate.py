@@ -393,13 +393,14 @@ class FirstDrains:
         out = []
         mine: dict[int, tuple[np.ndarray, dict]] = {}          # per CPU: its events' indexes and fields
         runs = set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8))
-        for d in runs[_may_pin(ev, runs)].tolist():
+        ics = {c: np.flatnonzero(cpus == c) for c in np.unique(cpus[runs]).tolist()}
+        for d in runs[_may_pin(ev, runs, ics)].tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
             if self.done[z, c]:
                 continue
             if c not in mine:
-                ic = np.flatnonzero(cpus == c)
+                ic = ics[c]
                 mine[c] = ic, {f: ev[f][ic] for f in ("kind", "pfn", "order")}
             ic, evc = mine[c]
             x = int(np.searchsorted(ic, d)) - 1             # the CPU's event before the drain
@@ -458,15 +459,15 @@ def folio_prepared(kind: np.ndarray, pfn: np.ndarray, commit: int) -> int:
     return int(hit[-1]) if len(hit) else -1
 
 
-def _may_pin(ev: np.ndarray, found: np.ndarray) -> np.ndarray:
+def _may_pin(ev: np.ndarray, found: np.ndarray, ics: dict[int, np.ndarray]) -> np.ndarray:
     # Of the drain runs set_off_drains found, those FirstDrains looks at: after a
     # free of order 0, a vmstat worker run, or a folio batch's commit of a page an
     # order-0 mm_page_free of the batch shows. The others (mTHP frees set off
     # thousands) pin nothing (FirstDrains._by_free), and are left out in one pass.
+    # ics: per CPU of a run, the indexes of its events.
     kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
     keep = np.zeros(len(found), bool)
-    for c in np.unique(cpus[found]).tolist():
-        ic = np.flatnonzero(cpus == c)
+    for c, ic in ics.items():
         sel = cpus[found] == c
         x = ic[np.searchsorted(ic, found[sel]) - 1]        # the CPU's event before each run
         order0 = np.unique(pfn[ic][(kind[ic] == MM_PAGE_FREE) & (order[ic] == 0)])
