@@ -49,7 +49,7 @@ class RefMatcher:
         self.live = {}                  # pfn -> (slot, order) of a live traced allocation
         self.on_pcp = {}                # pfn -> the CPU of its last free (commit) or refill, since its last alloc or drain
         self.allocated = set()          # pfns whose last alloc or free was an alloc
-        self.untracked = {}             # pfn -> no event yet or its last its drain (default True)
+        self.untracked = {}             # pfn -> no event yet, or the last was its drain (default True)
         self.pool, self.next = [], 0
         self.counts = dict.fromkeys(_replay.MATCH_COUNTS, 0)
 

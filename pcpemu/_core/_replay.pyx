@@ -604,7 +604,7 @@ def pcp_lists_add(const uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[:]
     pageblocks that events named later were Unmovable, 5,212 of 5,214).
 
     The other way round, a traced allocation of a page no event had put on a pcp
-    list (unplaced: none before it, or its last its drain to the buddy) that takes a
+    list (unplaced: none before it, or its last one put it in the buddy) that takes a
     list whose start is known below empty took a block that came onto it with no
     event (drained pages the kernel allocates again with no refill between): an
     arrival row, and the balance stays at empty. (A page a free put on another list

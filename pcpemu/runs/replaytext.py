@@ -122,7 +122,7 @@ def _start_text(result: ReplayResult) -> list[str]:
     if takes and takes.get("arrivals"):
         came = ", ".join(f"{label} {n:,}" for label, n in takes["arrived"].items())
         out.append(f"  {takes['arrivals']:,} allocations took a pcp list the kernel's events showed empty, of a page "
-                   "no event had put on one (none before, or its last its drain to the buddy; no kernel path "
+                   "no event had put on one (none before, or the last one put it in the buddy; no kernel path "
                    f"found): a block came with no event, and the untraced owner's went on the emulated list first, "
                    f"pages {came or 'none'}")
     kswapd = u.get("kswapd")

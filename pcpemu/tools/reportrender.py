@@ -346,9 +346,9 @@ def _fidelity_pcp_came(takes: dict[str, Any], policy: str) -> list[Block]:
     if not takes.get("arrivals"):
         return []
     return [("p", f"{takes['arrivals']:,} allocations took a pcp list the kernel's own events showed empty, of a "
-                  "page no event had put on a pcp list (none before it, or its last its drain to the buddy, with "
-                  "no refill between): pages came onto the list with no event, which no kernel path found "
-                  "explains. Before each, one of the untraced owner's blocks went on the emulated list: "
+                  "page no event had put on a pcp list (none before it, or the last one put it in the buddy, with "
+                  "no refill between): pages came onto the list with no event (no kernel path that does so was "
+                  "found). Before each, one of the untraced owner's blocks went on the emulated list: "
                   f"{takes['arrived'].get(policy, 0):,} pages.")]
 
 
