@@ -80,7 +80,6 @@ def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
     """
     cdef Py_ssize_t i, j, r, n = kind.shape[0], marked = 0, ncpu = refilling.shape[0]
     cdef int c, k
-    cdef Py_ssize_t z
     cdef bint locked
     cdef Py_ssize_t[::1] after = np.full(n, n, np.intp)     # the next event on the same CPU
     cdef Py_ssize_t[::1] last = np.full(ncpu, -1, np.intp)
@@ -103,9 +102,8 @@ def mark_pcp_locked_frees(uint8_t[:] kind, const uint16_t[:] cpu, const int64_t[
                     refilling[c] = zone_of(pfn[i], zone_start, zone_end)
                 committing[c] = PCP_UNLOCKED
             elif k == MM_PAGE_FREE:
-                z = zone_of(pfn[i], zone_start, zone_end)
                 if refilling[c] != PCP_UNLOCKED:
-                    if refilling[c] == z and has_pcp_list(order[i], pcp_orders):
+                    if refilling[c] == zone_of(pfn[i], zone_start, zone_end) and has_pcp_list(order[i], pcp_orders):
                         kind[i] = MM_PAGE_FREE_PCP_LOCKED
                         marked += 1
                 elif committing[c] != PCP_UNLOCKED:
