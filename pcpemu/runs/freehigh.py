@@ -28,7 +28,7 @@ import numpy as np
 from .._replay import set_off_drains
 from ..kernel.config import PAGE_ALLOC_COSTLY_ORDER
 from ..kernel.ftrace import MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
-from .kstate import folio_prepared, pcp_batches, real_zone_ranges, zone_table
+from .kstate import CpuEvents, folio_prepared, pcp_batches, real_zone_ranges, zone_table
 
 __all__ = ["FreeHighDrains"]
 
@@ -102,13 +102,8 @@ class _Run:
         self.commit = commit                    # that commit: the free, or its mm_page_free_batched
 
 
-class _CpuEvents:
-    """One CPU's events of a batch (kind, pfn, order) and their indexes in it."""
-
-    def __init__(self, ev: np.ndarray, cpu: int) -> None:
-        self.cpu = cpu
-        self.index = np.flatnonzero(ev["cpu"] == cpu)
-        self.kind, self.pfn, self.order = (ev[f][self.index] for f in ("kind", "pfn", "order"))
+class _CpuEvents(CpuEvents):
+    """One CPU's events of a batch, read for its free_high runs."""
 
     def pfn_at(self, d: int) -> int:
         # The pfn of the batch's event d (one of this CPU's).

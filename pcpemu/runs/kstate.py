@@ -28,7 +28,7 @@ from .._replay import (carve_free_blocks, learn_block_types, pcp_count_moves, pc
                        set_off_drains)
 from ..machine import OP_DTYPE, OP_PCP_REVEAL, Machine, pcp_reveal_gfp
 
-__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "FirstDrains", "PcpLists", "Seed",
+__all__ = ["PAGEBLOCK_ORDER", "UNTRACED", "AllocFactorRefills", "CpuEvents", "FirstDrains", "PcpLists", "Seed",
            "TracedPcpCounts", "UntracedPool", "ZoneGrowth", "folio_prepared", "pcp_batches", "real_zone_ranges",
            "seed_machine", "seed_pcp_lists", "seed_zones", "zone_table"]
 
@@ -391,29 +391,24 @@ class FirstDrains:
         and of them the order-0 pages, which its order-0 lists held then (0 for a free)."""
         kind, cpus, pfn = ev["kind"], ev["cpu"], ev["pfn"]
         out = []
-        mine: dict[int, tuple[np.ndarray, dict]] = {}          # per CPU: its events' indexes and fields
         runs = set_off_drains(kind, cpus, pfn, self.starts, self.ends, self.done.view(np.uint8))
-        ics = {c: np.flatnonzero(cpus == c) for c in np.unique(cpus[runs]).tolist()}
-        for d in runs[_may_pin(ev, runs, ics)].tolist():
+        mine = {c: CpuEvents(ev, c) for c in np.unique(cpus[runs]).tolist()}
+        for d in runs[_may_pin(ev, runs, mine)].tolist():
             c = int(cpus[d])
             z = int(np.searchsorted(self.starts, pfn[d], side="right")) - 1
             if self.done[z, c]:
                 continue
-            if c not in mine:
-                ic = ics[c]
-                mine[c] = ic, {f: ev[f][ic] for f in ("kind", "pfn", "order")}
-            ic, evc = mine[c]
-            x = int(np.searchsorted(ic, d)) - 1             # the CPU's event before the drain
-            by_worker = evc["kind"][x] == VMSTAT_UPDATE
-            found = self._by_worker(evc, ic, x, z, c) if by_worker else self._by_free(evc, ic, x, z)
+            evc = mine[c]
+            x = int(np.searchsorted(evc.index, d)) - 1      # the CPU's event before the drain
+            by_worker = evc.kind[x] == VMSTAT_UPDATE
+            found = self._by_worker(evc, x, z, c) if by_worker else self._by_free(evc, x, z)
             if found is not None:
                 self.done[z, c] = True
                 out.append((found[0], z, c, "vmstat_update" if by_worker else "free", *found[1:]))
         return out
 
-    def _by_free(self, evc: dict, ic: np.ndarray, x: int, z: int) -> tuple[int, int, int] | None:
-        # evc: one CPU's events (kind, pfn, order), ic: their indexes in the batch.
-        kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
+    def _by_free(self, evc: CpuEvents, x: int, z: int) -> tuple[int, int, int] | None:
+        kind, pfn, order = evc.kind, evc.pfn, evc.order
         drain = x + 1
         if kind[x] == MM_PAGE_FREE_BATCHED:                 # committed after the frees of its batch
             x = folio_prepared(kind, pfn, x)
@@ -427,10 +422,10 @@ class FirstDrains:
         mine = (kind[run] == MM_PAGE_FREE) & (pfn[run] >= self.starts[z]) & (pfn[run] < self.ends[z]) \
             & (order[run] >= 0)
         freed = int((1 << order[run][mine].astype(np.int64))[self.pcp_orders[order[run][mine]]].sum())
-        return (int(ic[r]) if r > 0 else 0), freed, 0
+        return (int(evc.index[r]) if r > 0 else 0), freed, 0
 
-    def _by_worker(self, evc: dict, ic: np.ndarray, x: int, z: int, c: int) -> tuple[int, int, int] | None:
-        kind, pfn, order = evc["kind"], evc["pfn"], evc["order"]
+    def _by_worker(self, evc: CpuEvents, x: int, z: int, c: int) -> tuple[int, int, int] | None:
+        kind, pfn, order = evc.kind, evc.pfn, evc.order
         end = x + 1
         while end < len(kind) and kind[end] == MM_PAGE_PCPU_DRAIN:
             end += 1
@@ -441,7 +436,16 @@ class FirstDrains:
         drained = batched_to_drain(blocks.tolist(), batch) if batch else int(blocks.sum())
         if end == len(kind) or drained >= self.full_drain.get((self.names[z], c), 0):
             return None         # the run may go on in the next batch, or was capped
-        return int(ic[x]), drained, int((order[run][mine] == 0).sum())
+        return int(evc.index[x]), drained, int((order[run][mine] == 0).sum())
+
+
+class CpuEvents:
+    """One CPU's events of a batch (kind, pfn, order) and their indexes in it."""
+
+    def __init__(self, ev: np.ndarray, cpu: int) -> None:
+        self.cpu = cpu
+        self.index = np.flatnonzero(ev["cpu"] == cpu)
+        self.kind, self.pfn, self.order = (ev[f][self.index] for f in ("kind", "pfn", "order"))
 
 
 def folio_prepared(kind: np.ndarray, pfn: np.ndarray, commit: int) -> int:
@@ -459,18 +463,18 @@ def folio_prepared(kind: np.ndarray, pfn: np.ndarray, commit: int) -> int:
     return int(hit[-1]) if len(hit) else -1
 
 
-def _may_pin(ev: np.ndarray, found: np.ndarray, ics: dict[int, np.ndarray]) -> np.ndarray:
+def _may_pin(ev: np.ndarray, found: np.ndarray, mine: dict[int, CpuEvents]) -> np.ndarray:
     # Of the drain runs set_off_drains found, those FirstDrains looks at: after a
     # free of order 0, a vmstat worker run, or a folio batch's commit of a page an
     # order-0 mm_page_free of the batch shows. The others (mTHP frees set off
     # thousands) pin nothing (FirstDrains._by_free), and are left out in one pass.
-    # ics: per CPU of a run, the indexes of its events.
+    # mine: the events of each CPU a run is on.
     kind, cpus, pfn, order = ev["kind"], ev["cpu"], ev["pfn"], ev["order"]
     keep = np.zeros(len(found), bool)
-    for c, ic in ics.items():
+    for c, evc in mine.items():
         sel = cpus[found] == c
-        x = ic[np.searchsorted(ic, found[sel]) - 1]        # the CPU's event before each run
-        order0 = np.unique(pfn[ic][(kind[ic] == MM_PAGE_FREE) & (order[ic] == 0)])
+        x = evc.index[np.searchsorted(evc.index, found[sel]) - 1]     # the CPU's event before each run
+        order0 = np.unique(evc.pfn[(evc.kind == MM_PAGE_FREE) & (evc.order == 0)])
         keep[sel] = ((kind[x] == VMSTAT_UPDATE) | ((kind[x] == MM_PAGE_FREE) & (order[x] == 0))
                      | ((kind[x] == MM_PAGE_FREE_BATCHED) & np.isin(pfn[x], order0)))
     return keep
